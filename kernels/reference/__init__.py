@@ -1,0 +1,37 @@
+"""Readable NumPy reference kernels: the teaching version and the test oracle.
+
+Every function of `kernels/INTERFACE.md` lives here, with the exact signature the
+Numba backend (`kernels.jit`) also implements. Start with `conv.py` (im2col), then
+`batchnorm.py`, `pool.py` and `elementwise.py`.
+"""
+
+from .batchnorm import (
+    batch_norm_eval_backward,
+    batch_norm_eval_forward,
+    batch_norm_train_backward,
+    batch_norm_train_forward,
+)
+from .conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
+from .elementwise import relu_backward, relu_forward
+from .pool import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "batch_norm_train_forward",
+    "batch_norm_train_backward",
+    "batch_norm_eval_forward",
+    "batch_norm_eval_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "relu_forward",
+    "relu_backward",
+]

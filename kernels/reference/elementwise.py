@@ -1,0 +1,23 @@
+"""Elementwise kernels: ReLU.
+
+In the reference these are one-liners; the `jit` backend fuses them with neighbouring
+operations (e.g. the residual add), which is why they are kernels at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """out = max(x, 0), any shape; same dtype as x (NaN propagates, like PyTorch)."""
+    return np.maximum(x, x.dtype.type(0))
+
+
+def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """grad_x = grad_out where the ReLU was active (out > 0), else 0; any shape.
+
+    Uses the forward *output*, so the input need not be kept. At exactly 0 the
+    gradient is taken as 0, like PyTorch.
+    """
+    return np.where(out > 0, grad_out, grad_out.dtype.type(0))

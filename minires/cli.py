@@ -1,0 +1,44 @@
+"""The ``minires`` command. Each subcommand lives in its own module and is imported only
+when run, so ``minires --help`` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> ("module:function", one-line help). The function takes argv (list of str)
+# and returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "gradcheck": ("minires.commands.gradcheck:main", "gradient-check every built-in op"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: minires COMMAND [options]", "", "commands:"]
+    lines += [f"  {n:<{width}}  {h}" for n, (_, h) in COMMANDS.items()]
+    lines += ["", "Run 'minires COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``minires`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("--version", "-V"):
+        from minires import __version__
+
+        print(f"minires {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"minires: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[name][0].split(":")
+    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Small helpers shared by the ops: argument normalisation, input checks, un-broadcasting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minires.tensor import Tensor
+
+
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """Tensor from ``x``; Python scalars take the dtype of ``like`` (no silent promotion)."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and np.isscalar(x) and like.dtype.kind == "f":
+        return Tensor._wrap(np.asarray(x, dtype=like.dtype))
+    return Tensor(x)
+
+
+def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    """``3 -> (3, 3)``; checks that a pair really is two ints."""
+    if isinstance(value, int | np.integer):
+        return int(value), int(value)
+    if isinstance(value, tuple | list) and len(value) == 2 and all(
+        isinstance(v, int | np.integer) for v in value
+    ):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` over the axes NumPy broadcasting added or stretched, back to ``shape``.
+
+    If ``a`` of shape (3, 1) was added to ``b`` of shape (4, 3, 5), the output is (4, 3, 5)
+    and d out / d a sums over axis 0 (added) and axis 2 (stretched from 1).
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad.reshape(shape)
+
+
+def check_float(x: Tensor, op: str, name: str = "input") -> None:
+    """Ops on real values refuse integer/bool tensors with a clear message."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be float32 or float64, got {x.dtype}")
+
+
+def check_same_dtype(op: str, **tensors: Tensor | None) -> None:
+    """Like PyTorch, mixing float32 and float64 in one op is an error, not a silent cast."""
+    named = {k: t.dtype for k, t in tensors.items() if t is not None}
+    if len(set(named.values())) > 1:
+        desc = ", ".join(f"{k} {d}" for k, d in named.items())
+        raise TypeError(f"{op}: all inputs must have the same dtype, got {desc}")
+
+
+def check_ndim(x: Tensor, ndims: tuple[int, ...], op: str, name: str, layout: str) -> None:
+    """Raise a ValueError naming the expected layout when ``x.ndim`` is wrong."""
+    if x.ndim not in ndims:
+        raise ValueError(
+            f"{op}: expected {name} of {' or '.join(map(str, ndims))} dimensions ({layout}), "
+            f"got shape {x.shape}"
+        )
+
+
+def out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    """Output length of a conv/pool window sweep: floor((size + 2p - d(k-1) - 1)/s) + 1."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1

@@ -1,0 +1,264 @@
+"""Elementwise ops with NumPy broadcasting. Each backward un-broadcasts its gradient
+back to the shape of the input it belongs to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minires.autograd import Context, Function
+from minires.backend import kernels
+from minires.functional._util import as_tensor, unbroadcast
+from minires.tensor import Tensor
+
+
+class Add(Function):
+    """out = a + b"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sa, sb = ctx.shapes
+        return unbroadcast(g, sa), unbroadcast(g, sb)
+
+
+class Sub(Function):
+    """out = a - b"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sa, sb = ctx.shapes
+        return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+
+class Mul(Function):
+    """out = a * b"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        a, b = ctx.saved_tensors
+        ga = unbroadcast(g * b, np.shape(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, np.shape(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    """out = a / b"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        a, b = ctx.saved_tensors
+        ga = unbroadcast(g / b, np.shape(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), np.shape(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    """out = -a"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        return -a
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        return -g
+
+
+class Pow(Function):
+    """out = a ** b (elementwise; b may be a tensor)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        a, b, out = ctx.saved_tensors
+        ga = unbroadcast(g * b * a ** (b - 1), np.shape(a)) if ctx.needs_input_grad[0] else None
+        gb = None
+        if ctx.needs_input_grad[1]:
+            # d/db a^b = a^b log a; defined (as 0) where a == 0 and the term vanishes
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loga = np.where(a > 0, np.log(np.where(a > 0, a, 1)), np.nan)
+            gb = unbroadcast(np.nan_to_num(g * out * loga), np.shape(b))
+        return ga, gb
+
+
+class Exp(Function):
+    """out = exp(a)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return g * out
+
+
+class Log(Function):
+    """out = log(a)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (a,) = ctx.saved_tensors
+        return g / a
+
+
+class Tanh(Function):
+    """out = tanh(a)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        out = np.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return g * (1 - out * out)
+
+
+class Sigmoid(Function):
+    """out = 1 / (1 + exp(-a))"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        out = 0.5 * (1 + np.tanh(0.5 * a))  # stable for large |a|
+        ctx.save_for_backward(out)
+        return out.astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return g * out * (1 - out)
+
+
+class ReLU(Function):
+    """out = max(a, 0); the gradient passes where the output is positive."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        out = kernels().relu_forward(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return kernels().relu_backward(g, out)
+
+
+class Cast(Function):
+    """out = a as another dtype; the gradient is cast back."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, dtype: Any) -> np.ndarray:
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, None]:
+        return g.astype(ctx.dtype), None
+
+
+# -- functional wrappers -------------------------------------------------------------------
+
+
+def add(a: Any, b: Any) -> Tensor:
+    """a + b with broadcasting."""
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    return Add.apply(a, as_tensor(b, a))
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """a - b with broadcasting."""
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    return Sub.apply(a, as_tensor(b, a))
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b with broadcasting."""
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    return Mul.apply(a, as_tensor(b, a))
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """a / b with broadcasting."""
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    return Div.apply(a, as_tensor(b, a))
+
+
+def neg(a: Tensor) -> Tensor:
+    """-a"""
+    return Neg.apply(a)
+
+
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
+    """a ** b with broadcasting."""
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    return Pow.apply(a, as_tensor(b, a))
+
+
+def exp(a: Tensor) -> Tensor:
+    """Elementwise e^a."""
+    return Exp.apply(a)
+
+
+def log(a: Tensor) -> Tensor:
+    """Elementwise natural log."""
+    return Log.apply(a)
+
+
+def tanh(a: Tensor) -> Tensor:
+    """Elementwise tanh."""
+    return Tanh.apply(a)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """Elementwise logistic sigmoid."""
+    return Sigmoid.apply(a)
+
+
+def relu(a: Tensor) -> Tensor:
+    """Elementwise max(a, 0). Shape unchanged."""
+    return ReLU.apply(a)
+
+
+def cast(a: Tensor, dtype: Any) -> Tensor:
+    """``a`` converted to ``dtype`` (differentiable between float dtypes)."""
+    if np.dtype(dtype) == a.dtype:
+        return a
+    return Cast.apply(a, np.dtype(dtype))

@@ -1,0 +1,156 @@
+"""Ops that move values around without arithmetic: reshape, transpose, indexing,
+flatten, zero padding and concatenation. Their backward moves the gradient back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from minires.autograd import Context, Function
+from minires.tensor import Tensor
+
+
+class Reshape(Function):
+    """out = a.reshape(shape)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        ctx.shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(
+                f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+                f"into {tuple(shape)}"
+            ) from None
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return g.reshape(ctx.shape), None
+
+
+class Transpose(Function):
+    """out = a.transpose(axes)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
+        if axes is not None and sorted(int(x) % max(a.ndim, 1) for x in axes) != list(
+            range(a.ndim)
+        ):
+            raise ValueError(f"transpose: axes {axes} are not a permutation for shape {a.shape}")
+        ctx.axes = axes
+        return a.transpose(axes)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        inverse = None if ctx.axes is None else tuple(np.argsort(ctx.axes))
+        return g.transpose(inverse), None
+
+
+class GetItem(Function):
+    """out = a[index]; backward scatters (adding, so repeated indices accumulate)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, index: Any) -> np.ndarray:
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        return np.asarray(a[index])
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        grad = np.zeros(ctx.shape, dtype=ctx.dtype)
+        np.add.at(grad, ctx.index, g)
+        return grad, None
+
+
+class Pad(Function):
+    """Constant zero padding; ``pads`` is ((before, after), ...) for every axis."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, pads: tuple[tuple[int, int], ...], value: float):
+        ctx.slices = tuple(slice(b, b + n) for (b, _), n in zip(pads, a.shape))
+        return np.pad(a, pads, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return g[ctx.slices], None, None
+
+
+class Concat(Function):
+    """out = concatenate(tensors, axis); backward splits the gradient."""
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: np.ndarray, axis: int = 0) -> np.ndarray:
+        ctx.bounds = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        ctx.axis = axis
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return tuple(np.split(g, ctx.bounds, axis=ctx.axis))
+
+
+def reshape(a: Tensor, *shape: Any) -> Tensor:
+    """``a`` with a new shape (one entry may be -1); accepts ``reshape(a, 2, 3)`` or
+    ``reshape(a, (2, 3))``."""
+    if len(shape) == 1 and isinstance(shape[0], tuple | list):
+        shape = tuple(shape[0])
+    return Reshape.apply(a, tuple(int(s) for s in shape))
+
+
+def transpose(a: Tensor, *axes: Any) -> Tensor:
+    """Permute axes (reverse them when none are given), like ``ndarray.transpose``."""
+    if len(axes) == 1 and isinstance(axes[0], tuple | list):
+        axes = tuple(axes[0])
+    return Transpose.apply(a, tuple(int(x) for x in axes) if axes else None)
+
+
+def getitem(a: Tensor, index: Any) -> Tensor:
+    """``a[index]`` with NumPy indexing (slices, ints, integer/bool arrays)."""
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(a, index)
+
+
+def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
+    """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""
+    nd = x.ndim
+    start, end = start_dim % max(nd, 1), end_dim % max(nd, 1)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :]
+    return reshape(x, shape)
+
+
+def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
+    """Constant padding with PyTorch's argument order: ``pad`` lists (before, after) pairs
+    starting from the LAST axis, e.g. ``(0, 0, 0, 0, 0, 8)`` on NCHW appends 8 zero
+    channels (the option-A shortcut of CIFAR ResNets)."""
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: {tuple(pad)} must hold (before, after) pairs for <= {x.ndim} axes")
+    if any(int(p) < 0 for p in pad):
+        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
+    pads = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        pads[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    return Pad.apply(x, tuple(pads), value)
+
+
+def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Concatenate tensors along ``axis`` (shapes must agree elsewhere)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: needs at least one tensor")
+    ref = tensors[0].shape
+    ax = axis % len(ref)
+    for t in tensors[1:]:
+        if len(t.shape) != len(ref) or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != ax
+        ):
+            raise ValueError(
+                f"cat: shapes {[tuple(t.shape) for t in tensors]} differ outside axis {axis}"
+            )
+    return Concat.apply(*tensors, axis=ax)

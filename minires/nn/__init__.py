@@ -1,0 +1,34 @@
+"""Neural-network building blocks with PyTorch's names: Module, Parameter and layers."""
+
+from minires import functional
+from minires.nn import init
+from minires.nn.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Identity,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
+from minires.nn.module import Module, Parameter
+
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BatchNorm2d",
+    "Conv2d",
+    "Flatten",
+    "Identity",
+    "Linear",
+    "MaxPool2d",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "functional",
+    "init",
+]

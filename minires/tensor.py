@@ -1,0 +1,347 @@
+"""`Tensor`: an ndarray plus what autograd needs (``requires_grad``, ``grad``, ``grad_fn``).
+
+Every operator on a Tensor is a `Function` from `minires.functional`; this file only
+holds the container and the plumbing (dtype rules, ``backward``, hooks).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from minires import autograd
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """Apply the design's dtype rules.
+
+    ndarrays keep their dtype (float16 is widened to float32); Python scalars and lists
+    become float32 unless ``dtype`` says otherwise.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.array(data, dtype=dtype)
+    if isinstance(data, np.ndarray | np.generic):
+        arr = np.asarray(data)
+        if arr.dtype == np.float16:
+            arr = arr.astype(np.float32)
+        return arr
+    arr = np.asarray(data)
+    if arr.dtype.kind in "biuf":
+        return arr.astype(np.float32) if arr.dtype.kind != "b" else arr
+    raise TypeError(f"cannot make a Tensor from {type(data).__name__} (dtype {arr.dtype})")
+
+
+class Tensor:
+    """A multi-dimensional array that records the ops applied to it for backprop.
+
+    Args:
+        data: array-like. float64 stays float64, float32 stays float32; Python scalars
+            and lists become float32. Integer arrays are allowed (targets, indices) but
+            cannot require grad.
+        requires_grad: whether gradients should be accumulated into ``.grad``.
+    """
+
+    __array_priority__ = 1000  # make `ndarray + Tensor` call Tensor.__radd__
+    __slots__ = ("data", "grad", "grad_fn", "_requires_grad", "_hooks", "__weakref__")
+
+    def __init__(self, data: Any, requires_grad: bool = False):
+        self.data: np.ndarray = _to_array(data)
+        self.grad: np.ndarray | None = None
+        self.grad_fn: autograd.Node | None = None
+        self._hooks: list[Callable[[np.ndarray], np.ndarray | None]] = []
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, data: np.ndarray, grad_fn: autograd.Node | None = None) -> Tensor:
+        """Wrap an op's output without copying or re-applying the dtype rules."""
+        t = cls.__new__(cls)
+        t.data = data
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._hooks = []
+        t._requires_grad = grad_fn is not None
+        return t
+
+    # -- autograd state ------------------------------------------------------------------
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether this tensor takes part in backprop."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self.data.dtype not in _FLOAT_DTYPES:
+            raise TypeError(
+                f"only float32/float64 tensors can require grad, this one is {self.data.dtype}"
+            )
+        if not value and self.grad_fn is not None:
+            raise RuntimeError("cannot clear requires_grad of a non-leaf tensor; use .detach()")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, value: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place and return self."""
+        self.requires_grad = value
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors created by the user (not by an op)."""
+        return self.grad_fn is None
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Backpropagate from this tensor.
+
+        Args:
+            grad: d(something)/d(self), an ndarray or Tensor of ``self.shape``; may be
+                omitted for a one-element tensor (then it is 1).
+            retain_graph: keep the saved buffers so backward can run through the graph again.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "this tensor does not require grad and has no grad_fn: nothing to backprop "
+                "(did you forget requires_grad=True on an input or parameter?)"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for one-element outputs; this output "
+                    f"has shape {self.shape}: pass grad=... of that shape"
+                )
+            seed = np.ones_like(self.data)
+        else:
+            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+            if seed.shape != self.shape:
+                raise ValueError(
+                    f"backward: grad has shape {seed.shape} but the output has shape {self.shape}"
+                )
+            seed = seed.astype(self.dtype, copy=False)
+        autograd.backward(self, seed, retain_graph=retain_graph)
+
+    def _accumulate(self, g: np.ndarray) -> None:
+        g = np.asarray(g, dtype=self.dtype)
+        if self.grad is None:
+            self.grad = np.array(g, copy=True)  # own the memory: later += must not alias
+        else:
+            self.grad += g
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on a non-leaf tensor, so the gradient arriving at an activation
+        can be inspected after backward. No-op on leaves (they keep theirs anyway)."""
+        if self.grad_fn is not None:
+            self.grad_fn.retained = weakref.ref(self)
+
+    def register_hook(self, hook: Callable[[np.ndarray], np.ndarray | None]) -> Callable[[], None]:
+        """Call ``hook(grad)`` when the gradient w.r.t. this tensor is computed.
+
+        The hook may return a replacement gradient. Returns a function that removes it.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        hooks = self._hooks if self.grad_fn is None else self.grad_fn.hooks
+        hooks.append(hook)
+
+        def remove() -> None:
+            if hook in hooks:
+                hooks.remove(hook)
+
+        return remove
+
+    def detach(self) -> Tensor:
+        """A new leaf tensor sharing this data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient."""
+        self.grad = None
+
+    # -- array-like access ---------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def numel(self) -> int:
+        """Number of elements."""
+        return self.data.size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def numpy(self) -> np.ndarray:
+        """The underlying ndarray (shared, not copied)."""
+        return self.data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a one-element tensor, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def float(self) -> Tensor:
+        """Cast to float32 (differentiable)."""
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        """Cast to float64 (differentiable)."""
+        return self.astype(np.float64)
+
+    def astype(self, dtype: Any) -> Tensor:
+        """Cast to ``dtype``; differentiable between float dtypes."""
+        return _F().cast(self, dtype)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(")
+        extra = ""
+        if self.data.dtype != np.float32:
+            extra += f", dtype={self.data.dtype}"
+        if self.grad_fn is not None:
+            extra += f", grad_fn=<{self.grad_fn.name()}Backward>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    # -- operators: each one is a Function in minires.functional ---------------------------
+
+    def __add__(self, other: Any) -> Tensor:
+        return _F().add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _F().add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _F().sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _F().sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _F().mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _F().mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _F().div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _F().div(other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _F().pow(self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _F().pow(other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _F().matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _F().matmul(other, self)
+
+    def __neg__(self) -> Tensor:
+        return _F().neg(self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return _F().getitem(self, index)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (all if None)."""
+        return _F().sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis`` (all if None)."""
+        return _F().mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Maximum over ``axis`` (all if None); ties share the gradient."""
+        return _F().max(self, axis, keepdims)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        """Same values, new shape (one entry may be -1)."""
+        return _F().reshape(self, *shape)
+
+    view = reshape
+
+    def transpose(self, *axes: Any) -> Tensor:
+        """Permute the axes (reverse them if none given)."""
+        return _F().transpose(self, *axes)
+
+    @property
+    def T(self) -> Tensor:
+        """The axes reversed (the matrix transpose for 2-D)."""
+        return _F().transpose(self)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge axes ``start_dim..end_dim`` into one (all by default, like torch)."""
+        return _F().flatten(self, start_dim, end_dim)
+
+    def relu(self) -> Tensor:
+        """max(self, 0)."""
+        return _F().relu(self)
+
+    def exp(self) -> Tensor:
+        """e ** self."""
+        return _F().exp(self)
+
+    def log(self) -> Tensor:
+        """Natural logarithm."""
+        return _F().log(self)
+
+    def tanh(self) -> Tensor:
+        """Hyperbolic tangent."""
+        return _F().tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        """Logistic sigmoid."""
+        return _F().sigmoid(self)
+
+    # Identity semantics for hashing: tensors are graph nodes, usable as dict keys.
+    __hash__ = object.__hash__
+
+
+_functional = None
+
+
+def _F() -> Any:
+    """minires.functional, imported on first use (it imports this module)."""
+    global _functional
+    if _functional is None:
+        from minires import functional
+
+        _functional = functional
+    return _functional
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Make a leaf Tensor (copies ``data``), like ``torch.tensor``."""
+    arr = _to_array(data, dtype)
+    if arr is data or (isinstance(data, np.ndarray) and np.shares_memory(arr, data)):
+        arr = arr.copy()
+    return Tensor(arr, requires_grad=requires_grad)
