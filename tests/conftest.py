@@ -1,0 +1,26 @@
+"""Shared test settings: hypothesis without deadlines (JIT compiles make first calls slow),
+a seeded minires RNG per test, and a `torch` fixture that skips with a clear reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+import minires as mr
+
+settings.register_profile("default", deadline=None, max_examples=25, derandomize=True)
+settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    mr.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+@pytest.fixture
+def torch():
+    """The torch module, or a skip saying why the oracle test did not run."""
+    return pytest.importorskip("torch", reason="PyTorch not installed: torch-oracle test skipped")
