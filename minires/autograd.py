@@ -283,4 +283,3 @@ def iter_graph(root: Tensor) -> Iterator[Node]:
     """Yield the nodes of the graph behind ``root``, output first (for printing/teaching)."""
     if root.grad_fn is not None:
         yield from _topological_order(root.grad_fn)
-

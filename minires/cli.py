@@ -10,6 +10,7 @@ import sys
 # and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "gradcheck": ("minires.commands.gradcheck:main", "gradient-check every built-in op"),
+    "summary": ("minires.commands.summary:main", "parameter and multiply-add table of models"),
 }
 
 

@@ -240,7 +240,9 @@ def _elementwise(fn, inputs, checked, y0, us, eps, atol, rtol) -> list[InputRepo
 def _compare(i, shape, analytic, numeric, kinks, atol, rtol) -> InputReport:
     """Worst element of one input over all projections; kink elements are excluded."""
     abs_err = np.abs(analytic - numeric)
-    rel_err = abs_err / np.maximum(np.abs(numeric), 1e-12)
+    # Relative to |numeric|, but never to less than atol: a gradient that is ~0 has no
+    # meaningful relative error.
+    rel_err = abs_err / np.maximum(np.abs(numeric), atol)
     bad = abs_err > atol + rtol * np.abs(numeric)
     for k in kinks:
         bad[(slice(None),) + k] = False
@@ -248,8 +250,8 @@ def _compare(i, shape, analytic, numeric, kinks, atol, rtol) -> InputReport:
         rel_err[(slice(None),) + k] = 0.0
     rep = InputReport(i, tuple(shape), kinks=kinks)
     if abs_err.size:
-        flat = int(np.argmax(np.where(bad, np.inf, abs_err))) if bad.any() else int(
-            np.argmax(abs_err)
+        flat = (
+            int(np.argmax(np.where(bad, np.inf, abs_err))) if bad.any() else int(np.argmax(abs_err))
         )
         where = np.unravel_index(flat, abs_err.shape)
         rep.max_abs_error = float(abs_err.max())
@@ -274,8 +276,11 @@ def _fast(fn, inputs, checked, y0, eps, atol, rtol, rng) -> list[InputReport]:
         y_minus = _evaluate(fn, inputs)
         x[...] = orig
         numeric = float(u[0] @ (y_plus - y_minus) / (2 * eps))
-        kinks = [()] if _kink((y0 - y_minus) @ u[0] / eps, (y_plus - y0) @ u[0] / eps,
-                              atol, rtol) else []
+        kinks = (
+            [()]
+            if _kink((y0 - y_minus) @ u[0] / eps, (y_plus - y0) @ u[0] / eps, atol, rtol)
+            else []
+        )
         a = float(np.sum(analytic[slot][0] * v))
         rep = _compare(i, x.shape, np.array([a]), np.array([numeric]), [], atol, rtol)
         rep.worst_index, rep.kinks = None, kinks

@@ -41,7 +41,9 @@ def _flatten(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
             if not isinstance(k, str):
                 raise TypeError(f"save: dict keys must be strings, got {k!r} at {path or 'top'}")
         return {
-            "__dict__": [[k, _flatten(v, f"{path}.{k}" if path else k, arrays)] for k, v in obj.items()]
+            "__dict__": [
+                [k, _flatten(v, f"{path}.{k}" if path else k, arrays)] for k, v in obj.items()
+            ]
         }
     if isinstance(obj, list | tuple):
         kind = "__tuple__" if isinstance(obj, tuple) else "__list__"
@@ -97,6 +99,11 @@ def load(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load: no such file {str(path)!r}")
+    if not zipfile.is_zipfile(path):  # also what a truncated .npz looks like
+        raise ValueError(
+            f"load: {str(path)!r} is truncated or corrupt, or not a minires .npz file "
+            "(no valid zip archive found)"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             if MAGIC not in npz.files:

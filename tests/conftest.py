@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 import minires as mr
 
-settings.register_profile("default", deadline=None, max_examples=25, derandomize=True)
+# Our function-scoped fixtures (backend choice, torch module, seeding) are constant across
+# generated examples, so hypothesis' warning about them does not apply.
+settings.register_profile(
+    "default",
+    deadline=None,
+    max_examples=25,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 settings.load_profile("default")
 
 

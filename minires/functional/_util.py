@@ -22,8 +22,10 @@ def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]
     """``3 -> (3, 3)``; checks that a pair really is two ints."""
     if isinstance(value, int | np.integer):
         return int(value), int(value)
-    if isinstance(value, tuple | list) and len(value) == 2 and all(
-        isinstance(v, int | np.integer) for v in value
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, int | np.integer) for v in value)
     ):
         return int(value[0]), int(value[1])
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")

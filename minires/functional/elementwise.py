@@ -197,28 +197,38 @@ class Cast(Function):
 # -- functional wrappers -------------------------------------------------------------------
 
 
+def _binary(fn: type[Function], a: Any, b: Any) -> Tensor:
+    """Wrap scalars (taking the tensor operand's dtype) and check the shapes broadcast."""
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    b = as_tensor(b, a)
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"{fn.__name__.lower()}: shapes {a.shape} and {b.shape} do not broadcast "
+            "(trailing dimensions must be equal or 1)"
+        ) from None
+    return fn.apply(a, b)
+
+
 def add(a: Any, b: Any) -> Tensor:
     """a + b with broadcasting."""
-    a = as_tensor(a, b if isinstance(b, Tensor) else None)
-    return Add.apply(a, as_tensor(b, a))
+    return _binary(Add, a, b)
 
 
 def sub(a: Any, b: Any) -> Tensor:
     """a - b with broadcasting."""
-    a = as_tensor(a, b if isinstance(b, Tensor) else None)
-    return Sub.apply(a, as_tensor(b, a))
+    return _binary(Sub, a, b)
 
 
 def mul(a: Any, b: Any) -> Tensor:
     """a * b with broadcasting."""
-    a = as_tensor(a, b if isinstance(b, Tensor) else None)
-    return Mul.apply(a, as_tensor(b, a))
+    return _binary(Mul, a, b)
 
 
 def div(a: Any, b: Any) -> Tensor:
     """a / b with broadcasting."""
-    a = as_tensor(a, b if isinstance(b, Tensor) else None)
-    return Div.apply(a, as_tensor(b, a))
+    return _binary(Div, a, b)
 
 
 def neg(a: Tensor) -> Tensor:
@@ -228,8 +238,7 @@ def neg(a: Tensor) -> Tensor:
 
 def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
     """a ** b with broadcasting."""
-    a = as_tensor(a, b if isinstance(b, Tensor) else None)
-    return Pow.apply(a, as_tensor(b, a))
+    return _binary(Pow, a, b)
 
 
 def exp(a: Tensor) -> Tensor:

@@ -43,7 +43,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy semantics; a clear error when inner dimensions differ."""
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"matmul: operands must be at least 1-D, got shapes {a.shape} and {b.shape}"
+        )
     k_a = a.shape[-1]
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:

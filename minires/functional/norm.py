@@ -87,7 +87,9 @@ def batch_norm(
             raise ValueError(f"{op}: {name} must have shape ({c},), got {np.shape(v)}")
     for name, v in (("weight", weight), ("bias", bias)):
         if v is not None and v.shape != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for input {x.shape}, got {v.shape}")
+            raise ValueError(
+                f"{op}: {name} must have shape ({c},) for input {x.shape}, got {v.shape}"
+            )
     if training:
         count = x.size // c
         if count < 2:
@@ -102,4 +104,3 @@ def batch_norm(
     if running_mean is None or running_var is None:
         raise ValueError(f"{op}: eval mode needs running_mean and running_var")
     return BatchNormEval.apply(x, running_mean, running_var, weight, bias, float(eps))
-

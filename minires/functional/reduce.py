@@ -3,6 +3,8 @@ reduced axes (max: to the position of the maximum, split evenly between ties).""
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from minires.autograd import Context, Function
@@ -17,9 +19,9 @@ def _normalize_axis(axis: Axis, ndim: int) -> tuple[int, ...]:
     axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
     out = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < builtins.max(ndim, 1):
             raise ValueError(f"axis {a} is out of range for a tensor of {ndim} dimensions")
-        out.append(int(a) % max(ndim, 1))
+        out.append(int(a) % builtins.max(ndim, 1))
     return tuple(out)
 
 

@@ -1,0 +1,217 @@
+"""The autograd engine: graph walk, accumulation, freeing, hooks, Function, dtype rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minires as mr
+import minires.functional as F
+
+
+def test_residual_block_graph_accumulates_both_paths():
+    # y = x + f(x) with f(x) = w * x: dy/dx = 1 + w. The identity path contributes the "1".
+    x = mr.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    w = mr.tensor([0.5, 2.0, -1.0], requires_grad=True)
+    y = x + w * x
+    y.backward(np.ones(3, dtype=np.float32))
+    np.testing.assert_allclose(x.grad, 1 + w.data)
+    np.testing.assert_allclose(w.grad, x.data)
+
+
+def test_value_used_twice_accumulates():
+    x = mr.tensor(3.0, requires_grad=True)
+    y = x * x + x  # dy/dx = 2x + 1
+    y.backward()
+    assert x.grad == pytest.approx(7.0)
+
+
+def test_grads_accumulate_across_backward_calls_like_pytorch():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+
+
+def test_deep_chain_does_not_hit_recursion_limit():
+    x = mr.tensor(np.ones(4), requires_grad=True, dtype=np.float64)
+    h = x
+    for _ in range(3000):  # 3,000 residual "blocks": h = h + 0.001 * h
+        h = h + h * 0.001
+    h.sum().backward()
+    np.testing.assert_allclose(x.grad, np.full(4, 1.001**3000), rtol=1e-10)
+
+
+def test_backward_twice_without_retain_graph_is_a_clear_error():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * 2 * x.data)
+
+
+def test_buffers_freed_after_backward():
+    x = mr.tensor(np.ones((2, 2)), requires_grad=True)
+    y = x * x
+    node = y.grad_fn
+    y.sum().backward()
+    assert node.ctx._saved is None and node.freed
+
+
+def test_retain_grad_on_activation():
+    x = mr.tensor([1.0, -1.0, 2.0], requires_grad=True)
+    a = x * 2
+    a.retain_grad()
+    (a.relu() * 3).sum().backward()
+    np.testing.assert_allclose(a.grad, [3.0, 0.0, 3.0])
+    assert (x * 2).grad is None  # non-leaf without retain_grad keeps nothing
+
+
+def test_register_hook_sees_and_can_replace_gradient():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    h = x * 1.0
+    h.register_hook(lambda g: seen.append(g.copy()))
+    x.register_hook(lambda g: g * 10)
+    (h * 2).sum().backward()
+    np.testing.assert_allclose(seen[0], [2.0, 2.0])
+    np.testing.assert_allclose(x.grad, [20.0, 20.0])
+
+
+def test_hook_removal():
+    x = mr.tensor([1.0], requires_grad=True)
+    remove = x.register_hook(lambda g: g * 0)
+    remove()
+    (x * 2).sum().backward()
+    assert x.grad[0] == 2.0
+
+
+def test_no_grad_records_nothing():
+    x = mr.tensor([1.0], requires_grad=True)
+    with mr.no_grad():
+        y = x * 2
+    assert y.grad_fn is None and not y.requires_grad
+
+    @mr.no_grad()
+    def f(t):
+        return t * 2
+
+    assert f(x).grad_fn is None
+
+
+def test_parents_in_order_for_non_commutative_ops():
+    a = mr.tensor([6.0], requires_grad=True)
+    b = mr.tensor([2.0], requires_grad=True)
+    (a / b - b).sum().backward()
+    assert a.grad[0] == pytest.approx(0.5)
+    assert b.grad[0] == pytest.approx(-6.0 / 4 - 1)
+
+
+def test_dtype_rules():
+    assert mr.tensor(1.0).dtype == np.float32
+    assert mr.tensor([1, 2]).dtype == np.float32
+    assert mr.tensor(np.ones(2)).dtype == np.float64
+    assert mr.tensor(np.ones(2, np.float32)).dtype == np.float32
+    assert mr.tensor(np.array([1, 2])).dtype.kind == "i"
+    assert mr.tensor(1, dtype=np.float64).dtype == np.float64
+    with pytest.raises(TypeError, match="require grad"):
+        mr.tensor(np.array([1, 2]), requires_grad=True)
+    # A Python scalar does not promote a float32 tensor.
+    assert (mr.tensor([1.0]) * 2.5).dtype == np.float32
+    x = mr.tensor(np.ones(3, np.float32), requires_grad=True)
+    (x * 2.0).sum().backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_tensor_api_surface():
+    t = mr.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    assert t.shape == (2, 3) and t.ndim == 2 and t.numpy() is t.data
+    assert np.asarray(t).shape == (2, 3)
+    assert t.T.shape == (3, 2) and t.transpose(1, 0).shape == (3, 2)
+    assert t.sum().item() == 15.0
+    d = t.detach()
+    assert d.grad_fn is None and not d.requires_grad and np.shares_memory(d.data, t.data)
+    assert "grad_fn" in repr(t * 2)
+
+
+def test_ndarray_on_left_dispatches_to_tensor():
+    t = mr.tensor([1.0, 2.0], requires_grad=True)
+    out = np.array([3.0, 4.0], dtype=np.float32) * t
+    assert isinstance(out, mr.Tensor)
+    out.sum().backward()
+    np.testing.assert_allclose(t.grad, [3.0, 4.0])
+
+
+def test_nonscalar_backward_needs_grad_argument():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="one-element"):
+        (x * 2).backward()
+    with pytest.raises(ValueError, match="shape"):
+        (x * 2).backward(np.ones(3))
+    (x * 2).backward(mr.tensor([1.0, 1.0]))
+    np.testing.assert_allclose(x.grad, [2.0, 2.0])
+
+
+class Cube(mr.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+
+def test_user_function_and_needs_input_grad():
+    x = mr.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = Cube.apply(x)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [3.0, 12.0])
+    assert mr.gradcheck(Cube.apply, [mr.tensor(np.array([0.3, -1.2]), requires_grad=True)])
+
+    seen = {}
+
+    class Spy(mr.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            seen["needs"] = ctx.needs_input_grad
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g
+
+    Spy.apply(mr.tensor([1.0]), mr.tensor([2.0], requires_grad=True))
+    assert seen["needs"] == (False, True)
+
+
+def test_conv_skips_input_gradient_of_first_layer():
+    x = mr.tensor(np.random.randn(1, 2, 5, 5))  # images: no grad
+    w = mr.tensor(np.random.randn(3, 2, 3, 3), requires_grad=True)
+    F.conv2d(x, w).sum().backward()
+    assert x.grad is None and w.grad is not None
+
+
+def test_wrong_gradient_shape_from_user_function_is_reported():
+    class Bad(mr.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return np.ones(7)
+
+    x = mr.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(ValueError, match=r"Bad.backward.*\(7,\).*\(3,\)"):
+        Bad.apply(x).sum().backward()
