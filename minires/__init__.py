@@ -5,13 +5,14 @@ and ResNeXt work.
     import minires.functional as F
 """
 
-from minires import functional, nn
+from minires import functional, models, nn
 from minires.autograd import Context, Function, enable_grad, is_grad_enabled, no_grad
 from minires.backend import get_backend, set_backend, use_backend
 from minires.functional import cat
 from minires.gradcheck import GradcheckError, GradcheckResult, GradcheckWarning, gradcheck
 from minires.random import manual_seed
 from minires.serialization import load, save
+from minires.summary import summary
 from minires.tensor import Tensor, tensor
 
 __version__ = "0.1.0"
@@ -31,10 +32,12 @@ __all__ = [
     "is_grad_enabled",
     "load",
     "manual_seed",
+    "models",
     "nn",
     "no_grad",
     "save",
     "set_backend",
+    "summary",
     "tensor",
     "use_backend",
 ]

@@ -10,6 +10,9 @@ import sys
 # and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "gradcheck": ("minires.commands.gradcheck:main", "gradient-check every built-in op"),
+    "train": ("minires.commands.train:main", "train a model (digits or CIFAR-10), resumable"),
+    "experiment": ("minires.commands.experiment:main", "run a paper experiment (degradation)"),
+    "bench": ("minires.commands.bench:main", "time grouped vs dense vs depthwise conv (see benchmarks/)"),  # noqa: E501
     "summary": ("minires.commands.summary:main", "parameter and multiply-add table of models"),
 }
 

@@ -225,7 +225,7 @@ class Module:
             elif isinstance(current, np.ndarray) and current.ndim > 0:
                 current[...] = given[k].astype(current.dtype, copy=False)
             else:  # 0-d buffer (num_batches_tracked): replace, keeping the dtype
-                mod._buffers[name] = np.asarray(given[k], dtype=np.asarray(current).dtype)
+                mod._buffers[name] = np.array(given[k], dtype=np.asarray(current).dtype)
                 object.__setattr__(mod, name, mod._buffers[name])
         return _IncompatibleKeys(missing, unexpected)
 
