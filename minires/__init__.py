@@ -5,7 +5,7 @@ and ResNeXt work.
     import minires.functional as F
 """
 
-from minires import functional, models, nn
+from minires import analysis, data, functional, models, nn, optim
 from minires.autograd import Context, Function, enable_grad, is_grad_enabled, no_grad
 from minires.backend import get_backend, set_backend, use_backend
 from minires.functional import cat
@@ -18,6 +18,7 @@ from minires.tensor import Tensor, tensor
 __version__ = "0.1.0"
 
 __all__ = [
+    "analysis",
     "Context",
     "Function",
     "GradcheckError",
@@ -25,6 +26,7 @@ __all__ = [
     "GradcheckWarning",
     "Tensor",
     "cat",
+    "data",
     "enable_grad",
     "functional",
     "get_backend",
@@ -35,6 +37,7 @@ __all__ = [
     "models",
     "nn",
     "no_grad",
+    "optim",
     "save",
     "set_backend",
     "summary",

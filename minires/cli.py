@@ -10,6 +10,10 @@ import sys
 # and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "gradcheck": ("minires.commands.gradcheck:main", "gradient-check every built-in op"),
+    "explain": (
+        "minires.commands.explain:main",
+        "residual gradient decomposition and gradient flow on a small model",
+    ),
     "train": ("minires.commands.train:main", "train a model (digits or CIFAR-10), resumable"),
     "experiment": ("minires.commands.experiment:main", "run a paper experiment (degradation)"),
     "bench": ("minires.commands.bench:main", "time grouped vs dense vs depthwise conv (see benchmarks/)"),  # noqa: E501

@@ -37,9 +37,11 @@ def _flatten(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Mapping):
-        for k in obj:
-            if not isinstance(k, str):
-                raise TypeError(f"save: dict keys must be strings, got {k!r} at {path or 'top'}")
+        for k in obj:  # ints too: an optimizer's state is keyed by parameter index
+            if not isinstance(k, str | int) or isinstance(k, bool):
+                raise TypeError(
+                    f"save: dict keys must be str or int, got {k!r} at {path or 'top level'}"
+                )
         return {
             "__dict__": [
                 [k, _flatten(v, f"{path}.{k}" if path else k, arrays)] for k, v in obj.items()
@@ -52,7 +54,7 @@ def _flatten(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
         return obj
     raise TypeError(
         f"save: cannot store a {type(obj).__name__} at {path or 'top level'}; "
-        "only arrays, Tensors, numbers, strings, None, lists, tuples and str-keyed dicts"
+        "only arrays, Tensors, numbers, strings, None, lists, tuples and dicts with str/int keys"
     )
 
 

@@ -134,6 +134,7 @@ def test_save_load_roundtrip(tmp_path):
         "name": "x",
         "hist": [1.0, 2.0],
         "nested": {"t": (1, None)},
+        "state": {0: {"momentum": np.ones(2)}},
     }
     path = tmp_path / "ck.npz"
     mr.save(obj, path)
@@ -141,6 +142,7 @@ def test_save_load_roundtrip(tmp_path):
     assert back["epoch"] == 3 and back["lr"] == 0.1 and back["name"] == "x"
     assert back["hist"] == [1.0, 2.0] and back["nested"]["t"] == (1, None)
     assert list(back["model"]) == list(obj["model"])
+    assert list(back["state"]) == [0]  # int keys (optimizer state) survive
     for k, v in obj["model"].items():
         np.testing.assert_array_equal(back["model"][k], v)
         assert back["model"][k].dtype == v.dtype

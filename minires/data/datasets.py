@@ -1,0 +1,116 @@
+"""Named data sets with their recipes: `make_loaders("digits" | "cifar10" | "synthetic")`
+returns a train and a test `DataLoader` ready for a CIFAR-style ResNet, plus `DatasetInfo`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from minires.data import transforms as T
+from minires.data.cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, load_cifar10
+from minires.data.dataset import TensorDataset
+from minires.data.digits import DIGITS_CLASSES, digits_stats, load_digits
+from minires.data.loader import DataLoader
+
+DATASETS = ("digits", "cifar10", "synthetic")
+
+
+@dataclass
+class DatasetInfo:
+    """What a model needs to know about a data set (shape of one image, classes)."""
+
+    name: str
+    in_channels: int
+    image_size: int
+    num_classes: int
+    n_train: int
+    n_test: int
+    classes: list[str] = field(default_factory=list)
+    train_transform: str = ""
+    test_transform: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain dict (for JSON)."""
+        return asdict(self)
+
+
+def synthetic(
+    n: int = 256, num_classes: int = 10, channels: int = 1, size: int = 8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable toy image set: class k is a fixed random pattern plus noise.
+
+    Returns:
+        images (n, channels, size, size) float32, labels (n,) int64.
+    """
+    rng = np.random.default_rng(seed)
+    protos = rng.standard_normal((num_classes, channels, size, size)).astype(np.float32)
+    y = rng.integers(0, num_classes, n)
+    x = protos[y] + 0.5 * rng.standard_normal((n, channels, size, size)).astype(np.float32)
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def make_loaders(
+    name: str = "digits",
+    batch_size: int = 64,
+    seed: int = 0,
+    augment: bool | None = None,
+    root: str | os.PathLike | None = None,
+    test_batch_size: int = 500,
+) -> tuple[DataLoader, DataLoader, DatasetInfo]:
+    """Train and test loaders for a named data set.
+
+    Args:
+        name: ``"digits"`` (embedded 8x8 digits, 1x8x8, the default everywhere),
+            ``"cifar10"`` (local folder, 3x32x32; see `load_cifar10`) or
+            ``"synthetic"`` (random patterns, for tests).
+        batch_size: training batch size (the training loader shuffles, keeps the last
+            partial batch).
+        seed: seed of the shuffling and augmentation.
+        augment: random crop (and flip, for CIFAR) on the training set. Default: on for
+            CIFAR-10 (pad 4, crop 32, flip — He et al.), off for digits and synthetic.
+        root: CIFAR-10 folder (default ``$MINIRES_DATA`` or ``./data``).
+        test_batch_size: batch size of the (unshuffled) test loader.
+
+    Returns:
+        (train_loader, test_loader, info)
+    """
+    if name == "digits":
+        (xtr, ytr), (xte, yte) = load_digits("train"), load_digits("test")
+        mean, std = digits_stats()
+        norm = T.Normalize([mean], [std])
+        aug = [T.RandomCrop(8, padding=1)] if augment else []
+        train_tf, test_tf = T.Compose(aug + [norm]), norm
+        classes = DIGITS_CLASSES
+    elif name == "cifar10":
+        (xtr, ytr), (xte, yte) = load_cifar10(root, "train"), load_cifar10(root, "test")
+        norm = T.Normalize(CIFAR10_MEAN, CIFAR10_STD)
+        aug = (
+            [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+            if augment in (None, True)
+            else []
+        )
+        train_tf = T.Compose([T.ToFloat()] + aug + [norm])
+        test_tf = T.Compose([T.ToFloat(), norm])
+        classes = CIFAR10_CLASSES
+    elif name == "synthetic":
+        xall, yall = synthetic(384, seed=1)  # one draw: train and test share the prototypes
+        xtr, ytr, xte, yte = xall[:256], yall[:256], xall[256:], yall[256:]
+        aug = [T.RandomCrop(8, padding=1)] if augment else []
+        train_tf, test_tf = (T.Compose(aug) if aug else None), None
+        classes = [str(i) for i in range(10)]
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    train = DataLoader(
+        TensorDataset(xtr, ytr), batch_size, shuffle=True, seed=seed, transform=train_tf
+    )
+    test = DataLoader(
+        TensorDataset(xte, yte), test_batch_size, shuffle=False, seed=seed, transform=test_tf
+    )
+    info = DatasetInfo(
+        name=name, in_channels=int(xtr.shape[1]), image_size=int(xtr.shape[2]),
+        num_classes=len(classes), n_train=len(ytr), n_test=len(yte), classes=list(classes),
+        train_transform=repr(train_tf), test_transform=repr(test_tf),
+    )  # fmt: skip
+    return train, test, info

@@ -1,0 +1,115 @@
+"""`DataLoader`: mini-batches from a dataset, shuffled reproducibly, with batch transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from minires.data.dataset import Dataset, TensorDataset
+from minires.data.transforms import BatchTransform
+from minires.tensor import Tensor
+
+
+class DataLoader:
+    """Iterate over a dataset in mini-batches of `Tensor`\\ s, like PyTorch's.
+
+    Each pass (epoch) yields ``(x, y)`` with x of shape (B, C, H, W) after ``transform``
+    and y of shape (B,) int64. The order and the augmentation are a pure function of
+    ``(seed, epoch, batch index)``: the permutation of epoch e comes from
+    ``default_rng([seed, e])`` and batch i's transform randomness from
+    ``default_rng([seed, e, i])``. So a run is reproducible, and a resumed run can
+    re-enter an epoch at any batch (`epoch_iter`) without replaying the ones before.
+
+    Args:
+        dataset: a `Dataset` (a `TensorDataset` is gathered a whole batch at a time).
+        batch_size: samples per batch.
+        shuffle: a new random order every epoch.
+        drop_last: drop the last batch if it is smaller than ``batch_size``.
+        seed: seed of the order and augmentation; None draws one from minires' global
+            generator (so ``mr.manual_seed`` controls it).
+        transform: a batch transform ``t(x, rng) -> x`` applied to the inputs (see
+            `minires.data.transforms`).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int | None = None,
+        transform: BatchTransform | None = None,
+    ):
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if len(dataset) == 0:
+            raise ValueError("DataLoader: the dataset is empty")
+        if seed is None:
+            from minires.random import get_rng
+
+            seed = int(get_rng().integers(2**31))
+        if seed < 0:
+            raise ValueError(f"DataLoader: seed must be >= 0, got {seed}")
+        self.dataset, self.batch_size = dataset, int(batch_size)
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.seed, self.transform = int(seed), transform
+        self.epoch = 0  # the epoch the next plain `iter(loader)` will produce
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The sample indices of ``epoch`` in the order they are served, (N,) int64."""
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, epoch]).permutation(n)
+
+    def epoch_iter(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, ...]]:
+        """The batches of ``epoch``, starting at batch ``start_batch`` (for resuming)."""
+        order = self.order(epoch)
+        for i in range(start_batch, len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            batch = self._gather(idx)
+            x = batch[0]
+            if self.transform is not None:
+                x = self.transform(x, np.random.default_rng([self.seed, epoch, i]))
+            yield (Tensor(x),) + tuple(Tensor(_as_label(b)) for b in batch[1:])
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        epoch = self.epoch
+        self.epoch += 1
+        return self.epoch_iter(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter(loader)`` produce ``epoch``'s order and augmentation."""
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"seed", "epoch"}``: all a loader needs to resume its sequence."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict`."""
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+    def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        if isinstance(self.dataset, TensorDataset):
+            return self.dataset[idx]
+        items = [self.dataset[int(i)] for i in idx]
+        return tuple(np.stack([np.asarray(it[k]) for it in items]) for k in range(len(items[0])))
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"drop_last={self.drop_last}, seed={self.seed}, transform={self.transform!r})"
+        )
+
+
+def _as_label(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a.astype(np.int64) if a.dtype.kind in "iu" else a

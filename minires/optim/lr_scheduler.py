@@ -1,0 +1,218 @@
+"""Learning-rate schedules with PyTorch's names and semantics (``minires.optim.lr_scheduler``).
+
+Call ``scheduler.step()`` once per epoch, after the epoch's ``optimizer.step()`` calls. A
+scheduler sets ``group["lr"]`` of every parameter group to ``lr_at(epoch)[i]``, a closed
+form of the epoch count, so a schedule can be read (and plotted) without running it::
+
+    sched = CosineAnnealingLR(opt, T_max=30)
+    [sched.lr_at(e)[0] for e in range(30)]
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from minires.optim.optimizer import Optimizer
+
+
+class LRScheduler:
+    """Base class. Subclasses implement `lr_at`.
+
+    On construction each group's ``initial_lr`` is recorded (``base_lrs``) and the
+    learning rate of epoch 0 is applied (``last_epoch`` becomes 0), as in PyTorch.
+    """
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__} needs a minires Optimizer, got {optimizer!r}")
+        self.optimizer = optimizer
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(
+                        f"param 'initial_lr' is not set in param_groups[{i}] when resuming"
+                    )
+        self.base_lrs: list[float] = [g["initial_lr"] for g in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._last_lr: list[float] = []
+        self.step()
+
+    def lr_at(self, epoch: int) -> list[float]:  # pragma: no cover - abstract
+        """The learning rate of each group at ``epoch`` (0-based)."""
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Advance one epoch and set the optimizer's learning rates."""
+        self.last_epoch += 1
+        self._apply(self.lr_at(self.last_epoch))
+
+    def _apply(self, lrs: Sequence[float]) -> None:
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rates set by the last `step` (one per parameter group)."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the optimizer (plain values: JSON- and `minires.save`-able)."""
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a `state_dict` (the optimizer's lrs are restored by the optimizer's own
+        ``load_state_dict``)."""
+        for k, v in state_dict.items():
+            setattr(self, k, list(v) if isinstance(v, tuple) else v)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.state_dict().items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class LambdaLR(LRScheduler):
+    """lr = base_lr * lr_lambda(epoch). (The lambda is not saved in ``state_dict``.)"""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float], last_epoch=-1):
+        self.lr_lambda = lr_lambda
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch: int) -> list[float]:
+        return [base * self.lr_lambda(epoch) for base in self.base_lrs]
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (epoch // step_size): decay by ``gamma`` every ``step_size``
+    epochs."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch=-1):
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        self.step_size, self.gamma = int(step_size), gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch: int) -> list[float]:
+        return [base * self.gamma ** (epoch // self.step_size) for base in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """lr = base_lr * gamma ** (number of milestones <= epoch). He et al. (2016) divide by
+    10 at 50% and 75% of training: ``MultiStepLR(opt, [E // 2, 3 * E // 4])``."""
+
+    def __init__(
+        self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1, last_epoch=-1
+    ):
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch: int) -> list[float]:
+        k = bisect.bisect_right(self.milestones, epoch)
+        return [base * self.gamma**k for base in self.base_lrs]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2: a half cosine
+    from base_lr down to eta_min over ``T_max`` epochs (SGDR without restarts)."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch=-1):
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
+        self.T_max, self.eta_min = int(T_max), eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch: int) -> list[float]:
+        c = (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+        return [self.eta_min + (base - self.eta_min) * c for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """Linear warm-up (or decay): the factor on base_lr goes linearly from ``start_factor``
+    to ``end_factor`` over ``total_iters`` epochs, then stays at ``end_factor``."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+        last_epoch: int = -1,
+    ):
+        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(
+                "LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], got "
+                f"{start_factor}, {end_factor}"
+            )
+        self.start_factor, self.end_factor = start_factor, end_factor
+        self.total_iters = int(total_iters)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch: int) -> list[float]:
+        frac = min(epoch, self.total_iters) / self.total_iters if self.total_iters else 1.0
+        factor = self.start_factor + (self.end_factor - self.start_factor) * frac
+        return [base * factor for base in self.base_lrs]
+
+
+class SequentialLR(LRScheduler):
+    """Run ``schedulers[0]`` until ``milestones[0]``, then ``schedulers[1]`` (restarted at
+    its epoch 0), and so on — e.g. linear warm-up then cosine::
+
+        warm = LinearLR(opt, start_factor=0.1, total_iters=5)
+        cos = CosineAnnealingLR(opt, T_max=epochs - 5)
+        sched = SequentialLR(opt, [warm, cos], milestones=[5])
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        schedulers: Sequence[LRScheduler],
+        milestones: Sequence[int],
+        last_epoch: int = -1,
+    ):
+        if len(schedulers) != len(milestones) + 1:
+            raise ValueError(
+                f"SequentialLR: expected {len(schedulers) - 1} milestones for "
+                f"{len(schedulers)} schedulers, got {len(milestones)}"
+            )
+        for s in schedulers:
+            if s.optimizer is not optimizer:
+                raise ValueError("SequentialLR: every scheduler must wrap the same optimizer")
+        self._schedulers = list(schedulers)
+        self.milestones = [int(m) for m in milestones]
+        for group in optimizer.param_groups:  # undo the sub-schedulers' initial steps
+            group["lr"] = group.get("initial_lr", group["lr"])
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch: int) -> list[float]:
+        i = bisect.bisect_right(self.milestones, epoch)
+        start = self.milestones[i - 1] if i > 0 else 0
+        return self._schedulers[i].lr_at(epoch - start)
+
+    def step(self) -> None:
+        super().step()
+        i = bisect.bisect_right(self.milestones, self.last_epoch)
+        start = self.milestones[i - 1] if i > 0 else 0
+        self._schedulers[i].last_epoch = self.last_epoch - start
+        self._schedulers[i]._last_lr = self.get_last_lr()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in super().state_dict().items() if k != "_schedulers"}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        subs = state.pop("_schedulers")
+        super().load_state_dict(state)
+        for s, st in zip(self._schedulers, subs):
+            s.load_state_dict(st)
+
+
+# PyTorch < 2.0 name
+_LRScheduler = LRScheduler

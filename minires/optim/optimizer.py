@@ -1,0 +1,184 @@
+"""`Optimizer`: the base class of SGD and Adam — parameter groups, per-parameter state,
+``zero_grad`` and ``state_dict`` / ``load_state_dict`` in PyTorch's layout.
+
+An optimizer only ever touches ``p.data`` (in place) and reads ``p.grad``; it never builds
+a graph. Subclasses implement `step`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from minires.tensor import Tensor
+
+
+class _Required:
+    """Sentinel for a hyper-parameter without a default (``lr`` of SGD)."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+required = _Required()
+
+
+class Optimizer:
+    """Base class: holds ``param_groups`` (list of dicts with a ``"params"`` list and the
+    hyper-parameters) and ``state`` (per-parameter buffers, keyed by ``id(param)``).
+
+    Args:
+        params: an iterable of Parameters, or of dicts ``{"params": [...], "lr": ...}``
+            (parameter groups, each overriding some defaults).
+        defaults: the hyper-parameters of every group that does not override them.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+        self.defaults = dict(defaults)
+        self.state: dict[int, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        for group in params:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyper-parameters (e.g. no weight decay)."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("a parameter group must be a dict with a 'params' entry")
+        group = dict(group)
+        ps = group["params"]
+        group["params"] = [ps] if isinstance(ps, Tensor) else list(ps)
+        for p in group["params"]:
+            if not isinstance(p, Tensor):
+                raise TypeError(
+                    f"{type(self).__name__} can only optimize Tensors/Parameters, got "
+                    f"{type(p).__name__}"
+                )
+            if not p.requires_grad:
+                raise ValueError("optimizing a tensor that does not require grad")
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter group needs a value for {name!r}"
+                )
+            group.setdefault(name, default)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in group["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's ``.grad`` (to None, or to zeros in place)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad[...] = 0
+
+    def step(self) -> None:  # pragma: no cover - abstract
+        """Update every parameter that has a gradient."""
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"state": {"0": {...}, ...}, "param_groups": [{..., "params": [0, 1, ...]}]}``.
+
+        PyTorch's layout, except that the state keys (parameter indices in group order) are
+        strings so that `minires.save` can store the dict. Arrays are copies.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            packed["params"] = ids
+            groups.append(packed)
+        state = {}
+        for pid, i in index.items():
+            if pid in self.state:
+                state[str(i)] = {
+                    k: (v.copy() if isinstance(v, np.ndarray) else v)
+                    for k, v in self.state[pid].items()
+                }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore hyper-parameters and buffers from `state_dict` (ours, or a torch
+        optimizer's of the same kind: integer keys and tensors are accepted)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state has {len(groups)} parameter groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        params = []
+        for mine, theirs in zip(self.param_groups, groups):
+            if len(mine["params"]) != len(theirs["params"]):
+                raise ValueError(
+                    f"a loaded parameter group has {len(theirs['params'])} parameters, "
+                    f"this optimizer's has {len(mine['params'])}"
+                )
+            params.extend(zip(theirs["params"], mine["params"]))
+        saved = {int(k): v for k, v in state_dict["state"].items()}
+        self.state = {}
+        for i, p in params:
+            if int(i) not in saved:
+                continue
+            entry = {}
+            for k, v in saved[int(i)].items():
+                v = _to_numpy(v)
+                if isinstance(v, np.ndarray) and v.ndim > 0:
+                    if v.shape != p.shape:
+                        raise ValueError(
+                            f"state {k!r} of parameter {i} has shape {v.shape}, the "
+                            f"parameter has {p.shape}"
+                        )
+                    v = v.astype(p.dtype, copy=True)
+                elif isinstance(v, np.ndarray):
+                    v = v.item()
+                entry[k] = v
+            self.state[id(p)] = entry
+        for mine, theirs in zip(self.param_groups, groups):
+            for k, v in theirs.items():
+                if k != "params":
+                    mine[k] = copy.deepcopy(_plain(v))
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(group):
+                if k != "params":
+                    lines.append(f"    {k}: {group[k]}")
+        return "\n".join(lines) + "\n)"
+
+
+def _to_numpy(v: Any) -> Any:
+    if isinstance(v, Tensor):
+        return v.data
+    if hasattr(v, "detach") and hasattr(v, "numpy"):  # torch tensor, without importing torch
+        return v.detach().cpu().numpy()
+    return v
+
+
+def _plain(v: Any) -> Any:
+    """Numbers from JSON/npz round trips back to Python scalars; tuples stay tuples."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        return v.item()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v

@@ -1,0 +1,83 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and L2 weight decay —
+PyTorch's update rule, step for step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from minires.optim.optimizer import Optimizer, required
+
+
+class SGD(Optimizer):
+    r"""SGD, exactly as ``torch.optim.SGD`` computes it. For each parameter p with grad g:
+
+    .. code-block:: text
+
+        g = g + weight_decay * p                     (L2 penalty, if weight_decay != 0)
+        if momentum != 0:
+            buf = g                    on the first step
+            buf = momentum * buf + (1 - dampening) * g   afterwards
+            g = g + momentum * buf     if nesterov  else  g = buf
+        p = p - lr * g
+
+    Note that the momentum buffer is *not* scaled by the learning rate (PyTorch's form,
+    not Sutskever's), so changing ``lr`` mid-run takes effect immediately.
+
+    Args:
+        params: Parameters or parameter groups (see `Optimizer`).
+        lr: learning rate.
+        momentum: momentum factor (0 = plain SGD).
+        dampening: scales the gradient added into the momentum buffer by ``1 - dampening``.
+        weight_decay: L2 penalty coefficient.
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
+        maximize: ascend instead of descend.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = required,  # type: ignore[assignment]
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        maximize: bool = False,
+    ):
+        if lr is not required and lr < 0.0:
+            raise ValueError(f"SGD: invalid learning rate {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"SGD: invalid momentum {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"SGD: invalid weight_decay {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires momentum > 0 and zero dampening")
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+            nesterov=nesterov, maximize=maximize,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+
+    def step(self) -> None:
+        """One update of every parameter that has a ``.grad``."""
+        for group in self.param_groups:
+            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+            weight_decay, nesterov = group["weight_decay"], group["nesterov"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                if weight_decay != 0:
+                    g = g + weight_decay * p.data
+                if momentum != 0:
+                    state = self.state.setdefault(id(p), {})
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+                    else:
+                        buf *= momentum
+                        buf += (1 - dampening) * g
+                    g = g + momentum * buf if nesterov else buf
+                p.data -= lr * g

@@ -1,0 +1,746 @@
+"""Build the teaching notebooks from the cell lists below and execute them (outputs are
+stored, so they read well on a repository page).
+
+    python notebooks/_build.py            # build + execute all
+    python notebooks/_build.py 02 04      # only these
+    python notebooks/_build.py --no-exec  # write without outputs
+
+Each notebook states what the learner should see and checks it with an assert, so a
+regression in the engine fails the notebook (tests/test_notebooks.py runs them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+SETUP = """\
+import numpy as np
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+%matplotlib inline
+
+import minires as mr
+import minires.functional as F
+from minires import analysis as A, models, nn
+from minires.data.digits import load_digits
+
+# 8x8 images: the readable NumPy reference kernels are the fastest backend at this size
+mr.set_backend("numpy")
+mr.manual_seed(0)
+np.set_printoptions(precision=4, suppress=True)"""
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str) -> nbformat.NotebookNode:
+    return new_code_cell(text.strip("\n"))
+
+
+# =====================================================================================
+# 01 autograd from scratch
+# =====================================================================================
+
+NB01 = [
+    md("""
+# 01 - Autograd from scratch: a Tensor, a graph, backward
+
+minires is a small deep-learning engine written with NumPy. This notebook opens its
+autograd: what a `Tensor` records, what the graph looks like, what `backward()` does -
+and why **a value used twice receives the sum of the gradients of its uses**. That last
+rule is the whole story of residual networks: in `y = x + F(x)` the input `x` is used
+twice, so `dy/dx = 1 + dF/dx`.
+
+**What you should see:** gradients that match the calculus you would do by hand, and
+the two branches of a fork adding up.
+"""),
+    code(SETUP),
+    md("""
+## A Tensor and the graph it leaves behind
+
+A `Tensor` is an ndarray plus three things for autograd: `requires_grad`, `grad` and
+`grad_fn` (the recorded op that produced it). Every operator is a `Function` with a
+hand-written `forward` and `backward`.
+"""),
+    code("""
+a = mr.tensor(2.0, requires_grad=True)
+b = mr.tensor(3.0, requires_grad=True)
+c = a * b          # a Mul node
+y = c + a          # an Add node; note: `a` is used twice
+print(y, "\\n")
+names = {id(a): "a", id(b): "b", id(c): "c"}
+print("graph, output first (each node lists the tensors it consumed):")
+for node in mr.autograd.iter_graph(y):
+    print("  ", node, "<-", [names[id(t)] for t in node.inputs])
+"""),
+    md("""
+`y.backward()` walks the graph from the output in topological order: every node is run
+once, after *all* the gradient arriving at its output has been summed. By hand,
+`y = a*b + a`, so `dy/da = b + 1 = 4` and `dy/db = a = 2`.
+"""),
+    code("""
+y.backward()
+print("dy/da =", a.grad, "  dy/db =", b.grad)
+assert a.grad == 4.0 and b.grad == 2.0   # b + 1: the two uses of `a` add up
+"""),
+    md("""
+## Why gradients accumulate
+
+Two rules, both "sum":
+
+1. **Within one backward**, a value used in several places gets the sum of the gradients
+   of its uses (the chain rule for a fork). Above, `a` received `b` from the product and
+   `1` from the sum.
+2. **Across backward calls**, leaf gradients are *accumulated* into `.grad` (as in
+   PyTorch), so you must clear them (`zero_grad`) between training steps.
+"""),
+    code("""
+y2 = a * b + a
+y2.backward()
+print("after a second backward without zeroing:", a.grad)
+assert a.grad == 8.0                      # 4 + 4
+a.zero_grad(); b.zero_grad()
+(a * b + a).backward()
+assert a.grad == 4.0
+print("after zero_grad and backward:", a.grad)
+"""),
+    md("""
+## Writing your own op
+
+A `Function` pairs a forward with its backward on plain ndarrays. `mr.gradcheck`
+compares the backward with central finite differences (in float64).
+"""),
+    code("""
+class Cube(mr.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return 3 * x ** 2 * grad_out
+
+x = mr.tensor(np.linspace(-1, 1, 5), requires_grad=True, dtype=np.float64)
+Cube.apply(x).sum().backward()
+print("d/dx sum(x^3) =", x.grad, " = 3x^2 =", 3 * x.data ** 2)
+result = mr.gradcheck(lambda t: Cube.apply(t), [mr.tensor(np.random.randn(3, 4), requires_grad=True, dtype=np.float64)])
+print(result)
+assert result and np.allclose(x.grad, 3 * x.data ** 2)
+"""),
+    md("""
+## A residual connection is a fork
+
+Take a tiny "block" `y = x + relu(W x)`. The input is used twice: once by the identity,
+once by the branch. So backward delivers `dL/dx = dL/dy + W^T (mask * dL/dy)`: the
+first term reaches `x` **with no weight matrix in between**. Check it against the
+engine, and split the two terms by detaching the branch.
+"""),
+    code("""
+rng = np.random.default_rng(0)
+W = mr.tensor(rng.standard_normal((4, 4)) * 0.5, requires_grad=True, dtype=np.float64)
+x = mr.tensor(rng.standard_normal((1, 4)), requires_grad=True, dtype=np.float64)
+g = rng.standard_normal((1, 4))          # pretend dL/dy from the layers above
+
+y = x + (x @ W.T).relu()
+y.backward(g)
+mask = (x.data @ W.data.T) > 0
+by_hand = g + (g * mask) @ W.data        # identity term + residual-branch term
+print("engine :", x.grad)
+print("by hand:", by_hand)
+assert np.allclose(x.grad, by_hand, rtol=0, atol=1e-12)
+
+# the identity term alone: backprop with the branch's output detached
+x2 = mr.tensor(x.data, requires_grad=True, dtype=np.float64)
+y2 = x2 + (x2 @ W.T).relu().detach()
+y2.backward(g)
+print("identity term only:", x2.grad, "== dL/dy:", np.array_equal(x2.grad, g))
+assert np.array_equal(x2.grad, g)
+"""),
+    md("""
+## Through depth: products vs sums
+
+Stack `n` such blocks. A plain stack multiplies `n` Jacobians; a residual stack
+multiplies `(1 + J_i)` terms, which expand into a *sum* over paths - one of which (all
+identities) is the gradient itself, untouched. With small random weights the plain
+product shrinks geometrically while the residual one does not.
+"""),
+    code("""
+def grad_at_input(n, residual, scale=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = mr.tensor(rng.standard_normal((1, 16)), requires_grad=True, dtype=np.float64)
+    h = x
+    for _ in range(n):
+        Wi = mr.tensor(rng.standard_normal((16, 16)) * scale / 4, dtype=np.float64)
+        branch = (h @ Wi.T).relu()
+        h = h + branch if residual else branch
+    h.sum().backward()
+    return np.linalg.norm(x.grad)
+
+depths = [1, 2, 4, 8, 16, 32]
+plain = [grad_at_input(n, False) for n in depths]
+resid = [grad_at_input(n, True) for n in depths]
+for n, p, r in zip(depths, plain, resid):
+    print(f"n={n:>2}  plain |dL/dx| = {p:.3e}   residual |dL/dx| = {r:.3e}")
+plt.figure(figsize=(5, 3))
+plt.semilogy(depths, plain, "o--", label="plain: product of Jacobians")
+plt.semilogy(depths, resid, "o-", label="residual: product of (1 + J)")
+plt.xlabel("number of layers"); plt.ylabel("|dL/dx|"); plt.legend(); plt.tight_layout()
+assert plain[-1] < 1e-10 * plain[0] and resid[-1] > 0.5 * resid[0]
+"""),
+    md("""
+**Takeaway.** Autograd is a graph walk that sums gradients where a value fans out. A skip
+connection is such a fan-out, so every residual block adds an identity term to the
+gradient. Notebook 02 measures the same decomposition on a real ResNet.
+"""),
+]
+
+# =====================================================================================
+# 02 the residual formula on a real ResNet, gradient norms by depth
+# =====================================================================================
+
+NB02 = [
+    md("""
+# 02 - The residual formula, verified on a real ResNet
+
+For a stack of residual blocks (He et al. 2016, pre-activation form)
+
+$$a^{l_2} = a^{l_1} + \\sum_{i=l_1}^{l_2-1} F(a^i), \\qquad
+\\frac{\\partial \\sigma}{\\partial a^{l_1}} = \\frac{\\partial \\sigma}{\\partial a^{l_2}}
+\\Big(1 + \\frac{\\partial}{\\partial a^{l_1}} \\sum_i F(a^i)\\Big)$$
+
+the first term - the **identity term** - carries the gradient from `a^l2` down to `a^l1`
+with no weight matrix in between; the second, the **residual term**, goes through the
+branches.
+
+The CIFAR ResNets here are *post-activation* (`a^{i+1} = relu(F(a^i) + shortcut(a^i))`),
+so `minires.analysis.decompose` defines the split by paths: the identity term is the
+one path that takes **every shortcut** (the gradient is only masked by the ReLUs after
+the adds, and sliced back through the option-A shortcuts where the stage changes); the
+residual term is every other path. Both are computed block by block with the blocks' own
+`residual()` and `shortcut()`, then checked two ways that can fail:
+
+1. identity + residual must equal the gradient the model's `backward()` produced;
+2. the identity term must equal a second backward with the residual branches detached.
+
+**What you should see:** both checks at ~1e-16 in float64.
+"""),
+    code(SETUP),
+    code("""
+xs, ys = load_digits("train")
+mean, std = xs.mean(), xs.std()
+x = ((xs[:16] - mean) / std).astype(np.float64)
+y = ys[:16]
+
+model = models.resnet20(in_channels=1).double()     # 9 BasicBlocks, option-A shortcuts
+d = A.decompose(model, x, y)                         # a^0 (stem output) .. a^9
+print(d)
+assert d.relative_error < 1e-10
+assert d.identity_check_error < 1e-10 * np.abs(d.identity).max()
+"""),
+    md("""
+`d.table()` shows the split at every boundary `k` (gradient at `a^k`, blocks `k..8`).
+Near the top almost everything is identity; further down, more and more of the gradient
+has passed through some residual branch, and the two terms are nearly orthogonal
+(cos ~ 0). In this post-activation net the identity term *shrinks* going down: every
+ReLU after an add zeroes part of it and each option-A shortcut drops the padded
+channels.
+"""),
+    code("""
+print(d.table())
+d.plot(title="resnet20 at init: identity vs residual term");
+"""),
+    md("""
+### The formula, literally
+
+For pre-activation blocks (`a + F(a)`, nothing after the add) with identity shortcuts,
+the identity term is *exactly* `∂σ/∂a^{l2}`. Build such blocks yourself - any module with
+`residual`, `shortcut` and `has_skip` works with the analysis tools.
+"""),
+    code("""
+class PreActBlock(nn.Module):
+    has_skip = True
+    def __init__(self, c):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, padding=1, bias=False)
+    def residual(self, x):
+        return self.conv2(self.bn2(self.conv1(self.bn1(x).relu())).relu())
+    def shortcut(self, x):
+        return x
+    def forward(self, x):
+        return self.residual(x) + self.shortcut(x)
+
+stack = nn.Sequential(*[PreActBlock(8) for _ in range(6)]).double()
+a0 = np.random.default_rng(0).standard_normal((4, 8, 8, 8))
+dp = A.decompose(stack, a0, l1=1, l2=5)        # no labels: a fixed random projection loss
+print(dp)
+print("identity term == dσ/da^l2 exactly:", np.array_equal(dp.identity, dp.grad_l2))
+assert np.array_equal(dp.identity, dp.grad_l2) and dp.relative_error < 1e-12
+"""),
+    md("""
+## Gradient norms by depth: residual vs plain
+
+The plain twins (`plain20 ... plain110`) have the same layers without the skips. Measure
+`||∂σ/∂a^k||` at every block input at initialisation, with batchnorm in training mode, on
+a batch of 8x8 digits.
+
+The folklore says deep plain nets suffer from *vanishing* gradients. With batchnorm,
+the engine shows the opposite: the gradient **explodes toward the input** - every
+conv-BN-ReLU layer multiplies the backward signal by a factor a little above 1 and the
+factors compound. The residual nets stay within a small band.
+"""),
+    code("""
+xb, yb = ((xs[:8] - mean) / std), ys[:8]
+nets = {}
+for depth in (56, 110):
+    for kind in ("resnet", "plain"):
+        mr.manual_seed(0)
+        nets[f"{kind}{depth}"] = models.cifar_resnet(depth, in_channels=1, plain=kind == "plain")
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+comp56 = A.compare_gradient_flow({k: nets[k] for k in ("resnet56", "plain56")}, xb, yb,
+                                 ax=axes[0], title="depth 56, batchnorm, init")
+comp110 = A.compare_gradient_flow({k: nets[k] for k in ("resnet110", "plain110")}, xb, yb,
+                                  ax=axes[1], title="depth 110, batchnorm, init")
+print(comp56); print(comp110)
+"""),
+    code("""
+g = {f.name: f for f in comp56.flows + comp110.flows}
+for name, f in g.items():
+    print(f"{name:>10}: gradient at first block / last block = {f.first_last_ratio:10.3g}")
+# plain: explosion toward the input, by orders of magnitude, growing with depth
+assert g["plain56"].first_last_ratio > 1e3 and g["plain110"].first_last_ratio > 1e6
+# residual: a modest, slowly growing factor
+assert g["resnet56"].first_last_ratio < 100 and g["resnet110"].first_last_ratio < 300
+assert g["plain56"].spread > 10 * g["resnet56"].spread
+"""),
+    md("""
+The same story per conv layer: the norm of the weight gradient of each of the 55 convs
+(`quantity="conv_grad"`). In plain56 the first convs receive gradients thousands of
+times larger than the last ones - a single learning rate cannot suit them all.
+"""),
+    code("""
+A.plot_gradient_flow(comp56.flows, quantity="conv_grad", title="depth 56: weight-gradient norm per conv");
+print(f"conv weight-gradient spread: resnet56 {g['resnet56'].conv_spread:.3g}x, plain56 {g['plain56'].conv_spread:.3g}x")
+assert g["plain56"].conv_spread > 10 * g["resnet56"].conv_spread
+"""),
+    md("""
+### The same nets without batchnorm
+
+Strip every BN layer (`A.strip_batchnorm`) and the picture flips:
+
+* the **plain** nets now *vanish* toward the input (the textbook picture) - on these 8x8
+  images mostly in the last stage: on its 2x2 feature maps 5 of the 9 taps of every 3x3
+  kernel fall on zero padding, so each layer shrinks the signal that the Kaiming init
+  meant to preserve; on 32x32 inputs the decay is much milder;
+* the **residual** nets *explode*, forward and backward: every block adds a branch of
+  comparable variance to the identity, so the activations (and the loss) grow with depth.
+  This is why ResNets need BN, careful init (Fixup, zero-init of the last BN) or
+  normalisation of some kind.
+"""),
+    code("""
+nobn = {}
+for depth in (56, 110):
+    for kind in ("resnet", "plain"):
+        mr.manual_seed(0)
+        m = models.cifar_resnet(depth, in_channels=1, plain=kind == "plain")
+        nobn[f"{kind}{depth}-noBN"] = A.strip_batchnorm(m)
+fig, ax = plt.subplots(figsize=(7, 4))
+comp_nobn = A.compare_gradient_flow(nobn, xb, yb, ax=ax, title="without batchnorm, init")
+print(comp_nobn)
+h = {f.name: f for f in comp_nobn.flows}
+assert h["plain56-noBN"].first_last_ratio < 1e-2 and h["plain110-noBN"].first_last_ratio < 1e-5
+assert h["resnet56-noBN"].first_last_ratio > 10 and h["resnet110-noBN"].loss > 100
+"""),
+    code("""
+# the same without BN on 32x32 inputs: the plain net's decay is mild there
+x32 = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
+mr.manual_seed(0)
+p32 = A.gradient_flow(A.strip_batchnorm(models.plain56(in_channels=1)), x32, np.arange(4),
+                      name="plain56-noBN @32x32")
+print(p32)
+assert p32.first_last_ratio > 100 * h["plain56-noBN"].first_last_ratio
+"""),
+    md("""
+### After some training
+
+A few SGD steps (same measurement batch, BN on) reshape the profiles: the plain net's
+explosion shrinks quickly, yet - as notebook 04 shows - deep plain nets still train
+worse than shallow ones. **Normalisation tamed the vanishing/exploding gradients; it did
+not remove the degradation problem.** Skips fix the latter.
+"""),
+    code("""
+batches = [((xs[i:i + 32] - mean) / std, ys[i:i + 32]) for i in range(0, 32 * 8, 32)]
+mr.manual_seed(0)
+pair = {"resnet20": models.resnet20(in_channels=1), "plain20": models.plain20(in_channels=1)}
+comp_t = A.compare_gradient_flow(pair, xb, yb, train_batches=batches, steps=8, lr=0.05,
+                                 title="depth 20: init vs after 8 SGD steps")
+print(comp_t)
+assert comp_t.get("plain20", "step 8").first_last_ratio < comp_t.get("plain20", "init").first_last_ratio
+"""),
+]
+
+# =====================================================================================
+# 03 convolution, grouped convolution, depthwise convolution
+# =====================================================================================
+
+NB03 = [
+    md("""
+# 03 - Convolution, grouped convolution, depthwise convolution
+
+A 2-D convolution with `groups = g` splits the `C_in` input channels and `C_out` output
+channels into `g` groups and connects each output channel only to the `C_in / g` input
+channels of its group. `g = 1` is the ordinary dense conv; `g = C_in` is a **depthwise**
+conv (every channel filtered on its own); ResNeXt's bottleneck uses `g = 32`.
+
+**What you should see:** the connectivity patterns measured by the engine (block
+diagonal), the parameter and mult-add counts `C_out * C_in/g * k * k (* H_out * W_out)`,
+ResNeXt's Table 1 budget, and every variant passing a gradient check.
+"""),
+    code(SETUP),
+    md("""
+## What each kernel connects - measured, not drawn
+
+Which input channels influence output channel `o`? Ask autograd: backpropagate a
+gradient that is 1 on output channel `o` only, and see which input channels receive a
+non-zero gradient.
+"""),
+    code("""
+def connectivity(c_in, c_out, groups):
+    \"\"\"(C_out, C_in) boolean matrix: does input channel c reach output channel o?\"\"\"
+    rng = np.random.default_rng(0)
+    w = mr.tensor(rng.standard_normal((c_out, c_in // groups, 3, 3)), dtype=np.float64)
+    conn = np.zeros((c_out, c_in), bool)
+    for o in range(c_out):
+        x = mr.tensor(rng.standard_normal((1, c_in, 5, 5)), requires_grad=True, dtype=np.float64)
+        out = F.conv2d(x, w, padding=1, groups=groups)
+        seed = np.zeros(out.shape); seed[:, o] = 1.0
+        out.backward(seed)
+        conn[o] = np.abs(x.grad).sum(axis=(0, 2, 3)) > 0
+    return conn
+
+C = 8
+cases = {"dense (g=1)": 1, "grouped (g=4)": 4, "depthwise (g=C)": C}
+conns = {name: connectivity(C, C, g) for name, g in cases.items()}
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+for ax, (name, conn) in zip(axes, conns.items()):
+    ax.imshow(conn, cmap="Blues", vmin=0, vmax=1)
+    ax.set_title(f"{name}: {conn.sum()} links"); ax.set_xlabel("input channel"); ax.set_ylabel("output channel")
+plt.tight_layout()
+for name, g in cases.items():
+    conn = conns[name]
+    assert conn.sum() == C * C // g                                     # C_out * C_in / g links
+    assert all(conn[o, c] == (o // (C // g) == c // (C // g)) for o in range(C) for c in range(C))
+"""),
+    md("""
+## Parameters and mult-adds
+
+For a conv with kernel `k x k`, each output value costs `C_in/g * k * k` multiply-adds,
+so
+
+* parameters = `C_out * (C_in / g) * k * k` (+ `C_out` if there is a bias),
+* mult-adds  = parameters (without bias) `* H_out * W_out`.
+
+Grouping divides both by `g` at the same width. Since both counts grow with
+`C_in * C_out`, at a fixed budget `g` groups buy layers about `sqrt(g)` times wider -
+the trade ResNeXt makes.
+"""),
+    code("""
+H = W = 56
+print(f"{'conv':<28} {'params':>10} {'mult-adds':>14}")
+for name, (c_in, c_out, g) in {
+    "dense 256->256 3x3": (256, 256, 1),
+    "grouped 256->256 3x3 g=32": (256, 256, 32),
+    "depthwise 256 3x3 g=256": (256, 256, 256),
+    "pointwise 256->256 1x1": (256, 256, 1),
+}.items():
+    k = 1 if "1x1" in name else 3
+    conv = nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=g, bias=False)
+    s = mr.summary(conv, (c_in, H, W))
+    formula = c_out * (c_in // g) * k * k
+    print(f"{name:<28} {s.total_params:>10,} {s.total_macs:>14,}")
+    assert s.total_params == formula and s.total_macs == formula * H * W
+"""),
+    md("""
+## ResNeXt's Table 1: same budget, 32 groups
+
+ResNeXt-50 (32x4d) replaces each bottleneck's 3x3 conv by a 32-group conv of 4 channels
+per group, widening the bottleneck (e.g. 128 instead of 64 in stage 1) at almost the
+same cost as ResNet-50: the paper lists 25.5M vs 25.0M parameters and 4.1 vs 4.2
+GFLOPs (mult-adds). `mr.summary` counts them from the models (shapes only, no compute).
+"""),
+    code("""
+r50 = mr.summary(models.resnet50(), (3, 224, 224))
+x50 = mr.summary(models.resnext50_32x4d(), (3, 224, 224))
+print(f"{'':<18} {'params':>12} {'mult-adds':>14}")
+for name, s in (("ResNet-50", r50), ("ResNeXt-50 32x4d", x50)):
+    print(f"{name:<18} {s.total_params/1e6:>11.2f}M {s.total_macs/1e9:>13.2f}G")
+assert abs(r50.total_params / 1e6 - 25.56) < 0.01 and abs(x50.total_params / 1e6 - 25.03) < 0.01
+assert abs(r50.total_macs / 1e9 - 4.1) < 0.1 and abs(x50.total_macs / 1e9 - 4.2) < 0.1
+b1, b2 = models.resnet50().layer1[0], models.resnext50_32x4d().layer1[0]
+print("stage-1 bottleneck 3x3 conv:", b1.conv2, "vs", b2.conv2)
+"""),
+    md("""
+## Gradient check of each variant
+
+The backward of conv2d is hand-written (input and weight gradients through im2col /
+col2im, per group). `mr.gradcheck` compares it with finite differences in float64.
+"""),
+    code("""
+rng = np.random.default_rng(0)
+for name, (c_in, c_out, g, stride) in {
+    "dense": (4, 6, 1, 1),
+    "grouped g=2, stride 2": (4, 6, 2, 2),
+    "depthwise g=C_in": (4, 8, 4, 1),
+}.items():
+    x = mr.tensor(rng.standard_normal((2, c_in, 5, 5)), requires_grad=True, dtype=np.float64)
+    w = mr.tensor(rng.standard_normal((c_out, c_in // g, 3, 3)), requires_grad=True, dtype=np.float64)
+    b = mr.tensor(rng.standard_normal(c_out), requires_grad=True, dtype=np.float64)
+    res = mr.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=1, groups=g), [x, w, b])
+    print(f"{name:<24}", "ok" if res else "FAILED")
+    assert res
+"""),
+]
+
+# =====================================================================================
+# 04 degradation
+# =====================================================================================
+
+NB04 = [
+    md("""
+# 04 - Degradation: deeper plain nets train worse
+
+He et al. (2015) observed that a 56-layer plain net has *higher training error* than a
+20-layer one - not overfitting, an optimisation problem - while the residual versions
+improve with depth. Here the same experiment in miniature on the embedded 8x8 digits:
+narrow CIFAR-style nets (`A.toy_resnet`, built from the same `BasicBlock` /
+`PlainBasicBlock` and option-A shortcuts) of 8 and 32 layers, plain and residual, the
+same SGD steps for all.
+
+**What you should see:** the deep plain net's training error stays well above the
+shallow plain net's; the deep residual net trains about as fast as the shallow nets -
+depth no longer hurts.
+"""),
+    code(SETUP + """
+from minires.analysis.toy import toy_resnet
+from minires.optim import SGD"""),
+    code("""
+xs, ys = load_digits("train")
+mean, std = xs.mean(), xs.std()
+xs = (xs - mean) / std
+STEPS, BS = 100, 64
+rng = np.random.default_rng(0)
+batches = [tuple(a[idx] for a in (xs, ys)) for idx in (rng.choice(len(xs), BS, replace=False) for _ in range(STEPS))]
+
+configs = {"plain 8": ((1, 1, 1), True), "plain 32": ((5, 5, 5), True),
+           "resnet 8": ((1, 1, 1), False), "resnet 32": ((5, 5, 5), False)}
+curves, nets = {}, {}
+for name, (blocks, plain) in configs.items():
+    mr.manual_seed(0)
+    net = toy_resnet(blocks, (8, 16, 32), plain=plain)
+    opt = SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    errs = []
+    for xb, yb in batches:
+        opt.zero_grad()
+        logits = net(mr.Tensor(xb))
+        F.cross_entropy(logits, yb).backward()
+        opt.step()
+        errs.append(float(np.mean(np.argmax(logits.data, 1) != yb)))
+    curves[name], nets[name] = np.array(errs), net
+    print(f"{name:>10}: {STEPS} steps, training error on the last 30 batches {np.mean(errs[-30:]):.3f}")
+"""),
+    code("""
+def smooth(e, k=15):
+    return np.convolve(e, np.ones(k) / k, mode="valid")
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+for ax, kind in zip(axes, ("plain", "resnet")):
+    for name, e in curves.items():
+        if name.startswith(kind):
+            ax.plot(smooth(e), "--" if "8" == name.split()[1] else "-", label=name)
+    ax.set_title(f"{kind} nets: training error (moving average)"); ax.set_xlabel("SGD step")
+    ax.legend()
+axes[0].set_ylabel("training error"); plt.tight_layout()
+
+final = {name: A.evaluate(net, xs, ys) for name, net in nets.items()}
+for name, acc in final.items():
+    print(f"{name:>10}: training error after {STEPS} steps {1 - acc:.3f}   (last 30 batches {curves[name][-30:].mean():.3f})")
+"""),
+    code("""
+err = {k: 1 - v for k, v in final.items()}
+assert err["plain 32"] > err["plain 8"] + 0.1          # degradation: deeper plain is worse
+assert err["resnet 32"] <= err["plain 8"] + 0.02         # residual learning fixes it
+assert err["resnet 32"] < err["plain 32"] - 0.1
+"""),
+    md("""
+The deep plain net is not short of gradient (notebook 02: with batchnorm it has *too
+much* near the input), yet it optimises worse. The residual net of the same depth and
+the same parameters does not. Notebook 05 looks at why: a residual net behaves like an
+ensemble of many shallower paths.
+"""),
+]
+
+# =====================================================================================
+# 05 lesion and ensembles of paths
+# =====================================================================================
+
+NB05 = [
+    md("""
+# 05 - Lesion study and the ensemble of paths (Veit et al. 2016)
+
+Unroll `n` residual blocks: each block is either entered or skipped, so the network is a
+collection of `2^n` paths of different lengths. Veit, Wilber & Belongie (2016) showed two
+consequences:
+
+1. **Lesion**: deleting one residual block of a trained ResNet (keeping its shortcut)
+   barely hurts accuracy - half of the paths survive - while deleting a layer of a plain
+   net breaks its only path.
+2. **Effective paths**: the gradient through a path shrinks with every residual branch
+   it crosses, so although most paths are long (lengths are Binomial(n, 1/2)), the
+   gradient during training comes from relatively short ones.
+
+**What you should see:** the residual net keeps most of its accuracy for almost every
+deleted block; the plain net collapses to chance; gradient magnitude per path decays
+exponentially with length, and the total gradient peaks at lengths well below n/2.
+"""),
+    code(SETUP + """
+from minires.analysis.toy import toy_resnet"""),
+    code("""
+xs, ys = load_digits("train"); xt, yt = load_digits("test")
+mean, std = xs.mean(), xs.std()
+xs, xt = (xs - mean) / std, (xt - mean) / std
+rng = np.random.default_rng(0)
+batches = [(xs[i], ys[i]) for i in (rng.choice(len(xs), 64, replace=False) for _ in range(100))]
+
+trained = {}
+for name, plain in (("resnet", False), ("plain", True)):
+    mr.manual_seed(0)
+    net = toy_resnet((3, 3, 3), (8, 16, 32), plain=plain)   # resnet20's layout, narrow
+    A.train_steps(net, batches, len(batches), lr=0.05)
+    trained[name] = net
+    print(f"{name}: test accuracy {A.evaluate(net, xt, yt):.3f}")
+"""),
+    code("""
+# recalibrate: also evaluate each lesioned net with its BN statistics re-estimated on
+# training images (weights untouched) - see below
+les_res = A.lesion_study(trained["resnet"], xt, yt, name="resnet (9 blocks)", recalibrate=xs[:512])
+les_plain = A.lesion_study(trained["plain"], xt, yt, name="plain (9 blocks)")
+print(les_res); print(); print(les_plain)
+A.plot_lesion([les_res, les_plain], title="accuracy with one block deleted");
+"""),
+    code("""
+kept = [r for r in les_res.rows if not r["downsampling"]]
+# as stored: most deletions cost little
+assert np.median([r["accuracy"] for r in kept]) > 0.9 * les_res.baseline
+# with BN statistics re-estimated: every non-downsampling deletion keeps most of the accuracy
+assert min(r["accuracy_recalibrated"] for r in kept) > 0.7 * les_res.baseline_recalibrated
+assert max(les_plain.accuracies) < 2 * les_plain.chance     # the only path is cut
+"""),
+    md("""
+Downsampling blocks (open circles) hurt more: their shortcut only sub-samples and
+zero-pads. The **first** block, right after the one-conv stem, can hurt a lot too - but
+look at the "BN re-est." column: once the batchnorm layers downstream get running
+statistics measured *without* the deleted block (a forward pass over some training
+images, no weight changes), most of that damage disappears. The stored statistics
+assumed every block was present; the ensemble itself survives the deletion. (Veit's
+54-block ResNet-110 is also far more redundant than this 9-block net.)
+
+Replacing a plain block by the identity where shapes allow - a skip the plain net never
+had - is no better: its layers depend on each other.
+"""),
+    code("""
+les_id = A.lesion_study(trained["plain"], xt, yt, name="plain, block -> identity", plain_mode="identity")
+print(les_id)
+assert np.median(les_id.accuracies) < 0.5 * les_id.baseline
+"""),
+    md("""
+## Paths: how many of each length, and how much gradient they carry
+
+With `n = 27` blocks (resnet56) there are `C(27, k)` paths of length `k`. Veit's
+measurement: pick `k` blocks at random, backpropagate through the residual branch of
+those and the shortcut of all others, and record the gradient norm at the first block.
+"""),
+    code("""
+mr.manual_seed(0)
+r56 = models.resnet56(in_channels=1)
+pg = A.path_gradients(r56, xs[:8], ys[:8], lengths=range(0, 28), samples=3)
+print(pg)
+A.plot_paths(pg);
+"""),
+    code("""
+lo, hi = pg.effective_range(0.9)
+print(f"one path's gradient shrinks by x{pg.decay_per_block:.2f} per residual branch")
+print(f"90% of the total gradient comes from paths of length {lo}..{hi}, peak at {pg.peak_length}; "
+      f"mean path length is {pg.n / 2}")
+assert pg.decay_per_block < 0.9                   # exponential decay with length
+assert pg.peak_length < pg.n / 2                  # short paths carry the gradient
+assert pg.per_path[0] > 100 * pg.per_path[-1]
+"""),
+    md("""
+The distribution of path lengths (a) is centred on n/2 = 13.5, but one path's gradient
+(b) falls by a roughly constant factor per residual branch, so the gradient actually
+delivered by all paths of each length (c) is shifted toward shorter paths. (Veit et al.
+measured a trained ResNet-110, 54 blocks: most gradient from paths of length 5-17. Here
+it is resnet56 at initialisation; run `A.path_gradients` on a trained net to compare.) A deep ResNet trains
+like an ensemble of relatively shallow networks - and deleting one block only removes
+some members of the ensemble.
+"""),
+]
+
+NOTEBOOKS = {
+    "01": ("01_autograd_from_scratch.ipynb", NB01),
+    "02": ("02_residual_gradients.ipynb", NB02),
+    "03": ("03_convolutions.ipynb", NB03),
+    "04": ("04_degradation.ipynb", NB04),
+    "05": ("05_lesion_and_paths.ipynb", NB05),
+}
+
+
+def build(key: str) -> Path:
+    name, cells = NOTEBOOKS[key]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    path = HERE / name
+    nbformat.write(nb, path)
+    return path
+
+
+def execute(path: Path, timeout: int = 600) -> float:
+    from nbclient import NotebookClient
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny matrices: one thread is fastest
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    nb = nbformat.read(path, as_version=4)
+    t = time.time()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(HERE)}}).execute()  # fmt: skip
+    for cell in nb.cells:  # keep the stored notebooks stable: no execution timestamps
+        cell.get("metadata", {}).pop("execution", None)
+    nbformat.write(nb, path)
+    return time.time() - t
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    keys = args or list(NOTEBOOKS)
+    for key in keys:
+        p = build(key)
+        if "--no-exec" not in sys.argv:
+            print(f"{p.name}: executed in {execute(p):.1f}s", flush=True)
+        else:
+            print(f"{p.name}: written")
