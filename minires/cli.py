@@ -9,6 +9,7 @@ import sys
 # name -> ("module:function", one-line help). The function takes argv (list of str)
 # and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("minires.commands.demo:main", "the two-minute tour: gradients, skips, training, conv"),
     "gradcheck": ("minires.commands.gradcheck:main", "gradient-check every built-in op"),
     "explain": (
         "minires.commands.explain:main",

@@ -1,0 +1,231 @@
+"""Smoke tests of the benchmark harness (`benchmarks/`): tiny sizes, one repetition, the
+NumPy reference plus a deliberately wrong fake backend. No timing assertions."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import worker
+from benchmarks.machine import theoretical_peak
+from benchmarks.specs import LayerSpec, conv_flops, layer_sweep
+from benchmarks.sweep import BenchConfig, model_jobs, run, worker_env
+
+
+def test_flops_grouped_and_depthwise():
+    # ResNeXt 32x4d 3x3 conv: 128 -> 128 in 32 groups of 4 channels, 56x56, batch 2
+    s = LayerSpec("g", "template", "conv2", 128, 128, 32, 3, batch=2, size=56)
+    assert s.out == 56 and s.w_shape == (128, 4, 3, 3)
+    assert s.flops == 2 * 2 * 128 * 56 * 56 * 4 * 9 == 57_802_752
+    # depthwise: every output channel sees exactly one input channel
+    d = LayerSpec("dw", "depthwise", "conv2", 128, 128, 128, 3, batch=1, size=56)
+    assert d.flops == 2 * 1 * 128 * 56 * 56 * 1 * 9
+    # dense: groups=1 costs `groups` times the grouped conv of the same width
+    dense = LayerSpec("d", "dense", "conv2", 128, 128, 1, 3, batch=2, size=56)
+    assert dense.flops == 32 * s.flops
+    # 1x1, stride 2, no padding
+    assert conv_flops(1, 256, 512, 28, 28, 1, 1, 1) == 2 * 512 * 28 * 28 * 256
+    p = LayerSpec("p", "pointwise", "conv2", 256, 512, 1, 1, batch=1, size=56, stride=2)
+    assert p.out == 28 and p.flops == 2 * 512 * 28 * 28 * 256
+    with pytest.raises(ValueError):
+        conv_flops(1, 10, 10, 4, 4, 3, 3, 3)
+    # arithmetic intensity: FLOPs over the compulsory bytes of x, w and y
+    assert d.min_bytes == 4 * (128 * 56 * 56 + 128 * 9 + 128 * 56 * 56)
+    assert d.intensity == pytest.approx(d.flops / d.min_bytes)
+    assert d.intensity < s.intensity < dense.intensity
+
+
+def test_templates_preserve_block_flops():
+    specs = [s for s in layer_sweep(batch=1, size=56) if s.kind == "template"]
+    assert [s.cardinality for s in specs] == [1, 2, 4, 8, 32] * 2
+    assert [s.c_in for s in specs[:5]] == [64, 80, 96, 112, 128]
+    assert [s.c_in for s in specs[5:]] == [128, 160, 192, 224, 256]
+    blocks = [s.block_gflop for s in specs]
+    assert max(blocks) / min(blocks) < 1.03  # the paper's "preserved complexity"
+    assert specs[0].gflop > specs[4].gflop  # ... while the 3x3 alone gets cheaper
+    names = [s.name for s in layer_sweep(1, 56)]
+    assert len(names) == len(set(names)) == 13
+    with pytest.raises(ValueError, match="matches no layer"):
+        layer_sweep(1, 56, "nonexistent")
+
+
+def test_theoretical_peak_from_flags():
+    cpu = {"simd": ["avx512f", "avx2", "fma"], "physical_cores": 2, "clock_mhz": 2300.0,
+           "clock_source": "test"}  # fmt: skip
+    peak = theoretical_peak(cpu)
+    assert peak["gflops"] == pytest.approx(16 * 2 * 2 * 2 * 2.3)
+    assert "FMA" in peak["assumption"]
+    assert theoretical_peak({"simd": [], "physical_cores": 2, "clock_mhz": 1.0})["gflops"] is None
+
+
+def test_rel_err():
+    a = np.array([1.0, -2.0, 4.0])
+    assert worker.rel_err(a, a) == 0.0
+    assert worker.rel_err(a * (1 + 1e-2), a) == pytest.approx(1e-2)
+    assert worker.rel_err(a[:2], a) == float("inf")
+    assert worker.rel_err(np.array([np.nan, 0, 0]), a) == float("inf")
+
+
+def test_worker_env_keeps_or_unsets_openblas_overrides(tmp_path):
+    base = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576", "PATH": "/bin"}
+    cfg = BenchConfig(out_dir=tmp_path, threads=3)
+    env, notes = worker_env(cfg, base=base)
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
+    assert notes["openblas_overrides_unset_in_workers"] == {
+        "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576"}  # fmt: skip
+    assert env["OMP_NUM_THREADS"] == env["NUMBA_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
+    cfg.unset_openblas_env = False
+    env, notes = worker_env(cfg, base=base)
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"
+    assert not notes["openblas_overrides_unset_in_workers"]
+    assert base["OPENBLAS_CORETYPE"] == "Haswell"  # the caller's mapping is not modified
+
+
+def test_fake_backend_needs_opt_in(monkeypatch):
+    monkeypatch.delenv(worker.FAKE_ENV, raising=False)
+    with pytest.raises(worker.BackendUnavailable, match="test-only"):
+        worker.make_backend("broken")
+
+
+def _tiny_job(spec: LayerSpec) -> dict:
+    return {"task": "conv", "spec": spec.to_dict(), "reps": 1, "warmup": 1, "min_time": 0.0,
+            "tol": 1e-3, "seed": 0}  # fmt: skip
+
+
+def test_conv_task_in_process_numpy_and_broken(monkeypatch):
+    spec = LayerSpec("t", "template", "conv2", 8, 8, 4, 3, batch=1, size=6)
+    res = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
+    assert res["status"] == "ok" and res["err_fwd"] == 0.0 and res["reps"] == 1
+    assert {"fwd_median_ms", "bwd_in_min_ms", "bwd_w_max_ms", "total_median_ms"} <= set(res)
+    monkeypatch.setenv(worker.FAKE_ENV, "1")
+    bad = worker.task_conv(worker.make_backend("broken"), _tiny_job(spec))
+    assert bad["status"] == "MISMATCH" and "fwd" in bad["reason"]
+    assert "total_median_ms" not in bad  # a wrong result is never timed
+
+
+def test_conv_task_torch(torch):
+    spec = LayerSpec("dw", "depthwise", "conv2", 8, 8, 8, 3, batch=2, size=6)
+    for name in ("torch", "torch_cl"):
+        res = worker.task_conv(worker.make_backend(name), _tiny_job(spec))
+        assert res["status"] == "ok", res
+        assert max(res["err_fwd"], res["err_bwd_in"], res["err_bwd_w"]) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One real run of the harness: worker processes for numpy and the wrong backend,
+    two tiny layers (grouped and depthwise), one repetition, outputs written."""
+    from benchmarks.plots import write_plots
+    from benchmarks.report import write_all
+
+    out = tmp_path_factory.mktemp("bench")
+    cfg = BenchConfig(
+        out_dir=out, batch=1, size=8, layers="32x4d,depthwise", backends=["numpy"],
+        sections=["ceilings", "layers"], reps=1, warmup=1, min_time=0.0, sgemm_n=64,
+        stream_mb=1, unset_openblas_env=False, settle=0.0, progress=False, timeout=120,
+    )  # fmt: skip
+    results = run(cfg, fake_backends=("broken",))
+    paths = write_all(results, out)
+    paths.update(write_plots(results, out))
+    return results, paths
+
+
+def test_run_produces_rows_and_flags_mismatch(tiny_run):
+    results, _ = tiny_run
+    rows = [r for r in results["rows"] if r["section"] == "layer"]
+    assert {(r["name"].split()[0], r["backend"]) for r in rows} == {
+        ("conv2", "numpy"), ("conv2", "broken"), ("depthwise", "numpy"), ("depthwise", "broken")
+    }
+    for r in rows:
+        if r["backend"] == "numpy":
+            assert r["status"] == "ok", r
+            assert r["gflops_total"] > 0 and r["total_min_ms"] <= r["total_max_ms"]
+            assert r["gflops_total"] == pytest.approx(
+                3 * r["gflop_fwd"] / (r["total_median_ms"] * 1e-3))
+        else:
+            assert r["status"] == "MISMATCH", r
+            assert "total_median_ms" not in r
+    dw = next(r for r in rows if r["kind"] == "depthwise")
+    assert dw["groups"] == dw["c_in"] == 128
+    assert dw["gflop_fwd"] * 1e9 == pytest.approx(2 * 1 * 128 * 8 * 8 * 9)
+    assert results["ceilings"]["practical_gflops"] > 0
+    assert results["workers"]["numpy"]["available"]
+    assert results["machine"]["cpu"]["logical_cpus"] >= 1
+
+
+def test_outputs_written(tiny_run):
+    results, paths = tiny_run
+    data = json.loads(paths["json"].read_text())
+    assert data["machine"]["versions"]["numpy"] == np.__version__
+    assert "env_workers" in data and "OMP_NUM_THREADS" in data["env_workers"]["threads_forced"]
+    with open(paths["csv"], newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(results["rows"]) == 4
+    assert {"name", "backend", "status", "gflops_total", "total_median_ms"} <= set(table[0])
+    md = paths["markdown"].read_text()
+    assert "| layer |" in md and "MISMATCH" in md and "sgemm" in md
+    for name in ("cardinality", "layers", "roofline"):
+        png = paths[name]
+        assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_jobs_shapes(tmp_path):
+    cfg = BenchConfig(out_dir=tmp_path, block_batch=2, model_batch=1, cifar_batch=64)
+    jobs = {name: job for _, name, job in model_jobs(cfg)}
+    assert set(jobs) == {"block_resnet50", "block_resnext50_32x4d", "resnet50",
+                         "resnext50_32x4d", "resnet20"}  # fmt: skip
+    assert jobs["resnet50"]["input_shape"] == [1, 3, 224, 224]
+    assert jobs["resnet20"]["input_shape"] == [64, 3, 32, 32]
+    assert jobs["resnet20"]["mode"] == "train"
+
+
+def test_cli_list_and_minires_bench(capsys):
+    from benchmarks.cli import main
+
+    assert main(["--list"]) == 0
+    assert "32x4d" in capsys.readouterr().out
+    from minires.cli import main as minires_main
+
+    assert minires_main(["bench", "--list", "--batch", "2"]) == 0
+    assert "depthwise" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--backends", "nope", "--out", "unused"])
+
+
+@pytest.fixture
+def restore_backend():
+    import minires as mr
+
+    previous = mr.get_backend()
+    yield
+    mr.set_backend(previous)
+
+
+def _resnet20_job(tmp_path) -> dict:
+    pytest.importorskip("minires.models", reason="minires.models not available yet")
+    return {"task": "model", "model": "resnet20", "mode": "train", "input_shape": [2, 3, 32, 32],
+            "num_classes": 10, "reps": 1, "warmup": 1, "tol": 1e-3, "seed": 0,
+            "ref_dir": str(tmp_path)}  # fmt: skip
+
+
+def test_model_task_numpy(tmp_path, restore_backend):
+    res = worker.task_model("numpy", _resnet20_job(tmp_path))
+    assert res["status"] == "ok", res
+    assert res["images_per_s"] > 0 and res["peak_rss_mb"] > 0 and res["params"] == 269_722
+
+
+def test_model_task_torch_twin_matches_minires(tmp_path, restore_backend, torch):
+    res = worker.task_model("torch", _resnet20_job(tmp_path))
+    assert res["status"] == "ok", res
+    assert res["err_fwd"] < 1e-4 and res["params"] == 269_722
+
+
+def test_unavailable_backend_rows_are_skipped_with_reason():
+    spec = LayerSpec("t", "dense", "conv2", 4, 4, 1, 3, batch=1, size=4)
+    res = worker.handle("numba", None, "cannot import kernels.jit (boom)", _tiny_job(spec))
+    assert res == {"status": "skipped", "reason": "cannot import kernels.jit (boom)"}
+    res = worker.handle("numpy", None, None, {"task": "nope"})
+    assert res["status"] == "error" and "unknown task" in res["reason"]
