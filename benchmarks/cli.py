@@ -36,35 +36,63 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="small batches, few repetitions")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default bench-results/<UTC time>)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output directory (default bench-results/<UTC time>)"
+    )
     p.add_argument("--batch", type=int, help="layer-sweep batch size (full 8, quick 2)")
-    p.add_argument("--size", type=int, default=56,
-                   help="conv2-stage resolution; conv3 runs at half (default 56)")
-    p.add_argument("--layers", default="all",
-                   help="'all', 'conv2', or comma-separated substrings of layer names")
-    p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
-                   help=f"comma-separated subset of {','.join(DEFAULT_BACKENDS)}")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=56,
+        help="conv2-stage resolution; conv3 runs at half (default 56)",
+    )
+    p.add_argument(
+        "--layers",
+        default="all",
+        help="'all', 'conv2', or comma-separated substrings of layer names",
+    )
+    p.add_argument(
+        "--backends",
+        default=",".join(DEFAULT_BACKENDS),
+        help=f"comma-separated subset of {','.join(DEFAULT_BACKENDS)}",
+    )
     p.add_argument("--threads", type=int, help="threads per backend (default: physical cores)")
     p.add_argument("--only", help=f"comma-separated sections to run: {','.join(SECTIONS)}")
     p.add_argument("--skip", default="", help="comma-separated sections to skip")
     p.add_argument("--reps", type=int, help="minimum timed repetitions (full 5, quick 3)")
     p.add_argument("--warmup", type=int, help="warm-up calls before timing (full 2, quick 1)")
-    p.add_argument("--min-time", type=float,
-                   help="repeat until this many seconds per layer (full 0.3, quick 0.05)")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        help="repeat until this many seconds per layer (full 0.3, quick 0.05)",
+    )
     p.add_argument("--model-batch", type=int, help="ImageNet-model batch (full 2, quick 1)")
-    p.add_argument("--model-reps", type=int,
-                   help="timed steps per block/model row (full 3, quick 1)")
+    p.add_argument(
+        "--model-reps", type=int, help="timed steps per block/model row (full 3, quick 1)"
+    )
     p.add_argument("--block-batch", type=int, help="bottleneck-block batch (default = --batch)")
     p.add_argument("--cifar-batch", type=int, default=64, help="resnet20 batch (default 64)")
-    p.add_argument("--numpy-models", action="store_true",
-                   help="also time the NumPy reference on resnet50/resnext50 (slow)")
-    p.add_argument("--tol", type=float, default=1e-3,
-                   help="max relative error vs the NumPy reference (default 1e-3)")
-    p.add_argument("--peak-gflops", type=float,
-                   help="theoretical FP32 peak to report instead of the derived one")
-    p.add_argument("--keep-openblas-env", action="store_true",
-                   help="do not unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the workers")
+    p.add_argument(
+        "--numpy-models",
+        action="store_true",
+        help="also time the NumPy reference on resnet50/resnext50 (slow)",
+    )
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-3,
+        help="max relative error vs the NumPy reference (default 1e-3)",
+    )
+    p.add_argument(
+        "--peak-gflops",
+        type=float,
+        help="theoretical FP32 peak to report instead of the derived one",
+    )
+    p.add_argument(
+        "--keep-openblas-env",
+        action="store_true",
+        help="do not unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the workers",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--list", action="store_true", help="list the sweep's layers and exit")

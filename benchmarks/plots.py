@@ -125,8 +125,11 @@ def plot_roofline(results: dict[str, Any], path: Path) -> Path | None:
             ax.annotate(f"{tag} {r['stage']}" if r["kind"] == "template" else tag,
                         (r["intensity_flop_per_byte"], r["gflops_total"]), fontsize=7,
                         xytext=(4, 2), textcoords="offset points")  # fmt: skip
-    ai = np.logspace(np.log10(max(0.5, min(r["intensity_flop_per_byte"] for r in rows) / 2)),
-                     np.log10(max(r["intensity_flop_per_byte"] for r in rows) * 2), 100)
+    ai = np.logspace(
+        np.log10(max(0.5, min(r["intensity_flop_per_byte"] for r in rows) / 2)),
+        np.log10(max(r["intensity_flop_per_byte"] for r in rows) * 2),
+        100,
+    )
     if bw:
         roof = bw * ai
         top = max(v for v in (prac, theo) if v) if (prac or theo) else None

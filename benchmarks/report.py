@@ -81,8 +81,9 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
     for info in results.get("workers", {}).values():
         for b in info.get("blas") or []:
             if b.get("user_api") == "blas":
-                blas = (f"{b.get('internal_api')} {b.get('version')} "
-                        f"({b.get('architecture')} kernels)")
+                blas = (
+                    f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')} kernels)"
+                )
                 break
         if blas:
             break
@@ -102,13 +103,20 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
         "(OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, torch.set_num_threads); each backend in its "
         "own process, run back to back, layer by layer",
         "- **OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE**: "
-        + (f"unset in the workers (parent had {unset})" if unset
-           else "not set" if cfg["unset_openblas_env"] else "kept as in the parent env"),
+        + (
+            f"unset in the workers (parent had {unset})"
+            if unset
+            else "not set"
+            if cfg["unset_openblas_env"]
+            else "kept as in the parent env"
+        ),
         f"- **Ceilings**: measured sgemm {_f(ceil.get('practical_gflops'))} GFLOP/s "
         f"({ceil.get('practical_source') or 'not measured'}) = the practical ceiling"
-        + "".join(f"; {b} sgemm best {_f(s.get('gflops_best'))} / median "
-                  f"{_f(s.get('gflops_median'))}"
-                  for b, s in (ceil.get('sgemm') or {}).items()) + "; "
+        + "".join(
+            f"; {b} sgemm best {_f(s.get('gflops_best'))} / median {_f(s.get('gflops_median'))}"
+            for b, s in (ceil.get("sgemm") or {}).items()
+        )
+        + "; "
         f"theoretical FP32 peak {_f(peak.get('gflops'))} GFLOP/s ({peak.get('assumption')}); "
         f"memory bandwidth {_f(ceil.get('bandwidth_gb_s'))} GB/s ({ceil.get('bandwidth_source')})",
     ]
@@ -159,8 +167,11 @@ def pass_table(results: dict[str, Any]) -> list[str]:
     rows = [r for r in results["rows"] if r["section"] == "layer" and r.get("status") == "ok"]
     if not rows:
         return []
-    out = ["| layer | backend | fwd ms | bwd-input ms | bwd-weight ms | total ms (min-max) "
-           "| fwd GFLOP/s | bwd-in GFLOP/s | bwd-w GFLOP/s | reps |", "|" + "---|" * 10]
+    out = [
+        "| layer | backend | fwd ms | bwd-input ms | bwd-weight ms | total ms (min-max) "
+        "| fwd GFLOP/s | bwd-in GFLOP/s | bwd-w GFLOP/s | reps |",
+        "|" + "---|" * 10,
+    ]
     for r in rows:
         out.append(
             f"| {r['name']} | {r['backend']} | {_ms(r.get('fwd_median_ms'))} | "
@@ -176,11 +187,15 @@ def model_table(results: dict[str, Any]) -> list[str]:
     rows = [r for r in results["rows"] if r["section"] in ("blocks", "models")]
     if not rows:
         return []
-    out = ["| what | backend | pass | batch x input | ms / step (min-max) | images/s "
-           "| vs minires | peak RSS MB (before) |", "|" + "---|" * 8]
+    out = [
+        "| what | backend | pass | batch x input | ms / step (min-max) | images/s "
+        "| vs minires | peak RSS MB (before) |",
+        "|" + "---|" * 8,
+    ]
     for r in rows:
         what = {"fwdbwd": "fwd+bwd", "train": "train step", "block": "fwd+bwd"}.get(
-            r.get("mode"), r.get("mode"))
+            r.get("mode"), r.get("mode")
+        )
         bad = _status_cell(r)
         if bad:
             reason = (r.get("reason") or "").splitlines()[0][:90] if r.get("reason") else ""
@@ -201,8 +216,11 @@ def coldstart_table(results: dict[str, Any]) -> list[str]:
     rows = [r for r in results["rows"] if r["section"] == "coldstart"]
     if not rows:
         return []
-    out = ["| Numba cache | import s | first conv fwd+bwd s | steady s | "
-           "resnet20 first train step s | steady step s |", "|" + "---|" * 6]
+    out = [
+        "| Numba cache | import s | first conv fwd+bwd s | steady s | "
+        "resnet20 first train step s | steady step s |",
+        "|" + "---|" * 6,
+    ]
     for r in rows:
         if r.get("status") != "ok":
             out.append(f"| {r.get('cache')} | {_status_cell(r)}: {r.get('reason')} | | | | |")
@@ -280,9 +298,12 @@ def markdown(results: dict[str, Any]) -> str:
             if fallback:
                 m += f" (these still run the NumPy reference: {', '.join(fallback)})"
             lines.append(f"- `{b}`: {m}")
-        lines += ["- blocks and models: minires through its Tensor autograd with "
-                  "`minires.set_backend`; torch through autograd on twin modules "
-                  "(`benchmarks/torch_models.py`) loaded with the same weights", ""]
+        lines += [
+            "- blocks and models: minires through its Tensor autograd with "
+            "`minires.set_backend`; torch through autograd on twin modules "
+            "(`benchmarks/torch_models.py`) loaded with the same weights",
+            "",
+        ]
     pr = problems(results)
     if pr:
         lines += ["## Skipped, failed or mismatched rows", "", *pr, ""]
@@ -328,8 +349,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
     p.add_argument("results", type=Path, help="a results.json written by a run")
-    p.add_argument("--headline", action="store_true",
-                   help="print only the machine lines and the compact README table")
+    p.add_argument(
+        "--headline",
+        action="store_true",
+        help="print only the machine lines and the compact README table",
+    )
     p.add_argument("--plots", type=Path, help="also (re)draw the PNG plots into this folder")
     args = p.parse_args(argv)
     if not args.results.is_file():

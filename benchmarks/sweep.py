@@ -113,7 +113,8 @@ def worker_env(
         "threads_forced": forced,
         "openblas_overrides_unset_in_workers": removed,
         "openblas_overrides_policy": (
-            "unset in workers (benchmark only)" if cfg.unset_openblas_env
+            "unset in workers (benchmark only)"
+            if cfg.unset_openblas_env
             else "kept as in the parent environment"
         ),
     }
@@ -283,7 +284,9 @@ class LoadMonitor:
                 f"1-min load average reached {peak:.1f} on {cores} cores (this run itself "
                 f"accounts for up to {threads}): other processes competed for the CPU, so "
                 "timings - above all small multi-threaded ones - are unreliable; rerun on a "
-                "quiet machine" if busy else "machine was quiet enough"
+                "quiet machine"
+                if busy
+                else "machine was quiet enough"
             ),
         }
 
@@ -399,8 +402,14 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
                 for b in backends:
                     bar.set_description_str(f"ceilings {b}")
                     if avail[b] and b != "torch_cl" and b not in fake_backends:
-                        ceilings[b] = workers[b].request({"task": "ceilings", "n": cfg.sgemm_n,
-                                                          "reps": 5, "stream_mb": cfg.stream_mb})
+                        ceilings[b] = workers[b].request(
+                            {
+                                "task": "ceilings",
+                                "n": cfg.sgemm_n,
+                                "reps": 5,
+                                "stream_mb": cfg.stream_mb,
+                            }
+                        )
                         workers[b].wait_idle(cfg.settle)
                     bar.update()
 
@@ -438,8 +447,10 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
                         res = {"status": "skipped",
                                "reason": "NumPy reference is too slow at ImageNet-model level "
                                          "(use --numpy-models)"}  # fmt: skip
-                    elif section == "models" and cfg.quick and (
-                        b == "torch_cl" or (b == "numpy" and not cfg.numpy_models)
+                    elif (
+                        section == "models"
+                        and cfg.quick
+                        and (b == "torch_cl" or (b == "numpy" and not cfg.numpy_models))
                     ):
                         res = {"status": "skipped",
                                "reason": "skipped in --quick (the full run times it)"}  # fmt: skip
@@ -483,8 +494,10 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
 
     machine = machine_info()
     if cfg.peak_gflops:
-        machine["theoretical_peak"] = {"gflops": cfg.peak_gflops,
-                                       "assumption": "given with --peak-gflops"}
+        machine["theoretical_peak"] = {
+            "gflops": cfg.peak_gflops,
+            "assumption": "given with --peak-gflops",
+        }
     results = {
         "tool": "minires benchmarks",
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -497,8 +510,7 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
         "workers": worker_info,
         "ceilings": summarize_ceilings(ceilings, machine),
         "interrupted": interrupted,
-        "load": load.summary(machine["cpu"].get("usable_cpus") or os.cpu_count() or 1,
-                             cfg.threads),
+        "load": load.summary(machine["cpu"].get("usable_cpus") or os.cpu_count() or 1, cfg.threads),
         "rows": rows,
     }
     add_derived(results)
@@ -516,8 +528,9 @@ def summarize_ceilings(ceilings: dict[str, Any], machine: dict[str, Any]) -> dic
         "sgemm": sgemm,
         "bandwidth": bw,
         "practical_gflops": best[1]["gflops_best"] if best[1] else None,
-        "practical_source": (f"{best[0]}: {best[1]['library']}, n={best[1]['n']}"
-                             if best[1] else None),
+        "practical_source": (
+            f"{best[0]}: {best[1]['library']}, n={best[1]['n']}" if best[1] else None
+        ),
         "bandwidth_gb_s": best_bw[1]["gb_s"] if best_bw[1] else None,
         "bandwidth_source": best_bw[1]["method"] if best_bw[1] else None,
         "theoretical_gflops": machine.get("theoretical_peak", {}).get("gflops"),

@@ -17,7 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("minires.commands.train:main", "train a model (digits or CIFAR-10), resumable"),
     "experiment": ("minires.commands.experiment:main", "run a paper experiment (degradation)"),
-    "bench": ("minires.commands.bench:main", "time grouped vs dense vs depthwise conv (see benchmarks/)"),  # noqa: E501
+    "bench": (
+        "minires.commands.bench:main",
+        "time grouped vs dense vs depthwise conv (see benchmarks/)",
+    ),  # noqa: E501
     "summary": ("minires.commands.summary:main", "parameter and multiply-add table of models"),
 }
 

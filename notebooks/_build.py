@@ -533,9 +533,12 @@ same SGD steps for all.
 shallow plain net's; the deep residual net trains about as fast as the shallow nets -
 depth no longer hurts.
 """),
-    code(SETUP + """
+    code(
+        SETUP
+        + """
 from minires.analysis.toy import toy_resnet
-from minires.optim import SGD"""),
+from minires.optim import SGD"""
+    ),
     code("""
 xs, ys = load_digits("train")
 mean, std = xs.mean(), xs.std()
@@ -615,8 +618,11 @@ consequences:
 deleted block; the plain net collapses to chance; gradient magnitude per path decays
 exponentially with length, and the total gradient peaks at lengths well below n/2.
 """),
-    code(SETUP + """
-from minires.analysis.toy import toy_resnet"""),
+    code(
+        SETUP
+        + """
+from minires.analysis.toy import toy_resnet"""
+    ),
     code("""
 xs, ys = load_digits("train"); xt, yt = load_digits("test")
 mean, std = xs.mean(), xs.std()
@@ -711,7 +717,11 @@ NOTEBOOKS = {
 def build(key: str) -> Path:
     name, cells = NOTEBOOKS[key]
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     path = HERE / name
     nbformat.write(nb, path)

@@ -137,14 +137,18 @@ def test_run_produces_rows_and_flags_mismatch(tiny_run):
     results, _ = tiny_run
     rows = [r for r in results["rows"] if r["section"] == "layer"]
     assert {(r["name"].split()[0], r["backend"]) for r in rows} == {
-        ("conv2", "numpy"), ("conv2", "broken"), ("depthwise", "numpy"), ("depthwise", "broken")
+        ("conv2", "numpy"),
+        ("conv2", "broken"),
+        ("depthwise", "numpy"),
+        ("depthwise", "broken"),
     }
     for r in rows:
         if r["backend"] == "numpy":
             assert r["status"] == "ok", r
             assert r["gflops_total"] > 0 and r["total_min_ms"] <= r["total_max_ms"]
             assert r["gflops_total"] == pytest.approx(
-                3 * r["gflop_fwd"] / (r["total_median_ms"] * 1e-3))
+                3 * r["gflop_fwd"] / (r["total_median_ms"] * 1e-3)
+            )
         else:
             assert r["status"] == "MISMATCH", r
             assert "total_median_ms" not in r

@@ -71,16 +71,28 @@ def conv_cases(draw):
     bias = rng.standard_normal(c_out) if draw(st.booleans()) else None
     if draw(st.booleans()):  # a non-contiguous view with the same values
         x = np.asfortranarray(x)[:, :, ::-1, :][:, :, ::-1, :]
-    return dict(x=x, weight=weight, bias=bias, stride=stride, padding=padding,
-                dilation=dilation, groups=groups, rng=rng)
+    return dict(
+        x=x,
+        weight=weight,
+        bias=bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        rng=rng,
+    )
 
 
 @EXAMPLES
 @given(conv_cases())
 def test_conv2d_matches_torch(case):
     x, weight, bias = case["x"], case["weight"], case["bias"]
-    geom = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
-                groups=case["groups"])
+    geom = dict(
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+    )
     xt, wt = t(x, True), t(weight, True)
     bt = None if bias is None else t(bias, True)
     ref = TF.conv2d(xt, wt, bt, **geom)
@@ -101,12 +113,18 @@ def test_conv2d_cs231n_case():
     w = np.linspace(-0.2, 0.3, num=3 * 3 * 4 * 4).reshape(3, 3, 4, 4)
     b = np.linspace(-0.1, 0.2, num=3)
     correct_out = np.array(
-        [[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
-          [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
-          [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
-         [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
-          [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
-          [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]]]
+        [
+            [
+                [[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
+                [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
+                [[0.50813986, 0.54309974], [0.64082444, 0.67101435]],
+            ],
+            [
+                [[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
+                [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
+                [[2.36270298, 2.36904306], [2.38090835, 2.38247847]],
+            ],
+        ]
     )
     out = K.conv2d_forward(x, w, b, (2, 2), (1, 1), (1, 1), 1)
     np.testing.assert_allclose(out, correct_out, rtol=1e-7)
@@ -319,8 +337,9 @@ def test_non_contiguous_inputs_give_same_results():
     expected, _ = _run_all(x, np.float64)
     actual, _ = _run_all(view, np.float64)
     for name in expected:
-        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-12, atol=1e-12,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            actual[name], expected[name], rtol=1e-12, atol=1e-12, err_msg=name
+        )
 
 
 def test_float32_forward_matches_torch_float64():
@@ -337,13 +356,25 @@ def test_float32_forward_matches_torch_float64():
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale)
 
     geom = dict(stride=(1, 2), padding=(1, 1), dilation=(1, 2), groups=2)
-    check(K.conv2d_forward(f32(x64), f32(w64), f32(b64), **geom),
-          TF.conv2d(t(f32(x64)).double(), t(f32(w64)).double(), t(f32(b64)).double(), **geom))
+    check(
+        K.conv2d_forward(f32(x64), f32(w64), f32(b64), **geom),
+        TF.conv2d(t(f32(x64)).double(), t(f32(w64)).double(), t(f32(b64)).double(), **geom),
+    )
 
     bw, bb = rng.standard_normal(6), rng.standard_normal(6)
     out, _, _ = K.batch_norm_train_forward(f32(x64), f32(bw), f32(bb), 1e-5)
-    check(out, TF.batch_norm(t(f32(x64)).double(), None, None, t(f32(bw)).double(),
-                             t(f32(bb)).double(), training=True, eps=1e-5))
+    check(
+        out,
+        TF.batch_norm(
+            t(f32(x64)).double(),
+            None,
+            None,
+            t(f32(bw)).double(),
+            t(f32(bb)).double(),
+            training=True,
+            eps=1e-5,
+        ),
+    )
 
     pgeom = dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))
     check(K.max_pool2d_forward(f32(x64), **pgeom)[0], TF.max_pool2d(t(f32(x64)).double(), **pgeom))
@@ -353,12 +384,19 @@ def test_float32_forward_matches_torch_float64():
 
 def test_exports_match_interface():
     expected = {
-        "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
-        "batch_norm_train_forward", "batch_norm_train_backward",
-        "batch_norm_eval_forward", "batch_norm_eval_backward",
-        "max_pool2d_forward", "max_pool2d_backward",
-        "avg_pool2d_forward", "avg_pool2d_backward",
-        "relu_forward", "relu_backward",
+        "conv2d_forward",
+        "conv2d_backward_input",
+        "conv2d_backward_weight",
+        "batch_norm_train_forward",
+        "batch_norm_train_backward",
+        "batch_norm_eval_forward",
+        "batch_norm_eval_backward",
+        "max_pool2d_forward",
+        "max_pool2d_backward",
+        "avg_pool2d_forward",
+        "avg_pool2d_backward",
+        "relu_forward",
+        "relu_backward",
     }
     assert set(K.__all__) == expected
     assert all(callable(getattr(K, name)) for name in expected)

@@ -189,7 +189,11 @@ def conv2d_backward_input(
     padded_shape = (n, c_in, h + 2 * ph, w + 2 * pw)
     grad_x_padded = col2im(
         grad_cols.reshape(n, c_in * kh * kw, h_out * w_out),
-        padded_shape, (kh, kw), stride, dilation, (h_out, w_out),
+        padded_shape,
+        (kh, kw),
+        stride,
+        dilation,
+        (h_out, w_out),
     )
     # Padding pixels are constants, not inputs: drop their gradient.
     return np.ascontiguousarray(grad_x_padded[:, :, ph : ph + h, pw : pw + w])
