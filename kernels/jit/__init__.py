@@ -1,0 +1,77 @@
+"""Numba JIT kernels: the default hot path, same signatures as `kernels.reference`.
+
+Importing this package is cheap: Numba and the kernel modules are imported on first
+attribute access, and each kernel is compiled on its first call (then cached on disk,
+`cache=True`; see `_numba.jit` for the read-only fallback). Any interface function not
+implemented here is re-exported from `kernels.reference`.
+
+Conv dispatch (see `conv.py`): dense and large-group convs use a parallel Numba im2col
+plus NumPy/OpenBLAS matmul; grouped and depthwise convs use a direct parallel kernel
+over (image, group) tasks. Measurements and design notes: `NOTES.md`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "batch_norm_train_forward",
+    "batch_norm_train_backward",
+    "batch_norm_eval_forward",
+    "batch_norm_eval_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "relu_forward",
+    "relu_backward",
+    "add_relu_forward",
+]
+
+# name -> submodule of kernels.jit that implements it (anything else: kernels.reference)
+_IMPLEMENTED = {
+    "conv2d_forward": "conv",
+    "conv2d_backward_input": "conv",
+    "conv2d_backward_weight": "conv",
+    "batch_norm_train_forward": "batchnorm",
+    "batch_norm_train_backward": "batchnorm",
+    "batch_norm_eval_forward": "batchnorm",
+    "batch_norm_eval_backward": "batchnorm",
+    "max_pool2d_forward": "pool",
+    "max_pool2d_backward": "pool",
+    "avg_pool2d_forward": "pool",
+    "avg_pool2d_backward": "pool",
+    "relu_forward": "elementwise",
+    "relu_backward": "elementwise",
+    "add_relu_forward": "elementwise",
+}
+
+
+def _resolve(name: str):
+    sub = _IMPLEMENTED.get(name)
+    if sub is not None:
+        try:
+            return getattr(importlib.import_module(f"{__name__}.{sub}"), name)
+        except (ImportError, AttributeError):
+            pass
+    return getattr(importlib.import_module("kernels.reference"), name)
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        func = _resolve(name)
+        globals()[name] = func  # later lookups skip __getattr__
+        return func
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def implemented_here(name: str) -> bool:
+    """True if `name` is a Numba kernel of this package, False if it is the reference."""
+    return getattr(__getattr__(name), "__module__", "").startswith(__name__)

@@ -1,0 +1,166 @@
+"""Max and average pooling (PyTorch defaults, ceil_mode=False), parallel over planes.
+
+Every (image, channel) plane is an independent task, so backward passes scatter into
+their own plane only (no races). Max pooling returns int64 argmax = h*W + w in the
+unpadded plane; the first maximum in row-major window order wins and NaN counts as
+maximal (first NaN wins), like the reference. Average pooling divides by kH*kW
+(count_include_pad=True).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import jit, parallel_for
+
+
+def _pair(v):
+    return (int(v[0]), int(v[1]))
+
+
+@jit(nogil=True)
+def _max_fwd(t0, t1, x, out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw):
+    for t in range(t0, t1):
+        src = x[t]
+        dst = out[t]
+        am = arg[t]
+        for oh in range(Ho):
+            for ow in range(Wo):
+                best = src[0]
+                idx = -1
+                for kh in range(KH):
+                    ih = oh * sh - ph + kh
+                    if ih < 0 or ih >= H:
+                        continue
+                    for kw in range(KW):
+                        iw = ow * sw - pw + kw
+                        if iw < 0 or iw >= W:
+                            continue
+                        v = src[ih * W + iw]
+                        if idx < 0 or v > best or (v != v and best == best):
+                            best = v
+                            idx = ih * W + iw
+                if idx < 0:  # window entirely in the padding (not reachable with torch's limits)
+                    best = -np.inf
+                    idx = 0
+                dst[oh * Wo + ow] = best
+                am[oh * Wo + ow] = idx
+
+
+@jit(nogil=True)
+def _max_bwd(t0, t1, g, arg, gx):
+    L = g.shape[1]
+    for t in range(t0, t1):
+        dst = gx[t]
+        for i in range(dst.size):
+            dst[i] = 0
+        gr = g[t]
+        ar = arg[t]
+        for i in range(L):
+            dst[ar[i]] += gr[i]
+
+
+@jit(nogil=True)
+def _avg_fwd(t0, t1, x, out, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw, inv):
+    for t in range(t0, t1):
+        src = x[t]
+        dst = out[t]
+        for oh in range(Ho):
+            h0 = max(0, oh * sh - ph)
+            h1 = min(H, oh * sh - ph + KH)
+            for ow in range(Wo):
+                w0 = max(0, ow * sw - pw)
+                w1 = min(W, ow * sw - pw + KW)
+                s = inv * 0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        s += src[ih * W + iw]
+                dst[oh * Wo + ow] = s * inv
+
+
+@jit(nogil=True)
+def _avg_bwd(t0, t1, g, gx, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw, inv):
+    for t in range(t0, t1):
+        gr = g[t]
+        dst = gx[t]
+        for i in range(dst.size):
+            dst[i] = 0
+        for oh in range(Ho):
+            h0 = max(0, oh * sh - ph)
+            h1 = min(H, oh * sh - ph + KH)
+            for ow in range(Wo):
+                w0 = max(0, ow * sw - pw)
+                w1 = min(W, ow * sw - pw + KW)
+                v = gr[oh * Wo + ow] * inv
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        dst[ih * W + iw] += v
+
+
+def _geom(shape, kernel_size, stride, padding):
+    N, C, H, W = (int(v) for v in shape)
+    (KH, KW), (sh, sw), (ph, pw) = _pair(kernel_size), _pair(stride), _pair(padding)
+    Ho = (H + 2 * ph - KH) // sh + 1
+    Wo = (W + 2 * pw - KW) // sw + 1
+    return N, C, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    x = np.ascontiguousarray(x)
+    N, C, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo = _geom(x.shape, kernel_size, stride, padding)
+    out = np.empty((N * C, Ho * Wo), x.dtype)
+    arg = np.empty((N * C, Ho * Wo), np.int64)
+    parallel_for(
+        _max_fwd, N * C, x.reshape(N * C, H * W), out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw
+    )
+    return out.reshape(N, C, Ho, Wo), arg.reshape(N, C, Ho, Wo)
+
+
+def max_pool2d_backward(grad_out, argmax, input_shape):
+    grad_out = np.ascontiguousarray(grad_out)
+    N, C, H, W = (int(v) for v in input_shape)
+    gx = np.empty((N * C, H * W), grad_out.dtype)
+    parallel_for(
+        _max_bwd,
+        N * C,
+        grad_out.reshape(N * C, -1),
+        np.ascontiguousarray(argmax, dtype=np.int64).reshape(N * C, -1),
+        gx,
+    )
+    return gx.reshape(N, C, H, W)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding):
+    x = np.ascontiguousarray(x)
+    N, C, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo = _geom(x.shape, kernel_size, stride, padding)
+    out = np.empty((N * C, Ho * Wo), x.dtype)
+    inv = x.dtype.type(1.0 / (KH * KW))
+    parallel_for(
+        _avg_fwd, N * C, x.reshape(N * C, H * W), out, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw, inv
+    )
+    return out.reshape(N, C, Ho, Wo)
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding):
+    grad_out = np.ascontiguousarray(grad_out)
+    N, C, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo = _geom(input_shape, kernel_size, stride, padding)
+    gx = np.empty((N * C, H * W), grad_out.dtype)
+    inv = grad_out.dtype.type(1.0 / (KH * KW))
+    parallel_for(
+        _avg_bwd,
+        N * C,
+        grad_out.reshape(N * C, Ho * Wo),
+        gx,
+        H,
+        W,
+        Ho,
+        Wo,
+        KH,
+        KW,
+        sh,
+        sw,
+        ph,
+        pw,
+        inv,
+    )
+    return gx.reshape(N, C, H, W)

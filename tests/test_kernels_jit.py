@@ -1,0 +1,326 @@
+"""kernels.jit (Numba) against kernels.reference (NumPy): every kernel, both dtypes.
+
+Shapes come from hypothesis (groups 1..depthwise, depthwise multipliers, stride,
+padding, dilation, odd and non-square sizes, batch 1). Example counts are kept small:
+the cost of this file is dominated by the first-call JIT compile of each kernel
+(cached on disk afterwards).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kernels.jit as J
+import kernels.reference as R
+from kernels.jit import conv as jconv
+
+SETTINGS = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+DTYPES = [np.float32, np.float64]
+
+
+def assert_close(got, want, dtype):
+    """~1e-5 relative (float32) / 1e-12 (float64), relative to the array's scale."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape
+    assert got.dtype == want.dtype
+    tol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- conv
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.integers(1, 5))
+    cpi = draw(st.integers(1, 4))
+    cpo = draw(st.sampled_from([1, 2, 3, 4, 5, 8]))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 9))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 9))
+    n = draw(st.integers(1, 3))
+    bias = draw(st.booleans())
+    return dict(
+        n=n,
+        c=groups * cpi,
+        h=h,
+        w=w,
+        cout=groups * cpo,
+        k=(kh, kw),
+        s=(sh, sw),
+        p=(ph, pw),
+        d=(dh, dw),
+        g=groups,
+        bias=bias,
+    )
+
+
+def check_conv(case, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rand(rng, (case["n"], case["c"], case["h"], case["w"]), dtype)
+    wt = rand(rng, (case["cout"], case["c"] // case["g"]) + case["k"], dtype)
+    b = rand(rng, case["cout"], dtype) if case["bias"] else None
+    args = (case["s"], case["p"], case["d"], case["g"])
+    out = J.conv2d_forward(x, wt, b, *args)
+    assert_close(out, R.conv2d_forward(x, wt, b, *args), dtype)
+    go = rand(rng, out.shape, dtype)
+    assert_close(
+        J.conv2d_backward_input(go, wt, x.shape, *args),
+        R.conv2d_backward_input(go, wt, x.shape, *args),
+        dtype,
+    )
+    assert_close(
+        J.conv2d_backward_weight(x, go, wt.shape, *args),
+        R.conv2d_backward_weight(x, go, wt.shape, *args),
+        dtype,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(case=conv_cases())
+def test_conv_random(case, dtype):
+    check_conv(case, dtype)
+
+
+def _case(n, c, h, w, cout, k, s=1, p=0, d=1, g=1, bias=False):
+    return dict(
+        n=n, c=c, h=h, w=w, cout=cout, k=(k, k), s=(s, s), p=(p, p), d=(d, d), g=g, bias=bias
+    )
+
+
+NAMED = {
+    "resnext_4_per_group": _case(2, 16, 7, 6, 16, 3, p=1, g=4, bias=True),
+    "resnext_8_per_group_stride2": _case(1, 32, 9, 8, 32, 3, s=2, p=1, g=4),
+    "depthwise": _case(2, 6, 7, 9, 6, 3, p=1, g=6, bias=True),
+    "depthwise_x2": _case(2, 3, 6, 5, 6, 3, p=1, g=3, bias=True),
+    "depthwise_tiny": _case(2, 3, 2, 1, 3, 3, p=1, g=3),
+    "depthwise_x2_dilated": _case(1, 5, 8, 7, 10, 3, p=2, d=2, g=5),
+    "depthwise_stride2": _case(3, 4, 9, 6, 4, 3, s=2, p=1, g=4),
+    "dense3x3": _case(2, 8, 6, 7, 12, 3, p=1, bias=True),
+    "dense1x1": _case(2, 8, 5, 5, 6, 1),
+    "dense1x1_stride2": _case(1, 8, 7, 5, 6, 1, s=2),
+    "dense7x7_stem": _case(1, 3, 15, 13, 8, 7, s=2, p=3),
+    "big_pad": _case(1, 4, 3, 3, 4, 3, p=3, g=2),
+    "one_pixel": _case(1, 4, 1, 1, 8, 1, g=4),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_conv_named(name, dtype):
+    check_conv(NAMED[name], dtype, seed=1)
+
+
+@pytest.mark.parametrize("name", ["resnext_4_per_group", "depthwise", "big_pad"])
+def test_conv_grouped_through_blas(name, monkeypatch):
+    """The im2col + per-group BLAS path (used for large groups) is correct too."""
+    monkeypatch.setattr(jconv, "_DIRECT_MAX_WORK", -1)
+    assert not jconv._use_direct(4, 4, 3, 3, 4)
+    check_conv(NAMED[name], np.float64, seed=2)
+
+
+def test_conv_noncontiguous_and_mixed_dtype():
+    rng = np.random.default_rng(3)
+    x = rand(rng, (2, 9, 8, 8), np.float32).transpose(0, 1, 3, 2)[:, ::2]  # (2, 5, 8, 8)
+    wt = rand(rng, (5, 1, 3, 3), np.float64)  # weight dtype differs: output follows x
+    out = J.conv2d_forward(x, wt, None, (1, 1), (1, 1), (1, 1), 5)
+    assert out.dtype == np.float32
+    want = R.conv2d_forward(
+        np.ascontiguousarray(x), wt.astype(np.float32), None, (1, 1), (1, 1), (1, 1), 5
+    )
+    assert_close(out, want, np.float32)
+
+
+def _with_threads(k, fn):
+    old = numba.get_num_threads()
+    numba.set_num_threads(k)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(old)
+
+
+@pytest.mark.parametrize(
+    "name", ["resnext_4_per_group", "resnext_8_per_group_stride2", "depthwise", "dense3x3"]
+)
+def test_conv_parallel_equals_serial(name):
+    """The direct kernels are partition-independent: 1 thread == 2 threads bit for bit.
+
+    (Weight-gradient partials are per (image, group) and reduced afterwards in a fixed
+    order; each output element is computed by exactly one task.) The dense path hands
+    the GEMM to BLAS, whose blocking may depend on its own threads: compared to 1e-6.
+    """
+    case = NAMED[name]
+    rng = np.random.default_rng(4)
+    x = rand(rng, (case["n"], case["c"], case["h"], case["w"]), np.float32)
+    wt = rand(rng, (case["cout"], case["c"] // case["g"]) + case["k"], np.float32)
+    args = (case["s"], case["p"], case["d"], case["g"])
+    go = rand(rng, J.conv2d_forward(x, wt, None, *args).shape, np.float32)
+
+    def run():
+        return (
+            J.conv2d_forward(x, wt, None, *args),
+            J.conv2d_backward_input(go, wt, x.shape, *args),
+            J.conv2d_backward_weight(x, go, wt.shape, *args),
+        )
+
+    serial = _with_threads(1, run)
+    parallel = _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)
+    for a, b in zip(serial, parallel):
+        if case["g"] > 1:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_workspace_is_reused():
+    from kernels.jit._numba import workspace
+
+    a = workspace("test", 100, np.float32)
+    b = workspace("test", 50, np.float32)
+    assert np.shares_memory(a, b)
+    assert workspace("test", 200, np.float32).size == 200
+
+
+def test_cache_fallback_warns_and_works(monkeypatch):
+    """With no writable cache location, kernels still compile (in memory) and warn once."""
+    import numba.core.caching as caching
+
+    from kernels.jit import _numba
+
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+    monkeypatch.setattr(impl, "_locator_classes", [])
+    monkeypatch.setattr(_numba, "_cache_warned", False)
+    monkeypatch.delenv("NUMBA_CACHE_LOCATOR_CLASSES", raising=False)
+    with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
+
+        @_numba.jit()
+        def twice(v):
+            return 2 * v
+
+    assert twice(21) == 42
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+bn_shapes = st.one_of(
+    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
+    st.tuples(st.integers(2, 6), st.integers(1, 5)),
+)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(shape=bn_shapes, seed=st.integers(0, 2**16))
+def test_batch_norm(shape, seed, dtype):
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x = (rand(rng, shape, dtype) * 2 + 3).astype(dtype)
+    w, b = rand(rng, c, dtype), rand(rng, c, dtype)
+    g = rand(rng, shape, dtype)
+    eps = 1e-5
+    got = J.batch_norm_train_forward(x, w, b, eps)
+    want = R.batch_norm_train_forward(x, w, b, eps)
+    for a, r in zip(got, want):
+        assert_close(a, r, dtype)
+    _, mean, var = want
+    for a, r in zip(
+        J.batch_norm_train_backward(g, x, mean, var, w, eps),
+        R.batch_norm_train_backward(g, x, mean, var, w, eps),
+    ):
+        assert_close(a, r, dtype)
+    rm, rv = rand(rng, c, dtype), (rng.random(c) + 0.5).astype(dtype)
+    assert_close(
+        J.batch_norm_eval_forward(x, rm, rv, w, b, eps),
+        R.batch_norm_eval_forward(x, rm, rv, w, b, eps),
+        dtype,
+    )
+    for a, r in zip(
+        J.batch_norm_eval_backward(g, x, rm, rv, w, eps),
+        R.batch_norm_eval_backward(g, x, rm, rv, w, eps),
+    ):
+        assert_close(a, r, dtype)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+@st.composite
+def pool_cases(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w), (kh, kw), (sh, sw), (ph, pw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(case=pool_cases(), seed=st.integers(0, 2**16), ties=st.booleans())
+def test_pooling(case, seed, ties, dtype):
+    shape, k, s, p = case
+    rng = np.random.default_rng(seed)
+    x = rand(rng, shape, dtype)
+    if ties:  # many equal values: the first maximum must win, like the reference
+        x = np.round(x).astype(dtype)
+    out, arg = J.max_pool2d_forward(x, k, s, p)
+    rout, rarg = R.max_pool2d_forward(x, k, s, p)
+    assert_close(out, rout, dtype)
+    assert arg.dtype == np.int64
+    np.testing.assert_array_equal(arg, rarg)
+    g = rand(rng, out.shape, dtype)
+    assert_close(J.max_pool2d_backward(g, arg, shape), R.max_pool2d_backward(g, rarg, shape), dtype)
+    assert_close(J.avg_pool2d_forward(x, k, s, p), R.avg_pool2d_forward(x, k, s, p), dtype)
+    assert_close(
+        J.avg_pool2d_backward(g, shape, k, s, p), R.avg_pool2d_backward(g, shape, k, s, p), dtype
+    )
+
+
+def test_max_pool_nan_and_inf():
+    x = np.array([[[[1.0, np.nan, 3.0, -np.inf], [np.nan, 0.0, -np.inf, -np.inf]]]])
+    out, arg = J.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    rout, rarg = R.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(out, rout)
+    np.testing.assert_array_equal(arg, rarg)
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu(dtype):
+    rng = np.random.default_rng(5)
+    x = rand(rng, (3, 4, 5, 6), dtype)
+    x[0, 0, 0, :3] = [np.nan, 0.0, -0.0]
+    y = rand(rng, x.shape, dtype)
+    np.testing.assert_array_equal(J.relu_forward(x), R.relu_forward(x))
+    np.testing.assert_array_equal(J.relu_forward(x.T), R.relu_forward(x.T))  # non-contiguous
+    out = R.relu_forward(y)
+    np.testing.assert_array_equal(J.relu_backward(x, out), R.relu_backward(x, out))
+    np.testing.assert_array_equal(J.add_relu_forward(x, y), R.relu_forward(x + y))
+    assert J.relu_forward(x).dtype == dtype
+
+
+def test_exports_everything():
+    for name in R.__all__:
+        assert callable(getattr(J, name)), name
+        assert J.implemented_here(name), f"{name} falls back to the reference"
