@@ -14,23 +14,6 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = [
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "batch_norm_train_forward",
-    "batch_norm_train_backward",
-    "batch_norm_eval_forward",
-    "batch_norm_eval_backward",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "relu_forward",
-    "relu_backward",
-    "add_relu_forward",
-]
-
 # name -> submodule of kernels.jit that implements it (anything else: kernels.reference)
 _IMPLEMENTED = {
     "conv2d_forward": "conv",
@@ -48,6 +31,7 @@ _IMPLEMENTED = {
     "relu_backward": "elementwise",
     "add_relu_forward": "elementwise",
 }
+__all__ = list(_IMPLEMENTED)  # the interface of kernels/INTERFACE.md plus the fused extras
 
 
 def _resolve(name: str):
