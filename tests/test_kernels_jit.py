@@ -133,8 +133,71 @@ def test_conv_named(name, dtype):
 def test_conv_grouped_through_blas(name, monkeypatch):
     """The im2col + per-group BLAS path (used for large groups) is correct too."""
     monkeypatch.setattr(jconv, "_DIRECT_MAX_WORK", -1)
-    assert not jconv._use_direct(4, 4, 3, 3, 4)
+    assert not jconv._use_direct(4, 4, 3, 3, 4, (1, 1))
     check_conv(NAMED[name], np.float64, seed=2)
+
+
+def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
+    """CIFAR-sized dense 3x3 convs at stride 1 go direct; strided or wide ones use BLAS.
+    Both paths agree with the reference on the same case."""
+    assert jconv._use_direct(16, 16, 3, 3, 1, (1, 1))
+    assert not jconv._use_direct(16, 16, 3, 3, 1, (2, 2))
+    assert not jconv._use_direct(64, 64, 3, 3, 1, (1, 1))
+    case = _case(2, 16, 9, 7, 16, 3, p=1, bias=True)
+    check_conv(case, np.float64, seed=3)
+    monkeypatch.setattr(jconv, "_DIRECT_MAX_DENSE", -1)
+    check_conv(case, np.float64, seed=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "n,groups,cpi,cpo,h,w",
+    [
+        (2, 4, 4, 4, 7, 6),  # 32x4d-like
+        (1, 2, 14, 14, 5, 9),  # 8x14d-like: 4 + 4 + 4 + 2 output channels per group
+        (2, 3, 2, 5, 1, 1),  # one pixel: every neighbour masked
+        (1, 2, 3, 3, 1, 5),  # one row
+        (1, 2, 2, 1, 6, 1),  # one column
+        (2, 2, 8, 8, 40, 3),  # several row chunks
+        (1, 3, 2, 6, 2, 2),
+    ],
+)
+def test_conv_same3x3_masked_kernel(n, groups, cpi, cpo, h, w, dtype, monkeypatch):
+    """The masked 3x3 / stride 1 / pad 1 kernels (no padded tile) against the reference,
+    at sizes where the flat tap offsets point outside the image (masked lanes), and
+    bit-identical to themselves for 1 and 2 threads; and the tile kernels they replace
+    agree too (forced with _SAME3X3_MAX_CPI = 0)."""
+    case = _case(n, groups * cpi, h, w, groups * cpo, 3, p=1, g=groups, bias=True)
+    assert jconv._use_same3x3(cpi, 3, 3, (1, 1), (1, 1), (1, 1))
+    check_conv(case, dtype, seed=5)
+    rng = np.random.default_rng(6)
+    x = rand(rng, (n, groups * cpi, h, w), dtype)
+    wt = rand(rng, (groups * cpo, cpi, 3, 3), dtype)
+    go = rand(rng, (n, groups * cpo, h, w), dtype)
+    args = ((1, 1), (1, 1), (1, 1), groups)
+
+    def run():
+        return (
+            J.conv2d_forward(x, wt, None, *args),
+            J.conv2d_backward_input(go, wt, x.shape, *args),
+            J.conv2d_backward_weight(x, go, wt.shape, *args),
+        )
+
+    serial = _with_threads(1, run)
+    for a, b in zip(serial, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(jconv, "_SAME3X3_MAX_CPI", 0)
+    for a, b in zip(serial, run()):
+        assert_close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("h,w", [(2, 2), (3, 3), (2, 9), (5, 2), (3, 17), (12, 11)])
+def test_conv_depthwise3x3_borders(h, w, dtype):
+    """The depthwise 3x3 / stride 1 / pad 1 kernels (flat interior, separate border
+    columns/rows/corners) at sizes where the border is most of the plane."""
+    check_conv(_case(2, 3, h, w, 3, 3, p=1, g=3, bias=True), dtype, seed=7)
+    check_conv(_case(1, 2, h, w, 4, 3, p=1, g=2), dtype, seed=8)  # multiplier 2
 
 
 def test_conv_noncontiguous_and_mixed_dtype():

@@ -15,24 +15,40 @@ from ._numba import jit, parallel_for
 _BLOCK = 1 << 16  # elements per task
 
 
+# Each task loops over its own block through 0-based views (`x[s:e]`): with the loop
+# written as `for i in range(b0 * _BLOCK, min(...))` LLVM did not vectorise it and the
+# ReLU ran at ~60% of np.maximum's speed (0.56 vs 0.33 ms serial on 1M float32); with
+# the views it matches np.maximum serially and beats it on 2 threads. The typed zero
+# keeps the select in the data dtype (a bare `0` unifies float32 with int64 -> float64).
+
+
 @jit(nogil=True)
 def _relu(b0, b1, x, out):
-    for i in range(b0 * _BLOCK, min(b1 * _BLOCK, x.size)):
-        v = x[i]
-        out[i] = 0 if v <= 0 else v
+    s, e = b0 * _BLOCK, min(b1 * _BLOCK, x.size)
+    src, dst = x[s:e], out[s:e]
+    zero = x.dtype.type(0)
+    for i in range(e - s):
+        v = src[i]
+        dst[i] = zero if v <= zero else v  # NaN > 0 and NaN <= 0 are both False: NaN stays
 
 
 @jit(nogil=True)
 def _relu_bwd(b0, b1, g, y, out):
-    for i in range(b0 * _BLOCK, min(b1 * _BLOCK, g.size)):
-        out[i] = g[i] if y[i] > 0 else 0
+    s, e = b0 * _BLOCK, min(b1 * _BLOCK, g.size)
+    gs, ys, dst = g[s:e], y[s:e], out[s:e]
+    zero = g.dtype.type(0)
+    for i in range(e - s):
+        dst[i] = gs[i] if ys[i] > 0 else zero
 
 
 @jit(nogil=True)
 def _add_relu(b0, b1, a, b, out):
-    for i in range(b0 * _BLOCK, min(b1 * _BLOCK, a.size)):
-        v = a[i] + b[i]
-        out[i] = 0 if v <= 0 else v
+    s, e = b0 * _BLOCK, min(b1 * _BLOCK, a.size)
+    as_, bs, dst = a[s:e], b[s:e], out[s:e]
+    zero = a.dtype.type(0)
+    for i in range(e - s):
+        v = as_[i] + bs[i]
+        dst[i] = zero if v <= zero else v
 
 
 def _blocks(n):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import as_tensor, check_float, check_same_dtype, unbroadcast
+from minires.functional._util import (
+    as_tensor,
+    check_float,
+    check_same_dtype,
+    small_gemm,
+    unbroadcast,
+)
 from minires.tensor import Tensor
 
 
@@ -69,7 +75,8 @@ class Linear(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
         ctx.save_for_backward(x, weight)
-        out = x @ weight.T
+        with small_gemm(x.size * weight.shape[0]):
+            out = x @ weight.T
         if bias is not None:
             out += bias
         return out
@@ -77,10 +84,11 @@ class Linear(Function):
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         x, weight = ctx.saved_tensors
-        gx = g @ weight if ctx.needs_input_grad[0] else None
-        gw = gb = None
-        if ctx.needs_input_grad[1]:
-            gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        with small_gemm(x.size * weight.shape[0]):  # both products have this many MACs
+            gx = g @ weight if ctx.needs_input_grad[0] else None
+            gw = gb = None
+            if ctx.needs_input_grad[1]:
+                gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         if ctx.needs_input_grad[2]:
             gb = g.reshape(-1, g.shape[-1]).sum(axis=0)
         return gx, gw, gb

@@ -1,0 +1,238 @@
+"""The performance paths added for whole-model training speed (issue 4, model level):
+the caller-participating `parallel_for`, the vectorised elementwise kernels, the
+branch-free max pool, GetItem's basic-index backward and Linear's single-thread BLAS
+for small products. Each against a plain reference, at 1 and 2 threads where threads
+matter."""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import kernels.jit as J
+import kernels.reference as R
+import minires as mr
+import minires.functional as F
+from kernels.jit import _numba
+from kernels.jit import elementwise as jew
+from minires.functional import _util
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    yield numba.get_num_threads()
+    numba.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------- parallel_for
+
+
+@pytest.mark.parametrize("ntasks", [1, 2, 3, 7, 64, 1001])
+@pytest.mark.parametrize("chunks", [1, 4])
+def test_parallel_for_covers_every_task_once(threads, ntasks, chunks):
+    seen = np.zeros(ntasks, np.int64)
+    lock = threading.Lock()
+
+    def body(t0, t1):
+        with lock:
+            seen[t0:t1] += 1
+
+    _numba.parallel_for(body, ntasks, chunks_per_thread=chunks)
+    assert (seen == 1).all()
+
+
+def test_parallel_for_caller_takes_part():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        who = set()
+        barrier = threading.Barrier(2, timeout=10)
+
+        def body(t0, t1):
+            who.add(threading.get_ident())
+            barrier.wait()  # both chunks must run at the same time, on 2 threads
+
+        _numba.parallel_for(body, 2, chunks_per_thread=1)
+    finally:
+        numba.set_num_threads(old)
+    assert threading.get_ident() in who
+    assert len(who) == 2
+
+
+def test_parallel_for_propagates_errors(threads):
+    def body(t0, t1):
+        if t0 <= 5 < t1:
+            raise ValueError("task 5 failed")
+
+    with pytest.raises(ValueError, match="task 5"):
+        _numba.parallel_for(body, 10)
+    # the pool still works afterwards
+    out = np.zeros(10)
+
+    def fill(t0, t1):
+        out[t0:t1] = 1
+
+    _numba.parallel_for(fill, 10)
+    assert out.sum() == 10
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 17, jew._BLOCK, 3 * jew._BLOCK + 17])
+def test_relu_kernels_ragged_blocks(threads, dtype, size):
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal(size).astype(dtype)
+    y = rng.standard_normal(size).astype(dtype)
+    x[::7] = 0
+    x[::11] = -0.0
+    x[3::13] = np.nan
+    y[5::17] = np.inf
+    np.testing.assert_array_equal(J.relu_forward(x), R.relu_forward(x))
+    out = R.relu_forward(y)
+    np.testing.assert_array_equal(J.relu_backward(x, out), R.relu_backward(x, out))
+    np.testing.assert_array_equal(J.add_relu_forward(x, y), R.relu_forward(x + y))
+    assert J.relu_forward(x).dtype == dtype
+    assert J.relu_backward(x, out).dtype == dtype
+
+
+def test_relu_noncontiguous_4d(threads):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6, 9, 7)).astype(np.float32).transpose(0, 2, 1, 3)
+    np.testing.assert_array_equal(J.relu_forward(x), R.relu_forward(x))
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    out = R.relu_forward(x)
+    np.testing.assert_array_equal(J.relu_backward(g, out), R.relu_backward(g, out))
+
+
+# --------------------------------------------------------------------------- max pool
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "k,s,p,hw",
+    [((3, 3), (2, 2), (1, 1), (13, 12)), ((2, 2), (2, 2), (0, 0), (8, 9)),
+     ((3, 3), (1, 1), (1, 1), (5, 6)), ((3, 2), (2, 1), (1, 1), (7, 4)),
+     ((1, 1), (1, 1), (0, 0), (3, 3))],
+)  # fmt: skip
+def test_max_pool_ties_nan_padding(threads, dtype, k, s, p, hw):
+    rng = np.random.default_rng(1)
+    # small integers: many ties, so first-maximum-wins is exercised
+    x = rng.integers(-3, 3, size=(2, 3, *hw)).astype(dtype)
+    x[0, 0, 1, 1] = np.nan
+    x[1, 2, 0, :] = np.nan
+    x[0, 1] = -np.inf
+    out, arg = J.max_pool2d_forward(x, k, s, p)
+    rout, rarg = R.max_pool2d_forward(x, k, s, p)
+    np.testing.assert_array_equal(out, rout)
+    np.testing.assert_array_equal(arg, rarg)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    np.testing.assert_array_equal(
+        J.max_pool2d_backward(g, arg, x.shape), R.max_pool2d_backward(g, rarg, x.shape)
+    )
+
+
+# --------------------------------------------------------------------------- GetItem backward
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        (slice(None), slice(None), slice(None, None, 2), slice(None, None, 2)),
+        (0,),
+        (Ellipsis, 1),
+        (slice(1, 3), None, np.int64(2)),
+        (slice(None, None, -1),),
+    ],
+    ids=["optionA", "int", "ellipsis", "none-npint", "reversed"],
+)
+def test_getitem_basic_index_grad(index):
+    x = mr.tensor(np.random.default_rng(0).standard_normal((4, 3, 6, 5)), requires_grad=True)
+    y = x[index]
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    y.backward(g)
+    want = np.zeros(x.shape)
+    np.add.at(want, index, g)
+    np.testing.assert_array_equal(x.grad, want)
+
+
+def test_getitem_advanced_index_still_accumulates():
+    x = mr.tensor(np.arange(5.0), requires_grad=True)
+    y = x[np.array([0, 0, 3])]
+    y.backward(np.array([1.0, 2.0, 4.0]))
+    np.testing.assert_array_equal(x.grad, [3.0, 0, 0, 4.0, 0])
+    x2 = mr.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    x2[np.array([True, False])].backward(np.ones((1, 3)))
+    np.testing.assert_array_equal(x2.grad, [[1, 1, 1], [0, 0, 0]])
+
+
+def test_is_basic_index():
+    from minires.functional.shape import _is_basic_index
+
+    assert _is_basic_index((slice(None), 0, None, Ellipsis))
+    assert _is_basic_index(3)
+    assert not _is_basic_index(np.array([0, 1]))
+    assert not _is_basic_index((slice(None), [0, 0]))
+    assert not _is_basic_index(True)
+
+
+# --------------------------------------------------------------------------- Linear BLAS
+
+
+def test_small_gemm_context(monkeypatch):
+    import contextlib
+
+    assert isinstance(_util.small_gemm(_util.SMALL_GEMM_MACS), contextlib.nullcontext)
+    with _util.small_gemm(10):
+        pass
+    monkeypatch.setattr(_util, "_blas_ctl", False)  # threadpoolctl missing: a no-op
+    assert isinstance(_util.small_gemm(10), contextlib.nullcontext)
+
+
+@pytest.mark.parametrize("shape", [(2, 2048, 1000), (64, 64, 10), (3, 5, 4)])
+def test_linear_small_gemm_matches_matmul(shape):
+    n, k, m = shape
+    rng = np.random.default_rng(0)
+    x = mr.tensor(rng.standard_normal((n, k)), requires_grad=True)
+    w = mr.tensor(rng.standard_normal((m, k)), requires_grad=True)
+    b = mr.tensor(rng.standard_normal(m), requires_grad=True)
+    out = F.linear(x, w, b)
+    np.testing.assert_allclose(out.data, x.data @ w.data.T + b.data, rtol=1e-12)
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    np.testing.assert_allclose(x.grad, g @ w.data, rtol=1e-12)
+    np.testing.assert_allclose(w.grad, g.T @ x.data, rtol=1e-12)
+    np.testing.assert_allclose(b.grad, g.sum(0), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- profiler
+
+
+def test_step_profiler_smoke():
+    """`python -m benchmarks.profile` on a tiny step: every category is reported, the
+    shares add up, and the classes are restored afterwards."""
+    from benchmarks import profile as bp
+    from minires.autograd import Function
+
+    forward_before = F.Conv2d.forward
+    rep = bp.profile("resnet20", batch=2, steps=1, warmup=1, plain_steps=1)
+    assert F.Conv2d.forward is forward_before
+    assert Function.__subclasses__()  # untouched
+    names = {r["name"] for r in rep["rows"]}
+    for want in ("conv fwd", "conv bwd-input", "conv bwd-weight", "batchnorm fwd", "relu bwd"):
+        assert want in names
+    assert abs(sum(r["share"] for r in rep["rows"]) - 1) < 1e-6
+    s = rep["shares"]
+    assert 0 < s["conv"] < 1 and 0 < s["non_conv_ops"] < 1
+    assert rep["conv_layers"]["2x16x32x32 -> 16, 3x3, s1"]["layers"] == 6
+    assert "non-conv ops" in bp.format_table(rep, layers=True)
