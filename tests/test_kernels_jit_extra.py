@@ -195,7 +195,9 @@ def test_small_gemm_context(monkeypatch):
     assert isinstance(_util.small_gemm(_util.SMALL_GEMM_MACS), contextlib.nullcontext)
     with _util.small_gemm(10):
         pass
-    monkeypatch.setattr(_util, "_blas_ctl", False)  # threadpoolctl missing: a no-op
+    import kernels.blas
+
+    monkeypatch.setattr(kernels.blas, "_controller", False)  # threadpoolctl missing: a no-op
     assert isinstance(_util.small_gemm(10), contextlib.nullcontext)
 
 

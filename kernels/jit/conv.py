@@ -42,6 +42,8 @@ from __future__ import annotations
 import numpy as np
 from numba import uint64 as u64
 
+from kernels.blas import blas_controller, blas_one_thread
+
 from ._numba import FASTMATH, jit, num_threads, parallel_for, workspace
 
 # --------------------------------------------------------------------------- helpers
@@ -1541,27 +1543,6 @@ def _col2im(t0, t1, cols, gx, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
 
 # --------------------------------------------------------------------------- BLAS
 
-_blas_ctl = None
-
-
-def _blas_controller():
-    """threadpoolctl's controller (created once), or False if threadpoolctl is missing."""
-    global _blas_ctl
-    if _blas_ctl is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _blas_ctl = ThreadpoolController()
-        except Exception:  # threadpoolctl missing: let BLAS thread itself
-            _blas_ctl = False
-    return _blas_ctl
-
-
-def _blas_one_thread():
-    """Context manager limiting BLAS to 1 thread; the limit applies on creation and is
-    undone on exit, so only ever use it in a `with` statement."""
-    return _blas_controller().limit(limits=1, user_api="blas")
-
 
 def _split_images(n):
     """Number of image ranges to run as parallel single-threaded GEMMs (1 = let BLAS thread).
@@ -1574,7 +1555,7 @@ def _split_images(n):
     k = min(n, num_threads())
     if k <= 1:
         return 1
-    return k if _blas_controller() else 1
+    return k if blas_controller() else 1
 
 
 def _mm_range(k0, k1, a, b, out, n, k):
@@ -1590,7 +1571,7 @@ def _gemm_images(a, b, out):
     if k == 1:
         np.matmul(a, b, out=out)
         return
-    with _blas_one_thread():
+    with blas_one_thread():
         parallel_for(_mm_range, k, a, b, out, n, k, chunks_per_thread=1)
 
 
@@ -1633,7 +1614,7 @@ def _gemm_weight_grad(go4, cols, x3=None, geom=None):
     if k == 1:
         _mmt_range(0, 1, go4, cols, parts, n, 1)
         return parts[0]
-    with _blas_one_thread():
+    with blas_one_thread():
         parallel_for(_mmt_range, k, go4, cols, parts, n, k, x3, geom, chunks_per_thread=1)
     return parts.sum(axis=0)
 
@@ -1660,7 +1641,7 @@ def _im2col_gemm(x3, a, out, geom):
     k = _split_images(n)
     if k == 1:
         return False
-    with _blas_one_thread():
+    with blas_one_thread():
         parallel_for(_im2col_mm_range, k, x3, a, out, n, k, geom, chunks_per_thread=1)
     return True
 

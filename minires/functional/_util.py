@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from kernels.blas import blas_one_thread
 from minires.tensor import Tensor
 
 
@@ -84,22 +85,6 @@ def out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
 # Below this many multiply-adds a matrix product runs on one BLAS thread (see `small_gemm`).
 SMALL_GEMM_MACS = 1 << 24
 
-_blas_ctl: Any = None
-
-
-def _blas_controller() -> Any:
-    """threadpoolctl's controller (created once: it scans the loaded libraries), or False
-    when threadpoolctl is not installed."""
-    global _blas_ctl
-    if _blas_ctl is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _blas_ctl = ThreadpoolController()
-        except Exception:  # not installed (optional): leave BLAS as it is
-            _blas_ctl = False
-    return _blas_ctl
-
 
 def small_gemm(macs: int) -> contextlib.AbstractContextManager:
     """Context for a matrix product of ``macs`` multiply-adds: one BLAS thread when it is
@@ -111,7 +96,4 @@ def small_gemm(macs: int) -> contextlib.AbstractContextManager:
     and the spinning thread slowed the conv kernels that followed (profiled step 889 ms
     vs 463 ms with OPENBLAS_NUM_THREADS=1). Needs threadpoolctl; a no-op without it.
     """
-    ctl = _blas_controller() if macs < SMALL_GEMM_MACS else False
-    if not ctl:
-        return contextlib.nullcontext()
-    return ctl.limit(limits=1, user_api="blas")
+    return blas_one_thread() if macs < SMALL_GEMM_MACS else contextlib.nullcontext()
