@@ -142,11 +142,42 @@ def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
     Both paths agree with the reference on the same case."""
     assert jconv._use_direct(16, 16, 3, 3, 1, (1, 1))
     assert not jconv._use_direct(16, 16, 3, 3, 1, (2, 2))
+    assert not jconv._use_direct(32, 32, 3, 3, 1, (1, 1))
     assert not jconv._use_direct(64, 64, 3, 3, 1, (1, 1))
     case = _case(2, 16, 9, 7, 16, 3, p=1, bias=True)
     check_conv(case, np.float64, seed=3)
     monkeypatch.setattr(jconv, "_DIRECT_MAX_DENSE", -1)
     check_conv(case, np.float64, seed=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c,h,w", [(1, 1, 1, 1), (2, 3, 1, 5), (1, 2, 6, 1), (3, 4, 5, 7)])
+def test_im2col_same3x3_equals_general_im2col(n, c, h, w, dtype):
+    """The masked flat im2col of 3x3 / stride 1 / pad 1 writes exactly what the general
+    im2col writes, borders (masked taps -> 0) included, at sizes where every tap of a
+    pixel may fall outside the image."""
+    x = rand(np.random.default_rng(8), (n, c, h * w), dtype)
+    geom = (h, w, 3, 3, h, w, 1, 1, 1, 1, 1, 1)
+    want = np.full((n, c * 9, h * w), np.nan, dtype)
+    jconv._im2col(0, n * c, x, want, *geom)
+    got = np.full_like(want, np.nan)
+    jconv._im2col_same3x3(
+        0, n * c, x.reshape(n, -1), got.reshape(n, -1), jconv._tap_masks(h, w), c, h, w, dtype(0)
+    )
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 3])
+def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
+    """Dense 3x3 / stride 1 / pad 1 through BLAS (the masked im2col per image; the input
+    gradient as the forward conv with transposed, flipped weights), at 1 and 2 threads."""
+    monkeypatch.setattr(jconv, "_DIRECT_MAX_DENSE", -1)
+    case = _case(n, 5, 7, 3, 6, 3, p=1, bias=True)
+    for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        _with_threads(k, lambda: check_conv(case, dtype, seed=9))
+    # and the same shortcut for a dilated conv whose flipped padding is still >= 0
+    check_conv(_case(n, 4, 8, 9, 4, 3, p=2, d=2), dtype, seed=10)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1506,6 +1506,32 @@ def _im2col(t0, t1, x, cols, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
 
 
 @jit(nogil=True, fastmath=FASTMATH)
+def _im2col_same3x3(t0, t1, x, cols, mk, C, H, W, zero):
+    # x (N, C*H*W) -> cols (N, C*9*H*W): im2col of a 3x3 / stride 1 / pad 1 conv as nine
+    # shifted copies of each plane; the out-of-image taps are masked (`_tap_masks`), so
+    # a flat loop over the plane needs no border code (6x faster than `_im2col` at 8x8)
+    HW = u64(H * W)
+    uW = u64(W)
+    for t in range(t0, t1):
+        n = t // C
+        c = t - n * C
+        src = x[n]
+        dst = cols[n]
+        cb = u64(c) * HW
+        for tap in range(9):
+            kh = u64(tap // 3)
+            kw = u64(tap - 3 * (tap // 3))
+            s0 = cb + kh * uW + kw - uW - u64(1)  # wraps only on masked lanes
+            d0 = (u64(c) * u64(9) + u64(tap)) * HW
+            m0 = u64(tap) * HW
+            for p in range(HW):
+                v = zero
+                if mk[m0 + p]:
+                    v = src[s0 + p]
+                dst[d0 + p] = v
+
+
+@jit(nogil=True, fastmath=FASTMATH)
 def _col2im(t0, t1, cols, gx, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
     # cols (N, C*KH*KW, Ho*Wo) -> gx (N, C, H*W) (overwritten)
     C = gx.shape[1]
@@ -1539,6 +1565,21 @@ def _col2im(t0, t1, cols, gx, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
                     else:
                         for ow in range(lo, hi):
                             dst[s0 + ow * sw] += src[row + ow]
+
+
+def _im2col_range(t0, t1, x3, cols, geom):
+    """cols = im2col(x3) for the tasks [t0, t1) over (image, channel) pairs.
+
+    x3 (N, C, H*W), cols (N, C*KH*KW, Ho*Wo), geom = (H, W, KH, KW, Ho, Wo, sh, sw, ph,
+    pw, dh, dw). The 3x3 / stride 1 / pad 1 case takes the masked flat copy.
+    """
+    H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw = geom
+    if (KH, KW, sh, sw, ph, pw, dh, dw) == (3, 3, 1, 1, 1, 1, 1, 1):
+        n, C = x3.shape[:2]
+        flat_x, flat_cols = x3.reshape(n, -1), cols.reshape(n, -1)
+        _im2col_same3x3(t0, t1, flat_x, flat_cols, _tap_masks(H, W), C, H, W, x3.dtype.type(0))
+    else:
+        _im2col(t0, t1, x3, cols, *geom)
 
 
 # --------------------------------------------------------------------------- BLAS
@@ -1592,7 +1633,7 @@ def _mmt_range(k0, k1, go4, cols, parts, n, k, x3=None, geom=None):
             if x3 is None:
                 ci = cols[i]
             else:
-                _im2col(0, C, x3[i : i + 1], one, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw)
+                _im2col_range(0, C, x3[i : i + 1], one, geom)
                 ci = one.reshape(g, kg, P)
             np.matmul(go4[i], ci.transpose(0, 2, 1), out=tmp)
             acc += tmp
@@ -1628,7 +1669,7 @@ def _im2col_mm_range(k0, k1, x3, a, out, n, k, geom):
     cols = workspace("cols1", C * KH * KW * P, x3.dtype).reshape(1, C * KH * KW, P)
     for j in range(k0, k1):
         for i in range(n * j // k, n * (j + 1) // k):
-            _im2col(0, C, x3[i : i + 1], cols, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw)
+            _im2col_range(0, C, x3[i : i + 1], cols, geom)
             np.matmul(a, cols.reshape(g, kg, P), out=out[i])
 
 
@@ -1670,7 +1711,7 @@ def _use_direct(cpi, cpo, kh, kw, groups, stride):
 # crossover, fwd+bwd serial: 32 channels per group direct 47 vs BLAS 41 GFLOP/s, 64 per
 # group direct 27 vs BLAS 68)
 _DIRECT_MAX_WORK = 48 * 48 * 9
-_DIRECT_MAX_DENSE = 32 * 32 * 9
+_DIRECT_MAX_DENSE = 16 * 16 * 9
 
 
 def _wq(wo, k, s, d):
@@ -1829,12 +1870,22 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
         _gemm_images(a, cols, out)
     elif not _im2col_gemm(x3, a, out, geom):
         cols = workspace("cols", N * C * KH * KW * P, dt).reshape(N, C * KH * KW, P)
-        parallel_for(_im2col, N * C, x3, cols, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw)
+        parallel_for(_im2col_range, N * C, x3, cols, geom)
         _gemm_images(a, cols.reshape(N, groups, Kg, P), out)
     out = out.reshape(N, Cout, Ho, Wo)
     if bias is not None:
         out += np.asarray(bias, dtype=dt).reshape(1, Cout, 1, 1)
     return out
+
+
+def _transposed_flipped(weight, groups):
+    """(C_out, C_in/g, kH, kW) -> (C_in, C_out/g, kH, kW): per group, input and output
+    channels swapped and the kernel rotated by 180 degrees (the weights whose stride-1
+    forward conv of grad_out is grad_x)."""
+    Cout, cpi, KH, KW = weight.shape
+    cpo = Cout // groups
+    wf = weight.reshape(groups, cpo, cpi, KH, KW)[:, :, :, ::-1, ::-1]
+    return np.ascontiguousarray(wf.transpose(0, 2, 1, 3, 4)).reshape(groups * cpi, cpo, KH, KW)
 
 
 def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilation, groups):
@@ -1854,8 +1905,7 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
         if (sh, sw) == (1, 1):
             # stride 1: grad_x is the forward conv of grad_out with the per-group
             # transposed, flipped weights and padding d*(k-1) - p (negative = crop)
-            wf = weight.reshape(groups, cpo, cpi, KH, KW)[:, :, :, ::-1, ::-1]
-            wf = np.ascontiguousarray(wf.transpose(0, 2, 1, 3, 4)).reshape(C, cpo, KH, KW)
+            wf = _transposed_flipped(weight, groups)
             qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
             if cpi == 1 and _is_dw3x3(cpo, KH, KW, (1, 1), (qh, qw), (dh, dw)):
                 # plain depthwise 3x3: its transpose is again a depthwise 3x3
@@ -1909,6 +1959,12 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
             )
         return gx.reshape(N, C, H, W)
 
+    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
+    if (sh, sw) == (1, 1) and qh >= 0 and qw >= 0 and not _is_pointwise(KH, KW, (1, 1), (ph, pw)):
+        # stride 1: the forward conv of grad_out with the transposed, flipped weights
+        # (per-image im2col + GEMM kept in cache; no column-gradient buffer, no col2im)
+        wf = _transposed_flipped(weight, groups)
+        return conv2d_forward(grad_out, wf, None, (1, 1), (qh, qw), (dh, dw), groups)
     Kg = cpi * KH * KW
     wT = weight.reshape(groups, cpo, Kg).transpose(0, 2, 1)
     go4 = go3.reshape(N, groups, cpo, P)
@@ -2007,6 +2063,6 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
     gw = _gemm_weight_grad(go4, None, x3, geom)  # per-image im2col next to its GEMM
     if gw is None:
         cols = workspace("cols", N * C * KH * KW * P, dt).reshape(N, C * KH * KW, P)
-        parallel_for(_im2col, N * C, x3, cols, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw)
+        parallel_for(_im2col_range, N * C, x3, cols, geom)
         gw = _gemm_weight_grad(go4, cols.reshape(N, groups, Kg, P))
     return gw.reshape(Cout, cpi, KH, KW)
