@@ -142,7 +142,7 @@ def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
     Both paths agree with the reference on the same case."""
     assert jconv._use_direct(16, 16, 3, 3, 1, (1, 1))
     assert not jconv._use_direct(16, 16, 3, 3, 1, (2, 2))
-    assert not jconv._use_direct(32, 32, 3, 3, 1, (1, 1))
+    assert jconv._use_direct(32, 32, 3, 3, 1, (1, 1))
     assert not jconv._use_direct(64, 64, 3, 3, 1, (1, 1))
     case = _case(2, 16, 9, 7, 16, 3, p=1, bias=True)
     check_conv(case, np.float64, seed=3)
@@ -161,10 +161,13 @@ def test_im2col_same3x3_equals_general_im2col(n, c, h, w, dtype):
     want = np.full((n, c * 9, h * w), np.nan, dtype)
     jconv._im2col(0, n * c, x, want, *geom)
     got = np.full_like(want, np.nan)
-    jconv._im2col_same3x3(
-        0, n * c, x.reshape(n, -1), got.reshape(n, -1), jconv._tap_masks(h, w), c, h, w, dtype(0)
-    )
+    jconv._im2col_range(0, n * c, x, got, geom)
     np.testing.assert_array_equal(got, want)
+    # an image block: the images side by side along the columns, (C*9, n*H*W)
+    buf = np.full(want.size + 5, np.nan, dtype)
+    block = jconv._im2col_block(x, buf, geom)
+    np.testing.assert_array_equal(block, want.transpose(1, 0, 2).reshape(c * 9, n * h * w))
+    assert np.isnan(buf[want.size :]).all()  # nothing written past the block
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -174,6 +177,13 @@ def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
     gradient as the forward conv with transposed, flipped weights), at 1 and 2 threads."""
     monkeypatch.setattr(jconv, "_DIRECT_MAX_DENSE", -1)
     case = _case(n, 5, 7, 3, 6, 3, p=1, bias=True)
+    for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        _with_threads(k, lambda: check_conv(case, dtype, seed=9))
+    # image blocks of 2 (a ragged last block when n = 3)
+    per_image = 5 * 9 * 7 * 3 * np.dtype(dtype).itemsize
+    monkeypatch.setattr(jconv, "_BLOCK_COLS_BYTES", 2 * per_image)
+    geom = (7, 3, 3, 3, 7, 3, 1, 1, 1, 1, 1, 1)
+    assert jconv._images_per_block(n, 5, geom, np.dtype(dtype).itemsize) == min(n, 2)
     for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
         _with_threads(k, lambda: check_conv(case, dtype, seed=9))
     # and the same shortcut for a dilated conv whose flipped padding is still >= 0

@@ -1506,29 +1506,31 @@ def _im2col(t0, t1, x, cols, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
 
 
 @jit(nogil=True, fastmath=FASTMATH)
-def _im2col_same3x3(t0, t1, x, cols, mk, C, H, W, zero):
-    # x (N, C*H*W) -> cols (N, C*9*H*W): im2col of a 3x3 / stride 1 / pad 1 conv as nine
-    # shifted copies of each plane; the out-of-image taps are masked (`_tap_masks`), so
-    # a flat loop over the plane needs no border code (6x faster than `_im2col` at 8x8)
+def _im2col_same3x3(t0, t1, x, cols, mk, C, H, W, img_stride, row_stride, zero):
+    # x (N, C*H*W) -> flat cols: element (n, c*9 + tap, p) at
+    # n*img_stride + (c*9 + tap)*row_stride + p, so the same kernel writes one image's
+    # (C*9, H*W) matrix or an image block's (C*9, nb*H*W) matrix. im2col of a 3x3 /
+    # stride 1 / pad 1 conv as nine shifted copies of each plane; the out-of-image taps
+    # are masked (`_tap_masks`), so a flat loop over the plane needs no border code (6x
+    # faster than `_im2col` at 8x8)
     HW = u64(H * W)
     uW = u64(W)
     for t in range(t0, t1):
         n = t // C
         c = t - n * C
         src = x[n]
-        dst = cols[n]
         cb = u64(c) * HW
         for tap in range(9):
             kh = u64(tap // 3)
             kw = u64(tap - 3 * (tap // 3))
             s0 = cb + kh * uW + kw - uW - u64(1)  # wraps only on masked lanes
-            d0 = (u64(c) * u64(9) + u64(tap)) * HW
+            d0 = u64(n) * u64(img_stride) + (u64(c) * u64(9) + u64(tap)) * u64(row_stride)
             m0 = u64(tap) * HW
             for p in range(HW):
                 v = zero
                 if mk[m0 + p]:
                     v = src[s0 + p]
-                dst[d0 + p] = v
+                cols[d0 + p] = v
 
 
 @jit(nogil=True, fastmath=FASTMATH)
@@ -1567,19 +1569,64 @@ def _col2im(t0, t1, cols, gx, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
                             dst[s0 + ow * sw] += src[row + ow]
 
 
+def _is_same3x3_geom(geom):
+    return tuple(geom[2:4]) + tuple(geom[6:]) == (3, 3, 1, 1, 1, 1, 1, 1)
+
+
 def _im2col_range(t0, t1, x3, cols, geom):
     """cols = im2col(x3) for the tasks [t0, t1) over (image, channel) pairs.
 
     x3 (N, C, H*W), cols (N, C*KH*KW, Ho*Wo), geom = (H, W, KH, KW, Ho, Wo, sh, sw, ph,
     pw, dh, dw). The 3x3 / stride 1 / pad 1 case takes the masked flat copy.
     """
-    H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw = geom
-    if (KH, KW, sh, sw, ph, pw, dh, dw) == (3, 3, 1, 1, 1, 1, 1, 1):
-        n, C = x3.shape[:2]
-        flat_x, flat_cols = x3.reshape(n, -1), cols.reshape(n, -1)
-        _im2col_same3x3(t0, t1, flat_x, flat_cols, _tap_masks(H, W), C, H, W, x3.dtype.type(0))
+    H, W = geom[:2]
+    if _is_same3x3_geom(geom):
+        n, C, HW = x3.shape
+        z = x3.dtype.type(0)
+        mk = _tap_masks(H, W)
+        _im2col_same3x3(t0, t1, x3.reshape(n, -1), cols.reshape(-1), mk, C, H, W, C * 9 * HW, HW, z)
     else:
         _im2col(t0, t1, x3, cols, *geom)
+
+
+def _im2col_block(x3, buf, geom):
+    """The column matrix of an image block x3 (nb, C, H*W): (C*KH*KW, nb*Ho*Wo), the
+    images side by side along the columns, in the scratch buffer `buf` (1-D).
+
+    One GEMM per block instead of one per image: an 8x8 image gives a 64-column GEMM,
+    too small for BLAS to reach speed (OpenBLAS, one core: 64x576x64 114 GFLOP/s vs
+    64x576x512 128; its weight-gradient product 64x64x576 is worse). Blocks of several
+    images exist only for the masked 3x3 / stride 1 / pad 1 copy; other geometries
+    come one image at a time.
+    """
+    nb, C, HW = x3.shape
+    K, P = C * geom[2] * geom[3], geom[4] * geom[5]
+    cols = buf[: K * nb * P]
+    if nb == 1:
+        _im2col_range(0, C, x3, cols.reshape(1, K, P), geom)
+    else:
+        if not _is_same3x3_geom(geom):
+            raise ValueError("image blocks need the 3x3 / stride 1 / pad 1 geometry")
+        z = x3.dtype.type(0)
+        mk = _tap_masks(geom[0], geom[1])
+        _im2col_same3x3(
+            0, nb * C, x3.reshape(nb, -1), cols, mk, C, geom[0], geom[1], HW, nb * HW, z
+        )
+    return cols.reshape(K, nb * P)
+
+
+# a block's column matrix is kept at about this size (bytes), so that it is still in
+# this core's L2 cache when its GEMM reads it (2 MB L2 per core here)
+_BLOCK_COLS_BYTES = 1 << 20
+
+
+def _images_per_block(n, C, geom, itemsize):
+    """Images per GEMM for `_im2col_block`: 1 unless the geometry is 3x3 / stride 1 /
+    pad 1, else as many as fit `_BLOCK_COLS_BYTES` (at most n)."""
+    if not _is_same3x3_geom(geom):
+        return 1
+    per_image = C * 9 * geom[4] * geom[5] * itemsize
+    return max(1, min(n, _BLOCK_COLS_BYTES // per_image))
 
 
 # --------------------------------------------------------------------------- BLAS
@@ -1617,25 +1664,35 @@ def _gemm_images(a, b, out):
 
 
 def _mmt_range(k0, k1, go4, cols, parts, n, k, x3=None, geom=None):
-    """parts[j] = sum over image range j of go4[i] @ cols[i]^T; with `x3` given, each
-    image's column matrix is built just before its GEMM (per-thread workspace)."""
-    _, g, _, kg = parts.shape
+    """parts[j] = sum over image range j of go4[i] @ cols[i]^T; with `x3` given, the
+    column matrices are built per image block (`_im2col_block`) just before the block's
+    GEMM (per-thread workspace)."""
+    _, g, o, kg = parts.shape
     if x3 is not None:
-        C = x3.shape[1]
-        H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw = geom
-        P = Ho * Wo
-        one = workspace("cols1", C * KH * KW * P, x3.dtype).reshape(1, C * KH * KW, P)
+        C, P = x3.shape[1], geom[4] * geom[5]
+        nb = _images_per_block(-(-n // k), C, geom, x3.dtype.itemsize)
+        buf = workspace("cols1", C * geom[2] * geom[3] * nb * P, x3.dtype)
+        gob = workspace("go1", g * o * nb * P, x3.dtype)
     for j in range(k0, k1):
         acc = parts[j]
         tmp = np.empty_like(acc)
         acc[...] = 0
-        for i in range(n * j // k, n * (j + 1) // k):
-            if x3 is None:
-                ci = cols[i]
-            else:
-                _im2col_range(0, C, x3[i : i + 1], one, geom)
-                ci = one.reshape(g, kg, P)
-            np.matmul(go4[i], ci.transpose(0, 2, 1), out=tmp)
+        lo, hi = n * j // k, n * (j + 1) // k
+        if x3 is None:
+            for i in range(lo, hi):
+                np.matmul(go4[i], cols[i].transpose(0, 2, 1), out=tmp)
+                acc += tmp
+            continue
+        for i0 in range(lo, hi, nb):
+            i1 = min(hi, i0 + nb)
+            ci = _im2col_block(x3[i0:i1], buf, geom).reshape(g, kg, -1)
+            if i1 - i0 == 1:
+                gi = go4[i0]
+            else:  # grad_out of the block in the same (channel, image, pixel) order
+                gi = gob[: g * o * (i1 - i0) * P].reshape(g, o, i1 - i0, P)
+                np.copyto(gi, go4[i0:i1].transpose(1, 2, 0, 3))
+                gi = gi.reshape(g, o, -1)
+            np.matmul(gi, ci.transpose(0, 2, 1), out=tmp)
             acc += tmp
 
 
@@ -1661,16 +1718,23 @@ def _gemm_weight_grad(go4, cols, x3=None, geom=None):
 
 
 def _im2col_mm_range(k0, k1, x3, a, out, n, k, geom):
-    """Per image: im2col into this thread's workspace, then out[i] = a @ cols."""
-    C = x3.shape[1]
-    H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw = geom
-    P = Ho * Wo
-    g, _, kg = a.shape
-    cols = workspace("cols1", C * KH * KW * P, x3.dtype).reshape(1, C * KH * KW, P)
+    """Per image block: im2col into this thread's workspace, then out[block] = a @ cols."""
+    C, P = x3.shape[1], geom[4] * geom[5]
+    g, o, kg = a.shape
+    nb = _images_per_block(-(-n // k), C, geom, x3.dtype.itemsize)
+    buf = workspace("cols1", C * geom[2] * geom[3] * nb * P, x3.dtype)
+    res = workspace("out1", g * o * nb * P, x3.dtype)
     for j in range(k0, k1):
-        for i in range(n * j // k, n * (j + 1) // k):
-            _im2col_range(0, C, x3[i : i + 1], cols, geom)
-            np.matmul(a, cols.reshape(g, kg, P), out=out[i])
+        lo, hi = n * j // k, n * (j + 1) // k
+        for i0 in range(lo, hi, nb):
+            i1 = min(hi, i0 + nb)
+            cols = _im2col_block(x3[i0:i1], buf, geom).reshape(g, kg, -1)
+            if i1 - i0 == 1:
+                np.matmul(a, cols, out=out[i0])
+            else:  # (g, o, block images * P) -> out[i0:i1] (images, g, o, P)
+                r = res[: g * o * (i1 - i0) * P].reshape(g, o, -1)
+                np.matmul(a, cols, out=r)
+                np.copyto(out[i0:i1], r.reshape(g, o, i1 - i0, P).transpose(2, 0, 1, 3))
 
 
 def _im2col_gemm(x3, a, out, geom):
@@ -1711,7 +1775,7 @@ def _use_direct(cpi, cpo, kh, kw, groups, stride):
 # crossover, fwd+bwd serial: 32 channels per group direct 47 vs BLAS 41 GFLOP/s, 64 per
 # group direct 27 vs BLAS 68)
 _DIRECT_MAX_WORK = 48 * 48 * 9
-_DIRECT_MAX_DENSE = 16 * 16 * 9
+_DIRECT_MAX_DENSE = 32 * 32 * 9
 
 
 def _wq(wo, k, s, d):
@@ -1757,8 +1821,11 @@ def _is_pointwise(kh, kw, stride, padding):
 # (1 thread, float32, batch 8, fwd / bwd-input / bwd-weight ms, tile -> masked):
 # 32x4d conv2 6.0/6.1/4.8 -> 4.9/4.8/3.6, 32x8d conv3 4.5/4.5/4.9 -> 3.8/3.5/2.8,
 # 8x14d 12.0/12.3/11.6 -> 11.8/11.9/11.4 (with 14 channels per group the tile copy is
-# already amortised). Wider groups go to BLAS anyway (`_DIRECT_MAX_WORK`).
-_SAME3X3_MAX_CPI = 16
+# already amortised). Session 2, 2 threads, fwd+bwd total, limit 16 -> 32: 4x24d 20.3 ->
+# 18.9 ms, 8x28d 16.0 -> 13.0 ms, dense 32->32 16x16 batch 64 9.4 -> 7.5 ms (also
+# better than im2col + BLAS, 8.5 ms). Dense 64 -> 64 at 8x8 direct: 14.9 ms vs 6.5 ms
+# with BLAS. Wider groups go to BLAS (`_DIRECT_MAX_WORK`, `_DIRECT_MAX_DENSE`).
+_SAME3X3_MAX_CPI = 32
 
 
 def _use_same3x3(cpi, kh, kw, stride, padding, dilation):
