@@ -29,12 +29,12 @@ Two algorithms, chosen per call by `_use_direct` (measurements: NOTES.md):
   afterwards. No two tasks ever write the same memory, so results are bit-identical
   for any thread count.
 
-* **masked direct** (3x3 / stride 1 / pad 1 grouped convs with <= 16 channels per group,
-  forward, stride-1 backward-input and weight gradient): like the direct kernel but
+* **masked direct** (3x3 / stride 1 / pad 1 grouped and small dense convs, <= 32
+  channels per group; forward, stride-1 backward-input and weight gradient): like the
+  direct kernel but
   with no tile at all - taps are read straight from x at flat offsets under per-tap
   validity masks (`_tap_masks`; AVX-512 masked loads), accumulating straight into out.
-  Depthwise 3x3 / stride 1 / pad 1 has its own plane kernels (`_dw3x3_plane`,
-  `_dw3x3_grad_plane`).
+  Depthwise 3x3 / stride 1 / pad 1 has its own plane kernels (`depthwise.py`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from numba import uint64 as u64
 from kernels.blas import blas_controller, blas_one_thread
 
 from ._numba import FASTMATH, jit, num_threads, parallel_for, workspace
+from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
 
 # --------------------------------------------------------------------------- helpers
 
@@ -1160,306 +1161,6 @@ def _same3x3_bwd_weight_range(t0, t1, x, go, part, mk, H, W, G, R, zero):
         _same3x3_bwd_weight_task(t, x, go, part, mk, H, W, G, R, zero)
 
 
-@jit(fastmath=FASTMATH)
-def _dw_pixel(src, H, W, oh, ow, w, co, bias):
-    """One output pixel of a 3x3, stride-1, pad-1 depthwise conv, with bounds checks."""
-    acc = bias
-    for kh in range(3):
-        ih = oh - 1 + kh
-        if ih < 0 or ih >= H:
-            continue
-        for kw in range(3):
-            iw = ow - 1 + kw
-            if iw < 0 or iw >= W:
-                continue
-            acc += w[co, 0, kh, kw] * src[ih * W + iw]
-    return acc
-
-
-@jit(fastmath=FASTMATH)
-def _dw3x3_plane(src, dst, w, co, bias, H, W):
-    """One plane of a depthwise 3x3 / stride 1 / pad 1 conv (H, W >= 2), x -> out directly.
-
-    Interior rows run as one flat loop over p = oh*W + ow with the 9 taps at constant
-    offsets p + (kh-1)*W + (kw-1) (the loop is bound by its unaligned loads); it also
-    writes wrapped-around (wrong) values at the first/last column, which the 6-tap
-    column pass then overwrites. First/last rows are vectorised 6-tap loops, the corners
-    4-tap formulas. All indices unsigned (no wrap-around checks, no per-pixel calls: the
-    earlier bounds-checked border pass cost ~40% of the plane).
-    """
-    w0 = w[co, 0, 0, 0]
-    w1 = w[co, 0, 0, 1]
-    w2 = w[co, 0, 0, 2]
-    w3 = w[co, 0, 1, 0]
-    w4 = w[co, 0, 1, 1]
-    w5 = w[co, 0, 1, 2]
-    w6 = w[co, 0, 2, 0]
-    w7 = w[co, 0, 2, 1]
-    w8 = w[co, 0, 2, 2]
-    uW = u64(W)
-    one = u64(1)
-    two = u64(2)
-    s6 = uW + uW
-    bot = u64((H - 1) * W)  # first pixel of the last row
-    top = bot - uW  # first pixel of the row above it
-    if H >= 3:
-        lo = uW + one
-        for i in range(bot - one - lo):
-            dst[lo + i] = (
-                bias
-                + w0 * src[i]
-                + w1 * src[one + i]
-                + w2 * src[two + i]
-                + w3 * src[uW + i]
-                + w4 * src[uW + one + i]
-                + w5 * src[uW + two + i]
-                + w6 * src[s6 + i]
-                + w7 * src[s6 + one + i]
-                + w8 * src[s6 + two + i]
-            )
-        # first / last column of rows 1..H-2
-        p = uW
-        for _ in range(u64(H - 2)):
-            r = p - uW
-            q = p + uW
-            dst[p] = (
-                bias
-                + w1 * src[r]
-                + w2 * src[r + one]
-                + w4 * src[p]
-                + w5 * src[p + one]
-                + w7 * src[q]
-                + w8 * src[q + one]
-            )
-            e = q - one
-            dst[e] = (
-                bias
-                + w0 * src[e - uW - one]
-                + w1 * src[e - uW]
-                + w3 * src[e - one]
-                + w4 * src[e]
-                + w6 * src[e + uW - one]
-                + w7 * src[e + uW]
-            )
-            p = q
-    # first and last row, columns 1..W-2
-    for i in range(uW - two):
-        dst[one + i] = (
-            bias
-            + w3 * src[i]
-            + w4 * src[one + i]
-            + w5 * src[two + i]
-            + w6 * src[uW + i]
-            + w7 * src[uW + one + i]
-            + w8 * src[uW + two + i]
-        )
-        dst[bot + one + i] = (
-            bias
-            + w0 * src[top + i]
-            + w1 * src[top + one + i]
-            + w2 * src[top + two + i]
-            + w3 * src[bot + i]
-            + w4 * src[bot + one + i]
-            + w5 * src[bot + two + i]
-        )
-    e = uW - one
-    dst[0] = bias + w4 * src[0] + w5 * src[one] + w7 * src[uW] + w8 * src[uW + one]
-    dst[e] = bias + w3 * src[e - one] + w4 * src[e] + w6 * src[e + uW - one] + w7 * src[e + uW]
-    dst[bot] = bias + w1 * src[top] + w2 * src[top + one] + w4 * src[bot] + w5 * src[bot + one]
-    f = bot + e
-    dst[f] = bias + w0 * src[f - uW - one] + w1 * src[f - uW] + w3 * src[f - one] + w4 * src[f]
-
-
-@jit(fastmath=FASTMATH)
-def _dw3x3_task(t, x, w, b, out, H, W, G):
-    """Depthwise 3x3, stride 1, padding 1, dilation 1: straight from x into out.
-
-    No tile and no copy-out (the memory traffic of those dominated this memory-bound
-    kernel); see `_dw3x3_plane`.
-    """
-    Cout = w.shape[0]
-    cpo = Cout // G
-    n = t // G
-    g = t - n * G
-    src = x[n, g]
-    for o in range(cpo):
-        co = g * cpo + o
-        dst = out[n, co]
-        if H >= 2 and W >= 2:
-            _dw3x3_plane(src, dst, w, co, b[co], H, W)
-        else:
-            for oh in range(H):
-                for ow in range(W):
-                    dst[oh * W + ow] = _dw_pixel(src, H, W, oh, ow, w, co, b[co])
-
-
-@jit(nogil=True)
-def _dw3x3_range(t0, t1, x, w, b, out, H, W, G):
-    for t in range(t0, t1):
-        _dw3x3_task(t, x, w, b, out, H, W, G)
-
-
-@jit(fastmath=FASTMATH)
-def _dw_pixel_grad(src, gv, H, W, oh, ow, pn, co):
-    """Add output pixel (oh, ow)'s weight-gradient terms (3x3, pad 1), bounds-checked."""
-    for kh in range(3):
-        ih = oh - 1 + kh
-        if ih < 0 or ih >= H:
-            continue
-        for kw in range(3):
-            iw = ow - 1 + kw
-            if iw < 0 or iw >= W:
-                continue
-            pn[co, 0, kh, kw] += gv * src[ih * W + iw]
-
-
-@jit(fastmath=FASTMATH)
-def _dw3x3_grad_plane(src, gr, pn, co, H, W, zero):
-    """pn[co, 0] = weight gradient of one depthwise 3x3 / stride 1 / pad 1 plane (H, W >= 3).
-
-    The interior rows are one flat pass with 9 dot products (one grad_out load and 9
-    input loads per step, the forward's trick); the terms that the flat pass wrongly
-    picks up at the first/last column (wrapped-around neighbours) are subtracted, and the
-    first/last rows and the two pixels outside the flat range are added separately.
-    """
-    uW = u64(W)
-    one = u64(1)
-    two = u64(2)
-    s6 = uW + uW
-    bot = u64((H - 1) * W)
-    top = bot - uW
-    r0 = zero
-    r1 = zero
-    r2 = zero
-    r3 = zero
-    r4 = zero
-    r5 = zero
-    r6 = zero
-    r7 = zero
-    r8 = zero
-    lo = uW + one
-    for i in range(bot - one - lo):
-        f = gr[lo + i]
-        r0 += f * src[i]
-        r1 += f * src[one + i]
-        r2 += f * src[two + i]
-        r3 += f * src[uW + i]
-        r4 += f * src[uW + one + i]
-        r5 += f * src[uW + two + i]
-        r6 += f * src[s6 + i]
-        r7 += f * src[s6 + one + i]
-        r8 += f * src[s6 + two + i]
-    # wrapped-around terms inside the flat range: (oh, 0) for oh = 2..H-2 got kw=0 terms,
-    # (oh, W-1) for oh = 1..H-3 got kw=2 terms
-    p = s6
-    e = s6 - one
-    for _ in range(u64(H - 3)):
-        f = gr[p]
-        r0 -= f * src[p - uW - one]
-        r3 -= f * src[p - one]
-        r6 -= f * src[p + uW - one]
-        f = gr[e]
-        r2 -= f * src[e - uW + one]
-        r5 -= f * src[e + one]
-        r8 -= f * src[e + uW + one]
-        p += uW
-        e += uW
-    # the two pixels outside the flat range: (1, 0) and (H-2, W-1)
-    f = gr[uW]
-    r1 += f * src[0]
-    r2 += f * src[one]
-    r4 += f * src[uW]
-    r5 += f * src[uW + one]
-    r7 += f * src[s6]
-    r8 += f * src[s6 + one]
-    e = bot - one
-    f = gr[e]
-    r0 += f * src[e - uW - one]
-    r1 += f * src[e - uW]
-    r3 += f * src[e - one]
-    r4 += f * src[e]
-    r6 += f * src[e + uW - one]
-    r7 += f * src[e + uW]
-    # first row (taps kh = 1, 2) and last row (kh = 0, 1), columns 1..W-2
-    for i in range(uW - two):
-        f = gr[one + i]
-        r3 += f * src[i]
-        r4 += f * src[one + i]
-        r5 += f * src[two + i]
-        r6 += f * src[uW + i]
-        r7 += f * src[uW + one + i]
-        r8 += f * src[uW + two + i]
-    for i in range(uW - two):
-        f = gr[bot + one + i]
-        r0 += f * src[top + i]
-        r1 += f * src[top + one + i]
-        r2 += f * src[top + two + i]
-        r3 += f * src[bot + i]
-        r4 += f * src[bot + one + i]
-        r5 += f * src[bot + two + i]
-    # corners
-    e = uW - one
-    f = gr[0]
-    r4 += f * src[0]
-    r5 += f * src[one]
-    r7 += f * src[uW]
-    r8 += f * src[uW + one]
-    f = gr[e]
-    r3 += f * src[e - one]
-    r4 += f * src[e]
-    r6 += f * src[e + uW - one]
-    r7 += f * src[e + uW]
-    f = gr[bot]
-    r1 += f * src[top]
-    r2 += f * src[top + one]
-    r4 += f * src[bot]
-    r5 += f * src[bot + one]
-    e = bot + e
-    f = gr[e]
-    r0 += f * src[e - uW - one]
-    r1 += f * src[e - uW]
-    r3 += f * src[e - one]
-    r4 += f * src[e]
-    pn[co, 0, 0, 0] = r0
-    pn[co, 0, 0, 1] = r1
-    pn[co, 0, 0, 2] = r2
-    pn[co, 0, 1, 0] = r3
-    pn[co, 0, 1, 1] = r4
-    pn[co, 0, 1, 2] = r5
-    pn[co, 0, 2, 0] = r6
-    pn[co, 0, 2, 1] = r7
-    pn[co, 0, 2, 2] = r8
-
-
-@jit(fastmath=FASTMATH)
-def _dw3x3_bwd_weight_task(t, x, go, part, H, W, G, zero):
-    """Depthwise 3x3 / stride 1 / pad 1 weight gradient straight from x and grad_out."""
-    Cout = part.shape[1]
-    cpo = Cout // G
-    n = t // G
-    g = t - n * G
-    src = x[n, g]
-    pn = part[n]
-    for o in range(cpo):
-        co = g * cpo + o
-        gr = go[n, co]
-        if H >= 3 and W >= 3:
-            _dw3x3_grad_plane(src, gr, pn, co, H, W, zero)
-            continue
-        for kh in range(3):
-            for kw in range(3):
-                pn[co, 0, kh, kw] = zero
-        for oh in range(H):
-            for ow in range(W):
-                _dw_pixel_grad(src, gr[oh * W + ow], H, W, oh, ow, pn, co)
-
-
-@jit(nogil=True)
-def _dw3x3_bwd_weight_range(t0, t1, x, go, part, H, W, G, zero):
-    for t in range(t0, t1):
-        _dw3x3_bwd_weight_task(t, x, go, part, H, W, G, zero)
-
-
 # --------------------------------------------------------------------------- im2col
 
 
@@ -1898,7 +1599,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
         b = np.zeros(Cout, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
         out = np.empty((N, Cout, P), dtype=dt)
         if _is_dw3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
-            parallel_for(_dw3x3_range, N * groups, x3, weight, b, out, H, W, groups)
+            parallel_for(dw3x3_range, N * groups, x3, weight, b, out, H, W, groups)
             return out.reshape(N, Cout, Ho, Wo)
         if _use_same3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
             return _same3x3_forward(x3, weight, b, groups, H, W).reshape(N, Cout, Ho, Wo)
@@ -1977,7 +1678,7 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
             if cpi == 1 and _is_dw3x3(cpo, KH, KW, (1, 1), (qh, qw), (dh, dw)):
                 # plain depthwise 3x3: its transpose is again a depthwise 3x3
                 zeros = np.zeros(C, dt)
-                parallel_for(_dw3x3_range, N * groups, go3, wf, zeros, gx, H, W, groups)
+                parallel_for(dw3x3_range, N * groups, go3, wf, zeros, gx, H, W, groups)
                 return gx.reshape(N, C, H, W)
             if _use_same3x3(cpo, KH, KW, (1, 1), (qh, qw), (dh, dw)):
                 gx = _same3x3_forward(go3, wf, np.zeros(C, dt), groups, Ho, Wo)
@@ -2078,7 +1779,7 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
         part = np.empty((N, Cout, cpi, KH, KW), dtype=dt)
         if _is_dw3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
             parallel_for(
-                _dw3x3_bwd_weight_range, N * groups, x3, go3, part, H, W, groups, dt.type(0)
+                dw3x3_bwd_weight_range, N * groups, x3, go3, part, H, W, groups, dt.type(0)
             )
             return part.sum(axis=0)
         if _use_same3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
