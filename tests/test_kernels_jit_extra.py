@@ -85,6 +85,37 @@ def test_parallel_for_propagates_errors(threads):
     assert out.sum() == 10
 
 
+@pytest.mark.parametrize("polls", [0, 50, _numba._SPIN_POLLS])
+def test_parallel_for_wakes_sleeping_and_spinning_workers(threads, polls, monkeypatch):
+    """Jobs reach the workers whether they are still polling for the next job or have
+    gone to sleep (polls = 0: the path without spinning), back to back and after a
+    pause long enough for every worker to fall asleep."""
+    import time
+
+    monkeypatch.setattr(_numba, "_SPIN_POLLS", polls)
+    out = np.zeros(64)
+
+    def add(t0, t1):
+        out[t0:t1] += 1
+
+    for i in range(50):
+        _numba.parallel_for(add, 64, chunks_per_thread=1)
+        if i % 10 == 0:
+            time.sleep(0.01)
+    assert (out == 50).all()
+
+
+def test_job_seats_limit_the_workers():
+    """A job admits `threads - 1` workers (numba.set_num_threads(k) below the team size:
+    the surplus workers wake up and go back to waiting) and runs every chunk once."""
+    ran = []
+    job = _numba._Job(lambda t0, t1: ran.append((t0, t1)), (), [0, 3, 7, 10], 2)
+    assert [job.take_seat() for _ in range(4)] == [True, True, False, False]
+    job.run()
+    job.wait()
+    assert ran == [(0, 3), (3, 7), (7, 10)] and job.done.all()
+
+
 # --------------------------------------------------------------------------- elementwise
 
 
