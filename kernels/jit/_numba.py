@@ -119,10 +119,15 @@ def clear_workspace() -> None:
 # call - the idle vCPU is halted and has to be woken through the hypervisor - so an
 # empty `parallel_for` took 95 us, and a ResNet-20 training step makes ~400 calls. The
 # workers therefore keep polling for the next job for a short while after each one
-# (`_SPIN_POLLS`, ~0.1-0.3 ms, in nogil compiled code, so the GIL stays free) before
+# (`_SPIN_POLLS`, ~0.3 ms, in nogil compiled code, so the GIL stays free) before
 # they go to sleep; a job that arrives in that window starts within microseconds.
 
-_SPIN_POLLS = 4000  # polls of ~30-70 ns (`pause`) before a worker sleeps / a caller yields
+# polls of ~15 ns (one `pause` each, measured here): a worker polls ~0.3 ms for the next
+# job before it sleeps; the caller, having run its share, polls up to ~3 ms for the
+# workers' last chunks before it falls back to sleeping in 20 us steps (which oversleep
+# by ~60-100 us on this VM)
+_SPIN_POLLS = 20_000
+_WAIT_POLLS = 200_000
 _SPINNING = platform.machine().lower() in ("x86_64", "amd64")  # `pause` + x86 ordering
 
 
@@ -216,7 +221,7 @@ class _Job:
 
     def wait(self) -> None:
         """Until every chunk has finished (the caller, after its own `run`)."""
-        while not _poll_all_set(self.done, _SPIN_POLLS if _SPINNING else 0):
+        while not _poll_all_set(self.done, _WAIT_POLLS if _SPINNING else 0):
             time.sleep(20e-6)  # a worker was descheduled: yield the GIL and the core
         if self.error is not None:
             raise self.error
