@@ -2,15 +2,17 @@
 
 Two algorithms, chosen per call by `_use_direct` (measurements: NOTES.md):
 
-* **im2col + BLAS** (dense convs and groups wider than ~48 channels). A parallel Numba
-  im2col writes the (C_in*kH*kW, H_out*W_out) column matrix of every image into a
-  reusable workspace (`_numba.workspace`, no fresh buffer per layer per step) and
-  NumPy's OpenBLAS does the matmul; backward-input is W^T @ grad_out followed by a
-  parallel col2im, backward-weight is grad_out @ cols^T. OpenBLAS's packed,
-  register-blocked sgemm is what a Numba GEMM would have to beat, and for dense layers
-  the GEMM is large (M = C_out >= 64, K >= 64, N = H*W). 1x1/stride-1/no-pad convs skip
-  im2col: the input already *is* the column matrix. Padding is handled inside
-  im2col/col2im (no padded copy).
+* **im2col + BLAS** (dense convs wider than 32 channels or strided, and groups wider
+  than ~48 channels). Each image's (C_in*kH*kW, H_out*W_out) column matrix - or, for
+  small 3x3 / stride 1 / pad 1 images, a ~1 MB block of several images side by side -
+  is built in a per-thread workspace (`_numba.workspace`) right before its GEMM, so the
+  GEMM reads it from cache; image ranges run in parallel with single-threaded
+  OpenBLAS. 3x3 / stride 1 / pad 1 columns are a masked flat copy (`_im2col_same3x3`).
+  Backward-input at stride 1 is the forward conv of grad_out with transposed, flipped
+  weights; strided convs use W^T @ grad_out and a parallel col2im. Backward-weight is
+  the transposed product cols @ grad_out^T (the faster shape for OpenBLAS).
+  1x1/stride-1/no-pad convs skip im2col: the input already *is* the column matrix.
+  Padding is handled inside im2col/col2im (no padded copy).
 
 * **direct** (grouped and depthwise convs, where each group's GEMM is tiny: M = 4,
   K = 36 for ResNeXt 32x4d). One task per (image, group), all tasks in one parallel
@@ -31,9 +33,9 @@ Two algorithms, chosen per call by `_use_direct` (measurements: NOTES.md):
 
 * **masked direct** (3x3 / stride 1 / pad 1 grouped and small dense convs, <= 32
   channels per group; forward, stride-1 backward-input and weight gradient): like the
-  direct kernel but
-  with no tile at all - taps are read straight from x at flat offsets under per-tap
-  validity masks (`_tap_masks`; AVX-512 masked loads), accumulating straight into out.
+  direct kernel but with no tile at all - taps are read straight from x at flat
+  offsets under per-tap validity masks (`_tap_masks`; AVX-512 masked loads),
+  accumulating straight into out.
   Depthwise 3x3 / stride 1 / pad 1 has its own plane kernels (`depthwise.py`).
 """
 
