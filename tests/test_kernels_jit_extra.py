@@ -6,6 +6,7 @@ matter."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numba
@@ -103,6 +104,43 @@ def test_parallel_for_wakes_sleeping_and_spinning_workers(threads, polls, monkey
         if i % 10 == 0:
             time.sleep(0.01)
     assert (out == 50).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_parallel_for_in_a_forked_child(threads):
+    """A forked child gets a team of its own (the parent's worker threads do not exist
+    there): parallel_for must neither hang nor lose tasks."""
+    out = np.zeros(64)
+
+    def add(t0, t1):
+        out[t0:t1] += 1
+
+    _numba.parallel_for(add, 64)  # the parent's team exists before the fork
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if every task ran once more
+        code = 1
+        try:
+            _numba.parallel_for(add, 64)
+            code = 0 if (out == 2).all() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (out == 1).all()
+
+
+def test_spin_env_switch_off():
+    """MINIRES_JIT_SPIN=0 (read at import) turns the polling off; parallel_for still works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from kernels.jit import _numba as n; assert not n._SPINNING; "
+        "out = np.zeros(8); n.parallel_for(lambda a, b: out.__setitem__(slice(a, b), 1), 8); "
+        "assert out.all()"
+    )
+    env = dict(os.environ, MINIRES_JIT_SPIN="0")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
 
 
 def test_job_seats_limit_the_workers():

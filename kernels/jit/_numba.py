@@ -128,7 +128,9 @@ def clear_workspace() -> None:
 # by ~60-100 us on this VM)
 _SPIN_POLLS = 20_000
 _WAIT_POLLS = 200_000
-_SPINNING = platform.machine().lower() in ("x86_64", "amd64")  # `pause` + x86 ordering
+_X86 = platform.machine().lower() in ("x86_64", "amd64")  # `pause` + x86 memory ordering
+# MINIRES_JIT_SPIN=0: never poll (threads sleep between jobs; for oversubscribed machines)
+_SPINNING = _X86 and os.environ.get("MINIRES_JIT_SPIN", "1") != "0"
 
 
 @intrinsic
@@ -152,7 +154,7 @@ def _cpu_pause(typingctx):
     sig = types.void()
 
     def codegen(context, builder, signature, args):
-        if _SPINNING:  # MCJIT has no inline-asm parser: the LLVM intrinsic instead
+        if _X86:  # MCJIT has no inline-asm parser: the LLVM intrinsic instead
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
             )
