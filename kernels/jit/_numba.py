@@ -128,6 +128,11 @@ def clear_workspace() -> None:
 # by ~60-100 us on this VM)
 _SPIN_POLLS = 20_000
 _WAIT_POLLS = 200_000
+# chunks per thread of a parallel_for call: more balance the load on a shared machine,
+# fewer mean fewer GIL hand-offs between the threads (each a chance for a thread to
+# fall asleep waiting for it). 2 vs 4, interleaved runs: depthwise 3x3 2.19-2.23 vs
+# 2.27-2.64 ms, 32x4d 5.44-5.66 vs 5.63-5.69, resnet20 step 178-180 vs 180-190 ms
+_CHUNKS_PER_THREAD = 2
 _X86 = platform.machine().lower() in ("x86_64", "amd64")  # `pause` + x86 memory ordering
 # MINIRES_JIT_SPIN=0: never poll (threads sleep between jobs; for oversubscribed machines)
 _SPINNING = _X86 and os.environ.get("MINIRES_JIT_SPIN", "1") != "0"
@@ -291,30 +296,32 @@ def num_threads() -> int:
     return numba.get_num_threads()
 
 
-def parallel_for(range_kernel, ntasks: int, *args, chunks_per_thread: int = 4) -> None:
+def parallel_for(range_kernel, ntasks: int, *args, chunks_per_thread: int | None = None) -> None:
     """Run `range_kernel(t0, t1, *args)` over [0, ntasks) on `numba.get_num_threads()` threads.
 
     `range_kernel` is a `nogil=True` jit function looping `for t in range(t0, t1)` over
     independent tasks. All jit kernels use this instead of `prange`: (1) the parfor
     pass re-optimises the whole inlined kernel a second time, which doubled the
     first-call compile time of the conv kernels (measured ~3-4 s per kernel and dtype)
-    for the same machine code; (2) no Numba threading layer is started, so no spinning
-    OpenMP workers compete with OpenBLAS's threads in the dense convs. The thread count
+    for the same machine code; (2) no Numba threading layer is started, so no OpenMP
+    workers spin for ~100 ms against OpenBLAS's threads in the dense convs (ours poll
+    ~0.3 ms). The thread count
     follows `numba.get_num_threads()` (`numba.set_num_threads`, `NUMBA_NUM_THREADS`).
 
-    The tasks are cut into `chunks_per_thread * threads` contiguous chunks that the
-    threads claim one at a time from a shared counter (dynamic load balancing on a
-    shared machine). The calling thread is one of the workers, the others are a team of
-    daemon threads that poll for the next job for a short while before sleeping (see
-    `_Team`): an empty call costs ~7-12 us instead of the ~95 us of waking a sleeping
-    thread here (a ResNet-20 step makes ~400 calls, many on sub-millisecond kernels).
+    The tasks are cut into `chunks_per_thread * threads` (default `_CHUNKS_PER_THREAD`)
+    contiguous chunks that the threads claim one at a time from a shared counter
+    (dynamic load balancing on a shared machine). The calling thread is one of the
+    workers, the others are a team of daemon threads that poll for the next job for a
+    short while before sleeping (see `_Team`): an empty call costs ~7-12 us instead of
+    the ~95 us of waking a sleeping thread here (a ResNet-20 step makes ~400 calls,
+    many on sub-millisecond kernels).
     Results do not depend on the number of threads: every task writes its own outputs.
     """
     nth = min(numba.get_num_threads(), ntasks)
     if nth <= 1:
         range_kernel(0, ntasks, *args)
         return
-    k = min(ntasks, nth * chunks_per_thread)
+    k = min(ntasks, nth * (chunks_per_thread or _CHUNKS_PER_THREAD))
     job = _Job(range_kernel, args, [ntasks * i // k for i in range(k + 1)], nth - 1)
     _get_team().submit(job)
     job.run()
