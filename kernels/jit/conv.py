@@ -3,7 +3,7 @@
 Two algorithms, chosen per call by `_use_direct` (measurements: NOTES.md):
 
 * **im2col + BLAS** (dense convs wider than 32 channels or strided, and groups wider
-  than ~48 channels). Each image's (C_in*kH*kW, H_out*W_out) column matrix - or, for
+  than 32 channels). Each image's (C_in*kH*kW, H_out*W_out) column matrix - or, for
   small 3x3 / stride 1 / pad 1 images, a ~1 MB block of several images side by side -
   is built in a per-thread workspace (`_numba.workspace`) right before its GEMM, so the
   GEMM reads it from cache; image ranges run in parallel with single-threaded
@@ -1479,8 +1479,9 @@ def _use_direct(cpi, cpo, kh, kw, groups, stride):
 
 # a group whose weight block has more entries than this goes to im2col + BLAS (measured
 # crossover, fwd+bwd serial: 32 channels per group direct 47 vs BLAS 41 GFLOP/s, 64 per
-# group direct 27 vs BLAS 68)
-_DIRECT_MAX_WORK = 48 * 48 * 9
+# group direct 27 vs BLAS 68; session 2, 2 threads, with the faster BLAS path: 48 per
+# group (conv3 4x48d, batch 8) direct 22.3 ms vs BLAS 18.9 ms)
+_DIRECT_MAX_WORK = 32 * 32 * 9
 _DIRECT_MAX_DENSE = 32 * 32 * 9
 
 
