@@ -1305,16 +1305,16 @@ def _im2col_block(x3, buf, geom):
     nb, C, HW = x3.shape
     K, P = C * geom[2] * geom[3], geom[4] * geom[5]
     cols = buf[: K * nb * P]
-    if nb == 1:
-        _im2col_range(0, C, x3, cols.reshape(1, K, P), geom)
-    else:
-        if not _is_same3x3_geom(geom):
-            raise ValueError("image blocks need the 3x3 / stride 1 / pad 1 geometry")
+    if _is_same3x3_geom(geom):
         z = x3.dtype.type(0)
         mk = _tap_masks(geom[0], geom[1])
         _im2col_same3x3(
             0, nb * C, x3.reshape(nb, -1), cols, mk, C, geom[0], geom[1], HW, nb * HW, z
         )
+    elif nb == 1:
+        _im2col(0, C, x3, cols.reshape(1, K, P), *geom)
+    else:
+        raise ValueError("image blocks need the 3x3 / stride 1 / pad 1 geometry")
     return cols.reshape(K, nb * P)
 
 
