@@ -204,10 +204,11 @@ def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
     ],
 )
 def test_conv_same3x3_masked_kernel(n, groups, cpi, cpo, h, w, dtype, monkeypatch):
-    """The masked 3x3 / stride 1 / pad 1 kernels (no padded tile) against the reference,
-    at sizes where the flat tap offsets point outside the image (masked lanes), and
-    bit-identical to themselves for 1 and 2 threads; and the tile kernels they replace
-    agree too (forced with _SAME3X3_MAX_CPI = 0)."""
+    """The masked 3x3 / stride 1 / pad 1 kernels (tap table forward and backward-input,
+    masked weight gradient) against the reference, at sizes where the flat tap offsets
+    point outside the image (masked lanes), and bit-identical to themselves for 1 and 2
+    threads; and the tile kernels agree too (forced with _SAME3X3_MAX_CPI = 0 and
+    _TAPCONV_MAX_WORK = 0)."""
     case = _case(n, groups * cpi, h, w, groups * cpo, 3, p=1, g=groups, bias=True)
     assert jconv._use_same3x3(cpi, 3, 3, (1, 1), (1, 1), (1, 1))
     check_conv(case, dtype, seed=5)
@@ -228,6 +229,7 @@ def test_conv_same3x3_masked_kernel(n, groups, cpi, cpo, h, w, dtype, monkeypatc
     for a, b in zip(serial, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)):
         np.testing.assert_array_equal(a, b)
     monkeypatch.setattr(jconv, "_SAME3X3_MAX_CPI", 0)
+    monkeypatch.setattr(jconv, "_TAPCONV_MAX_WORK", 0)
     for a, b in zip(serial, run()):
         assert_close(a, b, dtype)
 

@@ -48,6 +48,7 @@ from kernels.blas import blas_controller, blas_one_thread
 
 from ._numba import FASTMATH, jit, num_threads, parallel_for, workspace
 from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
+from .tapconv import polyphase, tap_conv
 
 # --------------------------------------------------------------------------- helpers
 
@@ -700,215 +701,6 @@ def _direct_bwd_weight_range(t0, t1, x, go, part, H, W, Ho, Wo, G, sh, sw, ph, p
 
 
 @jit(fastmath=FASTMATH)
-def _accm_6x4(acc, a0, rs, src, t0, tr, mk, m0, ms, w, co, c, kh, ln, zero):
-    """Kernel rows kh and kh+1 (6 taps) x 4 outputs in one pass; tr = row stride of src."""
-    w000 = w[co + 0, c, kh + 0, 0]
-    w001 = w[co + 0, c, kh + 0, 1]
-    w002 = w[co + 0, c, kh + 0, 2]
-    w010 = w[co + 0, c, kh + 1, 0]
-    w011 = w[co + 0, c, kh + 1, 1]
-    w012 = w[co + 0, c, kh + 1, 2]
-    w100 = w[co + 1, c, kh + 0, 0]
-    w101 = w[co + 1, c, kh + 0, 1]
-    w102 = w[co + 1, c, kh + 0, 2]
-    w110 = w[co + 1, c, kh + 1, 0]
-    w111 = w[co + 1, c, kh + 1, 1]
-    w112 = w[co + 1, c, kh + 1, 2]
-    w200 = w[co + 2, c, kh + 0, 0]
-    w201 = w[co + 2, c, kh + 0, 1]
-    w202 = w[co + 2, c, kh + 0, 2]
-    w210 = w[co + 2, c, kh + 1, 0]
-    w211 = w[co + 2, c, kh + 1, 1]
-    w212 = w[co + 2, c, kh + 1, 2]
-    w300 = w[co + 3, c, kh + 0, 0]
-    w301 = w[co + 3, c, kh + 0, 1]
-    w302 = w[co + 3, c, kh + 0, 2]
-    w310 = w[co + 3, c, kh + 1, 0]
-    w311 = w[co + 3, c, kh + 1, 1]
-    w312 = w[co + 3, c, kh + 1, 2]
-    a1 = a0 + rs
-    a2 = a1 + rs
-    a3 = a2 + rs
-    m1 = m0 + ms
-    m2 = m1 + ms
-    m3 = m2 + ms
-    m4 = m3 + ms
-    m5 = m4 + ms
-    one = u64(1)
-    two = u64(2)
-    u0 = t0 + tr
-    for i in range(ln):
-        x00 = zero
-        if mk[m0 + i]:
-            x00 = src[t0 + i]
-        x01 = zero
-        if mk[m1 + i]:
-            x01 = src[t0 + one + i]
-        x02 = zero
-        if mk[m2 + i]:
-            x02 = src[t0 + two + i]
-        x10 = zero
-        if mk[m3 + i]:
-            x10 = src[u0 + i]
-        x11 = zero
-        if mk[m4 + i]:
-            x11 = src[u0 + one + i]
-        x12 = zero
-        if mk[m5 + i]:
-            x12 = src[u0 + two + i]
-        acc[a0 + i] += w000 * x00 + w001 * x01 + w002 * x02 + w010 * x10 + w011 * x11 + w012 * x12
-        acc[a1 + i] += w100 * x00 + w101 * x01 + w102 * x02 + w110 * x10 + w111 * x11 + w112 * x12
-        acc[a2 + i] += w200 * x00 + w201 * x01 + w202 * x02 + w210 * x10 + w211 * x11 + w212 * x12
-        acc[a3 + i] += w300 * x00 + w301 * x01 + w302 * x02 + w310 * x10 + w311 * x11 + w312 * x12
-
-
-@jit(fastmath=FASTMATH)
-def _accm_3x4(acc, a0, rs, src, t0, mk, m0, ms, w, co, c, kh, ln, zero):
-    w00 = w[co, c, kh, 0]
-    w01 = w[co, c, kh, 1]
-    w02 = w[co, c, kh, 2]
-    w10 = w[co + 1, c, kh, 0]
-    w11 = w[co + 1, c, kh, 1]
-    w12 = w[co + 1, c, kh, 2]
-    w20 = w[co + 2, c, kh, 0]
-    w21 = w[co + 2, c, kh, 1]
-    w22 = w[co + 2, c, kh, 2]
-    w30 = w[co + 3, c, kh, 0]
-    w31 = w[co + 3, c, kh, 1]
-    w32 = w[co + 3, c, kh, 2]
-    a1 = a0 + rs
-    a2 = a1 + rs
-    a3 = a2 + rs
-    m1 = m0 + ms
-    m2 = m1 + ms
-    one = u64(1)
-    two = u64(2)
-    for i in range(ln):
-        x0 = zero
-        if mk[m0 + i]:
-            x0 = src[t0 + i]
-        x1 = zero
-        if mk[m1 + i]:
-            x1 = src[t0 + one + i]
-        x2 = zero
-        if mk[m2 + i]:
-            x2 = src[t0 + two + i]
-        acc[a0 + i] += w00 * x0 + w01 * x1 + w02 * x2
-        acc[a1 + i] += w10 * x0 + w11 * x1 + w12 * x2
-        acc[a2 + i] += w20 * x0 + w21 * x1 + w22 * x2
-        acc[a3 + i] += w30 * x0 + w31 * x1 + w32 * x2
-
-
-@jit(fastmath=FASTMATH)
-def _accm_3x2(acc, a0, rs, src, t0, mk, m0, ms, w, co, c, kh, ln, zero):
-    w00 = w[co, c, kh, 0]
-    w01 = w[co, c, kh, 1]
-    w02 = w[co, c, kh, 2]
-    w10 = w[co + 1, c, kh, 0]
-    w11 = w[co + 1, c, kh, 1]
-    w12 = w[co + 1, c, kh, 2]
-    a1 = a0 + rs
-    m1 = m0 + ms
-    m2 = m1 + ms
-    one = u64(1)
-    two = u64(2)
-    for i in range(ln):
-        x0 = zero
-        if mk[m0 + i]:
-            x0 = src[t0 + i]
-        x1 = zero
-        if mk[m1 + i]:
-            x1 = src[t0 + one + i]
-        x2 = zero
-        if mk[m2 + i]:
-            x2 = src[t0 + two + i]
-        acc[a0 + i] += w00 * x0 + w01 * x1 + w02 * x2
-        acc[a1 + i] += w10 * x0 + w11 * x1 + w12 * x2
-
-
-@jit(fastmath=FASTMATH)
-def _accm_3x1(acc, a0, src, t0, mk, m0, ms, w, co, c, kh, ln, zero):
-    w0 = w[co, c, kh, 0]
-    w1 = w[co, c, kh, 1]
-    w2 = w[co, c, kh, 2]
-    m1 = m0 + ms
-    m2 = m1 + ms
-    one = u64(1)
-    two = u64(2)
-    for i in range(ln):
-        x0 = zero
-        if mk[m0 + i]:
-            x0 = src[t0 + i]
-        x1 = zero
-        if mk[m1 + i]:
-            x1 = src[t0 + one + i]
-        x2 = zero
-        if mk[m2 + i]:
-            x2 = src[t0 + two + i]
-        acc[a0 + i] += w0 * x0 + w1 * x1 + w2 * x2
-
-
-@jit(fastmath=FASTMATH)
-def _same3x3_fwd_task(t, x, w, b, out, mk, H, W, G, R, zero):
-    # x (N, C*H*W), w (Cout, cpi, 3, 3), b (Cout,), out (N, Cout*H*W), mk (9*H*W,)
-    Cout, cpi, _, _ = w.shape
-    cpo = Cout // G
-    n = t // G
-    g = t - n * G
-    co0 = g * cpo
-    HW = H * W
-    uW = u64(W)
-    urs = u64(HW)
-    src = x[n]
-    on = out[n]
-    # output channels in blocks of 4 x R rows (~24 KB of output, in L1 while all input
-    # channels and taps stream through)
-    for r0 in range(0, H, R):
-        r1 = min(H, r0 + R)
-        p0 = u64(r0 * W)
-        uln = u64((r1 - r0) * W)
-        for ob in range(0, cpo, 4):
-            oe = min(ob + 4, cpo)
-            for o in range(ob, oe):
-                bv = b[co0 + o]
-                d0 = u64((co0 + o) * HW) + p0
-                for i in range(uln):
-                    on[d0 + i] = bv
-            for c in range(cpi):
-                cb = u64((g * cpi + c) * HW) + p0
-                if ob + 4 <= oe:
-                    # kernel rows 0 and 1 of 4 outputs in one pass
-                    t0 = cb - uW - u64(1)
-                    a0 = u64((co0 + ob) * HW) + p0
-                    _accm_6x4(on, a0, urs, src, t0, uW, mk, p0, urs, w, co0 + ob, c, 0, uln, zero)
-                for kh in range(3):
-                    # left tap of kernel row kh: p + (kh-1)*W - 1 (wraps on masked lanes)
-                    t0 = cb + u64(kh) * uW - uW - u64(1)
-                    m0 = u64(3 * kh * HW) + p0
-                    o = ob
-                    if o + 4 <= oe and kh < 2:
-                        o += 4
-                    if o + 4 <= oe:
-                        a0 = u64((co0 + o) * HW) + p0
-                        _accm_3x4(on, a0, urs, src, t0, mk, m0, urs, w, co0 + o, c, kh, uln, zero)
-                        o += 4
-                    if o + 2 <= oe:
-                        a0 = u64((co0 + o) * HW) + p0
-                        _accm_3x2(on, a0, urs, src, t0, mk, m0, urs, w, co0 + o, c, kh, uln, zero)
-                        o += 2
-                    while o < oe:
-                        a0 = u64((co0 + o) * HW) + p0
-                        _accm_3x1(on, a0, src, t0, mk, m0, urs, w, co0 + o, c, kh, uln, zero)
-                        o += 1
-
-
-@jit(nogil=True)
-def _same3x3_fwd_range(t0, t1, x, w, b, out, mk, H, W, G, R, zero):
-    for t in range(t0, t1):
-        _same3x3_fwd_task(t, x, w, b, out, mk, H, W, G, R, zero)
-
-
-@jit(fastmath=FASTMATH)
 def _dotsm_6x4(pn, ge, e0, rs, src, t0, tr, mk, m0, ms, co, c, kh, ln, zero):
     """Kernel rows kh and kh+1 (6 taps) x 4 outputs in one pass; tr = row stride of src."""
     e1 = e0 + rs
@@ -1522,9 +1314,54 @@ def _is_pointwise(kh, kw, stride, padding):
     return kh == 1 and kw == 1 and stride == (1, 1) and padding == (0, 0)
 
 
-# The masked direct kernels (`_same3x3_fwd_task`, `_same3x3_bwd_weight_task`) are used
-# for 3x3 / stride 1 / pad 1 convs with at most this many input channels per group (of
-# the conv computed: C_in/groups forward, C_out/groups for backward-input). Measured
+# The register-blocked tap-table kernel (`tapconv.py`) computes stride-1 convs whose
+# output is the size of the input ("same" padding: 3x3 pad 1, 5x5 pad 2, 3x3 dilation 2
+# pad 2, ...), forward and backward-input, when a group's input channels x taps are at
+# most this many. Measured (session 3, 2 threads, float32, forward, masked direct or
+# BLAS -> tap table, ms): dense 16->16 32x32 batch 64 2.2-4.9 -> 1.3, 32->32 16x16
+# 2.5-4.1 -> 1.3-1.8, 64->64 8x8 (BLAS) 2.0 -> 1.3, 64->64 56x56 batch 8 (BLAS) 9.8 ->
+# 7.4, 128->128 28x28 7.8 -> 7.6; but 256->256 14x14 7.3 -> 9.2 and 512 at 7x7 9.5 ->
+# 13.7 (wide layers: BLAS). Grouped 32x4d 56x56 2.1-2.9 -> 1.4-1.9, 32x8d 28x28 1.8-2.5
+# -> 1.1, 32x16d 14x14 2.4 -> 1.3, 32x32d 7x7 2.6 -> 1.1, 8x14d 5.3-8.2 -> 3.3-3.7.
+_TAPCONV_MAX_WORK = 64 * 9
+
+
+def _use_tapconv(cpi, cpo, kh, kw, stride, padding, dilation):
+    """Stride 1, output the size of the input, at most `_TAPCONV_MAX_WORK` multiply-adds
+    per output pixel and channel; not depthwise (1 output per group would waste 3/4 of
+    the 4-channel tile) and not 1x1 (the input already is the GEMM's matrix)."""
+    same = all(d * (k - 1) == 2 * p for k, p, d in zip((kh, kw), padding, dilation))
+    return (
+        stride == (1, 1)
+        and same
+        and cpi * kh * kw <= _TAPCONV_MAX_WORK
+        and cpo >= 2
+        and (kh, kw) != (1, 1)
+    )
+
+
+def _use_tapconv_stride2(cpi, groups, kh, kw, stride, padding, dilation):
+    """3x3 / stride 2 / pad 1 dense convs with <= 32 input channels (CIFAR ResNets'
+    downsampling convs), forward only, through the polyphase copy of x. Measured (2
+    threads, float32, batch 64, im2col + BLAS -> tap table incl. the copy): 16->32 at
+    32x32 2.8 -> 1.9 ms, 32->64 at 16x16 2.4 -> 1.5 ms; but 64->128 at 56x56 batch 8
+    5.3 -> 6.2 and grouped 32x8d at 56x56 5.5 -> 7.3 ms, where the copy (4.8 ms) is
+    most of the time."""
+    return (
+        groups == 1
+        and cpi <= 32
+        and (kh, kw) == (3, 3)
+        and stride == (2, 2)
+        and padding == (1, 1)
+        and dilation == (1, 1)
+    )
+
+
+# The masked direct weight-gradient kernel (`_same3x3_bwd_weight_task`) is used for
+# 3x3 / stride 1 / pad 1 convs with at most this many input channels per group.
+# (Its forward twin was replaced by the tap table, which keeps the accumulators in
+# registers; for the weight gradient the masked dot products already do, and a
+# register-blocked 2 x 9-tap version measured 1.1-1.2x slower.) Measured
 # (1 thread, float32, batch 8, fwd / bwd-input / bwd-weight ms, tile -> masked):
 # 32x4d conv2 6.0/6.1/4.8 -> 4.9/4.8/3.6, 32x8d conv3 4.5/4.5/4.9 -> 3.8/3.5/2.8,
 # 8x14d 12.0/12.3/11.6 -> 11.8/11.9/11.4 (with 14 channels per group the tile copy is
@@ -1564,31 +1401,6 @@ def _tap_masks(H, W):
     return m
 
 
-def _same3x3_forward(x3, weight, b, groups, H, W):
-    """x3 (N, C, H*W) -> out (N, C_out, H*W) with the masked direct kernel."""
-    N = x3.shape[0]
-    Cout = weight.shape[0]
-    dt = x3.dtype
-    out = np.empty((N, Cout * H * W), dtype=dt)
-    mk = _tap_masks(H, W)
-    R = _balanced_rows(_rows_per_chunk(min(Cout // groups, 4), W, dt.itemsize), H)
-    parallel_for(
-        _same3x3_fwd_range,
-        N * groups,
-        x3.reshape(N, -1),
-        weight,
-        b,
-        out,
-        mk,
-        H,
-        W,
-        groups,
-        R,
-        dt.type(0),
-    )
-    return out
-
-
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     x = np.ascontiguousarray(x)
     dt = x.dtype
@@ -1601,14 +1413,18 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     Ho, Wo = _out_size(H, KH, sh, ph, dh), _out_size(W, KW, sw, pw, dw)
     P = Ho * Wo
     x3 = x.reshape(N, C, H * W)
+    if _use_tapconv(cpi, cpo, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
+        geom = ("same", H, W, KH, KW, ph, pw, dh, dw)
+        return tap_conv(x3, weight, bias, groups, geom).reshape(N, Cout, Ho, Wo)
+    if _use_tapconv_stride2(cpi, groups, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
+        xp = polyphase(x).reshape(N, C, -1)
+        return tap_conv(xp, weight, bias, groups, ("poly2", Ho, Wo)).reshape(N, Cout, Ho, Wo)
     if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
         b = np.zeros(Cout, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
         out = np.empty((N, Cout, P), dtype=dt)
         if _is_dw3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
             parallel_for(dw3x3_range, N * groups, x3, weight, b, out, H, W, groups)
             return out.reshape(N, Cout, Ho, Wo)
-        if _use_same3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
-            return _same3x3_forward(x3, weight, b, groups, H, W).reshape(N, Cout, Ho, Wo)
         R = _rows_per_chunk(min(cpo, 4), _wq(Wo, KW, sw, dw), dt.itemsize)
         parallel_for(
             _direct_fwd_range,
@@ -1674,6 +1490,12 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
     _, _, Ho, Wo = grad_out.shape
     P = Ho * Wo
     go3 = grad_out.reshape(N, Cout, P)
+    if (sh, sw) == (1, 1) and _use_tapconv(cpo, cpi, KH, KW, (1, 1), (ph, pw), (dh, dw)):
+        # the forward conv of grad_out with the transposed, flipped weights ("same"
+        # geometry: its padding d*(k-1) - p equals p)
+        wf = _transposed_flipped(weight, groups)
+        geom = ("same", H, W, KH, KW, ph, pw, dh, dw)
+        return tap_conv(go3, wf, None, groups, geom).reshape(N, C, H, W)
     gx = np.empty((N, C, H * W), dtype=dt)
     if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
         if (sh, sw) == (1, 1):
@@ -1685,9 +1507,6 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
                 # plain depthwise 3x3: its transpose is again a depthwise 3x3
                 zeros = np.zeros(C, dt)
                 parallel_for(dw3x3_range, N * groups, go3, wf, zeros, gx, H, W, groups)
-                return gx.reshape(N, C, H, W)
-            if _use_same3x3(cpo, KH, KW, (1, 1), (qh, qw), (dh, dw)):
-                gx = _same3x3_forward(go3, wf, np.zeros(C, dt), groups, Ho, Wo)
                 return gx.reshape(N, C, H, W)
             R = _rows_per_chunk(min(cpi, 4), _wq(W, KW, 1, dw), dt.itemsize)
             parallel_for(

@@ -1,0 +1,168 @@
+"""Explicit SIMD vectors for Numba kernels: a vector type and a handful of intrinsics.
+
+LLVM's auto-vectoriser turns a flat loop into SIMD code well, but it will not keep a
+*tile* of accumulators in registers across an outer loop: a conv kernel written with
+scalar loops reloads and re-stores its output rows on every input channel and tap, so
+it is bound by loads and stores, not FMAs (NOTES.md, round 4). Here a SIMD vector is a
+Numba value like a float - `Vec(float32, 16)` is LLVM's `<16 x float>` - so a kernel can
+hold, say, 16 of them in local variables (one tile of 8 output channels x 32 pixels)
+and LLVM keeps them in registers for the whole reduction.
+
+    acc = vbcast(bias, co)                  # splat bias[co] into all lanes
+    for c in range(C):
+        xv = vloadm(x, i, mask)            # x[i : i + LANES], lanes where mask bit is 0 read as 0
+        acc = vfma(xv, vbcast(w, k), acc)  # acc + xv * w[k], lane by lane
+    vstorem(out, i, acc, mask)             # out[i + l] = acc[l] where mask bit l is 1
+
+Arrays are 1-D and C-contiguous; indices are element offsets and are *not* bounds
+checked (masked-off lanes are never touched, so a masked access may start before the
+array or run past its end). The lane count is fixed per dtype when this module is
+imported: 64-byte vectors (16 float32 / 8 float64) on AVX-512 hosts, 32 bytes otherwise
+(`LANES`). Masks are integers whose bit l selects lane l.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic, models, register_model
+
+
+def _vector_bytes() -> int:
+    try:
+        import llvmlite.binding as llb
+
+        features = llb.get_host_cpu_features().flatten().split(",")
+    except Exception:  # pragma: no cover - exotic platforms
+        return 32
+    return 64 if "+avx512f" in features else 32
+
+
+VECTOR_BYTES = _vector_bytes()
+LANES = {np.dtype(np.float32): VECTOR_BYTES // 4, np.dtype(np.float64): VECTOR_BYTES // 8}
+
+
+def lanes(dtype) -> int:
+    """Lanes of one SIMD vector of `dtype` (float32 or float64)."""
+    return LANES[np.dtype(dtype)]
+
+
+class Vec(types.Type):
+    """A SIMD vector of `count` elements of `dtype` (LLVM `<count x dtype>`)."""
+
+    def __init__(self, dtype, count):
+        self.dtype = dtype
+        self.count = count
+        super().__init__(name=f"Vec({dtype} x {count})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.count))
+
+
+_SUFFIX = {types.float32: "f32", types.float64: "f64"}
+
+
+def _vec_of(arr) -> Vec:
+    if not isinstance(arr, types.Array) or arr.dtype not in _SUFFIX:
+        raise TypeError(f"simd: expected a float32/float64 array, got {arr}")
+    return Vec(arr.dtype, LANES[np.dtype(str(arr.dtype))])
+
+
+def _elem_ptr(context, builder, aryty, ary, idx):
+    data = context.make_array(aryty)(context, builder, ary).data
+    return builder.gep(data, [idx])  # not inbounds: masked lanes may lie outside
+
+
+def _vec_ptr(context, builder, aryty, ary, idx, vt):
+    ptr = _elem_ptr(context, builder, aryty, ary, idx)
+    return builder.bitcast(ptr, ir.PointerType(context.get_value_type(vt)))
+
+
+def _lane_mask(builder, mask, count):
+    """Integer bit mask -> <count x i1>."""
+    width = mask.type.width
+    if width > count:
+        mask = builder.trunc(mask, ir.IntType(count))
+    elif width < count:
+        mask = builder.zext(mask, ir.IntType(count))
+    return builder.bitcast(mask, ir.VectorType(ir.IntType(1), count))
+
+
+def _splat(builder, llvt, scalar):
+    zero = ir.Constant(llvt, None)
+    v = builder.insert_element(zero, scalar, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(
+        v, zero, ir.Constant(ir.VectorType(ir.IntType(32), llvt.count), [0] * llvt.count)
+    )
+
+
+def _align(vt) -> ir.Constant:
+    return ir.Constant(ir.IntType(32), vt.dtype.bitwidth // 8)
+
+
+@intrinsic
+def vloadm(typingctx, arr, idx, mask):
+    """arr[idx : idx + LANES] with lane l read only if bit l of `mask` is set (else 0)."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        llvt = context.get_value_type(vt)
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vt)
+        lane_mask = _lane_mask(builder, args[2], vt.count)
+        name = f"llvm.masked.load.v{vt.count}{_SUFFIX[vt.dtype]}.p0"
+        fnty = ir.FunctionType(llvt, [ptr.type, ir.IntType(32), lane_mask.type, llvt])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, [ptr, _align(vt), lane_mask, ir.Constant(llvt, None)])
+
+    return vt(arr, idx, mask), codegen
+
+
+@intrinsic
+def vstorem(typingctx, arr, idx, vec, mask):
+    """arr[idx + l] = vec[l] for the lanes l whose bit is set in `mask`."""
+
+    def codegen(context, builder, sig, args):
+        llvt = context.get_value_type(vec)
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vec)
+        lane_mask = _lane_mask(builder, args[3], vec.count)
+        name = f"llvm.masked.store.v{vec.count}{_SUFFIX[vec.dtype]}.p0"
+        fnty = ir.FunctionType(ir.VoidType(), [llvt, ptr.type, ir.IntType(32), lane_mask.type])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        builder.call(fn, [args[2], ptr, _align(vec), lane_mask])
+        return context.get_dummy_value()
+
+    if not isinstance(vec, Vec) or vec != _vec_of(arr):
+        raise TypeError(f"simd.vstorem: cannot store {vec} into {arr}")
+    return types.void(arr, idx, vec, mask), codegen
+
+
+@intrinsic
+def vbcast(typingctx, arr, idx):
+    """A vector with arr[idx] in every lane."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        scalar = builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1]))
+        return _splat(builder, context.get_value_type(vt), scalar)
+
+    return vt(arr, idx), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """a * b + c lane by lane, as one fused multiply-add."""
+    if not (isinstance(a, Vec) and a == b == c):
+        raise TypeError(f"simd.vfma: expected three equal vector types, got {a}, {b}, {c}")
+
+    def codegen(context, builder, sig, args):
+        llvt = args[0].type
+        name = f"llvm.fma.v{a.count}{_SUFFIX[a.dtype]}"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(llvt, [llvt] * 3), name)
+        return builder.call(fn, list(args))
+
+    return a(a, b, c), codegen

@@ -1,0 +1,285 @@
+"""Register-blocked direct convolution over a *tap table*, written with explicit SIMD.
+
+The convs ResNet and ResNeXt spend most of their time in: every 3x3 conv of a CIFAR
+ResNet (stride 1 and 2), every grouped 3x3 of ResNeXt's bottlenecks, and the stride-1
+input gradient of each (the same conv with transposed, flipped weights).
+
+A conv whose output plane (Ho x Wo, P pixels) is read as one flat array can be written
+as a list of T *taps*: tap k reads the source at flat offset `p + toff[k]` (in the
+channel's source plane, `cs` elements per channel) where its lane mask `mk[k]` says the
+tap is inside the image. Two layouts give such a table (`tap_table`):
+
+* stride 1 with "same" padding (Ho, Wo = H, W; e.g. 3x3 pad 1): the source is x itself
+  and toff = (kh*dh - ph) * W + (kw*dw - pw);
+* stride 2, 3x3, pad 1: the source is x split into its 4 polyphase planes (even/odd rows
+  x even/odd columns, each Ho x Wo; `polyphase`), so every tap is again a unit-stride
+  read of one plane at an offset of 0 or -1 rows and columns.
+
+Forward, one task per (image, group, block of CB output channels):
+
+    for each run of PV vectors of output pixels:
+        acc[o][j] = bias[o]                        CB x PV vectors, held in registers
+        for c in the group's input channels:
+            for k in taps:
+                xv[j] = src[c, pixels j + toff[k]]      masked load: outside taps read 0
+                acc[o][j] += xv[j] * w[o, c, k]        (the weight broadcast to all lanes)
+        out[o, pixels] = acc[o]
+
+Each input vector feeds CB FMAs and each weight PV, and the accumulators are stored once
+per tile instead of once per (channel, tap): this is what the scalar-loop kernels could
+not do (LLVM will not keep a tile in registers across the channel loop; see `simd.py`).
+Tiles: CB = 8 output channels x PV = 2 vectors (16 accumulators), or 4 x 4 when a group
+has at most 4 output channels (ResNeXt 32x4d). Output channels are padded to CB with zero
+weights; padded channels are computed and dropped. Measurements: NOTES.md, round 4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import FASTMATH, jit, parallel_for
+from .simd import lanes, vbcast, vfma, vloadm, vstorem
+
+_table_cache: dict = {}
+
+
+def _lane_bits(ok: np.ndarray, nv: int, nlanes: int) -> np.ndarray:
+    """bool (nv * nlanes,) -> uint32 (nv,): bit l of entry v is ok[v * nlanes + l]."""
+    bits = np.left_shift(np.uint64(1), np.arange(nlanes, dtype=np.uint64))
+    return (ok.reshape(nv, nlanes) * bits).sum(axis=1).astype(np.uint32)
+
+
+def tap_table(geom: tuple, nlanes: int, block: int):
+    """(toff int64 (T,), mk uint32 (T, nv), valid uint32 (nv,)) for one conv geometry.
+
+    geom: ("same", H, W, KH, KW, ph, pw, dh, dw) for stride 1 with an H x W output, or
+    ("poly2", Ho, Wo) for 3x3 / stride 2 / pad 1 over `polyphase` planes. nv (vectors
+    of `nlanes` output pixels) is rounded up to a multiple of `block`; `valid` marks the
+    real output pixels (the store mask). Cached per geometry.
+    """
+    key = (geom, nlanes, block)
+    hit = _table_cache.get(key)
+    if hit is not None:
+        return hit
+    if geom[0] == "same":
+        _, H, W, KH, KW, ph, pw, dh, dw = geom
+        taps = [(kh * dh - ph, kw * dw - pw, 0) for kh in range(KH) for kw in range(KW)]
+    else:
+        # input row 2*oh + kh - 1 is row oh + dr of the even (a = 0) or odd (a = 1) rows
+        _, H, W = geom
+        rows = [(1, -1), (0, 0), (1, 0)]  # kh -> (a, dr); the same for columns
+        taps = [(dr, dc, (a * 2 + b) * H * W) for a, dr in rows for b, dc in rows]
+    P = H * W
+    nv = -(-P // nlanes)
+    nv = -(-nv // block) * block
+    pix = np.arange(nv * nlanes)
+    oh, ow = np.divmod(pix, W)
+    inside = pix < P
+    toff = np.array([dr * W + dc + base for dr, dc, base in taps], np.int64)
+    mk = np.empty((len(taps), nv), np.uint32)
+    for k, (dr, dc, _) in enumerate(taps):
+        ih, iw = oh + dr, ow + dc
+        mk[k] = _lane_bits(inside & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W), nv, nlanes)
+    hit = (toff, mk, _lane_bits(inside, nv, nlanes))
+    if len(_table_cache) > 64:
+        _table_cache.clear()
+    _table_cache[key] = hit
+    return hit
+
+
+def polyphase(x: np.ndarray) -> np.ndarray:
+    """x (N, C, H, W) -> (N, C, 4, Ho, Wo) with Ho, Wo = ceil(H/2), ceil(W/2): plane
+    2a + b holds x[2i + a, 2j + b] (zero where that is past the edge of an odd size)."""
+    N, C, H, W = x.shape
+    Ho, Wo = -(-H // 2), -(-W // 2)
+    out = np.empty((N, C, 2, 2, Ho, Wo), x.dtype)
+    for a in range(2):
+        for b in range(2):
+            part = x[:, :, a::2, b::2]
+            h, w = part.shape[2:]
+            out[:, :, a, b, :h, :w] = part
+            out[:, :, a, b, h:, :] = 0
+            out[:, :, a, b, :h, w:] = 0
+    return out.reshape(N, C, 4, Ho, Wo)
+
+
+def pack_weights(weight: np.ndarray, groups: int, cb: int) -> np.ndarray:
+    """(C_out, cpi, KH, KW) -> flat (groups, blocks, cpi, KH*KW, cb): for each (input
+    channel, tap) the cb weights of one output-channel block side by side; blocks are
+    padded with zero weights."""
+    cout, cpi, kh, kw = weight.shape
+    cpo = cout // groups
+    nblk = -(-cpo // cb)
+    T = kh * kw
+    wp = np.zeros((groups, nblk * cb, cpi, T), weight.dtype)
+    wp[:, :cpo] = weight.reshape(groups, cpo, cpi, T)
+    wp = wp.reshape(groups, nblk, cb, cpi, T).transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(wp).reshape(-1)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@jit(fastmath=FASTMATH)
+def _splat8(b, i):
+    return (
+        vbcast(b, i),
+        vbcast(b, i + 1),
+        vbcast(b, i + 2),
+        vbcast(b, i + 3),
+        vbcast(b, i + 4),
+        vbcast(b, i + 5),
+        vbcast(b, i + 6),
+        vbcast(b, i + 7),
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _fma8(acc, xv, w, i):
+    """acc[o] + xv * w[i + o] for the 8 channels of a block."""
+    return (
+        vfma(xv, vbcast(w, i), acc[0]),
+        vfma(xv, vbcast(w, i + 1), acc[1]),
+        vfma(xv, vbcast(w, i + 2), acc[2]),
+        vfma(xv, vbcast(w, i + 3), acc[3]),
+        vfma(xv, vbcast(w, i + 4), acc[4]),
+        vfma(xv, vbcast(w, i + 5), acc[5]),
+        vfma(xv, vbcast(w, i + 6), acc[6]),
+        vfma(xv, vbcast(w, i + 7), acc[7]),
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _splat4(b, i):
+    return (vbcast(b, i), vbcast(b, i + 1), vbcast(b, i + 2), vbcast(b, i + 3))
+
+
+@jit(fastmath=FASTMATH)
+def _fma4(acc, xv, w, i):
+    return (
+        vfma(xv, vbcast(w, i), acc[0]),
+        vfma(xv, vbcast(w, i + 1), acc[1]),
+        vfma(xv, vbcast(w, i + 2), acc[2]),
+        vfma(xv, vbcast(w, i + 3), acc[3]),
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _store(dst, d, acc, mask, HW, nvalid):
+    """dst[d + o*HW + lanes] = acc[o] for the nvalid real channels of the block."""
+    for o in range(len(acc)):
+        if o < nvalid:
+            vstorem(dst, d + o * HW, acc[o], mask)
+
+
+@jit(fastmath=FASTMATH)
+def _fwd_8x2_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    # src (N, C*cs), wt packed (G, nblk, cpi, T, 8), bp (G*nblk*8,), out (N, C_out*P)
+    T = toff.size
+    n = t // (G * nblk)
+    gb = t - n * (G * nblk)  # g * nblk + blk
+    g = gb // nblk
+    blk = gb - g * nblk
+    sn = src[n]
+    dst = out[n]
+    wb = gb * cpi * T * 8
+    nvalid = min(8, cpo - blk * 8)
+    for v in range(0, valid.size, 2):
+        p = v * L
+        a0 = _splat8(bp, gb * 8)
+        a1 = a0
+        for c in range(cpi):
+            xb = (g * cpi + c) * cs + p
+            wc = wb + c * T * 8
+            for k in range(T):
+                i = xb + toff[k]
+                a0 = _fma8(a0, vloadm(sn, i, mk[k, v]), wt, wc + k * 8)
+                a1 = _fma8(a1, vloadm(sn, i + L, mk[k, v + 1]), wt, wc + k * 8)
+        d = (g * cpo + blk * 8) * P + p
+        _store(dst, d, a0, valid[v], P, nvalid)
+        _store(dst, d + L, a1, valid[v + 1], P, nvalid)
+
+
+@jit(nogil=True)
+def _fwd_8x2_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    for t in range(t0, t1):
+        _fwd_8x2_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+
+
+@jit(fastmath=FASTMATH)
+def _fwd_4x4_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    # as _fwd_8x2_task, with blocks of 4 output channels x 4 vectors
+    T = toff.size
+    n = t // (G * nblk)
+    gb = t - n * (G * nblk)
+    g = gb // nblk
+    blk = gb - g * nblk
+    sn = src[n]
+    dst = out[n]
+    wb = gb * cpi * T * 4
+    nvalid = min(4, cpo - blk * 4)
+    for v in range(0, valid.size, 4):
+        p = v * L
+        a0 = _splat4(bp, gb * 4)
+        a1 = a0
+        a2 = a0
+        a3 = a0
+        for c in range(cpi):
+            xb = (g * cpi + c) * cs + p
+            wc = wb + c * T * 4
+            for k in range(T):
+                i = xb + toff[k]
+                w = wc + k * 4
+                a0 = _fma4(a0, vloadm(sn, i, mk[k, v]), wt, w)
+                a1 = _fma4(a1, vloadm(sn, i + L, mk[k, v + 1]), wt, w)
+                a2 = _fma4(a2, vloadm(sn, i + 2 * L, mk[k, v + 2]), wt, w)
+                a3 = _fma4(a3, vloadm(sn, i + 3 * L, mk[k, v + 3]), wt, w)
+        d = (g * cpo + blk * 4) * P + p
+        _store(dst, d, a0, valid[v], P, nvalid)
+        _store(dst, d + L, a1, valid[v + 1], P, nvalid)
+        _store(dst, d + 2 * L, a2, valid[v + 2], P, nvalid)
+        _store(dst, d + 3 * L, a3, valid[v + 3], P, nvalid)
+
+
+@jit(nogil=True)
+def _fwd_4x4_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    for t in range(t0, t1):
+        _fwd_4x4_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+
+
+def tap_conv(src: np.ndarray, weight: np.ndarray, bias, groups: int, geom: tuple) -> np.ndarray:
+    """The conv of `tap_table(geom)` over src (N, C, cs) contiguous: x as (N, C, H*W), or
+    its `polyphase` planes as (N, C, 4*Ho*Wo). weight (C_out, C/groups, KH, KW), bias
+    (C_out,) or None. Returns out (N, C_out, P), P the output pixels of geom."""
+    N = src.shape[0]
+    cout, cpi = weight.shape[:2]
+    cpo = cout // groups
+    dt = src.dtype
+    nl = lanes(dt)
+    cb, pv, kernel = (4, 4, _fwd_4x4_range) if cpo <= 4 else (8, 2, _fwd_8x2_range)
+    nblk = -(-cpo // cb)
+    toff, mk, valid = tap_table(geom, nl, pv)
+    P = geom[1] * geom[2]
+    bp = np.zeros((groups, nblk * cb), dt)
+    if bias is not None:
+        bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)
+    out = np.empty((N, cout, P), dtype=dt)
+    parallel_for(
+        kernel,
+        N * groups * nblk,
+        src.reshape(N, -1),
+        pack_weights(weight, groups, cb),
+        bp.reshape(-1),
+        out.reshape(N, -1),
+        toff,
+        mk,
+        valid,
+        src.shape[2],
+        P,
+        groups,
+        cpi,
+        cpo,
+        nblk,
+        nl,
+    )
+    return out

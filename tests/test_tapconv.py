@@ -1,0 +1,220 @@
+"""Explicit SIMD intrinsics (kernels/jit/simd.py) and the register-blocked tap-table conv
+(kernels/jit/tapconv.py) against plain NumPy and the reference conv."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kernels.jit as J
+import kernels.reference as R
+from kernels.jit import conv as jconv
+from kernels.jit import tapconv
+from kernels.jit._numba import jit
+from kernels.jit.simd import lanes, vbcast, vfma, vloadm, vstorem
+
+SETTINGS = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+DTYPES = [np.float32, np.float64]
+
+
+def assert_close(got, want, dtype):
+    tol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+# ----------------------------------------------------------------------------- simd
+
+
+@jit()
+def _masked_copy(src, i, mask, dst, j, smask):
+    vstorem(dst, j, vloadm(src, i, mask), smask)
+
+
+@jit()
+def _axpy(a, k, x, y):
+    vstorem(y, 0, vfma(vbcast(a, k), vloadm(x, 0, -1), vloadm(y, 0, -1)), -1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_simd_masked_load_store(dtype):
+    """Masked-off lanes read as 0 and are never written, even where they would lie
+    before the start or past the end of the array."""
+    n = lanes(dtype)
+    src = np.arange(1, n + 1, dtype=dtype)
+    dst = np.full(n + 4, -1.0, dtype)
+    # start 2 before the array: lanes 0, 1 masked off
+    _masked_copy(src, -2, (1 << n) - 1 - 0b11, dst, 2, (1 << n) - 1)
+    want = np.full(n + 4, -1.0, dtype)
+    want[2:4] = 0
+    want[4 : n + 2] = src[: n - 2]
+    np.testing.assert_array_equal(dst, want)
+    # past the end: only the first 3 lanes exist; store only lanes 0 and 2
+    dst[:] = -1
+    _masked_copy(src, n - 3, 0b111, dst, 0, 0b101)
+    want = np.full(n + 4, -1.0, dtype)
+    want[0], want[2] = src[n - 3], src[n - 1]
+    np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_simd_fma_broadcast(dtype):
+    n = lanes(dtype)
+    rng = np.random.default_rng(0)
+    a, x, y = rng.standard_normal(3), rng.standard_normal(n), rng.standard_normal(n)
+    a, x, y = a.astype(dtype), x.astype(dtype), y.astype(dtype)
+    want = a[1] * x + y
+    _axpy(a, 1, x, y)
+    np.testing.assert_allclose(y, want, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+def test_simd_rejects_non_float_arrays():
+    with pytest.raises(Exception, match="float32/float64"):
+        _masked_copy(np.arange(4), 0, 1, np.zeros(4, np.int64), 0, 1)
+
+
+# ----------------------------------------------------------------------------- tap table
+
+
+def _reference(x, wt, b, stride, padding, dilation, groups):
+    return R.conv2d_forward(x, wt, b, stride, padding, dilation, groups)
+
+
+@st.composite
+def same_cases(draw):
+    """Stride-1 convs whose output is the size of the input, any groups and tiles
+    (C_out/groups <= 4: 4x4 tiles, else 8x2 with a padded last block)."""
+    k, p, d = draw(st.sampled_from([(3, 1, 1), (3, 2, 2), (5, 2, 1), (1, 0, 1)]))
+    kw, pw = draw(st.sampled_from([(k, p), (3, d)]))  # square, or 3 wide
+    return dict(
+        n=draw(st.integers(1, 3)),
+        groups=draw(st.integers(1, 3)),
+        cpi=draw(st.integers(1, 5)),
+        cpo=draw(st.sampled_from([1, 2, 3, 4, 5, 8, 9, 14, 16])),
+        h=draw(st.integers(1, 19)),
+        w=draw(st.integers(1, 19)),
+        k=(k, kw),
+        p=(p, pw),
+        d=(d, d),
+        bias=draw(st.booleans()),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(case=same_cases())
+def test_tap_conv_same_matches_reference(case, dtype):
+    n, g, cpi, cpo, h, w = (case[k] for k in ("n", "groups", "cpi", "cpo", "h", "w"))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, g * cpi, h, w)).astype(dtype)
+    wt = rng.standard_normal((g * cpo, cpi) + case["k"]).astype(dtype)
+    b = rng.standard_normal(g * cpo).astype(dtype) if case["bias"] else None
+    geom = ("same", h, w) + case["k"] + case["p"] + case["d"]
+    got = tapconv.tap_conv(x.reshape(n, g * cpi, -1), wt, b, g, geom)
+    want = _reference(x, wt, b, (1, 1), case["p"], case["d"], g)
+    assert_close(got.reshape(want.shape), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(
+    n=st.integers(1, 2),
+    groups=st.integers(1, 3),
+    cpi=st.integers(1, 4),
+    cpo=st.sampled_from([1, 3, 4, 8, 10]),
+    h=st.integers(1, 17),
+    w=st.integers(1, 17),
+)
+def test_tap_conv_stride2_polyphase_matches_reference(n, groups, cpi, cpo, h, w, dtype):
+    """3x3 / stride 2 / pad 1 over the polyphase planes, odd and even sizes."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
+    wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
+    b = rng.standard_normal(groups * cpo).astype(dtype)
+    xp = tapconv.polyphase(x)
+    ho, wo = xp.shape[-2:]
+    got = tapconv.tap_conv(xp.reshape(n, groups * cpi, -1), wt, b, groups, ("poly2", ho, wo))
+    want = _reference(x, wt, b, (2, 2), (1, 1), (1, 1), groups)
+    assert_close(got.reshape(want.shape), want, dtype)
+
+
+def test_polyphase_planes():
+    x = np.arange(2 * 5 * 7, dtype=np.float32).reshape(1, 2, 5, 7)
+    xp = tapconv.polyphase(x)
+    assert xp.shape == (1, 2, 4, 3, 4)
+    np.testing.assert_array_equal(xp[0, 1, 0], x[0, 1, 0::2, 0::2])
+    np.testing.assert_array_equal(xp[0, 1, 3, :2, :3], x[0, 1, 1::2, 1::2])
+    assert not xp[0, :, 3, 2:].any() and not xp[0, :, 3, :, 3:].any()  # past the edge
+
+
+def _with_threads(n, fn):
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "n,groups,cpi,cpo,h,w,stride",
+    [
+        (3, 1, 16, 16, 9, 12, 1),  # CIFAR-like dense, two 8-channel blocks
+        (2, 4, 4, 4, 7, 6, 1),  # 32x4d-like: 4x4 tiles
+        (1, 2, 14, 14, 5, 9, 1),  # 8x14d-like: blocks of 8 + 6
+        (2, 1, 3, 16, 1, 1, 1),  # one pixel: every neighbour masked
+        (2, 1, 16, 32, 9, 8, 2),  # CIFAR downsampling conv, odd height
+    ],
+)
+def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtype, monkeypatch):
+    """conv2d_forward / backward_input take the tap table for these shapes; the results
+    match the reference, do not depend on the thread count, and match the kernels the
+    tap table replaced (forced with _TAPCONV_MAX_WORK = 0 / the stride-2 switch off)."""
+    s = (stride, stride)
+    if stride == 1:
+        assert jconv._use_tapconv(cpi, cpo, 3, 3, s, (1, 1), (1, 1))
+    else:
+        assert jconv._use_tapconv_stride2(cpi, groups, 3, 3, s, (1, 1), (1, 1))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
+    wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
+    b = rng.standard_normal(groups * cpo).astype(dtype)
+    args = (s, (1, 1), (1, 1), groups)
+    go = rng.standard_normal(R.conv2d_forward(x, wt, b, *args).shape).astype(dtype)
+
+    def run():
+        return (
+            J.conv2d_forward(x, wt, b, *args),
+            J.conv2d_backward_input(go, wt, x.shape, *args),
+        )
+
+    got = _with_threads(1, run)
+    assert_close(got[0], R.conv2d_forward(x, wt, b, *args), dtype)
+    assert_close(got[1], R.conv2d_backward_input(go, wt, x.shape, *args), dtype)
+    for a, c in zip(got, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)):
+        np.testing.assert_array_equal(a, c)
+    monkeypatch.setattr(jconv, "_TAPCONV_MAX_WORK", 0)
+    monkeypatch.setattr(jconv, "_use_tapconv_stride2", lambda *a: False)
+    for a, c in zip(got, run()):
+        assert_close(a, c, dtype)
+
+
+def test_tap_table_masks():
+    """Bit l of mk[k, v] says whether tap k of output pixel v*lanes + l is inside the
+    image; the vector count is padded to the tile's multiple with empty masks."""
+    toff, mk, valid = tapconv.tap_table(("same", 3, 5, 3, 3, 1, 1, 1, 1), 4, 2)
+    assert toff.tolist() == [-6, -5, -4, -1, 0, 1, 4, 5, 6]
+    assert mk.shape == (9, 4) and valid.tolist() == [0b1111, 0b1111, 0b1111, 0b0111]
+    # pixel 0 (row 0, col 0): only taps (1,1), (1,2), (2,1), (2,2) are inside
+    assert [int(mk[k, 0]) & 1 for k in range(9)] == [0, 0, 0, 0, 1, 1, 0, 1, 1]
+    assert mk[:, 3].max() <= 0b0111  # pixels 15.. do not exist (3*5 = 15 pixels)
