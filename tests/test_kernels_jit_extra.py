@@ -7,6 +7,8 @@ matter."""
 from __future__ import annotations
 
 import os
+import platform
+import sys
 import threading
 
 import numba
@@ -141,6 +143,48 @@ def test_spin_env_switch_off():
     )
     env = dict(os.environ, MINIRES_JIT_SPIN="0")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+_FAULTS_CODE = """
+import resource, numpy as np
+import kernels.jit._numba as nb
+def step():  # a training step's pattern: many activations alive, then all freed
+    acts = [np.ones(1 << 20, np.float32) for _ in range(16)]  # 16 x 4 MB
+    del acts
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(nb.MALLOC_TUNED, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+@pytest.mark.parametrize("tune", ["1", "0"])
+def test_freed_arrays_are_not_faulted_back_in(tune):
+    """With the allocator tuned (the default), 64 MB of activations freed and allocated
+    again reuse their pages: no page faults per step. MINIRES_MALLOC_TUNE=0 leaves glibc
+    alone, which returns the memory to the OS and faults in ~16,000 pages of 4 KB per
+    step."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["MINIRES_MALLOC_TUNE"] = tune
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS_CODE],
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    tuned, faults = out[0] == "True", int(out[1])
+    if tune == "1":
+        assert tuned and faults < 200
+    else:
+        assert not tuned and faults > 4000
 
 
 def test_job_seats_limit_the_workers():

@@ -55,6 +55,42 @@ def _prefer_512_bit_vectors() -> bool:
 
 PREFER_512 = _prefer_512_bit_vectors()
 
+# glibc malloc: serve arrays of up to 32 MB from the heap, and keep up to 512 MB of
+# freed heap instead of handing it back to the OS.
+_MMAP_THRESHOLD = 32 * 1024 * 1024
+_TRIM_THRESHOLD = 512 * 1024 * 1024
+
+
+def _keep_freed_memory() -> bool:
+    """Stop glibc from returning freed activation arrays to the OS after every step.
+
+    By default glibc serves a multi-megabyte array with a fresh `mmap` and unmaps it on
+    free (or trims the heap), so every training step page-faults all of its activations
+    back in: ~1 us per 4 KB page, taken while the kernels write their outputs. Measured
+    on a ResNet-20 step (batch 64, 2 threads): 172 -> 144 ms with these thresholds; the
+    first conv alone 4.4 -> 0.44 ms. The cost is that the process keeps its peak heap
+    (up to 512 MB of it) once the arrays are freed. Only on glibc; skipped when the user
+    set `MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` or `MINIRES_MALLOC_TUNE=0`.
+    """
+    if os.environ.get("MINIRES_MALLOC_TUNE", "1") == "0":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, _MMAP_THRESHOLD) == 1
+        return libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD) == 1 and ok
+    except (OSError, AttributeError):  # pragma: no cover - no mallopt
+        return False
+
+
+MALLOC_TUNED = _keep_freed_memory()
+
 # Fast-math flags for the conv/BN reductions: re-association lets LLVM vectorise
 # float reductions (dot products) and contract a*b+c into FMAs. No 'nnan'/'ninf':
 # NaN and inf must still propagate like in NumPy/PyTorch.
