@@ -147,6 +147,27 @@ def test_tap_conv_stride2_polyphase_matches_reference(n, groups, cpi, cpo, h, w,
     assert_close(got.reshape(want.shape), want, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(
+    n=st.integers(1, 2),
+    groups=st.integers(1, 3),
+    cpi=st.integers(1, 4),
+    cpo=st.sampled_from([1, 3, 4, 8, 10]),
+    h=st.integers(1, 17),
+    w=st.integers(1, 17),
+)
+def test_stride2_backward_input_matches_reference(n, groups, cpi, cpo, h, w, dtype):
+    """The input gradient of the 3x3 / stride 2 / pad 1 conv as four phase convs (1, 2,
+    2 and 4 taps) interleaved, odd and even sizes."""
+    rng = np.random.default_rng(4)
+    wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
+    go = rng.standard_normal((n, groups * cpo, (h + 1) // 2, (w + 1) // 2)).astype(dtype)
+    got = tapconv.stride2_backward_input(go, wt, groups, h, w)
+    want = R.conv2d_backward_input(go, wt, (n, groups * cpi, h, w), (2, 2), (1, 1), (1, 1), groups)
+    assert_close(got, want, dtype)
+
+
 def test_polyphase_planes():
     x = np.arange(2 * 5 * 7, dtype=np.float32).reshape(1, 2, 5, 7)
     xp = tapconv.polyphase(x)
@@ -174,17 +195,18 @@ def _with_threads(n, fn):
         (1, 2, 14, 14, 5, 9, 1),  # 8x14d-like: blocks of 8 + 6
         (2, 1, 3, 16, 1, 1, 1),  # one pixel: every neighbour masked
         (2, 1, 16, 32, 9, 8, 2),  # CIFAR downsampling conv, odd height
+        (2, 4, 8, 8, 7, 10, 2),  # ResNeXt downsampling 3x3, odd width
+        (1, 2, 3, 5, 1, 2, 2),  # stride 2 on a 1-pixel-high plane
     ],
 )
 def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtype, monkeypatch):
     """conv2d_forward / backward_input take the tap table for these shapes; the results
     match the reference, do not depend on the thread count, and match the kernels the
-    tap table replaced (forced with _TAPCONV_MAX_WORK = 0 / the stride-2 switch off)."""
+    tap table replaced (forced with _TAPCONV_MAX_WORK = 0)."""
     s = (stride, stride)
-    if stride == 1:
-        assert jconv._use_tapconv(cpi, cpo, 3, 3, s, (1, 1), (1, 1))
-    else:
-        assert jconv._use_tapconv_stride2(cpi, groups, 3, 3, s, (1, 1), (1, 1))
+    geom = jconv._tapconv_geometry(cpi, cpo, 3, 3, s, (1, 1), (1, 1))
+    assert geom == ("same" if stride == 1 else "poly2")
+    assert jconv._tapconv_geometry(cpo, cpi, 3, 3, s, (1, 1), (1, 1)) == geom  # bwd-input
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
     wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
@@ -204,7 +226,6 @@ def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtyp
     for a, c in zip(got, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)):
         np.testing.assert_array_equal(a, c)
     monkeypatch.setattr(jconv, "_TAPCONV_MAX_WORK", 0)
-    monkeypatch.setattr(jconv, "_use_tapconv_stride2", lambda *a: False)
     for a, c in zip(got, run()):
         assert_close(a, c, dtype)
 

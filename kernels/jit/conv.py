@@ -48,7 +48,7 @@ from kernels.blas import blas_controller, blas_one_thread
 
 from ._numba import FASTMATH, jit, num_threads, parallel_for, workspace
 from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
-from .tapconv import polyphase, tap_conv
+from .tapconv import polyphase, stride2_backward_input, tap_conv
 
 # --------------------------------------------------------------------------- helpers
 
@@ -1314,47 +1314,37 @@ def _is_pointwise(kh, kw, stride, padding):
     return kh == 1 and kw == 1 and stride == (1, 1) and padding == (0, 0)
 
 
-# The register-blocked tap-table kernel (`tapconv.py`) computes stride-1 convs whose
-# output is the size of the input ("same" padding: 3x3 pad 1, 5x5 pad 2, 3x3 dilation 2
-# pad 2, ...), forward and backward-input, when a group's input channels x taps are at
-# most this many. Measured (session 3, 2 threads, float32, forward, masked direct or
-# BLAS -> tap table, ms): dense 16->16 32x32 batch 64 2.2-4.9 -> 1.3, 32->32 16x16
-# 2.5-4.1 -> 1.3-1.8, 64->64 8x8 (BLAS) 2.0 -> 1.3, 64->64 56x56 batch 8 (BLAS) 9.8 ->
-# 7.4, 128->128 28x28 7.8 -> 7.6; but 256->256 14x14 7.3 -> 9.2 and 512 at 7x7 9.5 ->
-# 13.7 (wide layers: BLAS). Grouped 32x4d 56x56 2.1-2.9 -> 1.4-1.9, 32x8d 28x28 1.8-2.5
-# -> 1.1, 32x16d 14x14 2.4 -> 1.3, 32x32d 7x7 2.6 -> 1.1, 8x14d 5.3-8.2 -> 3.3-3.7.
+# The register-blocked tap-table kernel (`tapconv.py`) computes, forward and
+# backward-input, stride-1 convs whose output is the size of the input ("same" padding:
+# 3x3 pad 1, 5x5 pad 2, 3x3 dilation 2 pad 2, ...) and 3x3 / stride 2 / pad 1 convs
+# (through polyphase planes), when a group's input channels x taps are at most this
+# many. Measured (session 3, 2 threads, float32, ms, old path -> tap table):
+# stride 1 forward: dense 16->16 32x32 batch 64 2.2-4.9 -> 1.3, 32->32 16x16 2.5-4.1 ->
+# 1.3-1.8, 64->64 8x8 (BLAS) 2.0 -> 1.3, 64->64 56x56 batch 8 (BLAS) 9.8 -> 7.4,
+# 128->128 28x28 7.8 -> 7.6, but 256->256 14x14 7.3 -> 9.2 and 512 at 7x7 9.5 -> 13.7
+# (wide layers stay on BLAS); grouped 32x4d 56x56 2.1-2.9 -> 1.4-1.9, 32x8d 28x28
+# 1.8-2.5 -> 1.1, 32x16d 14x14 2.4 -> 1.3, 32x32d 7x7 2.6 -> 1.1, 8x14d 5.3-8.2 -> 3.3-3.7.
+# Stride 2 (batch 64 / 8), forward / backward-input: 16->32 32x32 1.2 / 2.9 -> 1.2 / 1.6,
+# 32->64 16x16 1.1 / 2.2 -> 1.1 / 1.6, 32x8d 56x56 5.3 / 7.7 -> 4.0 / 4.0, 32x16d 28x28
+# 4.8 / 11.4 -> 3.0 / 4.5, 32x32d 14x14 6.6 / 9.8 -> 2.7 / 5.2, dense 64->128 56x56
+# 5.5 / 5.8 -> 5.0 / 5.8; but 128->256 28x28 4.8 / 5.0 -> 5.3 / 7.5 (BLAS).
 _TAPCONV_MAX_WORK = 64 * 9
 
 
-def _use_tapconv(cpi, cpo, kh, kw, stride, padding, dilation):
-    """Stride 1, output the size of the input, at most `_TAPCONV_MAX_WORK` multiply-adds
-    per output pixel and channel; not depthwise (1 output per group would waste 3/4 of
-    the 4-channel tile) and not 1x1 (the input already is the GEMM's matrix)."""
-    same = all(d * (k - 1) == 2 * p for k, p, d in zip((kh, kw), padding, dilation))
-    return (
-        stride == (1, 1)
-        and same
-        and cpi * kh * kw <= _TAPCONV_MAX_WORK
-        and cpo >= 2
-        and (kh, kw) != (1, 1)
-    )
-
-
-def _use_tapconv_stride2(cpi, groups, kh, kw, stride, padding, dilation):
-    """3x3 / stride 2 / pad 1 dense convs with <= 32 input channels (CIFAR ResNets'
-    downsampling convs), forward only, through the polyphase copy of x. Measured (2
-    threads, float32, batch 64, im2col + BLAS -> tap table incl. the copy): 16->32 at
-    32x32 2.8 -> 1.9 ms, 32->64 at 16x16 2.4 -> 1.5 ms; but 64->128 at 56x56 batch 8
-    5.3 -> 6.2 and grouped 32x8d at 56x56 5.5 -> 7.3 ms, where the copy (4.8 ms) is
-    most of the time."""
-    return (
-        groups == 1
-        and cpi <= 32
-        and (kh, kw) == (3, 3)
-        and stride == (2, 2)
-        and padding == (1, 1)
-        and dilation == (1, 1)
-    )
+def _tapconv_geometry(cpi, cpo, kh, kw, stride, padding, dilation):
+    """ "same" or "poly2" if the tap-table kernel takes this conv (`cpi`, `cpo`: input and
+    output channels per group of the conv computed), else None. Not depthwise (one
+    output per group would waste 3/4 of the 4-channel tile) and not 1x1 (the input
+    already is the GEMM's matrix)."""
+    if cpi * kh * kw > _TAPCONV_MAX_WORK or cpo < 2 or (kh, kw) == (1, 1):
+        return None
+    if stride == (1, 1) and all(
+        d * (k - 1) == 2 * p for k, p, d in zip((kh, kw), padding, dilation)
+    ):
+        return "same"
+    if (kh, kw) == (3, 3) and stride == (2, 2) and padding == (1, 1) and dilation == (1, 1):
+        return "poly2"
+    return None
 
 
 # The masked direct weight-gradient kernel (`_same3x3_bwd_weight_task`) is used for
@@ -1413,10 +1403,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     Ho, Wo = _out_size(H, KH, sh, ph, dh), _out_size(W, KW, sw, pw, dw)
     P = Ho * Wo
     x3 = x.reshape(N, C, H * W)
-    if _use_tapconv(cpi, cpo, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
+    tap = _tapconv_geometry(cpi, cpo, KH, KW, (sh, sw), (ph, pw), (dh, dw))
+    if tap == "same":
         geom = ("same", H, W, KH, KW, ph, pw, dh, dw)
         return tap_conv(x3, weight, bias, groups, geom).reshape(N, Cout, Ho, Wo)
-    if _use_tapconv_stride2(cpi, groups, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
+    if tap == "poly2":
         xp = polyphase(x).reshape(N, C, -1)
         return tap_conv(xp, weight, bias, groups, ("poly2", Ho, Wo)).reshape(N, Cout, Ho, Wo)
     if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
@@ -1490,12 +1481,15 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
     _, _, Ho, Wo = grad_out.shape
     P = Ho * Wo
     go3 = grad_out.reshape(N, Cout, P)
-    if (sh, sw) == (1, 1) and _use_tapconv(cpo, cpi, KH, KW, (1, 1), (ph, pw), (dh, dw)):
+    tap = _tapconv_geometry(cpo, cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw))
+    if tap == "same":
         # the forward conv of grad_out with the transposed, flipped weights ("same"
         # geometry: its padding d*(k-1) - p equals p)
         wf = _transposed_flipped(weight, groups)
         geom = ("same", H, W, KH, KW, ph, pw, dh, dw)
         return tap_conv(go3, wf, None, groups, geom).reshape(N, C, H, W)
+    if tap == "poly2":
+        return stride2_backward_input(grad_out, weight, groups, H, W)
     gx = np.empty((N, C, H * W), dtype=dt)
     if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
         if (sh, sw) == (1, 1):

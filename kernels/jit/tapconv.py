@@ -52,8 +52,9 @@ def _lane_bits(ok: np.ndarray, nv: int, nlanes: int) -> np.ndarray:
 def tap_table(geom: tuple, nlanes: int, block: int):
     """(toff int64 (T,), mk uint32 (T, nv), valid uint32 (nv,)) for one conv geometry.
 
-    geom: ("same", H, W, KH, KW, ph, pw, dh, dw) for stride 1 with an H x W output, or
-    ("poly2", Ho, Wo) for 3x3 / stride 2 / pad 1 over `polyphase` planes. nv (vectors
+    geom: ("same", H, W, KH, KW, ph, pw, dh, dw) for stride 1 with an H x W output,
+    ("poly2", Ho, Wo) for 3x3 / stride 2 / pad 1 over `polyphase` planes, or ("poly2t",
+    Ho, Wo, a, b) for phase (a, b) of its input gradient (`stride2_backward_input`). nv (vectors
     of `nlanes` output pixels) is rounded up to a multiple of `block`; `valid` marks the
     real output pixels (the store mask). Cached per geometry.
     """
@@ -64,11 +65,14 @@ def tap_table(geom: tuple, nlanes: int, block: int):
     if geom[0] == "same":
         _, H, W, KH, KW, ph, pw, dh, dw = geom
         taps = [(kh * dh - ph, kw * dw - pw, 0) for kh in range(KH) for kw in range(KW)]
-    else:
+    elif geom[0] == "poly2":
         # input row 2*oh + kh - 1 is row oh + dr of the even (a = 0) or odd (a = 1) rows
         _, H, W = geom
         rows = [(1, -1), (0, 0), (1, 0)]  # kh -> (a, dr); the same for columns
         taps = [(dr, dc, (a * 2 + b) * H * W) for a, dr in rows for b, dc in rows]
+    else:  # "poly2t": phase (a, b) of the stride-2 transposed conv, over grad_out
+        _, H, W, a, b = geom
+        taps = [(dr, dc, 0) for _, dr in _PHASE_TAPS[a] for _, dc in _PHASE_TAPS[b]]
     P = H * W
     nv = -(-P // nlanes)
     nv = -(-nv // block) * block
@@ -87,20 +91,72 @@ def tap_table(geom: tuple, nlanes: int, block: int):
     return hit
 
 
+# kernel rows (and columns) that land on input phase a of a stride-2 / pad-1 3x3 conv:
+# input row 2*i + a = 2*oh + kh - 1, so phase 0 takes kh = 1 from oh = i, phase 1 takes
+# kh = 0 from oh = i + 1 and kh = 2 from oh = i: (kh, dr) pairs with oh = i + dr
+_PHASE_TAPS = {0: [(1, 0)], 1: [(0, 1), (2, 0)]}
+
+
+@jit(nogil=True)
+def _polyphase_range(t0, t1, x, out, H, W, Hq, Wq):
+    # x (N*C, H, W) -> out (N*C, 2, 2, Hq, Wq), zero past the edge of odd sizes
+    zero = x.dtype.type(0)
+    for t in range(t0, t1):
+        for a in range(2):
+            for b in range(2):
+                for i in range(Hq):
+                    r = 2 * i + a
+                    for j in range(Wq):
+                        c = 2 * j + b
+                        out[t, a, b, i, j] = x[t, r, c] if r < H and c < W else zero
+
+
+@jit(nogil=True)
+def _interleave_range(t0, t1, ph, out, H, W):
+    # ph (2, 2, N*C, Hq, Wq) -> out (N*C, H, W): out[2i + a, 2j + b] = ph[a, b, i, j]
+    for t in range(t0, t1):
+        for r in range(H):
+            a = r % 2
+            i = r // 2
+            for c in range(W):
+                out[t, r, c] = ph[a, c % 2, t, i, c // 2]
+
+
 def polyphase(x: np.ndarray) -> np.ndarray:
     """x (N, C, H, W) -> (N, C, 4, Ho, Wo) with Ho, Wo = ceil(H/2), ceil(W/2): plane
     2a + b holds x[2i + a, 2j + b] (zero where that is past the edge of an odd size)."""
     N, C, H, W = x.shape
-    Ho, Wo = -(-H // 2), -(-W // 2)
-    out = np.empty((N, C, 2, 2, Ho, Wo), x.dtype)
+    Hq, Wq = -(-H // 2), -(-W // 2)
+    out = np.empty((N * C, 2, 2, Hq, Wq), x.dtype)
+    x3 = np.ascontiguousarray(x).reshape(N * C, H, W)
+    parallel_for(_polyphase_range, N * C, x3, out, H, W, Hq, Wq)
+    return out.reshape(N, C, 4, Hq, Wq)
+
+
+def stride2_backward_input(grad_out: np.ndarray, weight: np.ndarray, groups: int, H: int, W: int):
+    """grad_x (N, C, H, W) of the 3x3 / stride 2 / pad 1 conv: grad_out (N, C_out, Ho, Wo)
+    contiguous, weight (C_out, C/groups, 3, 3).
+
+    Each input phase (even/odd rows x even/odd columns) is a stride-1 conv of grad_out
+    with the 1, 2, 2 or 4 kernel taps that land on it (`_PHASE_TAPS`), transposed per
+    group: four tap-table convs, then one pass that interleaves the phases."""
+    N, cout, Ho, Wo = grad_out.shape
+    cpo, cpi = cout // groups, weight.shape[1]
+    C = groups * cpi
+    # (C_out, cpi) -> (C, cpo) per group: the transposed conv's weights, taps unflipped
+    wt = weight.reshape(groups, cpo, cpi, 3, 3).transpose(0, 2, 1, 3, 4).reshape(C, cpo, 3, 3)
+    go3 = grad_out.reshape(N, cout, Ho * Wo)
+    phases = np.empty((2, 2, N, C, Ho * Wo), grad_out.dtype)
     for a in range(2):
         for b in range(2):
-            part = x[:, :, a::2, b::2]
-            h, w = part.shape[2:]
-            out[:, :, a, b, :h, :w] = part
-            out[:, :, a, b, h:, :] = 0
-            out[:, :, a, b, :h, w:] = 0
-    return out.reshape(N, C, 4, Ho, Wo)
+            kh = [k for k, _ in _PHASE_TAPS[a]]
+            kw = [k for k, _ in _PHASE_TAPS[b]]
+            wp = np.ascontiguousarray(wt[:, :, kh][:, :, :, kw])
+            tap_conv(go3, wp, None, groups, ("poly2t", Ho, Wo, a, b), out=phases[a, b])
+    phases = phases.reshape(2, 2, N * C, Ho, Wo)
+    gx = np.empty((N * C, H, W), grad_out.dtype)
+    parallel_for(_interleave_range, N * C, phases, gx, H, W)
+    return gx.reshape(N, C, H, W)
 
 
 def pack_weights(weight: np.ndarray, groups: int, cb: int) -> np.ndarray:
@@ -247,10 +303,13 @@ def _fwd_4x4_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo
         _fwd_4x4_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
 
 
-def tap_conv(src: np.ndarray, weight: np.ndarray, bias, groups: int, geom: tuple) -> np.ndarray:
+def tap_conv(
+    src: np.ndarray, weight: np.ndarray, bias, groups: int, geom: tuple, out=None
+) -> np.ndarray:
     """The conv of `tap_table(geom)` over src (N, C, cs) contiguous: x as (N, C, H*W), or
     its `polyphase` planes as (N, C, 4*Ho*Wo). weight (C_out, C/groups, KH, KW), bias
-    (C_out,) or None. Returns out (N, C_out, P), P the output pixels of geom."""
+    (C_out,) or None. Returns out (N, C_out, P), P the output pixels of geom (written
+    into `out` if given: a contiguous array of that shape)."""
     N = src.shape[0]
     cout, cpi = weight.shape[:2]
     cpo = cout // groups
@@ -263,7 +322,8 @@ def tap_conv(src: np.ndarray, weight: np.ndarray, bias, groups: int, geom: tuple
     bp = np.zeros((groups, nblk * cb), dt)
     if bias is not None:
         bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)
-    out = np.empty((N, cout, P), dtype=dt)
+    if out is None:
+        out = np.empty((N, cout, P), dtype=dt)
     parallel_for(
         kernel,
         N * groups * nblk,
