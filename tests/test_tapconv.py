@@ -239,3 +239,62 @@ def test_tap_table_masks():
     # pixel 0 (row 0, col 0): only taps (1,1), (1,2), (2,1), (2,2) are inside
     assert [int(mk[k, 0]) & 1 for k in range(9)] == [0, 0, 0, 0, 1, 1, 0, 1, 1]
     assert mk[:, 3].max() <= 0b0111  # pixels 15.. do not exist (3*5 = 15 pixels)
+
+
+# ----------------------------------------------------------------------------- weight gradient
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(
+    n=st.integers(1, 10),
+    groups=st.integers(1, 3),
+    cpi=st.integers(1, 5),
+    cpo=st.sampled_from([1, 2, 5, 16, 17, 32, 33]),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+)
+def test_same3x3_weight_grad_matches_reference(n, groups, cpi, cpo, h, w, dtype):
+    """The output-channel-lane weight gradient (zero-bordered copies of x, grad_out
+    transposed; partial vectors of channels; odd slot counts; image chunks)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
+    go = rng.standard_normal((n, groups * cpo, h, w)).astype(dtype)
+    got = tapconv.same3x3_weight_grad(
+        x.reshape(n, groups * cpi, -1), go.reshape(n, groups * cpo, -1), cpi, groups, h, w
+    )
+    want = R.conv2d_backward_weight(
+        x, go, (groups * cpo, cpi, 3, 3), (1, 1), (1, 1), (1, 1), groups
+    )
+    assert_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "n,groups,cpi,cpo,h,w",
+    [
+        (9, 1, 32, 32, 10, 10),  # CIFAR-like stage 2: more images than chunks
+        (3, 1, 48, 64, 6, 6),  # 4 vectors of output channels (float32)
+        (2, 4, 8, 32, 7, 7),  # grouped, ResNeXt conv5-like
+        (1, 1, 3, 40, 5, 3),  # a partial last vector
+    ],
+)
+def test_conv_weight_grad_dispatch_through_lanes(n, groups, cpi, cpo, h, w, dtype, monkeypatch):
+    """conv2d_backward_weight takes the lane kernel for these shapes: it matches the
+    reference and the kernels it replaced, bit-identical for 1 and 2 threads."""
+    itemsize = np.dtype(dtype).itemsize
+    assert jconv._use_lane_weight_grad(cpi, cpo, 3, 3, (1, 1), (1, 1), (1, 1), h, w, itemsize)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
+    go = rng.standard_normal((n, groups * cpo, h, w)).astype(dtype)
+    shape = (groups * cpo, cpi, 3, 3)
+    args = ((1, 1), (1, 1), (1, 1), groups)
+
+    def run():
+        return J.conv2d_backward_weight(x, go, shape, *args)
+
+    got = _with_threads(1, run)
+    assert_close(got, R.conv2d_backward_weight(x, go, shape, *args), dtype)
+    np.testing.assert_array_equal(got, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run))
+    monkeypatch.setattr(jconv, "_use_lane_weight_grad", lambda *a: False)
+    assert_close(run(), got, dtype)

@@ -106,6 +106,32 @@ def _align(vt) -> ir.Constant:
 
 
 @intrinsic
+def vload(typingctx, arr, idx):
+    """arr[idx : idx + LANES] (all lanes must lie inside the array)."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vt)
+        return builder.load(ptr, align=vt.dtype.bitwidth // 8)
+
+    return vt(arr, idx), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, idx, vec):
+    """arr[idx : idx + LANES] = vec (all lanes must lie inside the array)."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vec)
+        builder.store(args[2], ptr, align=vec.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    if not isinstance(vec, Vec) or vec != _vec_of(arr):
+        raise TypeError(f"simd.vstore: cannot store {vec} into {arr}")
+    return types.void(arr, idx, vec), codegen
+
+
+@intrinsic
 def vloadm(typingctx, arr, idx, mask):
     """arr[idx : idx + LANES] with lane l read only if bit l of `mask` is set (else 0)."""
     vt = _vec_of(arr)

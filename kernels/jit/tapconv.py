@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import FASTMATH, jit, parallel_for
-from .simd import lanes, vbcast, vfma, vloadm, vstorem
+from .simd import lanes, vbcast, vfma, vload, vloadm, vstore, vstorem
 
 _table_cache: dict = {}
 
@@ -343,3 +343,170 @@ def tap_conv(
         nl,
     )
     return out
+
+
+# --------------------------------------------------------------------------- weight gradient
+#
+# grad_w[co, c, kh, kw] = sum over images and output pixels p of
+#     grad_out[co, p] * x[c, p + offset(kh, kw)]
+# with the lanes over *output channels*: grad_out is transposed per image to (P, C_out
+# padded to whole vectors), x is copied into a zero-bordered plane (rows W + 2 wide, so
+# no masks), and each FMA multiplies one grad_out vector by one x value broadcast from
+# memory (a 4-byte load never straddles a cache line; the 64-byte shifted loads of the
+# pixel-lane layout do, and cost two). The accumulators - 9 taps x 2 (input channel,
+# output-channel vector) slots - stay in registers over all pixels of an image.
+
+
+_GT_BLOCK_BYTES = 16 * 1024  # transposed grad_out rows per pass over the slots
+
+
+@jit(fastmath=FASTMATH)
+def _taps_x2(a, b, xp, i0, i1, rs, g0, g1):
+    """a[k] += xp[i0 + off_k] * g0 and b[k] += xp[i1 + off_k] * g1 for the 9 taps
+    (off_k = kh * rs + kw)."""
+    a = (
+        vfma(vbcast(xp, i0), g0, a[0]),
+        vfma(vbcast(xp, i0 + 1), g0, a[1]),
+        vfma(vbcast(xp, i0 + 2), g0, a[2]),
+        vfma(vbcast(xp, i0 + rs), g0, a[3]),
+        vfma(vbcast(xp, i0 + rs + 1), g0, a[4]),
+        vfma(vbcast(xp, i0 + rs + 2), g0, a[5]),
+        vfma(vbcast(xp, i0 + 2 * rs), g0, a[6]),
+        vfma(vbcast(xp, i0 + 2 * rs + 1), g0, a[7]),
+        vfma(vbcast(xp, i0 + 2 * rs + 2), g0, a[8]),
+    )
+    b = (
+        vfma(vbcast(xp, i1), g1, b[0]),
+        vfma(vbcast(xp, i1 + 1), g1, b[1]),
+        vfma(vbcast(xp, i1 + 2), g1, b[2]),
+        vfma(vbcast(xp, i1 + rs), g1, b[3]),
+        vfma(vbcast(xp, i1 + rs + 1), g1, b[4]),
+        vfma(vbcast(xp, i1 + rs + 2), g1, b[5]),
+        vfma(vbcast(xp, i1 + 2 * rs), g1, b[6]),
+        vfma(vbcast(xp, i1 + 2 * rs + 1), g1, b[7]),
+        vfma(vbcast(xp, i1 + 2 * rs + 2), g1, b[8]),
+    )
+    return a, b
+
+
+@jit(fastmath=FASTMATH)
+def _load9(acc, i, L):
+    return (
+        vload(acc, i),
+        vload(acc, i + L),
+        vload(acc, i + 2 * L),
+        vload(acc, i + 3 * L),
+        vload(acc, i + 4 * L),
+        vload(acc, i + 5 * L),
+        vload(acc, i + 6 * L),
+        vload(acc, i + 7 * L),
+        vload(acc, i + 8 * L),
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _store9(acc, i, L, a):
+    for k in range(9):
+        vstore(acc, i + k * L, a[k])
+
+
+@jit(fastmath=FASTMATH)
+def _bwd_weight_task(t, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L):
+    # x (N, C*H*W), go (N, C_out*H*W); task t = (chunk, group) accumulates images
+    # [chunk*ipc, ...) into part[chunk, g] = (cpi, 9, cv*L) (cv vectors of output
+    # channels); scratch of task t: xp[t] (cpi*(H+2)*(W+2) + slack) zero-bordered planes,
+    # gt[t] (H*W*cv*L) grad_out transposed, both zero outside the copied values
+    ch = t // G
+    g = t - ch * G
+    n0 = ch * ipc
+    n1 = min(x.shape[0], n0 + ipc)
+    rs = W + 2
+    plane = (H + 2) * rs
+    HW = H * W
+    cv = (cpo + L - 1) // L
+    cw = cv * L
+    acc = part[ch, g]
+    xq = xp[t]
+    gq = gt[t]
+    nslots = cpi * cv
+    for n in range(n0, n1):
+        xn = x[n]
+        gn = go[n]
+        for c in range(cpi):  # the zero-bordered copy of x
+            s0 = (g * cpi + c) * HW
+            d0 = c * plane + rs + 1
+            for r in range(H):
+                for q in range(W):
+                    xq[d0 + r * rs + q] = xn[s0 + r * W + q]
+        for o in range(cpo):  # grad_out transposed to (pixel, channel)
+            s0 = (g * cpo + o) * HW
+            for p in range(HW):
+                gq[p * cw + o] = gn[s0 + p]
+        for r0 in range(0, H, RB):  # row blocks: their grad_out rows stay in L1
+            r1 = min(H, r0 + RB)
+            for s in range(0, nslots, 2):
+                s1 = min(s + 1, nslots - 1)  # an odd last slot is computed twice
+                c0 = s // cv
+                v0 = s - c0 * cv
+                c1 = s1 // cv
+                v1 = s1 - c1 * cv
+                i0 = (c0 * 9 * cv + v0) * L  # acc index of (c0, tap 0, vector v0)
+                i1 = (c1 * 9 * cv + v1) * L
+                a = _load9(acc, i0, cw)
+                b = _load9(acc, i1, cw)
+                for r in range(r0, r1):
+                    for q in range(W):
+                        p = r * W + q
+                        g0 = vload(gq, p * cw + v0 * L)
+                        g1 = vload(gq, p * cw + v1 * L)
+                        e = r * rs + q
+                        a, b = _taps_x2(a, b, xq, c0 * plane + e, c1 * plane + e, rs, g0, g1)
+                _store9(acc, i0, cw, a)
+                if s1 > s:
+                    _store9(acc, i1, cw, b)
+
+
+@jit(nogil=True)
+def _bwd_weight_range(t0, t1, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L):
+    for t in range(t0, t1):
+        _bwd_weight_task(t, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L)
+
+
+def same3x3_weight_grad(
+    x3: np.ndarray, go3: np.ndarray, cpi: int, groups: int, H: int, W: int
+) -> np.ndarray:
+    """grad_weight (C_out, cpi, 3, 3) of the 3x3 / stride 1 / pad 1 conv: x3 (N, C, H*W)
+    and go3 (N, C_out, H*W) contiguous. Tasks are (chunk of images, group), ~8 of them
+    or one per group; each keeps its accumulators in a private buffer and the chunks
+    are summed at the end (the chunking does not depend on the thread count, so neither
+    do the results)."""
+    N = x3.shape[0]
+    cout = go3.shape[1]
+    cpo = cout // groups
+    dt = x3.dtype
+    nl = lanes(dt)
+    cw = -(-cpo // nl) * nl
+    ipc = max(1, min(N, (N * groups) // 8))
+    chunks = -(-N // ipc)
+    part = np.zeros((chunks, groups, cpi * 9 * cw), dt)
+    xp = np.zeros((chunks * groups, cpi * (H + 2) * (W + 2) + nl), dt)
+    gt = np.zeros((chunks * groups, H * W * cw), dt)
+    parallel_for(
+        _bwd_weight_range,
+        chunks * groups,
+        x3.reshape(N, -1),
+        go3.reshape(N, -1),
+        part,
+        xp,
+        gt,
+        H,
+        W,
+        groups,
+        cpi,
+        cpo,
+        ipc,
+        max(1, _GT_BLOCK_BYTES // (W * cw * dt.itemsize)),
+        nl,
+    )
+    gw = part.sum(axis=0).reshape(groups, cpi, 9, cw)[:, :, :, :cpo]
+    return np.ascontiguousarray(gw.transpose(0, 3, 1, 2)).reshape(cout, cpi, 3, 3)
