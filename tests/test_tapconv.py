@@ -253,42 +253,49 @@ def test_tap_table_masks():
     cpo=st.sampled_from([1, 2, 5, 16, 17, 32, 33]),
     h=st.integers(1, 12),
     w=st.integers(1, 12),
+    stride=st.integers(1, 2),
 )
-def test_same3x3_weight_grad_matches_reference(n, groups, cpi, cpo, h, w, dtype):
-    """The output-channel-lane weight gradient (zero-bordered copies of x, grad_out
-    transposed; partial vectors of channels; odd slot counts; image chunks)."""
+def test_lane_weight_grad_matches_reference(n, groups, cpi, cpo, h, w, stride, dtype):
+    """The output-channel-lane weight gradient (zero-bordered copies of x or of its
+    polyphase planes, grad_out transposed; partial vectors of channels; odd slot
+    counts; image chunks), stride 1 and 2, odd sizes."""
     rng = np.random.default_rng(5)
+    ho, wo = -(-h // stride), -(-w // stride)
     x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
-    go = rng.standard_normal((n, groups * cpo, h, w)).astype(dtype)
-    got = tapconv.same3x3_weight_grad(
-        x.reshape(n, groups * cpi, -1), go.reshape(n, groups * cpo, -1), cpi, groups, h, w
+    go = rng.standard_normal((n, groups * cpo, ho, wo)).astype(dtype)
+    got = tapconv.lane_weight_grad(
+        x.reshape(n, groups * cpi, -1), go.reshape(n, groups * cpo, -1), cpi, groups, h, w, stride
     )
-    want = R.conv2d_backward_weight(
-        x, go, (groups * cpo, cpi, 3, 3), (1, 1), (1, 1), (1, 1), groups
-    )
+    s = (stride, stride)
+    want = R.conv2d_backward_weight(x, go, (groups * cpo, cpi, 3, 3), s, (1, 1), (1, 1), groups)
     assert_close(got, want, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "n,groups,cpi,cpo,h,w",
+    "n,groups,cpi,cpo,h,w,stride",
     [
-        (9, 1, 32, 32, 10, 10),  # CIFAR-like stage 2: more images than chunks
-        (3, 1, 48, 64, 6, 6),  # 4 vectors of output channels (float32)
-        (2, 4, 8, 32, 7, 7),  # grouped, ResNeXt conv5-like
-        (1, 1, 3, 40, 5, 3),  # a partial last vector
+        (9, 1, 32, 32, 10, 10, 1),  # CIFAR-like stage 2: more images than chunks
+        (3, 1, 48, 64, 6, 6, 1),  # 4 vectors of output channels
+        (2, 4, 8, 32, 7, 7, 1),  # grouped, ResNeXt conv5-like
+        (1, 1, 3, 40, 5, 3, 1),  # a partial last vector
+        (9, 1, 16, 32, 11, 12, 2),  # CIFAR downsampling conv, odd height
+        (2, 2, 8, 32, 7, 7, 2),  # grouped stride 2
     ],
 )
-def test_conv_weight_grad_dispatch_through_lanes(n, groups, cpi, cpo, h, w, dtype, monkeypatch):
+def test_conv_weight_grad_dispatch_through_lanes(
+    n, groups, cpi, cpo, h, w, stride, dtype, monkeypatch
+):
     """conv2d_backward_weight takes the lane kernel for these shapes: it matches the
     reference and the kernels it replaced, bit-identical for 1 and 2 threads."""
     itemsize = np.dtype(dtype).itemsize
-    assert jconv._use_lane_weight_grad(cpi, cpo, 3, 3, (1, 1), (1, 1), (1, 1), h, w, itemsize)
+    s = (stride, stride)
+    assert jconv._use_lane_weight_grad(cpi, cpo, 3, 3, s, (1, 1), (1, 1), h, w, itemsize)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
-    go = rng.standard_normal((n, groups * cpo, h, w)).astype(dtype)
+    go = rng.standard_normal((n, groups * cpo, -(-h // stride), -(-w // stride))).astype(dtype)
     shape = (groups * cpo, cpi, 3, 3)
-    args = ((1, 1), (1, 1), (1, 1), groups)
+    args = (s, (1, 1), (1, 1), groups)
 
     def run():
         return J.conv2d_backward_weight(x, go, shape, *args)

@@ -48,7 +48,7 @@ from kernels.blas import blas_controller, blas_one_thread
 
 from ._numba import FASTMATH, jit, num_threads, parallel_for, workspace
 from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
-from .tapconv import polyphase, same3x3_weight_grad, stride2_backward_input, tap_conv
+from .tapconv import lane_weight_grad, polyphase, stride2_backward_input, tap_conv
 
 # --------------------------------------------------------------------------- helpers
 
@@ -1348,22 +1348,27 @@ def _tapconv_geometry(cpi, cpo, kh, kw, stride, padding, dilation):
 
 
 def _use_lane_weight_grad(cpi, cpo, kh, kw, stride, padding, dilation, H, W, itemsize):
-    """The output-channel-lane weight gradient (`tapconv.same3x3_weight_grad`) for 3x3 /
-    stride 1 / pad 1 convs with >= 32 output channels per group (whole vectors) whose
-    zero-bordered input planes of one image and group fit in L1 (<= 48 KB). Measured
-    (2 threads, float32, ms, interleaved runs; old path -> lanes): dense 32->32 16x16
-    batch 64 2.5 -> 1.7, 32->32 8x8 1.4 -> 0.56, 64->64 8x8 (BLAS) 2.0 -> 1.8, ResNeXt
-    32x32d 7x7 batch 4 2.8 -> 1.2, 16 groups of 32 at 14x14 5.0 -> 2.9; but 64->64 16x16
-    (83 KB of planes) 6.2 -> 6.6, 16->16 32x32 (one vector of channels: twice the
-    copying per FMA) 1.8 -> 2.4, 64->64 56x56 9.8 -> 11.1."""
+    """The output-channel-lane weight gradient (`tapconv.lane_weight_grad`) for 3x3 /
+    pad 1 convs, stride 1 or 2, with >= 32 output channels per group (whole vectors)
+    whose zero-bordered input planes of one image and group are small (L1-sized at
+    stride 1; stride 2 does 1/4 of the FMAs per copied value but still won at 115 KB).
+    Measured (2 threads, float32, ms, interleaved runs; old path -> lanes): stride 1:
+    dense 32->32 16x16 batch 64 2.5 -> 1.7, 32->32 8x8 1.4 -> 0.56, 64->64 8x8 (BLAS)
+    2.0 -> 1.8, ResNeXt 32x32d 7x7 batch 4 2.8 -> 1.2, 16 groups of 32 at 14x14 5.0 ->
+    2.9; but 64->64 16x16 (83 KB of planes) 6.2 -> 6.6, 16->16 32x32 (one vector of
+    channels: twice the copying per FMA) 1.8 -> 2.4, 64->64 56x56 9.8 -> 11.1. Stride 2:
+    16->32 32x32 batch 64 3.1 -> 1.6, 32->64 16x16 2.8 -> 1.4, 32x32d 14x14 batch 4 4.8
+    -> 1.8, 16 groups of 32 at 28x28 7.8 -> 4.6; but 64->128 56x56 (860 KB) 5.9 -> 8.2."""
+    if stride not in ((1, 1), (2, 2)):
+        return False
+    scratch = cpi * (H + 2) * (W + 2) * itemsize
     return (
         (kh, kw) == (3, 3)
-        and stride == (1, 1)
         and padding == (1, 1)
         and dilation == (1, 1)
         and cpo >= 32
         and cpi * 9 <= _TAPCONV_MAX_WORK
-        and cpi * (H + 2) * (W + 2) * itemsize <= 48 * 1024
+        and scratch <= (48 if stride == (1, 1) else 128) * 1024
     )
 
 
@@ -1615,7 +1620,7 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
     x3 = x.reshape(N, C, H * W)
     go3 = grad_out.reshape(N, Cout, P)
     if _use_lane_weight_grad(cpi, cpo, KH, KW, (sh, sw), (ph, pw), (dh, dw), H, W, dt.itemsize):
-        return same3x3_weight_grad(x3, go3, cpi, groups, H, W)
+        return lane_weight_grad(x3, go3, cpi, groups, H, W, sh)
     if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
         part = np.empty((N, Cout, cpi, KH, KW), dtype=dt)
         if _is_dw3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):

@@ -348,43 +348,44 @@ def tap_conv(
 # --------------------------------------------------------------------------- weight gradient
 #
 # grad_w[co, c, kh, kw] = sum over images and output pixels p of
-#     grad_out[co, p] * x[c, p + offset(kh, kw)]
+#     grad_out[co, p] * x[c, input pixel of (p, kh, kw)]
 # with the lanes over *output channels*: grad_out is transposed per image to (P, C_out
-# padded to whole vectors), x is copied into a zero-bordered plane (rows W + 2 wide, so
-# no masks), and each FMA multiplies one grad_out vector by one x value broadcast from
-# memory (a 4-byte load never straddles a cache line; the 64-byte shifted loads of the
-# pixel-lane layout do, and cost two). The accumulators - 9 taps x 2 (input channel,
-# output-channel vector) slots - stay in registers over all pixels of an image.
+# padded to whole vectors), x is copied into zero-bordered planes (so no masks: stride
+# 1, one plane with rows W + 2 wide; stride 2, its 4 polyphase planes, each with a zero
+# row above and a zero column on the left), and each FMA multiplies one grad_out vector
+# by one x value broadcast from memory (a 4-byte load never straddles a cache line; the
+# 64-byte shifted loads of the pixel-lane layout do, and cost two). The accumulators -
+# 9 taps x 2 (input channel, output-channel vector) slots - stay in registers over a
+# block of output rows.
 
 
 _GT_BLOCK_BYTES = 16 * 1024  # transposed grad_out rows per pass over the slots
 
 
 @jit(fastmath=FASTMATH)
-def _taps_x2(a, b, xp, i0, i1, rs, g0, g1):
-    """a[k] += xp[i0 + off_k] * g0 and b[k] += xp[i1 + off_k] * g1 for the 9 taps
-    (off_k = kh * rs + kw)."""
+def _taps_x2(a, b, xp, i0, i1, toff, g0, g1):
+    """a[k] += xp[i0 + toff[k]] * g0 and b[k] += xp[i1 + toff[k]] * g1, 9 taps."""
     a = (
-        vfma(vbcast(xp, i0), g0, a[0]),
-        vfma(vbcast(xp, i0 + 1), g0, a[1]),
-        vfma(vbcast(xp, i0 + 2), g0, a[2]),
-        vfma(vbcast(xp, i0 + rs), g0, a[3]),
-        vfma(vbcast(xp, i0 + rs + 1), g0, a[4]),
-        vfma(vbcast(xp, i0 + rs + 2), g0, a[5]),
-        vfma(vbcast(xp, i0 + 2 * rs), g0, a[6]),
-        vfma(vbcast(xp, i0 + 2 * rs + 1), g0, a[7]),
-        vfma(vbcast(xp, i0 + 2 * rs + 2), g0, a[8]),
+        vfma(vbcast(xp, i0 + toff[0]), g0, a[0]),
+        vfma(vbcast(xp, i0 + toff[1]), g0, a[1]),
+        vfma(vbcast(xp, i0 + toff[2]), g0, a[2]),
+        vfma(vbcast(xp, i0 + toff[3]), g0, a[3]),
+        vfma(vbcast(xp, i0 + toff[4]), g0, a[4]),
+        vfma(vbcast(xp, i0 + toff[5]), g0, a[5]),
+        vfma(vbcast(xp, i0 + toff[6]), g0, a[6]),
+        vfma(vbcast(xp, i0 + toff[7]), g0, a[7]),
+        vfma(vbcast(xp, i0 + toff[8]), g0, a[8]),
     )
     b = (
-        vfma(vbcast(xp, i1), g1, b[0]),
-        vfma(vbcast(xp, i1 + 1), g1, b[1]),
-        vfma(vbcast(xp, i1 + 2), g1, b[2]),
-        vfma(vbcast(xp, i1 + rs), g1, b[3]),
-        vfma(vbcast(xp, i1 + rs + 1), g1, b[4]),
-        vfma(vbcast(xp, i1 + rs + 2), g1, b[5]),
-        vfma(vbcast(xp, i1 + 2 * rs), g1, b[6]),
-        vfma(vbcast(xp, i1 + 2 * rs + 1), g1, b[7]),
-        vfma(vbcast(xp, i1 + 2 * rs + 2), g1, b[8]),
+        vfma(vbcast(xp, i1 + toff[0]), g1, b[0]),
+        vfma(vbcast(xp, i1 + toff[1]), g1, b[1]),
+        vfma(vbcast(xp, i1 + toff[2]), g1, b[2]),
+        vfma(vbcast(xp, i1 + toff[3]), g1, b[3]),
+        vfma(vbcast(xp, i1 + toff[4]), g1, b[4]),
+        vfma(vbcast(xp, i1 + toff[5]), g1, b[5]),
+        vfma(vbcast(xp, i1 + toff[6]), g1, b[6]),
+        vfma(vbcast(xp, i1 + toff[7]), g1, b[7]),
+        vfma(vbcast(xp, i1 + toff[8]), g1, b[8]),
     )
     return a, b
 
@@ -411,18 +412,40 @@ def _store9(acc, i, L, a):
 
 
 @jit(fastmath=FASTMATH)
-def _bwd_weight_task(t, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L):
-    # x (N, C*H*W), go (N, C_out*H*W); task t = (chunk, group) accumulates images
+def _bordered_copy(xq, xn, s0, H, W, c, cs, rs, stride):
+    """Input channel c of one image (xn[s0 : s0 + H*W]) into its zero-bordered scratch
+    planes at xq[c * cs:]: stride 1, one plane with a 1-pixel border; stride 2, the 4
+    polyphase planes (2a + b holds x[2i + a, 2j + b]), each with a zero row above and a
+    zero column on the left. Borders (and odd-size padding) are zero from allocation."""
+    if stride == 1:
+        d0 = c * cs + rs + 1
+        for r in range(H):
+            for q in range(W):
+                xq[d0 + r * rs + q] = xn[s0 + r * W + q]
+    else:
+        plane = cs // 4
+        for r in range(H):
+            a = r % 2
+            for q in range(W):
+                b = q % 2
+                d = c * cs + (2 * a + b) * plane + (r // 2 + 1) * rs + q // 2 + 1
+                xq[d] = xn[s0 + r * W + q]
+
+
+@jit(fastmath=FASTMATH)
+def _bwd_weight_task(
+    t, x, go, part, xp, gt, toff, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
+):
+    # x (N, C*H*W), go (N, C_out*Ho*Wo); task t = (chunk, group) accumulates images
     # [chunk*ipc, ...) into part[chunk, g] = (cpi, 9, cv*L) (cv vectors of output
-    # channels); scratch of task t: xp[t] (cpi*(H+2)*(W+2) + slack) zero-bordered planes,
-    # gt[t] (H*W*cv*L) grad_out transposed, both zero outside the copied values
+    # channels); scratch of task t: xp[t] (cpi * cs + slack) zero-bordered planes (row
+    # stride rs, output pixel (r, q) at r * rs + q, tap k at + toff[k]), gt[t] (Ho*Wo*cv*L)
+    # grad_out transposed; both zero outside the copied values
     ch = t // G
     g = t - ch * G
     n0 = ch * ipc
     n1 = min(x.shape[0], n0 + ipc)
-    rs = W + 2
-    plane = (H + 2) * rs
-    HW = H * W
+    P = Ho * Wo
     cv = (cpo + L - 1) // L
     cw = cv * L
     acc = part[ch, g]
@@ -432,18 +455,14 @@ def _bwd_weight_task(t, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L):
     for n in range(n0, n1):
         xn = x[n]
         gn = go[n]
-        for c in range(cpi):  # the zero-bordered copy of x
-            s0 = (g * cpi + c) * HW
-            d0 = c * plane + rs + 1
-            for r in range(H):
-                for q in range(W):
-                    xq[d0 + r * rs + q] = xn[s0 + r * W + q]
+        for c in range(cpi):
+            _bordered_copy(xq, xn, (g * cpi + c) * H * W, H, W, c, cs, rs, stride)
         for o in range(cpo):  # grad_out transposed to (pixel, channel)
-            s0 = (g * cpo + o) * HW
-            for p in range(HW):
+            s0 = (g * cpo + o) * P
+            for p in range(P):
                 gq[p * cw + o] = gn[s0 + p]
-        for r0 in range(0, H, RB):  # row blocks: their grad_out rows stay in L1
-            r1 = min(H, r0 + RB)
+        for r0 in range(0, Ho, RB):  # row blocks: their grad_out rows stay in L1
+            r1 = min(Ho, r0 + RB)
             for s in range(0, nslots, 2):
                 s1 = min(s + 1, nslots - 1)  # an odd last slot is computed twice
                 c0 = s // cv
@@ -455,42 +474,60 @@ def _bwd_weight_task(t, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L):
                 a = _load9(acc, i0, cw)
                 b = _load9(acc, i1, cw)
                 for r in range(r0, r1):
-                    for q in range(W):
-                        p = r * W + q
+                    for q in range(Wo):
+                        p = r * Wo + q
                         g0 = vload(gq, p * cw + v0 * L)
                         g1 = vload(gq, p * cw + v1 * L)
                         e = r * rs + q
-                        a, b = _taps_x2(a, b, xq, c0 * plane + e, c1 * plane + e, rs, g0, g1)
+                        a, b = _taps_x2(a, b, xq, c0 * cs + e, c1 * cs + e, toff, g0, g1)
                 _store9(acc, i0, cw, a)
                 if s1 > s:
                     _store9(acc, i1, cw, b)
 
 
 @jit(nogil=True)
-def _bwd_weight_range(t0, t1, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L):
+def _bwd_weight_range(
+    t0, t1, x, go, part, xp, gt, toff, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
+):
     for t in range(t0, t1):
-        _bwd_weight_task(t, x, go, part, xp, gt, H, W, G, cpi, cpo, ipc, RB, L)
+        _bwd_weight_task(
+            t, x, go, part, xp, gt, toff, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
+        )
 
 
-def same3x3_weight_grad(
-    x3: np.ndarray, go3: np.ndarray, cpi: int, groups: int, H: int, W: int
+def lane_weight_grad(
+    x3: np.ndarray, go3: np.ndarray, cpi: int, groups: int, H: int, W: int, stride: int
 ) -> np.ndarray:
-    """grad_weight (C_out, cpi, 3, 3) of the 3x3 / stride 1 / pad 1 conv: x3 (N, C, H*W)
-    and go3 (N, C_out, H*W) contiguous. Tasks are (chunk of images, group), ~8 of them
-    or one per group; each keeps its accumulators in a private buffer and the chunks
-    are summed at the end (the chunking does not depend on the thread count, so neither
-    do the results)."""
+    """grad_weight (C_out, cpi, 3, 3) of the 3x3 / pad 1 conv with stride 1 or 2: x3
+    (N, C, H*W) and go3 (N, C_out, Ho*Wo) contiguous. Tasks are (chunk of images, group),
+    ~8 of them or one per group; each keeps its accumulators in a private buffer and
+    the chunks are summed at the end (the chunking does not depend on the thread count,
+    so neither do the results)."""
     N = x3.shape[0]
     cout = go3.shape[1]
     cpo = cout // groups
     dt = x3.dtype
     nl = lanes(dt)
     cw = -(-cpo // nl) * nl
+    if stride == 1:
+        Ho, Wo = H, W
+        rs, cs = W + 2, (H + 2) * (W + 2)
+        toff = np.array([kh * rs + kw for kh in range(3) for kw in range(3)], np.int64)
+    else:
+        Ho, Wo = -(-H // 2), -(-W // 2)
+        rs = Wo + 1
+        cs = 4 * (Ho + 1) * rs
+        # kh -> (phase row a, row offset 1 + dr in the bordered plane); same for columns
+        rows = [(1, 0), (0, 1), (1, 1)]
+        toff = np.array(
+            [(2 * a + b) * (cs // 4) + dr * rs + dc for a, dr in rows for b, dc in rows],
+            np.int64,
+        )
     ipc = max(1, min(N, (N * groups) // 8))
     chunks = -(-N // ipc)
     part = np.zeros((chunks, groups, cpi * 9 * cw), dt)
-    xp = np.zeros((chunks * groups, cpi * (H + 2) * (W + 2) + nl), dt)
-    gt = np.zeros((chunks * groups, H * W * cw), dt)
+    xp = np.zeros((chunks * groups, cpi * cs + nl), dt)
+    gt = np.zeros((chunks * groups, Ho * Wo * cw), dt)
     parallel_for(
         _bwd_weight_range,
         chunks * groups,
@@ -499,13 +536,19 @@ def same3x3_weight_grad(
         part,
         xp,
         gt,
+        toff,
         H,
         W,
+        Ho,
+        Wo,
+        rs,
+        cs,
+        stride,
         groups,
         cpi,
         cpo,
         ipc,
-        max(1, _GT_BLOCK_BYTES // (W * cw * dt.itemsize)),
+        max(1, _GT_BLOCK_BYTES // (Wo * cw * dt.itemsize)),
         nl,
     )
     gw = part.sum(axis=0).reshape(groups, cpi, 9, cw)[:, :, :, :cpo]
