@@ -14,7 +14,7 @@ import kernels.reference as R
 from kernels.jit import conv as jconv
 from kernels.jit import tapconv
 from kernels.jit._numba import jit
-from kernels.jit.simd import lanes, vbcast, vfma, vloadm, vstorem
+from kernels.jit.simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
 
 SETTINGS = settings(
     max_examples=15,
@@ -75,6 +75,33 @@ def test_simd_fma_broadcast(dtype):
     want = a[1] * x + y
     _axpy(a, 1, x, y)
     np.testing.assert_allclose(y, want, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+@jit()
+def _gather_store(a, i, stride, mask, out):
+    vstore(out, 0, vgather(a, i, stride, mask))
+
+
+@jit()
+def _copy_vector(a, i, out, j):
+    vstore(out, j, vload(a, i))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_simd_gather(dtype):
+    """Lane l = a[i + l*stride] where the mask bit is set, else 0."""
+    n = lanes(dtype)
+    a = np.arange(200, dtype=dtype)
+    out = np.full(n, -1.0, dtype)
+    mask = (1 << n) - 1 - 0b100
+    _gather_store(a, 3, 7, mask, out)
+    want = 3 + 7 * np.arange(n, dtype=dtype)
+    want[2] = 0
+    np.testing.assert_array_equal(out, want)
+    out2 = np.zeros(n + 2, dtype)
+    _copy_vector(a, 5, out2, 1)
+    np.testing.assert_array_equal(out2[1:-1], a[5 : 5 + n])
+    assert out2[0] == 0 and out2[-1] == 0
 
 
 def test_simd_rejects_non_float_arrays():

@@ -132,6 +132,35 @@ def vstore(typingctx, arr, idx, vec):
 
 
 @intrinsic
+def vgather(typingctx, arr, idx, stride, mask):
+    """Lane l = arr[idx + l*stride] where bit l of `mask` is set, else 0: one strided
+    gather (a row of a transposed matrix) instead of LANES scalar loads and stores."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        n = vt.count
+        i64 = ir.IntType(64)
+        base = _elem_ptr(context, builder, sig.args[0], args[0], args[1])
+        step = context.cast(builder, args[2], sig.args[2], types.int64)
+        step = builder.mul(step, ir.Constant(i64, vt.dtype.bitwidth // 8))  # bytes
+        vi64 = ir.VectorType(i64, n)
+        lanes_ = ir.Constant(vi64, list(range(n)))
+        addrs = builder.add(
+            _splat(builder, vi64, builder.ptrtoint(base, i64)),
+            builder.mul(lanes_, _splat(builder, vi64, step)),
+        )
+        ptrs = builder.inttoptr(addrs, ir.VectorType(base.type, n))
+        llvt = context.get_value_type(vt)
+        mask = _lane_mask(builder, args[3], n)
+        name = f"llvm.masked.gather.v{n}{_SUFFIX[vt.dtype]}.v{n}p0"
+        fnty = ir.FunctionType(llvt, [ptrs.type, ir.IntType(32), mask.type, llvt])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, [ptrs, _align(vt), mask, ir.Constant(llvt, None)])
+
+    return vt(arr, idx, stride, mask), codegen
+
+
+@intrinsic
 def vloadm(typingctx, arr, idx, mask):
     """arr[idx : idx + LANES] with lane l read only if bit l of `mask` is set (else 0)."""
     vt = _vec_of(arr)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import FASTMATH, jit, parallel_for
-from .simd import lanes, vbcast, vfma, vload, vloadm, vstore, vstorem
+from .simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
 
 _table_cache: dict = {}
 
@@ -457,10 +457,11 @@ def _bwd_weight_task(
         gn = go[n]
         for c in range(cpi):
             _bordered_copy(xq, xn, (g * cpi + c) * H * W, H, W, c, cs, rs, stride)
-        for o in range(cpo):  # grad_out transposed to (pixel, channel)
-            s0 = (g * cpo + o) * P
+        for v in range(cv):  # grad_out transposed to (pixel, channel): strided gathers
+            s0 = (g * cpo + v * L) * P
+            m = (1 << min(L, cpo - v * L)) - 1  # lanes past cpo stay 0
             for p in range(P):
-                gq[p * cw + o] = gn[s0 + p]
+                vstore(gq, p * cw + v * L, vgather(gn, s0 + p, P, m))
         for r0 in range(0, Ho, RB):  # row blocks: their grad_out rows stay in L1
             r1 = min(Ho, r0 + RB)
             for s in range(0, nslots, 2):
