@@ -5,9 +5,12 @@ attribute access, and each kernel is compiled on its first call (then cached on 
 `cache=True`; see `_numba.jit` for the read-only fallback). Any interface function not
 implemented here is re-exported from `kernels.reference`.
 
-Conv dispatch (see `conv.py`): dense and large-group convs use a parallel Numba im2col
-plus NumPy/OpenBLAS matmul; grouped and depthwise convs use a direct parallel kernel
-over (image, group) tasks. Measurements and design notes: `NOTES.md`.
+Conv dispatch (see `conv.py`): 3x3-type convs with up to 64 input channels per group
+(dense CIFAR layers, ResNeXt's grouped 3x3) use register-blocked tap-table kernels
+written with explicit SIMD (`tapconv.py`, `simd.py`); wide dense convs use a parallel
+Numba im2col plus NumPy/OpenBLAS matmul; depthwise and other small-group geometries use
+direct parallel kernels over (image, group) tasks. Measurements and design notes:
+`NOTES.md`.
 """
 
 from __future__ import annotations

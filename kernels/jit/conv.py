@@ -1,6 +1,14 @@
 """Numba convolution kernels (forward, backward-input, backward-weight).
 
-Two algorithms, chosen per call by `_use_direct` (measurements: NOTES.md):
+Four algorithms, chosen per call (measurements: NOTES.md):
+
+* **tap table, register-blocked** (`tapconv.py`; forward and backward-input of 3x3-type
+  convs with at most 64 input channels per group: stride 1 with "same" padding, and
+  3x3 / stride 2 / pad 1 through polyphase planes; `_tapconv_geometry`). Explicit SIMD
+  (`simd.py`): a tile of 8 output channels x 32 pixels stays in registers over all
+  input channels and taps. Its weight-gradient twin puts output channels in the
+  lanes (`lane_weight_grad`, >= 32 outputs per group on small planes;
+  `_use_lane_weight_grad`).
 
 * **im2col + BLAS** (dense convs wider than 32 channels or strided, and groups wider
   than 32 channels). Each image's (C_in*kH*kW, H_out*W_out) column matrix - or, for
@@ -31,12 +39,11 @@ Two algorithms, chosen per call by `_use_direct` (measurements: NOTES.md):
   afterwards. No two tasks ever write the same memory, so results are bit-identical
   for any thread count.
 
-* **masked direct** (3x3 / stride 1 / pad 1 grouped and small dense convs, <= 32
-  channels per group; forward, stride-1 backward-input and weight gradient): like the
-  direct kernel but with no tile at all - taps are read straight from x at flat
-  offsets under per-tap validity masks (`_tap_masks`; AVX-512 masked loads),
-  accumulating straight into out.
-  Depthwise 3x3 / stride 1 / pad 1 has its own plane kernels (`depthwise.py`).
+* **masked direct** weight gradient (3x3 / stride 1 / pad 1 grouped and small dense
+  convs, <= 32 channels per group, where the lane kernel does not take them): dot
+  products read straight from x at flat offsets under per-tap validity masks
+  (`_tap_masks`; AVX-512 masked loads). Depthwise 3x3 / stride 1 / pad 1 has its own
+  plane kernels (`depthwise.py`).
 """
 
 from __future__ import annotations
