@@ -151,9 +151,8 @@ def test_tap_conv_same_matches_reference(case, dtype):
     assert_close(got.reshape(want.shape), want, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@SETTINGS
-@given(
+# stride-2 convs: odd and even sizes down to 1 pixel, groups, 4x4 and 8x2 tiles
+STRIDE2_SHAPES = dict(
     n=st.integers(1, 2),
     groups=st.integers(1, 3),
     cpi=st.integers(1, 4),
@@ -161,6 +160,11 @@ def test_tap_conv_same_matches_reference(case, dtype):
     h=st.integers(1, 17),
     w=st.integers(1, 17),
 )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(**STRIDE2_SHAPES)
 def test_tap_conv_stride2_polyphase_matches_reference(n, groups, cpi, cpo, h, w, dtype):
     """3x3 / stride 2 / pad 1 over the polyphase planes, odd and even sizes."""
     rng = np.random.default_rng(2)
@@ -176,14 +180,7 @@ def test_tap_conv_stride2_polyphase_matches_reference(n, groups, cpi, cpo, h, w,
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @SETTINGS
-@given(
-    n=st.integers(1, 2),
-    groups=st.integers(1, 3),
-    cpi=st.integers(1, 4),
-    cpo=st.sampled_from([1, 3, 4, 8, 10]),
-    h=st.integers(1, 17),
-    w=st.integers(1, 17),
-)
+@given(**STRIDE2_SHAPES)
 def test_stride2_backward_input_matches_reference(n, groups, cpi, cpo, h, w, dtype):
     """The input gradient of the 3x3 / stride 2 / pad 1 conv as four phase convs (1, 2,
     2 and 4 taps) interleaved, odd and even sizes."""
