@@ -329,3 +329,43 @@ def test_conv_weight_grad_dispatch_through_lanes(
     np.testing.assert_array_equal(got, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run))
     monkeypatch.setattr(jconv, "_use_lane_weight_grad", lambda *a: False)
     assert_close(run(), got, dtype)
+
+
+_NARROW_CODE = """
+import numpy as np
+import kernels.reference as R
+from kernels.jit import simd, tapconv
+assert simd.LANES[np.dtype(np.float32)] == 8, simd.LANES
+rng = np.random.default_rng(0)
+for dt in (np.float32, np.float64):
+    x = rng.standard_normal((2, 6, 7, 9)).astype(dt)
+    w = rng.standard_normal((10, 3, 3, 3)).astype(dt)
+    go = rng.standard_normal((2, 10, 7, 9)).astype(dt)
+    got = tapconv.tap_conv(x.reshape(2, 6, -1), w, None, 2, ("same", 7, 9, 3, 3, 1, 1, 1, 1))
+    want = R.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), 2)
+    assert np.allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+    gw = tapconv.lane_weight_grad(x.reshape(2, 6, -1), go.reshape(2, 10, -1), 3, 2, 7, 9, 1)
+    want = R.conv2d_backward_weight(x, go, w.shape, (1, 1), (1, 1), (1, 1), 2)
+    assert np.allclose(gw, want, rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_tap_conv_on_a_256_bit_target(tmp_path):
+    """Without AVX-512 (NUMBA_CPU_FEATURES = AVX2) vectors are 32 bytes: 8 float32 / 4
+    float64 lanes, narrower masks; the kernels still match the reference."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CPU_FEATURES="+avx2,+fma,+avx,+sse4.2,+popcnt")
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)  # a separate cache for the other target
+    out = subprocess.run(
+        [sys.executable, "-c", _NARROW_CODE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

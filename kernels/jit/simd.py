@@ -30,13 +30,20 @@ from numba.extending import intrinsic, models, register_model
 
 
 def _vector_bytes() -> int:
-    try:
-        import llvmlite.binding as llb
+    """64 if the code Numba generates may use AVX-512 (its `NUMBA_CPU_FEATURES` when
+    set, else the host's features), else 32. Wider vectors than the target has still
+    compile (LLVM splits them), just slower."""
+    import numba
 
-        features = llb.get_host_cpu_features().flatten().split(",")
-    except Exception:  # pragma: no cover - exotic platforms
-        return 32
-    return 64 if "+avx512f" in features else 32
+    features = numba.config.CPU_FEATURES
+    if not features:
+        try:
+            import llvmlite.binding as llb
+
+            features = llb.get_host_cpu_features().flatten()
+        except Exception:  # pragma: no cover - exotic platforms
+            return 32
+    return 64 if "+avx512f" in features.split(",") else 32
 
 
 VECTOR_BYTES = _vector_bytes()
