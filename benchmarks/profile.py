@@ -88,7 +88,9 @@ class StepProfiler:
 
     # -- patching -------------------------------------------------------------------------
 
-    def _timed(self, func, category: str, pas: str):
+    def _timed(self, func, category: str, pas: str, per_layer: bool = False):
+        """`func` timed into (category, pas); a conv kernel (`per_layer`) also into its
+        layer's row (`_conv_key` of its arguments)."""
         prof = self
 
         def wrapper(*args, **kwargs):
@@ -101,25 +103,10 @@ class StepProfiler:
                 dt = time.perf_counter() - t0
                 prof.times[(category, pas)] += dt
                 prof.calls[(category, pas)] += 1
-
-        return wrapper
-
-    def _timed_conv(self, func, pas: str):
-        prof = self
-
-        def wrapper(*args, **kwargs):
-            if not prof.active:
-                return func(*args, **kwargs)
-            t0 = time.perf_counter()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                dt = time.perf_counter() - t0
-                prof.times[("conv kernel", pas)] += dt
-                prof.calls[("conv kernel", pas)] += 1
-                key = _conv_key(pas, args)
-                prof.layers[key][pas] += dt
-                prof.layers[key]["calls:" + pas] += 1
+                if per_layer:
+                    key = _conv_key(pas, args)
+                    prof.layers[key][pas] += dt
+                    prof.layers[key]["calls:" + pas] += 1
 
         return wrapper
 
@@ -147,7 +134,7 @@ class StepProfiler:
         for name, pas in CONV_KERNELS.items():
             orig = getattr(k, name)
             self._patched.append((k, name, orig))
-            setattr(k, name, self._timed_conv(orig, pas))
+            setattr(k, name, self._timed(orig, "conv kernel", pas, per_layer=True))
 
     def uninstall(self) -> None:
         for obj, name, orig in reversed(self._patched):

@@ -6,9 +6,9 @@ weight gradient; float32 and float64; H, W in {1, 2, 3, 5, 17, 56} and odd shape
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
+from kernel_checks import assert_close, serial_and_parallel
 
 import kernels.reference as R
 from kernels.jit import conv as jconv
@@ -39,12 +39,6 @@ SHAPES = [
     (2, 3, 1, 14, 14),
     (1, 2, 2, 4, 15),
 ]
-
-
-def assert_close(got, want, dtype):
-    tol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
 def data(shape, dtype, seed=0):
@@ -116,17 +110,9 @@ def test_backward_input_via_flipped_weights(shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_vs_two_threads_bit_identical(dtype):
     x, w, b, go = data((3, 5, 2, 19, 23), dtype, seed=2)
-    before = numba.get_num_threads()
-    res = []
-    try:
-        for nth in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(nth)
-            res.append(
-                (forward(dw.dw3x3_range, x, w, b), weight_grad(dw.dw3x3_bwd_weight_range, x, go))
-            )
-    finally:
-        numba.set_num_threads(before)
-    (f1, g1), (f2, g2) = res
+    (f1, g1), (f2, g2) = serial_and_parallel(
+        lambda: (forward(dw.dw3x3_range, x, w, b), weight_grad(dw.dw3x3_bwd_weight_range, x, go))
+    )
     assert np.array_equal(f1, f2)
     assert np.array_equal(g1, g2)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kernel_checks import assert_close, conv_passes, serial_and_parallel, with_threads
 
 import kernels.jit as J
 import kernels.reference as R
@@ -25,16 +26,6 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 DTYPES = [np.float32, np.float64]
-
-
-def assert_close(got, want, dtype):
-    """~1e-5 relative (float32) / 1e-12 (float64), relative to the array's scale."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape
-    assert got.dtype == want.dtype
-    tol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
 def rand(rng, shape, dtype):
@@ -178,14 +169,14 @@ def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
     monkeypatch.setattr(jconv, "_DIRECT_MAX_DENSE", -1)
     case = _case(n, 5, 7, 3, 6, 3, p=1, bias=True)
     for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-        _with_threads(k, lambda: check_conv(case, dtype, seed=9))
+        with_threads(k, lambda: check_conv(case, dtype, seed=9))
     # image blocks of 2 (a ragged last block when n = 3)
     per_image = 5 * 9 * 7 * 3 * np.dtype(dtype).itemsize
     monkeypatch.setattr(jconv, "_BLOCK_COLS_BYTES", 2 * per_image)
     geom = (7, 3, 3, 3, 7, 3, 1, 1, 1, 1, 1, 1)
     assert jconv._images_per_block(n, 5, geom, np.dtype(dtype).itemsize) == min(n, 2)
     for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-        _with_threads(k, lambda: check_conv(case, dtype, seed=9))
+        with_threads(k, lambda: check_conv(case, dtype, seed=9))
     # and the same shortcut for a dilated conv whose flipped padding is still >= 0
     check_conv(_case(n, 4, 8, 9, 4, 3, p=2, d=2), dtype, seed=10)
 
@@ -216,17 +207,9 @@ def test_conv_same3x3_masked_kernel(n, groups, cpi, cpo, h, w, dtype, monkeypatc
     x = rand(rng, (n, groups * cpi, h, w), dtype)
     wt = rand(rng, (groups * cpo, cpi, 3, 3), dtype)
     go = rand(rng, (n, groups * cpo, h, w), dtype)
-    args = ((1, 1), (1, 1), (1, 1), groups)
-
-    def run():
-        return (
-            J.conv2d_forward(x, wt, None, *args),
-            J.conv2d_backward_input(go, wt, x.shape, *args),
-            J.conv2d_backward_weight(x, go, wt.shape, *args),
-        )
-
-    serial = _with_threads(1, run)
-    for a, b in zip(serial, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)):
+    run = conv_passes(x, wt, go, ((1, 1), (1, 1), (1, 1), groups))
+    serial, parallel = serial_and_parallel(run)
+    for a, b in zip(serial, parallel):
         np.testing.assert_array_equal(a, b)
     monkeypatch.setattr(jconv, "_SAME3X3_MAX_CPI", 0)
     monkeypatch.setattr(jconv, "_TAPCONV_MAX_WORK", 0)
@@ -255,15 +238,6 @@ def test_conv_noncontiguous_and_mixed_dtype():
     assert_close(out, want, np.float32)
 
 
-def _with_threads(k, fn):
-    old = numba.get_num_threads()
-    numba.set_num_threads(k)
-    try:
-        return fn()
-    finally:
-        numba.set_num_threads(old)
-
-
 @pytest.mark.parametrize(
     "name", ["resnext_4_per_group", "resnext_8_per_group_stride2", "depthwise", "dense3x3"]
 )
@@ -280,16 +254,7 @@ def test_conv_parallel_equals_serial(name):
     wt = rand(rng, (case["cout"], case["c"] // case["g"]) + case["k"], np.float32)
     args = (case["s"], case["p"], case["d"], case["g"])
     go = rand(rng, J.conv2d_forward(x, wt, None, *args).shape, np.float32)
-
-    def run():
-        return (
-            J.conv2d_forward(x, wt, None, *args),
-            J.conv2d_backward_input(go, wt, x.shape, *args),
-            J.conv2d_backward_weight(x, go, wt.shape, *args),
-        )
-
-    serial = _with_threads(1, run)
-    parallel = _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)
+    serial, parallel = serial_and_parallel(conv_passes(x, wt, go, args))
     for a, b in zip(serial, parallel):
         if case["g"] > 1:
             np.testing.assert_array_equal(a, b)

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kernel_checks import assert_close, serial_and_parallel
 
 import kernels.jit as J
 import kernels.reference as R
@@ -23,13 +23,6 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 DTYPES = [np.float32, np.float64]
-
-
-def assert_close(got, want, dtype):
-    tol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    assert got.shape == want.shape and got.dtype == want.dtype
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
 # ----------------------------------------------------------------------------- simd
@@ -201,15 +194,6 @@ def test_polyphase_planes():
     assert not xp[0, :, 3, 2:].any() and not xp[0, :, 3, :, 3:].any()  # past the edge
 
 
-def _with_threads(n, fn):
-    old = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        numba.set_num_threads(old)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "n,groups,cpi,cpo,h,w,stride",
@@ -244,10 +228,10 @@ def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtyp
             J.conv2d_backward_input(go, wt, x.shape, *args),
         )
 
-    got = _with_threads(1, run)
+    got, parallel = serial_and_parallel(run)
     assert_close(got[0], R.conv2d_forward(x, wt, b, *args), dtype)
     assert_close(got[1], R.conv2d_backward_input(go, wt, x.shape, *args), dtype)
-    for a, c in zip(got, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run)):
+    for a, c in zip(got, parallel):
         np.testing.assert_array_equal(a, c)
     monkeypatch.setattr(jconv, "_TAPCONV_MAX_WORK", 0)
     for a, c in zip(got, run()):
@@ -324,9 +308,9 @@ def test_conv_weight_grad_dispatch_through_lanes(
     def run():
         return J.conv2d_backward_weight(x, go, shape, *args)
 
-    got = _with_threads(1, run)
+    got, parallel = serial_and_parallel(run)
     assert_close(got, R.conv2d_backward_weight(x, go, shape, *args), dtype)
-    np.testing.assert_array_equal(got, _with_threads(min(2, numba.config.NUMBA_NUM_THREADS), run))
+    np.testing.assert_array_equal(got, parallel)
     monkeypatch.setattr(jconv, "_use_lane_weight_grad", lambda *a: False)
     assert_close(run(), got, dtype)
 
@@ -369,3 +353,32 @@ def test_tap_conv_on_a_256_bit_target(tmp_path):
         timeout=600,
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "cin,cout,groups,h,w,stride",
+    [
+        (3, 8, 1, 5, 4, 1),  # tap table, stride 1
+        (4, 8, 2, 5, 6, 2),  # tap table through polyphase planes; phase convs backward
+        (2, 32, 1, 3, 4, 1),  # + the lane weight gradient
+        (2, 32, 1, 5, 4, 2),  # + the lane weight gradient, stride 2
+    ],
+)
+def test_conv_gradcheck_through_the_new_kernels(cin, cout, groups, h, w, stride):
+    """float64 gradcheck of F.conv2d on the Numba backend at shapes whose forward and
+    input gradient take the tap-table kernels (and, with 32 outputs, whose weight
+    gradient takes the lane kernel)."""
+    import minires as mr
+    import minires.functional as F
+
+    s = (stride, stride)
+    cpi, cpo = cin // groups, cout // groups
+    assert jconv._tapconv_geometry(cpi, cpo, 3, 3, s, (1, 1), (1, 1)) is not None
+    assert jconv._tapconv_geometry(cpo, cpi, 3, 3, s, (1, 1), (1, 1)) is not None
+    assert (cpo >= 32) == jconv._use_lane_weight_grad(cpi, cpo, 3, 3, s, (1, 1), (1, 1), h, w, 8)
+    rng = np.random.default_rng(7)
+    x = mr.tensor(rng.standard_normal((2, cin, h, w)), requires_grad=True)
+    wt = mr.tensor(rng.standard_normal((cout, cpi, 3, 3)), requires_grad=True)
+    b = mr.tensor(rng.standard_normal(cout), requires_grad=True)
+    with mr.use_backend("numba"):
+        assert mr.gradcheck(lambda x, wt, b: F.conv2d(x, wt, b, s, 1, 1, groups), [x, wt, b])

@@ -48,6 +48,8 @@ Four algorithms, chosen per call (measurements: NOTES.md):
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import uint64 as u64
 
@@ -696,15 +698,15 @@ def _direct_bwd_weight_range(t0, t1, x, go, part, H, W, Ho, Wo, G, sh, sw, ph, p
 
 
 # ---------------------------------------------------------- direct, 3x3 / stride 1 / pad 1
-# The grouped 3x3 "same" conv (and its stride-1 transpose, the backward-input), and its
-# weight gradient, straight from x / grad_out: no padded tile, no copy-out, no junk
-# columns (the tile kernel's fill + copy-out cost ~1/3 of its time, NOTES.md). Each
-# plane is one flat loop over p = oh*W + ow with tap (kh, kw) at the constant offset
-# (kh-1)*W + (kw-1); every tap is loaded under its validity mask mk[kh*3 + kw, p]
-# (`_tap_masks`), so out-of-image neighbours (wrapped-around columns, the rows above
-# the first / below the last row) read as 0. Masked-off lanes compile to AVX-512 masked
-# loads, which never touch memory: the flat offsets may point before x[0] or past the
-# end on those lanes.
+# The weight gradient of the grouped / small dense 3x3 "same" conv straight from x and
+# grad_out: no padded tile, no junk columns (the tile kernel's fill cost ~1/3 of its
+# time, NOTES.md). Each plane is one flat loop over p = oh*W + ow with tap (kh, kw) at
+# the constant offset (kh-1)*W + (kw-1); every tap is loaded under its validity mask
+# mk[kh*3 + kw, p] (`_tap_masks`), so out-of-image neighbours (wrapped-around columns,
+# the rows above the first / below the last row) read as 0. Masked-off lanes compile to
+# AVX-512 masked loads, which never touch memory: the flat offsets may point before
+# x[0] or past the end on those lanes. (The forward and backward-input of this conv are
+# the tap-table kernels, `tapconv.py`.)
 
 
 @jit(fastmath=FASTMATH)
@@ -1404,23 +1406,14 @@ def _use_same3x3(cpi, kh, kw, stride, padding, dilation):
     )
 
 
-_mask_cache = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _tap_masks(H, W):
     """uint8 (9 * H*W,): mk[kh*3 + kw, oh*W + ow] = 1 if input pixel (oh+kh-1, ow+kw-1)
     is inside the image. Cached per (H, W)."""
-    key = (H, W)
-    m = _mask_cache.get(key)
-    if m is None:
-        oh, ow = np.divmod(np.arange(H * W), W)
-        rows = [oh >= 1, np.ones(H * W, bool), oh < H - 1]
-        cols = [ow >= 1, np.ones(H * W, bool), ow < W - 1]
-        m = np.stack([r & c for r in rows for c in cols]).astype(np.uint8).reshape(-1)
-        if len(_mask_cache) > 64:
-            _mask_cache.clear()
-        _mask_cache[key] = m
-    return m
+    oh, ow = np.divmod(np.arange(H * W), W)
+    rows = [oh >= 1, np.ones(H * W, bool), oh < H - 1]
+    cols = [ow >= 1, np.ones(H * W, bool), ow < W - 1]
+    return np.stack([r & c for r in rows for c in cols]).astype(np.uint8).reshape(-1)
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
@@ -1513,83 +1506,44 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
     _, _, Ho, Wo = grad_out.shape
     P = Ho * Wo
     go3 = grad_out.reshape(N, Cout, P)
-    tap = _tapconv_geometry(cpo, cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw))
-    if tap == "same":
-        # the forward conv of grad_out with the transposed, flipped weights ("same"
-        # geometry: its padding d*(k-1) - p equals p)
-        wf = _transposed_flipped(weight, groups)
-        geom = ("same", H, W, KH, KW, ph, pw, dh, dw)
-        return tap_conv(go3, wf, None, groups, geom).reshape(N, C, H, W)
-    if tap == "poly2":
-        return stride2_backward_input(grad_out, weight, groups, H, W)
-    gx = np.empty((N, C, H * W), dtype=dt)
-    if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
-        if (sh, sw) == (1, 1):
-            # stride 1: grad_x is the forward conv of grad_out with the per-group
-            # transposed, flipped weights and padding d*(k-1) - p (negative = crop)
-            wf = _transposed_flipped(weight, groups)
-            qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
-            if cpi == 1 and _is_dw3x3(cpo, KH, KW, (1, 1), (qh, qw), (dh, dw)):
-                # plain depthwise 3x3: its transpose is again a depthwise 3x3
-                zeros = np.zeros(C, dt)
-                parallel_for(dw3x3_range, N * groups, go3, wf, zeros, gx, H, W, groups)
-                return gx.reshape(N, C, H, W)
-            R = _rows_per_chunk(min(cpi, 4), _wq(W, KW, 1, dw), dt.itemsize)
-            parallel_for(
-                _direct_fwd_range,
-                N * groups,
-                go3,
-                wf,
-                np.zeros(C, dt),
-                gx,
-                Ho,
-                Wo,
-                H,
-                W,
-                groups,
-                1,
-                1,
-                qh,
-                qw,
-                dh,
-                dw,
-                R,
-            )
-        else:
-            R = _rows_per_chunk(cpo, _wq(Wo, KW, sw, dw), dt.itemsize)
-            parallel_for(
-                _direct_bwd_input_range,
-                N * groups,
-                go3,
-                weight,
-                gx,
-                H,
-                W,
-                Ho,
-                Wo,
-                groups,
-                sh,
-                sw,
-                ph,
-                pw,
-                dh,
-                dw,
-                R,
-            )
-        return gx.reshape(N, C, H, W)
-
+    direct = _use_direct(cpi, cpo, KH, KW, groups, (sh, sw))
     qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
-    if (sh, sw) == (1, 1) and qh >= 0 and qw >= 0 and not _is_pointwise(KH, KW, (1, 1), (ph, pw)):
-        # stride 1: the forward conv of grad_out with the transposed, flipped weights
-        # (per-image im2col + GEMM kept in cache; no column-gradient buffer, no col2im)
+    if (sh, sw) == (1, 1) and (min(qh, qw) >= 0 or direct):
+        # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
+        # flipped weights and padding d*(k-1) - p, and the forward's dispatch picks the
+        # kernel (tap table, depthwise, direct, or per-image im2col + GEMM kept in cache:
+        # no column-gradient buffer, no col2im). A negative padding (a crop) only the
+        # direct kernels take.
         wf = _transposed_flipped(weight, groups)
         return conv2d_forward(grad_out, wf, None, (1, 1), (qh, qw), (dh, dw), groups)
+    if _tapconv_geometry(cpo, cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)) == "poly2":
+        return stride2_backward_input(grad_out, weight, groups, H, W)
+    gx = np.empty((N, C, H * W), dtype=dt)
+    if direct:
+        R = _rows_per_chunk(cpo, _wq(Wo, KW, sw, dw), dt.itemsize)
+        parallel_for(
+            _direct_bwd_input_range,
+            N * groups,
+            go3,
+            weight,
+            gx,
+            H,
+            W,
+            Ho,
+            Wo,
+            groups,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+            R,
+        )
+        return gx.reshape(N, C, H, W)
     Kg = cpi * KH * KW
     wT = weight.reshape(groups, cpo, Kg).transpose(0, 2, 1)
     go4 = go3.reshape(N, groups, cpo, P)
-    if _is_pointwise(KH, KW, (sh, sw), (ph, pw)) and (Ho, Wo) == (H, W):
-        _gemm_images(wT, go4, gx.reshape(N, groups, Kg, P))
-        return gx.reshape(N, C, H, W)
     gcols = workspace("gcols", N * C * KH * KW * P, dt).reshape(N, groups, Kg, P)
     _gemm_images(wT, go4, gcols)
     parallel_for(

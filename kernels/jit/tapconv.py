@@ -35,12 +35,12 @@ weights; padded channels are computed and dropped. Measurements: NOTES.md, round
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._numba import FASTMATH, jit, parallel_for
 from .simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
-
-_table_cache: dict = {}
 
 
 def _lane_bits(ok: np.ndarray, nv: int, nlanes: int) -> np.ndarray:
@@ -49,6 +49,7 @@ def _lane_bits(ok: np.ndarray, nv: int, nlanes: int) -> np.ndarray:
     return (ok.reshape(nv, nlanes) * bits).sum(axis=1).astype(np.uint32)
 
 
+@functools.lru_cache(maxsize=64)
 def tap_table(geom: tuple, nlanes: int, block: int):
     """(toff int64 (T,), mk uint32 (T, nv), valid uint32 (nv,)) for one conv geometry.
 
@@ -58,10 +59,6 @@ def tap_table(geom: tuple, nlanes: int, block: int):
     of `nlanes` output pixels) is rounded up to a multiple of `block`; `valid` marks the
     real output pixels (the store mask). Cached per geometry.
     """
-    key = (geom, nlanes, block)
-    hit = _table_cache.get(key)
-    if hit is not None:
-        return hit
     if geom[0] == "same":
         _, H, W, KH, KW, ph, pw, dh, dw = geom
         taps = [(kh * dh - ph, kw * dw - pw, 0) for kh in range(KH) for kw in range(KW)]
@@ -84,11 +81,7 @@ def tap_table(geom: tuple, nlanes: int, block: int):
     for k, (dr, dc, _) in enumerate(taps):
         ih, iw = oh + dr, ow + dc
         mk[k] = _lane_bits(inside & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W), nv, nlanes)
-    hit = (toff, mk, _lane_bits(inside, nv, nlanes))
-    if len(_table_cache) > 64:
-        _table_cache.clear()
-    _table_cache[key] = hit
-    return hit
+    return toff, mk, _lane_bits(inside, nv, nlanes)
 
 
 # kernel rows (and columns) that land on input phase a of a stride-2 / pad-1 3x3 conv:
