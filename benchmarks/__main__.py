@@ -1,8 +1,8 @@
-"""``python -m benchmarks``: see `benchmarks.cli`."""
+"""``python -m minires.benchmarks``: see `benchmarks.cli`."""
 
 import sys
 
-from benchmarks.cli import main
+from minires.benchmarks.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

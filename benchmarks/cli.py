@@ -1,4 +1,4 @@
-"""Command line of the benchmark: ``python -m benchmarks`` or ``minires bench``."""
+"""Command line of the benchmark: ``python -m minires.benchmarks`` or ``minires bench``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.specs import layer_sweep
-from benchmarks.sweep import DEFAULT_BACKENDS, SECTIONS, BenchConfig, run
+from minires.benchmarks.specs import layer_sweep
+from minires.benchmarks.sweep import DEFAULT_BACKENDS, SECTIONS, BenchConfig, run
 
 EPILOG = """\
 examples:
-  python -m benchmarks --quick                      # < 2 min on 2 cores
-  python -m benchmarks                              # full run, < 15 min on 2 cores
-  python -m benchmarks --batch 16 --size 28 --only layers --backends numba,torch
+  python -m minires.benchmarks --quick                      # < 2 min on 2 cores
+  python -m minires.benchmarks                              # full run, < 15 min on 2 cores
+  python -m minires.benchmarks --batch 16 --size 28 --only layers --backends numba,torch
   minires bench --list                              # the layers of the sweep
 
 Outputs (in --out): results.csv, results.json, summary.md, cardinality.png, layers.png,
@@ -28,7 +28,7 @@ def _csv(s: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog="python -m minires.benchmarks",
         description="Time grouped vs dense vs depthwise convolution (minires Numba, minires "
         "NumPy reference, PyTorch NCHW and channels_last), each backend in its own process; "
         "check every result against the NumPy reference before timing it.",
@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from benchmarks.plots import write_plots
-    from benchmarks.report import markdown, write_all
+    from minires.benchmarks.plots import write_plots
+    from minires.benchmarks.report import markdown, write_all
 
     results = run(cfg)
     paths = write_all(results, cfg.out_dir)

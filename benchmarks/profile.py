@@ -1,8 +1,8 @@
 """Where a minires training step's time goes, per op type.
 
-    python -m benchmarks.profile resnet20 --batch 64
-    python -m benchmarks.profile resnext50_32x4d --batch 2 --size 224 --mode fwdbwd
-    python -m benchmarks.profile resnet20 --batch 64 --json /tmp/prof.json --layers
+    python -m minires.benchmarks.profile resnet20 --batch 64
+    python -m minires.benchmarks.profile resnext50_32x4d --batch 2 --size 224 --mode fwdbwd
+    python -m minires.benchmarks.profile resnet20 --batch 64 --json /tmp/prof.json --layers
 
 How: every `minires.Function` subclass gets its ``forward`` / ``backward`` wrapped in a
 wall-clock timer, and the three conv kernels of the active backend (``conv2d_forward``,
@@ -422,7 +422,7 @@ def format_table(rep: dict[str, Any], layers: bool = False) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.profile",
+        prog="python -m minires.benchmarks.profile",
         description="Per-op-type time shares of one minires training step.",
     )
     p.add_argument("model", help="a minires.models name, e.g. resnet20, resnext50_32x4d")

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sweep import MINIRES
+from minires.benchmarks.sweep import MINIRES
 
 # CSV columns first in this order; any other keys follow alphabetically
 CSV_FIRST = [
@@ -344,10 +344,12 @@ def headline_table(results: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.report results.json [--headline]``: re-render a run."""
+    """``python -m minires.benchmarks.report results.json [--headline]``: re-render a run."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m minires.benchmarks.report", description=main.__doc__
+    )
     p.add_argument("results", type=Path, help="a results.json written by a run")
     p.add_argument(
         "--headline",
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(markdown(results))
     if args.plots:
-        from benchmarks.plots import write_plots
+        from minires.benchmarks.plots import write_plots
 
         args.plots.mkdir(parents=True, exist_ok=True)
         for path in write_plots(results, args.plots).values():

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import OPENBLAS_OVERRIDES, machine_info, thread_env
-from benchmarks.specs import LayerSpec, layer_sweep
+from minires.benchmarks.machine import OPENBLAS_OVERRIDES, machine_info, thread_env
+from minires.benchmarks.specs import LayerSpec, layer_sweep
 
 SECTIONS = ("ceilings", "layers", "blocks", "models", "coldstart")
 DEFAULT_BACKENDS = ("numba", "numpy", "torch", "torch_cl")
@@ -122,7 +122,7 @@ def worker_env(
 
 
 class Worker:
-    """One long-lived ``python -m benchmarks.worker --serve`` process."""
+    """One long-lived ``python -m minires.benchmarks.worker --serve`` process."""
 
     def __init__(self, backend: str, env: dict[str, str], log_dir: Path, timeout: float):
         self.backend, self.env, self.timeout = backend, env, timeout
@@ -134,7 +134,8 @@ class Worker:
         """Start the process; returns its info (or an error dict)."""
         self.log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", "--backend", self.backend, "--serve"],
+            [sys.executable, "-m", "minires.benchmarks.worker", "--backend", self.backend,
+             "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=self.env,
             text=True, bufsize=1, cwd=str(REPO_ROOT),
         )  # fmt: skip
@@ -235,7 +236,7 @@ def run_oneshot(
     """Run one job in a fresh worker process (used where peak RSS or a cold JIT cache
     must belong to that job alone)."""
     log_path = log_dir / f"oneshot-{backend}.log"
-    cmd = [sys.executable, "-m", "benchmarks.worker", "--backend", backend, "--spec",
+    cmd = [sys.executable, "-m", "minires.benchmarks.worker", "--backend", backend, "--spec",
            json.dumps(job)]  # fmt: skip
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n=== {job.get('task')} {job.get('model', '')}\n")

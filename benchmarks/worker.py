@@ -6,8 +6,8 @@ The parent (`benchmarks.sweep`) runs workers back to back, never two at a time.
 
 Two modes, both answering in JSON on stdout (everything else goes to stderr)::
 
-    python -m benchmarks.worker --backend numba --spec '{"task": "conv", ...}'   # one job
-    python -m benchmarks.worker --backend torch --serve    # one job per stdin line
+    python -m minires.benchmarks.worker --backend numba --spec '{"task": "conv", ...}'   # one job
+    python -m minires.benchmarks.worker --backend torch --serve    # one job per stdin line
 
 In ``--serve`` mode the first line out is ``{"ready": true, "info": {...}}`` and each
 request line gets exactly one result line.
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.specs import LayerSpec
+from minires.benchmarks.specs import LayerSpec
 
 BACKENDS = ("numba", "numpy", "torch", "torch_cl")
 FAKE_BACKENDS = ("broken",)
@@ -137,7 +137,7 @@ def conv_reference(
     if path is not None and path.exists():
         with np.load(path) as f:
             return {k: f[k] for k in PASSES}
-    import kernels.reference as ref
+    import minires.kernels.reference as ref
 
     args = ((spec.stride,) * 2, (spec.pad,) * 2, (1, 1), spec.groups)
     out = {
@@ -269,17 +269,17 @@ class TorchBackend(ConvBackend):
 def make_backend(name: str) -> ConvBackend:
     """Build a conv backend or raise `BackendUnavailable` with the reason."""
     if name == "numpy":
-        import kernels.reference as ref
+        import minires.kernels.reference as ref
 
         return KernelBackend("numpy", ref, "minires kernels.reference (NumPy im2col + matmul)")
     if name == "numba":
         try:
-            import kernels.jit as kj
+            import minires.kernels.jit as kj
 
             fns = [getattr(kj, f"conv2d_{p}") for p in ("forward", "backward_input",
                                                         "backward_weight")]  # fmt: skip
         except Exception as exc:  # ImportError, numba errors while the package lands ...
-            raise BackendUnavailable(f"cannot import kernels.jit ({exc!r})") from exc
+            raise BackendUnavailable(f"cannot import minires.kernels.jit ({exc!r})") from exc
         del fns
         own = getattr(kj, "implemented_here", None)
         native = bool(own and own("conv2d_forward"))
@@ -292,7 +292,7 @@ def make_backend(name: str) -> ConvBackend:
     if name == "broken":
         if os.environ.get(FAKE_ENV) != "1":
             raise BackendUnavailable(f"'broken' is a test-only backend (set {FAKE_ENV}=1)")
-        import kernels.reference as ref
+        import minires.kernels.reference as ref
 
         return BrokenBackend("broken", ref, "test-only deliberately wrong backend")
     raise BackendUnavailable(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
@@ -542,7 +542,7 @@ def task_model(backend: str, job: dict) -> dict:
             import torch
         except ImportError as exc:
             raise BackendUnavailable(f"PyTorch is not installed ({exc})") from exc
-        from benchmarks import torch_models
+        from minires.benchmarks import torch_models
 
         torch.set_num_threads(threads())
         model = torch_models.build(name)
@@ -641,7 +641,7 @@ def task_coldstart(job: dict) -> dict:
 
 def worker_info(backend: str, be: ConvBackend | None, reason: str | None) -> dict:
     """What this worker process runs with: env, thread pools, BLAS kernel."""
-    from benchmarks.machine import blas_info, thread_env
+    from minires.benchmarks.machine import blas_info, thread_env
 
     info: dict[str, Any] = {
         "backend": backend,
@@ -657,7 +657,7 @@ def worker_info(backend: str, be: ConvBackend | None, reason: str | None) -> dic
         info.update(be.info())
     if backend == "numba" and be is not None:
         try:
-            import kernels.jit as kj
+            import minires.kernels.jit as kj
 
             own = getattr(kj, "implemented_here", None)
             if own is not None:
@@ -704,7 +704,7 @@ def handle(backend: str, be: ConvBackend | None, reason: str | None, job: dict) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m minires.benchmarks.worker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--backend", required=True, choices=BACKENDS + FAKE_BACKENDS)
     mode = p.add_mutually_exclusive_group(required=True)

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from types import ModuleType
 
-BACKENDS = {"numba": "kernels.jit", "numpy": "kernels.reference"}
+BACKENDS = {"numba": "minires.kernels.jit", "numpy": "minires.kernels.reference"}
 
 _name = os.environ.get("MINIRES_BACKEND", "numba").strip().lower() or "numba"
 if _name not in BACKENDS:

@@ -34,7 +34,7 @@ def serial_and_parallel(fn):
 
 def conv_passes(x, wt, go, args, bias=None):
     """A function computing the three conv passes of the active kernels.jit."""
-    import kernels.jit as J
+    import minires.kernels.jit as J
 
     def run():
         return (

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import worker
-from benchmarks.machine import theoretical_peak
-from benchmarks.specs import LayerSpec, conv_flops, layer_sweep
-from benchmarks.sweep import BenchConfig, model_jobs, run, worker_env
+from minires.benchmarks import worker
+from minires.benchmarks.machine import theoretical_peak
+from minires.benchmarks.specs import LayerSpec, conv_flops, layer_sweep
+from minires.benchmarks.sweep import BenchConfig, model_jobs, run, worker_env
 
 
 def test_flops_grouped_and_depthwise():
@@ -118,8 +118,8 @@ def test_conv_task_torch(torch):
 def tiny_run(tmp_path_factory):
     """One real run of the harness: worker processes for numpy and the wrong backend,
     two tiny layers (grouped and depthwise), one repetition, outputs written."""
-    from benchmarks.plots import write_plots
-    from benchmarks.report import write_all
+    from minires.benchmarks.plots import write_plots
+    from minires.benchmarks.report import write_all
 
     out = tmp_path_factory.mktemp("bench")
     cfg = BenchConfig(
@@ -187,7 +187,7 @@ def test_model_jobs_shapes(tmp_path):
 
 
 def test_cli_list_and_minires_bench(capsys):
-    from benchmarks.cli import main
+    from minires.benchmarks.cli import main
 
     assert main(["--list"]) == 0
     assert "32x4d" in capsys.readouterr().out
@@ -229,7 +229,7 @@ def test_model_task_torch_twin_matches_minires(tmp_path, restore_backend, torch)
 
 def test_unavailable_backend_rows_are_skipped_with_reason():
     spec = LayerSpec("t", "dense", "conv2", 4, 4, 1, 3, batch=1, size=4)
-    res = worker.handle("numba", None, "cannot import kernels.jit (boom)", _tiny_job(spec))
-    assert res == {"status": "skipped", "reason": "cannot import kernels.jit (boom)"}
+    res = worker.handle("numba", None, "cannot import minires.kernels.jit (boom)", _tiny_job(spec))
+    assert res == {"status": "skipped", "reason": "cannot import minires.kernels.jit (boom)"}
     res = worker.handle("numpy", None, None, {"task": "nope"})
     assert res["status"] == "error" and "unknown task" in res["reason"]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from kernel_checks import assert_close, serial_and_parallel
 
-import kernels.reference as R
-from kernels.jit import conv as jconv
-from kernels.jit import depthwise as dw
-from kernels.jit._numba import parallel_for
+import minires.kernels.reference as R
+from minires.kernels.jit import conv as jconv
+from minires.kernels.jit import depthwise as dw
+from minires.kernels.jit._numba import parallel_for
 
 DTYPES = [np.float32, np.float64]
 ONE = ((1, 1), (1, 1), (1, 1))  # stride, padding, dilation

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kernel_checks import assert_close, conv_passes, serial_and_parallel, with_threads
 
-import kernels.jit as J
-import kernels.reference as R
-from kernels.jit import conv as jconv
+import minires.kernels.jit as J
+import minires.kernels.reference as R
+from minires.kernels.jit import conv as jconv
 
 SETTINGS = settings(
     max_examples=12,
@@ -263,7 +263,7 @@ def test_conv_parallel_equals_serial(name):
 
 
 def test_workspace_is_reused():
-    from kernels.jit._numba import workspace
+    from minires.kernels.jit._numba import workspace
 
     a = workspace("test", 100, np.float32)
     b = workspace("test", 50, np.float32)
@@ -275,7 +275,7 @@ def test_cache_fallback_warns_and_works(monkeypatch):
     """With no writable cache location, kernels still compile (in memory) and warn once."""
     import numba.core.caching as caching
 
-    from kernels.jit import _numba
+    from minires.kernels.jit import _numba
 
     impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
     monkeypatch.setattr(impl, "_locator_classes", [])

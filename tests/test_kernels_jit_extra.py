@@ -15,13 +15,13 @@ import numba
 import numpy as np
 import pytest
 
-import kernels.jit as J
-import kernels.reference as R
 import minires as mr
 import minires.functional as F
-from kernels.jit import _numba
-from kernels.jit import elementwise as jew
+import minires.kernels.jit as J
+import minires.kernels.reference as R
 from minires.functional import _util
+from minires.kernels.jit import _numba
+from minires.kernels.jit import elementwise as jew
 
 DTYPES = [np.float32, np.float64]
 
@@ -137,7 +137,7 @@ def test_spin_env_switch_off():
     import sys
 
     code = (
-        "import numpy as np; from kernels.jit import _numba as n; assert not n._SPINNING; "
+        "import numpy as np; from minires.kernels.jit import _numba as n; assert not n._SPINNING; "
         "out = np.zeros(8); n.parallel_for(lambda a, b: out.__setitem__(slice(a, b), 1), 8); "
         "assert out.all()"
     )
@@ -147,7 +147,7 @@ def test_spin_env_switch_off():
 
 _FAULTS_CODE = """
 import resource, numpy as np
-import kernels.jit._numba as nb
+import minires.kernels.jit._numba as nb
 def step():  # a training step's pattern: many activations alive, then all freed
     acts = [np.ones(1 << 20, np.float32) for _ in range(16)]  # 16 x 4 MB
     del acts
@@ -308,9 +308,10 @@ def test_small_gemm_context(monkeypatch):
     assert isinstance(_util.small_gemm(_util.SMALL_GEMM_MACS), contextlib.nullcontext)
     with _util.small_gemm(10):
         pass
-    import kernels.blas
+    import minires.kernels.blas
 
-    monkeypatch.setattr(kernels.blas, "_controller", False)  # threadpoolctl missing: a no-op
+    # threadpoolctl missing: a no-op
+    monkeypatch.setattr(minires.kernels.blas, "_controller", False)
     assert isinstance(_util.small_gemm(10), contextlib.nullcontext)
 
 
@@ -334,10 +335,10 @@ def test_linear_small_gemm_matches_matmul(shape):
 
 
 def test_step_profiler_smoke():
-    """`python -m benchmarks.profile` on a tiny step: every category is reported, the
+    """`python -m minires.benchmarks.profile` on a tiny step: every category is reported, the
     shares add up, and the classes are restored afterwards."""
-    from benchmarks import profile as bp
     from minires.autograd import Function
+    from minires.benchmarks import profile as bp
 
     forward_before = F.Conv2d.forward
     rep = bp.profile("resnet20", batch=2, steps=1, warmup=1, plain_steps=1)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import reference as K
+from minires.kernels import reference as K
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: oracle tests skipped")
 TF = torch.nn.functional

@@ -9,12 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kernel_checks import assert_close, serial_and_parallel
 
-import kernels.jit as J
-import kernels.reference as R
-from kernels.jit import conv as jconv
-from kernels.jit import tapconv
-from kernels.jit._numba import jit
-from kernels.jit.simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
+import minires.kernels.jit as J
+import minires.kernels.reference as R
+from minires.kernels.jit import conv as jconv
+from minires.kernels.jit import tapconv
+from minires.kernels.jit._numba import jit
+from minires.kernels.jit.simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
 
 SETTINGS = settings(
     max_examples=15,
@@ -317,8 +317,8 @@ def test_conv_weight_grad_dispatch_through_lanes(
 
 _NARROW_CODE = """
 import numpy as np
-import kernels.reference as R
-from kernels.jit import simd, tapconv
+import minires.kernels.reference as R
+from minires.kernels.jit import simd, tapconv
 assert simd.LANES[np.dtype(np.float32)] == 8, simd.LANES
 rng = np.random.default_rng(0)
 for dt in (np.float32, np.float64):

@@ -44,7 +44,7 @@ def _resolve(name: str):
             return getattr(importlib.import_module(f"{__name__}.{sub}"), name)
         except (ImportError, AttributeError):
             pass
-    return getattr(importlib.import_module("kernels.reference"), name)
+    return getattr(importlib.import_module("..reference", __package__), name)
 
 
 def __getattr__(name: str):

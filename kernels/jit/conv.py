@@ -53,8 +53,7 @@ import functools
 import numpy as np
 from numba import uint64 as u64
 
-from kernels.blas import blas_controller, blas_one_thread
-
+from ..blas import blas_controller, blas_one_thread
 from ._numba import FASTMATH, jit, num_threads, parallel_for, workspace
 from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
 from .tapconv import lane_weight_grad, polyphase, stride2_backward_input, tap_conv

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch to `benchmarks.cli.main` (same options as ``python -m benchmarks``)."""
+    """Dispatch to `benchmarks.cli.main` (same options as ``python -m minires.benchmarks``)."""
     try:
-        from benchmarks.cli import main as bench_main
+        from minires.benchmarks.cli import main as bench_main
     except ImportError as exc:  # benchmarks/ ships beside minires/; say so if missing
         print(f"minires bench: the 'benchmarks' package is not importable ({exc})")
         return 2

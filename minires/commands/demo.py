@@ -145,7 +145,7 @@ def section_conv_timing(report: Report, out: Path, quick: bool) -> None:
     """Grouped vs dense vs depthwise 3x3 conv, timed by the benchmark tool."""
     bench_out = out / "conv_timing"
     cmd = [
-        sys.executable, "-m", "benchmarks", "--only", "layers", "--out", str(bench_out),
+        sys.executable, "-m", "minires.benchmarks", "--only", "layers", "--out", str(bench_out),
         "--layers", "conv2 dense,conv2 32x4d,depthwise", "--batch", "1" if quick else "2",
         "--reps", "1" if quick else "3", "--warmup", "1", "--min-time", "0",
         "--backends", "numba,numpy" if quick else "numba,numpy,torch,torch_cl",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.blas import blas_one_thread
+from minires.kernels.blas import blas_one_thread
 from minires.tensor import Tensor
 
 

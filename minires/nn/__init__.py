@@ -2,6 +2,7 @@
 
 from minires import functional
 from minires.nn import init
+from minires.nn.containers import ModuleDict, ModuleList, Sequential
 from minires.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -12,7 +13,6 @@ from minires.nn.layers import (
     Linear,
     MaxPool2d,
     ReLU,
-    Sequential,
 )
 from minires.nn.module import Module, Parameter
 
@@ -26,8 +26,11 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "Parameter",
     "ReLU",
+    "Sequential",
     "Sequential",
     "functional",
     "init",

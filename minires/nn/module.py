@@ -3,6 +3,7 @@ names, state_dict / load_state_dict, train/eval, dtype casts)."""
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -10,6 +11,15 @@ from typing import Any
 import numpy as np
 
 from minires.tensor import Tensor
+
+
+def _holds_modules(value: Any) -> bool:
+    """True for a list, tuple or dict with a Module among its direct entries."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list | tuple):
+        return False
+    return any(isinstance(v, Module) for v in value)
 
 
 class Parameter(Tensor):
@@ -55,7 +65,20 @@ class Module:
             self._modules[name] = value
         elif name in self.__dict__.get("_buffer_names", ()):
             self._buffers[name] = value
+        elif _holds_modules(value):
+            warnings.warn(
+                f"{type(self).__name__}.{name} is a {type(value).__name__} holding Modules: "
+                "they are not registered, so parameters(), state_dict(), train() and to() "
+                "will not see them; use nn.ModuleList or nn.ModuleDict",
+                stacklevel=2,
+            )
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        for store in (self._parameters, self._buffers, self._modules):
+            store.pop(name, None)
+        self.__dict__.get("_buffer_names", set()).discard(name)
+        object.__delattr__(self, name)
 
     def register_buffer(self, name: str, value: np.ndarray | None) -> None:
         """Register non-learnable state saved in the state_dict (e.g. ``running_mean``)."""

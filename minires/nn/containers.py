@@ -1,0 +1,182 @@
+"""Containers that register the modules they hold: `Sequential`, `ModuleList`, `ModuleDict`.
+
+A Module only sees sub-modules assigned as attributes; modules kept in a plain Python
+list or dict are invisible to ``parameters()``, ``state_dict()``, ``train()`` and
+``to()``. These containers make them visible under PyTorch's names (``paths.0.conv1``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from minires.nn.module import Module
+
+
+def _check_module(container: str, key: Any, value: Any) -> Module:
+    if not isinstance(value, Module):
+        raise TypeError(
+            f"{container} holds Modules only; entry {key!r} is a {type(value).__name__}"
+        )
+    return value
+
+
+class Sequential(Module):
+    """Runs its modules in order; children are named ``0, 1, 2, ...`` (or by an
+    OrderedDict's keys)."""
+
+    def __init__(self, *modules: Module | OrderedDict):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, m in modules[0].items():
+                self.add_module(name, _check_module("Sequential", name, m))
+        else:
+            for i, m in enumerate(modules):
+                self.add_module(str(i), _check_module("Sequential", i, m))
+
+    def forward(self, x: Any) -> Any:
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, i: int | slice) -> Module:
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        """Add a module at the end. Returns self."""
+        self.add_module(str(len(self)), _check_module("Sequential", len(self), module))
+        return self
+
+
+class ModuleList(Module):
+    """A list of Modules, registered as children ``0, 1, 2, ...`` (``torch.nn.ModuleList``).
+
+    It has no ``forward``: the owner decides how to call its entries, e.g. the C paths of
+    a ResNeXt block summed, ``sum(p(x) for p in self.paths)``.
+    """
+
+    def __init__(self, modules: Iterable[Module] | None = None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _index(self, i: int) -> int:
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise TypeError(
+                f"ModuleList indices must be integers or slices, not {type(i).__name__}"
+            )
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"ModuleList index {i} is out of range for length {n}")
+        return i % n
+
+    def __getitem__(self, i: int | slice) -> Module | ModuleList:
+        if isinstance(i, slice):
+            return ModuleList(list(self._modules.values())[i])
+        return self._modules[str(self._index(i))]
+
+    def __setitem__(self, i: int, module: Module) -> None:
+        self.add_module(str(self._index(i)), _check_module("ModuleList", i, module))
+
+    def __delitem__(self, i: int | slice) -> None:
+        mods = list(self._modules.values())
+        del mods[i if isinstance(i, slice) else self._index(i)]
+        for name in list(self._modules):
+            delattr(self, name)
+        for k, m in enumerate(mods):
+            self.add_module(str(k), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> ModuleList:
+        """Add a module at the end. Returns self."""
+        self.add_module(str(len(self)), _check_module("ModuleList", len(self), module))
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        """Append every module of ``modules``. Returns self."""
+        if isinstance(modules, Module) and not isinstance(modules, ModuleList | Sequential):
+            raise TypeError("ModuleList.extend takes an iterable of Modules, not one Module")
+        for m in list(modules):
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        """Insert ``module`` before ``index``."""
+        mods = list(self._modules.values())
+        mods.insert(index, _check_module("ModuleList", index, module))
+        for name in list(self._modules):
+            delattr(self, name)
+        for k, m in enumerate(mods):
+            self.add_module(str(k), m)
+
+
+class ModuleDict(Module):
+    """An ordered dict of str -> Module, registered as children (``torch.nn.ModuleDict``)."""
+
+    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def _check_key(self, key: Any) -> str:
+        if not isinstance(key, str) or not key or "." in key:
+            raise KeyError(f"ModuleDict keys are non-empty strings without '.', got {key!r}")
+        return key
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(self._check_key(key), _check_module("ModuleDict", key, module))
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+        object.__delattr__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def keys(self) -> Iterable[str]:
+        """The names, in insertion order."""
+        return self._modules.keys()
+
+    def values(self) -> Iterable[Module]:
+        """The modules, in insertion order."""
+        return self._modules.values()
+
+    def items(self) -> Iterable[tuple[str, Module]]:
+        """(name, module) pairs, in insertion order."""
+        return self._modules.items()
+
+    def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
+        """Add or replace entries from a mapping or from (name, module) pairs."""
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for key, m in pairs:
+            self[key] = m
+
+    def pop(self, key: str) -> Module:
+        """Remove ``key`` and return its module."""
+        m = self._modules[key]
+        del self[key]
+        return m
