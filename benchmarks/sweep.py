@@ -24,13 +24,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import minires
 from minires.benchmarks.machine import OPENBLAS_OVERRIDES, machine_info, thread_env
 from minires.benchmarks.specs import LayerSpec, layer_sweep
 
 SECTIONS = ("ceilings", "layers", "blocks", "models", "coldstart")
 DEFAULT_BACKENDS = ("numba", "numpy", "torch", "torch_cl")
 MINIRES = "numba"  # the backend every ratio is relative to
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The folder holding the `minires` package this process imported (the repository in a
+# checkout, site-packages when installed): workers import the same minires from there.
+PACKAGE_PARENT = Path(minires.__file__).resolve().parent.parent
 
 
 def _default_threads() -> int:
@@ -102,7 +105,8 @@ def worker_env(
     forced = {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                              "NUMBA_NUM_THREADS", "MINIRES_BENCH_THREADS")}  # fmt: skip
     env.update(forced)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    paths = (str(PACKAGE_PARENT), env.get("PYTHONPATH"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.pop("MINIRES_BACKEND", None)
     removed = {}
     if cfg.unset_openblas_env:
@@ -137,7 +141,7 @@ class Worker:
             [sys.executable, "-m", "minires.benchmarks.worker", "--backend", self.backend,
              "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=self.env,
-            text=True, bufsize=1, cwd=str(REPO_ROOT),
+            text=True, bufsize=1, cwd=str(PACKAGE_PARENT),
         )  # fmt: skip
         msg = self._read(timeout=300)
         self.info = msg.get("info", msg)
@@ -243,7 +247,7 @@ def run_oneshot(
         log.flush()
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                                  timeout=timeout, cwd=str(REPO_ROOT))  # fmt: skip
+                                  timeout=timeout, cwd=str(PACKAGE_PARENT))  # fmt: skip
         except subprocess.TimeoutExpired:
             return {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]

@@ -1,13 +1,11 @@
-"""``minires bench``: time grouped vs dense vs depthwise conv (the `benchmarks` package)."""
+"""``minires bench``: time grouped vs dense vs depthwise conv (`minires.benchmarks`)."""
 
 from __future__ import annotations
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch to `benchmarks.cli.main` (same options as ``python -m minires.benchmarks``)."""
-    try:
-        from minires.benchmarks.cli import main as bench_main
-    except ImportError as exc:  # benchmarks/ ships beside minires/; say so if missing
-        print(f"minires bench: the 'benchmarks' package is not importable ({exc})")
-        return 2
+    """Dispatch to `minires.benchmarks.cli.main` (same options as
+    ``python -m minires.benchmarks``)."""
+    from minires.benchmarks.cli import main as bench_main
+
     return bench_main(argv)

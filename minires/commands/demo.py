@@ -141,8 +141,9 @@ def section_training(report: Report, out: Path, depth: int, epochs: int, seed: i
     plot_runs(runs, out / "training.png", title=f"digits: resnet{depth} vs plain{depth}")
 
 
-def section_conv_timing(report: Report, out: Path, quick: bool) -> None:
-    """Grouped vs dense vs depthwise 3x3 conv, timed by the benchmark tool."""
+def section_conv_timing(report: Report, out: Path, quick: bool) -> bool:
+    """Grouped vs dense vs depthwise 3x3 conv, timed by the benchmark tool. Returns
+    False (the demo then exits non-zero) if the benchmark could not run."""
     bench_out = out / "conv_timing"
     cmd = [
         sys.executable, "-m", "minires.benchmarks", "--only", "layers", "--out", str(bench_out),
@@ -161,10 +162,10 @@ def section_conv_timing(report: Report, out: Path, quick: bool) -> None:
     summary = bench_out / "summary.md"
     if proc.returncode != 0 or not summary.exists():
         tail = (proc.stderr or proc.stdout).strip()[-600:]
-        report(f"(conv timing skipped: `{' '.join(cmd[1:])}` failed: {tail})")
-        return
-    proc.stdout = summary.read_text()
-    report.block(proc.stdout.strip())
+        report(f"(conv timing FAILED: `{' '.join(cmd[1:])}` exited {proc.returncode}: {tail})")
+        return False
+    report.block(summary.read_text().strip())
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
            lambda: section_gradients(report, out, depth, args.seed))  # fmt: skip
     _timed(report, f"3. Training resnet{depth} and its plain twin on the embedded digits",
            lambda: section_training(report, out, depth, epochs, args.seed))  # fmt: skip
-    _timed(report, "4. Grouped vs dense vs depthwise 3x3 convolution",
-           lambda: section_conv_timing(report, out, args.quick))  # fmt: skip
+    def conv_part() -> None:
+        nonlocal ok
+        ok = section_conv_timing(report, out, args.quick) and ok
+
+    _timed(report, "4. Grouped vs dense vs depthwise 3x3 convolution", conv_part)
     report(f"\nDone in {time.perf_counter() - t0:.0f} s. Report and plots: {out.resolve()}/")
     report.write(out / "report.md")
     return 0 if ok else 1
