@@ -4,12 +4,13 @@ versions, BLAS, and the thread-related environment.
 The theoretical peak is derived, not measured, and the derivation is stated with it:
 
     peak = FLOP/cycle/core x cores x clock
-    FLOP/cycle/core = SIMD fp32 lanes x 2 (an FMA is 2 FLOP) x FMA units per core
+    FLOP/cycle/core = fp32 lanes per FMA datapath x 2 (an FMA is 2 FLOP) x FMA units
 
-with 16 lanes for AVX-512 (`avx512f`), 8 for AVX2+FMA, 4 for SSE; 2 FMA units per core
-for AVX-512 / AVX2 cores (Xeon Gold/Platinum class, most desktop cores). Some Xeon
-Silver/Bronze parts have only one AVX-512 FMA unit, so the figure can be 2x too high
-there; the measured sgemm in the same run is the practical ceiling.
+The SIMD flags alone do not give it: the same `avx512f` flag means two 512-bit FMA units
+on a Sapphire Rapids Xeon, one on an Ice Lake laptop, and two 256-bit datapaths (each
+AVX-512 instruction split in two) on AMD Zen 4. `fma_datapath` looks the core up by
+vendor, family, model and flags; when it does not know the core it says so, no peak is
+derived, and the measured sgemm ceiling of the same run stands in for it.
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ def cpu_info() -> dict[str, Any]:
         return m.group(1).strip() if m else None
 
     model = first("model name") or lscpu.get("Model name") or platform.processor() or "unknown"
+    vendor = first("vendor_id") or lscpu.get("Vendor ID")
+
+    def number(key: str, lscpu_key: str) -> int | None:
+        raw = first(key) or lscpu.get(lscpu_key)
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None
+
     flags = set((first("flags") or lscpu.get("Flags", "")).split())
     logical = os.cpu_count() or 1
     physical: int | None = None
@@ -111,10 +121,13 @@ def cpu_info() -> dict[str, Any]:
     mhz_max = lscpu.get("CPU max MHz")
     clock_mhz = float(mhz_max) if mhz_max else float(mhz_now) if mhz_now else None
     clock_src = "lscpu 'CPU max MHz'" if mhz_max else "/proc/cpuinfo 'cpu MHz'" if mhz_now else None
-    simd = [f for f in ("avx512f", "avx512_fp16", "avx512_bf16", "avx2", "fma", "avx", "sse2")
-            if f in flags]  # fmt: skip
+    simd = [f for f in ("avx512f", "avx512_fp16", "avx512_bf16", "amx_tile", "avx2", "fma",
+                        "avx", "sse2") if f in flags]  # fmt: skip
     return {
         "model": model,
+        "vendor": vendor,
+        "family": number("cpu family", "CPU family"),
+        "model_number": number("model", "Model"),
         "arch": platform.machine(),
         "logical_cpus": logical,
         "physical_cores": physical,
@@ -128,36 +141,79 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
-def theoretical_peak(cpu: dict[str, Any], cores: int | None = None) -> dict[str, Any]:
-    """FP32 peak GFLOP/s from SIMD flags x cores x clock, with the assumption spelled out.
+# Intel client cores with AVX-512 (Ice Lake, Tiger Lake, Rocket Lake): one 512-bit FMA
+# unit (ports 0+1 fused), i.e. the same 32 FLOP/cycle as their two 256-bit units.
+_INTEL_CLIENT_AVX512 = {0x7D, 0x7E, 0x8C, 0x8D, 0xA7}
 
-    Returns ``{"gflops": None, "assumption": why}`` when it cannot be derived.
+
+def fma_datapath(cpu: dict[str, Any]) -> dict[str, Any] | None:
+    """fp32 lanes per FMA datapath, FMA units per core and why, for cores we know.
+
+    Returns None when the core is not known well enough to say (the caller then uses
+    the measured sgemm ceiling). Sources: Intel's and AMD's optimisation manuals.
     """
     simd = set(cpu.get("simd") or [])
+    vendor, family, model = cpu.get("vendor"), cpu.get("family"), cpu.get("model_number")
+    name = cpu.get("model") or ""
+    if vendor == "AuthenticAMD":
+        if family == 0x17:  # Zen, Zen+ (2 x 128-bit), Zen 2 (2 x 256-bit)
+            if model is not None and model < 0x30:
+                return {"lanes": 4, "units": 2, "why": "AMD Zen/Zen+: 2 x 128-bit FMA pipes"}
+            return {"lanes": 8, "units": 2, "why": "AMD Zen 2: 2 x 256-bit FMA pipes"}
+        if family == 0x19:  # Zen 3 (AVX2), Zen 4 (AVX-512 on 256-bit datapaths)
+            if "avx512f" in simd:
+                return {"lanes": 8, "units": 2, "why": "AMD Zen 4: AVX-512 executed on 2 x "
+                        "256-bit FMA pipes (each 512-bit FMA takes two)"}  # fmt: skip
+            return {"lanes": 8, "units": 2, "why": "AMD Zen 3: 2 x 256-bit FMA pipes"}
+        return None  # Zen 5 has 512-bit datapaths on some parts and 256-bit on others
+    if vendor == "GenuineIntel" and family == 6:
+        if "avx512f" in simd:
+            if "amx_tile" in simd:
+                return {"lanes": 16, "units": 2, "why": "Intel Xeon with AMX (Sapphire Rapids "
+                        "or newer): 2 x 512-bit FMA units per core"}  # fmt: skip
+            if "Platinum" in name or re.search(r"Gold 6\d", name):
+                return {"lanes": 16, "units": 2,
+                        "why": "Intel Xeon Platinum / Gold 6xxx: 2 x 512-bit FMA units"}
+            if model in _INTEL_CLIENT_AVX512 and "Xeon" not in name:
+                return {"lanes": 16, "units": 1, "why": "Intel client core with AVX-512: "
+                        "1 x 512-bit FMA unit"}  # fmt: skip
+            return None  # Xeon Silver/Bronze/Gold 5xxx have 1 unit, others 2: unknown
+        if "avx2" in simd and "fma" in simd:
+            return {"lanes": 8, "units": 2, "why": "Intel AVX2 core: 2 x 256-bit FMA units"}
+    return None
+
+
+def theoretical_peak(cpu: dict[str, Any], cores: int | None = None) -> dict[str, Any]:
+    """FP32 peak GFLOP/s = FMA datapath x cores x clock, with the assumption spelled out.
+
+    Returns ``{"gflops": None, "assumption": why}`` when it cannot be derived (unknown
+    core, clock or core count); reports then use the measured sgemm ceiling instead.
+    """
     cores = cores or cpu.get("physical_cores") or cpu.get("logical_cpus")
     clock = cpu.get("clock_mhz")
-    if "avx512f" in simd:
-        lanes, units, isa = 16, 2, "AVX-512"
-    elif "avx2" in simd and "fma" in simd:
-        lanes, units, isa = 8, 2, "AVX2+FMA"
-    elif "avx" in simd:
-        lanes, units, isa = 8, 1, "AVX (no FMA: mul + add ports)"
-    elif "sse2" in simd:
-        lanes, units, isa = 4, 1, "SSE"
-    else:
-        return {"gflops": None, "assumption": "unknown SIMD width (no x86 flags found)"}
+    path = fma_datapath(cpu)
+    if path is None:
+        return {
+            "gflops": None,
+            "assumption": (
+                f"FMA width unknown for {cpu.get('model')} (vendor {cpu.get('vendor')}, family "
+                f"{cpu.get('family')}, model {cpu.get('model_number')}, flags "
+                f"{', '.join(cpu.get('simd') or []) or 'none'}): no peak derived; the "
+                "measured sgemm ceiling is the reference"
+            ),
+        }
     if not clock or not cores:
         return {"gflops": None, "assumption": "clock or core count unknown"}
-    per_cycle = lanes * 2 * units
+    per_cycle = path["lanes"] * 2 * path["units"]
     gflops = per_cycle * cores * clock / 1e3
     return {
         "gflops": round(gflops, 1),
         "flop_per_cycle_per_core": per_cycle,
         "assumption": (
-            f"{isa}: {lanes} fp32 lanes x 2 (FMA) x {units} FMA unit(s)/core = {per_cycle} "
-            f"FLOP/cycle/core x {cores} cores x {clock / 1e3:.2f} GHz ({cpu.get('clock_source')}); "
-            "assumes every core sustains that clock with all FMA units busy (no turbo, "
-            "no AVX-512 down-clocking); 1-FMA-unit parts (some Xeon Silver/Bronze) have half."
+            f"{path['why']}: {path['lanes']} fp32 lanes x 2 (FMA) x {path['units']} = "
+            f"{per_cycle} FLOP/cycle/core x {cores} cores x {clock / 1e3:.2f} GHz "
+            f"({cpu.get('clock_source')}); assumes every core sustains that clock with all "
+            "FMA units busy (no turbo, no AVX-512 down-clocking)"
         ),
     }
 

@@ -52,13 +52,43 @@ def test_templates_preserve_block_flops():
         layer_sweep(1, 56, "nonexistent")
 
 
-def test_theoretical_peak_from_flags():
-    cpu = {"simd": ["avx512f", "avx2", "fma"], "physical_cores": 2, "clock_mhz": 2300.0,
-           "clock_source": "test"}  # fmt: skip
+def _cpu(vendor, family, model, simd, name="test cpu"):
+    return {"vendor": vendor, "family": family, "model_number": model, "simd": simd,
+            "model": name, "physical_cores": 2, "clock_mhz": 2300.0, "clock_source": "test"}
+
+
+@pytest.mark.parametrize("cpu, per_cycle", [
+    # Sapphire Rapids (AMX): two 512-bit FMA units
+    (_cpu("GenuineIntel", 6, 0x8F, ["avx512f", "amx_tile", "avx2", "fma"]), 64),
+    # a KVM guest that reports a client model number but has AMX: still a Xeon
+    (_cpu("GenuineIntel", 6, 0xA7, ["avx512f", "amx_tile", "avx2", "fma"]), 64),
+    (_cpu("GenuineIntel", 6, 0x55, ["avx512f", "avx2", "fma"],
+          "Intel(R) Xeon(R) Platinum 8280 CPU"), 64),
+    # Ice Lake laptop: one 512-bit unit
+    (_cpu("GenuineIntel", 6, 0x7E, ["avx512f", "avx2", "fma"], "Intel(R) Core(TM) i7"), 32),
+    (_cpu("GenuineIntel", 6, 0x3C, ["avx2", "fma"]), 32),  # Haswell
+    # AMD Zen 4: AVX-512 on 256-bit datapaths, not 64 FLOP/cycle
+    (_cpu("AuthenticAMD", 0x19, 0x11, ["avx512f", "avx2", "fma"]), 32),
+    (_cpu("AuthenticAMD", 0x19, 0x01, ["avx2", "fma"]), 32),  # Zen 3
+    (_cpu("AuthenticAMD", 0x17, 0x01, ["avx2", "fma"]), 16),  # Zen 1
+])  # fmt: skip
+def test_theoretical_peak_knows_the_fma_datapath(cpu, per_cycle):
     peak = theoretical_peak(cpu)
-    assert peak["gflops"] == pytest.approx(16 * 2 * 2 * 2 * 2.3)
+    assert peak["flop_per_cycle_per_core"] == per_cycle
+    assert peak["gflops"] == pytest.approx(per_cycle * 2 * 2.3)
     assert "FMA" in peak["assumption"]
-    assert theoretical_peak({"simd": [], "physical_cores": 2, "clock_mhz": 1.0})["gflops"] is None
+
+
+@pytest.mark.parametrize("cpu", [
+    _cpu("GenuineIntel", 6, 0x55, ["avx512f", "avx2", "fma"], "Intel(R) Xeon(R) Silver 4214"),
+    _cpu("AuthenticAMD", 0x1A, 0x02, ["avx512f", "avx2", "fma"]),  # Zen 5: varies by part
+    _cpu("SomeVendor", 1, 1, ["sse2"]),
+    _cpu(None, None, None, []),
+])  # fmt: skip
+def test_theoretical_peak_unknown_core_says_so(cpu):
+    peak = theoretical_peak(cpu)
+    assert peak["gflops"] is None
+    assert "unknown" in peak["assumption"] and "measured sgemm" in peak["assumption"]
 
 
 def test_rel_err():
