@@ -506,3 +506,42 @@ def test_a_planted_error_just_above_tolerance_is_named(data):
         rep = res.inputs[0]
         assert not res and rep.worst_index == Planted.where and rep.n_failed == 1, str(res)
         assert f"worst at {Planted.where}" in str(res)
+
+
+# -- the command -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ops", [["typo"], ["relu", "typo"], ["conv3d", "typo"]])
+def test_command_refuses_an_unknown_op_listing_the_known_ones(ops, capsys, monkeypatch):
+    from minires.cli import main
+    from minires.commands import gradcheck as gc
+
+    ran = []
+    monkeypatch.setattr(gc, "run_all", lambda *a, **k: ran.append(a) or [])
+    argv = ["gradcheck"] + [a for op in ops for a in ("--op", op)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and not ran  # nothing else run
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "unknown op" in lines[0] and "known ops:" in lines[0]
+    unknown = lines[0].split(";")[0]
+    assert "'typo'" in unknown and ("'conv3d'" in unknown) == ("conv3d" in ops)
+    assert "'relu'" not in unknown  # a name that matches is not called unknown
+    for op, _, _ in gc.cases():
+        assert op in lines[0]
+
+
+def test_command_runs_the_ops_a_name_matches(capsys):
+    from minires.cli import main
+
+    assert main(["gradcheck", "--op", "relu", "--op", "max_pool2d"]) == 0
+    out = capsys.readouterr().out
+    assert "2/2 ops passed" in out and "how to read rel err" in out
+
+
+def test_command_refuses_a_negative_seed(capsys):
+    from minires.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["gradcheck", "--seed", "-1"])
+    assert info.value.code == 2 and "--seed" in capsys.readouterr().err
