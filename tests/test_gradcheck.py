@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import numpy as np
@@ -215,6 +217,36 @@ def test_fast_mode_finds_every_kink_among_many(seed):
     with pytest.warns(mr.GradcheckWarning):
         assert not mr.gradcheck(ReluNoMask.apply, [x], raise_exception=False, fast_mode=True)
     np.testing.assert_array_equal(x.data, data)
+
+
+class Curved(mr.Function):
+    """10 * (sum x)^2: smooth, but moving all 400 elements together bends the one-sided
+    slopes apart by eps * v^T H v, which grows with the number of elements moved."""
+
+    extra = 0.0  # a wrong backward adds this
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.array(10 * x.sum() ** 2)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (20 * x.sum() + Curved.extra) * np.ones_like(x) * g
+
+
+def test_fast_mode_does_not_take_joint_curvature_for_kinks():
+    data = np.random.default_rng(0).standard_normal((20, 20))
+    x = mr.tensor(data - data.mean(), requires_grad=True)
+    Curved.extra = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mr.GradcheckWarning)
+        for seed in range(3):
+            res = mr.gradcheck(Curved.apply, [x], fast_mode=True, seed=seed)
+            assert res and res.inputs[0].kinks == []
+    Curved.extra = 1e-2
+    assert not mr.gradcheck(Curved.apply, [x], fast_mode=True, raise_exception=False)
 
 
 # -- non-finite values never pass (defect 3) ------------------------------------------------
