@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--calibrate",
         action="store_true",
-        help="measure what relative errors correct ops and planted bugs show (about a minute)",
+        help="measure what relative errors correct ops and planted bugs show (tens of seconds)",
     )
     args = p.parse_args(argv)
     known = list(dict.fromkeys(op for op, _, _ in cases()))
