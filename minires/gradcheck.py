@@ -286,8 +286,11 @@ def _evaluate(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> np.ndarray:
     return np.concatenate([np.asarray(o.data, dtype=np.float64).ravel() for o in outs])
 
 
-def _check_outputs(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> list[str]:
-    """Refuse outputs a float64 check cannot use; describe non-finite output values."""
+def _check_outputs(
+    fn: Callable[..., Any], inputs: Sequence[Tensor]
+) -> tuple[np.ndarray, list[str]]:
+    """The outputs at the given inputs, flattened (see `_evaluate`), and descriptions of
+    non-finite values; refuses outputs a float64 check cannot use."""
     from minires.autograd import no_grad
 
     with no_grad():
@@ -312,7 +315,7 @@ def _check_outputs(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> list[str
                 f"output {k} (shape {o.shape}) is not finite at the given inputs: "
                 f"{int(bad.sum())} value(s), e.g. {o.data[where]} at {where}; nothing compared"
             )
-    return problems
+    return np.concatenate([o.data.ravel() for o in outs]), problems
 
 
 def _analytic_vjps(
@@ -429,7 +432,7 @@ def gradcheck(
 
 
 def _run(fn, inputs, checked, eps, atol, rtol, fast_mode, n_projections, full_jacobian, seed):
-    problems = _check_outputs(fn, inputs)
+    y0, problems = _check_outputs(fn, inputs)
     if fast_mode:
         mode = "fast mode: one random projection per input"
     elif full_jacobian:
@@ -442,7 +445,6 @@ def _run(fn, inputs, checked, eps, atol, rtol, fast_mode, n_projections, full_ja
             r.problems.append("not compared (non-finite output)")
         return GradcheckResult(reports, mode, problems, (eps, atol, rtol))
     rng = np.random.default_rng(seed)
-    y0 = _evaluate(fn, inputs)
     if fast_mode:
         reports = _fast(fn, inputs, checked, y0, eps, atol, rtol, rng)
     else:

@@ -433,7 +433,7 @@ class Boom(Exception):
 
 
 @pytest.mark.parametrize("mode", [{}, {"full_jacobian": True}, {"fast_mode": True}])
-@pytest.mark.parametrize("fail_at", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("fail_at", [1, 2, 3, 4, 6])
 def test_fn_raising_midway_leaves_inputs_bitwise_unchanged(mode, fail_at):
     a = mr.tensor(np.array([0.1, -0.0, 1 / 3, -2.5e-3, 7.0]), requires_grad=True)
     b = mr.tensor(np.array([[np.pi, -1e-300], [5e3, 0.0]]), requires_grad=True)
