@@ -7,6 +7,7 @@ relu at 0 and max-pool ties), runs `minires.gradcheck`, and reports the worst er
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import numpy as np
 
 import minires as mr
 import minires.functional as F
+from minires.gradcheck import reading_guide
 
 Case = tuple[str, str, Callable[[np.random.Generator], tuple[Callable, list]]]
 
@@ -145,6 +147,143 @@ def cases() -> list[Case]:
     return s
 
 
+def larger_cases() -> list[Case]:
+    """Ops whose finite-difference noise grows with size (reductions, many outputs per
+    input), at larger shapes: the calibration measures how far a correct op's error goes."""
+    s = []
+
+    def add(op: str, shape: str, build):
+        s.append((op, shape, build))
+
+    add(
+        "conv2d",
+        "(4,8,8,8) k3 p1",
+        lambda r: (
+            lambda x, w, b: F.conv2d(x, w, b, padding=1),
+            [_t(r, 4, 8, 8, 8), _t(r, 8, 8, 3, 3), _t(r, 8)],
+        ),
+    )
+    add(
+        "batch_norm train",
+        "(16,4,6,6)",
+        lambda r: (
+            lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+            [_t(r, 16, 4, 6, 6), _t(r, 4), _t(r, 4)],
+        ),
+    )
+    add(
+        "linear",
+        "(16,32)->(16,24)",
+        lambda r: (F.linear, [_t(r, 16, 32), _t(r, 24, 32), _t(r, 24)]),
+    )
+    add("log_softmax", "(8,100)", lambda r: (F.log_softmax, [_t(r, 8, 100)]))
+    add("matmul", "(20,30)@(30,20)", lambda r: (lambda a, b: a @ b, [_t(r, 20, 30), _t(r, 30, 20)]))
+    add(
+        "avg_pool2d",
+        "(4,4,9,9) k3 s2 p1",
+        lambda r: (lambda x: F.avg_pool2d(x, 3, 2, 1), [_t(r, 4, 4, 9, 9)]),
+    )
+    return s
+
+
+class _Scaled(mr.Function):
+    """Identity forward; backward multiplies the gradient by ``factor``: a planted bug of
+    relative size ``factor - 1`` in whatever backward feeds this input."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.factor, None
+
+
+def planted(fn: Callable, inputs: list, delta: float) -> Callable:
+    """``fn`` with the gradient of its first checked input off by a factor ``1 + delta``."""
+    first = next(t for t in inputs if t.requires_grad)
+
+    def wrong(*args):
+        return fn(*[_Scaled.apply(a, 1 + delta) if a is first else a for a in args])
+
+    return wrong
+
+
+@dataclass
+class Calibration:
+    """Max relative error of every correct op (per case, over seeds) and of planted bugs."""
+
+    correct: dict[str, list[float]]
+    larger: dict[str, list[float]]
+    planted: dict[float, list[tuple[float, bool]]]  # delta -> (max rel err, passed) per case
+
+    def summary(self) -> str:
+        lines = []
+        for name, found in (("correct ops", self.correct), ("larger shapes", self.larger)):
+            if not found:
+                continue
+            rel = np.concatenate(list(found.values()))
+            worst = max(found, key=lambda k: max(found[k]))
+            lines.append(
+                f"{name}, {len(found)} cases x {len(next(iter(found.values())))} seed(s): "
+                f"max rel err median {np.median(rel):.1e}, 90th percentile "
+                f"{np.percentile(rel, 90):.1e}, max {rel.max():.1e} ({worst})"
+            )
+        if self.planted:
+            lines.append("backward off by a factor (1 + delta), seed 0:")
+        for delta, runs in self.planted.items():
+            rel = np.array([r for r, _ in runs])
+            n_fail = sum(not ok for _, ok in runs)
+            lines.append(
+                f"  delta {delta:.0e}: max rel err median {np.median(rel):.1e} "
+                f"(min {rel.min():.1e}, max {rel.max():.1e}); {n_fail}/{len(runs)} cases fail"
+            )
+        return "\n".join(lines)
+
+
+def calibrate(
+    seeds: int = 8,
+    larger_seeds: int = 3,
+    deltas: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5),
+    progress: bool = False,
+) -> Calibration:
+    """Measure what relative errors correct and broken ops show (float64, default settings).
+
+    Every case of `cases` over ``seeds`` seeds (a seed sets both the inputs and the
+    projections), the `larger_cases` over ``larger_seeds``, and every case with its
+    backward off by a factor ``1 + delta`` for each delta (seed 0).
+    """
+    import warnings
+
+    from minires.gradcheck import GradcheckWarning
+
+    def rel(fn, inputs, seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GradcheckWarning)
+            r = mr.gradcheck(fn, inputs, raise_exception=False, seed=seed)
+        return r.max_rel_error, r.passed
+
+    jobs = [("correct", op, shape, b, s) for op, shape, b in cases() for s in range(seeds)]
+    jobs += [
+        ("larger", op, shape, b, s) for op, shape, b in larger_cases() for s in range(larger_seeds)
+    ]
+    jobs += [(d, op, shape, b, 0) for d in deltas for op, shape, b in cases()]
+    cal = Calibration({}, {}, {d: [] for d in deltas})
+    it = jobs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(jobs, desc="calibrating gradcheck", unit="check")
+    for kind, op, shape, build, seed in it:
+        fn, inputs = build(np.random.default_rng(seed))
+        if kind in ("correct", "larger"):
+            getattr(cal, kind).setdefault(f"{op} {shape}", []).append(rel(fn, inputs, seed)[0])
+        else:
+            cal.planted[kind].append(rel(planted(fn, inputs, kind), inputs, seed))
+    return cal
+
+
 @dataclass
 class Row:
     op: str
@@ -192,18 +331,51 @@ def format_table(rows: list[Row]) -> str:
         f"{n_ok}/{len(rows)} ops passed (float64, central differences, eps=1e-6, "
         f"backend {mr.get_backend()})"
     )
+    lines.append(reading_guide().replace("\n    ", " "))
     return "\n".join(lines)
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``minires gradcheck [--backend numba|numpy] [--op NAME ...] [--seed N]``."""
-    p = argparse.ArgumentParser(prog="minires gradcheck", description=__doc__.split("\n")[0])
+    """``minires gradcheck [--backend numba|numpy] [--op NAME ...] [--seed N] [--calibrate]``."""
+    p = argparse.ArgumentParser(
+        prog="minires gradcheck",
+        description="Gradient-check every built-in op in float64 and print the worst errors.",
+    )
     p.add_argument("--backend", choices=["numba", "numpy"], default=None)
-    p.add_argument("--op", action="append", help="only ops whose name contains this")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--op", action="append", metavar="NAME", help="only ops whose name contains NAME"
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed of inputs and projections")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure what relative errors correct ops and planted bugs show (tens of seconds)",
+    )
     args = p.parse_args(argv)
+    known = list(dict.fromkeys(op for op, _, _ in cases()))
+    unknown = [o for o in args.op or [] if not any(o in op for op in known)]
+    if unknown:
+        print(
+            f"minires gradcheck: unknown op {', '.join(map(repr, unknown))}; known ops: "
+            f"{', '.join(known)}",
+            file=sys.stderr,
+        )
+        return 2
     if args.backend:
         mr.set_backend(args.backend)
+    if args.calibrate:
+        print(calibrate(progress=True).summary())
+        return 0
     rows = run_all(args.seed, args.op)
     print(format_table(rows))
     return 0 if all(r.passed for r in rows) else 1
