@@ -388,6 +388,9 @@ def test_big_endian_operand_and_upstream_gradient():
     y = x * _big([2.0, 2.0, 2.0]) + _big([1.0, 1.0, 1.0])
     assert y.dtype.isnative
     np.testing.assert_array_equal(y.data, [3.0, -3.0, 7.0])
+    r = _big([1.0, 1.0, 1.0]) - x  # the reflected operator, through Tensor.__rsub__
+    assert r.dtype == np.float64 and r.dtype.isnative
+    np.testing.assert_array_equal(r.data, [0.0, 3.0, -2.0])
     y.backward(_big([1.0, 10.0, 100.0]))
     assert x.grad.dtype == np.float64 and x.grad.dtype.isnative
     np.testing.assert_array_equal(x.grad, [2.0, 20.0, 200.0])
