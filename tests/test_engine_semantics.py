@@ -49,6 +49,8 @@ def test_backward_frees_activations_while_loss_and_logits_are_referenced():
     # gradients (~1 MiB) and metadata
     assert after_forward > 10 * 2**20
     assert after_backward < 0.3 * after_forward, (after_forward, after_backward)
+    nodes = list(autograd.iter_graph(loss))
+    assert len(nodes) > 50 and all(n.freed and n.ctx._saved is None for n in nodes)
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         loss.backward()
 
