@@ -5,7 +5,10 @@ How it fits together
 --------------------
 ``MyOp.apply(a, b)`` runs ``MyOp.forward(ctx, a.data, b.data)`` on plain ndarrays and
 wraps the result in a Tensor whose ``grad_fn`` is a `Node`. The node remembers the
-Function, its context (whatever forward saved) and the input tensors *in order*.
+Function, its context (whatever forward saved) and, per input *in order*, where the
+gradient goes: nowhere (None), a leaf Tensor's ``.grad``, or the Node that produced a
+non-leaf input. Nodes never hold non-leaf Tensors, so once backward has freed each
+context the activations are gone even while ``loss`` is still referenced.
 ``loss.backward()`` sorts the nodes reachable from ``loss`` topologically (with an
 explicit stack, so a 1,000-block net cannot hit Python's recursion limit) and calls
 each node's ``backward`` once all the gradient arriving at its output has been summed:
@@ -16,6 +19,8 @@ residual branch - receives the *sum* of both gradients.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import math
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -25,43 +30,59 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from minires.tensor import Tensor
 
-_grad_enabled = True
+# Grad mode lives in a ContextVar, so it is per thread (and per asyncio task), as in
+# PyTorch: a `no_grad` block in one thread does not stop recording in another. A new thread
+# starts with recording on. `_saved_modes` is the stack of modes the open blocks replaced;
+# keeping it in the context too (not on the block object) lets one `no_grad()` instance,
+# or a function decorated with it, be entered from several threads at once.
+_grad_mode: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "minires_grad_enabled", default=True
+)
+_saved_modes: contextvars.ContextVar[tuple[bool, ...]] = contextvars.ContextVar(
+    "minires_saved_grad_modes", default=()
+)
 
 
 def is_grad_enabled() -> bool:
-    """True unless inside `no_grad()`."""
-    return _grad_enabled
+    """True unless inside `no_grad()` (in this thread)."""
+    return _grad_mode.get()
+
+
+def _push_mode(enabled: bool) -> None:
+    _saved_modes.set(_saved_modes.get() + (_grad_mode.get(),))
+    _grad_mode.set(enabled)
+
+
+def _pop_mode() -> None:
+    stack = _saved_modes.get()
+    _grad_mode.set(stack[-1])
+    _saved_modes.set(stack[:-1])
 
 
 class no_grad(contextlib.ContextDecorator):
     """Context manager (and decorator) that stops graph recording, like ``torch.no_grad``.
 
-    Inside it ops compute values only: no nodes, no saved buffers.
+    Inside it ops compute values only: no nodes, no saved buffers. The mode is per thread:
+    other threads keep recording.
     """
 
     def __enter__(self) -> no_grad:
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = False
+        _push_mode(False)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self._prev
+        _pop_mode()
 
 
 class enable_grad(contextlib.ContextDecorator):
-    """Re-enables graph recording inside a `no_grad` block."""
+    """Re-enables graph recording inside a `no_grad` block (in this thread)."""
 
     def __enter__(self) -> enable_grad:
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = True
+        _push_mode(True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self._prev
+        _pop_mode()
 
 
 class Context:
@@ -102,19 +123,39 @@ class Context:
 
 
 class Node:
-    """One recorded op in the graph: the Function, its context, and its inputs in order.
+    """One recorded op in the graph: the Function, its context, where each input's
+    gradient goes, and the output's ``shape`` and ``dtype``.
 
-    ``inputs[i]`` is the Tensor given as positional argument ``i`` if it requires grad,
-    else None. Hooks and ``retain_grad`` of the non-leaf tensor this node produced live
-    here, so the tensor itself is not kept alive by the graph.
+    ``inputs[i]`` is, for positional argument ``i`` of the op (like PyTorch's
+    ``next_functions``):
+
+    - None if it needs no gradient (a constant, an int, a tensor without requires_grad);
+    - the Tensor itself if it is a leaf (a parameter or a user input): it receives ``.grad``;
+    - the Node that produced it if it is a non-leaf tensor.
+
+    A node never holds a non-leaf Tensor, so an activation's memory is owned only by the
+    ``ctx`` of the ops that saved it, and is returned when backward frees those. Hooks
+    and ``retain_grad`` of the non-leaf tensor this node produced live here for the same
+    reason (the retained tensor is held weakly).
     """
 
-    __slots__ = ("fn", "ctx", "inputs", "hooks", "retained", "freed", "__weakref__")
+    __slots__ = (
+        "fn", "ctx", "inputs", "shape", "dtype", "hooks", "retained", "freed", "__weakref__"
+    )  # fmt: skip
 
-    def __init__(self, fn: type[Function], ctx: Context, inputs: list[Tensor | None]):
+    def __init__(
+        self,
+        fn: type[Function],
+        ctx: Context,
+        inputs: list[Tensor | Node | None],
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+    ):
         self.fn = fn
         self.ctx = ctx
         self.inputs = inputs
+        self.shape = shape
+        self.dtype = dtype
         self.hooks: list[Callable[[np.ndarray], np.ndarray | None]] = []
         self.retained: weakref.ReferenceType[Tensor] | None = None
         self.freed = False
@@ -162,20 +203,38 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run the op on Tensors and record it in the graph when a gradient is needed."""
-        from minires.tensor import Tensor
+        from minires.tensor import Tensor, native_array
 
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = _grad_enabled and any(needs)
+        record = _grad_mode.get() and any(needs)
         ctx = Context(needs if record else (False,) * len(args))
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        # The one door to the kernels: Tensors already hold arrays that follow the dtype
+        # rules (native-endian float32/float64 or integer/bool); a raw ndarray argument
+        # (a batch-norm buffer, an index array) is brought to them here, so no kernel is
+        # ever reached with a big-endian, float16, complex or object array.
+        raw = [a.data if isinstance(a, Tensor) else _checked(a, cls, i) for i, a in enumerate(args)]
+        if kwargs:
+            kwargs = {k: _checked(v, cls, k) for k, v in kwargs.items()}
         out = cls.forward(ctx, *raw, **kwargs)
         if isinstance(out, tuple):
             raise TypeError(f"{cls.__name__}.forward must return one ndarray, got a tuple")
-        out = np.asarray(out)
+        out = native_array(np.asarray(out), f"{cls.__name__}.forward output")
         if not record:
             return Tensor._wrap(out)
-        inputs = [a if need else None for a, need in zip(args, needs)]
-        return Tensor._wrap(out, grad_fn=Node(cls, ctx, inputs))
+        inputs: list[Tensor | Node | None] = [
+            (a if a.grad_fn is None else a.grad_fn) if need else None
+            for a, need in zip(args, needs)
+        ]
+        return Tensor._wrap(out, grad_fn=Node(cls, ctx, inputs, out.shape, out.dtype))
+
+
+def _checked(value: Any, fn: type[Function], arg: int | str) -> Any:
+    """A raw ndarray argument of an op, brought to the dtype rules (see `native_array`)."""
+    if type(value) is not np.ndarray:
+        return value
+    from minires.tensor import native_array
+
+    return native_array(value, f"{fn.__name__} argument {arg}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,32 +259,48 @@ def _topological_order(root: Node) -> list[Node]:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for t in node.inputs:
-            if t is not None and t.grad_fn is not None and id(t.grad_fn) not in visited:
-                stack.append((t.grad_fn, False))
+        for inp in node.inputs:
+            if isinstance(inp, Node) and id(inp) not in visited:
+                stack.append((inp, False))
     order.reverse()  # root first: a node comes before all of its inputs' nodes
     return order
 
 
-def _as_grad(g: Any, like: np.ndarray, where: str) -> np.ndarray:
-    """Check a gradient's shape against the value it belongs to and cast its dtype."""
-    g = np.asarray(g)
-    if g.shape != like.shape:
-        if g.size == like.size and g.ndim == 0:
-            g = np.broadcast_to(g, like.shape)
+def as_gradient(g: Any, shape: tuple[int, ...], dtype: np.dtype, where: str) -> np.ndarray:
+    """Check a gradient against the value it belongs to: same shape (a 0-d value is
+    broadcast to a one-element shape), a real number dtype (cast to ``dtype``)."""
+    if type(g) is np.ndarray and g.dtype == dtype and g.shape == shape:
+        return g  # the usual case, kept cheap: this runs for every edge of the graph
+    from minires.tensor import Tensor
+
+    if isinstance(g, Tensor):
+        g = g.data
+    try:
+        g = np.asarray(g)
+    except Exception as exc:  # e.g. a ragged list
+        raise TypeError(f"{where}: cannot use {type(g).__name__} as a gradient ({exc})") from None
+    if g.dtype.kind not in "fiub" or g.dtype.itemsize > 8:
+        raise TypeError(
+            f"{where}: gradient of dtype {g.dtype} is not supported; expected a real "
+            f"{dtype} array"
+        )
+    if g.shape != shape:
+        if g.ndim == 0 and math.prod(shape) == 1:
+            g = np.broadcast_to(g, shape)
         else:
             raise ValueError(
-                f"{where}: gradient of shape {g.shape} does not match the value's shape "
-                f"{like.shape}"
+                f"{where}: gradient of shape {g.shape} does not match the value's shape {shape}"
             )
-    return g.astype(like.dtype, copy=False)
+    return g.astype(dtype, copy=False)
 
 
-def _run_hooks(hooks: list[Callable], grad: np.ndarray) -> np.ndarray:
+def _run_hooks(hooks: list[Callable], grad: np.ndarray, shape: tuple[int, ...],
+               dtype: np.dtype) -> np.ndarray:
     for hook in hooks:
         new = hook(grad)
         if new is not None:
-            grad = np.asarray(new)
+            name = getattr(hook, "__qualname__", type(hook).__name__)
+            grad = as_gradient(new, shape, dtype, f"the value returned by hook {name!r}")
     return grad
 
 
@@ -234,11 +309,12 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
 
     Leaves accumulate into ``.grad`` (as in PyTorch); non-leaf tensors do too when
     `Tensor.retain_grad` was called on them. Unless ``retain_graph`` is true, each
-    node's saved buffers are freed once its backward has run.
+    node's saved buffers are freed once its backward has run: with the nodes holding no
+    activations themselves (see `Node`), the graph then keeps only metadata.
     """
     if root.grad_fn is None:
         # The root is itself a leaf: its gradient is just the seed.
-        root._accumulate(_run_hooks(root._hooks, grad))
+        root._accumulate(_run_hooks(root._hooks, grad, root.shape, root.dtype))
         return
     order = _topological_order(root.grad_fn)
     pending: dict[int, np.ndarray] = {id(root.grad_fn): grad}
@@ -252,7 +328,7 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
                 "its saved buffers were freed after the first backward. Call "
                 ".backward(retain_graph=True) the first time if you need to backward twice."
             )
-        g_out = _run_hooks(node.hooks, g_out)
+        g_out = _run_hooks(node.hooks, g_out, node.shape, node.dtype)
         if node.retained is not None:
             kept = node.retained()
             if kept is not None:
@@ -265,21 +341,26 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
                 f"{node.name()}.backward returned {len(grads)} gradient(s) for "
                 f"{len(node.inputs)} input(s)"
             )
-        for t, g in zip(node.inputs, grads):
-            if t is None or g is None:
+        where = f"{node.name()}.backward"
+        for inp, g in zip(node.inputs, grads):
+            if inp is None or g is None:
                 continue
-            g = _as_grad(g, t.data, f"{node.name()}.backward")
-            if t.grad_fn is None:  # a leaf: hooks, then accumulate into .grad
-                t._accumulate(_run_hooks(t._hooks, g))
-            else:
-                key = id(t.grad_fn)
+            if isinstance(inp, Node):
+                g = as_gradient(g, inp.shape, inp.dtype, where)
+                key = id(inp)
                 pending[key] = pending[key] + g if key in pending else g
+            else:  # a leaf: hooks, then accumulate into .grad
+                g = as_gradient(g, inp.shape, inp.dtype, where)
+                inp._accumulate(_run_hooks(inp._hooks, g, inp.shape, inp.dtype))
         if not retain_graph:
             node.ctx._free()
             node.freed = True
 
 
 def iter_graph(root: Tensor) -> Iterator[Node]:
-    """Yield the nodes of the graph behind ``root``, output first (for printing/teaching)."""
+    """Yield the nodes of the graph behind ``root``, output first (for printing/teaching).
+
+    Each node's ``inputs`` lists, per argument, None, a leaf Tensor or the producing Node.
+    """
     if root.grad_fn is not None:
         yield from _topological_order(root.grad_fn)

@@ -209,13 +209,8 @@ class _ShapeKernels:
 
 @contextlib.contextmanager
 def _shape_only_kernels() -> Iterator[None]:
-    real = backend.kernels()
-    saved = backend._module
-    backend._module = _ShapeKernels(real)
-    try:
+    with backend._use_module(_ShapeKernels(backend.kernels())):
         yield
-    finally:
-        backend._module = saved
 
 
 @contextlib.contextmanager

@@ -17,25 +17,62 @@ from minires import autograd
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
-    """Apply the design's dtype rules.
+def native_array(a: np.ndarray, where: str = "Tensor") -> np.ndarray:
+    """The dtype rules every array entering minires follows, in one place.
 
-    ndarrays keep their dtype (float16 is widened to float32); Python scalars and lists
-    become float32 unless ``dtype`` says otherwise.
+    Native-endian float32/float64, integer and bool arrays pass unchanged (no copy, any
+    strides); big-endian ones are converted to native byte order; float16 is widened to
+    float32. complex, object, longdouble (float128), strings, datetimes and structured
+    arrays are refused with a TypeError naming the dtype: no kernel can handle them, and
+    a silent conversion would drop information. ``where`` names the entry point.
+    """
+    dt = a.dtype
+    if dt.kind in "fiub" and dt.itemsize <= 8:
+        if dt.kind == "f" and dt.itemsize == 2:
+            return a.astype(np.float32)
+        return a if dt.isnative else a.astype(dt.newbyteorder("="))
+    what = {
+        "c": "complex numbers are not supported",
+        "f": "longdouble is not supported; convert to float64 first",
+        "O": "object arrays are not supported",
+        "U": "strings are not numbers",
+        "S": "strings are not numbers",
+        "M": "datetimes are not supported",
+        "m": "timedeltas are not supported",
+    }.get(dt.kind, "not a numeric dtype")
+    raise TypeError(
+        f"{where}: dtype {dt} cannot be used ({what}); minires tensors hold float32 or "
+        "float64 (integer or bool for targets and indices)"
+    )
+
+
+def _to_array(data: Any, dtype: Any = None, where: str = "Tensor") -> np.ndarray:
+    """Apply the design's dtype rules (`native_array`).
+
+    ndarrays keep their dtype (float16 is widened to float32, big-endian made native);
+    Python scalars and lists become float32 unless ``dtype`` says otherwise.
     """
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
-        return np.array(data, dtype=dtype)
+        src = data if isinstance(data, np.ndarray | np.generic) else _from_python(data, where)
+        if src.dtype.kind not in "fiub":
+            native_array(src, where)  # raises, naming the dtype
+        return native_array(np.array(src, dtype=np.dtype(dtype)), where)
     if isinstance(data, np.ndarray | np.generic):
-        arr = np.asarray(data)
-        if arr.dtype == np.float16:
-            arr = arr.astype(np.float32)
-        return arr
-    arr = np.asarray(data)
-    if arr.dtype.kind in "biuf":
-        return arr.astype(np.float32) if arr.dtype.kind != "b" else arr
-    raise TypeError(f"cannot make a Tensor from {type(data).__name__} (dtype {arr.dtype})")
+        return native_array(np.asarray(data), where)
+    arr = _from_python(data, where)
+    if arr.dtype.kind in "iuf":
+        return native_array(arr.astype(np.float32), where)
+    return native_array(arr, where)
+
+
+def _from_python(data: Any, where: str) -> np.ndarray:
+    try:
+        return np.asarray(data)
+    except (ValueError, TypeError) as exc:  # ragged lists, unconvertible objects
+        kind = type(data).__name__
+        raise TypeError(f"{where}: cannot make an array from {kind}: {exc}") from None
 
 
 class Tensor:
@@ -49,10 +86,12 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # make `ndarray + Tensor` call Tensor.__radd__
-    __slots__ = ("data", "grad", "grad_fn", "_requires_grad", "_hooks", "__weakref__")
+    __slots__ = ("_data", "grad", "grad_fn", "_requires_grad", "_hooks", "__weakref__")
 
     def __init__(self, data: Any, requires_grad: bool = False):
-        self.data: np.ndarray = _to_array(data)
+        # An ndarray that already follows the dtype rules is shared, not copied (use
+        # `minires.tensor` for a copy); anything else is converted.
+        self._data: np.ndarray = _to_array(data)
         self.grad: np.ndarray | None = None
         self.grad_fn: autograd.Node | None = None
         self._hooks: list[Callable[[np.ndarray], np.ndarray | None]] = []
@@ -63,12 +102,28 @@ class Tensor:
     def _wrap(cls, data: np.ndarray, grad_fn: autograd.Node | None = None) -> Tensor:
         """Wrap an op's output without copying or re-applying the dtype rules."""
         t = cls.__new__(cls)
-        t.data = data
+        t._data = data
         t.grad = None
         t.grad_fn = grad_fn
         t._hooks = []
         t._requires_grad = grad_fn is not None
         return t
+
+    @property
+    def data(self) -> np.ndarray:
+        """The ndarray holding the values."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        # Assigning goes through the dtype rules too: no back door to the kernels.
+        arr = _to_array(value, where="Tensor.data")
+        if self._requires_grad and arr.dtype not in _FLOAT_DTYPES:
+            raise TypeError(
+                f"Tensor.data: this tensor requires grad, so it must stay float32 or float64, "
+                f"got {arr.dtype}"
+            )
+        self._data = arr
 
     # -- autograd state ------------------------------------------------------------------
 
@@ -118,12 +173,8 @@ class Tensor:
                 )
             seed = np.ones_like(self.data)
         else:
-            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
-            if seed.shape != self.shape:
-                raise ValueError(
-                    f"backward: grad has shape {seed.shape} but the output has shape {self.shape}"
-                )
-            seed = seed.astype(self.dtype, copy=False)
+            # A real array of the output's shape; the other float dtype is cast.
+            seed = autograd.as_gradient(grad, self.shape, self.dtype, "backward(grad=...)")
         autograd.backward(self, seed, retain_graph=retain_graph)
 
     def _accumulate(self, g: np.ndarray) -> None:
@@ -340,8 +391,13 @@ def _F() -> Any:
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
-    """Make a leaf Tensor (copies ``data``), like ``torch.tensor``."""
-    arr = _to_array(data, dtype)
-    if arr is data or (isinstance(data, np.ndarray) and np.shares_memory(arr, data)):
+    """Make a new leaf Tensor holding a copy of ``data``, like ``torch.tensor``.
+
+    ``data`` may be a Tensor (its values are copied, the result is cut from its graph), an
+    ndarray or nested Python numbers. ``mr.Tensor(ndarray)``, by contrast, shares the array.
+    """
+    src = data.data if isinstance(data, Tensor) else data
+    arr = _to_array(src, dtype, where="tensor")
+    if isinstance(src, np.ndarray) and np.may_share_memory(arr, src):
         arr = arr.copy()
     return Tensor(arr, requires_grad=requires_grad)

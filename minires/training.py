@@ -213,6 +213,7 @@ def evaluate(model: Module, loader: DataLoader, progress: bool = False) -> tuple
                 loss_sum += float(F.cross_entropy(out, y).item()) * n
                 correct += int((out.data.argmax(axis=1) == y.data).sum())
                 seen += n
+                del out  # one batch's activations at a time
     finally:
         model.train(was_training)
     return loss_sum / max(seen, 1), correct / max(seen, 1)
@@ -419,18 +420,21 @@ def train(
             for i, (x, y) in enumerate(bar, start=start_batch):
                 optimizer.zero_grad()
                 logits = model(x)
+                n = len(y.data)
+                hits = int((logits.data.argmax(axis=1) == y.data).sum())
                 loss = F.cross_entropy(logits, y)
+                del logits
                 loss.backward()
                 optimizer.step()
-
+                # One graph at a time: keep Python numbers only, so nothing of this step
+                # is alive while the next forward builds its graph.
                 loss_value = float(loss.item())
+                del loss
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(
                         f"training diverged: loss is {loss_value} at epoch {epoch + 1}, batch "
                         f"{i + 1} (lr {lr:g}); try a smaller learning rate or a warm-up"
                     )
-                n = len(y.data)
-                hits = int((logits.data.argmax(axis=1) == y.data).sum())
                 partial["loss_sum"] += loss_value * n
                 partial["correct"] += hits
                 partial["seen"] += n

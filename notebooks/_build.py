@@ -79,10 +79,16 @@ b = mr.tensor(3.0, requires_grad=True)
 c = a * b          # a Mul node
 y = c + a          # an Add node; note: `a` is used twice
 print(y, "\\n")
-names = {id(a): "a", id(b): "b", id(c): "c"}
-print("graph, output first (each node lists the tensors it consumed):")
+names = {id(a): "a", id(b): "b", id(c.grad_fn): "c's node"}
+print("graph, output first (per input: the leaf tensor, or the node that made it):")
 for node in mr.autograd.iter_graph(y):
-    print("  ", node, "<-", [names[id(t)] for t in node.inputs])
+    print("  ", node, "<-", [names[id(i)] for i in node.inputs])
+"""),
+    md("""
+A node keeps the *leaf* tensors it consumed (`a`, `b`: they will receive `.grad`) but,
+for an intermediate value like `c`, only the node that produced it - never the tensor.
+The activations live only in what each op saved for its backward, and `backward()`
+frees that, so after it the graph holds no activation even while `y` is referenced.
 """),
     md("""
 `y.backward()` walks the graph from the output in topological order: every node is run

@@ -215,3 +215,19 @@ def test_wrong_gradient_shape_from_user_function_is_reported():
     x = mr.tensor(np.ones(3), requires_grad=True)
     with pytest.raises(ValueError, match=r"Bad.backward.*\(7,\).*\(3,\)"):
         Bad.apply(x).sum().backward()
+
+
+def test_node_records_leaf_tensors_and_producing_nodes():
+    """A node's inputs are None (no grad), a leaf Tensor or the Node that made a non-leaf
+    input; a value used twice (a residual fork) is one node, run once."""
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    c = mr.tensor([3.0, 4.0])  # no grad
+    h = x * c
+    y = h + h
+    assert y.grad_fn.inputs == [h.grad_fn, h.grad_fn]
+    assert h.grad_fn.inputs == [x, None]
+    assert (h.grad_fn.shape, h.grad_fn.dtype, h.grad_fn.name()) == ((2,), np.float32, "Mul")
+    assert len(list(mr.autograd.iter_graph(y))) == 2
+    y.backward(np.ones(2))
+    np.testing.assert_allclose(x.grad, 2 * c.data)
+    assert h.grad_fn.freed and y.grad_fn.freed and h.grad_fn.ctx._saved is None

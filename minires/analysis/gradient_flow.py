@@ -179,6 +179,7 @@ def train_steps(
         loss = loss_fn(model(xb if isinstance(xb, Tensor) else Tensor(np.asarray(xb))), yb)
         loss.backward()
         value = float(loss.item())
+        del loss  # one graph at a time
         losses.append(value)
         if not math.isfinite(value):
             break

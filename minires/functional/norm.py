@@ -33,6 +33,23 @@ class BatchNormTrain(Function):
         return gx, gw, gb, None, None, None, None
 
 
+def _check_buffer(v: np.ndarray | None, op: str, name: str) -> None:
+    """Buffers updated in place must already be native float arrays: a converted copy
+    (what `Function.apply` makes of other arrays) would silently lose the update."""
+    if v is None or isinstance(v, Tensor):
+        return
+    if not isinstance(v, np.ndarray):
+        raise TypeError(
+            f"{op}: {name} must be an ndarray (a module buffer), got {type(v).__name__}"
+        )
+    if v.dtype not in (np.dtype(np.float32), np.dtype(np.float64)) or not v.flags.writeable:
+        raise TypeError(
+            f"{op}: {name} is updated in place when training, so it must be a writable "
+            f"native-endian float32/float64 ndarray, got dtype {v.dtype}"
+            + ("" if v.flags.writeable else " (read-only)")
+        )
+
+
 def _update_running(running_mean, running_var, mean, var, count, momentum) -> None:
     """In place: running = (1 - m) * running + m * batch, with the unbiased variance."""
     running_mean *= 1 - momentum
@@ -98,6 +115,8 @@ def batch_norm(
             )
         if (running_mean is None) != (running_var is None):
             raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+        for name, v in (("running_mean", running_mean), ("running_var", running_var)):
+            _check_buffer(v, op, name)
         return BatchNormTrain.apply(
             x, weight, bias, running_mean, running_var, float(momentum), float(eps)
         )

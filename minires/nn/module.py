@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from minires.tensor import Tensor
+from minires.tensor import Tensor, native_array
 
 
 def _holds_modules(value: Any) -> bool:
@@ -64,6 +64,8 @@ class Module:
         elif isinstance(value, Module):
             self._modules[name] = value
         elif name in self.__dict__.get("_buffer_names", ()):
+            if value is not None:  # the dtype rules of tensors (native byte order, no complex)
+                value = native_array(np.asarray(value), f"{type(self).__name__} buffer {name!r}")
             self._buffers[name] = value
         elif _holds_modules(value):
             warnings.warn(
@@ -221,7 +223,7 @@ class Module:
         Tensors or anything with ``.numpy()`` (a torch tensor on the CPU).
         """
         targets = self._state_targets()
-        given = {k: _to_numpy(v) for k, v in state_dict.items()}
+        given = {k: _to_numpy(v, k) for k, v in state_dict.items()}
         missing = [k for k in targets if k not in given]
         unexpected = [k for k in given if k not in targets]
         mismatched = [
@@ -315,9 +317,9 @@ class _IncompatibleKeys(tuple):
         return obj
 
 
-def _to_numpy(v: Any) -> np.ndarray:
+def _to_numpy(v: Any, key: str = "") -> np.ndarray:
     if isinstance(v, Tensor):
         return v.data
     if hasattr(v, "detach") and hasattr(v, "numpy"):  # a torch tensor, without importing torch
-        return v.detach().cpu().numpy()
-    return np.asarray(v)
+        v = v.detach().cpu().numpy()
+    return native_array(np.asarray(v), f"load_state_dict: {key}")
