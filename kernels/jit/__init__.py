@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 
+from .. import reference as _reference
+
 # name -> submodule of kernels.jit that implements it (anything else: kernels.reference)
 _IMPLEMENTED = {
     "conv2d_forward": "conv",
@@ -34,7 +36,9 @@ _IMPLEMENTED = {
     "relu_backward": "elementwise",
     "add_relu_forward": "elementwise",
 }
-__all__ = list(_IMPLEMENTED)  # the interface of kernels/INTERFACE.md plus the fused extras
+# the interface of kernels/INTERFACE.md (what is not in _IMPLEMENTED comes from the
+# reference) plus the fused extras
+__all__ = list(dict.fromkeys([*_IMPLEMENTED, *_reference.__all__]))
 
 
 def _resolve(name: str):
