@@ -18,6 +18,12 @@ from minires import nn
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
 
 
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request):
+    with mr.use_backend(request.param):
+        yield request.param
+
+
 def t64(a, grad=True):
     return mr.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
 
@@ -130,7 +136,7 @@ def layer_norm_case(draw):
 
 
 @given(case=layer_norm_case(), affine=st.booleans(), seed=st.integers(0, 999))
-def test_layer_norm_gradcheck(case, affine, seed):
+def test_layer_norm_gradcheck(backend, case, affine, seed):
     lead, norm = case
     rng = np.random.default_rng(seed)
     x = t64(rng.standard_normal(lead + norm) * 2 + 1)
@@ -147,7 +153,7 @@ def group_norm_case(draw):
 
 
 @given(case=group_norm_case(), affine=st.booleans(), seed=st.integers(0, 999))
-def test_group_norm_gradcheck(case, affine, seed):
+def test_group_norm_gradcheck(backend, case, affine, seed):
     shape, groups = case
     rng = np.random.default_rng(seed)
     x = t64(rng.standard_normal(shape) * 2 + 1)
@@ -157,7 +163,7 @@ def test_group_norm_gradcheck(case, affine, seed):
 
 
 @given(case=layer_norm_case(), affine=st.booleans(), seed=st.integers(0, 999))
-def test_layer_norm_matches_torch(torch, case, affine, seed):
+def test_layer_norm_matches_torch(torch, backend, case, affine, seed):
     lead, norm = case
     rng = np.random.default_rng(seed)
     arrays = [rng.standard_normal(lead + norm) * 3 - 1]
@@ -172,7 +178,7 @@ def test_layer_norm_matches_torch(torch, case, affine, seed):
 
 
 @given(case=group_norm_case(), affine=st.booleans(), seed=st.integers(0, 999))
-def test_group_norm_matches_torch(torch, case, affine, seed):
+def test_group_norm_matches_torch(torch, backend, case, affine, seed):
     shape, groups = case
     # torch.nn.functional.group_norm refuses N * C / G * prod(spatial) == 1 (its batch-norm
     # check, reused); minires computes it (the output is the bias)
@@ -189,7 +195,7 @@ def test_group_norm_matches_torch(torch, case, affine, seed):
     )
 
 
-def test_norm_modules_match_torch_and_use_torch_names(torch):
+def test_norm_modules_match_torch_and_use_torch_names(torch, backend):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 6, 3, 4)).astype(np.float32)
     pairs = [
@@ -655,13 +661,39 @@ def test_everything_is_exported():
         assert issubclass(getattr(nn, name), nn.Module) and name in nn.__all__
 
 
-def test_row_norm_kernel_comes_from_the_reference_on_both_backends():
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # rows of length 0: NaN statistics
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [(0, 5), (3, 0), (1, 1), (7, 13), (64, 300)])
+def test_row_norm_jit_matches_reference_for_any_thread_count(dtype, rows):
+    numba = pytest.importorskip("numba", reason="numba not installed: jit kernel not tested")
     from minires.kernels import jit, reference
 
-    assert jit.row_norm_forward is reference.row_norm_forward
-    assert not jit.implemented_here("row_norm_backward")
-    x = np.random.default_rng(0).standard_normal((4, 6)) * 5 + 3
-    xhat, mean, rstd = reference.row_norm_forward(x, 1e-5)
-    np.testing.assert_allclose(mean, x.mean(1))
-    np.testing.assert_allclose(rstd, 1 / np.sqrt(x.var(1) + 1e-5))
-    np.testing.assert_allclose(xhat.mean(1), 0, atol=1e-12)
+    assert jit.implemented_here("row_norm_forward") and jit.implemented_here("row_norm_backward")
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(rows) * 5 + 3).astype(dtype)
+    g = rng.standard_normal(rows).astype(dtype)
+    if x.size > 2:
+        x[0, 0], x[-1, :] = np.nan, 1.0  # NaN spreads over its row; a constant row is fine
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    with np.errstate(all="ignore"):
+        ref = reference.row_norm_forward(x, 1e-5)
+        ref_gx = reference.row_norm_backward(g, ref[0], ref[2])
+        runs = []
+        for threads in (1, 2):
+            prev = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                out = jit.row_norm_forward(x, 1e-5)
+                runs.append((*out, jit.row_norm_backward(g, out[0], out[2])))
+            finally:
+                numba.set_num_threads(prev)
+    for ours, theirs in zip(runs[0], (*ref, ref_gx)):
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, theirs, **tol)  # NaN where the reference has NaN
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)  # bit-identical for 1 and 2 threads
+    # eps = 0 on a constant row: NaN like the reference and torch, not a ZeroDivisionError
+    c = np.ones((2, 3), dtype)
+    with np.errstate(all="ignore"):
+        assert np.isnan(jit.row_norm_forward(c, 0.0)[0]).all()
+        assert np.isnan(reference.row_norm_forward(c, 0.0)[0]).all()

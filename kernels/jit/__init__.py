@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import importlib
 
-from .. import reference as _reference
-
 # name -> submodule of kernels.jit that implements it (anything else: kernels.reference)
 _IMPLEMENTED = {
     "conv2d_forward": "conv",
@@ -35,10 +33,10 @@ _IMPLEMENTED = {
     "relu_forward": "elementwise",
     "relu_backward": "elementwise",
     "add_relu_forward": "elementwise",
+    "row_norm_forward": "rownorm",
+    "row_norm_backward": "rownorm",
 }
-# the interface of kernels/INTERFACE.md (what is not in _IMPLEMENTED comes from the
-# reference) plus the fused extras
-__all__ = list(dict.fromkeys([*_IMPLEMENTED, *_reference.__all__]))
+__all__ = list(_IMPLEMENTED)  # the interface of kernels/INTERFACE.md plus the fused extras
 
 
 def _resolve(name: str):
