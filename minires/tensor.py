@@ -378,6 +378,10 @@ class Tensor:
         """Self: minires tensors always live on the CPU."""
         return self
 
+    def dim(self) -> int:
+        """Number of dimensions (torch's name for ``ndim``)."""
+        return self.data.ndim
+
     @property
     def device(self) -> str:
         """Always ``"cpu"``."""
