@@ -697,3 +697,84 @@ def test_row_norm_jit_matches_reference_for_any_thread_count(dtype, rows):
     with np.errstate(all="ignore"):
         assert np.isnan(jit.row_norm_forward(c, 0.0)[0]).all()
         assert np.isnan(reference.row_norm_forward(c, 0.0)[0]).all()
+
+
+# -- fuzz: torch's names against torch itself, bad arguments included -------------------------
+
+
+@st.composite
+def method_call(draw):
+    """A shape (empty dimensions and 0-d included), an op and arguments that may be out of
+    range, duplicated or inconsistent."""
+    shape = tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=4)))
+    nd = len(shape)
+    anydim = st.integers(-nd - 2, nd + 1)
+    op = draw(
+        st.sampled_from(
+            ["sum", "mean", "amax", "amin", "argmax", "argmin", "permute", "unsqueeze",
+             "squeeze", "flatten", "view", "clamp", "stack", "cat"]
+        )
+    )  # fmt: skip
+    if op in ("sum", "mean", "amax", "amin"):
+        dim = draw(st.one_of(anydim, st.lists(anydim, min_size=1, max_size=3).map(tuple)))
+        args = dict(dim=dim, keepdim=draw(st.booleans()))
+    elif op in ("argmax", "argmin"):
+        args = dict(dim=draw(st.one_of(st.none(), anydim)), keepdim=draw(st.booleans()))
+    elif op == "permute":
+        args = dict(dims=tuple(draw(st.lists(anydim, min_size=nd, max_size=nd))))
+        if draw(st.booleans()):
+            args = dict(dims=tuple(draw(st.permutations(range(nd)))))
+    elif op in ("unsqueeze", "squeeze", "stack", "cat"):
+        args = dict(dim=draw(anydim))
+    elif op == "flatten":
+        args = dict(start=draw(anydim), end=draw(anydim))
+    elif op == "view":
+        args = dict(shape=tuple(draw(st.lists(st.integers(-1, 4), min_size=0, max_size=3))))
+    else:
+        bound = st.one_of(st.none(), st.floats(-1.5, 1.5))
+        args = dict(min=draw(bound), max=draw(bound))
+    return shape, op, args
+
+
+def _call(lib, x, y, op, args):
+    """Run one call on minires (lib=None) or torch, by the same names."""
+    if op in ("amax", "amin"):
+        name = op if lib is not None else op[1:]  # minires' max/min are torch's amax/amin
+        return getattr(x, name)(dim=args["dim"], keepdim=args["keepdim"])
+    if op in ("sum", "mean", "argmax", "argmin"):
+        return getattr(x, op)(dim=args["dim"], keepdim=args["keepdim"])
+    if op == "permute":
+        return x.permute(*args["dims"])
+    if op in ("unsqueeze", "squeeze"):
+        return getattr(x, op)(args["dim"])
+    if op == "flatten":
+        return x.flatten(args["start"], args["end"])
+    if op == "view":
+        return x.view(*args["shape"])
+    if op == "clamp":
+        return x.clamp(args["min"], args["max"])
+    cat = (mr if lib is None else lib).cat if op == "cat" else (mr if lib is None else lib).stack
+    return cat([x, y], dim=args["dim"])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # mean of an empty tensor is NaN
+@given(case=method_call())
+def test_fuzz_torch_names_match_torch_or_refuse_clearly(torch, case):
+    shape, op, args = case
+    if args.get("dims") == () or args.get("shape") == ():
+        return  # x.permute() / x.view() of a 0-d tensor: torch wants an argument, we don't
+    if op == "cat" and shape == (0,):
+        return  # torch's legacy rule skips 1-D empty tensors in cat, whatever the dim
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+    try:
+        expected = _call(torch, torch.tensor(a), torch.tensor(b), op, args)
+    except (IndexError, RuntimeError, ValueError, TypeError):
+        expected = None
+    if expected is None:  # torch refuses: so must minires, with a ValueError/TypeError
+        with pytest.raises((ValueError, TypeError)):
+            _call(None, mr.tensor(a), mr.tensor(b), op, args)
+        return
+    ours = _call(None, mr.tensor(a), mr.tensor(b), op, args)
+    assert ours.shape == tuple(expected.shape), (op, args)
+    np.testing.assert_allclose(ours.data, expected.numpy(), rtol=1e-12, atol=1e-12)

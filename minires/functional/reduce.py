@@ -20,16 +20,13 @@ Axis = int | tuple[int, ...] | None
 
 
 def _normalize_axis(axis: Axis, ndim: int, op: str = "reduce") -> tuple[int, ...]:
-    if axis is None or ndim == 0:  # a 0-d tensor accepts dim 0 / -1 (checked below)
-        if axis is not None:
-            for a in tuple(axis) if isinstance(axis, tuple | list) else (axis,):
-                normalize_dim(a, ndim, op)
+    if axis is None:
         return tuple(range(ndim))
     axes = tuple(axis) if isinstance(axis, tuple | list) else (axis,)
     out = tuple(normalize_dim(a, ndim, op) for a in axes)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dim {axis} names a dimension twice")
-    return out
+    return () if ndim == 0 else out  # a 0-d tensor accepts dim 0 / -1: nothing to reduce
 
 
 def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool):
@@ -80,8 +77,8 @@ class Max(Function):
     def forward(cls, ctx: Context, a: np.ndarray, axis: Axis = None, keepdims: bool = False):
         name = cls.__name__.lower()
         axes = _normalize_axis(axis, a.ndim, name)
-        if a.size == 0:
-            raise ValueError(f"{name}() of an empty tensor")
+        if a.size == 0 and (a.ndim == 0 or any(a.shape[i] == 0 for i in axes)):
+            raise ValueError(f"{name}() over an empty dimension of a tensor of shape {a.shape}")
         out = cls.reduce(a, axis=axes, keepdims=True)
         mask = a == out
         ctx.save_for_backward(mask / mask.sum(axis=axes, keepdims=True))
@@ -167,12 +164,12 @@ def _arg_extremum(op: str, find, a: Tensor, axis, keepdims, dim, keepdim) -> Ten
     axis, keepdims = _reduce_args(op, axis, keepdims, dim, keepdim)
     if isinstance(axis, bool) or (axis is not None and not isinstance(axis, int | np.integer)):
         raise TypeError(f"{op}: dim must be one int or None, got {axis!r}")
-    if a.size == 0:
-        raise ValueError(f"{op}() of an empty tensor (shape {a.shape})")
     if axis is not None:
         axis = normalize_dim(axis, a.ndim, op)
         if a.ndim == 0:
             axis = None
+    if a.size == 0 and (axis is None or a.shape[axis] == 0):
+        raise ValueError(f"{op}() over an empty dimension of a tensor of shape {a.shape}")
     out = find(a.data, axis=axis, keepdims=keepdims)
     return Tensor._wrap(np.asarray(out, dtype=np.int64))
 
