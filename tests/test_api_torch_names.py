@@ -778,3 +778,82 @@ def test_fuzz_torch_names_match_torch_or_refuse_clearly(torch, case):
     ours = _call(None, mr.tensor(a), mr.tensor(b), op, args)
     assert ours.shape == tuple(expected.shape), (op, args)
     np.testing.assert_allclose(ours.data, expected.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@st.composite
+def norm_or_loss_call(draw):
+    """Norms, losses and dropout-in-eval with odd arguments and NaN/inf among the values."""
+    op = draw(st.sampled_from(["layer_norm", "group_norm", "mse_loss", "cross_entropy"]))
+    if op == "cross_entropy":
+        shape = (draw(st.integers(0, 3)), draw(st.integers(1, 4)))
+        target = tuple(draw(st.lists(st.integers(-1, 4), min_size=shape[0], max_size=shape[0])))
+        args = dict(
+            target=target,
+            reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+            label_smoothing=draw(st.sampled_from([0.0, 0.3, 1.0, 1.5])),
+        )
+    else:
+        shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=4)))
+        nd = len(shape)
+        if op == "layer_norm":
+            k = draw(st.integers(1, nd + 1))
+            norm = tuple(draw(st.lists(st.integers(1, 3), min_size=k, max_size=k)))
+            if draw(st.booleans()):
+                norm = shape[nd - min(k, nd) :]  # usually a valid suffix
+            args = dict(norm=norm, affine=draw(st.booleans()))
+        elif op == "group_norm":
+            args = dict(groups=draw(st.integers(0, 4)), affine=draw(st.booleans()))
+        else:
+            args = dict(reduction=draw(st.sampled_from(["mean", "sum", "none", "avg"])))
+    special = draw(st.sampled_from([None, np.nan, np.inf, -np.inf]))
+    return shape, op, args, special
+
+
+def _norm_or_loss(lib, x, y, op, args):
+    """The same call on minires (lib=None) or torch (lib=torch)."""
+    f = F if lib is None else lib.nn.functional
+    if op == "layer_norm":
+        n = args["norm"]
+        wb = (y.reshape(n) * 0 + 1.5, y.reshape(n) * 0 - 0.5) if args["affine"] else ()
+        return f.layer_norm(x, n, *wb)
+    if op == "group_norm":
+        c = x.shape[1] if x.ndim > 1 else 1
+        wb = (y.sum() * 0 + np.linspace(0.5, 1.5, c),) if args["affine"] else ()
+        return f.group_norm(x, args["groups"], *wb)
+    if op == "mse_loss":
+        return f.mse_loss(x, y, reduction=args["reduction"])
+    target = np.array(args["target"], dtype=np.int64)
+    target = mr.tensor(target) if lib is None else lib.tensor(target)
+    return f.cross_entropy(
+        x, target, reduction=args["reduction"], label_smoothing=args["label_smoothing"]
+    )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@given(case=norm_or_loss_call(), seed=st.integers(0, 99))
+def test_fuzz_norms_and_losses_match_torch_or_refuse_clearly(torch, case, seed):
+    shape, op, args, special = case
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+    if special is not None and a.size:
+        a.flat[rng.integers(a.size)] = special  # NaN/inf propagate as in torch
+    if op == "group_norm" and len(shape) > 1 and args["groups"] > 0:
+        # torch refuses N * C / G * prod(spatial) == 1 with its batch-norm check; we don't
+        assume(shape[0] * shape[1] // args["groups"] * int(np.prod(shape[2:])) > 1)
+    xt, yt = torch.tensor(a, requires_grad=True), torch.tensor(b)
+    try:
+        expected = _norm_or_loss(torch, xt, yt, op, args)
+    except (IndexError, RuntimeError, ValueError, TypeError, ZeroDivisionError):  # groups=0
+        expected = None
+    x = t64(a)
+    if expected is None:
+        with pytest.raises((ValueError, TypeError)):
+            _norm_or_loss(None, x, mr.tensor(b), op, args)
+        return
+    ours = _norm_or_loss(None, x, mr.tensor(b), op, args)
+    assert ours.shape == tuple(expected.shape)
+    np.testing.assert_allclose(ours.data, expected.detach().numpy(), rtol=1e-10, atol=1e-10)
+    g = rng.standard_normal(ours.shape)
+    ours.backward(g)
+    expected.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-9, atol=1e-9)
