@@ -271,16 +271,22 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return _F().getitem(self, index)
 
-    def sum(self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None):
+    def sum(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
         """Sum over ``axis`` or ``dim`` (all if None); ``keepdims``/``keepdim`` keep the
         reduced axes as size 1 (default False)."""
         return _F().sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def mean(self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None):
+    def mean(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
         """Mean over ``axis`` or ``dim`` (all if None)."""
         return _F().mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None):
+    def max(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
         """Maximum over ``axis`` or ``dim`` (all if None: a 0-d tensor); ties share the
         gradient. Returns the values only (torch's ``amax``; torch's ``max(dim=d)`` also
         returns indices): use `argmax` for those."""
@@ -327,15 +333,21 @@ class Tensor:
 
     # -- PyTorch's names beside NumPy's (see minires.functional for each op) ---------------
 
-    def min(self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None):
+    def min(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
         """Minimum over ``axis`` or ``dim`` (all if None); values only, like `max`."""
         return _F().min(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def argmax(self, dim: Any = None, keepdim: Any = None, *, axis: Any = None, keepdims=None):
+    def argmax(
+        self, dim: Any = None, keepdim: Any = None, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
         """int64 index of the maximum along ``dim`` (of the flattened tensor if None)."""
         return _F().argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def argmin(self, dim: Any = None, keepdim: Any = None, *, axis: Any = None, keepdims=None):
+    def argmin(
+        self, dim: Any = None, keepdim: Any = None, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
         """int64 index of the minimum along ``dim`` (of the flattened tensor if None)."""
         return _F().argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
 

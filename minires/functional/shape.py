@@ -138,8 +138,9 @@ def getitem(a: Tensor, index: Any) -> Tensor:
 
 def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""
-    if x.ndim == 0:  # torch: a 0-d tensor flattens to shape (1,)
-        normalize_dim(start_dim, 0, "flatten"), normalize_dim(end_dim, 0, "flatten")
+    if x.ndim == 0:  # torch: a 0-d tensor flattens to shape (1,) (dims 0 and -1 allowed)
+        for d in (start_dim, end_dim):
+            normalize_dim(d, 0, "flatten")
         return reshape(x, (1,))
     start = normalize_dim(start_dim, x.ndim, "flatten")
     end = normalize_dim(end_dim, x.ndim, "flatten")
