@@ -758,8 +758,8 @@ def _call(lib, x, y, op, args):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # mean of an empty tensor is NaN
-@given(case=method_call())
-def test_fuzz_torch_names_match_torch_or_refuse_clearly(torch, case):
+@given(case=method_call(), special=st.sampled_from([None, np.nan, np.inf, -np.inf]))
+def test_fuzz_torch_names_match_torch_or_refuse_clearly(torch, case, special):
     shape, op, args = case
     if args.get("dims") == () or args.get("shape") == ():
         return  # x.permute() / x.view() of a 0-d tensor: torch wants an argument, we don't
@@ -767,6 +767,8 @@ def test_fuzz_torch_names_match_torch_or_refuse_clearly(torch, case):
         return  # torch's legacy rule skips 1-D empty tensors in cat, whatever the dim
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+    if special is not None and a.size:
+        a.flat[rng.integers(a.size)] = special  # NaN/inf propagate as in torch
     try:
         expected = _call(torch, torch.tensor(a), torch.tensor(b), op, args)
     except (IndexError, RuntimeError, ValueError, TypeError):
@@ -775,9 +777,17 @@ def test_fuzz_torch_names_match_torch_or_refuse_clearly(torch, case):
         with pytest.raises((ValueError, TypeError)):
             _call(None, mr.tensor(a), mr.tensor(b), op, args)
         return
-    ours = _call(None, mr.tensor(a), mr.tensor(b), op, args)
+    x = t64(a, grad=op not in ("argmax", "argmin"))
+    ours = _call(None, x, mr.tensor(b), op, args)
     assert ours.shape == tuple(expected.shape), (op, args)
     np.testing.assert_allclose(ours.data, expected.numpy(), rtol=1e-12, atol=1e-12)
+    if x.requires_grad:  # and the gradient, NaN/inf included
+        xt = torch.tensor(a, requires_grad=True)
+        out_t = _call(torch, xt, torch.tensor(b), op, args)
+        g = rng.standard_normal(ours.shape)
+        ours.backward(g)
+        out_t.backward(torch.tensor(g))
+        np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 @st.composite
