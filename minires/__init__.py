@@ -8,7 +8,8 @@ and ResNeXt work.
 from minires import analysis, data, functional, models, nn, optim
 from minires.autograd import Context, Function, enable_grad, is_grad_enabled, no_grad
 from minires.backend import get_backend, set_backend, use_backend
-from minires.functional import cat
+from minires.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
+from minires.functional import cat, stack
 from minires.gradcheck import GradcheckError, GradcheckResult, GradcheckWarning, gradcheck
 from minires.random import manual_seed
 from minires.serialization import load, save
@@ -25,9 +26,11 @@ __all__ = [
     "GradcheckResult",
     "GradcheckWarning",
     "Tensor",
+    "arange",
     "cat",
     "data",
     "enable_grad",
+    "full",
     "functional",
     "get_backend",
     "gradcheck",
@@ -37,10 +40,17 @@ __all__ = [
     "models",
     "nn",
     "no_grad",
+    "ones",
+    "ones_like",
     "optim",
+    "rand",
+    "randn",
     "save",
     "set_backend",
+    "stack",
     "summary",
     "tensor",
     "use_backend",
+    "zeros",
+    "zeros_like",
 ]

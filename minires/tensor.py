@@ -322,17 +322,26 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return _F().getitem(self, index)
 
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Sum over ``axis`` (all if None)."""
-        return _F().sum(self, axis, keepdims)
+    def sum(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
+        """Sum over ``axis`` or ``dim`` (all if None); ``keepdims``/``keepdim`` keep the
+        reduced axes as size 1 (default False)."""
+        return _F().sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Mean over ``axis`` (all if None)."""
-        return _F().mean(self, axis, keepdims)
+    def mean(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
+        """Mean over ``axis`` or ``dim`` (all if None)."""
+        return _F().mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Maximum over ``axis`` (all if None); ties share the gradient."""
-        return _F().max(self, axis, keepdims)
+    def max(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
+        """Maximum over ``axis`` or ``dim`` (all if None: a 0-d tensor); ties share the
+        gradient. Returns the values only (torch's ``amax``; torch's ``max(dim=d)`` also
+        returns indices): use `argmax` for those."""
+        return _F().max(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def reshape(self, *shape: Any) -> Tensor:
         """Same values, new shape (one entry may be -1)."""
@@ -372,6 +381,74 @@ class Tensor:
     def sigmoid(self) -> Tensor:
         """Logistic sigmoid."""
         return _F().sigmoid(self)
+
+    # -- PyTorch's names beside NumPy's (see minires.functional for each op) ---------------
+
+    def min(
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
+        """Minimum over ``axis`` or ``dim`` (all if None); values only, like `max`."""
+        return _F().min(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def argmax(
+        self, dim: Any = None, keepdim: Any = None, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
+        """int64 index of the maximum along ``dim`` (of the flattened tensor if None)."""
+        return _F().argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def argmin(
+        self, dim: Any = None, keepdim: Any = None, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
+        """int64 index of the minimum along ``dim`` (of the flattened tensor if None)."""
+        return _F().argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def permute(self, *dims: Any) -> Tensor:
+        """Reorder the dimensions: ``x.permute(0, 2, 3, 1)`` or ``x.permute((0, 2, 3, 1))``."""
+        return _F().permute(self, *dims)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """Insert a dimension of size 1 at ``dim``."""
+        return _F().unsqueeze(self, dim)
+
+    def squeeze(self, dim: Any = None) -> Tensor:
+        """Remove dimensions of size 1 (all, or those named by ``dim``)."""
+        return _F().squeeze(self, dim)
+
+    def abs(self) -> Tensor:
+        """Elementwise absolute value."""
+        return _F().abs(self)
+
+    def sqrt(self) -> Tensor:
+        """Elementwise square root."""
+        return _F().sqrt(self)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """Limit values to ``[min, max]``; the gradient passes inside, bounds included."""
+        return _F().clamp(self, min, max)
+
+    clip = clamp
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(dtype)``, ``to("cpu")``, ``to("cpu", dtype)``, ``to(other_tensor)``: a cast
+        (differentiable between float dtypes), or self when nothing changes. minires runs on
+        the CPU only: other devices raise a ValueError."""
+        from minires.device import parse_to
+
+        dtype = parse_to(args, kwargs, "Tensor.to")
+        return self if dtype is None else self.astype(dtype)
+
+    def cpu(self) -> Tensor:
+        """Self: minires tensors always live on the CPU."""
+        return self
+
+    def dim(self) -> int:
+        """Number of dimensions (torch's name for ``ndim``)."""
+        return self.data.ndim
+
+    @property
+    def device(self) -> str:
+        """Always ``"cpu"``."""
+        return "cpu"
 
     # Identity semantics for hashing: tensors are graph nodes, usable as dict keys.
     __hash__ = object.__hash__

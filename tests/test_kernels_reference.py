@@ -397,6 +397,8 @@ def test_exports_match_interface():
         "avg_pool2d_backward",
         "relu_forward",
         "relu_backward",
+        "row_norm_forward",
+        "row_norm_backward",
     }
     assert set(K.__all__) == expected
     assert all(callable(getattr(K, name)) for name in expected)

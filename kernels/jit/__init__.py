@@ -33,6 +33,8 @@ _IMPLEMENTED = {
     "relu_forward": "elementwise",
     "relu_backward": "elementwise",
     "add_relu_forward": "elementwise",
+    "row_norm_forward": "rownorm",
+    "row_norm_backward": "rownorm",
 }
 __all__ = list(_IMPLEMENTED)  # the interface of kernels/INTERFACE.md plus the fused extras
 

@@ -2,7 +2,7 @@
 
 Every function of `kernels/INTERFACE.md` lives here, with the exact signature the
 Numba backend (`kernels.jit`) also implements. Start with `conv.py` (im2col), then
-`batchnorm.py`, `pool.py` and `elementwise.py`.
+`batchnorm.py`, `rownorm.py` (layer and group norm), `pool.py` and `elementwise.py`.
 """
 
 from .batchnorm import (
@@ -19,6 +19,7 @@ from .pool import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from .rownorm import row_norm_backward, row_norm_forward
 
 __all__ = [
     "conv2d_forward",
@@ -34,4 +35,6 @@ __all__ = [
     "avg_pool2d_backward",
     "relu_forward",
     "relu_backward",
+    "row_norm_forward",
+    "row_norm_backward",
 ]

@@ -39,6 +39,12 @@ def _bn_buffers(c: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(c), np.ones(c)
 
 
+def _dropout_case(r: np.random.Generator) -> tuple[Callable, list]:
+    """Dropout with a mask drawn once (from the case's generator, not minires' own)."""
+    mask = (r.random((3, 4)) < 0.5) * 2.0  # kept values scaled by 1 / (1 - p)
+    return (lambda x: F.Dropout.apply(x, mask)), [_t(r, 3, 4)]
+
+
 def cases() -> list[Case]:
     """(op, shape description, builder) for every built-in op."""
     s = []
@@ -143,6 +149,41 @@ def cases() -> list[Case]:
     )
     add("adaptive_avg_pool2d", "(1,2,5,7)->(2,3)")(
         lambda r: (lambda x: F.adaptive_avg_pool2d(x, (2, 3)), [_t(r, 1, 2, 5, 7)])
+    )
+    # PyTorch's names (issue 13): the ops behind Dropout, GroupNorm, LayerNorm, the losses
+    # and the Tensor methods
+    add("min", "(3,5) dim=1")(lambda r: (lambda a: a.min(dim=1), [_distinct(r, 3, 5)]))
+    add("abs", "(3,4)")(lambda r: (lambda a: a.abs(), [_distinct(r, 3, 4)]))
+    add("sqrt", "(3,4)")(lambda r: (lambda a: a.sqrt(), [_t(r, 3, 4, positive=True)]))
+    add("clamp", "(4,5) [-0.055, 0.045]")(
+        lambda r: (lambda a: a.clamp(-0.055, 0.045), [_distinct(r, 4, 5)])
+    )
+    add("permute", "(2,3,4)->(1,2,0)")(lambda r: (lambda a: a.permute(1, 2, 0), [_t(r, 2, 3, 4)]))
+    add("unsqueeze/squeeze", "(3,1,4)")(
+        lambda r: (lambda a: a.squeeze(1).unsqueeze(0), [_t(r, 3, 1, 4)])
+    )
+    add("stack", "2 x (2,3) dim=1")(
+        lambda r: (lambda a, b: mr.stack([a, b], dim=1), [_t(r, 2, 3), _t(r, 2, 3)])
+    )
+    add("dropout (fixed mask)", "(3,4) p=0.5")(_dropout_case)
+    add("layer_norm", "(2,3,4) over (3,4)")(
+        lambda r: (
+            lambda x, w, b: F.layer_norm(x, (3, 4), w, b),
+            [_t(r, 2, 3, 4), _t(r, 3, 4), _t(r, 3, 4)],
+        )
+    )
+    add("group_norm", "(2,6,3,3) G=3")(
+        lambda r: (
+            lambda x, w, b: F.group_norm(x, 3, w, b),
+            [_t(r, 2, 6, 3, 3), _t(r, 6), _t(r, 6)],
+        )
+    )
+    add("mse_loss", "(3,4)")(lambda r: (F.mse_loss, [_t(r, 3, 4), _t(r, 3, 4)]))
+    add("cross_entropy smoothed", "(4,5) e=0.1 sum")(
+        lambda r: (
+            lambda a: F.cross_entropy(a, np.array([0, 4, 2, 2]), "sum", label_smoothing=0.1),
+            [_t(r, 4, 5)],
+        )
     )
     return s
 

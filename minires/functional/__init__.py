@@ -2,9 +2,12 @@
 a hand-written backward (``import minires.functional as F``, also ``mr.nn.functional``)."""
 
 from minires.functional.conv import Conv2d, conv2d
+from minires.functional.dropout import Dropout, dropout
 from minires.functional.elementwise import (
+    Abs,
     Add,
     Cast,
+    Clamp,
     Div,
     Exp,
     Log,
@@ -13,10 +16,13 @@ from minires.functional.elementwise import (
     Pow,
     ReLU,
     Sigmoid,
+    Sqrt,
     Sub,
     Tanh,
+    abs,
     add,
     cast,
+    clamp,
     div,
     exp,
     log,
@@ -25,12 +31,29 @@ from minires.functional.elementwise import (
     pow,
     relu,
     sigmoid,
+    sqrt,
     sub,
     tanh,
 )
 from minires.functional.linalg import Linear, MatMul, linear, matmul
-from minires.functional.loss import CrossEntropy, LogSoftmax, cross_entropy, log_softmax, softmax
-from minires.functional.norm import BatchNormEval, BatchNormTrain, batch_norm
+from minires.functional.loss import (
+    CrossEntropy,
+    LogSoftmax,
+    MSELoss,
+    cross_entropy,
+    log_softmax,
+    mse_loss,
+    softmax,
+)
+from minires.functional.norm import (
+    BatchNormEval,
+    BatchNormTrain,
+    GroupNorm,
+    LayerNorm,
+    batch_norm,
+    group_norm,
+    layer_norm,
+)
 from minires.functional.pool import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -39,28 +62,36 @@ from minires.functional.pool import (
     avg_pool2d,
     max_pool2d,
 )
-from minires.functional.reduce import Max, Mean, Sum, max, mean, sum
+from minires.functional.reduce import Max, Mean, Min, Sum, argmax, argmin, max, mean, min, sum
 from minires.functional.shape import (
     Concat,
     GetItem,
     Pad,
     Reshape,
+    Stack,
     Transpose,
     cat,
     flatten,
     getitem,
     pad,
+    permute,
     reshape,
+    squeeze,
+    stack,
     transpose,
+    unsqueeze,
 )
 
 __all__ = [
-    "Add", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNormEval", "BatchNormTrain", "Cast",
-    "Concat", "Conv2d", "CrossEntropy", "Div", "Exp", "GetItem", "Linear", "Log",
-    "LogSoftmax", "MatMul", "Max", "MaxPool2d", "Mean", "Mul", "Neg", "Pad", "Pow", "ReLU",
-    "Reshape", "Sigmoid", "Sub", "Sum", "Tanh", "Transpose",
-    "adaptive_avg_pool2d", "add", "avg_pool2d", "batch_norm", "cast", "cat", "conv2d",
-    "cross_entropy", "div", "exp", "flatten", "getitem", "linear", "log", "log_softmax",
-    "matmul", "max", "max_pool2d", "mean", "mul", "neg", "pad", "pow", "relu", "reshape",
-    "sigmoid", "softmax", "sub", "sum", "tanh", "transpose",
+    "Abs", "Add", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNormEval", "BatchNormTrain", "Cast",
+    "Clamp", "Concat", "Conv2d", "CrossEntropy", "Div", "Dropout", "Exp", "GetItem",
+    "GroupNorm", "LayerNorm", "Linear", "Log", "LogSoftmax", "MSELoss", "MatMul", "Max",
+    "MaxPool2d", "Mean", "Min", "Mul", "Neg", "Pad", "Pow", "ReLU", "Reshape", "Sigmoid",
+    "Sqrt", "Stack", "Sub", "Sum", "Tanh", "Transpose",
+    "abs", "adaptive_avg_pool2d", "add", "argmax", "argmin", "avg_pool2d", "batch_norm",
+    "cast", "cat", "clamp", "conv2d", "cross_entropy", "div", "dropout", "exp", "flatten",
+    "getitem", "group_norm", "layer_norm", "linear", "log", "log_softmax", "matmul", "max",
+    "max_pool2d", "mean", "min", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu",
+    "reshape", "sigmoid", "softmax", "sqrt", "squeeze", "stack", "sub", "sum", "tanh",
+    "transpose", "unsqueeze",
 ]  # fmt: skip

@@ -97,3 +97,32 @@ def small_gemm(macs: int) -> contextlib.AbstractContextManager:
     vs 463 ms with OPENBLAS_NUM_THREADS=1). Needs threadpoolctl; a no-op without it.
     """
     return blas_one_thread() if macs < SMALL_GEMM_MACS else contextlib.nullcontext()
+
+
+# -- dimension arguments ---------------------------------------------------------------
+
+
+def normalize_dim(dim: Any, ndim: int, op: str, *, insert: bool = False) -> int:
+    """Check a dimension index and make it non-negative; out of range is an error, never
+    a silent wrap (torch's rule: ``-ndim <= dim < ndim``; a 0-d tensor accepts 0 and -1).
+
+    ``insert=True`` counts the ``ndim + 1`` places where a new axis can go (unsqueeze,
+    stack): ``-ndim - 1 <= dim <= ndim``.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+        raise TypeError(f"{op}: a dimension must be an int, got {dim!r}")
+    n = ndim + 1 if insert else max(ndim, 1)
+    if not -n <= dim < n:
+        raise ValueError(
+            f"{op}: dim {dim} is out of range for a tensor of {ndim} dimension(s) "
+            f"(expected {-n}..{n - 1})"
+        )
+    return int(dim) % n
+
+
+def resolve_dim_alias(op: str, dim: Any, axis: Any, default: Any = None) -> Any:
+    """PyTorch's ``dim`` and NumPy's ``axis`` name the same argument: take whichever is
+    given and refuse both (they could disagree)."""
+    if dim is not None and axis is not None:
+        raise TypeError(f"{op}: give dim or axis, not both (got dim={dim!r}, axis={axis!r})")
+    return default if dim is None and axis is None else (dim if axis is None else axis)

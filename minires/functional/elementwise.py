@@ -267,7 +267,93 @@ def relu(a: Tensor) -> Tensor:
 
 
 def cast(a: Tensor, dtype: Any) -> Tensor:
-    """``a`` converted to ``dtype`` (differentiable between float dtypes)."""
+    """``a`` converted to ``dtype`` (differentiable between float dtypes; a cast to an
+    integer or bool dtype is cut from the graph, as in PyTorch)."""
     if np.dtype(dtype) == a.dtype:
         return a
+    if np.dtype(dtype).kind != "f":
+        return Tensor._wrap(a.data.astype(dtype))
     return Cast.apply(a, np.dtype(dtype))
+
+
+# -- abs, sqrt, clamp (PyTorch's Tensor methods) ----------------------------------------
+
+
+class Abs(Function):
+    """out = |a|; the gradient is sign(a): 0 at a == 0 and at NaN, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (a,) = ctx.saved_tensors
+        sign = (a > 0).astype(g.dtype) - (a < 0)  # NaN compares False both ways: 0
+        return g * sign
+
+
+class Sqrt(Function):
+    """out = sqrt(a); d out / d a = 1 / (2 out) (inf at 0, NaN below, like PyTorch)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # sqrt of a negative is NaN, as in torch
+            out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g / (2 * out)
+
+
+class Clamp(Function):
+    """out = min(max(a, low), high), either bound may be None.
+
+    The gradient passes where ``low <= a <= high`` - bounds included, as in PyTorch - and is
+    0 outside (and at NaN)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, low: Any, high: Any) -> np.ndarray:
+        out = a if low is None else np.maximum(a, low)
+        out = out if high is None else np.minimum(out, high)
+        inside = np.ones(a.shape, bool) if low is None else a >= low
+        if high is not None:
+            inside &= a <= high
+        ctx.save_for_backward(inside)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (inside,) = ctx.saved_tensors
+        return np.where(inside, g, g.dtype.type(0)), None, None
+
+
+def abs(a: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
+    """Elementwise |a|."""
+    return Abs.apply(a)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    """Elementwise square root (NaN for negative values, like torch)."""
+    return Sqrt.apply(a)
+
+
+def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    """Limit values to ``[min, max]`` (either may be None, not both), like ``torch.clamp``.
+    If ``min > max`` every value becomes ``max``, as in torch."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"clamp: needs a numeric tensor, got {a.dtype}")
+    bounds = []
+    for name, v in (("min", min), ("max", max)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float | np.number)):
+            raise TypeError(f"clamp: {name} must be a number or None, got {type(v).__name__}")
+        # bounds take a float tensor's dtype (no promotion); ints promote as in torch
+        bounds.append(v if v is None or a.dtype.kind != "f" else a.dtype.type(v))
+    return Clamp.apply(a, *bounds)

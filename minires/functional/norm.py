@@ -123,3 +123,149 @@ def batch_norm(
     if running_mean is None or running_var is None:
         raise ValueError(f"{op}: eval mode needs running_mean and running_var")
     return BatchNormEval.apply(x, running_mean, running_var, weight, bias, float(eps))
+
+
+# -- layer norm and group norm: standardise rows of a 2-D view (kernels: row_norm_*) ------
+
+
+def _affine_backward(ctx: Context, g: np.ndarray, xhat: np.ndarray, weight, axes, shape):
+    """Gradients of out = xhat * weight + bias: (d xhat, d weight, d bias). ``axes`` are
+    the axes weight is broadcast over, ``shape`` how it broadcasts."""
+    gw = (g * xhat).sum(axis=axes).reshape(weight.shape) if ctx.needs_input_grad[1] else None
+    gb = g.sum(axis=axes).reshape(ctx.bias_shape) if ctx.needs_input_grad[2] else None
+    g_xhat = g if weight is None else g * weight.reshape(shape)
+    return g_xhat, gw, gb
+
+
+class LayerNorm(Function):
+    """Standardise over the last ``k`` dimensions, then ``* weight + bias`` elementwise
+    (weight, bias of shape ``x.shape[-k:]``)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, k, eps):
+        d = int(np.prod(x.shape[x.ndim - k :]))
+        rows = x.reshape(int(np.prod(x.shape[: x.ndim - k])), d)
+        xhat, _, rstd = kernels().row_norm_forward(rows, eps)
+        xhat = xhat.reshape(x.shape)
+        out = xhat if weight is None else xhat * weight
+        out = out if bias is None else out + bias
+        ctx.save_for_backward(xhat, rstd, weight)
+        ctx.k, ctx.rows, ctx.bias_shape = k, rows.shape, None if bias is None else bias.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        xhat, rstd, weight = ctx.saved_tensors
+        axes = tuple(range(xhat.ndim - ctx.k))  # the leading (batch) axes
+        shape = xhat.shape[xhat.ndim - ctx.k :]
+        g_xhat, gw, gb = _affine_backward(ctx, g, xhat, weight, axes, shape)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            rows = ctx.rows
+            gx = kernels().row_norm_backward(g_xhat.reshape(rows), xhat.reshape(rows), rstd)
+            gx = gx.reshape(xhat.shape)
+        return gx, gw, gb, None, None
+
+
+class GroupNorm(Function):
+    """Standardise each group of ``C / G`` channels of each sample (over the channels and
+    all spatial positions), then ``* weight + bias`` per channel (weight, bias (C,))."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, groups, eps):
+        n, c = x.shape[:2]
+        rows = x.reshape(n * groups, c // groups * int(np.prod(x.shape[2:])))
+        xhat, _, rstd = kernels().row_norm_forward(rows, eps)
+        xhat = xhat.reshape(x.shape)
+        per_channel = (1, c) + (1,) * (x.ndim - 2)
+        out = xhat if weight is None else xhat * weight.reshape(per_channel)
+        out = out if bias is None else out + bias.reshape(per_channel)
+        ctx.save_for_backward(xhat, rstd, weight)
+        ctx.rows, ctx.bias_shape = rows.shape, None if bias is None else bias.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        xhat, rstd, weight = ctx.saved_tensors
+        axes = (0,) + tuple(range(2, xhat.ndim))  # every axis but the channel axis
+        shape = (1, xhat.shape[1]) + (1,) * (xhat.ndim - 2)
+        g_xhat, gw, gb = _affine_backward(ctx, g, xhat, weight, axes, shape)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            rows = ctx.rows
+            gx = kernels().row_norm_backward(g_xhat.reshape(rows), xhat.reshape(rows), rstd)
+            gx = gx.reshape(xhat.shape)
+        return gx, gw, gb, None, None
+
+
+def _check_eps(eps: float, op: str) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, int | float | np.floating) or not eps >= 0:
+        raise ValueError(f"{op}: eps must be a number >= 0, got {eps!r}")
+    return float(eps)
+
+
+def layer_norm(
+    x: Tensor,
+    normalized_shape: int | tuple[int, ...] | list[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Layer norm over the trailing dimensions ``normalized_shape`` of ``x`` (any shape
+    ending in it), as ``torch.nn.functional.layer_norm``: each sample is standardised with
+    its own mean and biased variance, then scaled by ``weight`` and shifted by ``bias``
+    (both of shape ``normalized_shape``, or None). Output: the shape of x."""
+    op = "layer_norm"
+    check_float(x, op)
+    shape = (
+        (normalized_shape,) if isinstance(normalized_shape, int | np.integer) else normalized_shape
+    )
+    if not isinstance(shape, tuple | list) or not all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) for s in shape
+    ):
+        raise TypeError(
+            f"{op}: normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
+        )
+    shape = tuple(int(s) for s in shape)
+    if not shape or len(shape) > x.ndim or x.shape[x.ndim - len(shape) :] != shape:
+        raise ValueError(
+            f"{op}: input shape {x.shape} does not end in normalized_shape {shape} "
+            f"(expected input of shape (*, {', '.join(map(str, shape))}))"
+        )
+    check_same_dtype(op, input=x, weight=weight, bias=bias)
+    for name, v in (("weight", weight), ("bias", bias)):
+        if v is not None and v.shape != shape:
+            raise ValueError(f"{op}: {name} must have shape {shape}, got {v.shape}")
+    return LayerNorm.apply(x, weight, bias, len(shape), _check_eps(eps, op))
+
+
+def group_norm(
+    x: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Group norm of (N, C, *) inputs, as ``torch.nn.functional.group_norm``: the C
+    channels are split into ``num_groups`` groups; each group of each sample is
+    standardised over its channels and positions, then ``weight``, ``bias`` (C,) apply
+    per channel. Works the same in training and evaluation (no batch statistics)."""
+    op = "group_norm"
+    check_float(x, op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected input of at least 2 dimensions (N, C, *), got {x.shape}")
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int | np.integer):
+        raise TypeError(f"{op}: num_groups must be an int, got {num_groups!r}")
+    c = x.shape[1]
+    if num_groups <= 0 or c % num_groups:
+        raise ValueError(
+            f"{op}: the {c} channels of input {x.shape} must be divisible by num_groups "
+            f"({num_groups}), which must be positive"
+        )
+    check_same_dtype(op, input=x, weight=weight, bias=bias)
+    for name, v in (("weight", weight), ("bias", bias)):
+        if v is not None and v.shape != (c,):
+            raise ValueError(
+                f"{op}: {name} must have shape ({c},) for input {x.shape}, got {v.shape}"
+            )
+    return GroupNorm.apply(x, weight, bias, int(num_groups), _check_eps(eps, op))

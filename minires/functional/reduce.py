@@ -1,28 +1,32 @@
-"""Reductions: sum, mean, max. Their backward spreads the gradient back over the
-reduced axes (max: to the position of the maximum, split evenly between ties)."""
+"""Reductions: sum, mean, max, min (and the non-differentiable argmax, argmin). Their
+backward spreads the gradient back over the reduced axes (max/min: to the position of the
+extremum, split evenly between ties).
+
+Every reduction takes PyTorch's ``dim``/``keepdim`` as well as NumPy's ``axis``/``keepdims``
+(giving both spellings of one argument is an error).
+
+``max(dim=d)`` returns the values only, like NumPy's ``max`` and torch's ``amax`` (torch's
+``Tensor.max(dim=d)`` returns ``(values, indices)``): use ``argmax(dim=d)`` for indices."""
 
 from __future__ import annotations
-
-import builtins
 
 import numpy as np
 
 from minires.autograd import Context, Function
+from minires.functional._util import normalize_dim, resolve_dim_alias
 from minires.tensor import Tensor
 
 Axis = int | tuple[int, ...] | None
 
 
-def _normalize_axis(axis: Axis, ndim: int) -> tuple[int, ...]:
+def _normalize_axis(axis: Axis, ndim: int, op: str = "reduce") -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
-    out = []
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"axis {a} is out of range for a tensor of {ndim} dimensions")
-        out.append(int(a) % builtins.max(ndim, 1))
-    return tuple(out)
+    axes = tuple(axis) if isinstance(axis, tuple | list) else (axis,)
+    out = tuple(normalize_dim(a, ndim, op) for a in axes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dim {axis} names a dimension twice")
+    return () if ndim == 0 else out  # a 0-d tensor accepts dim 0 / -1: nothing to reduce
 
 
 def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool):
@@ -37,7 +41,8 @@ class Sum(Function):
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, axis: Axis = None, keepdims: bool = False):
-        ctx.shape, ctx.axes, ctx.keepdims = a.shape, _normalize_axis(axis, a.ndim), keepdims
+        ctx.shape, ctx.axes = a.shape, _normalize_axis(axis, a.ndim, "sum")
+        ctx.keepdims = keepdims
         return np.asarray(a.sum(axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
@@ -51,7 +56,8 @@ class Mean(Function):
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, axis: Axis = None, keepdims: bool = False):
-        ctx.shape, ctx.axes, ctx.keepdims = a.shape, _normalize_axis(axis, a.ndim), keepdims
+        ctx.shape, ctx.axes = a.shape, _normalize_axis(axis, a.ndim, "mean")
+        ctx.keepdims = keepdims
         ctx.count = int(np.prod([a.shape[i] for i in ctx.axes])) if ctx.axes else 1
         return np.asarray(a.mean(axis=ctx.axes, keepdims=keepdims))
 
@@ -63,14 +69,17 @@ class Mean(Function):
 
 class Max(Function):
     """out = a.max(axis); ties share the gradient equally (a subgradient, as in PyTorch's
-    full reduction)."""
+    full reduction and ``amax``)."""
 
-    @staticmethod
-    def forward(ctx: Context, a: np.ndarray, axis: Axis = None, keepdims: bool = False):
-        axes = _normalize_axis(axis, a.ndim)
-        if a.size == 0:
-            raise ValueError("max() of an empty tensor")
-        out = a.max(axis=axes, keepdims=True)
+    reduce = staticmethod(np.max)
+
+    @classmethod
+    def forward(cls, ctx: Context, a: np.ndarray, axis: Axis = None, keepdims: bool = False):
+        name = cls.__name__.lower()
+        axes = _normalize_axis(axis, a.ndim, name)
+        if a.size == 0 and (a.ndim == 0 or any(a.shape[i] == 0 for i in axes)):
+            raise ValueError(f"{name}() over an empty dimension of a tensor of shape {a.shape}")
+        out = cls.reduce(a, axis=axes, keepdims=True)
         mask = a == out
         ctx.save_for_backward(mask / mask.sum(axis=axes, keepdims=True))
         ctx.axes, ctx.keepdims, ctx.shape = axes, keepdims, a.shape
@@ -83,16 +92,108 @@ class Max(Function):
         return (share * g).astype(g.dtype, copy=False), None, None
 
 
-def sum(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Sum over ``axis`` (all axes if None)."""
+class Min(Max):
+    """out = a.min(axis); the same backward as `Max` (gradient to the minimum, ties share)."""
+
+    reduce = staticmethod(np.min)
+
+
+def _reduce_args(op: str, axis: Axis, keepdims: bool | None, dim: Axis, keepdim: bool | None):
+    """(axis, keepdims) from either spelling: NumPy's axis/keepdims or torch's dim/keepdim."""
+    axis = resolve_dim_alias(op, dim, axis)
+    if keepdims is not None and keepdim is not None:
+        raise TypeError(f"{op}: give keepdim or keepdims, not both")
+    return axis, bool(keepdim if keepdims is None else keepdims)
+
+
+def sum(  # noqa: A001
+    a: Tensor,
+    axis: Axis = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """Sum over ``axis`` (or ``dim``; all axes if None). Reduced axes are dropped unless
+    ``keepdims`` (or ``keepdim``) is true."""
+    axis, keepdims = _reduce_args("sum", axis, keepdims, dim, keepdim)
     return Sum.apply(a, axis, keepdims)
 
 
-def mean(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Mean over ``axis`` (all axes if None)."""
+def mean(
+    a: Tensor,
+    axis: Axis = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """Mean over ``axis`` (or ``dim``; all axes if None)."""
+    axis, keepdims = _reduce_args("mean", axis, keepdims, dim, keepdim)
     return Mean.apply(a, axis, keepdims)
 
 
-def max(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Maximum over ``axis`` (all axes if None)."""
+def max(  # noqa: A001
+    a: Tensor,
+    axis: Axis = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """Maximum over ``axis`` (or ``dim``; all axes if None: a 0-d tensor). Values only,
+    like torch's ``amax``; the indices are `argmax`."""
+    axis, keepdims = _reduce_args("max", axis, keepdims, dim, keepdim)
     return Max.apply(a, axis, keepdims)
+
+
+def min(  # noqa: A001
+    a: Tensor,
+    axis: Axis = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """Minimum over ``axis`` (or ``dim``; all axes if None). Values only, like ``amin``."""
+    axis, keepdims = _reduce_args("min", axis, keepdims, dim, keepdim)
+    return Min.apply(a, axis, keepdims)
+
+
+def _arg_extremum(op: str, find, a: Tensor, axis, keepdims, dim, keepdim) -> Tensor:
+    axis, keepdims = _reduce_args(op, axis, keepdims, dim, keepdim)
+    if isinstance(axis, bool) or (axis is not None and not isinstance(axis, int | np.integer)):
+        raise TypeError(f"{op}: dim must be one int or None, got {axis!r}")
+    if axis is not None:
+        axis = normalize_dim(axis, a.ndim, op)
+        if a.ndim == 0:
+            axis = None
+    if a.size == 0 and (axis is None or a.shape[axis] == 0):
+        raise ValueError(f"{op}() over an empty dimension of a tensor of shape {a.shape}")
+    out = find(a.data, axis=axis, keepdims=keepdims)
+    return Tensor._wrap(np.asarray(out, dtype=np.int64))
+
+
+def argmax(
+    a: Tensor,
+    axis: int | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: int | None = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """int64 index of the maximum along ``dim`` (of the flattened tensor if None); the
+    first one on ties, like torch and NumPy. Not differentiable."""
+    return _arg_extremum("argmax", np.argmax, a, axis, keepdims, dim, keepdim)
+
+
+def argmin(
+    a: Tensor,
+    axis: int | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: int | None = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """int64 index of the minimum along ``dim`` (of the flattened tensor if None)."""
+    return _arg_extremum("argmin", np.argmin, a, axis, keepdims, dim, keepdim)

@@ -1,5 +1,6 @@
-"""Ops that move values around without arithmetic: reshape, transpose, indexing,
-flatten, zero padding and concatenation. Their backward moves the gradient back."""
+"""Ops that move values around without arithmetic: reshape (view, flatten, squeeze,
+unsqueeze), transpose (permute), indexing, zero padding, concatenation and stacking.
+Their backward moves the gradient back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from minires.autograd import Context, Function
+from minires.functional._util import normalize_dim, resolve_dim_alias
 from minires.tensor import Tensor
 
 
@@ -136,8 +138,12 @@ def getitem(a: Tensor, index: Any) -> Tensor:
 
 def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""
-    nd = x.ndim
-    start, end = start_dim % max(nd, 1), end_dim % max(nd, 1)
+    if x.ndim == 0:  # torch: a 0-d tensor flattens to shape (1,) (dims 0 and -1 allowed)
+        for d in (start_dim, end_dim):
+            normalize_dim(d, 0, "flatten")
+        return reshape(x, (1,))
+    start = normalize_dim(start_dim, x.ndim, "flatten")
+    end = normalize_dim(end_dim, x.ndim, "flatten")
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :]
@@ -158,18 +164,88 @@ def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
     return Pad.apply(x, tuple(pads), value)
 
 
-def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Concatenate tensors along ``axis`` (shapes must agree elsewhere)."""
+def cat(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """Concatenate tensors along ``dim`` (or NumPy's ``axis``; default 0). Shapes must agree
+    elsewhere."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
     ref = tensors[0].shape
-    ax = axis % len(ref)
+    if any(len(t.shape) == 0 for t in tensors):
+        raise ValueError("cat: 0-d tensors cannot be concatenated (use stack)")
+    axis = resolve_dim_alias("cat", dim, axis, default=0)
+    ax = normalize_dim(axis, len(ref), "cat")
     for t in tensors[1:]:
         if len(t.shape) != len(ref) or any(
             a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != ax
         ):
             raise ValueError(
-                f"cat: shapes {[tuple(t.shape) for t in tensors]} differ outside axis {axis}"
+                f"cat: shapes {[tuple(t.shape) for t in tensors]} differ outside dim {axis}"
             )
     return Concat.apply(*tensors, axis=ax)
+
+
+# -- PyTorch's names: stack, permute, unsqueeze, squeeze --------------------------------
+
+
+class Stack(Function):
+    """out = stack(tensors, dim): a new axis ``dim``; backward takes each slice back."""
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: np.ndarray, dim: int = 0) -> np.ndarray:
+        ctx.dim = dim
+        return np.stack(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return tuple(np.moveaxis(g, ctx.dim, 0))
+
+
+def stack(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """Stack tensors of one shape along a new dimension ``dim`` (default 0):
+    k tensors of shape S -> shape S with k inserted at ``dim``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    if not all(isinstance(t, Tensor) for t in tensors):
+        kinds = sorted({type(t).__name__ for t in tensors})
+        raise TypeError(f"stack: expected a sequence of Tensors, got {', '.join(kinds)}")
+    shapes = [t.shape for t in tensors]
+    if len(set(shapes)) > 1:
+        raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
+    ax = normalize_dim(
+        resolve_dim_alias("stack", dim, axis, 0), len(shapes[0]), "stack", insert=True
+    )
+    return Stack.apply(*tensors, dim=ax)
+
+
+def permute(a: Tensor, *dims: Any) -> Tensor:
+    """Reorder the dimensions: ``permute(x, 0, 2, 3, 1)`` (NCHW -> NHWC), or a tuple.
+    ``dims`` must name every dimension once."""
+    if len(dims) == 1 and isinstance(dims[0], tuple | list):
+        dims = tuple(dims[0])
+    norm = tuple(normalize_dim(d, a.ndim, "permute") for d in dims)
+    if sorted(norm) != list(range(a.ndim)):
+        raise ValueError(
+            f"permute: dims {tuple(dims)} are not a permutation of the {a.ndim} dimensions "
+            f"of a tensor of shape {a.shape}"
+        )
+    return Transpose.apply(a, norm)
+
+
+def unsqueeze(a: Tensor, dim: int) -> Tensor:
+    """Insert a dimension of size 1 at ``dim`` (``-ndim - 1 <= dim <= ndim``)."""
+    d = normalize_dim(dim, a.ndim, "unsqueeze", insert=True)
+    return Reshape.apply(a, a.shape[:d] + (1,) + a.shape[d:])
+
+
+def squeeze(a: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
+    """Remove dimensions of size 1: all of them, or those in ``dim`` (a dimension named
+    there that is not of size 1 is kept, as in torch)."""
+    if dim is None:
+        drop = {i for i, n in enumerate(a.shape) if n == 1}
+    else:
+        dims = dim if isinstance(dim, tuple | list) else (dim,)
+        named = {normalize_dim(d, a.ndim, "squeeze") for d in dims}
+        drop = {i for i in named if a.ndim and a.shape[i] == 1}
+    return Reshape.apply(a, tuple(n for i, n in enumerate(a.shape) if i not in drop))

@@ -3,6 +3,7 @@
 from minires import functional
 from minires.nn import init
 from minires.nn.containers import ModuleDict, ModuleList, Sequential
+from minires.nn.dropout import Dropout
 from minires.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -14,16 +15,23 @@ from minires.nn.layers import (
     MaxPool2d,
     ReLU,
 )
+from minires.nn.loss import CrossEntropyLoss, MSELoss
 from minires.nn.module import Module, Parameter
+from minires.nn.normalization import GroupNorm, LayerNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm2d",
     "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
     "Flatten",
+    "GroupNorm",
     "Identity",
+    "LayerNorm",
     "Linear",
+    "MSELoss",
     "MaxPool2d",
     "Module",
     "ModuleDict",

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from minires.device import parse_to
 from minires.tensor import Tensor, native_array
 
 
@@ -268,11 +269,16 @@ class Module:
 
     # -- dtype ----------------------------------------------------------------------------
 
-    def to(self, dtype: Any) -> Module:
-        """Cast float parameters and buffers to ``dtype`` (integer buffers stay). Returns self."""
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"Module.to: expected a float dtype, got {dtype}")
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Cast float parameters and buffers to a dtype (integer buffers stay). Returns self.
+
+        Takes what ``torch.nn.Module.to`` takes: ``to(dtype)``, ``to("cpu")`` (a no-op:
+        minires runs on the CPU only, other devices raise a ValueError), ``to("cpu", dtype)``
+        and ``device=``/``dtype=`` keywords; dtypes as ``np.float64``, ``"float64"`` or
+        ``"double"``."""
+        dtype = parse_to(args, kwargs, "Module.to", float_only=True)
+        if dtype is None:
+            return self
         for mod in self.modules():
             for p in mod._parameters.values():
                 if p is not None:
