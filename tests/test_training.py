@@ -202,6 +202,40 @@ def test_degradation_experiment_records_json(tmp_path, capsys):
         degradation(depths=(8, 10), out_dir=None)
 
 
+def test_degradation_experiment_preact_family(tmp_path, capsys):
+    """--family preact: pre-activation nets only; the JSON says whether the deeper one
+    trains at least as well (He et al. 2016b), consistently with the recorded errors."""
+    from minires.cli import main as cli
+    from minires.experiments import degradation
+
+    out = tmp_path / "pre"
+    code = cli([
+        "experiment", "degradation", "--family", "preact", "--depths", "8", "14",
+        "--dataset", "synthetic", "--epochs", "2", "--out", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    saved = json.loads((out / "degradation.json").read_text())
+    assert set(saved["runs"]) == {"preact8", "preact14"} and saved["settings"]["family"] == "preact"
+    assert (
+        saved["runs"]["preact14"]["kind"] == "preact" and "Identity Mappings" in saved["experiment"]
+    )
+    f = saved["findings"]
+    lo, hi = (saved["runs"][f"preact{d}"]["mean_train_error"] for d in (8, 14))
+    assert f["preact_depth_penalty"] == pytest.approx(hi - lo)
+    assert f["reproduces_he2016b"] == f["preact_deeper_not_worse"] == (hi <= lo + 0.005)
+    assert ("claim holds" in f["summary"]) == f["reproduces_he2016b"]
+    # the summary line is printed once (stdout), not again on stderr
+    assert captured.out.count(f["summary"]) == 1 and f["summary"] not in captured.err
+    assert (out / "degradation.png").exists()
+    with pytest.raises(ValueError, match="family must be one of 'resnet', 'preact'"):
+        degradation(depths=(8, 14), family="post", out_dir=None)
+    with pytest.raises(SystemExit) as exc:
+        cli(["experiment", "degradation", "--family", "post"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'post' (choose from 'resnet', 'preact')" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_resnet20_on_digits_slow(capsys):
     model, tr, te, opt, sched = _setup(epochs=10, augment=False, depth=20, warmup=0)
