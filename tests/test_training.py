@@ -151,6 +151,19 @@ def test_plot_runs(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 1000
 
 
+def test_plot_runs_labels_the_dashed_test_lines(tmp_path):
+    rows = [{"epoch": e, "train_error": 1 / e, "test_error": 1.2 / e} for e in (1, 2, 3)]
+    fig = training.plot_runs({"resnet8": rows, "plain8": rows}, tmp_path / "r.png")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["resnet8 (train error)", "resnet8 (test error)",
+                      "plain8 (train error)", "plain8 (test error)"]  # fmt: skip
+    assert ax.get_ylabel() == "train error, bold; test error, dashed (%)"
+    no_test = [{"epoch": 1, "train_error": 0.5, "test_error": None}]
+    ax = training.plot_runs({"a": no_test}).axes[0]
+    assert ax.get_ylabel() == "train error (%)" and ax.get_legend().get_texts()[0].get_text() == "a"
+
+
 # -- commands -------------------------------------------------------------------------------
 
 ARGS = ["--model", "cifar_resnet8", "--batch-size", "256", "--no-progress", "--no-plot"]
