@@ -303,8 +303,8 @@ def plot_degradation(result: dict[str, Any], path: str | os.PathLike | None = No
     plt = _pyplot()
     family = result["settings"].get("family", "resnet")
     kinds = FAMILIES[family]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.2), sharey=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(1, len(kinds), figsize=(max(7.0, 5.5 * len(kinds)), 4.4),
+                             sharey=True, squeeze=False)  # fmt: skip
     axes = list(axes[0])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     depths = result["settings"]["depths"]
@@ -333,7 +333,8 @@ def plot_degradation(result: dict[str, Any], path: str | os.PathLike | None = No
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     s = result["settings"]
     what = "Degradation (He et al. Fig. 6)" if family == "resnet" else "Depth (He et al. 2016b)"
-    fig.suptitle(f"{what} on {s['dataset']}: {s['epochs']} epochs, "
+    sep = ": " if len(kinds) > 1 else "\n"  # one panel: too narrow for one line
+    fig.suptitle(f"{what} on {s['dataset']}{sep}{s['epochs']} epochs, "
                  f"SGD lr {s['lr']}, {s['schedule']}")  # fmt: skip
     fig.tight_layout()
     if path is not None:
