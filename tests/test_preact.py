@@ -265,3 +265,14 @@ def test_custom_net_from_the_public_units():
     assert [type(b.shortcut).__name__ for b in net.layer2] == ["Conv2d", "Identity"]
     with pytest.raises(ValueError, match="num_blocks"):
         PreActResNet(PreActBasicBlock, [1, 1])
+
+
+@pytest.mark.parametrize("unit", ["basic option A", "bottleneck projection"])
+def test_gradcheck_units(unit):
+    """Float64 finite differences through a unit, its input and every parameter (train-mode
+    BN, the shared pre-activation of a projection unit)."""
+    block = PreActBasicBlock(3, 4, 2) if unit.startswith("basic") else PreActBottleneck(3, 2, 2)
+    block.double()
+    x = mr.tensor(np.random.randn(3, 3, 5, 5), requires_grad=True)
+    params = list(block.parameters())
+    assert mr.gradcheck(lambda *_: block(x), [x, *params], fast_mode=True, atol=1e-6)
