@@ -93,6 +93,11 @@ def test_structure():
         M.preact_resnet(166)
     with pytest.raises(TypeError, match="depth"):
         M.preact_resnet(20.0)
+    with pytest.raises(TypeError, match="bottleneck"):
+        M.preact_resnet(20, bottleneck="yes")
+    for bad in ({"num_classes": 0}, {"in_channels": -1}, {"num_classes": 2.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            M.preact_resnet20(**bad)
     with pytest.raises(ValueError, match=r"expected input \(N, 3, H, W\)"):
         m(mr.tensor(np.zeros((1, 1, 8, 8), np.float32)))
 

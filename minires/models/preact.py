@@ -165,6 +165,9 @@ class PreActResNet(nn.Module):
         super().__init__()
         if len(num_blocks) != 3 or min(num_blocks) < 1:
             raise ValueError(f"PreActResNet: num_blocks must be 3 positive ints, got {num_blocks}")
+        for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"PreActResNet: {name} must be a positive int, got {value!r}")
         self.in_planes = 16
         self.conv1 = conv3x3(in_channels, 16)
         self.layer1 = self._make_layer(block, 16, num_blocks[0], stride=1)
@@ -214,6 +217,10 @@ def preact_resnet(
         raise TypeError(f"preact_resnet: depth must be an int, got {depth!r}")
     if bottleneck is None:
         bottleneck = depth >= 164
+    elif not isinstance(bottleneck, bool | np.bool_):
+        raise TypeError(
+            f"preact_resnet: bottleneck must be True, False or None, got {bottleneck!r}"
+        )
     per_unit = 9 if bottleneck else 6
     if depth < per_unit + 2 or (depth - 2) % per_unit:
         kind, examples = ("bottleneck", "11, 20, ..., 164, 1001") if bottleneck else (
