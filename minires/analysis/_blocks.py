@@ -7,7 +7,9 @@ its ``forward`` must call ``self.residual(x)`` and, if it has a skip, ``self.sho
 The tools never re-implement a block's forward: they temporarily replace ``residual`` /
 ``shortcut`` / ``forward`` *on the instance* and call the block's own code, so whatever the
 block does after the add (a ReLU in the post-activation ResNet, nothing in a
-pre-activation one) is respected.
+pre-activation one) is respected, and so is what it does before the split: a
+pre-activation unit with a projection shortcut calls both on ``preactivate(x)``, and the
+vector-Jacobian products of each path still reach the block input through it.
 
 Block boundaries are numbered like activations: boundary ``k`` is the input of block
 ``k`` (``a^k``), boundary ``n`` the output of the last block, for ``n`` blocks.
