@@ -290,7 +290,7 @@ def _describe_block(block: nn.Module) -> str:
     """``[1x1, 128; 3x3, 128, C=32; 1x1, 256]`` from the convs of a block's residual branch."""
     parts = []
     for name, m in block.named_modules():
-        if isinstance(m, nn.Conv2d) and not name.startswith("downsample"):
+        if isinstance(m, nn.Conv2d) and not name.startswith(("downsample", "shortcut")):
             s = f"{_k(m)}, {m.out_channels}"
             if m.groups > 1:
                 s += f", C={m.groups}"

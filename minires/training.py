@@ -578,13 +578,20 @@ def plot_runs(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     scale = 100.0 if "error" in metric or "acc" in metric else 1.0
+    name = metric.replace("_", " ")
+    dashed = False
     for label, hist in runs.items():
         h = hist if isinstance(hist, History) else History(hist)
-        (line,) = ax.plot(h["epoch"], [scale * v for v in h[metric]], lw=2, label=f"{label}")
-        if test_metric and all(v is not None for v in h[test_metric]):
+        has_test = bool(test_metric) and all(v is not None for v in h[test_metric])
+        (line,) = ax.plot(h["epoch"], [scale * v for v in h[metric]], lw=2,
+                          label=f"{label} ({name})" if has_test else label)  # fmt: skip
+        if has_test:  # every line gets a legend entry, the dashed ones too
             ax.plot(h["epoch"], [scale * v for v in h[test_metric]], ls="--", lw=1,
-                    color=line.get_color())  # fmt: skip
-    ax.set(xlabel="epoch", ylabel=metric.replace("_", " ") + (" (%)" if scale == 100 else ""))
+                    color=line.get_color(),
+                    label=f"{label} ({test_metric.replace('_', ' ')})")  # fmt: skip
+            dashed = True
+    ylabel = f"{name}, bold; {test_metric.replace('_', ' ')}, dashed" if dashed else name
+    ax.set(xlabel="epoch", ylabel=ylabel + (" (%)" if scale == 100 else ""))
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     if title:
         ax.set_title(title)

@@ -219,118 +219,249 @@ gradient. Notebook 02 measures the same decomposition on a real ResNet.
 
 NB02 = [
     md("""
-# 02 - The residual formula, verified on a real ResNet
+# 02 - The residual formula: literal in a pre-activation ResNet, by paths in the original
 
-For a stack of residual blocks (He et al. 2016, pre-activation form)
+For a stack of residual units with nothing after the addition - the *pre-activation*
+units of He et al. (2016b), "Identity Mappings in Deep Residual Networks" -
 
 $$a^{l_2} = a^{l_1} + \\sum_{i=l_1}^{l_2-1} F(a^i), \\qquad
 \\frac{\\partial \\sigma}{\\partial a^{l_1}} = \\frac{\\partial \\sigma}{\\partial a^{l_2}}
 \\Big(1 + \\frac{\\partial}{\\partial a^{l_1}} \\sum_i F(a^i)\\Big)$$
 
-the first term - the **identity term** - carries the gradient from `a^l2` down to `a^l1`
-with no weight matrix in between; the second, the **residual term**, goes through the
-branches.
+The first term - the **identity term** `I` - carries the gradient from `a^l2` down to
+`a^l1` with no weight matrix in between; the second, the **residual term** `R`, goes
+through the branches. `minires.analysis.decompose` computes both, block by block with the
+blocks' own `residual()` and `shortcut()`, and checks them two ways that can fail:
 
-The CIFAR ResNets here are *post-activation* (`a^{i+1} = relu(F(a^i) + shortcut(a^i))`),
-so `minires.analysis.decompose` defines the split by paths: the identity term is the
-one path that takes **every shortcut** (the gradient is only masked by the ReLUs after
-the adds, and sliced back through the option-A shortcuts where the stage changes); the
-residual term is every other path. Both are computed block by block with the blocks' own
-`residual()` and `shortcut()`, then checked two ways that can fail:
+1. `I + R` must equal the gradient the model's `backward()` produced;
+2. `I` must equal a second backward in which the residual branches are detached.
 
-1. identity + residual must equal the gradient the model's `backward()` produced;
-2. the identity term must equal a second backward with the residual branches detached.
-
-**What you should see:** both checks at ~1e-16 in float64.
+**What you should see:** in the pre-activation net `preact_resnet20`, `I` *is*
+`∂σ/∂a^l2`, bit for bit; in the original, post-activation `resnet20` the same split
+exists only path by path, and its identity term is a ReLU-masked, smaller copy. Then
+gradient norms by depth in pre-activation, post-activation and plain nets up to 1001
+layers.
 """),
     code(SETUP),
+    md("""
+## The formula, literally: a pre-activation ResNet
+
+A pre-activation unit is `a + F(a)` with `F = conv(relu(bn(conv(relu(bn(a))))))`: batchnorm
+and ReLU come *before* each conv and nothing follows the add. Stage 1 of `preact_resnet20`
+is three such units with identity shortcuts, so between its input `a^0` (the stem's
+output) and its output `a^3` the formula above holds exactly.
+"""),
     code("""
 xs, ys = load_digits("train")
 mean, std = xs.mean(), xs.std()
 x = ((xs[:16] - mean) / std).astype(np.float64)
 y = ys[:16]
 
-model = models.resnet20(in_channels=1).double()     # 9 BasicBlocks, option-A shortcuts
-d = A.decompose(model, x, y)                         # a^0 (stem output) .. a^9
-print(d)
-assert d.relative_error < 1e-10
-assert d.identity_check_error < 1e-10 * np.abs(d.identity).max()
+mr.manual_seed(0)
+pre = models.preact_resnet20(in_channels=1).double()   # 9 units, 3 per stage
+print(pre.layer1[0], "\\n")
+d1 = A.decompose(pre, x, y, l1=0, l2=3)                 # stage 1: a^0 .. a^3
+print(d1)
+print("\\nI == dσ/da^3, bit for bit:", np.array_equal(d1.identity, d1.grad_l2))
+assert np.array_equal(d1.identity, d1.grad_l2)
+assert d1.relative_error < 1e-12 and d1.identity_check_error == 0
 """),
     md("""
-`d.table()` shows the split at every boundary `k` (gradient at `a^k`, blocks `k..8`).
-Near the top almost everything is identity; further down, more and more of the gradient
-has passed through some residual branch, and the two terms are nearly orthogonal
-(cos ~ 0). In this post-activation net the identity term *shrinks* going down: every
-ReLU after an add zeroes part of it and each option-A shortcut drops the padded
-channels.
+The identity term is not the larger one here: `R` collects what every unit's branch
+adds, and at initialisation (batchnorm in training mode) that grows toward the input.
+What the formula guarantees is a floor: `I` is `∂σ/∂a^3` itself, and the two terms are
+nearly orthogonal (`cos(I, R)` ~ 0), so `|∂σ/∂a^0|² ≈ |I|² + |R|² ≥ |∂σ/∂a^3|²` - the
+upstream gradient arrives whole and the branches do not cancel it.
 """),
     code("""
-print(d.table())
-d.plot(title="resnet20 at init: identity vs residual term");
+print(f"|full|^2 = {d1.norm_full**2:.4e}   |I|^2 + |R|^2 = {d1.norm_identity**2 + d1.norm_residual**2:.4e}"
+      f"   |dσ/da^3|^2 = {np.sum(d1.grad_l2**2):.4e}   cos(I, R) = {d1.cosine:+.4f}")
+assert abs(d1.cosine) < 0.2 and d1.norm_full > d1.norm_identity
 """),
     md("""
-### The formula, literally
+### Across stages: option A
 
-For pre-activation blocks (`a + F(a)`, nothing after the add) with identity shortcuts,
-the identity term is *exactly* `∂σ/∂a^{l2}`. Build such blocks yourself - any module with
-`residual`, `shortcut` and `has_skip` works with the analysis tools.
+Where a stage halves the resolution and doubles the channels, the basic pre-activation
+net uses the parameter-free option-A shortcut on the raw input: subsample `x[:, :, ::2,
+::2]`, append zero channels. Its backward keeps the gradient of the original channels at
+the kept positions and drops the rest. So over the whole net `I` is still weight-free
+and exact - it is option A's transpose applied to `∂σ/∂a^9` - but smaller. Within a stage
+`|I|` is flat (nothing touches it); it steps down at each option-A shortcut.
 """),
     code("""
-class PreActBlock(nn.Module):
-    has_skip = True
-    def __init__(self, c):
-        super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn2, self.conv2 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, padding=1, bias=False)
-    def residual(self, x):
-        return self.conv2(self.bn2(self.conv1(self.bn1(x).relu())).relu())
-    def shortcut(self, x):
-        return x
-    def forward(self, x):
-        return self.residual(x) + self.shortcut(x)
+dp = A.decompose(pre, x, y)                    # a^0 .. a^9, across both stage changes
+print(dp.table())
 
-stack = nn.Sequential(*[PreActBlock(8) for _ in range(6)]).double()
-a0 = np.random.default_rng(0).standard_normal((4, 8, 8, 8))
-dp = A.decompose(stack, a0, l1=1, l2=5)        # no labels: a fixed random projection loss
-print(dp)
-print("identity term == dσ/da^l2 exactly:", np.array_equal(dp.identity, dp.grad_l2))
-assert np.array_equal(dp.identity, dp.grad_l2) and dp.relative_error < 1e-12
+def option_a_T(g, c_in):
+    \"\"\"The backward of option A, written out: (N, 2C, H, W) -> (N, C, 2H, 2W).\"\"\"
+    out = np.zeros((g.shape[0], c_in, 2 * g.shape[2], 2 * g.shape[3]))
+    out[:, :, ::2, ::2] = g[:, :c_in]
+    return out
+
+assert np.array_equal(dp.identity, option_a_T(option_a_T(dp.grad_l2, 32), 16))
+print(f"\\nI == option-A^T option-A^T dσ/da^9 exactly; |I| / |dσ/da^9| = {dp.identity_ratio:.3f}")
 """),
     md("""
-## Gradient norms by depth: residual vs plain
+## The contrast: the original, post-activation ResNet
 
-The plain twins (`plain20 ... plain110`) have the same layers without the skips. Measure
-`||∂σ/∂a^k||` at every block input at initialisation, with batchnorm in training mode, on
-a batch of 8x8 digits.
+In He et al.'s 2015 ResNet a unit is `relu(F(a) + shortcut(a))`: a ReLU sits after every
+add, on the identity path. `a^l2` is no longer `a^l1 + Σ F`, and `decompose` defines the
+split by paths instead: backprop through a block is exactly a pass through its branch
+plus a pass through its shortcut, each after the ReLU mask; `I` is the one path through
+every shortcut. It is `∂σ/∂a^l2` with every post-add ReLU's mask applied - entries are
+zeroed, none is changed otherwise.
+"""),
+    code("""
+mr.manual_seed(0)
+post = models.resnet20(in_channels=1).double()
+r1 = A.decompose(post, x, y, l1=0, l2=3)       # the same stage-1 boundaries
+dr = A.decompose(post, x, y)
+print(r1)
+masked = r1.identity != r1.grad_l2
+print(f"\\nstage 1: |I| / |dσ/da^3| = {r1.identity_ratio:.3f} (pre-activation: {d1.identity_ratio:.3f}); "
+      f"{masked.mean():.0%} of the entries of dσ/da^3 are zeroed on the way down")
+assert np.all(r1.identity[masked] == 0) and r1.identity_ratio < 0.9
+assert r1.relative_error < 1e-12 and dr.relative_error < 1e-12
+"""),
+    code("""
+print(A.compare_decompositions({"preact_resnet20": dp, "resnet20": dr}))
+A.plot_decompositions({"preact_resnet20 (pre-activation)": dp, "resnet20 (post-activation)": dr},
+                      title="|I|, |R| and the full gradient at each block boundary (init)");
+"""),
+    md("""
+Why the post-activation net's identity term is small:
+
+* **the ReLU masks after the adds** zero it wherever `F(a) + a < 0`, unit after unit -
+  in stage 1 alone, on a path of identity shortcuts, more than half of the entries of
+  `∂σ/∂a^3` are zeroed and `|I|` is 0.69 of `|∂σ/∂a^3|` (on the right `|I|` decays inside
+  every stage; on the left it is flat);
+* **the option-A shortcuts** drop the gradient of the padded channels and of 3 in 4
+  positions - in both nets. That is the only loss in the pre-activation net, and why
+  across the whole net its identity term is small too: the literal formula is the one
+  within a stage.
+
+### Bottleneck units and projections: preact_resnet164
+
+The deep pre-activation nets (`preact_resnet164`, `preact_resnet1001`) use bottleneck
+units and, where a stage starts, a 1x1 projection conv applied to the *pre-activated*
+input (the unit's first BN-ReLU is then shared by both paths). Through those three
+units the "shortcut" path crosses a conv and a BN-ReLU, so `I` is no longer weight-free
+(`parameter_free` is False) - the decomposition still sums exactly. Over the identity
+units of a stage the formula is literal again.
+"""),
+    code("""
+mr.manual_seed(0)
+p164 = models.preact_resnet164(in_channels=1).double()     # 3 x 18 bottleneck units
+db = A.decompose(p164, x[:8], y[:8])                       # a^0 .. a^54
+print("shortcuts:", {k: db.shortcuts.count(k) for k in set(db.shortcuts)},
+      f"  parameter_free: {db.parameter_free}   relative error {db.relative_error:.1e}")
+ds = A.decompose(p164, x[:8], y[:8], l1="layer2.1", l2="layer3.0")   # stage 2's identity units
+print(f"layer2.1 .. layer2.17: I == dσ/da^l2 exactly: {np.array_equal(ds.identity, ds.grad_l2)}"
+      f"   relative error {ds.relative_error:.1e}")
+assert not db.parameter_free and db.relative_error < 1e-12
+assert np.array_equal(ds.identity, ds.grad_l2) and ds.relative_error < 1e-12
+"""),
+    md("""
+## Gradient norms by depth: pre-activation, post-activation, plain
+
+The plain twins (`plain20 ... plain110`) have the same layers as the post-activation
+nets without the skips. Measure `||∂σ/∂a^k||` at every block input at initialisation,
+with batchnorm in training mode, on a batch of 8x8 digits - for depth 56 and 110 in all
+three families, and for the 1001-layer pre-activation net. (1001, not 164: building it
+and measuring its gradient takes a few seconds here - timed below - well inside this
+notebook's 3-minute budget.)
 
 The folklore says deep plain nets suffer from *vanishing* gradients. With batchnorm,
 the engine shows the opposite: the gradient **explodes toward the input** - every
 conv-BN-ReLU layer multiplies the backward signal by a factor a little above 1 and the
-factors compound. The residual nets stay within a small band.
+factors compound. The residual nets stay within a much smaller band.
 """),
     code("""
+import time
+
 xb, yb = ((xs[:8] - mean) / std), ys[:8]
 nets = {}
 for depth in (56, 110):
-    for kind in ("resnet", "plain"):
+    for kind in ("preact", "resnet", "plain"):
         mr.manual_seed(0)
-        nets[f"{kind}{depth}"] = models.cifar_resnet(depth, in_channels=1, plain=kind == "plain")
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-comp56 = A.compare_gradient_flow({k: nets[k] for k in ("resnet56", "plain56")}, xb, yb,
+        nets[f"{kind}{depth}"] = (models.preact_resnet(depth, in_channels=1) if kind == "preact" else
+                                  models.cifar_resnet(depth, in_channels=1, plain=kind == "plain"))
+fig, axes = plt.subplots(1, 3, figsize=(17, 4))
+comp56 = A.compare_gradient_flow({k: nets[k] for k in ("preact56", "resnet56", "plain56")}, xb, yb,
                                  ax=axes[0], title="depth 56, batchnorm, init")
-comp110 = A.compare_gradient_flow({k: nets[k] for k in ("resnet110", "plain110")}, xb, yb,
+comp110 = A.compare_gradient_flow({k: nets[k] for k in ("preact110", "resnet110", "plain110")}, xb, yb,
                                   ax=axes[1], title="depth 110, batchnorm, init")
-print(comp56); print(comp110)
+t = time.perf_counter()
+mr.manual_seed(0)
+p1001 = models.preact_resnet1001(in_channels=1)           # 333 bottleneck units, 10.3 M parameters
+comp1001 = A.compare_gradient_flow({"preact1001": p1001}, xb, yb, ax=axes[2],
+                                   title="preact_resnet1001, batchnorm, init")
+print(f"preact_resnet1001: built and measured in {time.perf_counter() - t:.1f} s\\n")
+print(comp56); print(comp110); print(comp1001)
 """),
     code("""
-g = {f.name: f for f in comp56.flows + comp110.flows}
+g = {f.name: f for f in comp56.flows + comp110.flows + comp1001.flows}
 for name, f in g.items():
-    print(f"{name:>10}: gradient at first block / last block = {f.first_last_ratio:10.3g}")
+    per_unit = f.first_last_ratio ** (1 / (len(f.grad_in) - 1))
+    print(f"{name:>10}: first block / last block = {f.first_last_ratio:10.3g}"
+          f"   (x{per_unit:.3f} per block on average, {len(f.grad_in)} blocks)")
 # plain: explosion toward the input, by orders of magnitude, growing with depth
 assert g["plain56"].first_last_ratio > 1e3 and g["plain110"].first_last_ratio > 1e6
-# residual: a modest, slowly growing factor
+# post-activation residual: a modest, slowly growing factor
 assert g["resnet56"].first_last_ratio < 100 and g["resnet110"].first_last_ratio < 300
 assert g["plain56"].spread > 10 * g["resnet56"].spread
+# pre-activation: grows with depth too, but far less per unit than plain
+assert g["preact56"].first_last_ratio < g["preact110"].first_last_ratio < g["preact1001"].first_last_ratio
+assert g["preact1001"].first_last_ratio < g["plain110"].first_last_ratio
+"""),
+    md("""
+The pre-activation nets' gradient also grows toward the input at initialisation - and
+with depth: ~10^2 in preact56 and preact110, ~10^6 over the 333 units of preact1001 -
+but not like the plain nets'. Look at the factor by which each unit multiplies the
+gradient, `g_k / g_{k+1}`: plain110's blocks all multiply by about the same factor
+(geometric growth); a pre-activation unit's factor is large only at the start of a
+stage and falls toward 1 along it. Each unit's branch begins with a batchnorm, which
+divides by the spread of the unit's input. At the start of stage 1 that input is the
+stem's output, which is small (no BN after the stem); at the start of stages 2 and 3 it
+is the projection's output, small again. Every unit adds its branch to the identity
+path, the activations grow along the stage, and the later units divide by ever larger
+spreads and add ever less. (The units that change the stage shrink the gradient: in
+preact1001 the projection's shared BN-ReLU divides by the large spread the previous stage
+built up; in preact110 option A drops 3 in 4 positions.) The identity
+term is not what grows - it passes `∂σ/∂a^l2` unchanged; the residual term adds the
+rest.
+"""),
+    code("""
+def unit_factors(f):
+    return f.grad_in[:-1] / f.grad_in[1:]
+
+fig, ax = plt.subplots(figsize=(8, 3.5))
+for name in ("plain110", "resnet110", "preact110", "preact1001"):
+    fac = unit_factors(g[name])
+    ax.plot(np.linspace(0, 1, len(fac)), fac, ".-" if name != "preact1001" else "-", ms=3, label=name)
+ax.set(yscale="log", xlabel="block position (fraction of the depth, 0 = input)",
+       ylabel="g_k / g_(k+1)", title="gradient growth per block at init")
+ax.axhline(1, color="gray", lw=0.8); ax.legend(fontsize=8);
+
+pf, qf = unit_factors(g["plain110"]), unit_factors(g["preact1001"])
+n = len(p1001.layer1)                                      # 111 units per stage
+print(f"plain110: median factor per block {np.median(pf):.3f}; preact1001: median {np.median(qf):.4f}")
+for s in range(3):
+    print(f"  preact1001 stage {s + 1}: units 0-4 x" + " x".join(f"{v:.2f}" for v in qf[s * n : s * n + 5])
+          + f" ... second half median x{np.median(qf[s * n + n // 2 : (s + 1) * n]):.3f}")
+assert np.median(pf) > 1.2 and np.median(qf) < 1.05
+assert qf[0] == qf.max() and qf[0] > 2 and qf[n] < 1 and qf[2 * n] < 1   # stem start; projections
+assert all(qf[s * n + 1] > 1.2 and np.median(qf[s * n + n // 2 : (s + 1) * n]) < 1.03 for s in range(3))
+
+# the activations it divides by: rms of the input of every unit (forward only)
+with mr.no_grad():
+    a, rms = p1001.conv1(mr.tensor(xb.astype(np.float32))), []
+    for unit in [*p1001.layer1, *p1001.layer2, *p1001.layer3]:
+        rms.append(float(np.sqrt(np.mean(a.data ** 2))))
+        a = unit(a)
+print("activation rms at units 0, 1, 2 of stage 1:", [f"{v:.2f}" for v in rms[:3]],
+      f"... at its end {rms[n - 1]:.2f}; after the stage-2 projection {rms[n + 1]:.2f}")
+assert rms[0] < rms[1] < rms[2] < rms[n - 1] and rms[n + 1] < rms[n - 1] / 3
 """),
     md("""
 The same story per conv layer: the norm of the weight gradient of each of the 55 convs
@@ -339,7 +470,8 @@ times larger than the last ones - a single learning rate cannot suit them all.
 """),
     code("""
 A.plot_gradient_flow(comp56.flows, quantity="conv_grad", title="depth 56: weight-gradient norm per conv");
-print(f"conv weight-gradient spread: resnet56 {g['resnet56'].conv_spread:.3g}x, plain56 {g['plain56'].conv_spread:.3g}x")
+print(f"conv weight-gradient spread: preact56 {g['preact56'].conv_spread:.3g}x, "
+      f"resnet56 {g['resnet56'].conv_spread:.3g}x, plain56 {g['plain56'].conv_spread:.3g}x")
 assert g["plain56"].conv_spread > 10 * g["resnet56"].conv_spread
 """),
     md("""
@@ -389,8 +521,11 @@ not remove the degradation problem.** Skips fix the latter.
 """),
     code("""
 batches = [((xs[i:i + 32] - mean) / std, ys[i:i + 32]) for i in range(0, 32 * 8, 32)]
-mr.manual_seed(0)
-pair = {"resnet20": models.resnet20(in_channels=1), "plain20": models.plain20(in_channels=1)}
+pair = {}
+for name, build in (("preact20", models.preact_resnet20), ("resnet20", models.resnet20),
+                    ("plain20", models.plain20)):
+    mr.manual_seed(0)
+    pair[name] = build(in_channels=1)
 comp_t = A.compare_gradient_flow(pair, xb, yb, train_batches=batches, steps=8, lr=0.05,
                                  title="depth 20: init vs after 8 SGD steps")
 print(comp_t)

@@ -112,6 +112,96 @@ def test_preactivation_identity_term_is_exactly_grad_at_l2():
     assert d.identity_check_error < 1e-13
 
 
+def _option_a_transpose(g: np.ndarray, in_channels: int) -> np.ndarray:
+    """The backward of option A (subsample by 2, zero-pad channels), written out: the
+    gradient of the original channels, put back at the kept positions."""
+    n, _, h, w = g.shape
+    out = np.zeros((n, in_channels, 2 * h, 2 * w), g.dtype)
+    out[:, :, ::2, ::2] = g[:, :in_channels]
+    return out
+
+
+def test_preact_resnet_identity_term_is_literally_the_upstream_gradient():
+    """In the zoo's pre-activation net: over a stage's identity units I == d loss/d a^l2
+    bit for bit and I + R == the backward's gradient; across stages I is option A's
+    transpose of it, exactly."""
+    mr.manual_seed(0)
+    model = models.preact_resnet20().double()
+    x, y = _batch()
+    for l1, l2 in ((0, 3), (4, 6), (7, 9), (1, 2)):  # identity units only
+        d = A.decompose(model, x, y, l1=l1, l2=l2)
+        assert set(d.shortcuts) == {"identity"}
+        np.testing.assert_array_equal(d.identity, d.grad_l2)
+        assert d.identity_equals_grad_l2 and d.identity_ratio == 1.0
+        np.testing.assert_allclose(d.identity + d.residual, d.full, rtol=0,
+                                   atol=1e-12 * np.abs(d.full).max())  # fmt: skip
+        assert d.identity_check_error == 0.0 and d.norm_residual > 0.1 * d.norm_identity
+    d = A.decompose(model, x, y)  # a^0 .. a^9, option A at layer2.0 and layer3.0
+    assert d.shortcuts.count("option A") == 2 and d.parameter_free
+    np.testing.assert_array_equal(
+        d.identity, _option_a_transpose(_option_a_transpose(d.grad_l2, 32), 16)
+    )
+    assert d.relative_error < 1e-12 and d.identity_ratio < 1
+    norms = [r["norm_identity"] for r in d.per_boundary]  # flat within a stage
+    assert norms[0] == norms[3] and norms[4] == norms[6] and norms[7] == norms[9]
+
+
+def test_post_activation_identity_term_is_masked_by_the_relus():
+    """The contrast: in resnet20 the identity path crosses a ReLU after every add, so over
+    the same identity-shortcut stage I is a masked, smaller copy of d loss/d a^l2."""
+    mr.manual_seed(0)
+    x, y = _batch()
+    d = A.decompose(models.resnet20().double(), x, y, l1=0, l2=3)
+    assert set(d.shortcuts) == {"identity"} and not d.identity_equals_grad_l2
+    assert d.identity_ratio < 0.95 and d.relative_error < 1e-12
+    changed = d.identity != d.grad_l2
+    assert np.all(d.identity[changed] == 0)  # masked elements are zeroed, the rest pass
+
+
+def test_preact_bottleneck_decomposition_across_projections():
+    """Bottleneck nets: the first unit of each stage projects the pre-activated input
+    (1x1 conv): the split still sums exactly, it is not weight-free; the literal formula
+    holds over the identity units after it."""
+    mr.manual_seed(0)
+    model = models.preact_resnet(29, bottleneck=True).double()  # 3 units per stage
+    x, y = _batch((4, 3, 8, 8))
+    d = A.decompose(model, x, y)
+    assert d.shortcuts == ["projection", "identity", "identity"] * 3
+    assert not d.parameter_free and d.relative_error < 1e-12
+    assert d.identity_check_error < 1e-12 * np.abs(d.identity).max()
+    d = A.decompose(model, x, y, l1=4, l2=6)  # layer2.1 .. layer2.2
+    assert d.blocks == ["layer2.1", "layer2.2"]
+    np.testing.assert_array_equal(d.identity, d.grad_l2)
+    assert d.relative_error < 1e-12
+
+
+def test_cosine_reads_na_where_a_term_is_exactly_zero():
+    x, y = _batch()
+    d = A.decompose(models.preact_resnet20().double(), x, y, l1=6)
+    last = d.table().splitlines()[-1]
+    assert last.split()[0] == "9" and "n/a (R=0)" in last
+    assert "nan" not in d.table() and "nan" not in str(d)
+    p = A.decompose(models.plain20().double(), x, y, l1=6)
+    assert "n/a (I = 0" in str(p) and "nan" not in p.table()
+    assert np.isnan(p.cosine)  # the value itself stays undefined
+
+
+def test_compare_and_plot_decompositions(tmp_path):
+    x, y = _batch((4, 3, 8, 8))
+    ds = {
+        "pre": A.decompose(models.preact_resnet(8).double(), x, y),
+        "post": A.decompose(models.resnet20().double(), x, y, l1=6),
+    }
+    text = A.compare_decompositions(ds)
+    assert len(text.splitlines()) == 2 + 4 and "pre" in text and "post" in text
+    A.plot_decompositions(ds, path=tmp_path / "d.png", title="t")
+    assert (tmp_path / "d.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="different numbers of boundaries"):
+        A.compare_decompositions(
+            {"a": ds["pre"], "b": A.decompose(models.resnet20().double(), x, y)}
+        )
+
+
 class LeakyBlock(models.BasicBlock):
     """Sneaks in a third path that is neither residual() nor shortcut()."""
 
@@ -280,6 +370,12 @@ def test_explain_command(tmp_path, capsys):
     assert "max |I + R - full|" in out and "first/last" in out
     assert (tmp_path / "gradient_flow.png").exists()
     assert (tmp_path / "decomposition.png").exists()
+    # leads with the pre-activation net, where I is the upstream gradient exactly
+    assert out.index("preact_resnet8") < out.index("resnet8 (He et al. 2015)")
+    assert "I == dσ/da^1 exactly: True" in out and "ReLU masks" in out
+    assert "nan" not in out.split("3. Gradient norm")[0]
+    assert main(["explain", "--depth", "9"]) == 2 and "--depth" in capsys.readouterr().err
+    assert main(["explain", "--lr", "nan"]) == 2 and "--lr" in capsys.readouterr().err
 
 
 def test_block_discovery_on_imagenet_model():

@@ -11,6 +11,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     text = (out / "report.md").read_text()
     assert "ops pass in float64" in text
     assert "max |I + R - full|" in text  # the decomposition's own sum check is reported
+    assert "preact_resnet8" in text and "exactly equal: True" in text  # the literal formula
     assert "resnet8: train error" in text and "plain8: train error" in text
     assert "conv2 32x4d" in text  # the conv timing table made it into the report
     for png in ("decomposition.png", "gradient_flow.png", "training.png"):

@@ -151,6 +151,19 @@ def test_plot_runs(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 1000
 
 
+def test_plot_runs_labels_the_dashed_test_lines(tmp_path):
+    rows = [{"epoch": e, "train_error": 1 / e, "test_error": 1.2 / e} for e in (1, 2, 3)]
+    fig = training.plot_runs({"resnet8": rows, "plain8": rows}, tmp_path / "r.png")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["resnet8 (train error)", "resnet8 (test error)",
+                      "plain8 (train error)", "plain8 (test error)"]  # fmt: skip
+    assert ax.get_ylabel() == "train error, bold; test error, dashed (%)"
+    no_test = [{"epoch": 1, "train_error": 0.5, "test_error": None}]
+    ax = training.plot_runs({"a": no_test}).axes[0]
+    assert ax.get_ylabel() == "train error (%)" and ax.get_legend().get_texts()[0].get_text() == "a"
+
+
 # -- commands -------------------------------------------------------------------------------
 
 ARGS = ["--model", "cifar_resnet8", "--batch-size", "256", "--no-progress", "--no-plot"]
@@ -200,6 +213,40 @@ def test_degradation_experiment_records_json(tmp_path, capsys):
     assert "reusing" in capsys.readouterr().err
     with pytest.raises(ValueError, match="6n"):
         degradation(depths=(8, 10), out_dir=None)
+
+
+def test_degradation_experiment_preact_family(tmp_path, capsys):
+    """--family preact: pre-activation nets only; the JSON says whether the deeper one
+    trains at least as well (He et al. 2016b), consistently with the recorded errors."""
+    from minires.cli import main as cli
+    from minires.experiments import degradation
+
+    out = tmp_path / "pre"
+    code = cli([
+        "experiment", "degradation", "--family", "preact", "--depths", "8", "14",
+        "--dataset", "synthetic", "--epochs", "2", "--out", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    saved = json.loads((out / "degradation.json").read_text())
+    assert set(saved["runs"]) == {"preact8", "preact14"} and saved["settings"]["family"] == "preact"
+    assert (
+        saved["runs"]["preact14"]["kind"] == "preact" and "Identity Mappings" in saved["experiment"]
+    )
+    f = saved["findings"]
+    lo, hi = (saved["runs"][f"preact{d}"]["mean_train_error"] for d in (8, 14))
+    assert f["preact_depth_penalty"] == pytest.approx(hi - lo)
+    assert f["reproduces_he2016b"] == f["preact_deeper_not_worse"] == (hi <= lo + 0.005)
+    assert ("claim holds" in f["summary"]) == f["reproduces_he2016b"]
+    # the summary line is printed once (stdout), not again on stderr
+    assert captured.out.count(f["summary"]) == 1 and f["summary"] not in captured.err
+    assert (out / "degradation.png").exists()
+    with pytest.raises(ValueError, match="family must be one of 'resnet', 'preact'"):
+        degradation(depths=(8, 14), family="post", out_dir=None)
+    with pytest.raises(SystemExit) as exc:
+        cli(["experiment", "degradation", "--family", "post"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'post' (choose from 'resnet', 'preact')" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -15,7 +15,12 @@ that expose ``residual(x)``, ``shortcut(x)`` and ``has_skip`` (see `find_blocks`
 """
 
 from minires.analysis._blocks import BlockLinearisation, find_blocks, is_block, shortcut_kind
-from minires.analysis.decomposition import Decomposition, decompose
+from minires.analysis.decomposition import (
+    Decomposition,
+    compare_decompositions,
+    decompose,
+    plot_decompositions,
+)
 from minires.analysis.gradient_flow import (
     GradientFlow,
     GradientFlowComparison,
@@ -47,6 +52,7 @@ __all__ = [
     "GradientFlowComparison",
     "LesionResult",
     "PathGradients",
+    "compare_decompositions",
     "compare_gradient_flow",
     "decompose",
     "evaluate",
@@ -56,6 +62,7 @@ __all__ = [
     "lesion_study",
     "path_gradients",
     "path_length_distribution",
+    "plot_decompositions",
     "plot_gradient_flow",
     "plot_lesion",
     "plot_paths",

@@ -7,7 +7,9 @@ its ``forward`` must call ``self.residual(x)`` and, if it has a skip, ``self.sho
 The tools never re-implement a block's forward: they temporarily replace ``residual`` /
 ``shortcut`` / ``forward`` *on the instance* and call the block's own code, so whatever the
 block does after the add (a ReLU in the post-activation ResNet, nothing in a
-pre-activation one) is respected.
+pre-activation one) is respected, and so is what it does before the split: a
+pre-activation unit with a projection shortcut calls both on ``preactivate(x)``, and the
+vector-Jacobian products of each path still reach the block input through it.
 
 Block boundaries are numbered like activations: boundary ``k`` is the input of block
 ``k`` (``a^k``), boundary ``n`` the output of the last block, for ``n`` blocks.
@@ -56,12 +58,25 @@ def has_parameters(module: Module | None) -> bool:
     return module is not None and any(True for _ in module.parameters())
 
 
+def shortcut_module(block: Module) -> Module | None:
+    """The module on a block's skip path, None for the identity: torchvision's
+    ``downsample``, or ``shortcut`` when that is a sub-module (the pre-activation units,
+    where ``nn.Identity`` stands for the identity)."""
+    from minires.nn import Identity
+
+    ds = getattr(block, "downsample", None)
+    if ds is None and isinstance(getattr(block, "shortcut", None), Module):
+        ds = block.shortcut
+    return None if isinstance(ds, Identity) else ds
+
+
 def shortcut_kind(block: Module) -> str:
     """``"identity"``, ``"option A"`` (parameter-free subsample + zero pad),
-    ``"projection"`` (1x1 conv + BN) or ``"none"`` (plain block)."""
+    ``"projection"`` (1x1 conv, with BN in torchvision's nets) or ``"none"`` (plain
+    block)."""
     if not block.has_skip:
         return "none"
-    ds = getattr(block, "downsample", None)
+    ds = shortcut_module(block)
     if ds is None:
         return "identity"
     return "projection" if has_parameters(ds) else "option A"
@@ -93,14 +108,23 @@ def preserved(model: Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def patched(obj: Module, **methods: Callable[..., Any]) -> Iterator[None]:
-    """Temporarily replace methods on one instance (``forward``, ``residual``, ...)."""
+    """Temporarily replace methods on one instance (``forward``, ``residual``, ...).
+
+    What the instance held under those names is put back afterwards: a block's
+    ``shortcut`` may be a sub-module stored on the instance (the pre-activation units),
+    not a method of its class."""
+    missing = object()
+    saved = {name: obj.__dict__.get(name, missing) for name in methods}
     for name, fn in methods.items():
         object.__setattr__(obj, name, fn)
     try:
         yield
     finally:
-        for name in methods:
-            obj.__dict__.pop(name, None)
+        for name, old in saved.items():
+            if old is missing:
+                obj.__dict__.pop(name, None)
+            else:
+                object.__setattr__(obj, name, old)
 
 
 @contextlib.contextmanager

@@ -10,13 +10,24 @@ For a stack of *pre-activation* blocks ``a^{i+1} = a^i + F_i(a^i)`` (He et al. 2
                     =   d loss/d a^{l2}                                  (identity term)
                       + d loss/d a^{l2} . d/d a^{l1} sum_i F_i(a^i)      (residual term)
 
-The identity term reaches ``a^{l1}`` with no weight matrix in between.
+The identity term reaches ``a^{l1}`` with no weight matrix in between. This holds
+literally for the pre-activation nets of `minires.models` (``preact_resnet20`` ...
+``preact_resnet1001``): over a run of units with identity shortcuts, ``I`` *is*
+``d loss/d a^{l2}``, bit for bit. Where a basic pre-activation net changes stage, its
+option-A shortcut (on the raw input) makes ``I`` the transpose of option A applied to
+``d loss/d a^{l2}`` (the gradient of the original channels at the kept positions) - still
+exact, still weight-free, but smaller. A bottleneck net's projection units (the first
+unit of each stage) apply a 1x1 conv to the pre-activated input, so the path "through
+the shortcut" there crosses that conv and the unit's first BN-ReLU: the decomposition
+still sums exactly, ``parameter_free`` is False, and the literal formula is the one over
+a stage's identity units (``l1`` = the second unit of a stage or later).
 
 What is computed for any block (post-activation too)
 ----------------------------------------------------
-The blocks of `minires.models` are post-activation: ``a^{i+1} = g(F_i(a^i) + S_i(a^i))``
-with ``g`` = ReLU and ``S_i`` the shortcut (identity, option-A subsample + zero-pad, or a
-1x1 projection). Backprop through block ``i`` splits exactly into two pieces:
+The other nets of `minires.models` are post-activation:
+``a^{i+1} = g(F_i(a^i) + S_i(a^i))`` with ``g`` = ReLU and ``S_i`` the shortcut (identity,
+option-A subsample + zero-pad, or a 1x1 projection). Backprop through block ``i`` splits
+exactly into two pieces:
 
     d loss/d a^i = J_{F_i}^T D_i d loss/d a^{i+1}  +  J_{S_i}^T D_i d loss/d a^{i+1}
 
@@ -49,7 +60,8 @@ can fail:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +154,14 @@ class Decomposition:
         return cosine(self.identity, self.residual)
 
     @property
+    def identity_ratio(self) -> float:
+        """|I| / |d loss/d a^{l2}|: 1 exactly over pre-activation units with identity
+        shortcuts; below 1 where ReLU masks after the adds or option-A shortcuts (which
+        drop the gradient of the padded channels and of 3 in 4 positions) are crossed."""
+        g = norm(self.grad_l2)
+        return self.norm_identity / g if g > 0 else float("nan")
+
+    @property
     def parameter_free(self) -> bool:
         """True if the identity term crosses no weight: every shortcut is the identity or
         option A (no 1x1 projection)."""
@@ -177,7 +197,7 @@ class Decomposition:
             (f"|d loss/d a^{self.l1}| (backward)", f"{self.norm_full:.6e}"),
             ("|identity term I|", f"{self.norm_identity:.6e}"),
             ("|residual term R|", f"{self.norm_residual:.6e}"),
-            ("cos(I, R)", f"{self.cosine:+.4f}"),
+            ("cos(I, R)", _cos_text(self)),
             ("max |I + R - full|", f"{self.max_error:.3e}  (relative {self.relative_error:.3e})"),
             ("max |I - I(detached residuals)|", f"{self.identity_check_error:.3e}"),
             ("max |forward - block(F, S)|", f"{self.forward_error:.3e}"),
@@ -195,7 +215,7 @@ class Decomposition:
         for r in self.per_boundary:
             rows.append(
                 f"{r['k']:>4} {r['norm_full']:>12.4e} {r['norm_identity']:>12.4e} "
-                f"{r['norm_residual']:>12.4e} {r['cosine']:>+9.3f} {r['max_error']:>10.2e}"
+                f"{r['norm_residual']:>12.4e} {_cos_cell(r):>9} {r['max_error']:>10.2e}"
             )
         return "\n".join(rows)
 
@@ -213,11 +233,65 @@ class Decomposition:
         ax.semilogy(k, series("norm_full"), "k-", lw=2, alpha=0.5, label="full (backward)")
         ax.semilogy(k, series("norm_identity"), "o-", ms=3, label="identity term I")
         ax.semilogy(k, series("norm_residual"), "s--", ms=3, label="residual term R")
+        marked = False
+        for j, kind in enumerate(self.shortcuts):  # where the skip path is not the identity
+            if kind in ("option A", "projection"):
+                ax.axvline(self.l1 + j + 0.5, color="gray", ls=":", lw=1,
+                           label=None if marked else f"{kind} shortcut")  # fmt: skip
+                marked = True
         ax.set_xlabel(f"block boundary k (gradient split between a^k and a^{self.l2})")
         ax.set_ylabel("norm of gradient")
         ax.set_title(title or "identity vs residual paths")
         ax.legend(fontsize=8)
         return ax
+
+
+def compare_decompositions(decomps: Mapping[str, Decomposition]) -> str:
+    """Per-boundary norms of several decompositions side by side (same boundaries):
+    ``k``, then ``|full|``, ``|I|``, ``|R|`` of each, as aligned text."""
+    names = list(decomps)
+    rows_by = [decomps[n].per_boundary for n in names]
+    if len({len(r) for r in rows_by}) != 1:
+        raise ValueError(
+            "compare_decompositions: the decompositions span different numbers of "
+            f"boundaries ({', '.join(f'{n}: {len(r)}' for n, r in zip(names, rows_by))})"
+        )
+    width = 3 * 11 + 2
+    head1 = f"{'':>4} " + " | ".join(f"{n:^{width}}" for n in names)
+    head2 = f"{'k':>4} " + " | ".join(f"{'|full|':>11} {'|I|':>11} {'|R|':>11}" for _ in names)
+    lines = [head1, head2]
+    for i in range(len(rows_by[0])):
+        cells = [
+            f"{r[i]['norm_full']:>11.3e} {r[i]['norm_identity']:>11.3e} "
+            f"{r[i]['norm_residual']:>11.3e}"
+            for r in rows_by
+        ]
+        lines.append(f"{rows_by[0][i]['k']:>4} " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def plot_decompositions(
+    decomps: Mapping[str, Decomposition],
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> Any:
+    """One panel per decomposition (``{"preact_resnet20": d1, "resnet20": d2}``), side by
+    side on a shared log scale: |I|, |R| and |full| at every boundary. Saved to ``path``
+    if given. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(decomps), figsize=(5.5 * len(decomps), 3.8), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, (name, d) in zip(axes[0], decomps.items()):
+        d.plot(ax=ax, title=name)
+    for ax in axes[0][1:]:
+        ax.set_ylabel("")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
 
 
 def decompose(
@@ -310,6 +384,24 @@ def _boundary_index(k: int | str, rec: Any, n: int) -> int:
             raise ValueError(f"no block named {k!r}; blocks: {', '.join(names)}")
         return names.index(k)
     return int(k)
+
+
+def _cos_cell(row: dict[str, Any]) -> str:
+    """cos(I, R) for a table cell: undefined (not +nan) where a term is exactly zero, as
+    R is at k = l2 (no block lies between a^{l2} and itself) and I in a plain net."""
+    if row["norm_residual"] == 0:
+        return "n/a (R=0)"
+    if row["norm_identity"] == 0:
+        return "n/a (I=0)"
+    return f"{row['cosine']:+.3f}"
+
+
+def _cos_text(d: Decomposition) -> str:
+    if d.norm_residual == 0:
+        return "n/a (R = 0: no residual branch in between)"
+    if d.norm_identity == 0:
+        return "n/a (I = 0: no path through the shortcuts)"
+    return f"{d.cosine:+.4f}"
 
 
 def _boundary_row(k: int, i: np.ndarray, r: np.ndarray, full: np.ndarray) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 minires experiment degradation                     # plain vs residual, depths 8 and 20
 minires experiment degradation --depths 20 56 --epochs 30
+minires experiment degradation --family preact     # pre-activation nets, depths 8 and 20
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 
 from minires.experiments import DEGRADATION_DEFAULTS as D
+from minires.experiments import FAMILIES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,8 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
         "degradation",
         help="He et al. Fig. 6: plain vs residual nets at two depths, training error per epoch",
         description="Train plain and residual CIFAR-style nets (depth 6n+2) at each depth with "
-        "one recipe and plot training error per epoch. Finished runs in --out are reused and "
-        "interrupted ones resumed, so Ctrl-C and re-running is safe.",
+        "one recipe and plot training error per epoch (--family preact: pre-activation nets, "
+        "He et al. 2016b). Finished runs in --out are reused and interrupted ones resumed, "
+        "so Ctrl-C and re-running is safe.",
+    )
+    d.add_argument(
+        "--family",
+        default=D["family"],
+        choices=list(FAMILIES),
+        help="resnet: plain vs post-activation residual nets (Fig. 6, the default); preact: "
+        "pre-activation residual nets, does the deeper one train at least as well?",
     )
     d.add_argument(
         "--depths",
@@ -46,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--augment", action=argparse.BooleanOptionalAction, default=D["augment"])
     d.add_argument("--seed", type=int, default=D["seed"])
     d.add_argument("--backend", choices=["numba", "numpy"], default=None)
-    d.add_argument("--out", default="runs/degradation")
+    d.add_argument(
+        "--out", default=None,
+        help="folder (default runs/degradation, runs/degradation-preact for --family preact)",
+    )  # fmt: skip
     d.add_argument("--no-progress", action="store_true")
     return p
 
@@ -58,6 +71,8 @@ def main(argv: list[str]) -> int:
 
     if args.backend:
         mr.set_backend(args.backend)
+    if args.out is None:
+        args.out = "runs/degradation" + ("" if args.family == "resnet" else f"-{args.family}")
     try:
         result = degradation(
             depths=args.depths,
@@ -74,6 +89,7 @@ def main(argv: list[str]) -> int:
             out_dir=args.out,
             data_root=args.data_root,
             progress=not args.no_progress,
+            family=args.family,
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"minires experiment: {exc}", file=sys.stderr)
