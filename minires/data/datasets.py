@@ -58,6 +58,8 @@ def make_loaders(
     augment: bool | None = None,
     root: str | os.PathLike | None = None,
     test_batch_size: int = 500,
+    dtype: str | np.dtype = "float32",
+    download: bool = False,
 ) -> tuple[DataLoader, DataLoader, DatasetInfo]:
     """Train and test loaders for a named data set.
 
@@ -72,6 +74,9 @@ def make_loaders(
             CIFAR-10 (pad 4, crop 32, flip — He et al.), off for digits and synthetic.
         root: CIFAR-10 folder (default ``$MINIRES_DATA`` or ``./data``).
         test_batch_size: batch size of the (unshuffled) test loader.
+        dtype: float dtype of the batches (``"float64"`` for a float64 model).
+        download: fetch a downloadable data set into ``root`` first if it is missing
+            (see `minires.data.download`).
 
     Returns:
         (train_loader, test_loader, info)
@@ -102,6 +107,10 @@ def make_loaders(
         classes = [str(i) for i in range(10)]
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    if np.dtype(dtype) != np.float32:
+        cast = T.Cast(dtype)
+        train_tf = T.Compose([train_tf, cast]) if train_tf is not None else cast
+        test_tf = T.Compose([test_tf, cast]) if test_tf is not None else cast
     train = DataLoader(
         TensorDataset(xtr, ytr), batch_size, shuffle=True, seed=seed, transform=train_tf
     )

@@ -15,6 +15,7 @@ from minires.nn.layers import (
     ReLU,
 )
 from minires.nn.module import Module, Parameter
+from minires.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -31,7 +32,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
-    "Sequential",
+    "SyncBatchNorm",
     "functional",
     "init",
 ]
