@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "residual gradient decomposition and gradient flow on a small model",
     ),
     "train": ("minires.commands.train:main", "train a model (digits or CIFAR-10), resumable"),
+    "data": ("minires.commands.data:main", "download verified data sets (CIFAR, MNIST)"),
     "experiment": ("minires.commands.experiment:main", "run a paper experiment (degradation)"),
     "bench": (
         "minires.commands.bench:main",

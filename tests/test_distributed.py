@@ -326,3 +326,25 @@ def test_sync_batchnorm_gradcheck_across_two_ranks(tmp_path):
     r = _mpirun(2, [str(script)], tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "rank 0 ok" in r.stdout and "rank 1 ok" in r.stdout
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_resume_under_mpi_is_bit_exact(tmp_path):
+    """1 epoch, then --resume to 2, on 2 ranks = 2 epochs straight on 2 ranks, bit for bit
+    (constant schedule: the resumed run keeps the schedule's horizon)."""
+    base = [a for a in TRAIN_ARGS if a != "--no-plot"] + ["--schedule", "constant", "--no-plot"]
+    base = [a for i, a in enumerate(base) if not (a == "2" and base[i - 1] == "--epochs")]
+    base.remove("--epochs")
+    straight = _mpirun(2, ["-m", "minires", "train", *base, "--epochs", "2", "--out",
+                           str(tmp_path / "a")], ROOT)  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = _mpirun(2, ["-m", "minires", "train", *base, "--epochs", "1", "--out",
+                        str(tmp_path / "b")], ROOT)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = _mpirun(2, ["-m", "minires", "train", "--resume", str(tmp_path / "b"),
+                          "--epochs", "2", "--no-progress", "--no-plot"], ROOT)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = mr.load(tmp_path / "a" / "model.npz"), mr.load(tmp_path / "b" / "model.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=D["depths"],
         help=f"depths 6n+2 (default {D['depths']})",
     )
-    d.add_argument("--dataset", default=D["dataset"], choices=["digits", "cifar10", "synthetic"])
+    d.add_argument(
+        "--dataset", default=D["dataset"],
+        choices=["digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "synthetic"],
+    )  # fmt: skip
+    d.add_argument("--download", action="store_true", help="download --dataset if missing")
     d.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py")
     d.add_argument("--epochs", type=int, default=D["epochs"])
     d.add_argument("--batch-size", type=int, default=D["batch_size"])
@@ -59,6 +63,10 @@ def main(argv: list[str]) -> int:
     if args.backend:
         mr.set_backend(args.backend)
     try:
+        if args.download:
+            from minires.data import make_loaders
+
+            make_loaders(args.dataset, root=args.data_root, download=True)
         result = degradation(
             depths=args.depths,
             dataset=args.dataset,
@@ -75,7 +83,7 @@ def main(argv: list[str]) -> int:
             data_root=args.data_root,
             progress=not args.no_progress,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
         print(f"minires experiment: {exc}", file=sys.stderr)
         return 2
     if result["interrupted"]:

@@ -40,8 +40,11 @@ _HOW_TO_GET = (
 
 
 def default_data_root() -> Path:
-    """``$MINIRES_DATA`` if set, else ``./data``."""
-    return Path(os.environ.get("MINIRES_DATA", "data")).expanduser()
+    """``$MINIRES_DATA`` if set, else the user cache folder (``~/.cache/minires``, where
+    ``minires data download`` puts data sets)."""
+    from minires.data.download import data_root
+
+    return data_root()
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -160,7 +163,7 @@ def load_cifar10(
 
     Args:
         root: folder holding ``cifar-10-batches-py`` (or that folder itself); default
-            ``$MINIRES_DATA`` or ``./data``.
+            ``$MINIRES_DATA`` or ``~/.cache/minires``.
         split: ``"train"`` (50,000 images) or ``"test"`` (10,000).
 
     Returns:
