@@ -89,6 +89,9 @@ def main(argv: list[str]) -> int:
     if result["interrupted"]:
         print("interrupted; run the same command again to continue", file=sys.stderr)
         return 130
-    print(result["findings"]["summary"])
-    print(f"results: {args.out}/degradation.json, plot: {args.out}/degradation.png")
+    from minires.distributed import get_comm
+
+    if get_comm().is_root:  # under mpiexec, rank 0 alone reports
+        print(result["findings"]["summary"])
+        print(f"results: {args.out}/degradation.json, plot: {args.out}/degradation.png")
     return 0
