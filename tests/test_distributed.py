@@ -348,3 +348,14 @@ def test_resume_under_mpi_is_bit_exact(tmp_path):
     a, b = mr.load(tmp_path / "a" / "model.npz"), mr.load(tmp_path / "b" / "model.npz")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_experiment_degradation_under_mpiexec(tmp_path):
+    r = _mpirun(2, ["-m", "minires", "experiment", "degradation", "--dataset", "synthetic",
+                    "--depths", "8", "14", "--epochs", "1", "--out", str(tmp_path / "deg"),
+                    "--no-progress"], ROOT)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "deg" / "degradation.json").exists()
+    assert r.stdout.count("results:") == 1  # rank 0 alone reports
