@@ -498,10 +498,14 @@ class DataParallel:
         every rank evaluates and saves the same model. (SyncBatchNorm's are equal already.)"""
         if self.size == 1:
             return
-        for buf in self.model.buffers():
-            if isinstance(buf, np.ndarray) and buf.dtype.kind == "f" and buf.flags.c_contiguous:
-                self.comm.allreduce_(buf)
-                buf /= self.size
+        for mod in self.model.modules():
+            if getattr(mod, "synchronized_stats", False):
+                continue  # SyncBatchNorm: already the same on every rank
+            for buf in mod._buffers.values():
+                if (isinstance(buf, np.ndarray) and buf.dtype.kind == "f"
+                        and buf.flags.c_contiguous):  # fmt: skip
+                    self.comm.allreduce_(buf)
+                    buf /= self.size
 
     # metrics ------------------------------------------------------------------------------
 

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "synthetic"],
     )  # fmt: skip
     d.add_argument("--download", action="store_true", help="download --dataset if missing")
-    d.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py")
+    d.add_argument(
+        "--data-root", default=None, help="data folder (default $MINIRES_DATA or ~/.cache/minires)"
+    )
     d.add_argument("--epochs", type=int, default=D["epochs"])
     d.add_argument("--batch-size", type=int, default=D["batch_size"])
     d.add_argument("--lr", type=float, default=D["lr"])

@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=DATASETS,
         help=f"default {d['dataset']} (embedded, "
-        "no download); cifar10 reads a local cifar-10-batches-py folder",
+        "no download); the others are read from --data-root (see --download)",
     )
     p.add_argument(
-        "--data-root", help="folder holding cifar-10-batches-py (default $MINIRES_DATA or ./data)"
+        "--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires)"
     )
     p.add_argument("--epochs", type=int, help=f"total epochs (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")

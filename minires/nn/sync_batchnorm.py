@@ -130,6 +130,8 @@ class SyncBatchNorm(BatchNorm2d):
         process_group: the `minires.distributed` communicator (default: the world).
     """
 
+    synchronized_stats = True  # running statistics are equal on every rank already
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True,
                  process_group: Communicator | None = None, dtype: Any = np.float32):  # fmt: skip
