@@ -381,3 +381,17 @@ def test_each_rank_limits_its_threads_unless_the_user_chose(tmp_path):
     assert per_rank() == [f"{n},{n},{n}"] * 2
     env["NUMBA_NUM_THREADS"] = "3"  # the user's choice stays
     assert per_rank() == [f"3,{n},3"] * 2
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_train_workers_reexecutes_under_mpiexec(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "minires", "train", "--workers", "2", "--model", "cifar_resnet8",
+         "--epochs", "1", "--batch-size", "200", "--out", str(tmp_path / "w"), "--no-progress",
+         "--no-plot", "--check-sync"],
+        cwd=ROOT, env=_env(2), capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "data-parallel on 2 MPI ranks" in r.stderr and "mpiexec" in r.stderr
+    assert (tmp_path / "w" / "model.npz").exists()
