@@ -75,8 +75,10 @@ def run_section(cfg: Any, env: dict[str, str], log_dir: Path, progress: Any = No
             raise FileNotFoundError("mpi4py is not installed")
     except FileNotFoundError as exc:
         reason = f"{exc}".splitlines()[0] + " (pip install 'minires[mpi]')"
-        return [{**base, "name": n, "status": "skipped", "reason": reason}
-                for n in ("resnet20 train 1x2", "resnet20 train 2x1", "allreduce resnet50")]
+        return [
+            {**base, "name": n, "status": "skipped", "reason": reason}
+            for n in ("resnet20 train 1x2", "resnet20 train 2x1", "allreduce resnet50")
+        ]
     log = log_dir / "distributed.log"
     batch = cfg.cifar_batch
     rows = []

@@ -191,7 +191,10 @@ def test_per_rank_bn_matches_emulation_and_only_rank_0_writes(tmp_path):
     r = subprocess.run(cmd, env=_env(2), capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in (dirs[0] / "run").iterdir()) == [
-        "checkpoint.npz", "metrics.csv", "metrics.json", "model.npz"
+        "checkpoint.npz",
+        "metrics.csv",
+        "metrics.json",
+        "model.npz",
     ]
     assert list(dirs[1].iterdir()) == []
     assert r.stdout.count('"epoch": 2') == 1  # rank 0 alone prints the result
@@ -252,7 +255,8 @@ def test_a_failing_rank_ends_the_job_quickly(tmp_path):
     """Rank 1 raises while rank 0 waits in a collective: without the abort rank 0 would
     wait forever."""
     script = tmp_path / "fail.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from minires import distributed as dist
 
         def main():
@@ -263,7 +267,8 @@ def test_a_failing_rank_ends_the_job_quickly(tmp_path):
             return 0
 
         dist.guard(main)
-    """))
+    """)
+    )
     t0 = time.perf_counter()
     r = _mpirun(2, [str(script)], tmp_path, timeout=60)
     elapsed = time.perf_counter() - t0

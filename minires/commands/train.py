@@ -64,9 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"default {d['dataset']} (embedded, "
         "no download); the others are read from --data-root (see --download)",
     )
-    p.add_argument(
-        "--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires)"
-    )
+    p.add_argument("--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires)")
     p.add_argument("--epochs", type=int, help=f"total epochs (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default {d['optimizer']}")

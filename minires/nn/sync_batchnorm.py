@@ -167,8 +167,11 @@ class SyncBatchNorm(BatchNorm2d):
         ``module`` itself is a BatchNorm2d)."""
         out = module
         if isinstance(module, BatchNorm2d) and not isinstance(module, SyncBatchNorm):
-            dtype = module.weight.dtype if module.weight is not None else (
-                module.running_mean.dtype if module.running_mean is not None else np.float32)
+            dtype = (
+                module.weight.dtype
+                if module.weight is not None
+                else (module.running_mean.dtype if module.running_mean is not None else np.float32)
+            )
             out = cls(module.num_features, module.eps, module.momentum, module.affine,
                       module.track_running_stats, process_group, dtype=dtype)  # fmt: skip
             if module.affine:
