@@ -31,7 +31,8 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 _HOW_TO_GET = (
-    "Download the CIFAR-10 *python version* (cifar-10-python.tar.gz, 163 MB) from "
+    "Run `minires data download cifar10` (or pass --download to minires train), or: "
+    "download the CIFAR-10 *python version* (cifar-10-python.tar.gz, 163 MB) from "
     "https://www.cs.toronto.edu/~kriz/cifar.html and extract it there, e.g.\n"
     "    mkdir -p {root} && tar -xzf cifar-10-python.tar.gz -C {root}\n"
     "so that {root}/cifar-10-batches-py/data_batch_1 exists (or point --data-root / the "
