@@ -6,6 +6,7 @@ are skipped with a reason where mpiexec or mpi4py is missing."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -162,7 +163,8 @@ def test_train_workers_without_mpi_explains(monkeypatch, capsys):
 def single_process_run(tmp_path_factory) -> dict:
     """Reference: one process, the same global batch."""
     out = _train(tmp_path_factory.mktemp("single") / "run")
-    return mr.load(out / "model.npz")
+    return {"weights": mr.load(out / "model.npz"),
+            "history": json.loads((out / "metrics.json").read_text())["history"]}  # fmt: skip
 
 
 @pytest.mark.mpi
@@ -170,7 +172,14 @@ def single_process_run(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("n", [2, 4])  # 4 ranks on 2 cores: oversubscribed
 def test_sync_bn_ranks_match_one_process(n, tmp_path, single_process_run):
     out = _train(tmp_path / "run", ["--sync-bn", "--check-sync"], n=n)
-    assert _max_rel_diff(single_process_run, mr.load(out / "model.npz")) <= 1e-9
+    assert _max_rel_diff(single_process_run["weights"], mr.load(out / "model.npz")) <= 1e-9
+    # Sharded evaluation counts every test image once: the same accuracy as one process;
+    # the training metrics are summed over ranks.
+    ours = json.loads((out / "metrics.json").read_text())["history"]
+    for a, b in zip(single_process_run["history"], ours):
+        assert a["test_acc"] == b["test_acc"] and a["train_acc"] == b["train_acc"]
+        assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-9)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-9)
 
 
 @pytest.mark.mpi
