@@ -490,7 +490,7 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
             if "distributed" in cfg.sections:  # MPI data parallelism (benchmarks/distributed.py)
                 from minires.benchmarks.distributed import run_section
 
-                rows.extend(run_section(cfg, env, log_dir, bar))
+                rows.extend(run_section(cfg, env, log_dir, bar, steps=4 if cfg.quick else 12))
         finally:
             bar.close()
             shutil.rmtree(ref_dir, ignore_errors=True)
