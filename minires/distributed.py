@@ -468,7 +468,10 @@ class DataParallel:
             loss.backward(np.asarray(n_local / self.n_global, dtype=loss.dtype))
 
     def allreduce_gradients(self) -> None:
-        """Sum every parameter's gradient over ranks, in one flat buffer (one MPI call)."""
+        """Sum every parameter's gradient over ranks, in one flat buffer (one MPI call).
+        The buffer also carries, per parameter, how many ranks have a gradient: a
+        parameter no rank used keeps ``grad = None`` (as on one process, where the
+        optimizer then skips it)."""
         if self.size == 1:
             return
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -477,18 +480,21 @@ class DataParallel:
             raise TypeError(f"allreduce_gradients: mixed dtypes {sorted(map(str, dtypes))}")
         total = sum(p.data.size for p in params)
         dt = dtypes.pop()
-        if self._flat is None or self._flat.size != total or self._flat.dtype != dt:
-            self._flat = np.empty(total, dt)
+        size = total + len(params)
+        if self._flat is None or self._flat.size != size or self._flat.dtype != dt:
+            self._flat = np.empty(size, dt)
         flat, off = self._flat, 0
-        for p in params:
+        for j, p in enumerate(params):
             k = p.data.size
             flat[off : off + k] = 0 if p.grad is None else p.grad.ravel()
+            flat[total + j] = p.grad is not None
             off += k
         self.comm.allreduce_(flat)
         off = 0
-        for p in params:
+        for j, p in enumerate(params):
             k = p.data.size
-            p.grad = flat[off : off + k].reshape(p.data.shape).copy()
+            used = flat[total + j] > 0
+            p.grad = flat[off : off + k].reshape(p.data.shape).copy() if used else None
             off += k
 
     # batchnorm ----------------------------------------------------------------------------
