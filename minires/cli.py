@@ -15,7 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "minires.commands.explain:main",
         "residual gradient decomposition and gradient flow on a small model",
     ),
-    "train": ("minires.commands.train:main", "train a model (digits or CIFAR-10), resumable"),
+    "train": (
+        "minires.commands.train:main",
+        "train a model (digits, CIFAR, MNIST; data-parallel under mpiexec), resumable",
+    ),
     "data": ("minires.commands.data:main", "download verified data sets (CIFAR, MNIST)"),
     "experiment": ("minires.commands.experiment:main", "run a paper experiment (degradation)"),
     "bench": (
