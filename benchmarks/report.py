@@ -286,6 +286,16 @@ def markdown(results: dict[str, Any]) -> str:
     ct = coldstart_table(results)
     if ct:
         lines += ["## Cold start (first call of the Numba kernels, fresh process)", "", *ct, ""]
+    from minires.benchmarks.distributed import table as distributed_table
+
+    dt = distributed_table(results)
+    if dt:
+        lines += ["## Data-parallel training on MPI (resnet20; all-reduce of ResNet-50's "
+                  "gradients)", "",
+                  "Same two cores either way: 1 rank x 2 threads vs 2 ranks x 1 thread. "
+                  "'incl. wait' is the all-reduce call in the step (it also waits for the "
+                  "slower rank); 'pure' is the same all-reduce right after a barrier.",
+                  "", *dt, ""]  # fmt: skip
     pt = pass_table(results)
     if pt:
         lines += ["## Per pass (median ms)", "", *pt, ""]

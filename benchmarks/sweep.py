@@ -28,7 +28,7 @@ import minires
 from minires.benchmarks.machine import OPENBLAS_OVERRIDES, machine_info, thread_env
 from minires.benchmarks.specs import LayerSpec, layer_sweep
 
-SECTIONS = ("ceilings", "layers", "blocks", "models", "coldstart")
+SECTIONS = ("ceilings", "layers", "blocks", "models", "coldstart", "distributed")
 DEFAULT_BACKENDS = ("numba", "numpy", "torch", "torch_cl")
 MINIRES = "numba"  # the backend every ratio is relative to
 # The folder holding the `minires` package this process imported (the repository in a
@@ -491,6 +491,10 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
                         bar.update()
                 finally:
                     shutil.rmtree(cache, ignore_errors=True)
+            if "distributed" in cfg.sections:  # MPI data parallelism (benchmarks/distributed.py)
+                from minires.benchmarks.distributed import run_section
+
+                rows.extend(run_section(cfg, env, log_dir, bar, steps=4 if cfg.quick else 12))
         finally:
             bar.close()
             shutil.rmtree(ref_dir, ignore_errors=True)

@@ -15,7 +15,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "minires.commands.explain:main",
         "residual gradient decomposition and gradient flow on a small model",
     ),
-    "train": ("minires.commands.train:main", "train a model (digits or CIFAR-10), resumable"),
+    "train": (
+        "minires.commands.train:main",
+        "train a model (digits, CIFAR, MNIST; data-parallel under mpiexec), resumable",
+    ),
+    "data": ("minires.commands.data:main", "download verified data sets (CIFAR, MNIST)"),
     "experiment": ("minires.commands.experiment:main", "run a paper experiment (degradation)"),
     "bench": (
         "minires.commands.bench:main",
@@ -49,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minires: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module, func = COMMANDS[name][0].split(":")
-    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    command = getattr(importlib.import_module(module), func)
+    from minires._mpi_env import launched_size
+
+    if launched_size() > 1:  # under mpiexec: a failure on any rank ends every rank
+        from minires.distributed import guard
+
+        return guard(lambda: command(rest))
+    return int(command(rest) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

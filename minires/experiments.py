@@ -88,6 +88,7 @@ def degradation(
     """
     import minires as mr
     from minires import data, training
+    from minires.distributed import get_comm
     from minires.models import cifar_resnet, preact_resnet
 
     if family not in FAMILIES:
@@ -95,6 +96,9 @@ def degradation(
             f"degradation: family must be one of {', '.join(map(repr, FAMILIES))}, got {family!r}"
         )
     log = log or (lambda s: print(s, file=sys.stderr))
+    comm = get_comm()  # under mpiexec: rank 0 decides, logs and writes; all ranks train
+    if not comm.is_root:
+        log = training._silent
     depths = sorted(int(d) for d in depths)
     if len(depths) < 2:
         raise ValueError(f"degradation: need at least two depths, got {depths}")
@@ -117,7 +121,7 @@ def degradation(
         for depth in depths:
             name = _run_name(kind, depth)
             run_dir = out / name if out is not None else None
-            done = _finished(run_dir, settings)
+            done = comm.bcast_object(_finished(run_dir, settings) if comm.is_root else None)
             if done is not None:
                 log(f"{name}: already trained in {run_dir}, reusing its metrics")
                 history = training.History(done["history"])
@@ -138,9 +142,10 @@ def degradation(
                     )  # fmt: skip
                 opt = training.build_optimizer(model, "sgd", lr, momentum, weight_decay)
                 sched = training.build_scheduler(opt, schedule, epochs=epochs, warmup=warmup)
-                resume = (
+                resume = comm.bcast_object(
                     run_dir / "checkpoint.npz"
-                    if run_dir is not None
+                    if comm.is_root
+                    and run_dir is not None
                     and (run_dir / "checkpoint.npz").exists()
                     and _same_settings(run_dir, settings)
                     else None
@@ -189,7 +194,7 @@ def degradation(
     }
     if not interrupted:  # the caller prints findings["summary"] (the CLI does, once)
         result["findings"] = (_findings if family == "resnet" else _findings_preact)(runs, depths)
-    if out is not None:
+    if out is not None and comm.is_root:
         out.mkdir(parents=True, exist_ok=True)
         (out / "degradation.json").write_text(json.dumps(result, indent=2) + "\n")
         if plot and not interrupted:

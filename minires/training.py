@@ -42,6 +42,7 @@ import numpy as np
 import minires.functional as F
 from minires.autograd import no_grad
 from minires.data.loader import DataLoader
+from minires.distributed import DataParallel
 from minires.nn.module import Module
 from minires.optim import SGD, Adam, AdamW, Optimizer
 from minires.optim import lr_scheduler as lrs
@@ -194,10 +195,14 @@ def build_scheduler(
 # -- evaluation -----------------------------------------------------------------------------
 
 
-def evaluate(model: Module, loader: DataLoader, progress: bool = False) -> tuple[float, float]:
+def evaluate(
+    model: Module, loader: DataLoader, progress: bool = False, comm: Any = None
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on every batch of ``loader``, in eval
     mode (batchnorm uses its running statistics) and without building a graph. The
-    model's previous mode is restored.
+    model's previous mode is restored. With a communicator of several ranks
+    (`minires.distributed`), rank r evaluates batches r, r + size, ... and the sums are
+    all-reduced: the result is exact over the whole set, the same on every rank.
 
     Returns:
         (loss, accuracy) as floats; accuracy in [0, 1].
@@ -207,7 +212,8 @@ def evaluate(model: Module, loader: DataLoader, progress: bool = False) -> tuple
     loss_sum, correct, seen = 0.0, 0, 0
     try:
         with no_grad():
-            for x, y in _bar(loader.epoch_iter(0), len(loader), "eval", progress, leave=False):
+            for x, y in _bar(_eval_batches(loader, comm), len(loader), "eval", progress,
+                             leave=False):  # fmt: skip
                 out = model(x)
                 n = len(y.data)
                 loss_sum += float(F.cross_entropy(out, y).item()) * n
@@ -216,7 +222,18 @@ def evaluate(model: Module, loader: DataLoader, progress: bool = False) -> tuple
                 del out  # one batch's activations at a time
     finally:
         model.train(was_training)
+    if comm is not None and comm.size > 1:
+        sums = np.array([loss_sum, correct, seen], dtype=np.float64)
+        comm.allreduce_(sums)
+        loss_sum, correct, seen = float(sums[0]), int(sums[1]), int(sums[2])
     return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def _eval_batches(loader: DataLoader, comm: Any) -> Iterator[tuple[Any, ...]]:
+    if comm is None or comm.size == 1:
+        return loader.epoch_iter(0)
+    return (loader.load(loader.batch_indices(0, i), 0)
+            for i in range(comm.rank, len(loader), comm.size))  # fmt: skip
 
 
 # -- checkpoints ----------------------------------------------------------------------------
@@ -298,10 +315,11 @@ class _GracefulInterrupt:
     """While active, the first Ctrl-C (SIGINT) only sets ``requested``; the loop finishes
     the current batch, saves a checkpoint and returns. A second Ctrl-C aborts at once."""
 
-    def __init__(self, log: Callable[[str], None]):
+    def __init__(self, log: Callable[[str], None], enabled: bool = True):
         self.requested = False
         self._log = log
         self._previous: Any = None
+        self._enabled = enabled  # off under MPI: ranks would stop at different batches
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -310,7 +328,7 @@ class _GracefulInterrupt:
         self._log("\nCtrl-C: finishing this batch and saving a checkpoint (Ctrl-C again to abort)")
 
     def __enter__(self) -> _GracefulInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        if self._enabled and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
@@ -335,6 +353,7 @@ def train(
     config: dict[str, Any] | None = None,
     callback: Callable[[int, int, dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
+    check_sync: bool = False,
 ) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` epochs (in total, counting the
     ones a resumed checkpoint already did).
@@ -363,6 +382,13 @@ def train(
         callback: called as ``callback(epoch, batch, info)`` after every batch (``info``
             has ``loss`` and ``acc`` of the batch) — for live plots, or to stop a run.
         log: where messages go (default: print to stderr).
+        check_sync: under MPI, verify after every epoch that all ranks hold bitwise the
+            same parameters, buffers and optimizer state.
+
+    Under ``mpiexec -n N`` (see `minires.distributed` and docs/distributed.md) every rank
+    runs this function: each takes its share of every global batch, gradients are summed
+    over ranks before the step, BatchNorm running statistics are averaged before
+    evaluation and checkpoints, evaluation is sharded, and rank 0 alone prints and writes.
 
     Returns:
         `History`; ``history.interrupted`` is True if Ctrl-C stopped it (after saving a
@@ -374,6 +400,12 @@ def train(
         raise ValueError(f"train: epochs must be >= 0, got {epochs}")
     if optimizer is None:
         optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    # Data parallelism over MPI ranks; with one process every hook is a no-op.
+    dp = DataParallel(model, optimizer, check_sync=check_sync)
+    root = dp.comm.is_root  # rank 0 alone prints and writes
+    if not root:
+        progress = verbose = plot = False
+        log = _silent
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.npz" if out is not None else None
 
@@ -385,7 +417,7 @@ def train(
             if ckpt_path is None:
                 raise ValueError("train: resume=True needs out_dir (or pass a checkpoint path)")
             resume = ckpt_path
-        ck = load_checkpoint(resume)
+        ck = dp.load_on_root(lambda: load_checkpoint(resume))
         restore_checkpoint(ck, model, optimizer, scheduler, train_loader)
         start_epoch, start_batch = int(ck["epoch"]), int(ck["batch"])
         partial = {k: ck["partial"][k] for k in ("loss_sum", "correct", "seen")}
@@ -394,27 +426,29 @@ def train(
         where = f"epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else "")
         log(f"resumed from {resume}: continuing at {where} of {epochs}")
     config = dict(config or {})
+    dp.broadcast_state()  # every rank starts from rank 0's state
+    dp.check_batches(train_loader)
 
     def checkpoint(epoch: int, batch: int) -> None:
-        if ckpt_path is not None:
+        if ckpt_path is not None and root:
             save_checkpoint(
                 ckpt_path, model, optimizer, scheduler, train_loader, epoch=epoch, batch=batch,
                 partial=partial, history=history, config=config,
             )  # fmt: skip
 
     def write_metrics() -> None:
-        if out is not None:
+        if out is not None and root:
             history.to_csv(out / "metrics.csv")
             history.to_json(out / "metrics.json", config=config)
 
     n_batches = len(train_loader)
-    with _GracefulInterrupt(log) as stop:
+    with _GracefulInterrupt(log, enabled=dp.size == 1) as stop:
         for epoch in range(start_epoch, epochs):
             model.train()
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             bar = _bar(
-                train_loader.epoch_iter(epoch, start_batch), n_batches,
+                dp.epoch_iter(train_loader, epoch, start_batch), n_batches,
                 f"epoch {epoch + 1}/{epochs}", progress, initial=start_batch,
             )  # fmt: skip
             for i, (x, y) in enumerate(bar, start=start_batch):
@@ -424,12 +458,14 @@ def train(
                 hits = int((logits.data.argmax(axis=1) == y.data).sum())
                 loss = F.cross_entropy(logits, y)
                 del logits
-                loss.backward()
+                dp.backward(loss, n)  # plain loss.backward() on one process
+                dp.allreduce_gradients()
                 optimizer.step()
                 # One graph at a time: keep Python numbers only, so nothing of this step
                 # is alive while the next forward builds its graph.
                 loss_value = float(loss.item())
                 del loss
+                loss_value, hits, n = dp.batch_metrics(loss_value, hits, n)  # over all ranks
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(
                         f"training diverged: loss is {loss_value} at epoch {epoch + 1}, batch "
@@ -465,8 +501,10 @@ def train(
             row["train_loss"] = partial["loss_sum"] / seen
             row["train_acc"] = partial["correct"] / seen
             row["train_error"] = 1.0 - row["train_acc"]
+            dp.average_buffers()  # BatchNorm running statistics: the mean over ranks
+            dp.check(f"after epoch {epoch + 1}")
             if test_loader is not None:
-                row["test_loss"], row["test_acc"] = evaluate(model, test_loader)
+                row["test_loss"], row["test_acc"] = evaluate(model, test_loader, comm=dp.comm)
                 row["test_error"] = 1.0 - row["test_acc"]
             else:
                 row["test_loss"] = row["test_acc"] = row["test_error"] = None
@@ -482,7 +520,7 @@ def train(
                 log(_summary(row, epochs))
 
     history.checkpoint = ckpt_path
-    if out is not None:
+    if out is not None and root:
         save(model.state_dict(), out / "model.npz")
         if plot and len(history):
             try:
@@ -490,6 +528,10 @@ def train(
             except ImportError as exc:
                 log(f"note: {exc}; curves.png not written")
     return history
+
+
+def _silent(message: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:

@@ -263,3 +263,32 @@ def test_unavailable_backend_rows_are_skipped_with_reason():
     assert res == {"status": "skipped", "reason": "cannot import minires.kernels.jit (boom)"}
     res = worker.handle("numpy", None, None, {"task": "nope"})
     assert res["status"] == "error" and "unknown task" in res["reason"]
+
+
+def test_scaling_model_ring_allreduce_and_efficiency():
+    from minires.benchmarks import scaling_model as sm
+
+    assert sm.comm_time(1e9, 1, 1e9, 1e-5) == 0.0
+    # 2(N-1)/N x bytes / bandwidth + 2(N-1) x latency
+    assert sm.comm_time(1e9, 4, 1e9, 1e-5) == pytest.approx(1.5 + 6e-5)
+    assert sm.efficiency("resnet20", 1, 1e9, 1e-5) == pytest.approx(1.0)
+    effs = [sm.efficiency("resnet20", n, 1.25e9, 3e-5, speed=56) for n in (2, 8, 64)]
+    assert effs[0] > effs[1] > effs[2] > 0
+    assert sm.nodes_for("resnet110", 1.0, 1.25e9, 3e-5, speed=1.0) is None  # capped at 64
+    assert "| resnet110 |" in sm.markdown()
+
+
+def test_distributed_bench_table_renders_rows():
+    from minires.benchmarks.distributed import table
+
+    rows = [
+        {"section": "distributed", "name": "resnet20 train 1x2", "status": "ok", "ranks": 1,
+         "threads": 2, "batch": 64, "step_ms": 400.0, "images_per_s": 160.0,
+         "allreduce_ms": 0.0, "allreduce_share": 0.0, "allreduce_pure_ms": 0.0,
+         "allreduce_pure_share": 0.0},
+        {"section": "distributed", "name": "allreduce resnet50", "status": "skipped",
+         "reason": "no mpiexec"},
+    ]  # fmt: skip
+    lines = table({"rows": rows})
+    assert any("resnet20, 1 rank(s) x 2 thread(s)" in ln for ln in lines)
+    assert any("skipped: no mpiexec" in ln for ln in lines)

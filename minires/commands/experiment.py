@@ -42,8 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=D["depths"],
         help=f"depths 6n+2 (default {D['depths']})",
     )
-    d.add_argument("--dataset", default=D["dataset"], choices=["digits", "cifar10", "synthetic"])
-    d.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py")
+    d.add_argument(
+        "--dataset", default=D["dataset"],
+        choices=["digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "synthetic"],
+    )  # fmt: skip
+    d.add_argument("--download", action="store_true", help="download --dataset if missing")
+    d.add_argument(
+        "--data-root", default=None, help="data folder (default $MINIRES_DATA or ~/.cache/minires)"
+    )
     d.add_argument("--epochs", type=int, default=D["epochs"])
     d.add_argument("--batch-size", type=int, default=D["batch_size"])
     d.add_argument("--lr", type=float, default=D["lr"])
@@ -74,6 +80,10 @@ def main(argv: list[str]) -> int:
     if args.out is None:
         args.out = "runs/degradation" + ("" if args.family == "resnet" else f"-{args.family}")
     try:
+        if args.download:
+            from minires.data import make_loaders
+
+            make_loaders(args.dataset, root=args.data_root, download=True)
         result = degradation(
             depths=args.depths,
             dataset=args.dataset,
@@ -91,12 +101,15 @@ def main(argv: list[str]) -> int:
             progress=not args.no_progress,
             family=args.family,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
         print(f"minires experiment: {exc}", file=sys.stderr)
         return 2
     if result["interrupted"]:
         print("interrupted; run the same command again to continue", file=sys.stderr)
         return 130
-    print(result["findings"]["summary"])
-    print(f"results: {args.out}/degradation.json, plot: {args.out}/degradation.png")
+    from minires.distributed import get_comm
+
+    if get_comm().is_root:  # under mpiexec, rank 0 alone reports
+        print(result["findings"]["summary"])
+        print(f"results: {args.out}/degradation.json, plot: {args.out}/degradation.png")
     return 0

@@ -3,6 +3,8 @@
 minires train --model resnet20 --epochs 10 --out runs/r20
 minires train --resume runs/r20            # continue (also after Ctrl-C)
 minires train --resume runs/r20 --epochs 15   # ... and train longer
+mpiexec -n 4 minires train --batch-size 128 ...  # data-parallel over 4 MPI ranks
+minires train --workers 2 ...                     # the same, launched for you
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "data_root": None,
     "backend": None,
+    "dtype": "float32",
+    "sync_bn": False,
 }
 RUN_ONLY = ("epochs", "backend")  # may differ between the original run and a resume
 
@@ -58,11 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=DATASETS,
         help=f"default {d['dataset']} (embedded, "
-        "no download); cifar10 reads a local cifar-10-batches-py folder",
+        "no download); the others are read from --data-root (see --download)",
     )
-    p.add_argument(
-        "--data-root", help="folder holding cifar-10-batches-py (default $MINIRES_DATA or ./data)"
-    )
+    p.add_argument("--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires)")
     p.add_argument("--epochs", type=int, help=f"total epochs (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default {d['optimizer']}")
@@ -100,12 +102,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plot", action="store_true", help="skip curves.png")
+    _add_distributed_arguments(p)
     return p
+
+
+def _add_distributed_arguments(p: argparse.ArgumentParser) -> None:
+    """Precision, data download and MPI options (see docs/distributed.md)."""
+    g = p.add_argument_group("precision, data and distributed training")
+    g.add_argument(
+        "--dtype", choices=["float32", "float64"], help="parameters and inputs (default float32)"
+    )
+    g.add_argument(
+        "--download", action="store_true",
+        help="download the --dataset into --data-root / $MINIRES_DATA if missing (verified)",
+    )  # fmt: skip
+    g.add_argument(
+        "--sync-bn", action="store_true",
+        help="under MPI: BatchNorm statistics over the global batch (nn.SyncBatchNorm)",
+    )  # fmt: skip
+    g.add_argument(
+        "--check-sync", action="store_true",
+        help="under MPI: verify after every epoch that all ranks hold identical state",
+    )  # fmt: skip
+    g.add_argument(
+        "--workers", type=int, metavar="N",
+        help="run on N MPI ranks on this machine (re-executes under the environment's mpiexec)",
+    )  # fmt: skip
+
+
+def _pop_workers(argv: list[str]) -> list[str]:
+    """``argv`` without ``--workers N`` / ``--workers=N``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            out.append(a)
+    return out
+
+
+def launch_workers(n: int, argv: list[str]) -> int:
+    """``mpiexec -n n python -m minires train ARGV`` on this machine; its exit status."""
+    from minires.distributed import launch
+
+    return launch(n, ["train", *_pop_workers(argv)])
 
 
 def main(argv: list[str]) -> int:
     args = vars(build_parser().parse_args(argv))
     from minires.training import load_checkpoint
+
+    workers = args.pop("workers", None)
+    if workers is not None:
+        if workers < 1:
+            print(f"minires train: --workers must be >= 1, got {workers}", file=sys.stderr)
+            return 2
+        return launch_workers(workers, argv)
+    check_sync = args.pop("check_sync", False)
+    download = args.pop("download", False)
 
     resume = args.pop("resume", None)
     out = args.pop("out", None)
@@ -143,7 +199,8 @@ def main(argv: list[str]) -> int:
     else:
         cfg = {**DEFAULTS, **args}
         out = out or f"runs/{cfg['model']}-{cfg['dataset']}"
-    return run(cfg, out, ckpt, progress=progress, plot=plot)
+    return run(cfg, out, ckpt, progress=progress, plot=plot, check_sync=check_sync,
+               download=download)  # fmt: skip
 
 
 def run(
@@ -152,6 +209,8 @@ def run(
     resume: str | Path | None = None,
     progress: bool = True,
     plot: bool = True,
+    check_sync: bool = False,
+    download: bool = False,
 ) -> int:
     """Build everything from ``cfg`` (the keys of DEFAULTS), train, print a summary."""
     import minires as mr
@@ -168,8 +227,10 @@ def run(
             seed=cfg["seed"],
             augment=cfg["augment"],
             root=cfg["data_root"],
+            dtype=cfg.get("dtype", "float32"),
+            download=download,
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:
         print(f"minires train: {exc}", file=sys.stderr)
         return 2
     try:
@@ -177,6 +238,7 @@ def run(
     except (ValueError, TypeError) as exc:
         print(f"minires train: {exc}", file=sys.stderr)
         return 2
+    model = _prepare_model(model, cfg)
     opt = training.build_optimizer(
         model,
         cfg["optimizer"],
@@ -195,12 +257,22 @@ def run(
     )
     config = {**cfg, "dataset_info": info.to_dict(), "title": f"{cfg['model']} on {info.name}"}
     n_params = sum(p.data.size for p in model.parameters())
-    print(
-        f"{cfg['model']} ({n_params:,} parameters) on {info.name}: {info.n_train} train / "
-        f"{info.n_test} test images {info.in_channels}x{info.image_size}x{info.image_size}, "
-        f"backend {mr.get_backend()}; output in {out}",
-        file=sys.stderr,
-    )
+    from minires.distributed import get_comm
+
+    comm = get_comm()
+    if comm.size > 1 and comm.is_root:
+        print(
+            f"data-parallel on {comm.size} MPI ranks: global batch {cfg['batch_size']}, "
+            f"BatchNorm {'synchronised' if cfg.get('sync_bn') else 'per rank'}",
+            file=sys.stderr,
+        )
+    if comm.is_root:
+        print(
+            f"{cfg['model']} ({n_params:,} parameters) on {info.name}: {info.n_train} train / "
+            f"{info.n_test} test images {info.in_channels}x{info.image_size}x"
+            f"{info.image_size}, backend {mr.get_backend()}; output in {out}",
+            file=sys.stderr,
+        )
     try:
         history = training.train(
             model,
@@ -215,6 +287,7 @@ def run(
             verbose=True,
             plot=plot,
             config=config,
+            check_sync=check_sync,
         )
     except FloatingPointError as exc:
         print(f"minires train: {exc}", file=sys.stderr)
@@ -223,6 +296,18 @@ def run(
         print(f"resume with: minires train --resume {out}", file=sys.stderr)
         return 130
     last = history.last
-    if last:
+    if last and comm.is_root:
         print(json.dumps({k: last[k] for k in ("epoch", "train_acc", "test_acc")}))
     return 0
+
+
+def _prepare_model(model: Any, cfg: dict[str, Any]) -> Any:
+    """Cast to ``cfg["dtype"]``; with ``sync_bn``, BatchNorm2d -> nn.SyncBatchNorm."""
+    import numpy as np
+
+    from minires import nn
+
+    model.to(np.dtype(cfg.get("dtype", "float32")))
+    if cfg.get("sync_bn"):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model

@@ -31,7 +31,8 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 _HOW_TO_GET = (
-    "Download the CIFAR-10 *python version* (cifar-10-python.tar.gz, 163 MB) from "
+    "Run `minires data download cifar10` (or pass --download to minires train), or: "
+    "download the CIFAR-10 *python version* (cifar-10-python.tar.gz, 163 MB) from "
     "https://www.cs.toronto.edu/~kriz/cifar.html and extract it there, e.g.\n"
     "    mkdir -p {root} && tar -xzf cifar-10-python.tar.gz -C {root}\n"
     "so that {root}/cifar-10-batches-py/data_batch_1 exists (or point --data-root / the "
@@ -40,8 +41,11 @@ _HOW_TO_GET = (
 
 
 def default_data_root() -> Path:
-    """``$MINIRES_DATA`` if set, else ``./data``."""
-    return Path(os.environ.get("MINIRES_DATA", "data")).expanduser()
+    """``$MINIRES_DATA`` if set, else the user cache folder (``~/.cache/minires``, where
+    ``minires data download`` puts data sets)."""
+    from minires.data.download import data_root
+
+    return data_root()
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -160,7 +164,7 @@ def load_cifar10(
 
     Args:
         root: folder holding ``cifar-10-batches-py`` (or that folder itself); default
-            ``$MINIRES_DATA`` or ``./data``.
+            ``$MINIRES_DATA`` or ``~/.cache/minires``.
         split: ``"train"`` (50,000 images) or ``"test"`` (10,000).
 
     Returns:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from minires.data.dataset import Dataset, TensorDataset
-from minires.data.transforms import BatchTransform
+from minires.data.transforms import BatchTransform, SampleRNG
 from minires.tensor import Tensor
 
 
@@ -16,11 +16,12 @@ class DataLoader:
     """Iterate over a dataset in mini-batches of `Tensor`\\ s, like PyTorch's.
 
     Each pass (epoch) yields ``(x, y)`` with x of shape (B, C, H, W) after ``transform``
-    and y of shape (B,) int64. The order and the augmentation are a pure function of
-    ``(seed, epoch, batch index)``: the permutation of epoch e comes from
-    ``default_rng([seed, e])`` and batch i's transform randomness from
-    ``default_rng([seed, e, i])``. So a run is reproducible, and a resumed run can
-    re-enter an epoch at any batch (`epoch_iter`) without replaying the ones before.
+    and y of shape (B,) int64. The order and the augmentation are a pure function of the
+    seed: the permutation of epoch e comes from ``default_rng([seed, e])`` and each
+    sample's augmentation draws from ``SampleRNG(seed, e, sample indices)``, keyed by
+    (seed, epoch, sample index). So a run is reproducible, a resumed run can re-enter an
+    epoch at any batch (`epoch_iter`) without replaying the ones before, and a sample is
+    augmented the same way whichever batch or MPI rank it lands in (`load`).
 
     Args:
         dataset: a `Dataset` (a `TensorDataset` is gathered a whole batch at a time).
@@ -73,12 +74,20 @@ class DataLoader:
         """The batches of ``epoch``, starting at batch ``start_batch`` (for resuming)."""
         order = self.order(epoch)
         for i in range(start_batch, len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            batch = self._gather(idx)
-            x = batch[0]
-            if self.transform is not None:
-                x = self.transform(x, np.random.default_rng([self.seed, epoch, i]))
-            yield (Tensor(x),) + tuple(Tensor(_as_label(b)) for b in batch[1:])
+            yield self.load(order[i * self.batch_size : (i + 1) * self.batch_size], epoch)
+
+    def batch_indices(self, epoch: int, i: int) -> np.ndarray:
+        """The dataset indices of batch ``i`` of ``epoch``, (B,) int64."""
+        return self.order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def load(self, idx: np.ndarray, epoch: int) -> tuple[Tensor, ...]:
+        """Samples ``idx`` (dataset indices) as Tensors, transformed with ``epoch``'s
+        per-sample draws: any subset of a batch gets exactly its rows of the whole batch."""
+        batch = self._gather(np.asarray(idx))
+        x = batch[0]
+        if self.transform is not None:
+            x = self.transform(x, SampleRNG(self.seed, epoch, idx))
+        return (Tensor(x),) + tuple(Tensor(_as_label(b)) for b in batch[1:])
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         epoch = self.epoch

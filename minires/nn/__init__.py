@@ -18,6 +18,7 @@ from minires.nn.layers import (
 from minires.nn.loss import CrossEntropyLoss, MSELoss
 from minires.nn.module import Module, Parameter
 from minires.nn.normalization import GroupNorm, LayerNorm
+from minires.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -39,7 +40,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
-    "Sequential",
+    "SyncBatchNorm",
     "functional",
     "init",
 ]
