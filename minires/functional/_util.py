@@ -20,17 +20,83 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     return Tensor(x)
 
 
-def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
-    """``3 -> (3, 3)``; checks that a pair really is two ints."""
-    if isinstance(value, int | np.integer):
-        return int(value), int(value)
-    if (
-        isinstance(value, tuple | list)
-        and len(value) == 2
-        and all(isinstance(v, int | np.integer) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+def _where(op: str | None) -> str:
+    return f"{op}: " if op else ""
+
+
+def check_int(value: Any, name: str, op: str | None = None, minimum: int | None = None) -> int:
+    """``value`` as an int, refusing bools, floats and strings (TypeError) and values below
+    ``minimum`` (ValueError); the message names ``op``, the argument and the value."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(
+            f"{_where(op)}{name} must be an int, got {value!r} ({type(value).__name__})"
+        )
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{_where(op)}{name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    op: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """``value`` as a finite float in ``[minimum, maximum]`` (bools and strings refused)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise TypeError(
+            f"{_where(op)}{name} must be a number, got {value!r} ({type(value).__name__})"
+        )
+    if isinstance(value, complex | np.complexfloating):
+        raise TypeError(f"{_where(op)}{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{_where(op)}{name} must be finite, got {v}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{_where(op)}{name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{_where(op)}{name} must be <= {maximum}, got {v}")
+    return v
+
+
+def pair(
+    value: int | tuple[int, int] | list[int],
+    name: str,
+    minimum: int | None = None,
+    op: str | None = None,
+) -> tuple[int, int]:
+    """``3 -> (3, 3)``; checks that a pair really is two ints (not bools) >= ``minimum``."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise TypeError(
+                f"{_where(op)}{name} must be an int or a pair of ints, got {value!r} "
+                f"({len(value)} values)"
+            )
+        items = tuple(value)
+    else:
+        items = (value, value)
+    try:
+        a, b = (check_int(v, name, op) for v in items)
+    except TypeError:
+        raise TypeError(
+            f"{_where(op)}{name} must be an int or a pair of ints, got {value!r}"
+        ) from None
+    if minimum is not None and min(a, b) < minimum:
+        raise ValueError(f"{_where(op)}{name} must be >= {minimum}, got {value!r}")
+    return a, b
+
+
+def check_dim(dim: Any, ndim: int, name: str = "dim", op: str | None = None) -> int:
+    """A dimension index in ``[-ndim, ndim)`` made non-negative (like PyTorch; no wrapping
+    of out-of-range values)."""
+    d = check_int(dim, name, op)
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise ValueError(
+            f"{_where(op)}{name} {d} is out of range for a tensor of {ndim} dimensions "
+            f"(expected {-max(ndim, 1)} to {max(ndim, 1) - 1})"
+        )
+    return d % max(ndim, 1)
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

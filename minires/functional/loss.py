@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import check_float
+from minires.functional._util import check_dim, check_float
 from minires.tensor import Tensor
 
 
@@ -57,9 +57,9 @@ class CrossEntropy(Function):
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log(softmax(x)) along ``axis``; same shape as x."""
     check_float(x, "log_softmax")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"log_softmax: axis {axis} out of range for shape {x.shape}")
-    return LogSoftmax.apply(x, axis % x.ndim)
+    if x.ndim == 0:
+        raise ValueError("log_softmax: needs at least one dimension, got a 0-d tensor")
+    return LogSoftmax.apply(x, check_dim(axis, x.ndim, "axis", "log_softmax"))
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -70,6 +70,11 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 def cross_entropy(logits: Tensor, target: Tensor | np.ndarray) -> Tensor:
     """Mean cross-entropy. logits (N, K) float; target (N,) integer class indices in [0, K)."""
     check_float(logits, "cross_entropy", "logits")
+    if not isinstance(target, Tensor | np.ndarray | list | tuple):
+        raise TypeError(
+            f"cross_entropy: target must be a Tensor or array of class indices, got "
+            f"{type(target).__name__}"
+        )
     t = np.asarray(target.data if isinstance(target, Tensor) else target)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, num_classes), got {logits.shape}")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from minires.autograd import Context, Function
+from minires.functional._util import check_dim, check_int
 from minires.tensor import Tensor
 
 
@@ -110,19 +111,51 @@ class Concat(Function):
         return tuple(np.split(g, ctx.bounds, axis=ctx.axis))
 
 
+def _shape_arg(args: tuple[Any, ...], op: str) -> tuple[Any, ...]:
+    """``f(a, 2, 3)`` and ``f(a, (2, 3))`` both give ``(2, 3)``."""
+    if len(args) == 1 and isinstance(args[0], tuple | list):
+        return tuple(args[0])
+    return args
+
+
 def reshape(a: Tensor, *shape: Any) -> Tensor:
     """``a`` with a new shape (one entry may be -1); accepts ``reshape(a, 2, 3)`` or
-    ``reshape(a, (2, 3))``."""
-    if len(shape) == 1 and isinstance(shape[0], tuple | list):
-        shape = tuple(shape[0])
-    return Reshape.apply(a, tuple(int(s) for s in shape))
+    ``reshape(a, (2, 3))``. Sizes must be ints (no truncation of floats, as in PyTorch)."""
+    _check_tensor(a, "reshape")
+    sizes = tuple(check_int(v, "shape entry", "reshape") for v in _shape_arg(shape, "reshape"))
+    if sizes.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got shape {sizes}")
+    if any(v < -1 for v in sizes):
+        raise ValueError(f"reshape: invalid size in shape {sizes}: sizes must be >= 0 or -1")
+    known = int(np.prod([v for v in sizes if v != -1], dtype=np.int64))
+    if (-1 not in sizes and known != a.size) or (
+        -1 in sizes and (known == 0 or a.size % known)
+    ):
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into "
+            f"{sizes}"
+        )
+    return Reshape.apply(a, sizes)
 
 
 def transpose(a: Tensor, *axes: Any) -> Tensor:
     """Permute axes (reverse them when none are given), like ``ndarray.transpose``."""
-    if len(axes) == 1 and isinstance(axes[0], tuple | list):
-        axes = tuple(axes[0])
-    return Transpose.apply(a, tuple(int(x) for x in axes) if axes else None)
+    _check_tensor(a, "transpose")
+    axes = _shape_arg(axes, "transpose")
+    if not axes:
+        return Transpose.apply(a, None)
+    dims = tuple(check_dim(x, a.ndim, "axis", "transpose") for x in axes)
+    if a.ndim == 0 or sorted(dims) != list(range(a.ndim)):
+        raise ValueError(
+            f"transpose: axes {tuple(axes)} are not a permutation of the {a.ndim} axes of a "
+            f"tensor of shape {a.shape}"
+        )
+    return Transpose.apply(a, dims)
+
+
+def _check_tensor(a: Any, op: str) -> None:
+    if not isinstance(a, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(a).__name__}")
 
 
 def getitem(a: Tensor, index: Any) -> Tensor:
@@ -135,11 +168,19 @@ def getitem(a: Tensor, index: Any) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
-    """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""
-    nd = x.ndim
-    start, end = start_dim % max(nd, 1), end_dim % max(nd, 1)
+    """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default.
+    Dims may be negative but must lie in range (no wrap-around, as in PyTorch)."""
+    _check_tensor(x, "flatten")
+    if x.ndim == 0:  # torch: a 0-d tensor flattens to shape (1,)
+        check_dim(start_dim, 1, "start_dim", "flatten")
+        check_dim(end_dim, 1, "end_dim", "flatten")
+        return reshape(x, (1,))
+    start = check_dim(start_dim, x.ndim, "start_dim", "flatten")
+    end = check_dim(end_dim, x.ndim, "end_dim", "flatten")
     if start > end:
-        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        raise ValueError(
+            f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}"
+        )
     shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :]
     return reshape(x, shape)
 
@@ -148,9 +189,13 @@ def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
     """Constant padding with PyTorch's argument order: ``pad`` lists (before, after) pairs
     starting from the LAST axis, e.g. ``(0, 0, 0, 0, 0, 8)`` on NCHW appends 8 zero
     channels (the option-A shortcut of CIFAR ResNets)."""
+    _check_tensor(x, "pad")
+    if not isinstance(pad, Sequence):
+        raise TypeError(f"pad: expected a tuple of ints, got {type(pad).__name__}")
+    pad = tuple(check_int(p, "pad entry", "pad") for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: {tuple(pad)} must hold (before, after) pairs for <= {x.ndim} axes")
-    if any(int(p) < 0 for p in pad):
+    if any(p < 0 for p in pad):
         raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
     pads = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
@@ -159,12 +204,22 @@ def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
 
 
 def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Concatenate tensors along ``axis`` (shapes must agree elsewhere)."""
+    """Concatenate tensors along ``axis`` (shapes must agree elsewhere; same dtype)."""
+    if isinstance(tensors, Tensor) or not isinstance(tensors, Sequence):
+        raise TypeError(
+            f"cat: expected a list or tuple of Tensors, got {type(tensors).__name__}"
+        )
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
+    for i, t in enumerate(tensors):
+        _check_tensor(t, f"cat: tensors[{i}]")
+        if t.ndim == 0:
+            raise ValueError(
+                f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated"
+            )
     ref = tensors[0].shape
-    ax = axis % len(ref)
+    ax = check_dim(axis, len(ref), "axis", "cat")
     for t in tensors[1:]:
         if len(t.shape) != len(ref) or any(
             a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != ax
@@ -172,4 +227,8 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
             raise ValueError(
                 f"cat: shapes {[tuple(t.shape) for t in tensors]} differ outside axis {axis}"
             )
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:
+        names = sorted(map(str, dtypes))
+        raise TypeError(f"cat: all tensors must have the same dtype, got {names}")
     return Concat.apply(*tensors, axis=ax)
