@@ -19,23 +19,33 @@ import numpy as np
 import minires as mr
 from minires import analysis as A
 from minires import models
+from minires.commands._args import (
+    Parser,
+    cifar_depth,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    writable_dir,
+)
 from minires.data.digits import load_digits
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="minires explain",
         description="Split the gradient of a residual net into its identity and residual "
         "terms, and compare gradient norms by depth in a residual net and its plain twin.",
     )
-    p.add_argument("--depth", type=int, default=20, help="CIFAR depth 6n+2 (default 20)")
+    p.add_argument("--depth", type=cifar_depth, default=20, help="CIFAR depth 6n+2 (default 20)")
     p.add_argument(
-        "--steps", type=int, default=20,
+        "--steps", type=non_negative_int, default=20,
         help="SGD steps before the second gradient-flow measurement (default 20)",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
+    p.add_argument(
+        "--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--no-bn", action="store_true", help="remove every batchnorm layer")
     p.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
                    help="kernel backend (default numpy: fastest at 8x8)")  # fmt: skip
@@ -45,11 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.depth < 8 or (args.depth - 2) % 6:
-        print(
-            f"minires explain: --depth must be 6n+2 >= 8 (20, 32, 44, 56, 110), got {args.depth}",
-            file=sys.stderr,
-        )
+    problem = writable_dir(args.out, "minires explain")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     import matplotlib
 

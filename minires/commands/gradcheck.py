@@ -6,7 +6,6 @@ relu at 0 and max-pool ties), runs `minires.gradcheck`, and reports the worst er
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import numpy as np
 
 import minires as mr
 import minires.functional as F
+from minires.commands._args import Parser, non_negative_int
 
 Case = tuple[str, str, Callable[[np.random.Generator], tuple[Callable, list]]]
 
@@ -197,10 +197,10 @@ def format_table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``minires gradcheck [--backend numba|numpy] [--op NAME ...] [--seed N]``."""
-    p = argparse.ArgumentParser(prog="minires gradcheck", description=__doc__.split("\n")[0])
+    p = Parser(prog="minires gradcheck", description=__doc__.split("\n")[0])
     p.add_argument("--backend", choices=["numba", "numpy"], default=None)
     p.add_argument("--op", action="append", help="only ops whose name contains this")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     args = p.parse_args(argv)
     if args.backend:
         mr.set_backend(args.backend)
