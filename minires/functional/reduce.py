@@ -3,11 +3,10 @@ reduced axes (max: to the position of the maximum, split evenly between ties).""
 
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 
 from minires.autograd import Context, Function
+from minires.functional._util import check_dim
 from minires.tensor import Tensor
 
 Axis = int | tuple[int, ...] | None
@@ -16,13 +15,13 @@ Axis = int | tuple[int, ...] | None
 def _normalize_axis(axis: Axis, ndim: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
+    if not isinstance(axis, int | np.integer | tuple | list) or isinstance(axis, bool):
+        raise TypeError(f"axis must be an int, a tuple of ints or None, got {axis!r}")
     axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
-    out = []
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"axis {a} is out of range for a tensor of {ndim} dimensions")
-        out.append(int(a) % builtins.max(ndim, 1))
-    return tuple(out)
+    out = tuple(check_dim(a, ndim, "axis") for a in axes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis {axis} repeats an axis")
+    return out if ndim else ()  # a 0-d tensor: dim 0 / -1 is the tensor itself, as in torch
 
 
 def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool):
