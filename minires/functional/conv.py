@@ -75,8 +75,8 @@ def conv2d(
     groups = check_int(groups, "groups", op, minimum=1)
     if min(weight.shape) < 1:
         raise ValueError(f"{op}: weight {weight.shape} has an empty dimension")
-    if min(x.shape[1:]) < 1:
-        raise ValueError(f"{op}: input {x.shape} has an empty channel or spatial dimension")
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     n, c_in, h, w = x.shape
     c_out, c_per_group, kh, kw = weight.shape
     if c_in % groups or c_out % groups:

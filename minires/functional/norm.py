@@ -80,6 +80,8 @@ def batch_norm(
     op = "batch_norm"
     check_float(x, op)
     check_ndim(x, (2, 4), op, "input", "N, C or N, C, H, W")
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     c = x.shape[1]
     momentum = check_real(momentum, "momentum", op, minimum=0.0, maximum=1.0)
     eps = check_real(eps, "eps", op, minimum=0.0)  # eps=0 is allowed, as in PyTorch

@@ -82,8 +82,8 @@ def _pool_args(x: Tensor, kernel_size, stride, padding, op: str):
     k = pair(kernel_size, "kernel_size", minimum=1, op=op)
     s = k if stride is None else pair(stride, "stride", minimum=1, op=op)
     p = pair(padding, "padding", minimum=0, op=op)
-    if min(x.shape[1:]) < 1:
-        raise ValueError(f"{op}: input {x.shape} has an empty channel or spatial dimension")
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
     ho = out_size(x.shape[2], k[0], s[0], p[0])
@@ -113,6 +113,6 @@ def adaptive_avg_pool2d(x: Tensor, output_size: Pair) -> Tensor:
     check_float(x, op)
     check_ndim(x, (4,), op, "input", "N, C, H, W")
     o = pair(output_size, "output_size", minimum=1, op=op)
-    if min(x.shape[1:]) < 1:
-        raise ValueError(f"{op}: input {x.shape} has an empty channel or spatial dimension")
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     return AdaptiveAvgPool2d.apply(x, o)

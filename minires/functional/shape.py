@@ -46,7 +46,9 @@ class Transpose(Function):
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        inverse = None if ctx.axes is None else tuple(np.argsort(ctx.axes))
+        # normalised first: argsort of (2, 0, -2) would not invert the permutation
+        axes = None if ctx.axes is None else [a % g.ndim for a in ctx.axes]
+        inverse = None if axes is None else tuple(int(i) for i in np.argsort(axes))
         return g.transpose(inverse), None
 
 
