@@ -46,6 +46,11 @@ def _flatten(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, Tensor):
         obj = obj.data
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in _ARRAY_KINDS or obj.dtype.fields or obj.dtype.subdtype:
+            raise TypeError(
+                f"save: cannot store an array of dtype {obj.dtype} at {path or 'top level'}; "
+                "only bool, integer and float arrays"
+            )
         key = f"a{len(arrays)}"
         arrays[key] = obj
         return {"__array__": key}

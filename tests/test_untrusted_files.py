@@ -241,6 +241,13 @@ atomic_write({str(path)!r}, slow)
     assert os.listdir(tmp_path) == ["ck.npz"]
 
 
+def test_save_refuses_arrays_load_would_refuse(tmp_path):
+    for bad in (np.array([{}], dtype=object), np.ones(2, complex), np.zeros(2, "f4,i4")):
+        with pytest.raises(TypeError, match="cannot store an array of dtype"):
+            mr.save({"x": bad}, tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+
+
 def test_failed_write_leaves_no_temp_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "ck.npz"
     mr.save({"a": np.ones(2)}, path)
