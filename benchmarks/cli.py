@@ -9,7 +9,13 @@ from pathlib import Path
 
 from minires.benchmarks.specs import layer_sweep
 from minires.benchmarks.sweep import DEFAULT_BACKENDS, SECTIONS, BenchConfig, run
-from minires.commands._args import Parser, non_negative_int, positive_float, positive_int
+from minires.commands._args import (
+    Parser,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    writable_dir,
+)
 
 EPILOG = """\
 examples:
@@ -157,7 +163,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m minires.benchmark
         cfg = config_from_args(args)
         layer_sweep(cfg.batch, cfg.size, cfg.layers)  # validate before starting workers
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    problem = writable_dir(str(cfg.out_dir), prog)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     from minires.benchmarks.plots import write_plots
     from minires.benchmarks.report import markdown, write_all

@@ -134,7 +134,7 @@ def test_unwritable_out_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for cmd in (["train", *TRAIN, "--epochs", "1"], ["explain"], ["demo", "--quick"],
-                ["experiment", "degradation"]):  # fmt: skip
+                ["experiment", "degradation"], ["bench", "--quick"]):  # fmt: skip
         code = cli([*cmd, "--out", str(blocker / "sub")])
         err = capsys.readouterr().err
         assert code == 2, cmd
@@ -150,10 +150,10 @@ def test_bench_help_names_minires_bench(capsys):
     assert "python -m" not in out
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", [*sorted(COMMANDS), "experiment degradation"])
 def test_help_is_plain_prose(capsys, command):
     with pytest.raises(SystemExit):
-        cli([command, "--help"])
+        cli([*command.split(), "--help"])
     out = capsys.readouterr().out
     assert out.startswith(f"usage: minires {command}")
     assert "``" not in out and "`" not in out, out
