@@ -236,6 +236,9 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     bad = f"CIFAR-10 file {path} is corrupt or not a CIFAR-10 python batch"
+    size = path.stat().st_size
+    if size > MAX_PICKLED_ARRAY_BYTES:  # a real batch is 31 MB
+        raise ValueError(f"{bad}: {size:,} bytes, far more than a CIFAR batch (~31 MB)")
     try:
         d = restricted_load(path.read_bytes())
     except pickle.UnpicklingError as exc:

@@ -116,6 +116,14 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad.reshape(shape)
 
 
+def check_tensor(x: Any, op: str, name: str = "input") -> None:
+    """Ops take Tensors (wrap arrays with ``mr.tensor``): a TypeError naming what came."""
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{op}: {name} must be a Tensor, got {type(x).__name__} (wrap arrays with mr.tensor)"
+        )
+
+
 def check_float(x: Tensor, op: str, name: str = "input") -> None:
     """Ops on real values refuse integer/bool tensors with a clear message."""
     if not isinstance(x, Tensor):

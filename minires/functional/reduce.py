@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import check_dim
+from minires.functional._util import check_dim, check_tensor
 from minires.tensor import Tensor
 
 Axis = int | tuple[int, ...] | None
@@ -84,14 +84,17 @@ class Max(Function):
 
 def sum(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (all axes if None)."""
+    check_tensor(a, "sum")
     return Sum.apply(a, axis, keepdims)
 
 
 def mean(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis`` (all axes if None)."""
+    check_tensor(a, "mean")
     return Mean.apply(a, axis, keepdims)
 
 
 def max(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Maximum over ``axis`` (all axes if None)."""
+    check_tensor(a, "max")
     return Max.apply(a, axis, keepdims)
