@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import check_dim, check_int
+from minires.functional._util import check_dim, check_int, check_tensor
 from minires.tensor import Tensor
 
 
@@ -113,7 +113,7 @@ class Concat(Function):
         return tuple(np.split(g, ctx.bounds, axis=ctx.axis))
 
 
-def _shape_arg(args: tuple[Any, ...], op: str) -> tuple[Any, ...]:
+def _shape_arg(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """``f(a, 2, 3)`` and ``f(a, (2, 3))`` both give ``(2, 3)``."""
     if len(args) == 1 and isinstance(args[0], tuple | list):
         return tuple(args[0])
@@ -123,8 +123,8 @@ def _shape_arg(args: tuple[Any, ...], op: str) -> tuple[Any, ...]:
 def reshape(a: Tensor, *shape: Any) -> Tensor:
     """``a`` with a new shape (one entry may be -1); accepts ``reshape(a, 2, 3)`` or
     ``reshape(a, (2, 3))``. Sizes must be ints (no truncation of floats, as in PyTorch)."""
-    _check_tensor(a, "reshape")
-    sizes = tuple(check_int(v, "shape entry", "reshape") for v in _shape_arg(shape, "reshape"))
+    check_tensor(a, "reshape")
+    sizes = tuple(check_int(v, "shape entry", "reshape") for v in _shape_arg(shape))
     if sizes.count(-1) > 1:
         raise ValueError(f"reshape: only one dimension can be -1, got shape {sizes}")
     if any(v < -1 for v in sizes):
@@ -142,8 +142,8 @@ def reshape(a: Tensor, *shape: Any) -> Tensor:
 
 def transpose(a: Tensor, *axes: Any) -> Tensor:
     """Permute axes (reverse them when none are given), like ``ndarray.transpose``."""
-    _check_tensor(a, "transpose")
-    axes = _shape_arg(axes, "transpose")
+    check_tensor(a, "transpose")
+    axes = _shape_arg(axes)
     if not axes:
         return Transpose.apply(a, None)
     dims = tuple(check_dim(x, a.ndim, "axis", "transpose") for x in axes)
@@ -153,11 +153,6 @@ def transpose(a: Tensor, *axes: Any) -> Tensor:
             f"tensor of shape {a.shape}"
         )
     return Transpose.apply(a, dims)
-
-
-def _check_tensor(a: Any, op: str) -> None:
-    if not isinstance(a, Tensor):
-        raise TypeError(f"{op}: expected a Tensor, got {type(a).__name__}")
 
 
 def getitem(a: Tensor, index: Any) -> Tensor:
@@ -172,7 +167,7 @@ def getitem(a: Tensor, index: Any) -> Tensor:
 def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default.
     Dims may be negative but must lie in range (no wrap-around, as in PyTorch)."""
-    _check_tensor(x, "flatten")
+    check_tensor(x, "flatten")
     if x.ndim == 0:  # torch: a 0-d tensor flattens to shape (1,)
         check_dim(start_dim, 1, "start_dim", "flatten")
         check_dim(end_dim, 1, "end_dim", "flatten")
@@ -191,7 +186,7 @@ def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
     """Constant padding with PyTorch's argument order: ``pad`` lists (before, after) pairs
     starting from the LAST axis, e.g. ``(0, 0, 0, 0, 0, 8)`` on NCHW appends 8 zero
     channels (the option-A shortcut of CIFAR ResNets)."""
-    _check_tensor(x, "pad")
+    check_tensor(x, "pad")
     if not isinstance(pad, Sequence):
         raise TypeError(f"pad: expected a tuple of ints, got {type(pad).__name__}")
     pad = tuple(check_int(p, "pad entry", "pad") for p in pad)
@@ -215,7 +210,7 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
     for i, t in enumerate(tensors):
-        _check_tensor(t, f"cat: tensors[{i}]")
+        check_tensor(t, "cat", f"tensors[{i}]")
         if t.ndim == 0:
             raise ValueError(
                 f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated"
