@@ -184,10 +184,15 @@ def test_load_fuzz_truncations_and_bit_flips(tmp_path):
     bad = tmp_path / "bad.npz"
     cuts = sorted(set(rng.integers(0, len(raw), 150).tolist()) | {0, 1, 4, len(raw) - 1})
     variants = [raw[:c] for c in cuts]
-    for pos in rng.integers(0, len(raw), 600):
+    for pos in rng.integers(0, len(raw), 400):
         flipped = bytearray(raw)
         flipped[pos] ^= 1 << int(rng.integers(0, 8))
         variants.append(bytes(flipped))
+    for _ in range(600):  # 1-3 random bytes replaced, sometimes truncated too
+        mutated = bytearray(raw)
+        for pos in rng.integers(0, len(raw), rng.integers(1, 4)):
+            mutated[pos] = int(rng.integers(0, 256))
+        variants.append(bytes(mutated[: rng.integers(len(raw) // 2, len(raw) + 1)]))
     outcomes = {"refused": 0, "loaded": 0}
     for blob in variants:
         bad.write_bytes(blob)
@@ -198,6 +203,17 @@ def test_load_fuzz_truncations_and_bit_flips(tmp_path):
             assert str(bad) in str(exc)
             outcomes["refused"] += 1
     assert outcomes["refused"] > len(variants) // 2
+
+
+def test_load_refuses_an_encrypted_member(tmp_path):
+    path = tmp_path / "enc.npz"
+    mr.save({"w": np.ones(3)}, path)
+    raw = bytearray(path.read_bytes())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # local and central headers: set bit 0
+        at = raw.find(sig)
+        raw[at + (6 if sig == b"PK\x03\x04" else 8)] |= 1
+    path.write_bytes(bytes(raw))
+    _refused(path, "encrypted")
 
 
 # -- mr.save: temp files and permissions --------------------------------------------------
