@@ -328,6 +328,9 @@ def test_load_state_dict_keeps_non_finite_values_and_dtypes():
     model.load_state_dict(sd)
     assert model[4].bias.dtype == np.float32 and np.isnan(model[4].bias.data[0])
     assert model[1].num_batches_tracked.dtype == np.int64 and model[1].num_batches_tracked == 7
+    sd["junk"] = object()  # unexpected keys are ignored with strict=False, whatever they hold
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert missing == [] and unexpected == ["junk"]
     with pytest.raises(TypeError, match="mapping"):
         model.load_state_dict([("4.bias", np.ones(2))])
 

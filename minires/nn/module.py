@@ -230,28 +230,35 @@ class Module:
         targets = self._state_targets()
         given: dict[str, np.ndarray] = {}
         bad_values: list[str] = []
+        bad_keys: set[str] = set()
+        unexpected = [k for k in state_dict if k not in targets]
         for k, v in state_dict.items():
+            if k not in targets:
+                continue
             try:
                 arr = _to_numpy(v)
             except Exception as exc:  # anything that is not array-like
                 bad_values.append(f"{k}: cannot read a {type(v).__name__} as an array ({exc})")
+                bad_keys.add(k)
                 continue
             if arr.dtype.kind not in "biuf":
                 bad_values.append(f"{k}: dtype {arr.dtype} is not a real number type")
+                bad_keys.add(k)
                 continue
             given[k] = arr
-        bad_keys = {b.split(": ", 1)[0] for b in bad_values}
         missing = [k for k in targets if k not in given and k not in bad_keys]
-        unexpected = [k for k in list(given) + sorted(bad_keys) if k not in targets]
+        mismatched_keys = {
+            k for k in targets if k in given and given[k].shape != np.shape(targets[k][2])
+        }
         mismatched = [
             f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(np.shape(targets[k][2]))}"
             for k in targets
-            if k in given and tuple(given[k].shape) != tuple(np.shape(targets[k][2]))
+            if k in mismatched_keys
         ]
         # Convert everything first (nothing is written until every entry passed).
         writes = []
         for k, (mod, name, current) in targets.items():
-            if k not in given or any(m.startswith(f"{k}: ") for m in mismatched):
+            if k not in given or k in mismatched_keys:
                 continue
             dst = current.data if isinstance(current, Tensor) else np.asarray(current)
             src = given[k]
