@@ -38,7 +38,7 @@ except ImportError:  # the NumPy reference still checks everything but the torch
 _COMMON = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 FAST = settings(max_examples=120, **_COMMON)
 BIG = settings(max_examples=1500, **_COMMON)
-LAYOUTS = ("c", "fortran", "strided", "negative")
+LAYOUTS = ("c", "fortran", "strided", "negative", "readonly", "unaligned")
 OK = (ValueError, TypeError)
 
 
@@ -266,6 +266,15 @@ def shape_cases(draw):
 
 def _layout(a: np.ndarray, kind: str) -> np.ndarray:
     """The same values in another memory layout."""
+    if kind == "readonly":
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+    if kind == "unaligned":  # the data starts one byte into a buffer
+        buf = np.zeros(a.nbytes + 1, np.uint8)
+        b = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+        b[...] = a
+        return b
     if a.ndim == 0 or kind == "c":
         return a.copy()
     if kind == "fortran":
