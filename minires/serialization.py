@@ -215,6 +215,10 @@ def max_load_bytes(max_bytes: int | None = None) -> int:
     return max_bytes
 
 
+class _TooLarge(ValueError):
+    """A well-formed file above the size limit (not a corrupt one)."""
+
+
 def _read_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -229,7 +233,7 @@ def _read_arrays(zf: zipfile.ZipFile, limit: int) -> dict[str, np.ndarray]:
     infos = zf.infolist()
     total = sum(i.file_size for i in infos)
     if total > limit:
-        raise ValueError(
+        raise _TooLarge(
             f"its entries would expand to {total:,} bytes, above the load limit of {limit:,} "
             f"(pass max_bytes=... or set {MAX_LOAD_BYTES_ENV} to load larger files you trust)"
         )
@@ -309,6 +313,8 @@ def load(path: str | os.PathLike, max_bytes: int | None = None) -> Any:
         return _unflatten(meta["root"], arrays)
     except (PermissionError, MemoryError):
         raise
+    except _TooLarge as exc:
+        raise ValueError(f"{where} refused: {exc}") from exc
     except ValueError as exc:  # also json.JSONDecodeError and UnicodeDecodeError
         raise ValueError(
             f"{where} is truncated or corrupt, or not a minires .npz file: {exc}"
