@@ -662,6 +662,7 @@ BAD_LAYERS: dict[str, Callable[[], Any]] = {
     "AvgPool2d stride 0": lambda: mr.nn.AvgPool2d(2, stride=0),
     "AdaptiveAvgPool2d 0": lambda: mr.nn.AdaptiveAvgPool2d(0),
     "Flatten 1.5": lambda: mr.nn.Flatten(1.5),
+    "BatchNorm2d channels": lambda: mr.nn.BatchNorm2d(3)(_t(2, 4, 2, 2)),
 }
 
 

@@ -163,6 +163,11 @@ class BatchNorm2d(Module):
             self.running_mean = self.running_var = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(x, Tensor) and x.ndim >= 2 and x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}): expected {self.num_features} "
+                f"channels (dim 1), got input of shape {x.shape}"
+            )
         momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked = self.num_batches_tracked + 1
