@@ -205,7 +205,7 @@ def elementwise_cases(draw):
     a = _data(rng, shapes[0], dt, away_from_zero=True)
     b = _data(rng, shapes[1], dt, away_from_zero=True)
     if op == "**":
-        a = np.abs(a)  # real powers of positive bases
+        a = np.asarray(np.abs(a))  # real powers of positive bases (asarray: 0-d stays an array)
     fns = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y,
            "/": lambda x, y: x / y, "**": lambda x, y: x**y}  # fmt: skip
     return Case(f"a{op}b {shapes}", fns[op], [a, b], fns[op])
@@ -267,7 +267,7 @@ def shape_cases(draw):
 def _layout(a: np.ndarray, kind: str) -> np.ndarray:
     """The same values in another memory layout."""
     if kind == "readonly":
-        b = a.copy()
+        b = np.array(a)
         b.flags.writeable = False
         return b
     if kind == "unaligned":  # the data starts one byte into a buffer
