@@ -388,7 +388,8 @@ def test_cifar_presized_and_lying_arrays_refused(tmp_path):
     lying = _Reduce(rec, (np.ndarray, (0,), b"b"), (1, (1 << 31,), np.dtype("u1"), False, b""))
     subarray = np.dtype(("u1", (1 << 15, 1 << 15)))
     objects = np.array([1, "x"], dtype=object)
-    for payload in (huge, lying, subarray, objects, np.dtype("V1000000")):
+    direct = _Reduce(np.ndarray, ((1 << 28,),))  # ndarray(shape): 2 GiB at once
+    for payload in (huge, lying, direct, subarray, objects, np.dtype("V1000000")):
         path = _batch_file(tmp_path, {b"data": payload, b"labels": [0]})
         assert _cifar_refused(path, "refusing|corrupt") < 20
     for proto in (2, 4, 5):  # genuine batches of every protocol still load

@@ -87,11 +87,20 @@ def _nbytes(shape: tuple[int, ...], dt: np.dtype) -> int:
     return count * dt.itemsize
 
 
+class _NdarrayName:
+    """What the name ``numpy.ndarray`` resolves to in a data pickle: only a marker for
+    `_reconstruct`, so a pickle cannot call ``ndarray(shape)`` itself (an allocation of
+    any size)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray directly")
+
+
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """NumPy's ``_reconstruct`` (an empty array that BUILD then fills), refusing a real
     size: NumPy's own pickles always pass ``(0,)``; a crafted one could ask for a huge
     allocation here, before any data is read."""
-    if subtype is not np.ndarray:
+    if subtype is not _NdarrayName:
         raise pickle.UnpicklingError(f"refusing to reconstruct a {subtype!r}")
     shape = _check_shape(shape)
     dt = _safe_dtype(dtype)
@@ -128,7 +137,7 @@ def _numpy_global(module: str, name: str) -> Any:
         ("numpy._core.multiarray", "scalar"): _scalar,
         ("numpy.core.numeric", "_frombuffer"): _frombuffer,
         ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NdarrayName,
         ("numpy", "dtype"): _safe_dtype_call,
         ("_codecs", "encode"): _latin1_encode,  # how Python 3 protocol-2 pickles store bytes
     }
