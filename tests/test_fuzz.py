@@ -720,6 +720,22 @@ GARBAGE_TARGETS: dict[str, tuple[Callable[..., Any], str]] = {
 }  # fmt: skip
 
 
+def _tt(t: mr.Tensor):
+    return torch.from_numpy(np.array(t.data))
+
+
+# torch's version of the garbage targets whose arguments map one to one
+TORCH_TWINS: dict[str, Callable[..., Any]] = {
+    "conv2d": lambda v, a: TF.conv2d(_tt(X4), _tt(W4),
+                                     **{a: v, **({"groups": 2} if a != "groups" else {})}),
+    "max_pool2d": lambda v, a: TF.max_pool2d(_tt(X4), **{"kernel_size": 2, a: v}),
+    "avg_pool2d": lambda v, a: TF.avg_pool2d(_tt(X4), **{"kernel_size": 2, a: v}),
+    "adaptive_avg_pool2d": lambda v, a: TF.adaptive_avg_pool2d(_tt(X4), v),
+    "flatten": lambda v, a: torch.flatten(_tt(X4), **{"start_dim": 1, a: v}),  # F default 1
+    "log_softmax": lambda v, a: TF.log_softmax(_tt(_t(2, 3)), v),
+} if torch is not None else {}  # fmt: skip
+
+
 @st.composite
 def garbage_calls(draw):
     name = draw(st.sampled_from(sorted(GARBAGE_TARGETS)))
@@ -735,10 +751,15 @@ def test_fuzz_garbage_arguments_give_value_or_type_errors(call):
     floats never pass as ints."""
     name, fn, arg, value = call
     try:
-        fn(value, arg)
+        out = fn(value, arg)
     except OK as exc:
         assert str(exc), f"{name}({arg}={value!r}): empty message"
         return
+    if torch is not None and name in TORCH_TWINS:  # accepted: torch must agree on the value
+        plain = int(value) if isinstance(value, np.integer) else value  # torch wants int
+        t_out = TORCH_TWINS[name](plain, arg)
+        np.testing.assert_allclose(out.data, t_out.numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{name}({arg}={value!r}) vs torch")  # fmt: skip
     if arg == "momentum" and value is None and name == "BatchNorm2d":
         return  # cumulative moving average, as in PyTorch
     if arg in ("momentum", "eps"):
