@@ -9,6 +9,13 @@ from pathlib import Path
 
 from minires.benchmarks.specs import layer_sweep
 from minires.benchmarks.sweep import DEFAULT_BACKENDS, SECTIONS, BenchConfig, run
+from minires.commands._args import (
+    Parser,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    writable_dir,
+)
 
 EPILOG = """\
 examples:
@@ -26,23 +33,25 @@ def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m minires.benchmarks",
+def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.ArgumentParser:
+    p = Parser(
+        prog=prog,
         description="Time grouped vs dense vs depthwise convolution (minires Numba, minires "
         "NumPy reference, PyTorch NCHW and channels_last), each backend in its own process; "
         "check every result against the NumPy reference before timing it.",
-        epilog=EPILOG,
+        epilog=EPILOG.replace("python -m minires.benchmarks", prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="small batches, few repetitions")
     p.add_argument(
         "--out", type=Path, default=None, help="output directory (default bench-results/<UTC time>)"
     )
-    p.add_argument("--batch", type=int, help="layer-sweep batch size (full 8, quick 2)")
+    p.add_argument(
+        "--batch", type=positive_int, help="layer-sweep batch size (full 8, quick 2)"
+    )
     p.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         default=56,
         help="conv2-stage resolution; conv3 runs at half (default 56)",
     )
@@ -56,22 +65,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(DEFAULT_BACKENDS),
         help=f"comma-separated subset of {','.join(DEFAULT_BACKENDS)}",
     )
-    p.add_argument("--threads", type=int, help="threads per backend (default: physical cores)")
+    p.add_argument(
+        "--threads", type=positive_int, help="threads per backend (default: physical cores)"
+    )
     p.add_argument("--only", help=f"comma-separated sections to run: {','.join(SECTIONS)}")
     p.add_argument("--skip", default="", help="comma-separated sections to skip")
-    p.add_argument("--reps", type=int, help="minimum timed repetitions (full 5, quick 3)")
-    p.add_argument("--warmup", type=int, help="warm-up calls before timing (full 2, quick 1)")
+    p.add_argument(
+        "--reps", type=positive_int, help="minimum timed repetitions (full 5, quick 3)"
+    )
+    p.add_argument(
+        "--warmup", type=non_negative_int, help="warm-up calls before timing (full 2, quick 1)"
+    )
     p.add_argument(
         "--min-time",
-        type=float,
+        type=positive_float,
         help="repeat until this many seconds per layer (full 0.3, quick 0.05)",
     )
-    p.add_argument("--model-batch", type=int, help="ImageNet-model batch (full 2, quick 1)")
     p.add_argument(
-        "--model-reps", type=int, help="timed steps per block/model row (full 3, quick 1)"
+        "--model-batch", type=positive_int, help="ImageNet-model batch (full 2, quick 1)"
     )
-    p.add_argument("--block-batch", type=int, help="bottleneck-block batch (default = --batch)")
-    p.add_argument("--cifar-batch", type=int, default=64, help="resnet20 batch (default 64)")
+    p.add_argument(
+        "--model-reps", type=positive_int, help="timed steps per block/model row (full 3, quick 1)"
+    )
+    p.add_argument(
+        "--block-batch", type=positive_int, help="bottleneck-block batch (default = --batch)"
+    )
+    p.add_argument(
+        "--cifar-batch", type=positive_int, default=64, help="resnet20 batch (default 64)"
+    )
     p.add_argument(
         "--numpy-models",
         action="store_true",
@@ -79,13 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tol",
-        type=float,
+        type=positive_float,
         default=1e-3,
         help="max relative error vs the NumPy reference (default 1e-3)",
     )
     p.add_argument(
         "--peak-gflops",
-        type=float,
+        type=positive_float,
         help="theoretical FP32 peak to report instead of the derived one",
     )
     p.add_argument(
@@ -129,9 +150,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(out_dir=out, **overrides)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m minires.benchmarks") -> int:
     """Run the benchmark; prints the Markdown summary and where the files went."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     if args.list:
         for s in layer_sweep(args.batch or 1, args.size):
             print(f"{s.name:32s} {s.c_in:4d}->{s.c_out:<4d} groups={s.groups:<4d} "
@@ -142,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         layer_sweep(cfg.batch, cfg.size, cfg.layers)  # validate before starting workers
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    problem = writable_dir(str(cfg.out_dir), prog)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     from minires.benchmarks.plots import write_plots
     from minires.benchmarks.report import markdown, write_all

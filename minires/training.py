@@ -423,8 +423,16 @@ def train(
         partial = {k: ck["partial"][k] for k in ("loss_sum", "correct", "seen")}
         history = History(ck["history"])
         config = config if config is not None else dict(ck.get("config") or {})
-        where = f"epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else "")
-        log(f"resumed from {resume}: continuing at {where} of {epochs}")
+        if start_epoch >= epochs:
+            log(
+                f"resumed from {resume}: the run already trained {start_epoch} epochs "
+                f"(epochs={epochs}), nothing to train; pass a larger epochs to train longer"
+            )
+        else:
+            where = f"epoch {start_epoch + 1} of {epochs}"
+            if start_batch:
+                where += f", batch {start_batch + 1} of {len(train_loader)}"
+            log(f"resumed from {resume}: continuing at {where}")
     config = dict(config or {})
     dp.broadcast_state()  # every rank starts from rank 0's state
     dp.check_batches(train_loader)

@@ -8,4 +8,4 @@ def main(argv: list[str]) -> int:
     ``python -m minires.benchmarks``)."""
     from minires.benchmarks.cli import main as bench_main
 
-    return bench_main(argv)
+    return bench_main(argv, prog="minires bench")

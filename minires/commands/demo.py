@@ -13,7 +13,6 @@ Everything printed goes to ``OUT/report.md`` too, with the plots beside it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import minires as mr
+from minires.commands._args import Parser, non_negative_int, writable_dir
 
 
 class Report:
@@ -193,10 +193,10 @@ def section_conv_timing(report: Report, out: Path, quick: bool) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """``minires demo [--out DIR] [--quick]``."""
-    p = argparse.ArgumentParser(prog="minires demo", description=__doc__.split("\n")[0])
+    p = Parser(prog="minires demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="minires_demo", help="folder for report.md and plots")
     p.add_argument("--quick", action="store_true", help="tiny settings (tests, ~20 s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--backend", choices=["numba", "numpy"], default=None)
     args = p.parse_args(argv)
     import matplotlib
@@ -204,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     if args.backend:
         mr.set_backend(args.backend)
+    problem = writable_dir(args.out, "minires demo")
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     depth, epochs = (8, 1) if args.quick else (20, 3)
     report = Report()
     t0 = time.perf_counter()

@@ -10,12 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from minires.commands._args import (
+    Parser,
+    cifar_depth,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+    writable_dir,
+)
 from minires.experiments import DEGRADATION_DEFAULTS as D
 from minires.experiments import FAMILIES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="minires experiment",
         description="Run a paper experiment; settings and results go to --out as JSON and PNG.",
     )
@@ -37,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--depths",
-        type=int,
+        type=cifar_depth,
         nargs="+",
         default=D["depths"],
         help=f"depths 6n+2 (default {D['depths']})",
@@ -50,17 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--data-root", default=None, help="data folder (default $MINIRES_DATA or ~/.cache/minires)"
     )
-    d.add_argument("--epochs", type=int, default=D["epochs"])
-    d.add_argument("--batch-size", type=int, default=D["batch_size"])
-    d.add_argument("--lr", type=float, default=D["lr"])
-    d.add_argument("--momentum", type=float, default=D["momentum"])
-    d.add_argument("--weight-decay", type=float, default=D["weight_decay"])
+    d.add_argument("--epochs", type=positive_int, default=D["epochs"])
+    d.add_argument("--batch-size", type=positive_int, default=D["batch_size"])
+    d.add_argument("--lr", type=positive_float, default=D["lr"])
+    d.add_argument("--momentum", type=unit_interval, default=D["momentum"])
+    d.add_argument("--weight-decay", type=non_negative_float, default=D["weight_decay"])
     d.add_argument(
         "--schedule", default=D["schedule"], choices=["constant", "step", "multistep", "cosine"]
     )
-    d.add_argument("--warmup", type=int, default=D["warmup"])
+    d.add_argument("--warmup", type=non_negative_int, default=D["warmup"])
     d.add_argument("--augment", action=argparse.BooleanOptionalAction, default=D["augment"])
-    d.add_argument("--seed", type=int, default=D["seed"])
+    d.add_argument("--seed", type=non_negative_int, default=D["seed"])
     d.add_argument("--backend", choices=["numba", "numpy"], default=None)
     d.add_argument(
         "--out", default=None,
@@ -75,10 +85,14 @@ def main(argv: list[str]) -> int:
     import minires as mr
     from minires.experiments import degradation
 
-    if args.backend:
-        mr.set_backend(args.backend)
     if args.out is None:
         args.out = "runs/degradation" + ("" if args.family == "resnet" else f"-{args.family}")
+    problem = writable_dir(args.out, "minires experiment")
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if args.backend:
+        mr.set_backend(args.backend)
     try:
         if args.download:
             from minires.data import make_loaders

@@ -20,25 +20,35 @@ import numpy as np
 import minires as mr
 from minires import analysis as A
 from minires import models
+from minires.commands._args import (
+    Parser,
+    cifar_depth,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    writable_dir,
+)
 from minires.data.digits import load_digits
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="minires explain",
         description="Split the gradient of a residual net into its identity and residual "
         "terms - first in a pre-activation ResNet, where the identity term is exactly the "
         "upstream gradient, then in the post-activation ResNet - and compare gradient norms "
         "by depth in both and in their plain twin.",
     )
-    p.add_argument("--depth", type=int, default=20, help="CIFAR depth 6n+2 (default 20)")
+    p.add_argument("--depth", type=cifar_depth, default=20, help="CIFAR depth 6n+2 (default 20)")
     p.add_argument(
-        "--steps", type=int, default=20,
+        "--steps", type=non_negative_int, default=20,
         help="SGD steps before the second gradient-flow measurement (default 20)",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
+    p.add_argument(
+        "--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--no-bn", action="store_true", help="remove every batchnorm layer")
     p.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
                    help="kernel backend (default numpy: fastest at 8x8)")  # fmt: skip
@@ -61,8 +71,13 @@ def _check(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if (problem := _check(args)) is not None:
+    problem = _check(args)
+    if problem is not None:
         print(f"minires explain: {problem}", file=sys.stderr)
+        return 2
+    problem = writable_dir(args.out, "minires explain")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     import matplotlib
 

@@ -6,7 +6,6 @@ relu at 0 and max-pool ties), runs `minires.gradcheck`, and reports the worst er
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import numpy as np
 
 import minires as mr
 import minires.functional as F
+from minires.commands._args import Parser, non_negative_int
 from minires.gradcheck import reading_guide
 
 Case = tuple[str, str, Callable[[np.random.Generator], tuple[Callable, list]]]
@@ -376,19 +376,9 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """``minires gradcheck [--backend numba|numpy] [--op NAME ...] [--seed N] [--calibrate]``."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="minires gradcheck",
         description="Gradient-check every built-in op in float64 and print the worst errors.",
     )
@@ -396,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--op", action="append", metavar="NAME", help="only ops whose name contains NAME"
     )
-    p.add_argument("--seed", type=_seed, default=0, help="seed of inputs and projections")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of inputs and projections"
+    )
     p.add_argument(
         "--calibrate",
         action="store_true",

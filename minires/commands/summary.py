@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from minires import models
+from minires.commands._args import Parser
 from minires.summary import ModelSummary, _format_table, compare, summary
 
 # Titles the papers use, for the side-by-side table.
@@ -63,7 +64,7 @@ def templates_table(input_shape: tuple[int, int, int] | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``minires summary``; returns an exit code."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="minires summary",
         description="Parameters, output shapes and multiply-adds (conv + fc, one image) of "
         "the model zoo. Two or more models print side by side, like the ResNeXt paper's "

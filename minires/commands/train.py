@@ -15,6 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from minires.commands._args import (
+    Parser,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+    writable_dir,
+)
+
 # Settings with their defaults. On --resume the run's saved settings are used and only
 # --epochs (and display options) may change, so a resumed run is the same run.
 DEFAULTS: dict[str, Any] = {
@@ -39,13 +49,15 @@ DEFAULTS: dict[str, Any] = {
     "sync_bn": False,
 }
 RUN_ONLY = ("epochs", "backend")  # may differ between the original run and a resume
+# What a run leaves in its folder: any of these means the folder holds a run.
+RUN_FILES = ("checkpoint.npz", "metrics.csv", "metrics.json", "model.npz", "curves.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from minires.data import DATASETS
     from minires.training import OPTIMIZERS, SCHEDULES
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="minires train",
         description="Train a model; per-epoch metrics (CSV, JSON), a checkpoint every epoch, "
         "and a PNG of the curves go to --out. Ctrl-C saves a checkpoint; --resume continues "
@@ -65,23 +77,33 @@ def build_parser() -> argparse.ArgumentParser:
         "no download); the others are read from --data-root (see --download)",
     )
     p.add_argument("--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires)")
-    p.add_argument("--epochs", type=int, help=f"total epochs (default {d['epochs']})")
-    p.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
+    p.add_argument("--epochs", type=positive_int, help=f"total epochs (default {d['epochs']})")
+    p.add_argument("--batch-size", type=positive_int, help=f"default {d['batch_size']}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default {d['optimizer']}")
-    p.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']})")
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {d['lr']})")
     p.add_argument(
-        "--momentum", type=float, help=f"SGD momentum / Adam beta1 (default {d['momentum']})"
+        "--momentum",
+        type=unit_interval,
+        help=f"SGD momentum / Adam beta1 (default {d['momentum']})",
     )
-    p.add_argument("--weight-decay", type=float, help=f"default {d['weight_decay']}")
+    p.add_argument(
+        "--weight-decay", type=non_negative_float, help=f"default {d['weight_decay']}"
+    )
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument(
         "--schedule",
         choices=SCHEDULES,
         help=f"per-epoch lr schedule (default {d['schedule']}; multistep = /10 at 50%% and 75%%)",
     )
-    p.add_argument("--warmup", type=int, help="epochs of linear lr warm-up (default 0)")
-    p.add_argument("--milestones", type=int, nargs="+", help="epochs for --schedule multistep")
-    p.add_argument("--gamma", type=float, help="decay factor of step/multistep (default 0.1)")
+    p.add_argument(
+        "--warmup", type=non_negative_int, help="epochs of linear lr warm-up (default 0)"
+    )
+    p.add_argument(
+        "--milestones", type=positive_int, nargs="+", help="epochs for --schedule multistep"
+    )
+    p.add_argument(
+        "--gamma", type=positive_float, help="decay factor of step/multistep (default 0.1)"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--augment",
@@ -90,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="random crop (+ flip on CIFAR); default on for cifar10 only",
     )
     g.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--seed", type=int, help="seed of init, order and augmentation (default 0)")
+    p.add_argument(
+        "--seed", type=non_negative_int, help="seed of init, order and augmentation (default 0)"
+    )
     p.add_argument("--backend", choices=["numba", "numpy"], help="kernel backend")
     p.add_argument("--out", help="output folder (default runs/MODEL-DATASET)")
     p.add_argument(
@@ -99,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         metavar="CKPT",
         help="continue from CKPT (a checkpoint.npz or its folder; default: --out)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start a new run even if --out already holds one (its files are replaced)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plot", action="store_true", help="skip curves.png")
@@ -125,7 +154,7 @@ def _add_distributed_arguments(p: argparse.ArgumentParser) -> None:
         help="under MPI: verify after every epoch that all ranks hold identical state",
     )  # fmt: skip
     g.add_argument(
-        "--workers", type=int, metavar="N",
+        "--workers", type=positive_int, metavar="N",
         help="run on N MPI ranks on this machine (re-executes under the environment's mpiexec)",
     )  # fmt: skip
 
@@ -165,6 +194,7 @@ def main(argv: list[str]) -> int:
 
     resume = args.pop("resume", None)
     out = args.pop("out", None)
+    force = args.pop("force", False)
     progress = not args.pop("no_progress", False)
     plot = not args.pop("no_plot", False)
     ckpt = None
@@ -188,6 +218,22 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
         cfg = {**DEFAULTS, **saved, **{k: v for k, v in args.items() if k in RUN_ONLY}}
+        done, batch = int(ck["epoch"]), int(ck["batch"])
+        if done >= cfg["epochs"]:
+            run_dir = ckpt.parent
+            more = max(done + 1, 2 * cfg["epochs"]) if batch == 0 else done + 1
+            state = (
+                f"already finished its {done} epoch{'s' * (done != 1)}"
+                if done == cfg["epochs"] and batch == 0
+                else f"has already trained {done} epochs, more than --epochs {cfg['epochs']}"
+            )
+            print(
+                f"minires train: the run in {run_dir} {state}; nothing to do. To train it "
+                f"longer pass a larger --epochs, e.g. "
+                f"minires train --resume {run_dir} --epochs {more}",
+                file=sys.stderr,
+            )
+            return 0 if done == cfg["epochs"] and batch == 0 else 2
         if cfg["epochs"] != saved.get("epochs") and cfg["schedule"] != "constant":
             print(
                 f"minires train: note: --epochs {cfg['epochs']} differs from the run's "
@@ -199,8 +245,47 @@ def main(argv: list[str]) -> int:
     else:
         cfg = {**DEFAULTS, **args}
         out = out or f"runs/{cfg['model']}-{cfg['dataset']}"
+        existing = [f for f in RUN_FILES if (Path(out) / f).exists()]
+        if existing and not force:
+            print(
+                f"minires train: {out} already holds a run ({', '.join(existing)}); continue "
+                f"it with: minires train --resume {out} (add --epochs N to train longer), "
+                "or pass --force to replace it, or choose another --out",
+                file=sys.stderr,
+            )
+            return 2
+    for warning in schedule_warnings(cfg):
+        print(f"minires train: warning: {warning}", file=sys.stderr)
+    problem = writable_dir(out, "minires train")
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if not resume and force:
+        for f in RUN_FILES:  # the new run must not be mixed with the old one's files
+            (Path(out) / f).unlink(missing_ok=True)
     return run(cfg, out, ckpt, progress=progress, plot=plot, check_sync=check_sync,
                download=download)  # fmt: skip
+
+
+def schedule_warnings(cfg: dict[str, Any]) -> list[str]:
+    """Settings that are accepted but probably not what was meant."""
+    epochs, warmup, out = cfg["epochs"], cfg.get("warmup") or 0, []
+    # the main schedule starts after the warm-up, so its milestones count from there
+    late = [m for m in cfg.get("milestones") or [] if m + warmup >= epochs]
+    if late:
+        after = f" after the {warmup} warm-up epochs" if warmup else ""
+        out.append(
+            f"--milestones {' '.join(map(str, late))}{after} fall at or beyond --epochs "
+            f"{epochs}: they never take effect"
+        )
+    if cfg.get("milestones") and cfg.get("schedule") != "multistep":
+        out.append(f"--milestones only apply to --schedule multistep, not {cfg['schedule']}")
+    if warmup and warmup >= epochs:
+        out.append(
+            f"--warmup {cfg['warmup']} is not shorter than --epochs {epochs}: the learning "
+            "rate never reaches its peak"
+        )
+    return out
 
 
 def run(
@@ -291,6 +376,9 @@ def run(
         )
     except FloatingPointError as exc:
         print(f"minires train: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, folder removed mid-run, ...
+        print(f"minires train: cannot write the run's files in {out}: {exc}", file=sys.stderr)
         return 1
     if history.interrupted:
         print(f"resume with: minires train --resume {out}", file=sys.stderr)

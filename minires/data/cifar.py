@@ -57,30 +57,129 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-def _numpy_global(module: str, name: str) -> Any:
-    """The few NumPy callables an array pickle needs, resolved without importing by name."""
+# Largest array a data pickle may hold: a CIFAR batch is 10,000 x 3072 bytes = 30 MB.
+MAX_PICKLED_ARRAY_BYTES = 1 << 28
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, tuple) or any(
+        type(n) is not int or n < 0 for n in shape  # noqa: E721 - exactly int, no bool
+    ):
+        raise pickle.UnpicklingError(f"refusing array shape {str(shape)[:80]}")
+    return shape
+
+
+def _safe_dtype(dt: Any) -> np.dtype:
+    """Plain numeric dtypes only: no object (its data would be a list of objects), no
+    structured or sub-array dtypes (a sub-array dtype of shape (10**9,) is a way to make
+    a one-element array allocate gigabytes)."""
+    if not isinstance(dt, np.dtype | str | bytes):
+        raise pickle.UnpicklingError(f"refusing dtype {str(dt)[:80]}")
     try:
-        from numpy._core import multiarray, numeric  # NumPy 2
-    except ImportError:  # pragma: no cover - NumPy 1
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+        dt = np.dtype(dt)
+    except (TypeError, ValueError) as exc:
+        raise pickle.UnpicklingError(f"refusing dtype {str(dt)[:80]}: {exc}") from None
+    if dt.hasobject or dt.kind not in "biuf" or dt.fields or dt.subdtype:
+        raise pickle.UnpicklingError(f"refusing array dtype {dt}: only plain numbers allowed")
+    return dt
+
+
+def _nbytes(shape: tuple[int, ...], dt: np.dtype) -> int:
+    count = 1
+    for n in shape:
+        count *= n
+    return count * dt.itemsize
+
+
+class _NdarrayName:
+    """What the name ``numpy.ndarray`` resolves to in a data pickle: only a marker for
+    `_reconstruct`, so a pickle cannot call ``ndarray(shape)`` itself (an allocation of
+    any size)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray directly")
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """NumPy's ``_reconstruct`` (an empty array that BUILD then fills), refusing a real
+    size: NumPy's own pickles always pass ``(0,)``; a crafted one could ask for a huge
+    allocation here, before any data is read."""
+    if subtype is not _NdarrayName:
+        raise pickle.UnpicklingError(f"refusing to reconstruct a {subtype!r}")
+    shape = _check_shape(shape)
+    dt = _safe_dtype(dtype)
+    if _nbytes(shape, np.dtype(np.uint8)) > 1:
+        raise pickle.UnpicklingError(f"refusing a pre-sized array of shape {shape}")
+    return np.ndarray.__new__(np.ndarray, shape, dt)
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+    """NumPy's protocol-5 array constructor, with the buffer's size checked first."""
+    dt, shape = _safe_dtype(dtype), _check_shape(shape)
+    if not isinstance(buf, bytes | bytearray | pickle.PickleBuffer):
+        raise pickle.UnpicklingError(f"refusing array data of type {type(buf).__name__}")
+    nbytes = memoryview(buf).nbytes
+    if _nbytes(shape, dt) != nbytes:
+        raise pickle.UnpicklingError(f"array of shape {shape} {dt} does not fit {nbytes} bytes")
+    return np.frombuffer(buf, dtype=dt).reshape(shape, order="F" if order == "F" else "C")
+
+
+def _scalar(dtype: Any, data: Any = None) -> Any:
+    """NumPy's ``scalar`` constructor for plain numeric dtypes."""
+    dt = _safe_dtype(dtype)
+    if not isinstance(data, bytes) or len(data) != dt.itemsize:
+        raise pickle.UnpicklingError(f"refusing scalar data for {dt}")
+    return np.frombuffer(data, dtype=dt)[0]
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    """The few NumPy callables an array pickle needs, each as a checked wrapper."""
     table = {
-        ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
-        ("numpy.core.multiarray", "scalar"): multiarray.scalar,
-        ("numpy._core.multiarray", "scalar"): multiarray.scalar,
-        ("numpy.core.numeric", "_frombuffer"): numeric._frombuffer,
-        ("numpy._core.numeric", "_frombuffer"): numeric._frombuffer,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "scalar"): _scalar,
+        ("numpy._core.multiarray", "scalar"): _scalar,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy", "ndarray"): _NdarrayName,
+        ("numpy", "dtype"): _safe_dtype_call,
         ("_codecs", "encode"): _latin1_encode,  # how Python 3 protocol-2 pickles store bytes
     }
     return table.get((module, name))
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+def _safe_dtype_call(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    """``np.dtype(spec, align, copy)`` as a pickle calls it, for plain numbers only."""
+    return _safe_dtype(spec)
+
+
+def _check_dtype_state(state: Any) -> None:
+    # (version, byteorder, subarray, names, fields, elsize, alignment, flags)
+    if not isinstance(state, tuple) or len(state) < 5 or any(v is not None for v in state[2:5]):
+        raise pickle.UnpicklingError(f"refusing dtype state {str(state)[:80]}")
+
+
+def _check_array_state(state: Any) -> None:
+    # (version, shape, dtype, is_fortran, raw bytes)
+    if not isinstance(state, tuple) or len(state) != 5:
+        raise pickle.UnpicklingError("refusing an array state of unexpected form")
+    _, shape, dtype, _, raw = state
+    dt, shape = _safe_dtype(dtype), _check_shape(shape)
+    if not isinstance(raw, bytes | bytearray):
+        raise pickle.UnpicklingError(f"refusing array data of type {type(raw).__name__}")
+    nbytes = _nbytes(shape, dt)
+    if nbytes != len(raw) or nbytes > MAX_PICKLED_ARRAY_BYTES:
+        raise pickle.UnpicklingError(
+            f"array of shape {shape} {dt} ({nbytes} bytes) does not match its {len(raw)} bytes"
+        )
+
+
+class RestrictedUnpickler(pickle._Unpickler):  # the Python one, so BUILD can be checked
     """An unpickler for data files: dicts, lists, tuples, strings, bytes, numbers and
-    NumPy arrays come through; any other global (a class or function a malicious file
-    would need to run code) raises ``pickle.UnpicklingError``."""
+    plain numeric NumPy arrays come through; any other global (a class or function a
+    malicious file would need to run code) raises ``pickle.UnpicklingError``. Every
+    array's declared shape and dtype is checked against the bytes the file holds before
+    NumPy allocates anything, so a small crafted file cannot claim gigabytes."""
 
     def find_class(self, module: str, name: str) -> Any:
         obj = _numpy_global(module, name)
@@ -90,6 +189,20 @@ class RestrictedUnpickler(pickle.Unpickler):
                 "are allowed in a data file"
             )
         return obj
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, np.dtype):
+            _check_dtype_state(state)
+        elif isinstance(inst, np.ndarray):
+            _check_array_state(state)
+        else:
+            raise pickle.UnpicklingError(f"refusing to set the state of a {type(inst).__name__}")
+        inst.__setstate__(state)
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def restricted_load(data: bytes) -> Any:
@@ -136,20 +249,35 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     bad = f"CIFAR-10 file {path} is corrupt or not a CIFAR-10 python batch"
+    size = path.stat().st_size
+    if size > MAX_PICKLED_ARRAY_BYTES:  # a real batch is 31 MB
+        raise ValueError(f"{bad}: {size:,} bytes, far more than a CIFAR batch (~31 MB)")
     try:
         d = restricted_load(path.read_bytes())
     except pickle.UnpicklingError as exc:
         raise ValueError(f"{bad}: {exc}. Re-download and re-extract it.") from exc
     except Exception as exc:  # truncated or garbage: EOFError, ValueError, IndexError, ...
         raise ValueError(f"{bad} ({type(exc).__name__}: {exc}). Re-download it.") from exc
+    if not isinstance(d, dict):
+        raise ValueError(f"{bad}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
     try:
         data, labels = _get(d, "data"), _get(d, "labels")
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{bad}: expected a dict with 'data' and 'labels'") from exc
-    data = np.asarray(data)
-    labels = np.asarray(labels)
+    # Types and lengths first, before any conversion: np.asarray of a crafted nested list
+    # (one list referenced thousands of times) would allocate hundreds of MiB.
+    if not isinstance(data, np.ndarray):
+        raise ValueError(f"{bad}: 'data' is a {type(data).__name__}, expected a uint8 array")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise ValueError(f"{bad}: 'data' is {data.dtype} {data.shape}, expected uint8 (n, 3072)")
+    if isinstance(labels, list):
+        if len(labels) != len(data) or not all(type(v) is int for v in labels):  # noqa: E721
+            raise ValueError(
+                f"{bad}: 'labels' must be a list of {len(data)} ints, got {len(labels)} items"
+            )
+        labels = np.array(labels, dtype=np.int64)
+    elif not isinstance(labels, np.ndarray):
+        raise ValueError(f"{bad}: 'labels' is a {type(labels).__name__}, expected a list of ints")
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
         raise ValueError(f"{bad}: 'labels' has shape {labels.shape}, expected ({len(data)},) ints")
     if len(labels) and (labels.min() < 0 or labels.max() > 9):

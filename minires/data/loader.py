@@ -43,7 +43,9 @@ class DataLoader:
         seed: int | None = None,
         transform: BatchTransform | None = None,
     ):
-        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+            raise TypeError(f"DataLoader: batch_size must be an int, got {batch_size!r}")
+        if batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if len(dataset) == 0:
             raise ValueError("DataLoader: the dataset is empty")
@@ -51,6 +53,8 @@ class DataLoader:
             from minires.random import get_rng
 
             seed = int(get_rng().integers(2**31))
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise TypeError(f"DataLoader: seed must be an int, got {seed!r}")
         if seed < 0:
             raise ValueError(f"DataLoader: seed must be >= 0, got {seed}")
         self.dataset, self.batch_size = dataset, int(batch_size)

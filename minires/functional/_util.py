@@ -20,17 +20,90 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     return Tensor(x)
 
 
-def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
-    """``3 -> (3, 3)``; checks that a pair really is two ints."""
-    if isinstance(value, int | np.integer):
-        return int(value), int(value)
-    if (
-        isinstance(value, tuple | list)
-        and len(value) == 2
-        and all(isinstance(v, int | np.integer) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+def _where(op: str | None) -> str:
+    return f"{op}: " if op else ""
+
+
+def check_int(value: Any, name: str, op: str | None = None, minimum: int | None = None) -> int:
+    """``value`` as an int, refusing bools, floats and strings (TypeError) and values below
+    ``minimum`` (ValueError); the message names ``op``, the argument and the value."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(
+            f"{_where(op)}{name} must be an int, got {value!r} ({type(value).__name__})"
+        )
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{_where(op)}{name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    op: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """``value`` as a finite float in ``[minimum, maximum]`` (bools and strings refused)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise TypeError(
+            f"{_where(op)}{name} must be a number, got {value!r} ({type(value).__name__})"
+        )
+    if isinstance(value, complex | np.complexfloating):
+        raise TypeError(f"{_where(op)}{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{_where(op)}{name} must be finite, got {v}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{_where(op)}{name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{_where(op)}{name} must be <= {maximum}, got {v}")
+    return v
+
+
+def pair(
+    value: int | tuple[int, int] | list[int],
+    name: str,
+    minimum: int | None = None,
+    op: str | None = None,
+) -> tuple[int, int]:
+    """``3 -> (3, 3)``; checks that a pair really is two ints (not bools) >= ``minimum``."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise TypeError(
+                f"{_where(op)}{name} must be an int or a pair of ints, got {value!r} "
+                f"({len(value)} values)"
+            )
+        items = tuple(value)
+    else:
+        items = (value, value)
+    try:
+        a, b = (check_int(v, name, op) for v in items)
+    except TypeError:
+        raise TypeError(
+            f"{_where(op)}{name} must be an int or a pair of ints, got {value!r}"
+        ) from None
+    if minimum is not None and min(a, b) < minimum:
+        raise ValueError(f"{_where(op)}{name} must be >= {minimum}, got {value!r}")
+    return a, b
+
+
+def check_dim(
+    dim: Any, ndim: int, name: str = "dim", op: str | None = None, *, insert: bool = False
+) -> int:
+    """A dimension index made non-negative; out of range is an error, never a silent wrap
+    (PyTorch's rule: ``-ndim <= dim < ndim``; a 0-d tensor accepts 0 and -1).
+
+    ``insert=True`` counts the ``ndim + 1`` places where a new axis can go (unsqueeze,
+    stack): ``-ndim - 1 <= dim <= ndim``.
+    """
+    d = check_int(dim, name, op)
+    n = ndim + 1 if insert else max(ndim, 1)
+    if not -n <= d < n:
+        raise ValueError(
+            f"{_where(op)}{name} {d} is out of range for a tensor of {ndim} dimension(s) "
+            f"(expected {-n} to {n - 1})"
+        )
+    return d % n
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -48,6 +121,14 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
     return grad.reshape(shape)
+
+
+def check_tensor(x: Any, op: str, name: str = "input") -> None:
+    """Ops take Tensors (wrap arrays with ``mr.tensor``): a TypeError naming what came."""
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{op}: {name} must be a Tensor, got {type(x).__name__} (wrap arrays with mr.tensor)"
+        )
 
 
 def check_float(x: Tensor, op: str, name: str = "input") -> None:
@@ -100,24 +181,6 @@ def small_gemm(macs: int) -> contextlib.AbstractContextManager:
 
 
 # -- dimension arguments ---------------------------------------------------------------
-
-
-def normalize_dim(dim: Any, ndim: int, op: str, *, insert: bool = False) -> int:
-    """Check a dimension index and make it non-negative; out of range is an error, never
-    a silent wrap (torch's rule: ``-ndim <= dim < ndim``; a 0-d tensor accepts 0 and -1).
-
-    ``insert=True`` counts the ``ndim + 1`` places where a new axis can go (unsqueeze,
-    stack): ``-ndim - 1 <= dim <= ndim``.
-    """
-    if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
-        raise TypeError(f"{op}: a dimension must be an int, got {dim!r}")
-    n = ndim + 1 if insert else max(ndim, 1)
-    if not -n <= dim < n:
-        raise ValueError(
-            f"{op}: dim {dim} is out of range for a tensor of {ndim} dimension(s) "
-            f"(expected {-n}..{n - 1})"
-        )
-    return int(dim) % n
 
 
 def resolve_dim_alias(op: str, dim: Any, axis: Any, default: Any = None) -> Any:

@@ -10,6 +10,7 @@ from minires.autograd import Context, Function
 from minires.backend import kernels
 from minires.functional._util import (
     check_float,
+    check_int,
     check_ndim,
     check_same_dtype,
     out_size,
@@ -66,11 +67,16 @@ def conv2d(
     check_ndim(x, (4,), op, "input", "N, C_in, H, W")
     check_ndim(weight, (4,), op, "weight", "C_out, C_in/groups, kH, kW")
     check_same_dtype(op, input=x, weight=weight, bias=bias)
-    s, p, d = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
-    if not isinstance(groups, int | np.integer) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    if min(s) < 1 or min(d) < 1 or min(p) < 0:
-        raise ValueError(f"{op}: need stride >= 1, dilation >= 1, padding >= 0; got {s}, {d}, {p}")
+    if bias is not None:
+        check_float(bias, op, "bias")
+    s = pair(stride, "stride", minimum=1, op=op)
+    p = pair(padding, "padding", minimum=0, op=op)
+    d = pair(dilation, "dilation", minimum=1, op=op)
+    groups = check_int(groups, "groups", op, minimum=1)
+    if min(weight.shape) < 1:
+        raise ValueError(f"{op}: weight {weight.shape} has an empty dimension")
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     n, c_in, h, w = x.shape
     c_out, c_per_group, kh, kw = weight.shape
     if c_in % groups or c_out % groups:
@@ -91,4 +97,4 @@ def conv2d(
             f"{op}: kernel {kh}x{kw} (dilation {d}) is larger than the padded input "
             f"{h + 2 * p[0]}x{w + 2 * p[1]} (input {x.shape}, padding {p})"
         )
-    return Conv2d.apply(x, weight, bias, s, p, d, int(groups))
+    return Conv2d.apply(x, weight, bias, s, p, d, groups)

@@ -9,7 +9,7 @@ import numpy as np
 
 from minires.autograd import Context, Function
 from minires.backend import kernels
-from minires.functional._util import as_tensor, unbroadcast
+from minires.functional._util import as_tensor, check_tensor, unbroadcast
 from minires.tensor import Tensor
 
 
@@ -233,6 +233,7 @@ def div(a: Any, b: Any) -> Tensor:
 
 def neg(a: Tensor) -> Tensor:
     """-a"""
+    check_tensor(a, "neg")
     return Neg.apply(a)
 
 
@@ -243,26 +244,31 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
 
 def exp(a: Tensor) -> Tensor:
     """Elementwise e^a."""
+    check_tensor(a, "exp")
     return Exp.apply(a)
 
 
 def log(a: Tensor) -> Tensor:
     """Elementwise natural log."""
+    check_tensor(a, "log")
     return Log.apply(a)
 
 
 def tanh(a: Tensor) -> Tensor:
     """Elementwise tanh."""
+    check_tensor(a, "tanh")
     return Tanh.apply(a)
 
 
 def sigmoid(a: Tensor) -> Tensor:
     """Elementwise logistic sigmoid."""
+    check_tensor(a, "sigmoid")
     return Sigmoid.apply(a)
 
 
 def relu(a: Tensor) -> Tensor:
     """Elementwise max(a, 0). Shape unchanged."""
+    check_tensor(a, "relu")
     return ReLU.apply(a)
 
 
@@ -271,6 +277,7 @@ def cast(a: Tensor, dtype: Any) -> Tensor:
     integer or bool dtype is cut from the graph, as in PyTorch)."""
     if np.dtype(dtype) == a.dtype:
         return a
+    check_tensor(a, "cast")
     if np.dtype(dtype).kind != "f":
         return Tensor._wrap(a.data.astype(dtype))
     return Cast.apply(a, np.dtype(dtype))

@@ -102,6 +102,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """
     check_float(x, "linear")
     check_float(weight, "linear", "weight")
+    if bias is not None:
+        check_float(bias, "linear", "bias")
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be (out_features, in_features), got {weight.shape}")
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:

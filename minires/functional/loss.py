@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import check_float, check_same_dtype
+from minires.functional._util import check_dim, check_float, check_same_dtype
 from minires.tensor import Tensor
 
 
@@ -120,9 +120,9 @@ def _check_reduction(reduction: str, op: str) -> str:
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log(softmax(x)) along ``axis``; same shape as x."""
     check_float(x, "log_softmax")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"log_softmax: axis {axis} out of range for shape {x.shape}")
-    return LogSoftmax.apply(x, axis % x.ndim)
+    if x.ndim == 0:
+        raise ValueError("log_softmax: needs at least one dimension, got a 0-d tensor")
+    return LogSoftmax.apply(x, check_dim(axis, x.ndim, "axis", "log_softmax"))
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -147,6 +147,11 @@ def cross_entropy(
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(
             f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}"
+        )
+    if not isinstance(target, Tensor | np.ndarray | list | tuple):
+        raise TypeError(
+            f"cross_entropy: target must be a Tensor or array of class indices, got "
+            f"{type(target).__name__}"
         )
     t = np.asarray(target.data if isinstance(target, Tensor) else target)
     if logits.ndim != 2:

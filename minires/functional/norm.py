@@ -7,7 +7,7 @@ import numpy as np
 
 from minires.autograd import Context, Function
 from minires.backend import kernels
-from minires.functional._util import check_float, check_ndim, check_same_dtype
+from minires.functional._util import check_float, check_ndim, check_real, check_same_dtype
 from minires.tensor import Tensor
 
 
@@ -97,18 +97,36 @@ def batch_norm(
     op = "batch_norm"
     check_float(x, op)
     check_ndim(x, (2, 4), op, "input", "N, C or N, C, H, W")
-    check_same_dtype(op, input=x, weight=weight, bias=bias)
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     c = x.shape[1]
+    momentum = check_real(momentum, "momentum", op, minimum=0.0, maximum=1.0)
+    eps = check_real(eps, "eps", op, minimum=0.0)  # eps=0 is allowed, as in PyTorch
+    if not isinstance(training, bool | int | np.bool_ | np.integer):
+        raise TypeError(f"{op}: training must be a bool, got {training!r}")
+    training = bool(training)
     for name, v in (("running_mean", running_mean), ("running_var", running_var)):
-        if v is not None and np.shape(v) != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},), got {np.shape(v)}")
+        if v is None:
+            continue
+        if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
+            raise TypeError(
+                f"{op}: {name} must be a float ndarray (the module's buffer) or None, got "
+                f"{type(v).__name__}" + (f" of {v.dtype}" if isinstance(v, np.ndarray) else "")
+            )
+        if v.shape != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},), got {v.shape}")
+        if training and not v.flags.writeable:
+            raise ValueError(f"{op}: {name} is read-only but training updates it in place")
     for name, v in (("weight", weight), ("bias", bias)):
+        if v is not None:
+            check_float(v, op, name)
         if v is not None and v.shape != (c,):
             raise ValueError(
                 f"{op}: {name} must have shape ({c},) for input {x.shape}, got {v.shape}"
             )
+    check_same_dtype(op, input=x, weight=weight, bias=bias)
     if training:
-        count = x.size // c
+        count = x.size // max(c, 1)
         if count < 2:
             raise ValueError(
                 f"{op}: expected more than 1 value per channel when training, got input {x.shape}"
@@ -118,7 +136,7 @@ def batch_norm(
         for name, v in (("running_mean", running_mean), ("running_var", running_var)):
             _check_buffer(v, op, name)
         return BatchNormTrain.apply(
-            x, weight, bias, running_mean, running_var, float(momentum), float(eps)
+            x, weight, bias, running_mean, running_var, momentum, eps
         )
     if running_mean is None or running_var is None:
         raise ValueError(f"{op}: eval mode needs running_mean and running_var")

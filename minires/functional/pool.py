@@ -79,11 +79,11 @@ def _bins(size: int, out: int) -> list[tuple[int, int]]:
 def _pool_args(x: Tensor, kernel_size, stride, padding, op: str):
     check_float(x, op)
     check_ndim(x, (4,), op, "input", "N, C, H, W")
-    k = pair(kernel_size, "kernel_size")
-    s = k if stride is None else pair(stride, "stride")
-    p = pair(padding, "padding")
-    if min(k) < 1 or min(s) < 1 or min(p) < 0:
-        raise ValueError(f"{op}: need kernel_size, stride >= 1 and padding >= 0; got {k}, {s}, {p}")
+    k = pair(kernel_size, "kernel_size", minimum=1, op=op)
+    s = k if stride is None else pair(stride, "stride", minimum=1, op=op)
+    p = pair(padding, "padding", minimum=0, op=op)
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
     ho = out_size(x.shape[2], k[0], s[0], p[0])
@@ -112,7 +112,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size: Pair) -> Tensor:
     op = "adaptive_avg_pool2d"
     check_float(x, op)
     check_ndim(x, (4,), op, "input", "N, C, H, W")
-    o = pair(output_size, "output_size")
-    if min(o) < 1:
-        raise ValueError(f"{op}: output_size must be positive, got {o}")
+    o = pair(output_size, "output_size", minimum=1, op=op)
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     return AdaptiveAvgPool2d.apply(x, o)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import normalize_dim, resolve_dim_alias
+from minires.functional._util import check_dim, check_tensor, resolve_dim_alias
 from minires.tensor import Tensor
 
 Axis = int | tuple[int, ...] | None
@@ -22,11 +22,13 @@ Axis = int | tuple[int, ...] | None
 def _normalize_axis(axis: Axis, ndim: int, op: str = "reduce") -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
-    axes = tuple(axis) if isinstance(axis, tuple | list) else (axis,)
-    out = tuple(normalize_dim(a, ndim, op) for a in axes)
+    if not isinstance(axis, int | np.integer | tuple | list) or isinstance(axis, bool):
+        raise TypeError(f"{op}: dim must be an int, a tuple of ints or None, got {axis!r}")
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    out = tuple(check_dim(a, ndim, "dim", op) for a in axes)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dim {axis} names a dimension twice")
-    return () if ndim == 0 else out  # a 0-d tensor accepts dim 0 / -1: nothing to reduce
+    return out if ndim else ()  # a 0-d tensor: dim 0 / -1 is the tensor itself, as in torch
 
 
 def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool):
@@ -98,8 +100,11 @@ class Min(Max):
     reduce = staticmethod(np.min)
 
 
-def _reduce_args(op: str, axis: Axis, keepdims: bool | None, dim: Axis, keepdim: bool | None):
+def _reduce_args(
+    a: Tensor, op: str, axis: Axis, keepdims: bool | None, dim: Axis, keepdim: bool | None
+):
     """(axis, keepdims) from either spelling: NumPy's axis/keepdims or torch's dim/keepdim."""
+    check_tensor(a, op)
     axis = resolve_dim_alias(op, dim, axis)
     if keepdims is not None and keepdim is not None:
         raise TypeError(f"{op}: give keepdim or keepdims, not both")
@@ -116,7 +121,7 @@ def sum(  # noqa: A001
 ) -> Tensor:
     """Sum over ``axis`` (or ``dim``; all axes if None). Reduced axes are dropped unless
     ``keepdims`` (or ``keepdim``) is true."""
-    axis, keepdims = _reduce_args("sum", axis, keepdims, dim, keepdim)
+    axis, keepdims = _reduce_args(a, "sum", axis, keepdims, dim, keepdim)
     return Sum.apply(a, axis, keepdims)
 
 
@@ -129,7 +134,7 @@ def mean(
     keepdim: bool | None = None,
 ) -> Tensor:
     """Mean over ``axis`` (or ``dim``; all axes if None)."""
-    axis, keepdims = _reduce_args("mean", axis, keepdims, dim, keepdim)
+    axis, keepdims = _reduce_args(a, "mean", axis, keepdims, dim, keepdim)
     return Mean.apply(a, axis, keepdims)
 
 
@@ -143,7 +148,7 @@ def max(  # noqa: A001
 ) -> Tensor:
     """Maximum over ``axis`` (or ``dim``; all axes if None: a 0-d tensor). Values only,
     like torch's ``amax``; the indices are `argmax`."""
-    axis, keepdims = _reduce_args("max", axis, keepdims, dim, keepdim)
+    axis, keepdims = _reduce_args(a, "max", axis, keepdims, dim, keepdim)
     return Max.apply(a, axis, keepdims)
 
 
@@ -156,16 +161,16 @@ def min(  # noqa: A001
     keepdim: bool | None = None,
 ) -> Tensor:
     """Minimum over ``axis`` (or ``dim``; all axes if None). Values only, like ``amin``."""
-    axis, keepdims = _reduce_args("min", axis, keepdims, dim, keepdim)
+    axis, keepdims = _reduce_args(a, "min", axis, keepdims, dim, keepdim)
     return Min.apply(a, axis, keepdims)
 
 
 def _arg_extremum(op: str, find, a: Tensor, axis, keepdims, dim, keepdim) -> Tensor:
-    axis, keepdims = _reduce_args(op, axis, keepdims, dim, keepdim)
+    axis, keepdims = _reduce_args(a, op, axis, keepdims, dim, keepdim)
     if isinstance(axis, bool) or (axis is not None and not isinstance(axis, int | np.integer)):
         raise TypeError(f"{op}: dim must be one int or None, got {axis!r}")
     if axis is not None:
-        axis = normalize_dim(axis, a.ndim, op)
+        axis = check_dim(axis, a.ndim, "dim", op)
         if a.ndim == 0:
             axis = None
     if a.size == 0 and (axis is None or a.shape[axis] == 0):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import normalize_dim, resolve_dim_alias
+from minires.functional._util import check_dim, check_int, check_tensor, resolve_dim_alias
 from minires.tensor import Tensor
 
 
@@ -47,7 +47,9 @@ class Transpose(Function):
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        inverse = None if ctx.axes is None else tuple(np.argsort(ctx.axes))
+        # normalised first: argsort of (2, 0, -2) would not invert the permutation
+        axes = None if ctx.axes is None else [a % g.ndim for a in ctx.axes]
+        inverse = None if axes is None else tuple(int(i) for i in np.argsort(axes))
         return g.transpose(inverse), None
 
 
@@ -112,19 +114,46 @@ class Concat(Function):
         return tuple(np.split(g, ctx.bounds, axis=ctx.axis))
 
 
+def _shape_arg(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``f(a, 2, 3)`` and ``f(a, (2, 3))`` both give ``(2, 3)``."""
+    if len(args) == 1 and isinstance(args[0], tuple | list):
+        return tuple(args[0])
+    return args
+
+
 def reshape(a: Tensor, *shape: Any) -> Tensor:
     """``a`` with a new shape (one entry may be -1); accepts ``reshape(a, 2, 3)`` or
-    ``reshape(a, (2, 3))``."""
-    if len(shape) == 1 and isinstance(shape[0], tuple | list):
-        shape = tuple(shape[0])
-    return Reshape.apply(a, tuple(int(s) for s in shape))
+    ``reshape(a, (2, 3))``. Sizes must be ints (no truncation of floats, as in PyTorch)."""
+    check_tensor(a, "reshape")
+    sizes = tuple(check_int(v, "shape entry", "reshape") for v in _shape_arg(shape))
+    if sizes.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got shape {sizes}")
+    if any(v < -1 for v in sizes):
+        raise ValueError(f"reshape: invalid size in shape {sizes}: sizes must be >= 0 or -1")
+    known = int(np.prod([v for v in sizes if v != -1], dtype=np.int64))
+    if (-1 not in sizes and known != a.size) or (
+        -1 in sizes and (known == 0 or a.size % known)
+    ):
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into "
+            f"{sizes}"
+        )
+    return Reshape.apply(a, sizes)
 
 
 def transpose(a: Tensor, *axes: Any) -> Tensor:
     """Permute axes (reverse them when none are given), like ``ndarray.transpose``."""
-    if len(axes) == 1 and isinstance(axes[0], tuple | list):
-        axes = tuple(axes[0])
-    return Transpose.apply(a, tuple(int(x) for x in axes) if axes else None)
+    check_tensor(a, "transpose")
+    axes = _shape_arg(axes)
+    if not axes:
+        return Transpose.apply(a, None)
+    dims = tuple(check_dim(x, a.ndim, "axis", "transpose") for x in axes)
+    if a.ndim == 0 or sorted(dims) != list(range(a.ndim)):
+        raise ValueError(
+            f"transpose: axes {tuple(axes)} are not a permutation of the {a.ndim} axes of a "
+            f"tensor of shape {a.shape}"
+        )
+    return Transpose.apply(a, dims)
 
 
 def getitem(a: Tensor, index: Any) -> Tensor:
@@ -137,15 +166,19 @@ def getitem(a: Tensor, index: Any) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
-    """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""
-    if x.ndim == 0:  # torch: a 0-d tensor flattens to shape (1,) (dims 0 and -1 allowed)
-        for d in (start_dim, end_dim):
-            normalize_dim(d, 0, "flatten")
+    """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default.
+    Dims may be negative but must lie in range (no wrap-around, as in PyTorch)."""
+    check_tensor(x, "flatten")
+    if x.ndim == 0:  # torch: a 0-d tensor flattens to shape (1,)
+        check_dim(start_dim, 1, "start_dim", "flatten")
+        check_dim(end_dim, 1, "end_dim", "flatten")
         return reshape(x, (1,))
-    start = normalize_dim(start_dim, x.ndim, "flatten")
-    end = normalize_dim(end_dim, x.ndim, "flatten")
+    start = check_dim(start_dim, x.ndim, "start_dim", "flatten")
+    end = check_dim(end_dim, x.ndim, "end_dim", "flatten")
     if start > end:
-        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        raise ValueError(
+            f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}"
+        )
     shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :]
     return reshape(x, shape)
 
@@ -154,9 +187,13 @@ def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
     """Constant padding with PyTorch's argument order: ``pad`` lists (before, after) pairs
     starting from the LAST axis, e.g. ``(0, 0, 0, 0, 0, 8)`` on NCHW appends 8 zero
     channels (the option-A shortcut of CIFAR ResNets)."""
+    check_tensor(x, "pad")
+    if not isinstance(pad, Sequence):
+        raise TypeError(f"pad: expected a tuple of ints, got {type(pad).__name__}")
+    pad = tuple(check_int(p, "pad entry", "pad") for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: {tuple(pad)} must hold (before, after) pairs for <= {x.ndim} axes")
-    if any(int(p) < 0 for p in pad):
+    if any(p < 0 for p in pad):
         raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
     pads = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
@@ -166,15 +203,23 @@ def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
 
 def cat(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
     """Concatenate tensors along ``dim`` (or NumPy's ``axis``; default 0). Shapes must agree
-    elsewhere."""
+    elsewhere; same dtype."""
+    if isinstance(tensors, Tensor) or not isinstance(tensors, Sequence):
+        raise TypeError(
+            f"cat: expected a list or tuple of Tensors, got {type(tensors).__name__}"
+        )
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
+    for i, t in enumerate(tensors):
+        check_tensor(t, "cat", f"tensors[{i}]")
+        if t.ndim == 0:
+            raise ValueError(
+                f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated"
+            )
     ref = tensors[0].shape
-    if any(len(t.shape) == 0 for t in tensors):
-        raise ValueError("cat: 0-d tensors cannot be concatenated (use stack)")
     axis = resolve_dim_alias("cat", dim, axis, default=0)
-    ax = normalize_dim(axis, len(ref), "cat")
+    ax = check_dim(axis, len(ref), "dim", "cat")
     for t in tensors[1:]:
         if len(t.shape) != len(ref) or any(
             a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != ax
@@ -182,6 +227,10 @@ def cat(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None =
             raise ValueError(
                 f"cat: shapes {[tuple(t.shape) for t in tensors]} differ outside dim {axis}"
             )
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:
+        names = sorted(map(str, dtypes))
+        raise TypeError(f"cat: all tensors must have the same dtype, got {names}")
     return Concat.apply(*tensors, axis=ax)
 
 
@@ -213,8 +262,8 @@ def stack(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None
     shapes = [t.shape for t in tensors]
     if len(set(shapes)) > 1:
         raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
-    ax = normalize_dim(
-        resolve_dim_alias("stack", dim, axis, 0), len(shapes[0]), "stack", insert=True
+    ax = check_dim(
+        resolve_dim_alias("stack", dim, axis, 0), len(shapes[0]), "dim", "stack", insert=True
     )
     return Stack.apply(*tensors, dim=ax)
 
@@ -224,7 +273,7 @@ def permute(a: Tensor, *dims: Any) -> Tensor:
     ``dims`` must name every dimension once."""
     if len(dims) == 1 and isinstance(dims[0], tuple | list):
         dims = tuple(dims[0])
-    norm = tuple(normalize_dim(d, a.ndim, "permute") for d in dims)
+    norm = tuple(check_dim(d, a.ndim, "dim", "permute") for d in dims)
     if sorted(norm) != list(range(a.ndim)):
         raise ValueError(
             f"permute: dims {tuple(dims)} are not a permutation of the {a.ndim} dimensions "
@@ -235,7 +284,7 @@ def permute(a: Tensor, *dims: Any) -> Tensor:
 
 def unsqueeze(a: Tensor, dim: int) -> Tensor:
     """Insert a dimension of size 1 at ``dim`` (``-ndim - 1 <= dim <= ndim``)."""
-    d = normalize_dim(dim, a.ndim, "unsqueeze", insert=True)
+    d = check_dim(dim, a.ndim, "dim", "unsqueeze", insert=True)
     return Reshape.apply(a, a.shape[:d] + (1,) + a.shape[d:])
 
 
@@ -246,6 +295,6 @@ def squeeze(a: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
         drop = {i for i, n in enumerate(a.shape) if n == 1}
     else:
         dims = dim if isinstance(dim, tuple | list) else (dim,)
-        named = {normalize_dim(d, a.ndim, "squeeze") for d in dims}
+        named = {check_dim(d, a.ndim, "dim", "squeeze") for d in dims}
         drop = {i for i in named if a.ndim and a.shape[i] == 1}
     return Reshape.apply(a, tuple(n for i, n in enumerate(a.shape) if i not in drop))

@@ -9,12 +9,38 @@ from typing import Any
 import numpy as np
 
 from minires import functional as F
-from minires.functional._util import pair
+from minires.functional._util import check_int, check_real, pair
 from minires.nn import init
 from minires.nn.module import Module, Parameter
 from minires.tensor import Tensor
 
 Pair = int | tuple[int, int]
+
+
+def _check_bool(value: Any, name: str, op: str) -> None:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
+
+
+def _float_dtype(dtype: Any, op: str) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _check_pool_args(op: str, kernel_size: Any, stride: Any, padding: Any) -> None:
+    """The checks of `F.max_pool2d` / `F.avg_pool2d` that do not need the input, at
+    construction time (so a bad layer fails where it is built, not at its first call)."""
+    k = pair(kernel_size, "kernel_size", minimum=1, op=op)
+    if stride is not None:
+        pair(stride, "stride", minimum=1, op=op)
+    p = pair(padding, "padding", minimum=0, op=op)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
 
 
 class Identity(Module):
@@ -48,15 +74,22 @@ class Conv2d(Module):
         dtype: Any = np.float32,
     ):
         super().__init__()
+        op = "Conv2d"
+        in_channels = check_int(in_channels, "in_channels", op, minimum=1)
+        out_channels = check_int(out_channels, "out_channels", op, minimum=1)
+        groups = check_int(groups, "groups", op, minimum=1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
                 f"divisible by groups ({groups})"
             )
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
-        self.dilation, self.groups = pair(dilation, "dilation"), groups
+        self.kernel_size = pair(kernel_size, "kernel_size", minimum=1, op=op)
+        self.stride = pair(stride, "stride", minimum=1, op=op)
+        self.padding = pair(padding, "padding", minimum=0, op=op)
+        self.dilation, self.groups = pair(dilation, "dilation", minimum=1, op=op), groups
+        _check_bool(bias, "bias", op)
+        dtype = _float_dtype(dtype, op)
         shape = (out_channels, in_channels // groups, *self.kernel_size)
         self.weight = Parameter(np.empty(shape, dtype=dtype))
         self.register_parameter("bias", Parameter(np.empty(out_channels, dtype)) if bias else None)
@@ -106,6 +139,14 @@ class BatchNorm2d(Module):
         dtype: Any = np.float32,
     ):
         super().__init__()
+        op = type(self).__name__
+        num_features = check_int(num_features, "num_features", op, minimum=1)
+        eps = check_real(eps, "eps", op, minimum=0.0)
+        if momentum is not None:
+            momentum = check_real(momentum, "momentum", op, minimum=0.0, maximum=1.0)
+        _check_bool(affine, "affine", op)
+        _check_bool(track_running_stats, "track_running_stats", op)
+        dtype = _float_dtype(dtype, op)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
@@ -122,6 +163,11 @@ class BatchNorm2d(Module):
             self.running_mean = self.running_var = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(x, Tensor) and x.ndim >= 2 and x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}): expected {self.num_features} "
+                f"channels (dim 1), got input of shape {x.shape}"
+            )
         momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked = self.num_batches_tracked + 1
@@ -166,6 +212,7 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0):
         super().__init__()
+        _check_pool_args(type(self).__name__, kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Tensor) -> Tensor:
@@ -180,6 +227,7 @@ class AvgPool2d(Module):
 
     def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0):
         super().__init__()
+        _check_pool_args(type(self).__name__, kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Tensor) -> Tensor:
@@ -194,6 +242,7 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size: Pair):
         super().__init__()
+        pair(output_size, "output_size", minimum=1, op="AdaptiveAvgPool2d")
         self.output_size = output_size
 
     def forward(self, x: Tensor) -> Tensor:
@@ -208,6 +257,10 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32):
         super().__init__()
+        in_features = check_int(in_features, "in_features", "Linear", minimum=0)
+        out_features = check_int(out_features, "out_features", "Linear", minimum=0)
+        _check_bool(bias, "bias", "Linear")
+        dtype = _float_dtype(dtype, "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype))
         self.register_parameter("bias", Parameter(np.empty(out_features, dtype)) if bias else None)
@@ -232,7 +285,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
-        self.start_dim, self.end_dim = start_dim, end_dim
+        self.start_dim = check_int(start_dim, "start_dim", "Flatten")
+        self.end_dim = check_int(end_dim, "end_dim", "Flatten")
 
     def forward(self, x: Tensor) -> Tensor:
         return F.flatten(x, self.start_dim, self.end_dim)

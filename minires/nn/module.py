@@ -219,19 +219,59 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
         """Copy values into the existing parameters and buffers, keeping their dtype.
 
-        Raises a ValueError listing every missing key, unexpected key and shape mismatch
-        (with ``strict=False`` only shape mismatches raise). Values may be ndarrays,
+        Every entry is checked before any is written, so a failed load leaves the module
+        untouched. Raises a ValueError listing every missing key, unexpected key, shape
+        mismatch and non-numeric value (with ``strict=False`` missing and unexpected keys
+        are allowed). NaN and inf values are loaded as they are. Values may be ndarrays,
         Tensors or anything with ``.numpy()`` (a torch tensor on the CPU).
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"load_state_dict: expected a mapping of name -> array, got "
+                f"{type(state_dict).__name__}"
+            )
         targets = self._state_targets()
-        given = {k: _to_numpy(v, k) for k, v in state_dict.items()}
-        missing = [k for k in targets if k not in given]
-        unexpected = [k for k in given if k not in targets]
+        given: dict[str, np.ndarray] = {}
+        bad_values: list[str] = []
+        bad_keys: set[str] = set()
+        unexpected = [k for k in state_dict if k not in targets]
+        for k, v in state_dict.items():
+            if k not in targets:
+                continue
+            try:
+                arr = _to_numpy(v, k)
+            except Exception as exc:  # anything that is not array-like
+                bad_values.append(f"{k}: cannot read a {type(v).__name__} as an array ({exc})")
+                bad_keys.add(k)
+                continue
+            if arr.dtype.kind not in "biuf":
+                bad_values.append(f"{k}: dtype {arr.dtype} is not a real number type")
+                bad_keys.add(k)
+                continue
+            given[k] = arr
+        missing = [k for k in targets if k not in given and k not in bad_keys]
+        mismatched_keys = {
+            k for k in targets if k in given and given[k].shape != np.shape(targets[k][2])
+        }
         mismatched = [
             f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(np.shape(targets[k][2]))}"
             for k in targets
-            if k in given and tuple(given[k].shape) != tuple(np.shape(targets[k][2]))
+            if k in mismatched_keys
         ]
+        # Convert everything first (nothing is written until every entry passed).
+        writes = []
+        for k, (mod, name, current) in targets.items():
+            if k not in given or k in mismatched_keys:
+                continue
+            dst = current.data if isinstance(current, Tensor) else np.asarray(current)
+            src = given[k]
+            if dst.dtype.kind in "iub" and src.dtype.kind == "f" and not np.isfinite(src).all():
+                bad_values.append(f"{k}: non-finite values for an integer {dst.dtype} buffer")
+                continue
+            if dst.ndim > 0 and not dst.flags.writeable:
+                bad_values.append(f"{k}: the model's array is read-only")
+                continue
+            writes.append((mod, name, current, src.astype(dst.dtype, copy=False)))
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -239,19 +279,20 @@ class Module:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if mismatched:
             problems.append("shape mismatches: " + "; ".join(mismatched))
+        if bad_values:
+            problems.append("bad values: " + "; ".join(bad_values))
         if problems:
             raise ValueError(
-                f"load_state_dict into {type(self).__name__} failed:\n  " + "\n  ".join(problems)
+                f"load_state_dict into {type(self).__name__} failed (nothing was loaded):\n  "
+                + "\n  ".join(problems)
             )
-        for k, (mod, name, current) in targets.items():
-            if k not in given:
-                continue
+        for mod, name, current, value in writes:
             if isinstance(current, Tensor):
-                current.data[...] = given[k].astype(current.dtype, copy=False)
+                current.data[...] = value
             elif isinstance(current, np.ndarray) and current.ndim > 0:
-                current[...] = given[k].astype(current.dtype, copy=False)
+                current[...] = value
             else:  # 0-d buffer (num_batches_tracked): replace, keeping the dtype
-                mod._buffers[name] = np.array(given[k], dtype=np.asarray(current).dtype)
+                mod._buffers[name] = np.array(value, dtype=np.asarray(current).dtype)
                 object.__setattr__(mod, name, mod._buffers[name])
         return _IncompatibleKeys(missing, unexpected)
 
