@@ -447,7 +447,7 @@ def test_argument_mixups_are_refused():
         x.clamp()
     with pytest.raises(TypeError, match="min must be a number"):
         x.clamp(min="0")
-    with pytest.raises(ValueError, match="0-d tensors cannot be concatenated"):
+    with pytest.raises(ValueError, match="zero-dimensional tensor .* cannot be concatenated"):
         mr.cat([mr.tensor(1.0), mr.tensor(2.0)])
     with pytest.raises(ValueError, match="same shape"):
         mr.stack([x, x[:1]])

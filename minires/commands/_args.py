@@ -98,9 +98,14 @@ def cifar_depth(text: str) -> int:
 
 def writable_dir(path: str, prog: str) -> str | None:
     """Create ``path`` if needed and check it can be written; the error message (one
-    line) or None."""
+    line) or None. Under MPI only rank 0 writes files, so only rank 0 checks."""
     import os
     from pathlib import Path
+
+    from minires.distributed import get_comm
+
+    if not get_comm().is_root:
+        return None
 
     try:
         Path(path).mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,12 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class LoadStateDictError(ValueError, TypeError):
+    """`Module.load_state_dict` refused the state dict (nothing was loaded). A ValueError
+    for bad keys, shapes and values, and a TypeError too, since a refused dtype (complex,
+    object, strings) is among the problems it lists."""
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -240,6 +246,10 @@ class Module:
                 continue
             try:
                 arr = _to_numpy(v, k)
+            except TypeError as exc:  # a refused dtype (complex, object, ...)
+                bad_values.append(f"{k}: {exc}")
+                bad_keys.add(k)
+                continue
             except Exception as exc:  # anything that is not array-like
                 bad_values.append(f"{k}: cannot read a {type(v).__name__} as an array ({exc})")
                 bad_keys.add(k)
@@ -282,7 +292,7 @@ class Module:
         if bad_values:
             problems.append("bad values: " + "; ".join(bad_values))
         if problems:
-            raise ValueError(
+            raise LoadStateDictError(
                 f"load_state_dict into {type(self).__name__} failed (nothing was loaded):\n  "
                 + "\n  ".join(problems)
             )
