@@ -77,7 +77,10 @@ def batch_norm_train_backward(
     xhat = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
 
     sum_g = g.sum(axis=axes, dtype=np.float64)  # (C,)  = grad_bias
-    sum_g_xhat = (g * xhat).sum(axis=axes, dtype=np.float64)  # (C,)  = grad_weight
+    # (C,) = grad_weight, as sum(g * (x - mean)) * invstd (PyTorch's order: with
+    # invstd = inf it is +-inf, where sum(g * xhat) would add infs of both signs)
+    centred = x - _per_channel(mean, x)
+    sum_g_xhat = (g * centred).sum(axis=axes, dtype=np.float64) * invstd
 
     scale = _per_channel(weight * invstd / m, x)
     grad_x = scale * (m * g - _per_channel(sum_g, x) - xhat * _per_channel(sum_g_xhat, x))
@@ -123,9 +126,11 @@ def batch_norm_eval_backward(
     axes = _reduce_axes(x)
     g = grad_out.astype(x.dtype, copy=False)
     invstd = 1.0 / np.sqrt(running_var + eps)
-    xhat = (x - _per_channel(running_mean, x)) * _per_channel(invstd, x)
 
     grad_x = g * _per_channel(weight * invstd, x)
-    grad_weight = (g * xhat).sum(axis=axes)
+    # sum(g * xhat) computed as sum(g * (x - mean)) * invstd, as in training
+    centred = x - _per_channel(running_mean, x)
+    grad_weight = (g * centred).sum(axis=axes) * invstd
     grad_bias = g.sum(axis=axes)
-    return grad_x.astype(x.dtype, copy=False), grad_weight, grad_bias
+    dt = x.dtype
+    return grad_x.astype(dt, copy=False), grad_weight.astype(dt), grad_bias

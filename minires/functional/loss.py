@@ -34,8 +34,10 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     """Mean negative log-likelihood of the target classes under softmax(logits).
 
-    logits (N, K), target (N,) integer classes. Fused: the gradient is
-    (softmax(logits) - onehot(target)) / N, cheaper and stabler than composing ops.
+    logits (N, K), target (N,) integer classes. The gradient is
+    (softmax(logits) - onehot(target)) * g / N, computed as PyTorch composes it (the
+    NLL gradient -g/N at the targets, then log_softmax's backward), so that an inf or
+    NaN upstream gradient gives PyTorch's NaN/inf pattern (inf - inf at the target).
     """
 
     @staticmethod
@@ -49,9 +51,9 @@ class CrossEntropy(Function):
     def backward(ctx: Context, g: np.ndarray):
         logp, target = ctx.saved_tensors
         n = logp.shape[0]
-        grad = np.exp(logp)
-        grad[np.arange(n), target] -= 1
-        return grad * (g / n), None
+        g_logp = np.zeros_like(logp)
+        g_logp[np.arange(n), target] = -g / n
+        return g_logp - np.exp(logp) * g_logp.sum(axis=1, keepdims=True), None
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
