@@ -1146,9 +1146,10 @@ def _images_per_block(n, C, geom, itemsize):
 # results are bit-identical for 1 or N threads. (Until this round the images were split
 # into one range per thread, so the weight gradient's partial sums - and with them its
 # last bits - changed with the thread count: 36 of 200 random geometries differed.)
-# Without threadpoolctl the blocks run one after the other with BLAS threading each
-# GEMM itself (the same calls and sums; OpenBLAS splits a GEMM's rows/columns over its
-# threads, not the reduction).
+# Without threadpoolctl (a dependency of minires, but kept optional here) the blocks run
+# one after the other with BLAS threading each GEMM itself: the results then do not
+# depend on our thread count but may on BLAS's own (OpenBLAS's threaded GEMM gave other
+# last bits than its one-thread GEMM on some of these shapes, measured).
 
 # weight-gradient partial sums: at most this many (so up to 8 threads share the work),
 # and at most `_PARTIALS_BYTES` of them (wide layers: 512x512x3x3 float32 is 9.4 MB)
