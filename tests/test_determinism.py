@@ -91,7 +91,7 @@ def test_weight_grad_work_split_does_not_depend_on_threads(monkeypatch):
     run = lambda: J.conv2d_backward_weight(x, go, w.shape, *args)  # noqa: E731
     want, b = one_and_two(run)
     assert_bitwise([want], [b])
-    monkeypatch.setattr(jconv, "_PARTIALS_BYTES", 3 * w.nbytes)  # 3 chunks, not 8
+    monkeypatch.setattr(jconv, "_PARTIALS_BYTES", 3 * w.nbytes)  # 2 chunks, not 4
     a, b = one_and_two(run)
     assert_bitwise([a], [b])
     np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-3)

@@ -1151,10 +1151,13 @@ def _images_per_block(n, C, geom, itemsize):
 # depend on our thread count but may on BLAS's own (OpenBLAS's threaded GEMM gave other
 # last bits than its one-thread GEMM on some of these shapes, measured).
 
-# weight-gradient partial sums: at most this many (so up to 8 threads share the work),
-# and at most `_PARTIALS_BYTES` of them (wide layers: 512x512x3x3 float32 is 9.4 MB)
+# weight-gradient partial sums: at most this many (so up to 8 threads share the work), a
+# power of two (2, 4, 8 threads split them evenly), and together at most `_PARTIALS_BYTES`
+# (wide layers: 512x512x3x3 float32 is 9.4 MB): below glibc's mmap threshold (32 MB,
+# `_numba.py`) they come from the heap; 6 partials (56 MB) of fresh mmap pages cost ~10
+# ms of page faults per call (512 -> 512 3x3 at 7x7, batch 8: 29 -> 39 ms, 1 thread)
 _WEIGHT_GRAD_CHUNKS = 8
-_PARTIALS_BYTES = 64 << 20
+_PARTIALS_BYTES = 24 << 20
 
 
 def _image_blocks(n, C, geom, itemsize):
@@ -1265,6 +1268,7 @@ def _gemm_weight_grad(go4, cols, x3=None, geom=None):
         bounds = _image_blocks(n, 0, None, itemsize)
     m = len(bounds) - 1
     k = min(m, _WEIGHT_GRAD_CHUNKS, max(1, _PARTIALS_BYTES // (g * kg * o * itemsize)))
+    k = 1 << (k.bit_length() - 1)  # a power of two
     parts = np.empty((k, g, kg, o), dtype=go4.dtype)
     _run_blocks(_mmt_range, k, go4, cols, parts, bounds, x3, geom)
     gw = parts[0] if k == 1 else parts.sum(axis=0)  # chunk order: fixed
