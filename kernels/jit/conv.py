@@ -1,6 +1,9 @@
 """Numba convolution kernels (forward, backward-input, backward-weight).
 
-Four algorithms, chosen per call (measurements: NOTES.md):
+Four algorithms, chosen per call (`conv_paths` names the path of each pass; measurements:
+NOTES.md). All of them give the reference's NaN / inf pattern (non-finite weights and
+non-finite weight gradients are routed to the GEMM path, see "paths" below) and the same
+bits for any thread count (fixed work decomposition, see "BLAS" below).
 
 * **tap table, register-blocked** (`tapconv.py`; forward and backward-input of 3x3-type
   convs with at most 64 input channels per group: stride 1 with "same" padding, and
@@ -14,7 +17,7 @@ Four algorithms, chosen per call (measurements: NOTES.md):
   than 32 channels). Each image's (C_in*kH*kW, H_out*W_out) column matrix - or, for
   small 3x3 / stride 1 / pad 1 images, a ~1 MB block of several images side by side -
   is built in a per-thread workspace (`_numba.workspace`) right before its GEMM, so the
-  GEMM reads it from cache; image ranges run in parallel with single-threaded
+  GEMM reads it from cache; these image blocks run in parallel with single-threaded
   OpenBLAS. 3x3 / stride 1 / pad 1 columns are a masked flat copy (`_im2col_same3x3`).
   Backward-input at stride 1 is the forward conv of grad_out with transposed, flipped
   weights; strided convs use W^T @ grad_out and a parallel col2im. Backward-weight is
