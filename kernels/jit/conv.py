@@ -1170,12 +1170,14 @@ def _image_blocks(n, C, geom, itemsize):
     None (no im2col: 1x1 convs, col2im), one image per block."""
     nb = 1 if geom is None else _images_per_block(n, C, geom, itemsize)
     m = -(-n // nb)
-    return [n * i // m for i in range(m + 1)]
+    return [n * i // m for i in range(m + 1)] if m else [0]
 
 
 def _run_blocks(range_kernel, ntasks, *args):
     """range_kernel(t0, t1, *args) over [0, ntasks): in parallel with one-thread BLAS,
     or serially when BLAS threads cannot be limited (threadpoolctl not installed)."""
+    if ntasks == 0:
+        return
     if blas_controller():
         with blas_one_thread():
             parallel_for(range_kernel, ntasks, *args, chunks_per_thread=1)
@@ -1270,6 +1272,8 @@ def _gemm_weight_grad(go4, cols, x3=None, geom=None):
     else:
         bounds = _image_blocks(n, 0, None, itemsize)
     m = len(bounds) - 1
+    if m == 0:  # no images
+        return np.zeros((g, o, kg), go4.dtype)
     k = min(m, _WEIGHT_GRAD_CHUNKS, max(1, _PARTIALS_BYTES // (g * kg * o * itemsize)))
     k = 1 << (k.bit_length() - 1)  # a power of two
     parts = np.empty((k, g, kg, o), dtype=go4.dtype)
