@@ -70,12 +70,9 @@ def _check_geometries(cases):
 
 
 def test_conv_random_geometries_bit_identical():
-    _check_geometries(_random_geometries(123, 24))
-
-
-@pytest.mark.slow
-def test_conv_random_geometries_bit_identical_200():
-    _check_geometries(_random_geometries(7, 200))
+    """200 random geometries, as in the issue's sweep (78 of these differed before the
+    fix: weight gradient 78, forward 4, input gradient 3)."""
+    _check_geometries(_random_geometries(123, 200))
 
 
 def test_weight_grad_work_split_does_not_depend_on_threads(monkeypatch):
