@@ -6,8 +6,9 @@ pooling, ReLU, and a whole training step. This is what makes a resumed run (trai
 checkpoints) continue bit for bit on a machine with another number of cores.
 
 The weight gradient of the GEMM paths used to differ (36 of 200 random geometries in the
-issue, 78 of the 200 of `test_conv_random_geometries_bit_identical`): the images were split into one range per thread, so
-the partial sums - and their rounding - changed with the thread count. The kernels now
+issue, 78 of the 200 of `test_conv_random_geometries_bit_identical`): the images were
+split into one range per thread, so the partial sums - and their rounding - changed with
+the thread count. The kernels now
 cut the work into blocks and chunks that depend only on the shapes (conv.py, BLAS
 section).
 """
