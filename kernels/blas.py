@@ -1,8 +1,10 @@
 """BLAS thread control shared by the kernels and the ops (pure Python, no Numba).
 
 OpenBLAS's worker threads spin-wait after every threaded call; on 2 cores they fight the
-Numba pool. Callers that run many small products limit BLAS to one thread around them.
-threadpoolctl is optional: without it these helpers do nothing.
+Numba pool. Callers that run many small products limit BLAS to one thread around them,
+and the conv kernels run every GEMM on one BLAS thread so that their results do not
+depend on how many threads BLAS has (OpenBLAS's threaded GEMM can round differently).
+threadpoolctl is a dependency of minires; should it be missing, these helpers do nothing.
 """
 
 from __future__ import annotations

@@ -44,3 +44,78 @@ def conv_passes(x, wt, go, args, bias=None):
         )
 
     return run
+
+
+def conv_case(n, c, h, w, cout, k, s=1, p=0, d=1, g=1):
+    """A conv geometry as a dict of pairs (the form `conv_inputs` takes)."""
+    return dict(n=n, c=c, h=h, w=w, cout=cout, k=(k, k), s=(s, s), p=(p, p), d=(d, d), g=g)
+
+
+# One geometry per dispatch path of kernels.jit.conv: name -> (case, (forward,
+# backward-input, backward-weight) paths as `conv.conv_paths` names them; "T:" stands
+# for "transposed:"). Together they hit every path of every pass (asserted by the
+# tests that use them).
+_T = "transposed:"
+CONV_PATH_CASES = {
+    "dense3x3": (conv_case(2, 8, 7, 9, 8, 3, p=1),
+                 ("tap_same", "T:tap_same", "same3x3_masked")),
+    "dense5x5": (conv_case(2, 4, 7, 6, 6, 5, p=2),
+                 ("tap_same", "T:tap_same", "direct")),
+    "stride2": (conv_case(2, 8, 9, 8, 8, 3, s=2, p=1),
+                ("tap_poly2", "tap_stride2", "im2col_gemm")),
+    "grouped": (conv_case(2, 16, 7, 6, 16, 3, p=1, g=4),
+                ("tap_same", "T:tap_same", "same3x3_masked")),
+    "depthwise": (conv_case(2, 6, 5, 20, 6, 3, p=1, g=6),
+                  ("depthwise3x3", "T:depthwise3x3", "depthwise3x3")),
+    "depthwise_narrow": (conv_case(2, 6, 7, 9, 6, 3, p=1, g=6),
+                         ("depthwise3x3", "T:depthwise3x3", "depthwise3x3")),
+    "depthwise_x2": (conv_case(2, 3, 7, 9, 6, 3, p=1, g=3),
+                     ("tap_same", "T:direct", "depthwise3x3")),
+    "depthwise_stride2": (conv_case(2, 4, 9, 6, 4, 3, s=2, p=1, g=4),
+                          ("direct", "direct_scatter", "direct")),
+    "dilated": (conv_case(1, 10, 8, 7, 10, 3, p=1, d=2, g=5),
+                ("direct", "T:direct", "direct")),
+    "crop": (conv_case(2, 4, 9, 8, 4, 3, p=3, g=2),
+             ("direct", "T:direct", "direct")),
+    "lanes": (conv_case(2, 32, 6, 6, 32, 3, p=1),
+              ("tap_same", "T:tap_same", "lane")),
+    "lanes_stride2": (conv_case(2, 32, 8, 7, 32, 3, s=2, p=1),
+                      ("tap_poly2", "tap_stride2", "lane")),
+    "wide": (conv_case(3, 80, 6, 5, 72, 3, p=1),
+             ("im2col_gemm", "T:im2col_gemm", "im2col_gemm")),
+    "wide_grouped": (conv_case(2, 160, 5, 6, 32, 3, p=1, g=2),
+                     ("im2col_gemm", "T:tap_same", "im2col_gemm")),
+    "pointwise": (conv_case(3, 128, 4, 5, 80, 1),
+                  ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm")),
+    "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
+                          ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
+    "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),
+                ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
+}  # fmt: skip
+CONV_PATH_CASES = {
+    name: (case, tuple(p.replace("T:", _T) for p in paths))
+    for name, (case, paths) in CONV_PATH_CASES.items()
+}
+
+
+def conv_inputs(case, dtype, seed):
+    """(x, weight, grad_out, args) for a `conv_case`, standard normal values."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(dtype)
+    wt = rng.standard_normal((case["cout"], case["c"] // case["g"]) + case["k"]).astype(dtype)
+    ho, wo = (
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip((case["h"], case["w"]), case["k"], case["s"], case["p"], case["d"])
+    )
+    go = rng.standard_normal((case["n"], case["cout"], ho, wo)).astype(dtype)
+    return x, wt, go, (case["s"], case["p"], case["d"], case["g"])
+
+
+def conv_paths_of(case, dtype):
+    """The (forward, backward-input, backward-weight) paths kernels.jit takes for a case."""
+    from minires.kernels.jit import conv as jconv
+
+    x_shape = (case["n"], case["c"], case["h"], case["w"])
+    w_shape = (case["cout"], case["c"] // case["g"]) + case["k"]
+    p = jconv.conv_paths(x_shape, w_shape, case["s"], case["p"], case["d"], case["g"], dtype)
+    return p["forward"], p["backward_input"], p["backward_weight"]

@@ -326,7 +326,9 @@ def test_dtype_preserved(dtype):
     x = np.random.default_rng(0).standard_normal((2, 4, 7, 6)).astype(dtype)
     res, argmax = _run_all(x, dtype)
     for name, value in res.items():
-        assert value.dtype == dtype, name
+        # batch-norm statistics are float64 (a float32 variance overflows for |x| > 1.8e19)
+        want = np.float64 if name in ("bn_mean", "bn_var") else dtype
+        assert value.dtype == want, name
     assert argmax.dtype == np.int64
 
 

@@ -1,7 +1,8 @@
 """Numba plumbing shared by the jit kernels: the decorator, threads, scratch buffers.
 
-* `jit(...)` is `numba.njit(cache=True, ...)`, falling back to an in-memory JIT with one
-  clear warning when no cache directory is writable (read-only install, sandbox...).
+* `jit(...)` is `numba.njit(cache=True, error_model="numpy", ...)`, falling back to an
+  in-memory JIT with one clear warning when no cache directory is writable (read-only
+  install, sandbox...).
   Numba tries `__pycache__` beside this file first, then the user-wide cache
   (`~/.cache/numba`, or `$NUMBA_CACHE_DIR` when set).
 * `workspace(role, n, dtype)` hands out reusable 1-D scratch buffers (e.g. the im2col
@@ -101,7 +102,13 @@ _cache_warned = False
 
 
 def jit(**options):
-    """`numba.njit` with `cache=True`; degrade to no on-disk cache if that is impossible."""
+    """`numba.njit` with `cache=True`; degrade to no on-disk cache if that is impossible.
+
+    Division follows NumPy/IEEE (`error_model="numpy"`): x / 0.0 is inf or NaN, as in
+    the reference and in PyTorch. Numba's default model raises ZeroDivisionError instead
+    (e.g. batch norm with eps=0 on a constant channel), and checks every division.
+    """
+    options.setdefault("error_model", "numpy")
 
     def decorate(func):
         global _cache_warned

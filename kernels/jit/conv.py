@@ -1,6 +1,9 @@
 """Numba convolution kernels (forward, backward-input, backward-weight).
 
-Four algorithms, chosen per call (measurements: NOTES.md):
+Four algorithms, chosen per call (`conv_paths` names the path of each pass; measurements:
+NOTES.md). All of them give the reference's NaN / inf pattern (non-finite weights and
+non-finite weight gradients are routed to the GEMM path, see "paths" below) and the same
+bits for any thread count (fixed work decomposition, see "BLAS" below).
 
 * **tap table, register-blocked** (`tapconv.py`; forward and backward-input of 3x3-type
   convs with at most 64 input channels per group: stride 1 with "same" padding, and
@@ -14,7 +17,7 @@ Four algorithms, chosen per call (measurements: NOTES.md):
   than 32 channels). Each image's (C_in*kH*kW, H_out*W_out) column matrix - or, for
   small 3x3 / stride 1 / pad 1 images, a ~1 MB block of several images side by side -
   is built in a per-thread workspace (`_numba.workspace`) right before its GEMM, so the
-  GEMM reads it from cache; image ranges run in parallel with single-threaded
+  GEMM reads it from cache; these image blocks run in parallel with single-threaded
   OpenBLAS. 3x3 / stride 1 / pad 1 columns are a masked flat copy (`_im2col_same3x3`).
   Backward-input at stride 1 is the forward conv of grad_out with transposed, flipped
   weights; strided convs use W^T @ grad_out and a parallel col2im. Backward-weight is
@@ -54,7 +57,7 @@ import numpy as np
 from numba import uint64 as u64
 
 from ..blas import blas_controller, blas_one_thread
-from ._numba import FASTMATH, jit, num_threads, parallel_for, workspace
+from ._numba import FASTMATH, jit, parallel_for, workspace
 from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
 from .tapconv import lane_weight_grad, polyphase, stride2_backward_input, tap_conv
 
@@ -1133,128 +1136,150 @@ def _images_per_block(n, C, geom, itemsize):
 
 
 # --------------------------------------------------------------------------- BLAS
+#
+# Work decomposition (determinism). The GEMM paths cut the batch into image *blocks*
+# (`_image_blocks`: one image, or several small images side by side in one column
+# matrix) that depend only on the shapes, never on the thread count. Each block is one
+# single-threaded GEMM on one of our threads (threadpoolctl limits BLAS to one thread;
+# its own threads spin-wait and collapse under load, NOTES.md). The forward and the
+# input gradient write each block's outputs in place; the weight gradient sums blocks
+# into at most `_WEIGHT_GRAD_CHUNKS` partials, chunk j summing its fixed range of blocks
+# in order, and the partials are added in chunk order. So every thread count makes the
+# same GEMM calls on the same shapes and adds their results in the same order: the
+# results are bit-identical for 1 or N threads. (Until this round the images were split
+# into one range per thread, so the weight gradient's partial sums - and with them its
+# last bits - changed with the thread count: 36 of 200 random geometries differed.)
+# Without threadpoolctl (a dependency of minires, but kept optional here) the blocks run
+# one after the other with BLAS threading each GEMM itself: the results then do not
+# depend on our thread count but may on BLAS's own (OpenBLAS's threaded GEMM gave other
+# last bits than its one-thread GEMM on some of these shapes, measured).
+
+# weight-gradient partial sums: at most this many (so up to 8 threads share the work), a
+# power of two (2, 4, 8 threads split them evenly), and together at most `_PARTIALS_BYTES`
+# (wide layers: 512x512x3x3 float32 is 9.4 MB): below glibc's mmap threshold (32 MB,
+# `_numba.py`) they come from the heap; 6 partials (56 MB) of fresh mmap pages cost ~10
+# ms of page faults per call (512 -> 512 3x3 at 7x7, batch 8: 29 -> 39 ms, 1 thread)
+_WEIGHT_GRAD_CHUNKS = 8
+_PARTIALS_BYTES = 24 << 20
 
 
-def _split_images(n):
-    """Number of image ranges to run as parallel single-threaded GEMMs (1 = let BLAS thread).
-
-    Measured under load (2 cores shared with other jobs, 2 threads, 8 images): OpenBLAS's
-    own threads (spin-waiting) fell to 10-23 GFLOP/s median on the ResNet GEMMs, while
-    one single-threaded GEMM per image on our blocking pool kept 22-43; on an idle
-    machine both split the same work over the same cores.
-    """
-    k = min(n, num_threads())
-    if k <= 1:
-        return 1
-    return k if blas_controller() else 1
+def _image_blocks(n, C, geom, itemsize):
+    """Image ranges of the GEMM paths: bounds b (int list, b[0] = 0, b[-1] = n); block i
+    holds images b[i] .. b[i+1]-1, as many as `_images_per_block` allows, sizes balanced
+    (7 images at most 3 per block: 3 + 2 + 2). Depends on the shapes only. With `geom`
+    None (no im2col: 1x1 convs, col2im), one image per block."""
+    nb = 1 if geom is None else _images_per_block(n, C, geom, itemsize)
+    m = -(-n // nb)
+    return [n * i // m for i in range(m + 1)] if m else [0]
 
 
-def _mm_range(k0, k1, a, b, out, n, k):
-    for j in range(k0, k1):
-        for i in range(n * j // k, n * (j + 1) // k):
-            np.matmul(a, b[i], out=out[i])
+def _run_blocks(range_kernel, ntasks, *args):
+    """range_kernel(t0, t1, *args) over [0, ntasks): in parallel with one-thread BLAS,
+    or serially when BLAS threads cannot be limited (threadpoolctl not installed)."""
+    if ntasks == 0:
+        return
+    if blas_controller():
+        with blas_one_thread():
+            parallel_for(range_kernel, ntasks, *args, chunks_per_thread=1)
+    else:
+        range_kernel(0, ntasks, *args)
+
+
+def _mm_range(t0, t1, a, b, out):
+    for i in range(t0, t1):
+        np.matmul(a, b[i], out=out[i])
 
 
 def _gemm_images(a, b, out):
     """out[i] = a @ b[i] for every image i (a broadcast over the leading image axis)."""
-    n = b.shape[0]
-    k = _split_images(n)
-    if k == 1:
-        np.matmul(a, b, out=out)
-        return
-    with blas_one_thread():
-        parallel_for(_mm_range, k, a, b, out, n, k, chunks_per_thread=1)
+    _run_blocks(_mm_range, b.shape[0], a, b, out)
 
 
-def _mmt_range(k0, k1, go4, cols, parts, n, k, x3=None, geom=None):
-    """parts[j] = sum over image range j of cols[i] @ go4[i]^T (the transposed weight
-    gradient, (G, Kg, Og)); with `x3` given, the column matrices are built per image
-    block (`_im2col_block`) just before the block's GEMM (per-thread workspace)."""
-    _, g, kg, o = parts.shape
+def _im2col_mm_range(t0, t1, x3, a, out, bounds, geom):
+    """Per image block: im2col into this thread's workspace, then out[block] = a @ cols."""
+    C, P = x3.shape[1], geom[4] * geom[5]
+    g, o, kg = a.shape
+    nb = max(bounds[i + 1] - bounds[i] for i in range(t0, t1))
+    buf = workspace("cols1", C * geom[2] * geom[3] * nb * P, x3.dtype)
+    res = workspace("out1", g * o * nb * P, x3.dtype)
+    for t in range(t0, t1):
+        i0, i1 = bounds[t], bounds[t + 1]
+        cols = _im2col_block(x3[i0:i1], buf, geom).reshape(g, kg, -1)
+        if i1 - i0 == 1:
+            np.matmul(a, cols, out=out[i0])
+        else:  # (g, o, block images * P) -> out[i0:i1] (images, g, o, P)
+            r = res[: g * o * (i1 - i0) * P].reshape(g, o, -1)
+            np.matmul(a, cols, out=r)
+            np.copyto(out[i0:i1], r.reshape(g, o, i1 - i0, P).transpose(2, 0, 1, 3))
+
+
+def _im2col_gemm(x3, a, out, geom):
+    """out[i] = a @ im2col(x3[i]) per image block, im2col and GEMM of one block back to
+    back on one thread (the block's column matrix is still in cache for its GEMM)."""
+    bounds = _image_blocks(x3.shape[0], x3.shape[1], geom, x3.dtype.itemsize)
+    _run_blocks(_im2col_mm_range, len(bounds) - 1, x3, a, out, bounds, geom)
+
+
+def _mmt_range(j0, j1, go4, cols, parts, bounds, x3=None, geom=None):
+    """parts[j] = sum over the image blocks of chunk j, in order, of cols @ go^T (the
+    transposed weight gradient, (G, Kg, Og)); chunk j holds blocks m*j//k .. m*(j+1)//k
+    - 1 of the m blocks in `bounds`. With `x3` given, each block's column matrix is built
+    (`_im2col_block`) just before its GEMM (per-thread workspace); else `cols` holds one
+    per image (1x1 convs: the input itself)."""
+    k, g, kg, o = parts.shape
+    m = len(bounds) - 1
     if x3 is not None:
         C, P = x3.shape[1], geom[4] * geom[5]
-        nb = _images_per_block(-(-n // k), C, geom, x3.dtype.itemsize)
+        nb = max(bounds[i + 1] - bounds[i] for i in range(m))
         buf = workspace("cols1", C * geom[2] * geom[3] * nb * P, x3.dtype)
         gob = workspace("go1", g * o * nb * P, x3.dtype)
-    for j in range(k0, k1):
-        acc = parts[j]
-        tmp = np.empty_like(acc)
-        acc[...] = 0
-        lo, hi = n * j // k, n * (j + 1) // k
-        if x3 is None:
-            for i in range(lo, hi):
-                np.matmul(cols[i], go4[i].transpose(0, 2, 1), out=tmp)
-                acc += tmp
-            continue
-        for i0 in range(lo, hi, nb):
-            i1 = min(hi, i0 + nb)
-            ci = _im2col_block(x3[i0:i1], buf, geom).reshape(g, kg, -1)
-            if i1 - i0 == 1:
-                gi = go4[i0]
-            else:  # grad_out of the block in the same (channel, image, pixel) order
-                gi = gob[: g * o * (i1 - i0) * P].reshape(g, o, i1 - i0, P)
-                np.copyto(gi, go4[i0:i1].transpose(1, 2, 0, 3))
-                gi = gi.reshape(g, o, -1)
-            np.matmul(ci, gi.transpose(0, 2, 1), out=tmp)
-            acc += tmp
+    tmp = np.empty((g, kg, o), parts.dtype)
+    for j in range(j0, j1):
+        for b in range(m * j // k, m * (j + 1) // k):
+            i0, i1 = bounds[b], bounds[b + 1]
+            if x3 is None:
+                ci, gi = cols[i0], go4[i0]
+            else:
+                ci = _im2col_block(x3[i0:i1], buf, geom).reshape(g, kg, -1)
+                if i1 - i0 == 1:
+                    gi = go4[i0]
+                else:  # grad_out of the block in the same (channel, image, pixel) order
+                    gi = gob[: g * o * (i1 - i0) * P].reshape(g, o, i1 - i0, P)
+                    np.copyto(gi, go4[i0:i1].transpose(1, 2, 0, 3))
+                    gi = gi.reshape(g, o, -1)
+            if b == m * j // k:  # the chunk's first block writes its partial
+                np.matmul(ci, gi.transpose(0, 2, 1), out=parts[j])
+            else:
+                np.matmul(ci, gi.transpose(0, 2, 1), out=tmp)
+                parts[j] += tmp
 
 
 def _gemm_weight_grad(go4, cols, x3=None, geom=None):
     """sum_i go4[i] @ cols[i]^T: (G, Og, L) x (G, Kg, L) per image -> (G, Og, Kg).
 
-    One partial sum per image range (parallel, single-threaded GEMMs), added at the end.
-    The GEMMs compute the transpose, cols @ go^T: OpenBLAS (one core) runs the 64-channel
-    56x56 product as (576 x 3136) @ (3136 x 64) at ~120 GFLOP/s but as (64 x 3136) @
-    (3136 x 576) at 68-94.
-    With `cols=None` the column matrices are built per image from `x3` (`geom` = the
-    im2col geometry) next to their GEMM; returns None when that cannot run in parallel.
+    Partial sums over fixed chunks of image blocks (parallel, single-threaded GEMMs),
+    added in chunk order (see the top of this section). The GEMMs compute the transpose,
+    cols @ go^T: OpenBLAS (one core) runs the 64-channel 56x56 product as (576 x 3136)
+    @ (3136 x 64) at ~120 GFLOP/s but as (64 x 3136) @ (3136 x 576) at 68-94. With
+    `cols=None` the column matrices are built per image block from `x3` (`geom` = the
+    im2col geometry) next to their GEMM.
     """
     n, g, o, _ = go4.shape
     kg = cols.shape[2] if cols is not None else geom[2] * geom[3] * x3.shape[1] // g
-    k = _split_images(n)
-    if k == 1 and cols is None:
-        return None
+    itemsize = go4.dtype.itemsize
+    if cols is None:
+        bounds = _image_blocks(n, x3.shape[1], geom, itemsize)
+    else:
+        bounds = _image_blocks(n, 0, None, itemsize)
+    m = len(bounds) - 1
+    if m == 0:  # no images
+        return np.zeros((g, o, kg), go4.dtype)
+    k = min(m, _WEIGHT_GRAD_CHUNKS, max(1, _PARTIALS_BYTES // (g * kg * o * itemsize)))
+    k = 1 << (k.bit_length() - 1)  # a power of two
     parts = np.empty((k, g, kg, o), dtype=go4.dtype)
-    if k == 1:
-        _mmt_range(0, 1, go4, cols, parts, n, 1)
-        return parts[0].transpose(0, 2, 1)
-    with blas_one_thread():
-        parallel_for(_mmt_range, k, go4, cols, parts, n, k, x3, geom, chunks_per_thread=1)
-    return parts.sum(axis=0).transpose(0, 2, 1)
-
-
-def _im2col_mm_range(k0, k1, x3, a, out, n, k, geom):
-    """Per image block: im2col into this thread's workspace, then out[block] = a @ cols."""
-    C, P = x3.shape[1], geom[4] * geom[5]
-    g, o, kg = a.shape
-    nb = _images_per_block(-(-n // k), C, geom, x3.dtype.itemsize)
-    buf = workspace("cols1", C * geom[2] * geom[3] * nb * P, x3.dtype)
-    res = workspace("out1", g * o * nb * P, x3.dtype)
-    for j in range(k0, k1):
-        lo, hi = n * j // k, n * (j + 1) // k
-        for i0 in range(lo, hi, nb):
-            i1 = min(hi, i0 + nb)
-            cols = _im2col_block(x3[i0:i1], buf, geom).reshape(g, kg, -1)
-            if i1 - i0 == 1:
-                np.matmul(a, cols, out=out[i0])
-            else:  # (g, o, block images * P) -> out[i0:i1] (images, g, o, P)
-                r = res[: g * o * (i1 - i0) * P].reshape(g, o, -1)
-                np.matmul(a, cols, out=r)
-                np.copyto(out[i0:i1], r.reshape(g, o, i1 - i0, P).transpose(2, 0, 1, 3))
-
-
-def _im2col_gemm(x3, a, out, geom):
-    """out[i] = a @ im2col(x3[i]) per image, im2col and GEMM of one image back to back
-    on one thread (the image's column matrix is still in cache for its GEMM), image
-    ranges in parallel with single-threaded BLAS. Returns False (nothing done) when the
-    GEMMs cannot be split (one thread, one image, or no threadpoolctl)."""
-    n = x3.shape[0]
-    k = _split_images(n)
-    if k == 1:
-        return False
-    with blas_one_thread():
-        parallel_for(_im2col_mm_range, k, x3, a, out, n, k, geom, chunks_per_thread=1)
-    return True
+    _run_blocks(_mmt_range, k, go4, cols, parts, bounds, x3, geom)
+    gw = parts[0] if k == 1 else parts.sum(axis=0)  # chunk order: fixed
+    return gw.transpose(0, 2, 1)
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -1415,11 +1440,104 @@ def _tap_masks(H, W):
     return np.stack([r & c for r in rows for c in cols]).astype(np.uint8).reshape(-1)
 
 
+# --------------------------------------------------------------------------- paths
+#
+# Which algorithm computes a pass. Every path sums the same products as the reference's
+# im2col + GEMM - the zero padding included (0 * inf = NaN at a padded tap of an inf
+# weight or grad_out, as in the reference and PyTorch's float64 convolution) - with two
+# exceptions that the entry points below route around, so that NaN and inf come out
+# exactly where the reference has them:
+#
+# * The fast kernels may multiply *weights* by zeros that are not in the reference's
+#   sum: the input gradient at stride 1 is a forward conv of grad_out padded by
+#   d*(k-1) - p (the reference's col2im adds nothing there), masked tap-table taps,
+#   junk columns of the tile kernels; and the depthwise forward skips the padded kernel
+#   rows. With finite weights every such term is 0 * w = 0 and changes nothing, so
+#   non-finite weights (checked on the weights, which are small) take the GEMM path.
+# * The weight-gradient kernels may multiply grad_out's zero junk columns by real
+#   pixels (an inf pixel makes a NaN), subtract wrapped-around terms (inf - inf), or
+#   skip padded taps. Any non-finite input that reaches the weight gradient makes it
+#   non-finite, so a non-finite result (checked on the small gradient) is recomputed on
+#   the GEMM path; finite results are exact as they are.
+
+_GEMM_PATHS = ("pointwise_gemm", "im2col_gemm", "col2im_gemm")
+
+
+def _forward_path(cpi, cpo, kh, kw, stride, padding, dilation, groups):
+    """Forward algorithm: "tap_same" / "tap_poly2" (tapconv.py), "depthwise3x3"
+    (depthwise.py), "direct" (tile kernels), "pointwise_gemm" (1x1: the input is the
+    column matrix) or "im2col_gemm"."""
+    tap = _tapconv_geometry(cpi, cpo, kh, kw, stride, padding, dilation)
+    if tap is not None:
+        return "tap_" + tap
+    if _use_direct(cpi, cpo, kh, kw, groups, stride):
+        return "depthwise3x3" if _is_dw3x3(cpi, kh, kw, stride, padding, dilation) else "direct"
+    return "pointwise_gemm" if _is_pointwise(kh, kw, stride, padding) else "im2col_gemm"
+
+
+def _backward_input_path(cpi, cpo, kh, kw, stride, padding, dilation, groups):
+    """Input-gradient algorithm: "transposed:<forward path>" (stride 1: the forward conv
+    of grad_out with transposed, flipped weights and padding d*(k-1) - p), "tap_stride2"
+    (`stride2_backward_input`), "direct_scatter" (tile kernels) or "col2im_gemm"."""
+    direct = _use_direct(cpi, cpo, kh, kw, groups, stride)
+    q = tuple(d * (k - 1) - p for k, p, d in zip((kh, kw), padding, dilation))
+    if stride == (1, 1) and (min(q) >= 0 or direct):
+        # a negative padding (a crop) only the direct kernels take
+        return "transposed:" + _forward_path(cpo, cpi, kh, kw, stride, q, dilation, groups)
+    if _tapconv_geometry(cpo, cpi, kh, kw, stride, padding, dilation) == "poly2":
+        return "tap_stride2"
+    return "direct_scatter" if direct else "col2im_gemm"
+
+
+def _backward_weight_path(cpi, cpo, kh, kw, stride, padding, dilation, groups, H, W, itemsize):
+    """Weight-gradient algorithm: "lane" (`lane_weight_grad`), "depthwise3x3",
+    "same3x3_masked", "direct" (tile kernels), "pointwise_gemm" or "im2col_gemm"."""
+    geom = (kh, kw, stride, padding, dilation)
+    if _use_lane_weight_grad(cpi, cpo, *geom, H, W, itemsize):
+        return "lane"
+    if _use_direct(cpi, cpo, kh, kw, groups, stride):
+        if _is_dw3x3(cpi, *geom):
+            return "depthwise3x3"
+        return "same3x3_masked" if _use_same3x3(cpi, *geom) else "direct"
+    return "pointwise_gemm" if _is_pointwise(kh, kw, stride, padding) else "im2col_gemm"
+
+
+def conv_paths(x_shape, weight_shape, stride, padding, dilation, groups, dtype=np.float32):
+    """{"forward", "backward_input", "backward_weight"} -> the algorithm each pass of
+    this conv takes with finite weights (for tests and benchmarks; see `_forward_path`
+    etc.). Non-finite weights / weight gradients go to the GEMM paths."""
+    _, _, H, W = (int(v) for v in x_shape)
+    cout, cpi, kh, kw = (int(v) for v in weight_shape)
+    s, p, d = _pair(stride), _pair(padding), _pair(dilation)
+    cpo = cout // groups
+    return {
+        "forward": _forward_path(cpi, cpo, kh, kw, s, p, d, groups),
+        "backward_input": _backward_input_path(cpi, cpo, kh, kw, s, p, d, groups),
+        "backward_weight": _backward_weight_path(
+            cpi, cpo, kh, kw, s, p, d, groups, H, W, np.dtype(dtype).itemsize
+        ),
+    }
+
+
+def _all_finite(a):
+    """True if `a` holds no NaN or inf (see the top of this section for why it matters)."""
+    return bool(np.isfinite(a).all())
+
+
+# --------------------------------------------------------------------------- entry points
+
+
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight, dtype=x.dtype)
+    return _forward(x, weight, bias, _pair(stride), _pair(padding), _pair(dilation), groups)
+
+
+def _forward(x, weight, bias, stride, padding, dilation, groups, finite_weight=None):
+    """conv2d_forward on contiguous x and weight (weight in x's dtype); `finite_weight`
+    when the caller already knows."""
     dt = x.dtype
-    weight = np.ascontiguousarray(weight, dtype=dt)
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     groups = int(groups)
     N, C, H, W = x.shape
     Cout, cpi, KH, KW = weight.shape
@@ -1427,56 +1545,33 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     Ho, Wo = _out_size(H, KH, sh, ph, dh), _out_size(W, KW, sw, pw, dw)
     P = Ho * Wo
     x3 = x.reshape(N, C, H * W)
-    tap = _tapconv_geometry(cpi, cpo, KH, KW, (sh, sw), (ph, pw), (dh, dw))
-    if tap == "same":
+    path = _forward_path(cpi, cpo, KH, KW, stride, padding, dilation, groups)
+    if path not in _GEMM_PATHS and not (finite_weight or _all_finite(weight)):
+        path = "im2col_gemm"
+    if path == "tap_same":
         geom = ("same", H, W, KH, KW, ph, pw, dh, dw)
         return tap_conv(x3, weight, bias, groups, geom).reshape(N, Cout, Ho, Wo)
-    if tap == "poly2":
+    if path == "tap_poly2":
         xp = polyphase(x).reshape(N, C, -1)
         return tap_conv(xp, weight, bias, groups, ("poly2", Ho, Wo)).reshape(N, Cout, Ho, Wo)
-    if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
+    if path in ("depthwise3x3", "direct"):
         b = np.zeros(Cout, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
         out = np.empty((N, Cout, P), dtype=dt)
-        if _is_dw3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
+        if path == "depthwise3x3":
             parallel_for(dw3x3_range, N * groups, x3, weight, b, out, H, W, groups)
             return out.reshape(N, Cout, Ho, Wo)
         R = _rows_per_chunk(min(cpo, 4), _wq(Wo, KW, sw, dw), dt.itemsize)
-        parallel_for(
-            _direct_fwd_range,
-            N * groups,
-            x3,
-            weight,
-            b,
-            out,
-            H,
-            W,
-            Ho,
-            Wo,
-            groups,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-            R,
-        )
+        geom = (H, W, Ho, Wo, groups, sh, sw, ph, pw, dh, dw, R)
+        parallel_for(_direct_fwd_range, N * groups, x3, weight, b, out, *geom)
         return out.reshape(N, Cout, Ho, Wo)
 
     Kg = cpi * KH * KW
-    if _is_pointwise(KH, KW, (sh, sw), (ph, pw)):
-        cols = x3.reshape(N, groups, Kg, P)
-    else:
-        cols = None
     out = np.empty((N, groups, cpo, P), dtype=dt)
     a = weight.reshape(groups, cpo, Kg)
-    geom = (H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw)
-    if cols is not None:
-        _gemm_images(a, cols, out)
-    elif not _im2col_gemm(x3, a, out, geom):
-        cols = workspace("cols", N * C * KH * KW * P, dt).reshape(N, C * KH * KW, P)
-        parallel_for(_im2col_range, N * C, x3, cols, geom)
-        _gemm_images(a, cols.reshape(N, groups, Kg, P), out)
+    if _is_pointwise(KH, KW, stride, padding):
+        _gemm_images(a, x3.reshape(N, groups, Kg, P), out)
+    else:
+        _im2col_gemm(x3, a, out, (H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw))
     out = out.reshape(N, Cout, Ho, Wo)
     if bias is not None:
         out += np.asarray(bias, dtype=dt).reshape(1, Cout, 1, 1)
@@ -1505,64 +1600,33 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
     _, _, Ho, Wo = grad_out.shape
     P = Ho * Wo
     go3 = grad_out.reshape(N, Cout, P)
-    direct = _use_direct(cpi, cpo, KH, KW, groups, (sh, sw))
-    qh, qw = dh * (KH - 1) - ph, dw * (KW - 1) - pw
-    if (sh, sw) == (1, 1) and (min(qh, qw) >= 0 or direct):
+    geom = ((sh, sw), (ph, pw), (dh, dw))
+    path = _backward_input_path(cpi, cpo, KH, KW, *geom, groups)
+    if path != "col2im_gemm" and not _all_finite(weight):
+        path = "col2im_gemm"
+    if path.startswith("transposed:"):
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
         # flipped weights and padding d*(k-1) - p, and the forward's dispatch picks the
         # kernel (tap table, depthwise, direct, or per-image im2col + GEMM kept in cache:
-        # no column-gradient buffer, no col2im). A negative padding (a crop) only the
-        # direct kernels take.
+        # no column-gradient buffer, no col2im)
         wf = _transposed_flipped(weight, groups)
-        return conv2d_forward(grad_out, wf, None, (1, 1), (qh, qw), (dh, dw), groups)
-    if _tapconv_geometry(cpo, cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)) == "poly2":
+        q = (dh * (KH - 1) - ph, dw * (KW - 1) - pw)
+        return _forward(grad_out, wf, None, (1, 1), q, (dh, dw), groups, finite_weight=True)
+    if path == "tap_stride2":
         return stride2_backward_input(grad_out, weight, groups, H, W)
     gx = np.empty((N, C, H * W), dtype=dt)
-    if direct:
+    if path == "direct_scatter":
         R = _rows_per_chunk(cpo, _wq(Wo, KW, sw, dw), dt.itemsize)
-        parallel_for(
-            _direct_bwd_input_range,
-            N * groups,
-            go3,
-            weight,
-            gx,
-            H,
-            W,
-            Ho,
-            Wo,
-            groups,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-            R,
-        )
+        args = (H, W, Ho, Wo, groups, sh, sw, ph, pw, dh, dw, R)
+        parallel_for(_direct_bwd_input_range, N * groups, go3, weight, gx, *args)
         return gx.reshape(N, C, H, W)
+    # col2im_gemm: column gradients W^T @ grad_out per image, added back onto the pixels
     Kg = cpi * KH * KW
     wT = weight.reshape(groups, cpo, Kg).transpose(0, 2, 1)
-    go4 = go3.reshape(N, groups, cpo, P)
     gcols = workspace("gcols", N * C * KH * KW * P, dt).reshape(N, groups, Kg, P)
-    _gemm_images(wT, go4, gcols)
-    parallel_for(
-        _col2im,
-        N * C,
-        gcols.reshape(N, C * KH * KW, P),
-        gx,
-        H,
-        W,
-        KH,
-        KW,
-        Ho,
-        Wo,
-        sh,
-        sw,
-        ph,
-        pw,
-        dh,
-        dw,
-    )
+    _gemm_images(wT, go3.reshape(N, groups, cpo, P), gcols)
+    args = (H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw)
+    parallel_for(_col2im, N * C, gcols.reshape(N, C * KH * KW, P), gx, *args)
     return gx.reshape(N, C, H, W)
 
 
@@ -1579,64 +1643,42 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
     P = Ho * Wo
     x3 = x.reshape(N, C, H * W)
     go3 = grad_out.reshape(N, Cout, P)
-    if _use_lane_weight_grad(cpi, cpo, KH, KW, (sh, sw), (ph, pw), (dh, dw), H, W, dt.itemsize):
-        return lane_weight_grad(x3, go3, cpi, groups, H, W, sh)
-    if _use_direct(cpi, cpo, KH, KW, groups, (sh, sw)):
-        part = np.empty((N, Cout, cpi, KH, KW), dtype=dt)
-        if _is_dw3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
-            parallel_for(
-                dw3x3_bwd_weight_range, N * groups, x3, go3, part, H, W, groups, dt.type(0)
-            )
-            return part.sum(axis=0)
-        if _use_same3x3(cpi, KH, KW, (sh, sw), (ph, pw), (dh, dw)):
-            mk = _tap_masks(H, W)
-            R = _balanced_rows(_rows_per_chunk(min(cpo, 4), W, dt.itemsize), H)
-            parallel_for(
-                _same3x3_bwd_weight_range,
-                N * groups,
-                x3.reshape(N, -1),
-                go3.reshape(N, -1),
-                part,
-                mk,
-                H,
-                W,
-                groups,
-                R,
-                dt.type(0),
-            )
-            return part.sum(axis=0)
-        R = _rows_per_chunk(min(cpo, 4), _wq(Wo, KW, sw, dw), dt.itemsize)
-        parallel_for(
-            _direct_bwd_weight_range,
-            N * groups,
-            x3,
-            go3,
-            part,
-            H,
-            W,
-            Ho,
-            Wo,
-            groups,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-            R,
-            dt.type(0),
-        )
-        return part.sum(axis=0)
-
+    geom = ((sh, sw), (ph, pw), (dh, dw))
+    path = _backward_weight_path(cpi, cpo, KH, KW, *geom, groups, H, W, dt.itemsize)
+    if path not in _GEMM_PATHS:
+        wshape = (Cout, cpi, KH, KW)
+        gw = _fast_weight_grad(path, x3, go3, wshape, groups, H, W, Ho, Wo, *geom)
+        if _all_finite(gw):
+            return gw
+        path = "pointwise_gemm" if _is_pointwise(KH, KW, (sh, sw), (ph, pw)) else "im2col_gemm"
     Kg = cpi * KH * KW
     go4 = go3.reshape(N, groups, cpo, P)
-    if _is_pointwise(KH, KW, (sh, sw), (ph, pw)):
+    if path == "pointwise_gemm":
         gw = _gemm_weight_grad(go4, x3.reshape(N, groups, Kg, P))
-        return gw.reshape(Cout, cpi, KH, KW)
-    geom = (H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw)
-    gw = _gemm_weight_grad(go4, None, x3, geom)  # per-image im2col next to its GEMM
-    if gw is None:
-        cols = workspace("cols", N * C * KH * KW * P, dt).reshape(N, C * KH * KW, P)
-        parallel_for(_im2col_range, N * C, x3, cols, geom)
-        gw = _gemm_weight_grad(go4, cols.reshape(N, groups, Kg, P))
+    else:  # per-image-block im2col next to its GEMM
+        gw = _gemm_weight_grad(go4, None, x3, (H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw))
     return gw.reshape(Cout, cpi, KH, KW)
+
+
+def _fast_weight_grad(path, x3, go3, wshape, groups, H, W, Ho, Wo, stride, padding, dilation):
+    """The weight gradient on the non-GEMM paths of `_backward_weight_path`."""
+    N = x3.shape[0]
+    dt = x3.dtype
+    Cout, cpi, KH, KW = wshape
+    cpo = Cout // groups
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if path == "lane":
+        return lane_weight_grad(x3, go3, cpi, groups, H, W, sh)
+    part = np.empty((N, Cout, cpi, KH, KW), dtype=dt)  # per-(image, group) partials
+    if path == "depthwise3x3":
+        parallel_for(dw3x3_bwd_weight_range, N * groups, x3, go3, part, H, W, groups, dt.type(0))
+    elif path == "same3x3_masked":
+        R = _balanced_rows(_rows_per_chunk(min(cpo, 4), W, dt.itemsize), H)
+        args = (part, _tap_masks(H, W), H, W, groups, R, dt.type(0))
+        xf, gf = x3.reshape(N, -1), go3.reshape(N, -1)
+        parallel_for(_same3x3_bwd_weight_range, N * groups, xf, gf, *args)
+    else:
+        R = _rows_per_chunk(min(cpo, 4), _wq(Wo, KW, sw, dw), dt.itemsize)
+        args = (H, W, Ho, Wo, groups, sh, sw, ph, pw, dh, dw, R, dt.type(0))
+        parallel_for(_direct_bwd_weight_range, N * groups, x3, go3, part, *args)
+    return part.sum(axis=0)  # image order: fixed

@@ -3,7 +3,9 @@
 Flat loops over the raveled arrays (one compilation per dtype), split into contiguous
 ranges over the shared thread pool (`parallel_for`; no Numba threading layer, whose
 spinning OpenMP workers would compete with OpenBLAS's threads in the next conv).
-NaN propagates through ReLU like np.maximum / PyTorch.
+NaN propagates through ReLU like np.maximum / PyTorch, and its backward passes the
+gradient at a NaN (zero only where the output is <= 0), like PyTorch's
+threshold_backward.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _relu_bwd(b0, b1, g, y, out):
     gs, ys, dst = g[s:e], y[s:e], out[s:e]
     zero = g.dtype.type(0)
     for i in range(e - s):
-        dst[i] = gs[i] if ys[i] > 0 else zero
+        dst[i] = zero if ys[i] <= zero else gs[i]  # NaN output: the gradient passes (torch)
 
 
 @jit(nogil=True)

@@ -3,7 +3,7 @@
 Every (image, channel) plane is an independent task, so backward passes scatter into
 their own plane only (no races). Max pooling returns int64 argmax = h*W + w in the
 unpadded plane; the first maximum in row-major window order wins and NaN counts as
-maximal (first NaN wins), like the reference. Average pooling divides by kH*kW
+maximal (the last NaN wins), like PyTorch and the reference. Average pooling divides by kH*kW
 (count_include_pad=True).
 """
 
@@ -24,8 +24,9 @@ def _max_fwd(t0, t1, x, out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw):
     # tap, and the running maximum is updated with selects, not branches (on activations
     # `v > best` is a coin flip). ResNet's 3x3/2 stem pool at 2x64x112x112, one thread,
     # CPU time: 21.4 ms checked + branchy, 14.9 ms clipped, 10.1 ms clipped + selects.
-    # Taps are visited in the same row-major order, so the first maximum (or the first
-    # NaN) still wins.
+    # Taps are visited in the same row-major order and taken as PyTorch takes them
+    # (`val > maxval or isnan(val)`): the first maximum wins, but every NaN replaces
+    # the current winner, so the last NaN of a window wins.
     for t in range(t0, t1):
         src = x[t]
         dst = out[t]
@@ -46,7 +47,7 @@ def _max_fwd(t0, t1, x, out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw):
                     for iw in range(w0, w1):
                         j = ih * W + iw
                         v = src[j]
-                        take = (v > best) | ((v != v) & (best == best))
+                        take = (v > best) | (v != v)
                         best = v if take else best
                         idx = j if take else idx
                 dst[oh * Wo + ow] = best

@@ -10,6 +10,10 @@ M = number of values per channel:
 
 Training uses the batch statistics (so the gradient flows through mean and var too);
 evaluation uses fixed running statistics (so normalisation is just an affine map).
+
+The batch statistics are computed in float64 whatever the input dtype: in float32 the
+squares overflow for |x| > ~1.8e19 (var = inf, invstd = 0, every gradient 0), while
+invstd itself (~1e-20 there) is an ordinary float32 number.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ def batch_norm_train_forward(
     """Batch norm forward with batch statistics.
 
     x (N, C, H, W) or (N, C); weight, bias (C,)
-    -> out (same shape as x), mean (C,), var (C,) (biased), all in x's dtype.
+    -> out (same shape and dtype as x), mean (C,), var (C,) (biased), both float64.
     """
     axes = _reduce_axes(x)
-    mean = x.mean(axis=axes)
-    var = x.var(axis=axes)  # ddof=0: the biased variance is what normalises
+    mean = x.mean(axis=axes, dtype=np.float64)
+    var = x.var(axis=axes, dtype=np.float64)  # ddof=0: the biased variance normalises
     invstd = 1.0 / np.sqrt(var + eps)
     xhat = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
     out = xhat * _per_channel(weight, x) + _per_channel(bias, x)
@@ -54,8 +58,9 @@ def batch_norm_train_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of training-mode batch norm.
 
-    grad_out, x (N, C, H, W) or (N, C); mean, var, weight (C,)
-    -> grad_x (shape of x), grad_weight (C,), grad_bias (C,).
+    grad_out, x (N, C, H, W) or (N, C); mean, var (C,) as the forward returned them
+    (float64); weight (C,) -> grad_x (shape of x), grad_weight (C,), grad_bias (C,), in
+    x's dtype.
 
     Because mean and var depend on every x in the channel, d out / d x is not diagonal.
     Working it through gives the compact form (g = grad_out, M = values per channel):
@@ -68,15 +73,19 @@ def batch_norm_train_backward(
     axes = _reduce_axes(x)
     m = x.size // x.shape[1]  # values per channel
     g = grad_out.astype(x.dtype, copy=False)
-    invstd = 1.0 / np.sqrt(var.astype(x.dtype, copy=False) + eps)
+    invstd = 1.0 / np.sqrt(np.asarray(var, np.float64) + eps)  # never overflows (see top)
     xhat = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
 
-    sum_g = g.sum(axis=axes)  # (C,)  = grad_bias
-    sum_g_xhat = (g * xhat).sum(axis=axes)  # (C,)  = grad_weight
+    sum_g = g.sum(axis=axes, dtype=np.float64)  # (C,)  = grad_bias
+    # (C,) = grad_weight, as sum(g * (x - mean)) * invstd (PyTorch's order: with
+    # invstd = inf it is +-inf, where sum(g * xhat) would add infs of both signs)
+    centred = x - _per_channel(mean, x)
+    sum_g_xhat = (g * centred).sum(axis=axes, dtype=np.float64) * invstd
 
     scale = _per_channel(weight * invstd / m, x)
     grad_x = scale * (m * g - _per_channel(sum_g, x) - xhat * _per_channel(sum_g_xhat, x))
-    return grad_x.astype(x.dtype, copy=False), sum_g_xhat, sum_g
+    dt = x.dtype
+    return grad_x.astype(dt, copy=False), sum_g_xhat.astype(dt), sum_g.astype(dt)
 
 
 def batch_norm_eval_forward(
@@ -117,9 +126,11 @@ def batch_norm_eval_backward(
     axes = _reduce_axes(x)
     g = grad_out.astype(x.dtype, copy=False)
     invstd = 1.0 / np.sqrt(running_var + eps)
-    xhat = (x - _per_channel(running_mean, x)) * _per_channel(invstd, x)
 
     grad_x = g * _per_channel(weight * invstd, x)
-    grad_weight = (g * xhat).sum(axis=axes)
+    # sum(g * xhat) computed as sum(g * (x - mean)) * invstd, as in training
+    centred = x - _per_channel(running_mean, x)
+    grad_weight = (g * centred).sum(axis=axes) * invstd
     grad_bias = g.sum(axis=axes)
-    return grad_x.astype(x.dtype, copy=False), grad_weight, grad_bias
+    dt = x.dtype
+    return grad_x.astype(dt, copy=False), grad_weight.astype(dt), grad_bias

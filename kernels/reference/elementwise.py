@@ -15,9 +15,11 @@ def relu_forward(x: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """grad_x = grad_out where the ReLU was active (out > 0), else 0; any shape.
+    """grad_x = 0 where the ReLU was off (out <= 0), else grad_out; any shape.
 
     Uses the forward *output*, so the input need not be kept. At exactly 0 the
-    gradient is taken as 0, like PyTorch.
+    gradient is taken as 0, like PyTorch. Written as "zero where out <= 0" rather than
+    "pass where out > 0" because the two differ at NaN: PyTorch's threshold_backward
+    passes the gradient through a NaN input (NaN <= 0 is False), and so do we.
     """
-    return np.where(out > 0, grad_out, grad_out.dtype.type(0))
+    return np.where(out <= 0, grad_out.dtype.type(0), grad_out)

@@ -44,7 +44,10 @@ def max_pool2d_forward(
                       argmax (N, C, H_out, W_out) int64: flat index h*W + w of the
                       winning pixel in the (unpadded) input plane.
 
-    Ties: the first maximum in row-major window order wins, like PyTorch.
+    Ties: the first maximum in row-major window order wins, like PyTorch. NaN counts as
+    larger than everything, and of several NaNs the *last* one wins: PyTorch's loop
+    takes a tap when `val > maxval or isnan(val)`, so every later NaN replaces the
+    previous one (and the gradient goes to it).
     """
     n, c, h, w = x.shape
     out_hw = output_size((h, w), kernel_size, stride, padding, _NO_DILATION)
@@ -59,11 +62,13 @@ def max_pool2d_forward(
     is_real = (tap_index >= 0)[:, None, None]  # (K, 1, 1, H_out, W_out)
 
     # Winner = first *real* tap that attains the window's maximum. (Masking padding
-    # matters only when a window's real pixels are all -inf; NaN counts as maximal,
-    # as in PyTorch.) np.argmax on booleans returns the first True.
+    # matters only when a window's real pixels are all -inf.) np.argmax on booleans
+    # returns the first True. A window holding NaN: its last NaN wins (see above).
     best = windows.max(axis=0)
-    hits = ((windows == best) | np.isnan(windows)) & is_real
-    tap = np.argmax(hits, axis=0)  # (N, C, H_out, W_out), index into the K taps
+    first_max = np.argmax((windows == best) & is_real, axis=0)
+    nans = np.isnan(windows)
+    last_nan = len(windows) - 1 - np.argmax(nans[::-1], axis=0)
+    tap = np.where(nans.any(axis=0), last_nan, first_max)  # (N, C, H_out, W_out)
 
     out = np.take_along_axis(windows, tap[None], axis=0)[0]
     argmax = np.take_along_axis(tap_index[:, None, None], tap[None], axis=0)[0]

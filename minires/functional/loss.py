@@ -36,10 +36,11 @@ class CrossEntropy(Function):
     """Negative log-likelihood of the target classes under softmax(logits), reduced by
     ``reduction`` ("mean", "sum" or "none").
 
-    logits (N, K), target (N,) integer classes. Fused: the gradient is
-    softmax(logits) - onehot(target) (divided by N for the mean), cheaper and stabler than
-    composing ops. With ``label_smoothing`` e the target distribution is
-    (1 - e) * onehot + e / K, as in PyTorch.
+    logits (N, K), target (N,) integer classes. With ``label_smoothing`` e the target
+    distribution is (1 - e) * onehot + e / K, as in PyTorch. The gradient is
+    (softmax(logits) - that distribution) * g (divided by N for the mean), computed as
+    PyTorch composes it (the NLL gradient at the log-probabilities, then log_softmax's
+    backward), so that an inf or NaN upstream gradient gives PyTorch's NaN/inf pattern.
     """
 
     @staticmethod
@@ -58,12 +59,13 @@ class CrossEntropy(Function):
         logp, target = ctx.saved_tensors
         n, k = logp.shape
         e = ctx.label_smoothing
-        grad = np.exp(logp)
-        grad[np.arange(n), target] -= 1 - e
-        if e:
-            grad -= e / k
         scale = _reduce_backward(g, n, ctx.reduction)  # 0-d, or (N,) for "none"
-        return grad * (scale[:, None] if scale.ndim else scale), None, None, None
+        per_sample = np.broadcast_to(scale, (n,)).astype(logp.dtype, copy=False)
+        g_logp = np.zeros_like(logp)  # d loss / d log-probabilities, as torch's NLL gives it
+        if e:
+            g_logp += (-e / k) * per_sample[:, None]
+        g_logp[np.arange(n), target] += -(1 - e) * per_sample
+        return g_logp - np.exp(logp) * g_logp.sum(axis=1, keepdims=True), None, None, None
 
 
 class MSELoss(Function):

@@ -83,14 +83,19 @@ class Max(Function):
             raise ValueError(f"{name}() over an empty dimension of a tensor of shape {a.shape}")
         out = cls.reduce(a, axis=axes, keepdims=True)
         mask = a == out
+        if axis is None:  # as torch.max(x): a NaN maximum shares the gradient among the NaNs
+            mask |= np.isnan(a) & np.isnan(out)
         ctx.save_for_backward(mask / mask.sum(axis=axes, keepdims=True))
         ctx.axes, ctx.keepdims, ctx.shape = axes, keepdims, a.shape
+        ctx.full = axis is None
         return out if keepdims else np.squeeze(out, axis=axes)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         (share,) = ctx.saved_tensors
         g = _expand(g, ctx.shape, ctx.axes, ctx.keepdims)
+        if ctx.full:  # torch.max(x) writes exact zeros off the maximum (even for inf g)
+            return np.where(share > 0, share * g, 0).astype(g.dtype, copy=False), None, None
         return (share * g).astype(g.dtype, copy=False), None, None
 
 
