@@ -413,10 +413,6 @@ DTYPE_OPS: dict[str, Callable[[Any], Any]] = {
     "linear": lambda t: F.linear(t, mr.tensor(np.ones((3, 4), _wdtype(t)))),
     "log_softmax": lambda t: F.log_softmax(t, 1),
 }
-_ENGINE = (
-    "engine branch: dtype rules (convert big-endian/float16, refuse complex/object/"
-    "longdouble with a TypeError) are implemented in tensor.py on the engine branch"
-)
 DTYPES = {
     "float32": (np.float32, "exact"),
     "float64": (np.float64, "exact"),
@@ -432,16 +428,10 @@ DTYPES = {
     "object": (object, "refuse"),
     "longdouble": (np.longdouble, "refuse"),
 }
-XFAIL_ENGINE = {"big-endian f4", "big-endian f8", "complex64", "complex128", "object",
-                "longdouble"}  # fmt: skip
-
-
 def _dtype_params():
     for name in DTYPES:
         for op in DTYPE_OPS:
-            xfail = pytest.mark.xfail(strict=False, reason=_ENGINE)
-            marks = [xfail] if name in XFAIL_ENGINE else []
-            yield pytest.param(name, op, marks=marks, id=f"{name}-{op}")
+            yield pytest.param(name, op, id=f"{name}-{op}")
 
 
 @pytest.mark.parametrize("dtype_name, op", list(_dtype_params()))
@@ -482,7 +472,6 @@ def test_dtypes_converted_or_refused(dtype_name, op):
     np.testing.assert_allclose(got.data, expected.data, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=False, reason=_ENGINE)
 def test_big_endian_relu_and_batchnorm_are_never_garbage():
     """The issue's silent-garbage case: after a native call of the same rank, relu of a
     big-endian array returned negative values and batch-norm running means ~1e304."""
@@ -782,10 +771,6 @@ def test_fuzz_garbage_arguments_give_value_or_type_errors(call):
 
 # -- NaN and inf ---------------------------------------------------------------------------
 
-_NAN_BRANCH = "kernelsnan branch: NaN/inf propagation as in PyTorch is being fixed there"
-
-
-@pytest.mark.xfail(strict=False, reason=_NAN_BRANCH)
 @settings(FAST, max_examples=60)
 @given(data=st.data(), special=st.sampled_from([np.nan, np.inf, -np.inf]))
 def test_fuzz_non_finite_values_propagate_like_torch(data, special):
