@@ -133,7 +133,7 @@ def test_constructor_matches_bottleneck_and_builds_a_net():
     net = mr.models.ResNet(ResNeXtPaths, [1, 1, 1, 1], num_classes=3, groups=4, width_per_group=4)
     ref = mr.models.ResNet(Bottleneck, [1, 1, 1, 1], num_classes=3, groups=4, width_per_group=4)
     assert n_params(net) == n_params(ref)
-    assert net(mr.tensor(np.random.randn(1, 3, 32, 32).astype(np.float32))).shape == (1, 3)
+    assert net(mr.tensor(np.random.randn(2, 3, 32, 32).astype(np.float32))).shape == (2, 3)
 
 
 def test_from_bottleneck_bad_input():
