@@ -5,7 +5,7 @@ and ResNeXt work.
     import minires.functional as F
 """
 
-from minires import analysis, data, functional, models, nn, optim
+from minires import analysis, data, functional, models, nn, optim, viz
 from minires.autograd import Context, Function, enable_grad, is_grad_enabled, no_grad
 from minires.backend import get_backend, set_backend, use_backend
 from minires.functional import cat
@@ -43,4 +43,5 @@ __all__ = [
     "summary",
     "tensor",
     "use_backend",
+    "viz",
 ]

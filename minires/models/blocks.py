@@ -284,8 +284,11 @@ class ResNeXtPath(nn.Module):
 _PATH_AXES: dict[str, int | None] = {
     "conv1.weight": 0,
     "conv2.weight": 0,
-    **{f"{bn}.{k}": 0 for bn in ("bn1", "bn2")
-       for k in ("weight", "bias", "running_mean", "running_var")},  # fmt: skip
+    **{
+        f"{bn}.{k}": 0
+        for bn in ("bn1", "bn2")
+        for k in ("weight", "bias", "running_mean", "running_var")
+    },  # fmt: skip
     "bn1.num_batches_tracked": None,
     "bn2.num_batches_tracked": None,
 }
@@ -338,8 +341,9 @@ class _ResNeXtForm(nn.Module):
         norm_layer = norm_layer or nn.BatchNorm2d
         path_out = out_planes if self._path_out else None
         self.paths = nn.ModuleList(
-            ResNeXtPath(inplanes, d, path_out, stride, dilation, norm_layer,
-                        stride_in_1x1=stride_in_1x1)  # fmt: skip
+            ResNeXtPath(
+                inplanes, d, path_out, stride, dilation, norm_layer, stride_in_1x1=stride_in_1x1
+            )  # fmt: skip
             for _ in range(cardinality)
         )
         if not self._path_out:
