@@ -45,6 +45,12 @@ from minires.models.cifar import (
     resnet110,
     resnet1202,
 )
+from minires.models.cifar_resnext import (
+    CifarResNeXt,
+    cifar_resnext,
+    parse_template,
+    template_width,
+)
 from minires.models.resnet import (
     RESNEXT_TEMPLATES,
     ResNet,
@@ -134,6 +140,7 @@ __all__ = [
     "Bottleneck",
     "CIFAR_MODELS",
     "CifarResNet",
+    "CifarResNeXt",
     "DepthwiseSeparableBlock",
     "IMAGENET_MODELS",
     "MODELS",
@@ -146,6 +153,7 @@ __all__ = [
     "ResNet",
     "ShortcutA",
     "cifar_resnet",
+    "cifar_resnext",
     "conv1x1",
     "conv3x3",
     "get_model",
@@ -153,6 +161,7 @@ __all__ = [
     "input_shape_for",
     "list_models",
     "no_init",
+    "parse_template",
     "plain20",
     "plain32",
     "plain44",
@@ -175,5 +184,6 @@ __all__ = [
     "resnext50_template",
     "resnext101_32x8d",
     "resnext101_64x4d",
+    "template_width",
     "wide_resnet50_2",
 ]
