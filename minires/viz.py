@@ -38,7 +38,7 @@ from minires.autograd import Node
 from minires.nn.module import Module
 from minires.tensor import Tensor
 
-__all__ = ["trace", "to_dot", "draw", "GraphTrace"]
+__all__ = ["trace", "to_dot", "draw", "plot", "GraphTrace"]
 
 Shape = tuple[int, ...]
 
@@ -265,6 +265,10 @@ def _collect(root: Node) -> tuple[list[Node], dict[int, Shape | None], list[Tens
     return nodes, shapes, list(leaves.values())
 
 
+GNode = tuple[str, dict[str, Any]]
+GEdge = tuple[str, str, dict[str, Any]]
+
+
 def to_dot(
     tensor: Tensor,
     params: dict[str, Tensor] | None = None,
@@ -290,6 +294,29 @@ def to_dot(
         ValueError: ``tensor`` has no graph (a leaf, or computed without gradients), or
             block options were asked for a graph recorded outside `trace`.
     """
+    gnodes, gedges, legend = _graph(tensor, params, collapse_blocks, color_paths)
+    lines = [
+        "digraph minires {",
+        '  graph [rankdir=TB, fontname="Helvetica", fontsize=10, nodesep=0.25, ranksep=0.3];',
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, '
+        f'fillcolor="{_FILL["op"]}", color="#666666"];',
+        '  edge [color="#777777", arrowsize=0.7];',
+    ]
+    lines += [f"  {nid} " + _attrs(**attrs) for nid, attrs in gnodes]
+    lines += [f"  {a} -> {b}" + (f" {_attrs(**attrs)}" if attrs else "") + ";"
+              for a, b, attrs in gedges]  # fmt: skip
+    if legend:
+        lines.append("  legend " + _attrs(label=legend, shape="note", fillcolor="#ffffff",
+                                          style="filled"))  # fmt: skip
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _graph(
+    tensor: Tensor, params: dict[str, Tensor] | None, collapse_blocks: bool, color_paths: bool
+) -> tuple[list[GNode], list[GEdge], str | None]:
+    """The drawing as data: nodes (id, DOT attributes), edges (from, to, attributes) and
+    the legend text; `to_dot` and `plot` render it."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"viz.to_dot: expected a Tensor, got {type(tensor).__name__}")
     if tensor.grad_fn is None:
@@ -346,13 +373,8 @@ def to_dot(
             if key in merge and src is not None:
                 fork.add(id(src))
 
-    lines = [
-        "digraph minires {",
-        '  graph [rankdir=TB, fontname="Helvetica", fontsize=10, nodesep=0.25, ranksep=0.3];',
-        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, '
-        f'fillcolor="{_FILL["op"]}", color="#666666"];',
-        '  edge [color="#777777", arrowsize=0.7];',
-    ]
+    gnodes: list[GNode] = []
+    gedges: list[GEdge] = []
     fork_note = "\n(input of a block: the gradients\nof both paths add here)"
 
     # leaves
@@ -374,9 +396,18 @@ def to_dot(
         if color_paths and id(t) in fork:
             label += fork_note
             extra = {"peripheries": 2, "penwidth": 1.5}
-        lines.append(f"  {ids[id(t)]} " + _attrs(label=label, shape="box" if is_param else
-                                                  "oval", style="filled",
-                                                  fillcolor=_FILL[kind], **extra))  # fmt: skip
+        gnodes.append(
+            (
+                ids[id(t)],
+                dict(
+                    label=label,
+                    shape="box" if is_param else "oval",
+                    style="filled",
+                    fillcolor=_FILL[kind],
+                    **extra,
+                ),
+            )
+        )
 
     # op nodes (or block boxes)
     drawn_blocks: set[int] = set()
@@ -393,8 +424,7 @@ def to_dot(
             label = f"{blk.name}: {blk.kind}\n{len(members)} ops"
             label += (f", {n_par:,} params" if n_par else "") + f"\n{_shape_str(shape)}"
             fill = _FILL["output"] if out_node is root else _FILL["block"]
-            lines.append(f"  {call_ids[id(blk)]} " + _attrs(label=label, fillcolor=fill,
-                                                             penwidth=1.5))  # fmt: skip
+            gnodes.append((call_ids[id(blk)], dict(label=label, fillcolor=fill, penwidth=1.5)))
             continue
         tag = tags[id(n)]
         label = f"{n.name()}\n{_shape_str(shapes.get(id(n)))}"
@@ -410,7 +440,7 @@ def to_dot(
         if color_paths and id(n) in fork:
             label += fork_note
             attrs.update(peripheries=2, penwidth=1.5)
-        lines.append(f"  {ids[id(n)]} " + _attrs(label=label, **attrs))
+        gnodes.append((ids[id(n)], dict(label=label, **attrs)))
 
     # edges
     seen_edges: set[tuple[str, str]] = set()
@@ -441,17 +471,130 @@ def to_dot(
                         attrs = {"color": RESIDUAL_COLOR, "penwidth": 2, "label": " F(x)"}
                     elif (same and ptag[1] == "identity") or is_input:
                         attrs = {"color": IDENTITY_COLOR, "penwidth": 2, "label": " identity"}
-            suffix = (" " + _attrs(**attrs)) if attrs else ""
-            lines.append(f"  {src} -> {dst}{suffix};")
+            gedges.append((src, dst, attrs))
 
+    legend = None
     if color_paths:
         legend = ("orange: residual path F(x)\nblue: identity path (the shortcut)\n"
                   "double border: a block's input - in backward it receives\n"
                   "the identity gradient plus the residual gradient")  # fmt: skip
-        lines.append("  legend " + _attrs(label=legend, shape="note", fillcolor="#ffffff",
-                                          style="filled"))  # fmt: skip
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return gnodes, gedges, legend
+
+
+def plot(
+    tensor: Tensor,
+    params: dict[str, Tensor] | None = None,
+    collapse_blocks: bool = False,
+    color_paths: bool = False,
+    ax: Any = None,
+    fontsize: float = 7,
+) -> Any:
+    """Draw the graph with matplotlib (no Graphviz needed): the same nodes, colours and
+    edges as `to_dot`, laid out in layers (inputs and parameters at the top, the output
+    at the bottom). Good for graphs of a few dozen ops; use `draw` for bigger ones.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    gnodes, gedges, legend = _graph(tensor, params, collapse_blocks, color_paths)
+    ids = [nid for nid, _ in gnodes]
+    preds: dict[str, list[str]] = {i: [] for i in ids}
+    succs: dict[str, list[str]] = {i: [] for i in ids}
+    for a, b, _ in gedges:
+        preds[b].append(a)
+        succs[a].append(b)
+    # longest path from the sources; a source sits one layer above its first consumer
+    rank: dict[str, int] = {}
+    order = _toposort(ids, preds, succs)
+    for i in order:
+        rank[i] = max((rank[p] + 1 for p in preds[i]), default=0)
+    for i in reversed(order):
+        if not preds[i] and succs[i]:
+            rank[i] = min(rank[c] for c in succs[i]) - 1
+    layers: dict[int, list[str]] = {}
+    for i in order:
+        layers.setdefault(rank[i], []).append(i)
+    x: dict[str, float] = {}
+    for r in sorted(layers):  # barycentre of the parents above, one sweep down
+        row = layers[r]
+        row.sort(key=lambda i: _mean([x[p] for p in preds[i] if p in x], default=0.0))
+        for k, i in enumerate(row):
+            x[i] = k - (len(row) - 1) / 2
+    width = max(len(v) for v in layers.values())
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.9 * width), max(3.0, 0.8 * len(layers))))
+    else:
+        fig = ax.figure
+    attrs = dict(gnodes)
+    for a, b, e in gedges:
+        ax.annotate(
+            "",
+            xy=(x[b], -rank[b]),
+            xytext=(x[a], -rank[a]),
+            arrowprops=dict(
+                arrowstyle="->",
+                color=e.get("color", "#777777"),
+                lw=float(e.get("penwidth", 1)),
+                shrinkA=9,
+                shrinkB=9,
+            ),
+        )
+        if e.get("label"):
+            ax.text((x[a] + x[b]) / 2, -(rank[a] + rank[b]) / 2, e["label"].strip(),
+                    fontsize=fontsize - 1, color=e.get("color"), ha="center")  # fmt: skip
+    for i in ids:
+        a = attrs[i]
+        box = "round,pad=0.3" if a.get("shape", "box") == "box" else "round4,pad=0.3"
+        ax.text(
+            x[i],
+            -rank[i],
+            a["label"],
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            bbox=dict(
+                boxstyle=box,
+                facecolor=a.get("fillcolor", _FILL["op"]),
+                edgecolor=a.get("color", "#666666"),
+                lw=float(a.get("penwidth", 1)) * (2 if a.get("peripheries") else 1),
+            ),
+        )
+    if legend:
+        ax.text(
+            0.0,
+            0.0,
+            legend,
+            transform=ax.transAxes,
+            fontsize=fontsize,
+            va="bottom",
+            bbox=dict(boxstyle="square,pad=0.4", facecolor="white", edgecolor="#999999"),
+        )
+    ax.set_xlim(-width / 2 - 0.3, width / 2 + 0.3)
+    ax.set_ylim(-max(rank.values()) - 0.7, -min(rank.values()) + 0.7)
+    ax.axis("off")
+    return fig
+
+
+def _mean(values: list[float], default: float) -> float:
+    return sum(values) / len(values) if values else default
+
+
+def _toposort(
+    ids: list[str], preds: dict[str, list[str]], succs: dict[str, list[str]]
+) -> list[str]:
+    indeg = {i: len(preds[i]) for i in ids}
+    ready = [i for i in ids if indeg[i] == 0]
+    out: list[str] = []
+    while ready:
+        i = ready.pop()
+        out.append(i)
+        for c in succs[i]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                ready.append(c)
+    return out
 
 
 # =======================================================================================

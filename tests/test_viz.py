@@ -173,3 +173,22 @@ def test_draw_renders_with_graphviz(tmp_path):
     x = mr.tensor(np.random.randn(3), requires_grad=True)
     p = mr.viz.draw(x * 2, tmp_path / "g.svg")
     assert p.suffix == ".svg" and "<svg" in p.read_text()
+
+
+def test_plot_draws_every_node_and_edge():
+    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib not installed")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blk = models.BasicBlock(3, 3)
+    y, _ = _traced(blk, (2, 3, 4, 4))
+    dot = mr.viz.to_dot(y, color_paths=True)
+    fig = mr.viz.plot(y, color_paths=True)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    n_nodes = len(node_lines(dot, "[ntb]"))
+    assert sum("\n" in t and "orange" not in t for t in texts) == n_nodes
+    assert any(t.startswith("orange: residual path") for t in texts)  # the legend
+    arrows = [c for c in ax.get_children() if type(c).__name__ == "Annotation"]
+    assert len(arrows) == len(edges(dot))
+    plt.close(fig)
