@@ -274,6 +274,7 @@ def to_dot(
     params: dict[str, Tensor] | None = None,
     collapse_blocks: bool = False,
     color_paths: bool = False,
+    show_params: bool = True,
 ) -> str:
     """Graphviz DOT source of the graph that produced ``tensor``.
 
@@ -286,6 +287,8 @@ def to_dot(
             its name, number of ops and parameters, and output shape.
         color_paths: colour each block's residual path orange and its identity path blue,
             mark the add where they merge and the block input where their gradients add.
+        show_params: draw the parameter leaves (False keeps big graphs readable; inputs
+            are always drawn).
 
     Returns:
         The DOT text (``digraph``), edges pointing the way data flows forward.
@@ -294,7 +297,7 @@ def to_dot(
         ValueError: ``tensor`` has no graph (a leaf, or computed without gradients), or
             block options were asked for a graph recorded outside `trace`.
     """
-    gnodes, gedges, legend = _graph(tensor, params, collapse_blocks, color_paths)
+    gnodes, gedges, legend = _graph(tensor, params, collapse_blocks, color_paths, show_params)
     lines = [
         "digraph minires {",
         '  graph [rankdir=TB, fontname="Helvetica", fontsize=10, nodesep=0.25, ranksep=0.3];',
@@ -313,7 +316,11 @@ def to_dot(
 
 
 def _graph(
-    tensor: Tensor, params: dict[str, Tensor] | None, collapse_blocks: bool, color_paths: bool
+    tensor: Tensor,
+    params: dict[str, Tensor] | None,
+    collapse_blocks: bool,
+    color_paths: bool,
+    show_params: bool = True,
 ) -> tuple[list[GNode], list[GEdge], str | None]:
     """The drawing as data: nodes (id, DOT attributes), edges (from, to, attributes) and
     the legend text; `to_dot` and `plot` render it."""
@@ -389,6 +396,9 @@ def _graph(
         if collapse_blocks and is_param and inside_one_block:
             hidden_leaves.add(id(t))  # a parameter inside a collapsed block
             block_params[next(iter(blks))] = block_params.get(next(iter(blks)), 0) + t.data.size
+            continue
+        if is_param and not show_params:
+            hidden_leaves.add(id(t))
             continue
         label = f"{name or 'input'}\n{_shape_str(tuple(t.shape))}"
         kind = "param" if is_param else "input"
@@ -486,6 +496,7 @@ def plot(
     params: dict[str, Tensor] | None = None,
     collapse_blocks: bool = False,
     color_paths: bool = False,
+    show_params: bool = True,
     ax: Any = None,
     fontsize: float = 7,
 ) -> Any:
@@ -498,7 +509,7 @@ def plot(
     """
     import matplotlib.pyplot as plt
 
-    gnodes, gedges, legend = _graph(tensor, params, collapse_blocks, color_paths)
+    gnodes, gedges, legend = _graph(tensor, params, collapse_blocks, color_paths, show_params)
     ids = [nid for nid, _ in gnodes]
     preds: dict[str, list[str]] = {i: [] for i in ids}
     succs: dict[str, list[str]] = {i: [] for i in ids}

@@ -192,3 +192,12 @@ def test_plot_draws_every_node_and_edge():
     arrows = [c for c in ax.get_children() if type(c).__name__ == "Annotation"]
     assert len(arrows) == len(edges(dot))
     plt.close(fig)
+
+
+def test_show_params_false_keeps_inputs_only():
+    blk = models.BasicBlock(3, 3)
+    y, _ = _traced(blk, (2, 3, 4, 4))
+    dot = mr.viz.to_dot(y, show_params=False)
+    leaves = node_lines(dot, "t")
+    assert len(leaves) == 1 and label(leaves[0]).startswith("input")
+    assert len(edges(dot)) == len(edges(mr.viz.to_dot(y))) - 6  # 6 parameter edges gone
