@@ -574,12 +574,13 @@ def plot(
         )
     if legend:
         ax.text(
-            0.0,
-            0.0,
+            0.5,
+            -0.01,
             legend,
             transform=ax.transAxes,
             fontsize=fontsize,
-            va="bottom",
+            ha="center",
+            va="top",
             bbox=dict(boxstyle="square,pad=0.4", facecolor="white", edgecolor="#999999"),
         )
     ax.set_xlim(-width / 2 - 0.3, width / 2 + 0.3)
