@@ -501,8 +501,9 @@ def plot(
     fontsize: float = 7,
 ) -> Any:
     """Draw the graph with matplotlib (no Graphviz needed): the same nodes, colours and
-    edges as `to_dot`, laid out in layers (inputs and parameters at the top, the output
-    at the bottom). Good for graphs of a few dozen ops; use `draw` for bigger ones.
+    edges as `to_dot` (edge labels left to the legend), laid out in layers (inputs and
+    parameters at the top, the output at the bottom). Good for graphs of a few dozen ops;
+    use `draw` for bigger ones.
 
     Returns:
         The matplotlib Figure.
@@ -550,11 +551,11 @@ def plot(
                 lw=float(e.get("penwidth", 1)),
                 shrinkA=9,
                 shrinkB=9,
+                # an edge that skips layers bows out, so it is not hidden behind the
+                # nodes it passes (a skip connection beside a straight residual path)
+                connectionstyle=f"arc3,rad={0.35 if abs(rank[b] - rank[a]) > 1 else 0}",
             ),
         )
-        if e.get("label"):
-            ax.text((x[a] + x[b]) / 2, -(rank[a] + rank[b]) / 2, e["label"].strip(),
-                    fontsize=fontsize - 1, color=e.get("color"), ha="center")  # fmt: skip
     for i in ids:
         a = attrs[i]
         box = "round,pad=0.3" if a.get("shape", "box") == "box" else "round4,pad=0.3"

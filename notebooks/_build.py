@@ -912,12 +912,12 @@ ReLU).
 from minires.benchmarks.specs import layer_sweep
 specs = {s.kind: s for s in layer_sweep(batch=8, size=56) if s.kind in ("grouped", "separable")}
 specs["dense"] = next(s for s in layer_sweep(8, 56) if s.name.startswith("conv2 dense"))
-print(f"{'layer':<30} {'weights':>8} {'MACs/pixel':>11} {'FLOP/byte':>10}")
+print(f"{'layer':<30} {'weights':>8} {'MACs per output pixel':>22} {'FLOP/byte':>10}")
 for kind in ("dense", "grouped", "separable"):
     s = specs[kind]
     weights = sum(int(np.prod(p.w_shape)) for p in s.parts())
     macs_px = s.flops // (2 * s.batch * s.out * s.out)
-    print(f"{s.name:<30} {weights:>8,} {macs_px:>11,} {s.intensity:>10.1f}")
+    print(f"{s.name:<30} {weights:>8,} {macs_px:>22,} {s.intensity:>10.1f}")
 assert specs["grouped"].flops == specs["dense"].flops
 assert abs(specs["separable"].flops / specs["dense"].flops - 1) < 0.01
 
