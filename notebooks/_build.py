@@ -866,14 +866,15 @@ for name, t in times.items():
     md("""
 The benchmark (`minires bench --only forms`) times the real block - batch 8 at 56x56,
 minires' Numba kernels and PyTorch with twins built the same way - and writes the
-verdict in words. The run stored with the repository:
+verdict in words. The run stored with the repository (2 shared cores, other jobs
+running: the min-max spread of each row shows how noisy it was):
 """),
     code("""
 bench = json.loads((RESULTS / "bench-forms.json").read_text())
-from minires.benchmarks.report import forms_table
+from minires.benchmarks.report import forms_table, forms_verdict
 print("\\n".join(forms_table(bench)))
 print()
-print(bench["forms_verdict"])
+print(forms_verdict(bench))     # the words are computed from the rows above
 """),
     md("""
 ## Table 1 and the templates: the same budget, counted
