@@ -209,8 +209,9 @@ def layer_sweep(batch: int, size: int = 56, which: str = "all") -> list[LayerSpe
         # 36,864 MACs/px), grouped 3x3 256 in 16 groups (exactly 36,864), depthwise 3x3 188 +
         # pointwise 188->188 (9*188 + 188^2 = 37,036, +0.5%)
         LayerSpec("grouped 3x3 256 (g=16)", "grouped", "conv2", 256, 256, 16, 3, batch, size),
-        LayerSpec("separable 3x3 188 (dw+1x1)", "separable", "conv2", 188, 188, 188, 3, batch,
-                  size),  # fmt: skip
+        LayerSpec(
+            "separable 3x3 188 (dw+1x1)", "separable", "conv2", 188, 188, 188, 3, batch, size
+        ),  # fmt: skip
     ]
     if which == "all":
         return specs

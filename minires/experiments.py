@@ -429,8 +429,11 @@ def cardinality(
             "Table 3), scaled down",
             "settings": settings,
             "dataset": info.to_dict() | {"classes": None},
-            "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                        "backend": mr.get_backend()},  # fmt: skip
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "backend": mr.get_backend(),
+            },  # fmt: skip
             "interrupted": interrupted,
             "seconds": round(time.perf_counter() - t_start, 1),
             "templates": per_template,

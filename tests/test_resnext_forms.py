@@ -155,8 +155,9 @@ def test_from_bottleneck_bad_input():
 
 
 def test_depthwise_separable_block_layout_and_counts():
-    blk = DepthwiseSeparableBlock(8, 16, stride=2,
-                                  downsample=nn.Sequential(conv1x1(8, 16, 2), nn.BatchNorm2d(16)))
+    blk = DepthwiseSeparableBlock(
+        8, 16, stride=2, downsample=nn.Sequential(conv1x1(8, 16, 2), nn.BatchNorm2d(16))
+    )
     assert blk.conv1.groups == 8 and blk.conv1.weight.shape == (8, 1, 3, 3)
     assert blk.conv2.weight.shape == (16, 8, 1, 1)
     # 9*C_in + C_in*C_out weights instead of the dense 3x3's 9*C_in*C_out
