@@ -160,6 +160,8 @@ def trace(
             raise ValueError(f"viz.trace: no module named {sorted(wanted - known)} in the model")
         pred = lambda n, m: n in wanted  # noqa: E731
     result = GraphTrace(params=dict(model.named_parameters()))
+    for key in [k for k, (ref, _) in _NAMES.items() if ref() is None]:
+        del _NAMES[key]  # names of tensors that no longer exist
     for name, p in result.params.items():
         _NAMES[id(p)] = (weakref.ref(p), name)
     patched: list[tuple[Module, str, bool, Any]] = []
