@@ -104,3 +104,16 @@ def test_cli_bad_template_and_tiny_run(tmp_path, capsys, restore_backend):
     assert code == 0
     out = capsys.readouterr().out
     assert "40/80/160" in out and "48/96/192" in out and "cardinality.json" in out
+
+
+def test_tiny_run_on_a_cifar10_folder(tmp_path):
+    from minires.data.cifar import write_cifar10_folder
+
+    root = write_cifar10_folder(tmp_path / "data", n_per_batch=8)
+    res = cardinality(["1x64d", "32x4d"], seeds=[0], base_planes=16, stem_width=16,
+                      dataset="cifar10", data_root=root, epochs=1, limit=16, batch_size=8,
+                      out_dir=None, progress=False)  # fmt: skip
+    assert res["dataset"]["in_channels"] == 3 and res["dataset"]["image_size"] == 32
+    m = models.cifar_resnext(11, "32x4d", base_planes=16, stem_width=16)
+    assert res["templates"]["32x4d"]["mult_adds"] == mr.summary(m, (3, 32, 32)).total_macs
+    assert res["templates"]["32x4d"]["widths_3x3"] == [32, 64, 128]
