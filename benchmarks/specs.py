@@ -10,6 +10,13 @@ Useful FLOPs (what the layer has to do, not what an algorithm happens to do)::
 
     forward  = 2 * N * C_out * H_out * W_out * (C_in / groups) * kH * kW
     backward-input = backward-weight = forward      (so backward = 2x forward)
+
+A ``separable`` row (Xception / MobileNet) is two convs run back to back: a depthwise
+k x k conv (C_in -> C_in, groups=C_in, the stride) then a pointwise 1x1 conv (C_in ->
+C_out); its FLOPs and bytes are the sum of the two (`LayerSpec.parts`). The sweep holds
+one at the FLOPs of the dense 3x3 64 -> 64 conv (ResNet-50's conv2 3x3), beside a grouped
+conv at exactly those FLOPs, so dense, grouped and depthwise-separable convolution can be
+compared at one budget.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ class LayerSpec:
     """One convolution of the sweep (square input and kernel, float32, NCHW)."""
 
     name: str  # unique row label, e.g. "conv2 32x4d"
-    kind: str  # "template" | "depthwise" | "dense" | "pointwise" (the bar-chart groups)
+    kind: str  # "template" | "depthwise" | "dense" | "pointwise" | "grouped" | "separable"
     stage: str  # "conv2" (56x56 at 224 input) or "conv3" (28x28)
     c_in: int
     c_out: int
@@ -60,8 +67,22 @@ class LayerSpec:
     def __post_init__(self) -> None:
         if self.pad < 0:
             object.__setattr__(self, "pad", self.kernel // 2)
-        if self.c_in % self.groups or self.c_out % self.groups:
+        if self.kind == "separable" and self.groups != self.c_in:
+            raise ValueError(f"{self.name}: a separable row's depthwise conv has groups = c_in")
+        if self.kind != "separable" and (self.c_in % self.groups or self.c_out % self.groups):
             raise ValueError(f"{self.name}: channels not divisible by groups={self.groups}")
+
+    def parts(self) -> list[LayerSpec]:
+        """The convs this row runs: itself, or for ``separable`` the depthwise k x k conv
+        (C_in -> C_in, groups=C_in, stride) and the pointwise 1x1 conv (C_in -> C_out)."""
+        if self.kind != "separable":
+            return [self]
+        dw = LayerSpec(f"{self.name} [depthwise]", "depthwise", self.stage, self.c_in,
+                       self.c_in, self.c_in, self.kernel, self.batch, self.size, self.stride,
+                       self.pad)  # fmt: skip
+        pw = LayerSpec(f"{self.name} [pointwise]", "pointwise", self.stage, self.c_in,
+                       self.c_out, 1, 1, self.batch, dw.out, 1, 0)  # fmt: skip
+        return [dw, pw]
 
     @property
     def out(self) -> int:
@@ -83,6 +104,8 @@ class LayerSpec:
     @property
     def flops(self) -> int:
         """Useful FLOPs of one forward pass (also of each backward pass)."""
+        if self.kind == "separable":
+            return sum(p.flops for p in self.parts())
         return conv_flops(
             self.batch, self.c_in, self.c_out, self.out, self.out, self.groups,
             self.kernel, self.kernel,
@@ -95,7 +118,10 @@ class LayerSpec:
 
     @property
     def min_bytes(self) -> int:
-        """Compulsory memory traffic of one pass: read x and w, write y (float32)."""
+        """Compulsory memory traffic of one pass: read x and w, write y (float32); a
+        separable row counts both convs (its intermediate is written and read back)."""
+        if self.kind == "separable":
+            return sum(p.min_bytes for p in self.parts())
         n_x = self.batch * self.c_in * self.size * self.size
         n_w = self.c_out * (self.c_in // self.groups) * self.kernel * self.kernel
         n_y = self.batch * self.c_out * self.out * self.out
@@ -179,6 +205,13 @@ def layer_sweep(batch: int, size: int = 56, which: str = "all") -> list[LayerSpe
         LayerSpec("depthwise 3x3 128 (g=128)", "depthwise", "conv2", 128, 128, 128, 3, batch, size),
         LayerSpec("dense 3x3 128->128", "dense", "conv2", 128, 128, 1, 3, batch, size),
         LayerSpec("1x1 256->128", "pointwise", "conv2", 256, 128, 1, 1, batch, size),
+        # one FLOP budget, three ways to convolve: dense 3x3 64->64 (the "conv2 dense" row:
+        # 36,864 MACs/px), grouped 3x3 256 in 16 groups (exactly 36,864), depthwise 3x3 188 +
+        # pointwise 188->188 (9*188 + 188^2 = 37,036, +0.5%)
+        LayerSpec("grouped 3x3 256 (g=16)", "grouped", "conv2", 256, 256, 16, 3, batch, size),
+        LayerSpec(
+            "separable 3x3 188 (dw+1x1)", "separable", "conv2", 188, 188, 188, 3, batch, size
+        ),  # fmt: skip
     ]
     if which == "all":
         return specs

@@ -6,6 +6,8 @@ Sections, in run order:
     ceilings   large sgemm per library (practical FP32 ceiling), memory bandwidth
     layers     the conv sweep of `benchmarks.specs.layer_sweep`, every backend per layer
     blocks     ResNet-50 vs ResNeXt-50 conv2-stage bottleneck, fwd+bwd (fresh process each)
+    forms      ResNeXt's three equivalent forms of that block (Fig. 3: a paths, b concat,
+               c grouped conv), fwd+bwd in minires and torch, all checked against form (c)
     models     resnet50 / resnext50_32x4d fwd+bwd at 224x224, resnet20 training step
     coldstart  first call of the Numba kernels with an empty and a warm JIT cache
 """
@@ -28,7 +30,13 @@ import minires
 from minires.benchmarks.machine import OPENBLAS_OVERRIDES, machine_info, thread_env
 from minires.benchmarks.specs import LayerSpec, layer_sweep
 
-SECTIONS = ("ceilings", "layers", "blocks", "models", "coldstart", "distributed")
+SECTIONS = ("ceilings", "layers", "blocks", "forms", "models", "coldstart", "distributed")
+# ResNeXt-50's conv2 block (32x4d, 256 -> 128 grouped -> 256) in the forms of Fig. 3
+FORMS = {
+    "c": "block_resnext50_32x4d",
+    "b": "block_resnext50_32x4d_concat",
+    "a": "block_resnext50_32x4d_paths",
+}
 DEFAULT_BACKENDS = ("numba", "numpy", "torch", "torch_cl")
 MINIRES = "numba"  # the backend every ratio is relative to
 # The folder holding the `minires` package this process imported (the repository in a
@@ -337,6 +345,13 @@ def model_jobs(cfg: BenchConfig) -> list[tuple[str, str, dict[str, Any]]]:
                 "input_shape": [cfg.block_batch, 256, cfg.size, cfg.size],
                 "reps": cfg.model_reps,
             }))  # fmt: skip
+    if "forms" in cfg.sections:
+        for name in FORMS.values():
+            jobs.append(("forms", name, {
+                **common, "task": "block", "model": name, "mode": "block",
+                "input_shape": [cfg.block_batch, 256, cfg.size, cfg.size],
+                "reps": cfg.model_reps, "ref_model": FORMS["c"], "count_ops": True,
+            }))  # fmt: skip
     if "models" in cfg.sections:
         for name in ("resnet50", "resnext50_32x4d"):
             jobs.append(("models", name, {
@@ -448,6 +463,10 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
                     imagenet = name in ("resnet50", "resnext50_32x4d")
                     if not avail.get(b):
                         res = {"status": "skipped", "reason": worker_info[b].get("reason")}
+                    elif b == "numpy" and section == "forms":
+                        res = {"status": "skipped",
+                               "reason": "forms: minires (Numba) vs torch; the NumPy "
+                                         "reference only computes the check"}  # fmt: skip
                     elif b == "numpy" and imagenet and not cfg.numpy_models:
                         res = {"status": "skipped",
                                "reason": "NumPy reference is too slow at ImageNet-model level "
@@ -554,7 +573,7 @@ def add_derived(results: dict[str, Any]) -> None:
     rows = results["rows"]
     ref_time = {r["name"]: r.get("total_median_ms") for r in rows
                 if r.get("backend") == MINIRES and r.get("status") == "ok"
-                and r["section"] in ("layer", "blocks", "models")}  # fmt: skip
+                and r["section"] in ("layer", "blocks", "forms", "models")}  # fmt: skip
     for r in rows:
         if r.get("status") != "ok":
             continue
@@ -563,6 +582,12 @@ def add_derived(results: dict[str, Any]) -> None:
             r["pct_sgemm"] = 100 * g / prac if g and prac else None
             r["pct_peak"] = 100 * g / theo if g and theo else None
         mine, t = ref_time.get(r["name"]), r.get("total_median_ms")
-        if r["section"] in ("layer", "blocks", "models"):
+        if r["section"] in ("layer", "blocks", "forms", "models"):
             # >1: this backend is faster than minires-numba by that factor
             r["speedup_vs_minires"] = mine / t if mine and t else None
+    # forms: each form's time over form (c)'s on the same backend
+    form_c = {r["backend"]: r.get("total_median_ms") for r in rows if r["section"] == "forms"
+              and r["name"] == FORMS["c"] and r.get("status") == "ok"}  # fmt: skip
+    for r in rows:
+        if r["section"] == "forms" and r.get("status") == "ok" and form_c.get(r["backend"]):
+            r["x_form_c"] = r["total_median_ms"] / form_c[r["backend"]]

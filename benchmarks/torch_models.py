@@ -47,6 +47,56 @@ def make_bottleneck(inplanes: int, planes: int, groups: int = 1, base_width: int
     return Bottleneck(inplanes, planes, groups=groups, base_width=base_width)
 
 
+def make_resnext_form(
+    form: str, inplanes: int = 256, planes: int = 64, groups: int = 32, base_width: int = 4
+) -> Any:
+    """ResNeXt's form (a) "paths" or (b) "concat" (Fig. 3) with minires' key names
+    (``paths.<i>.conv1`` ...), built the way `minires.models.ResNeXtPaths` /
+    `ResNeXtConcat` are: a Python loop over C small paths (stride 1, identity shortcut)."""
+    import torch
+
+    nn = _nn()
+    d = int(planes * (base_width / 64.0))
+    out_planes = planes * 4
+
+    class Path(nn.Module):
+        def __init__(self, with_conv3: bool):
+            super().__init__()
+            self.conv1 = nn.Conv2d(inplanes, d, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(d)
+            self.conv2 = nn.Conv2d(d, d, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(d)
+            self.conv3 = nn.Conv2d(d, out_planes, 1, bias=False) if with_conv3 else None
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            return out if self.conv3 is None else self.conv3(out)
+
+    class Form(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.paths = nn.ModuleList(Path(form == "paths") for _ in range(groups))
+            if form == "concat":
+                self.conv3 = nn.Conv2d(groups * d, out_planes, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(out_planes)
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            if form == "paths":
+                out = self.paths[0](x)
+                for p in self.paths[1:]:
+                    out = out + p(x)
+            else:
+                out = self.conv3(torch.cat([p(x) for p in self.paths], dim=1))
+            return self.relu(self.bn3(out) + x)
+
+    if form not in ("paths", "concat"):
+        raise ValueError(f"form must be 'paths' or 'concat', got {form!r}")
+    return Form()
+
+
 def imagenet_resnet(layers: list[int], groups: int = 1, width_per_group: int = 64) -> Any:
     """torchvision's ResNet with Bottleneck blocks (ResNet-50, ResNeXt-50 ...)."""
     nn = _nn()
@@ -154,7 +204,8 @@ def cifar_resnet(depth: int = 20, num_classes: int = 10) -> Any:
 
 def build(name: str) -> Any:
     """A torch twin by benchmark name: ``resnet50``, ``resnext50_32x4d``, ``resnet20``,
-    ``block_resnet50`` / ``block_resnext50_32x4d`` (a conv2-stage bottleneck, 256 -> 256)."""
+    ``block_resnet50`` / ``block_resnext50_32x4d`` (a conv2-stage bottleneck, 256 -> 256),
+    ``block_resnext50_32x4d_paths`` / ``_concat`` (that block in ResNeXt's forms a / b)."""
     if name == "resnet50":
         return imagenet_resnet([3, 4, 6, 3])
     if name == "resnext50_32x4d":
@@ -165,6 +216,8 @@ def build(name: str) -> Any:
         return make_bottleneck(256, 64)
     if name == "block_resnext50_32x4d":
         return make_bottleneck(256, 64, groups=32, base_width=4)
+    if name in ("block_resnext50_32x4d_paths", "block_resnext50_32x4d_concat"):
+        return make_resnext_form(name.rsplit("_", 1)[1])
     raise ValueError(f"no torch twin for {name!r}")
 
 

@@ -108,14 +108,18 @@ def stats_ms(seconds: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(a)), "min_ms": float(a.min()), "max_ms": float(a.max())}
 
 
-def make_inputs(spec: LayerSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded float32 x, weight (scaled by 1/sqrt(fan_in)) and grad_out for a layer."""
+def make_inputs(spec: LayerSpec, seed: int) -> tuple[np.ndarray, Any, np.ndarray]:
+    """Seeded float32 x, weight (scaled by 1/sqrt(fan_in)) and grad_out for a layer; for
+    a separable row the weight is the pair (depthwise, pointwise)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(spec.x_shape, dtype=np.float32)
-    fan_in = spec.w_shape[1] * spec.kernel * spec.kernel
-    w = (rng.standard_normal(spec.w_shape, dtype=np.float32) / np.sqrt(fan_in)).astype(np.float32)
+    ws = []
+    for part in spec.parts():
+        fan_in = part.w_shape[1] * part.kernel * part.kernel
+        w = rng.standard_normal(part.w_shape, dtype=np.float32) / np.sqrt(fan_in)
+        ws.append(w.astype(np.float32))
     g = rng.standard_normal(spec.y_shape, dtype=np.float32)
-    return x, w, g
+    return x, (ws[0] if len(ws) == 1 else tuple(ws)), g
 
 
 def _cache_key(obj: Any) -> str:
@@ -139,12 +143,27 @@ def conv_reference(
             return {k: f[k] for k in PASSES}
     import minires.kernels.reference as ref
 
-    args = ((spec.stride,) * 2, (spec.pad,) * 2, (1, 1), spec.groups)
-    out = {
-        "fwd": ref.conv2d_forward(x, w, None, *args),
-        "bwd_in": ref.conv2d_backward_input(g, w, x.shape, *args),
-        "bwd_w": ref.conv2d_backward_weight(x, g, w.shape, *args),
-    }
+    if spec.kind == "separable":  # depthwise then pointwise, backward in reverse
+        dws, (w_dw, w_pw) = spec.parts()[0], w
+        a_dw = ((dws.stride,) * 2, (dws.pad,) * 2, (1, 1), dws.groups)
+        a_pw = ((1, 1), (0, 0), (1, 1), 1)
+        y1 = ref.conv2d_forward(x, w_dw, None, *a_dw)
+        g1 = ref.conv2d_backward_input(g, w_pw, y1.shape, *a_pw)
+        out = {
+            "fwd": ref.conv2d_forward(y1, w_pw, None, *a_pw),
+            "bwd_in": ref.conv2d_backward_input(g1, w_dw, x.shape, *a_dw),
+            "bwd_w": np.concatenate([
+                ref.conv2d_backward_weight(x, g1, w_dw.shape, *a_dw).ravel(),
+                ref.conv2d_backward_weight(y1, g, w_pw.shape, *a_pw).ravel(),
+            ]),
+        }  # fmt: skip
+    else:
+        args = ((spec.stride,) * 2, (spec.pad,) * 2, (1, 1), spec.groups)
+        out = {
+            "fwd": ref.conv2d_forward(x, w, None, *args),
+            "bwd_in": ref.conv2d_backward_input(g, w, x.shape, *args),
+            "bwd_w": ref.conv2d_backward_weight(x, g, w.shape, *args),
+        }
     if path is not None:
         _save_npz(path, **out)
     return out
@@ -266,6 +285,43 @@ class TorchBackend(ConvBackend):
         }
 
 
+class SeparableBackend(ConvBackend):
+    """A depthwise-separable row on one backend: two instances of it, the depthwise k x k
+    conv then the pointwise 1x1. The intermediate activation and gradient are computed
+    once in `prepare` (by the backend itself), so each timed pass runs both kernels:
+    fwd = depthwise + pointwise forward, bwd_in = pointwise then depthwise backward-input,
+    bwd_w = both backward-weights (checked as one concatenated array)."""
+
+    def __init__(self, name: str):
+        self.dw, self.pw = make_backend(name), make_backend(name)
+        self.name = name
+        self.method = f"{self.dw.method}; depthwise then pointwise conv"
+
+    def prepare(self, spec, x, w, g):
+        (dws, pws), (w_dw, w_pw) = spec.parts(), w
+        self.dw.prepare(dws, x, w_dw, np.zeros(dws.y_shape, np.float32))
+        y1 = np.ascontiguousarray(self.dw.to_numpy(self.dw.forward()))
+        self.pw.prepare(pws, y1, w_pw, g)
+        g1 = np.ascontiguousarray(self.pw.to_numpy(self.pw.backward_input()))
+        self.dw.prepare(dws, x, w_dw, g1)
+
+    def forward(self):
+        self.dw.forward()
+        return self.pw.forward()
+
+    def backward_input(self):
+        self.pw.backward_input()
+        return self.dw.backward_input()
+
+    def backward_weight(self):
+        return (self.dw.backward_weight(), self.pw.backward_weight())
+
+    def to_numpy(self, r):
+        if isinstance(r, tuple):
+            return np.concatenate([self.dw.to_numpy(r[0]).ravel(), self.pw.to_numpy(r[1]).ravel()])
+        return self.dw.to_numpy(r)
+
+
 def make_backend(name: str) -> ConvBackend:
     """Build a conv backend or raise `BackendUnavailable` with the reason."""
     if name == "numpy":
@@ -333,6 +389,8 @@ def task_conv(be: ConvBackend, job: dict) -> dict:
     seed = int(job.get("seed", 0))
     x, w, g = make_inputs(spec, seed)
     ref = conv_reference(spec, seed, x, w, g, job.get("ref_dir"))
+    if spec.kind == "separable":
+        be = SeparableBackend(be.name)
     be.prepare(spec, x, w, g)
     res: dict[str, Any] = {"method": be.method}
     # first call (compiles / loads JIT code), also the correctness check
@@ -447,6 +505,11 @@ def _minires_model(name: str, seed: int) -> Any:
         return models.Bottleneck(256, 64)
     if name == "block_resnext50_32x4d":
         return models.Bottleneck(256, 64, groups=32, base_width=4)
+    if name in ("block_resnext50_32x4d_paths", "block_resnext50_32x4d_concat"):
+        # ResNeXt's form (a) / (b) of the same seeded grouped block: same weights
+        grouped = models.Bottleneck(256, 64, groups=32, base_width=4)
+        form = models.ResNeXtPaths if name.endswith("_paths") else models.ResNeXtConcat
+        return form.from_bottleneck(grouped)
     fn = getattr(models, name, None)
     if fn is None:
         raise BackendUnavailable(f"minires.models has no {name!r} yet")
@@ -496,22 +559,38 @@ def _torch_step(torch: Any, model: Any, x: Any, y: Any, mode: str, lr: float = 0
     return out.detach()
 
 
+def _torch_graph_ops(fn: Any) -> int:
+    """Autograd nodes behind a torch output, leaf accumulators excluded (to compare with
+    minires' recorded ops)."""
+    seen, stack = set(), [fn]
+    while stack:
+        f = stack.pop()
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        stack.extend(nxt for nxt, _ in f.next_functions)
+    return sum(type(f).__name__ != "AccumulateGrad" for f in seen)
+
+
 def task_model(backend: str, job: dict) -> dict:
     """A block or a whole model: forward+backward (or a training step) images/s and the
     peak RSS while timing; the first forward output is checked against minires' NumPy
     reference with the same weights and inputs.
 
     Job keys: model, mode ("block" | "fwdbwd" | "train"), input_shape, num_classes,
-    reps, warmup, max_time, seed, tol, ref_dir."""
+    reps, warmup, max_time, seed, tol, ref_dir; ``ref_model`` (check against another
+    model's reference output, e.g. the forms against form c), ``count_ops`` (record the
+    number of ops of one forward as ``graph_ops``)."""
     import minires as mr
 
     name, mode = job["model"], job.get("mode", "fwdbwd")
+    ref_name = job.get("ref_model") or name  # the forms are all checked against form (c)
     seed = int(job.get("seed", 0))
     x, y = _model_inputs(job)
     res: dict[str, Any] = {}
     ref_path = None
     if job.get("ref_dir"):
-        key = _cache_key([name, mode, list(x.shape), seed])
+        key = _cache_key([ref_name, mode, list(x.shape), seed])
         ref_path = Path(job["ref_dir"]) / f"model-{key}.npz"
     ref_out = None
     if ref_path is not None and ref_path.exists():
@@ -522,9 +601,11 @@ def task_model(backend: str, job: dict) -> dict:
     # one minires model (seeded weights): the reference, the timed model or torch's weights
     mm = _minires_model(name, seed)
     mm.train()  # train-mode BN: batch statistics, so the running stats do not matter
-    if ref_out is None and backend != "numpy":  # compute with the reference backend
-        with mr.use_backend("numpy"), mr.no_grad():
-            ref_out = mm(mr.Tensor(x)).data
+    if ref_out is None and (backend != "numpy" or ref_name != name):
+        rm = mm if ref_name == name else _minires_model(ref_name, seed).train()
+        with mr.use_backend("numpy"), mr.no_grad():  # compute with the reference backend
+            ref_out = rm(mr.Tensor(x)).data
+        del rm
         if ref_path is not None:
             _save_npz(ref_path, out=ref_out)
 
@@ -534,6 +615,8 @@ def task_model(backend: str, job: dict) -> dict:
         gc.collect()
         res["method"] = f"minires {backend} backend, Tensor autograd (train-mode BN)"
         res["params"] = int(sum(p.data.size for p in model.parameters()))
+        if job.get("count_ops"):
+            res["graph_ops"] = len(list(mr.autograd.iter_graph(model(mr.Tensor(x)))))
         res["base_rss_mb"] = rss_mb()
         reset_peak_rss()
         step = lambda: _minires_step(model, x, y, mode)  # noqa: E731
@@ -556,6 +639,9 @@ def task_model(backend: str, job: dict) -> dict:
         fmt = "channels_last" if backend == "torch_cl" else "NCHW"
         res["method"] = f"torch {torch.__version__} {fmt}, autograd (train-mode BN)"
         res["params"] = int(sum(p.numel() for p in model.parameters()))
+        if job.get("count_ops"):
+            res["graph_ops"] = _torch_graph_ops(model(tx.requires_grad_()).grad_fn)
+            tx = tx.detach()
         gc.collect()
         res["base_rss_mb"] = rss_mb()
         reset_peak_rss()

@@ -7,7 +7,7 @@ and ResNeXt work.
 
 # _mpi_env first: under mpiexec it sizes each rank's Numba/BLAS thread pools before NumPy
 # and Numba load.
-from minires import _mpi_env, analysis, data, functional, models, nn, optim  # noqa: F401
+from minires import _mpi_env, analysis, data, functional, models, nn, optim, viz  # noqa: F401
 from minires.autograd import Context, Function, enable_grad, is_grad_enabled, no_grad
 from minires.backend import get_backend, set_backend, use_backend
 from minires.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
@@ -55,4 +55,5 @@ __all__ = [
     "use_backend",
     "zeros",
     "zeros_like",
+    "viz",
 ]

@@ -346,3 +346,329 @@ def plot_degradation(result: dict[str, Any], path: str | os.PathLike | None = No
         fig.savefig(path, dpi=120)
         plt.close(fig)
     return fig
+
+
+# =======================================================================================
+# Cardinality vs width at preserved complexity (Xie et al. 2017, Table 3)
+# =======================================================================================
+
+TABLE3_TEMPLATES = ["1x64d", "2x40d", "4x24d", "8x14d", "32x4d"]
+
+CARDINALITY_DEFAULTS: dict[str, Any] = {
+    "templates": TABLE3_TEMPLATES,
+    "seeds": [0, 1, 2],
+    "depth": 11,
+    "base_planes": 32,
+    "stem_width": 32,
+    "dataset": "digits",
+    "epochs": 15,
+    "batch_size": 64,
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "augment": True,
+    "limit": None,
+}
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _subset(loader: Any, limit: int | None) -> Any:
+    """The same loader over the first ``limit`` samples (None: unchanged)."""
+    if limit is None or limit >= len(loader.dataset):
+        return loader
+    from minires.data import DataLoader, TensorDataset
+
+    arrays = [a[:limit] for a in loader.dataset.arrays]
+    return DataLoader(TensorDataset(*arrays), loader.batch_size, shuffle=loader.shuffle,
+                      seed=loader.seed, transform=loader.transform)  # fmt: skip
+
+
+def cardinality(
+    templates: Sequence[str] = tuple(TABLE3_TEMPLATES),
+    seeds: Sequence[int] = (0, 1, 2),
+    depth: int = 11,
+    base_planes: int = 32,
+    stem_width: int = 32,
+    dataset: str = "digits",
+    epochs: int = 15,
+    batch_size: int = 64,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "cosine",
+    augment: bool | None = True,
+    limit: int | None = None,
+    out_dir: str | os.PathLike | None = "runs/cardinality",
+    data_root: str | os.PathLike | None = None,
+    progress: bool = True,
+    plot: bool = True,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Train one CIFAR-style ResNeXt per template and seed; compare their errors.
+
+    The templates of ResNeXt Table 3 (1x64d, 2x40d, 4x24d, 8x14d, 32x4d) trade
+    cardinality C against bottleneck width d at (nearly) the same FLOPs. Here each is
+    `minires.models.cifar_resnext` (depth 9n + 2, stage-1 planes ``base_planes``, so the
+    3x3 widths are ``base_planes * C * d / 64`` at stage 1 and double per stage). The
+    default (depth 11: one bottleneck per stage, base_planes 32) halves every width of
+    ResNeXt-50's conv2..conv4 stages: 3x3 widths 32/40/48/56/64 at stage 1 for C = 1, 2,
+    4, 8, 32, on the 8x8 digits. Every run uses the same recipe (SGD with momentum,
+    cosine schedule) and the seed sets initialisation and data order.
+
+    ``limit`` trains on the first ``limit`` training samples (for quick tests). A finished
+    run recorded in ``out_dir/cardinality.json`` with the same settings is reused, so an
+    interrupted experiment continues where it stopped.
+
+    Returns:
+        dict with ``settings``, ``templates`` (per template: C, d, widths, params,
+        mult-adds, errors per seed, mean and spread), ``runs`` and ``findings`` (does the
+        error change with cardinality by more than the seed-to-seed spread?).
+
+    Raises:
+        ValueError: a template that is not "CxDd" or whose width does not divide at
+            ``base_planes``, or a depth that is not 9n + 2.
+    """
+    import minires as mr
+    from minires import data, training
+    from minires.models import cifar_resnext, parse_template, template_width
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    templates = [str(t) for t in templates]
+    if not templates or not seeds:
+        raise ValueError("cardinality: need at least one template and one seed")
+    if len(set(templates)) != len(templates):
+        raise ValueError(f"cardinality: templates repeat: {templates}")
+    for t in templates:
+        template_width(t, base_planes)  # ValueError naming the template
+    if depth < 11 or (depth - 2) % 9:
+        raise ValueError(f"cardinality: depth must be 9n + 2 (11, 20, 29, ...), got {depth}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"cardinality: limit must be >= 1, got {limit}")
+    seeds = [int(s) for s in seeds]
+    settings = dict(
+        templates=templates, seeds=seeds, depth=depth, base_planes=base_planes,
+        stem_width=stem_width, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr,
+        momentum=momentum, weight_decay=weight_decay, schedule=schedule, augment=augment,
+        limit=limit, optimizer="sgd",
+    )  # fmt: skip
+    out = Path(out_dir) if out_dir is not None else None
+    json_path = out / "cardinality.json" if out is not None else None
+    previous: dict[str, Any] = {}
+    if json_path is not None and json_path.exists():
+        try:
+            old = json.loads(json_path.read_text())
+            if {k: old.get("settings", {}).get(k) for k in settings if k not in
+                    ("templates", "seeds")} == {k: v for k, v in settings.items() if k not in
+                    ("templates", "seeds")}:  # fmt: skip
+                previous = old.get("runs", {})
+        except (OSError, ValueError):
+            previous = {}
+
+    train_loader, test_loader, info = data.make_loaders(
+        dataset, batch_size=batch_size, seed=0, augment=augment, root=data_root
+    )
+    shape = (info.in_channels, info.image_size, info.image_size)
+    per_template: dict[str, Any] = {}
+    for t in templates:
+        c, d = parse_template(t)
+        with mr.models.no_init():
+            m = cifar_resnext(depth, t, base_planes, stem_width, info.num_classes,
+                              info.in_channels)  # fmt: skip
+        s = mr.summary(m, shape)
+        w1 = template_width(t, base_planes) * c
+        per_template[t] = {
+            "cardinality": c, "d": d, "width_per_group_stage1": w1 // c,
+            "widths_3x3": [w1, 2 * w1, 4 * w1], "params": int(s.total_params),
+            "mult_adds": int(s.total_macs), "errors": {}, "train_errors": {},
+        }  # fmt: skip
+    macs = [v["mult_adds"] for v in per_template.values()]
+    log(f"cardinality: {len(templates)} templates x {len(seeds)} seeds, depth {depth}, "
+        f"base planes {base_planes}, {dataset}, {epochs} epochs; mult-adds per image "
+        f"{min(macs):,}-{max(macs):,}")  # fmt: skip
+
+    runs: dict[str, Any] = {}
+    interrupted = False
+    t_start = time.perf_counter()
+
+    def result_dict() -> dict[str, Any]:
+        return {
+            "experiment": "cardinality vs width at preserved complexity (Xie et al. 2017, "
+            "Table 3), scaled down",
+            "settings": settings,
+            "dataset": info.to_dict() | {"classes": None},
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "backend": mr.get_backend(),
+            },  # fmt: skip
+            "interrupted": interrupted,
+            "seconds": round(time.perf_counter() - t_start, 1),
+            "templates": per_template,
+            "runs": runs,
+        }
+
+    for t in templates:
+        for seed in seeds:
+            key = f"{t}/seed{seed}"
+            if key in previous and previous[key].get("finished"):
+                runs[key] = previous[key]
+                log(f"{key}: already trained, reusing its result")
+                continue
+            mr.manual_seed(seed)
+            tr, te, _ = data.make_loaders(dataset, batch_size=batch_size, seed=seed,
+                                          augment=augment, root=data_root)  # fmt: skip
+            tr = _subset(tr, limit)
+            te = _subset(te, limit)
+            model = cifar_resnext(depth, t, base_planes, stem_width, info.num_classes,
+                                  info.in_channels)  # fmt: skip
+            opt = training.build_optimizer(model, "sgd", lr, momentum, weight_decay)
+            sched = training.build_scheduler(opt, schedule, epochs=epochs)
+            t0 = time.perf_counter()
+            history = training.train(model, tr, te, epochs, opt, sched, progress=progress,
+                                     verbose=False, plot=False, log=log)  # fmt: skip
+            if history.interrupted:
+                interrupted = True
+                break
+            last = history.last
+            runs[key] = {
+                "template": t, "seed": seed, "finished": True,
+                "test_error": last.get("test_error"), "train_error": last.get("train_error"),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "history": history.rows,
+            }  # fmt: skip
+            log(f"{key}: test error {100 * last['test_error']:.2f}%, train error "
+                f"{100 * last['train_error']:.2f}% ({runs[key]['seconds']} s)")  # fmt: skip
+            if json_path is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                _write_json_atomic(json_path, result_dict())
+        if interrupted:
+            break
+
+    for r in runs.values():
+        per_template[r["template"]]["errors"][str(r["seed"])] = r["test_error"]
+        per_template[r["template"]]["train_errors"][str(r["seed"])] = r["train_error"]
+    for v in per_template.values():
+        e = np.array(list(v["errors"].values()), dtype=float)
+        v["mean_error"] = float(e.mean()) if e.size else None
+        v["std_error"] = float(e.std(ddof=1)) if e.size > 1 else None
+        v["min_error"] = float(e.min()) if e.size else None
+        v["max_error"] = float(e.max()) if e.size else None
+        tr_e = np.array(list(v["train_errors"].values()), dtype=float)
+        v["mean_train_error"] = float(tr_e.mean()) if tr_e.size else None
+    result = result_dict()
+    if not interrupted:
+        result["findings"] = cardinality_findings(per_template)
+        log(result["findings"]["summary"])
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(json_path, result)
+        if plot and not interrupted:
+            try:
+                plot_cardinality(result, out / "cardinality.png")
+            except ImportError as exc:
+                log(f"note: {exc}; cardinality.png not written")
+    return result
+
+
+def cardinality_findings(per_template: dict[str, Any]) -> dict[str, Any]:
+    """Is there a trend of the test error with cardinality larger than the seed spread?
+
+    Two checks, both needed: the least-squares slope of the error against log2(C) over
+    every run is more than two standard errors from zero, and the range of the template
+    means exceeds twice the pooled seed-to-seed standard deviation.
+    """
+    xs, ys, variances = [], [], []
+    for v in per_template.values():
+        for e in v["errors"].values():
+            xs.append(np.log2(v["cardinality"]))
+            ys.append(e)
+        if v.get("std_error") is not None:
+            variances.append(v["std_error"] ** 2)
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    means = {t: v["mean_error"] for t, v in per_template.items() if v["mean_error"] is not None}
+    pooled = float(np.sqrt(np.mean(variances))) if variances else None
+    slope = se = None
+    if len(set(xs)) > 1 and len(xs) > 2:
+        a = np.vstack([x - x.mean(), np.ones_like(x)]).T
+        coef, res, *_ = np.linalg.lstsq(a, y, rcond=None)
+        slope = float(coef[0])
+        resid = y - a @ coef
+        se = float(np.sqrt(resid @ resid / (len(y) - 2) / ((x - x.mean()) ** 2).sum()))
+    spread_range = float(max(means.values()) - min(means.values())) if means else None
+    slope_sig = slope is not None and se is not None and abs(slope) > 2 * se
+    range_big = pooled is not None and spread_range is not None and spread_range > 2 * pooled
+    larger = bool(slope_sig and range_big)
+    best = min(means, key=means.get) if means else None
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    if slope is None:
+        summary = "not enough runs to estimate a trend"
+    else:
+        direction = "falls" if slope < 0 else "rises"
+        summary = (
+            f"test error {direction} by {100 * abs(slope):.2f} points per doubling of "
+            f"cardinality (slope {100 * slope:+.2f} +- {200 * se:.2f} at 2 s.e.); template "
+            f"means span {pct(spread_range)} against a seed-to-seed spread (pooled s.d.) of "
+            + (pct(pooled) if pooled is not None else "? (one seed)")
+            + ": "
+            + ("the trend IS larger than the seed spread"
+               + (" and goes the paper's way (more paths, lower error)." if slope < 0
+                  else ", but it goes against the paper (higher error with more paths).")
+               if larger else
+               "no trend larger than the seed-to-seed spread at this scale.")
+            + f" Best mean: {best} ({pct(means[best])})."
+        )  # fmt: skip
+    return {
+        "metric": "final test error",
+        "slope_per_doubling": slope,
+        "slope_se": se,
+        "range_of_means": spread_range,
+        "pooled_seed_sd": pooled,
+        "slope_significant": bool(slope_sig),
+        "range_larger_than_2sd": bool(range_big),
+        "trend_larger_than_seed_spread": larger,
+        "paper_direction": bool(slope is not None and slope < 0),
+        "best_template": best,
+        "summary": summary,
+    }
+
+
+def plot_cardinality(result: dict[str, Any], path: str | os.PathLike | None = None) -> Any:
+    """Test error per template: every seed as a dot, mean +- s.d. as a bar; the
+    templates' mult-adds in the labels. Returns the Figure."""
+    from minires.training import _pyplot
+
+    plt = _pyplot()
+    per = result["templates"]
+    names = list(per)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, t in enumerate(names):
+        v = per[t]
+        errs = [100 * e for e in v["errors"].values()]
+        ax.scatter([i] * len(errs), errs, color="#3182bd", s=18, zorder=3,
+                   label="one seed" if i == 0 else None)  # fmt: skip
+        if v.get("mean_error") is not None:
+            sd = 100 * (v.get("std_error") or 0.0)
+            ax.errorbar(i + 0.12, 100 * v["mean_error"], yerr=sd, fmt="o", color="#e6550d",
+                        capsize=4, label="mean +- s.d." if i == 0 else None)  # fmt: skip
+    ax.set_xticks(range(len(names)))
+    labels = [f"{t}\n{per[t]['mult_adds'] / 1e6:.2f}M MACs\n{per[t]['params'] / 1e3:.0f}k params"
+              for t in names]  # fmt: skip
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel("final test error (%)")
+    s = result["settings"]
+    title = (f"Cardinality vs width (ResNeXt Table 3) on {s['dataset']}: depth {s['depth']}, "
+             f"{s['epochs']} epochs, seeds {s['seeds']}")  # fmt: skip
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

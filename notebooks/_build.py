@@ -91,6 +91,19 @@ The activations live only in what each op saved for its backward, and `backward(
 frees that, so after it the graph holds no activation even while `y` is referenced.
 """),
     md("""
+The same graph drawn by `mr.viz` (ops with their output shape, the leaves `a` and `b`
+in blue, arrows in the direction of the forward pass). `a` has two arrows out: it is used
+twice, so in backward two gradients arrive at `a` and are summed. `mr.viz.to_dot(y)` is
+the Graphviz source (`mr.viz.draw(y, "graph.svg")` renders it where Graphviz is
+installed); `mr.viz.plot` draws it with matplotlib.
+"""),
+    code("""
+fig = mr.viz.plot(y, params={"a": a, "b": b}, fontsize=9)
+fig.set_size_inches(4, 2.6)
+dot = mr.viz.to_dot(y, params={"a": a, "b": b})
+assert dot.count(" -> ") == 4     # a->Mul, b->Mul, Mul->Add and the second use a->Add
+"""),
+    md("""
 `y.backward()` walks the graph from the output in topological order: every node is run
 once, after *all* the gradient arriving at its output has been summed. By hand,
 `y = a*b + a`, so `dy/da = b + 1 = 4` and `dy/db = a = 2`.
@@ -533,6 +546,41 @@ assert comp_t.get("plain20", "step 8").first_last_ratio < comp_t.get("plain20", 
 """),
 ]
 
+NB02_GRAPH = [
+    md("""
+## Appendix: a residual block's graph, drawn
+
+`mr.viz.trace(block)` tags every op the block creates with the part of the block it
+belongs to; `mr.viz.plot(..., color_paths=True)` then colours the **residual path**
+F(x) orange and the **identity path** blue (here the option-A shortcut: subsample, pad
+with zero channels). Forward, the two paths merge at the add. Backward, the add hands
+the same gradient to both paths, and they meet again at the block's input (double
+border): its gradient is the identity term plus the residual term - checked below.
+"""),
+    code("""
+mr.manual_seed(0)
+block = models.BasicBlock(8, 16, stride=2, downsample=models.ShortcutA(8, 16, 2))
+x = mr.tensor(np.random.default_rng(0).standard_normal((4, 8, 8, 8)).astype(np.float32),
+              requires_grad=True)
+with mr.viz.trace(block):
+    out = block(x)
+fig = mr.viz.plot(out, color_paths=True, show_params=False, fontsize=8)
+fig.set_size_inches(7, 6)
+dot = mr.viz.to_dot(out, color_paths=True)
+assert dot.count(mr.viz.IDENTITY_COLOR) == 3    # x -> subsample -> pad -> add
+
+g = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
+out.backward(g)
+g_sum = g * (out.data > 0)                    # the gradient after the final ReLU, at the add
+x_id = mr.tensor(x.data, requires_grad=True)
+block.shortcut(x_id).backward(g_sum)          # identity path alone
+x_res = mr.tensor(x.data, requires_grad=True)
+block.residual(x_res).backward(g_sum)         # residual path alone
+print("max |x.grad - (identity + residual)| =", np.abs(x.grad - x_id.grad - x_res.grad).max())
+assert np.allclose(x.grad, x_id.grad + x_res.grad, atol=1e-5)
+"""),
+]
+
 # =====================================================================================
 # 03 convolution, grouped convolution, depthwise convolution
 # =====================================================================================
@@ -846,12 +894,249 @@ some members of the ensemble.
 """),
 ]
 
+# =====================================================================================
+# 06 split, transform, merge
+# =====================================================================================
+
+NB06 = [
+    md("""
+# 06 - Split, transform, merge: ResNeXt's three equivalent forms
+
+Xie et al. (2017) start from the simplest neuron: `w . x = sum_i w_i x_i` **splits** the
+input into its D coordinates, **transforms** each (a scaling by `w_i`) and **merges** them
+(a sum). A ResNeXt block does the same with C whole transformations, the paths:
+`y = x + sum_{i=1..C} T_i(x)`. The paper's Fig. 3 draws that block three ways that are
+one function - (a) C paths summed, (b) the paths' first layers concatenated before one
+1x1 conv, (c) one grouped convolution - and Table 3 trades cardinality C against path
+width d at the same cost.
+
+**What you should see:** the three forms give the same outputs and gradients (to
+~1e-15 in float64) with the same parameters, yet (a) records 26x as many ops as (c) and
+runs slower; dense, grouped and depthwise-separable convolution at one FLOP budget; the
+Table 1 and Table 3 counts; the cardinality ablation at small scale, with its honest
+verdict; and the graphs of forms (a) and (c).
+"""),
+    code(SETUP + """
+import json, time
+from pathlib import Path
+from minires.models import Bottleneck, ResNeXtConcat, ResNeXtPaths
+RESULTS = Path("..") / "docs" / "results\""""),
+    md("""
+## The neuron is already split-transform-merge
+
+`F.linear` computes `w . x` in one matrix product; written as split (take coordinate
+`i`), transform (`w_i x_i`) and merge (sum), it is the same number. A ResNeXt block
+replaces `w_i x_i` by a small network `T_i` and keeps the sum.
+"""),
+    code("""
+rng = np.random.default_rng(0)
+x = mr.tensor(rng.standard_normal((1, 6)), dtype=np.float64)
+w = mr.tensor(rng.standard_normal((1, 6)), dtype=np.float64)
+split = [x[:, i] for i in range(6)]                          # split
+transformed = [w.data[0, i] * xi for i, xi in enumerate(split)]  # transform
+merged = sum(transformed[1:], transformed[0])                 # merge
+print("sum_i w_i x_i =", merged.data, "  F.linear =", F.linear(x, w).data.ravel())
+assert np.allclose(merged.data, F.linear(x, w).data.ravel())
+"""),
+    md("""
+## The three forms, built from one grouped block and checked equal
+
+`Bottleneck(256, 64, groups=32, base_width=4)` is ResNeXt-50's conv2 block, form (c):
+1x1 256->128, 3x3 in 32 groups of 4 channels, 1x1 128->256. `ResNeXtPaths.from_bottleneck`
+(form a) and `ResNeXtConcat.from_bottleneck` (form b) copy its weights slice by slice:
+path `i` gets output channels `4i..4i+3` of conv1 and conv2, the same slice of bn1/bn2
+(weights *and* running statistics) and, in form (a), input channels `4i..4i+3` of
+conv3 - because a 1x1 conv over 128 channels is the sum of 32 1x1 convs over 4 channels
+each. In float64 the outputs, the input gradient and every parameter gradient (mapped
+back to form (c)'s names by `bottleneck_state_dict`) agree.
+"""),
+    code("""
+mr.manual_seed(0)
+block_c = Bottleneck(256, 64, groups=32, base_width=4).double()
+forms = {"(c) grouped conv": block_c,
+         "(b) concatenated paths": ResNeXtConcat.from_bottleneck(block_c),
+         "(a) summed paths": ResNeXtPaths.from_bottleneck(block_c)}
+x = np.random.default_rng(0).standard_normal((2, 256, 6, 6))
+g = np.random.default_rng(1).standard_normal((2, 256, 6, 6))
+results = {}
+for name, blk in forms.items():
+    xt = mr.tensor(x, requires_grad=True)
+    out = blk(xt)
+    ops = len(list(mr.autograd.iter_graph(out)))
+    out.backward(g)
+    grads = {n: p.grad for n, p in blk.named_parameters()}
+    if name != "(c) grouped conv":
+        grads = blk.bottleneck_state_dict(grads)
+    results[name] = (out.data, xt.grad, grads, ops, sum(p.data.size for p in blk.parameters()))
+
+ref = results["(c) grouped conv"]
+print(f"{'form':<24} {'params':>8} {'ops/forward':>12} {'max|out diff|':>14} {'max|grad diff|':>15}")
+for name, (out, gx, grads, ops, n) in results.items():
+    d_out = np.abs(out - ref[0]).max()
+    d_grad = max(np.abs(gx - ref[1]).max(), *(np.abs(grads[k] - ref[2][k]).max() for k in ref[2]))
+    print(f"{name:<24} {n:>8,} {ops:>12} {d_out:>14.1e} {d_grad:>15.1e}")
+    assert n == ref[4] and d_out < 1e-10 and d_grad < 1e-10
+assert [r[3] for r in results.values()] == [10, 197, 258]
+"""),
+    md("""
+Same parameters, same function - but form (a) records 258 ops per forward and form (b)
+197, against 10 for form (c). Each path is a 1x1 conv to 4 channels, a 4-channel 3x3
+conv and (form a) a 1x1 conv back to 256 channels, run one after another from a Python
+loop: matrix products 4 rows thin, each paying its dispatch and autograd bookkeeping. Form
+(a) also writes 32 full-size partial outputs and adds them up. A quick timing here
+(float32, NumPy reference kernels, batch 4 at 14x14):
+"""),
+    code("""
+def step_time(blk, x, reps=3):
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = blk(mr.tensor(x, requires_grad=True))
+        out.backward(np.ones(out.shape, np.float32))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+x32 = np.random.default_rng(0).standard_normal((4, 256, 14, 14)).astype(np.float32)
+b32 = Bottleneck(256, 64, groups=32, base_width=4)
+times = {"(c) grouped conv": step_time(b32, x32),
+         "(b) concatenated paths": step_time(ResNeXtConcat.from_bottleneck(b32), x32),
+         "(a) summed paths": step_time(ResNeXtPaths.from_bottleneck(b32), x32)}
+for name, t in times.items():
+    print(f"{name:<24} {1e3 * t:7.1f} ms   {t / times['(c) grouped conv']:5.1f}x form (c)")
+"""),
+    md("""
+The benchmark (`minires bench --only forms`) times the real block - batch 8 at 56x56,
+minires' Numba kernels and PyTorch with twins built the same way - and writes the
+verdict in words. The run stored with the repository (2 shared cores, other jobs
+running: the min-max spread of each row shows how noisy it was):
+"""),
+    code("""
+bench = json.loads((RESULTS / "bench-forms.json").read_text())
+from minires.benchmarks.report import forms_table, forms_verdict
+print("\\n".join(forms_table(bench)))
+print()
+print(forms_verdict(bench))     # the words are computed from the rows above
+"""),
+    md("""
+## Table 1 and the templates: the same budget, counted
+
+`mr.summary` counts parameters and multiply-adds from the shapes (no compute). ResNeXt-50
+32x4d against ResNet-50 (Table 1), then the five preserved-complexity templates of Table
+3: cardinality up, width per path down, the block's cost about constant.
+"""),
+    code("""
+print(f"{'model':<22} {'3x3 width (conv2)':>18} {'params':>10} {'mult-adds':>10}")
+counts = {}
+for name in models.RESNEXT_TEMPLATES:
+    with models.no_init():
+        m = models.resnext50_template(name)
+    s = mr.summary(m, (3, 224, 224))
+    counts[name] = (s.total_params, s.total_macs)
+    label = "ResNet-50 (1x64d)" if name == "1x64d" else f"ResNeXt-50 {name}"
+    print(f"{label:<22} {m.layer1[0].conv2.out_channels:>18} {s.total_params / 1e6:>9.2f}M "
+          f"{s.total_macs / 1e9:>9.2f}G")
+params = [p for p, _ in counts.values()]; macs = [m for _, m in counts.values()]
+assert abs(counts["1x64d"][0] - 25_557_032) == 0 and abs(counts["32x4d"][0] - 25_028_904) == 0
+assert max(params) / min(params) < 1.03 and max(macs) / min(macs) < 1.06
+"""),
+    md("""
+## Dense, grouped, depthwise-separable: one layer, one budget
+
+Three ways to spend the FLOPs of ResNet-50's 3x3 conv (64 -> 64 at 56x56, 36,864
+multiply-adds per pixel): the dense conv itself; a grouped conv 256 -> 256 in 16 groups
+(exactly the same FLOPs, 4x the channels); a depthwise-separable conv of 188 channels
+(depthwise 3x3 + pointwise 1x1: 9*188 + 188^2 = 37,036, +0.5%). Same work, very different
+arithmetic intensity (FLOP per compulsory byte), hence different speed. `DepthwiseSeparableBlock`
+is that conv as a residual block (depthwise 3x3 - BN - ReLU - pointwise 1x1 - BN, + shortcut,
+ReLU).
+"""),
+    code("""
+from minires.benchmarks.specs import layer_sweep
+specs = {s.kind: s for s in layer_sweep(batch=8, size=56) if s.kind in ("grouped", "separable")}
+specs["dense"] = next(s for s in layer_sweep(8, 56) if s.name.startswith("conv2 dense"))
+print(f"{'layer':<30} {'weights':>8} {'MACs per output pixel':>22} {'FLOP/byte':>10}")
+for kind in ("dense", "grouped", "separable"):
+    s = specs[kind]
+    weights = sum(int(np.prod(p.w_shape)) for p in s.parts())
+    macs_px = s.flops // (2 * s.batch * s.out * s.out)
+    print(f"{s.name:<30} {weights:>8,} {macs_px:>22,} {s.intensity:>10.1f}")
+assert specs["grouped"].flops == specs["dense"].flops
+assert abs(specs["separable"].flops / specs["dense"].flops - 1) < 0.01
+
+blk = models.DepthwiseSeparableBlock(188, 188)
+assert blk.conv1.weight.shape == (188, 1, 3, 3) and blk.conv2.weight.shape == (188, 188, 1, 1)
+"""),
+    md("""
+Measured by `minires bench` (forward + both backward passes, batch 8, 56x56; stored run):
+"""),
+    code("""
+layers = json.loads((RESULTS / "bench-layers.json").read_text())
+rows = {(r["name"], r["backend"]): r for r in layers["rows"] if r["section"] == "layer"}
+names = [specs[k].name for k in ("dense", "grouped", "separable")]
+print(f"{'layer':<30} {'FLOP/B':>6} " + " ".join(f"{b + ' ms':>12}" for b in ("numba", "torch", "torch_cl")))
+for n in names:
+    cells = []
+    for b in ("numba", "torch", "torch_cl"):
+        r = rows.get((n, b), {})
+        cells.append(f"{r['total_median_ms']:>12.1f}" if r.get("status") == "ok" else f"{'-':>12}")
+    print(f"{n:<30} {rows[(n, 'numba')]['intensity_flop_per_byte']:>6.1f} " + " ".join(cells))
+"""),
+    md("""
+## The cardinality ablation at small scale
+
+`minires experiment cardinality` trains the five templates as CIFAR-style ResNeXts of
+depth 11 (one bottleneck per stage, every width of ResNeXt-50 halved: 3x3 widths
+32/40/48/56/64 at stage 1) on the embedded 8x8 digits, 3 seeds each, and says whether any
+trend is larger than the seed-to-seed spread. The stored run:
+"""),
+    code("""
+card = json.loads((RESULTS / "cardinality.json").read_text())
+print(f"{'template':<8} {'params':>8} {'mult-adds':>10}  test error % per seed      mean +- s.d.")
+for t, v in card["templates"].items():
+    errs = " ".join(f"{100 * e:5.2f}" for e in v["errors"].values())
+    print(f"{t:<8} {v['params']:>8,} {v['mult_adds']:>10,}  {errs:<26} {100 * v['mean_error']:.2f} +- {100 * v['std_error']:.2f}")
+print()
+print(card["findings"]["summary"])
+from minires.experiments import cardinality_findings, plot_cardinality
+again = cardinality_findings(card["templates"])   # the verdict follows from the numbers
+assert again["trend_larger_than_seed_spread"] == card["findings"]["trend_larger_than_seed_spread"]
+plot_cardinality(card);
+"""),
+    md("""
+## The graphs of form (c) and form (a)
+
+A small block (16 -> 8 in 4 groups of 2 -> 16), drawn with `mr.viz.plot` (parameters
+hidden): form (c) is one straight residual path; form (a) splits into 4 paths that are
+summed before the last BN - split, transform, merge, with the identity path (blue)
+around it all.
+"""),
+    code("""
+mr.manual_seed(0)
+small_c = Bottleneck(16, 4, groups=4, base_width=32)
+small_a = ResNeXtPaths.from_bottleneck(small_c)
+xs_ = mr.tensor(np.random.default_rng(0).standard_normal((2, 16, 4, 4)).astype(np.float32),
+                requires_grad=True)
+fig, axes = plt.subplots(1, 2, figsize=(13, 7), gridspec_kw={"width_ratios": [1, 2.2]})
+for ax, blk, title in ((axes[0], small_c, "form (c): one grouped conv"),
+                       (axes[1], small_a, "form (a): 4 paths, summed")):
+    with mr.viz.trace(blk):
+        out = blk(xs_)
+    mr.viz.plot(out, color_paths=True, show_params=False, ax=ax, fontsize=6)
+    ax.set_title(title)
+    n_ops = len(list(mr.autograd.iter_graph(out)))
+    print(f"{title}: {n_ops} ops")
+plt.tight_layout()
+"""),
+]
+
+
 NOTEBOOKS = {
     "01": ("01_autograd_from_scratch.ipynb", NB01),
-    "02": ("02_residual_gradients.ipynb", NB02),
+    "02": ("02_residual_gradients.ipynb", NB02 + NB02_GRAPH),
     "03": ("03_convolutions.ipynb", NB03),
     "04": ("04_degradation.ipynb", NB04),
     "05": ("05_lesion_and_paths.ipynb", NB05),
+    "06": ("06_split_transform_merge.ipynb", NB06),
 }
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from minires.benchmarks import worker
 from minires.benchmarks.machine import theoretical_peak
+from minires.benchmarks.report import forms_table, forms_verdict
 from minires.benchmarks.specs import LayerSpec, conv_flops, layer_sweep
-from minires.benchmarks.sweep import BenchConfig, model_jobs, run, worker_env
+from minires.benchmarks.sweep import FORMS, BenchConfig, add_derived, model_jobs, run, worker_env
 
 
 def test_flops_grouped_and_depthwise():
@@ -47,7 +48,7 @@ def test_templates_preserve_block_flops():
     assert max(blocks) / min(blocks) < 1.03  # the paper's "preserved complexity"
     assert specs[0].gflop > specs[4].gflop  # ... while the 3x3 alone gets cheaper
     names = [s.name for s in layer_sweep(1, 56)]
-    assert len(names) == len(set(names)) == 13
+    assert len(names) == len(set(names)) == 15
     with pytest.raises(ValueError, match="matches no layer"):
         layer_sweep(1, 56, "nonexistent")
 
@@ -210,7 +211,7 @@ def test_model_jobs_shapes(tmp_path):
     cfg = BenchConfig(out_dir=tmp_path, block_batch=2, model_batch=1, cifar_batch=64)
     jobs = {name: job for _, name, job in model_jobs(cfg)}
     assert set(jobs) == {"block_resnet50", "block_resnext50_32x4d", "resnet50",
-                         "resnext50_32x4d", "resnet20"}  # fmt: skip
+                         "resnext50_32x4d", "resnet20", *FORMS.values()}  # fmt: skip
     assert jobs["resnet50"]["input_shape"] == [1, 3, 224, 224]
     assert jobs["resnet20"]["input_shape"] == [64, 3, 32, 32]
     assert jobs["resnet20"]["mode"] == "train"
@@ -292,3 +293,94 @@ def test_distributed_bench_table_renders_rows():
     lines = table({"rows": rows})
     assert any("resnet20, 1 rank(s) x 2 thread(s)" in ln for ln in lines)
     assert any("skipped: no mpiexec" in ln for ln in lines)
+# -- depthwise-separable rows and ResNeXt's forms ---------------------------------------------
+
+
+def test_separable_row_matches_the_dense_and_grouped_budget():
+    specs = {s.kind: s for s in layer_sweep(batch=1, size=56)
+             if s.kind in ("separable", "grouped")}  # fmt: skip
+    dense = next(s for s in layer_sweep(1, 56) if s.name.startswith("conv2 dense"))
+    sep, grp = specs["separable"], specs["grouped"]
+    dw, pw = sep.parts()
+    assert (dw.groups, dw.c_out, dw.kernel) == (188, 188, 3) and (pw.kernel, pw.groups) == (1, 1)
+    assert sep.flops == dw.flops + pw.flops == 2 * 56 * 56 * (9 * 188 + 188 * 188)
+    assert grp.flops == dense.flops  # exactly
+    assert abs(sep.flops / dense.flops - 1) < 0.01  # within 1%
+    assert sep.min_bytes == dw.min_bytes + pw.min_bytes and sep.intensity < dense.intensity
+    with pytest.raises(ValueError, match="groups = c_in"):
+        LayerSpec("bad", "separable", "conv2", 8, 8, 1, 3, 1, 8)
+
+
+def test_conv_task_separable_checked_and_timed(monkeypatch):
+    spec = LayerSpec("s", "separable", "conv2", 6, 10, 6, 3, batch=2, size=6, stride=2)
+    res = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
+    assert res["status"] == "ok" and res["err_bwd_w"] == 0.0 and "total_median_ms" in res
+    monkeypatch.setenv(worker.FAKE_ENV, "1")
+    bad = worker.task_conv(worker.make_backend("broken"), _tiny_job(spec))
+    assert bad["status"] == "MISMATCH" and "total_median_ms" not in bad
+
+
+def test_conv_task_separable_torch(torch):
+    spec = LayerSpec("s", "separable", "conv2", 6, 10, 6, 3, batch=2, size=6)
+    res = worker.task_conv(worker.make_backend("torch"), _tiny_job(spec))
+    assert res["status"] == "ok" and max(res["err_fwd"], res["err_bwd_in"], res["err_bwd_w"]) < 1e-5
+
+
+def test_forms_jobs(tmp_path):
+    cfg = BenchConfig(out_dir=tmp_path, sections=["forms"], block_batch=2)
+    jobs = model_jobs(cfg)
+    assert [name for _, name, _ in jobs] == list(FORMS.values())
+    for section, _, job in jobs:
+        assert section == "forms" and job["ref_model"] == FORMS["c"] and job["count_ops"]
+        assert job["input_shape"] == [2, 256, 56, 56]
+
+
+def _form_job(name, tmp_path):
+    return {"task": "block", "model": name, "mode": "block", "input_shape": [2, 256, 4, 4],
+            "reps": 1, "warmup": 1, "tol": 1e-3, "seed": 0, "ref_dir": str(tmp_path),
+            "ref_model": FORMS["c"], "count_ops": True}  # fmt: skip
+
+
+def test_forms_task_all_checked_against_form_c(tmp_path, restore_backend):
+    res = {f: worker.task_model("numpy", _form_job(n, tmp_path)) for f, n in FORMS.items()}
+    for r in res.values():
+        assert r["status"] == "ok", r
+        assert r["err_fwd"] < 1e-5 and r["params"] == res["c"]["params"]
+    # ops of one forward: (c) conv-bn-relu x2, conv-bn, add, relu = 10; (a) 32 paths of 7
+    # ops + 31 adds + bn3 + add + relu = 258; (b) 32 x 6 + cat + conv3 + bn3 + add + relu
+    assert (res["c"]["graph_ops"], res["a"]["graph_ops"], res["b"]["graph_ops"]) == (10, 258, 197)
+
+
+def test_forms_task_torch_twins(tmp_path, restore_backend, torch, monkeypatch):
+    monkeypatch.setenv("MINIRES_BENCH_THREADS", "1")  # tiny ops: spinning threads only hurt
+    threads = torch.get_num_threads()
+    try:
+        for name in FORMS.values():
+            r = worker.task_model("torch", _form_job(name, tmp_path))
+            assert r["status"] == "ok" and r["err_fwd"] < 1e-4, r
+            assert r["graph_ops"] == {"c": 10, "a": 258, "b": 197}[
+                next(f for f, n in FORMS.items() if n == name)]  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_forms_verdict_from_rows():
+    rows = []
+    for backend, times in (("numba", (100.0, 300.0, 900.0)), ("torch", (120.0, 500.0, 2000.0))):
+        for (f, name), t in zip(FORMS.items(), times):
+            rows.append({"section": "forms", "name": name, "backend": backend, "status": "ok",
+                         "total_median_ms": t, "total_min_ms": t, "total_max_ms": t,
+                         "batch": 8, "input": "256x56x56", "params": 70_144,
+                         "graph_ops": {"c": 10, "b": 197, "a": 258}[f]})  # fmt: skip
+    results = {"rows": rows, "ceilings": {}, "load": {"busy": True}}
+    add_derived(results)
+    x = {(r["name"], r["backend"]): r["x_form_c"] for r in rows}
+    assert x[(FORMS["a"], "numba")] == pytest.approx(9.0)
+    assert x[(FORMS["b"], "torch")] == pytest.approx(500 / 120)
+    words = forms_verdict(results)
+    assert "form (a) 32 paths, summed: 900.0 ms (9.0x slower)" in words
+    assert "(3.0x slower)" in words and "258 ops per forward" in words
+    assert "822 MB" in words and "noisy" in words
+    table = "\n".join(forms_table(results))
+    assert table.count("| (a) 32 paths, summed |") == 2 and "9.00x" in table
+    assert forms_verdict({"rows": []}) == ""

@@ -24,7 +24,7 @@ pytest.importorskip("ipykernel", reason="ipykernel not installed")
 
 def test_notebooks_exist():
     names = [p.name[:2] for p in NOTEBOOKS]
-    assert names == ["01", "02", "03", "04", "05"], NOTEBOOKS
+    assert names == ["01", "02", "03", "04", "05", "06"], NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

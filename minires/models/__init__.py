@@ -23,8 +23,12 @@ from typing import Any
 from minires.models.blocks import (
     BasicBlock,
     Bottleneck,
+    DepthwiseSeparableBlock,
     PlainBasicBlock,
     PlainBottleneck,
+    ResNeXtConcat,
+    ResNeXtPath,
+    ResNeXtPaths,
     ShortcutA,
     conv1x1,
     conv3x3,
@@ -43,6 +47,12 @@ from minires.models.cifar import (
     resnet56,
     resnet110,
     resnet1202,
+)
+from minires.models.cifar_resnext import (
+    CifarResNeXt,
+    cifar_resnext,
+    parse_template,
+    template_width,
 )
 from minires.models.preact import (
     PreActBasicBlock,
@@ -162,6 +172,8 @@ __all__ = [
     "Bottleneck",
     "CIFAR_MODELS",
     "CifarResNet",
+    "CifarResNeXt",
+    "DepthwiseSeparableBlock",
     "IMAGENET_MODELS",
     "MODELS",
     "PREACT_MODELS",
@@ -171,9 +183,13 @@ __all__ = [
     "PreActBottleneck",
     "PreActResNet",
     "RESNEXT_TEMPLATES",
+    "ResNeXtConcat",
+    "ResNeXtPath",
+    "ResNeXtPaths",
     "ResNet",
     "ShortcutA",
     "cifar_resnet",
+    "cifar_resnext",
     "conv1x1",
     "conv3x3",
     "get_model",
@@ -181,6 +197,7 @@ __all__ = [
     "input_shape_for",
     "list_models",
     "no_init",
+    "parse_template",
     "plain20",
     "plain32",
     "plain44",
@@ -211,5 +228,6 @@ __all__ = [
     "resnext50_template",
     "resnext101_32x8d",
     "resnext101_64x4d",
+    "template_width",
     "wide_resnet50_2",
 ]
