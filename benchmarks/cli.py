@@ -11,6 +11,7 @@ from minires.benchmarks.specs import layer_sweep
 from minires.benchmarks.sweep import DEFAULT_BACKENDS, SECTIONS, BenchConfig, run
 from minires.commands._args import (
     Parser,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -78,7 +79,7 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
     )
     p.add_argument(
         "--min-time",
-        type=positive_float,
+        type=non_negative_float,
         help="repeat until this many seconds per layer (full 0.3, quick 0.05)",
     )
     p.add_argument(

@@ -203,30 +203,20 @@ def test_show_params_false_keeps_inputs_only():
     assert len(edges(dot)) == len(edges(mr.viz.to_dot(y))) - 6  # 6 parameter edges gone
 
 
-def test_accepts_nodes_that_point_at_producing_nodes():
-    """The engine is moving to Nodes that hold no input Tensors: ``node.inputs[i]`` is
-    None, a leaf Tensor or the producing Node, and ``node.shape`` is the output shape.
-    Rebuild a real graph in that layout and draw both: the same DOT text."""
+def test_shapes_come_from_the_nodes_not_from_tensors():
+    """Nodes hold no input Tensors (``node.inputs[i]`` is None, a leaf Tensor or the
+    producing Node): every op's output shape in the drawing is the node's own record."""
     from minires.autograd import Node
-
-    class NewNode(Node):  # no __slots__: room for .shape
-        pass
 
     blk = models.BasicBlock(3, 3)
     x = mr.tensor(np.random.randn(2, 3, 4, 4).astype(np.float32), requires_grad=True)
     y = blk(x)
-    params = dict(blk.named_parameters())
-    new: dict[int, NewNode] = {}
-    shapes = {id(y.grad_fn): tuple(y.shape)}
-    nodes = list(mr.autograd.iter_graph(y))  # output first: note each input's shape
-    for node in nodes:
-        for parent, shape in mr.viz._parents(node):
-            if isinstance(parent, Node):
-                shapes[id(parent)] = mr.viz._out_shape(parent, shape)
-    for node in reversed(nodes):  # inputs before their consumers
-        inputs = [new[id(p)] if isinstance(p, Node) else p for p, _ in mr.viz._parents(node)]
-        n = NewNode(node.fn, node.ctx, inputs)
-        n.shape = shapes[id(node)]
-        new[id(node)] = n
-    y_new = mr.Tensor._wrap(y.data, grad_fn=new[id(y.grad_fn)])
-    assert mr.viz.to_dot(y_new, params=params) == mr.viz.to_dot(y, params=params)
+    nodes = list(mr.autograd.iter_graph(y))
+    assert all(not isinstance(i, mr.Tensor) or i.grad_fn is None
+               for n in nodes for i in n.inputs)  # fmt: skip
+    assert any(isinstance(i, Node) for n in nodes for i in n.inputs)
+    for n in nodes:
+        assert mr.viz._out_shape(n) == tuple(n.shape)
+    dot = mr.viz.to_dot(y, params=dict(blk.named_parameters()))
+    assert "2x3x4x4" in dot or "(2, 3, 4, 4)" in dot
+
