@@ -11,6 +11,7 @@ from minires.benchmarks.specs import layer_sweep
 from minires.benchmarks.sweep import DEFAULT_BACKENDS, SECTIONS, BenchConfig, run
 from minires.commands._args import (
     Parser,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -78,8 +79,8 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
     )
     p.add_argument(
         "--min-time",
-        type=positive_float,
-        help="repeat until this many seconds per layer (full 0.3, quick 0.05)",
+        type=non_negative_float,
+        help="repeat until this many seconds per layer (full 0.3, quick 0.05; 0: just --reps)",
     )
     p.add_argument(
         "--model-batch", type=positive_int, help="ImageNet-model batch (full 2, quick 1)"

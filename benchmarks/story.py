@@ -128,14 +128,10 @@ def ceilings_verdict(results: dict[str, Any]) -> str:
     return s
 
 
-def layers_verdict(results: dict[str, Any]) -> str:
-    """Grouped vs dense at the same block FLOPs, the memory-bound layers on the roofline,
-    and where minires stands against PyTorch and its own NumPy reference."""
-    rows = ok_rows(results, "layer")
-    by = {(r["name"], r["backend"]): r for r in rows}
-    mine = {r["name"]: r for r in rows if r["backend"] == MINIRES}
-    if not mine:
-        return "minires' layer rows were not measured." + noise_note(results)
+def _template_sentences(mine: dict[str, dict[str, Any]],
+                        by: dict[tuple[str, str], dict[str, Any]]) -> list[str]:  # fmt: skip
+    """Per stage: the most grouped template against the dense one (C=1) at the same block
+    FLOPs, in minires and in PyTorch."""
     parts = []
     for stage in ("conv2", "conv3"):
         tmpl = sorted((r for r in mine.values() if r.get("kind") == "template"
@@ -160,25 +156,33 @@ def layers_verdict(results: dict[str, Any]) -> str:
         else:
             s += "; PyTorch not measured."
         parts.append(s)
+    return parts
+
+
+def _roofline_sentence(results: dict[str, Any], mine: dict[str, dict[str, Any]]) -> str:
+    """The layers below the roofline's ridge point, with their bandwidth bound."""
     ceil = results.get("ceilings") or {}
     prac, bw = ceil.get("practical_gflops"), ceil.get("bandwidth_gb_s")
-    if prac and bw:
-        ridge = prac / bw
-        low = sorted((r for r in mine.values() if r["intensity_flop_per_byte"] < ridge),
-                     key=lambda r: r["intensity_flop_per_byte"])  # fmt: skip
-        cells = []
-        for r in low:
-            bound = bw * r["intensity_flop_per_byte"]
-            above = " - above it: its data stays in cache" if r["gflops_total"] > bound else ""
-            cells.append(f"{r['name']} ({r['intensity_flop_per_byte']:.0f} FLOP/byte, bound "
-                         f"{bound:.0f} GFLOP/s, minires {r['gflops_total']:.0f}{above})")
-        if cells:
-            parts.append(f"Memory-bound (below the ridge point, {ridge:.0f} FLOP/byte, at "
-                         f"{bw:.1f} GB/s): " + "; ".join(cells) + ".")  # fmt: skip
-        else:
-            parts.append(f"No layer sits below the ridge point ({ridge:.0f} FLOP/byte).")
-    else:
-        parts.append("Roofline bounds not computed: sgemm ceiling or bandwidth not measured.")
+    if not (prac and bw):
+        return "Roofline bounds not computed: sgemm ceiling or bandwidth not measured."
+    ridge = prac / bw
+    low = sorted((r for r in mine.values() if r["intensity_flop_per_byte"] < ridge),
+                 key=lambda r: r["intensity_flop_per_byte"])  # fmt: skip
+    cells = []
+    for r in low:
+        bound = bw * r["intensity_flop_per_byte"]
+        above = " - above it: its data stays in cache" if r["gflops_total"] > bound else ""
+        cells.append(f"{r['name']} ({r['intensity_flop_per_byte']:.0f} FLOP/byte, bound "
+                     f"{bound:.0f} GFLOP/s, minires {r['gflops_total']:.0f}{above})")
+    if not cells:
+        return f"No layer sits below the ridge point ({ridge:.0f} FLOP/byte)."
+    return (f"Memory-bound (below the ridge point, {ridge:.0f} FLOP/byte, at {bw:.1f} GB/s): "
+            + "; ".join(cells) + ".")  # fmt: skip
+
+
+def _standing_sentences(mine: dict[str, dict[str, Any]]) -> list[str]:
+    """minires against PyTorch's best layout and against its own NumPy reference."""
+    parts = []
     xt = [(r["x_torch"], n) for n, r in mine.items() if r.get("x_torch")]
     if xt:
         faster = sum(v > 1 for v, _ in xt)
@@ -193,6 +197,23 @@ def layers_verdict(results: dict[str, Any]) -> str:
         parts.append(f"Against its NumPy reference minires is {x(min(xr)[0])} to "
                      f"{x(max(xr)[0])} faster" + (f"; slower on {', '.join(slow)}." if slow
                                                   else ", never slower."))  # fmt: skip
+    return parts
+
+
+def _minires_layers(results: dict[str, Any]) -> tuple[dict, dict]:
+    rows = ok_rows(results, "layer")
+    by = {(r["name"], r["backend"]): r for r in rows}
+    return {r["name"]: r for r in rows if r["backend"] == MINIRES}, by
+
+
+def layers_verdict(results: dict[str, Any]) -> str:
+    """Grouped vs dense at the same block FLOPs, the memory-bound layers on the roofline,
+    and where minires stands against PyTorch and its own NumPy reference."""
+    mine, by = _minires_layers(results)
+    if not mine:
+        return "minires' layer rows were not measured." + noise_note(results)
+    parts = [*_template_sentences(mine, by), _roofline_sentence(results, mine),
+             *_standing_sentences(mine)]  # fmt: skip
     return " ".join(parts) + noise_note(results)
 
 
@@ -317,20 +338,23 @@ def verdicts(results: dict[str, Any]) -> dict[str, str]:
 
 def conv_story(results: dict[str, Any]) -> str:
     """The demo's words on grouped vs dense vs depthwise, from a layer run's results:
-    FLOP ratio, FLOP/byte, measured times and GFLOP/s, which is faster."""
-    rows = ok_rows(results, "layer")
-    mine = {r["name"]: r for r in rows if r["backend"] == MINIRES}
+    FLOP ratio, FLOP/byte, measured times and GFLOP/s of each, which is faster, the
+    roofline bound and the standing against PyTorch and the NumPy reference."""
+    mine, by = _minires_layers(results)
     if not mine:
         return "minires' conv rows were not measured." + noise_note(results)
     dense = next((r for r in mine.values() if r.get("kind") == "template"
                   and r.get("cardinality") == 1), None)  # fmt: skip
-    lines = []
+    parts = _template_sentences(mine, by)
     for r in mine.values():
+        if r.get("kind") == "template" and parts:
+            continue  # the template sentence told it
         s = (f"{r['name']}: {1e3 * r['gflop_fwd']:.1f} MFLOP per pass at "
              f"{r['intensity_flop_per_byte']:.0f} FLOP/byte, {ms(r['total_median_ms'])} ms for "
              f"forward + both backward passes ({r['gflops_total']:.1f} GFLOP/s)")
         if dense is not None and r is not dense:
-            s += (f", {dense['gflop_fwd'] / r['gflop_fwd']:.1f}x fewer FLOPs than the dense "
-                  f"conv in {_ratio_words(r['total_median_ms'], dense['total_median_ms'])}")
-        lines.append(s + ".")
-    return " ".join(lines) + " " + layers_verdict(results)
+            s += (f": {dense['gflop_fwd'] / r['gflop_fwd']:.1f}x fewer FLOPs than the dense "
+                  f"conv, {_ratio_words(r['total_median_ms'], dense['total_median_ms'])}")
+        parts.append(s + ".")
+    parts += [_roofline_sentence(results, mine), *_standing_sentences(mine)]
+    return " ".join(parts) + noise_note(results)
