@@ -12,11 +12,11 @@ from typing import Any
 from minires.benchmarks.story import (
     RATIO_RULE,
     TORCH_LAYOUTS,
-    add_ratios,
     blocks_verdict,
     ceilings_verdict,
     coldstart_verdict,
     distributed_verdict,
+    ensure_ratios,
     layers_verdict,
     models_verdict,
     noise_note,
@@ -152,6 +152,7 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
 def layer_table(results: dict[str, Any]) -> list[str]:
     """The headline table: total (fwd + bwd-input + bwd-weight) time per layer and backend,
     the algorithms minires ran (its ``plan``) and the ratios (`story.RATIO_RULE`)."""
+    ensure_ratios(results)  # runs before the one convention carried the inverse ratio
     rows = [r for r in results["rows"] if r["section"] == "layer"]
     if not rows:
         return []
@@ -209,6 +210,7 @@ def pass_table(results: dict[str, Any]) -> list[str]:
 
 
 def model_table(results: dict[str, Any]) -> list[str]:
+    ensure_ratios(results)
     rows = [r for r in results["rows"] if r["section"] in ("blocks", "models")]
     if not rows:
         return []
@@ -240,6 +242,7 @@ def model_table(results: dict[str, Any]) -> list[str]:
 def forms_table(results: dict[str, Any]) -> list[str]:
     """ResNeXt's forms (a), (b), (c) of one block: time per step and ops per forward."""
     # skipped rows (the NumPy reference) are listed under "Skipped, failed or mismatched"
+    ensure_ratios(results)
     rows = [r for r in results["rows"] if r["section"] == "forms" and r.get("status") != "skipped"]
     if not rows:
         return []
@@ -493,6 +496,7 @@ def write_all(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 def headline_table(results: dict[str, Any]) -> list[str]:
     """A compact table for the README: one cell "ms (GFLOP/s)" per backend, then minires'
     x torch and x reference (`story.RATIO_RULE`)."""
+    ensure_ratios(results)  # runs before the one convention carried the inverse ratio
     rows = [r for r in results["rows"] if r["section"] == "layer"]
     if not rows:
         return []
@@ -532,8 +536,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.results.is_file():
         p.error(f"no such file: {args.results} (give the results.json of a run)")
     results = json.loads(args.results.read_text())
-    # older runs carried the inverse ratio (speedup_vs_minires): recompute in this convention
-    add_ratios(results["rows"], ("layer", "blocks", "forms", "models"))
     if args.headline:
         said = verdicts(results)
         print("\n".join([*machine_lines(results), "", RATIO_RULE, "", *headline_table(results),

@@ -32,8 +32,21 @@ RATIO_RULE = (
 # --------------------------------------------------------------------------- helpers
 
 
+RATIO_SECTIONS = ("layer", "blocks", "forms", "models")
+
+
+def ensure_ratios(results: dict[str, Any]) -> None:
+    """Add the ratio fields (`add_ratios`) to results that lack them: runs written before
+    the one convention carried the inverse ``speedup_vs_minires`` instead."""
+    rows = results.get("rows", [])
+    if any(r.get("section") in RATIO_SECTIONS and r.get("status") == "ok"
+           and r.get("total_median_ms") and "time_over_minires" not in r for r in rows):
+        add_ratios(rows, RATIO_SECTIONS)  # fmt: skip
+
+
 def ok_rows(results: dict[str, Any], section: str) -> list[dict[str, Any]]:
     """The timed rows of one section."""
+    ensure_ratios(results)
     return [r for r in results.get("rows", []) if r.get("section") == section
             and r.get("status") == "ok" and r.get("total_median_ms")]  # fmt: skip
 

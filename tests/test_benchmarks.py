@@ -539,3 +539,16 @@ def test_blocks_models_coldstart_distributed_verdicts_from_rows():
             for n, ips in (("1x2", 160.0), ("2x1", 200.0))]  # fmt: skip
     assert "1.25 times the throughput" in distributed_verdict({"rows": dist})
     assert "not measured" in distributed_verdict({"rows": dist[:1]})
+
+
+def test_old_runs_render_in_the_one_convention_and_plot_x_torch(tmp_path):
+    from minires.benchmarks.plots import plot_layers
+    from minires.benchmarks.report import headline_table, layer_table
+
+    rows = _layer_rows({"conv2 32x4d": {"numba": 10.0, "numpy": 40.0, "torch_cl": 25.0}})
+    for r in rows:  # a results.json written before the convention: the inverse ratio only
+        r["speedup_vs_minires"] = 10.0 / r["total_median_ms"]
+    old = {"rows": rows, "ceilings": {}}
+    assert "| 2.50x | 2.50x |" in "\n".join(layer_table(old))  # torch_cl x, then x torch
+    assert "| 2.50 | 4.00 |" in "\n".join(headline_table(old))  # x torch, x reference
+    assert plot_layers(old, tmp_path / "layers.png").stat().st_size > 1000
