@@ -378,8 +378,9 @@ def problems(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _verdict(text: str) -> str:
-    return f"**Verdict**: {text}" if text else ""
+def _verdict(text: str, what: str) -> str:
+    """A section's closing paragraph (computed in `benchmarks/story.py`)."""
+    return f"**Verdict ({what})**: {text}" if text else ""
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -396,7 +397,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     if (results.get("ceilings") or {}).get("sgemm"):
-        lines += [_verdict(ceilings_verdict(results)), ""]
+        lines += [_verdict(ceilings_verdict(results), "ceilings"), ""]
     lt = layer_table(results)
     if lt:
         lines += [
@@ -416,7 +417,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             *lt,
             "",
-            _verdict(layers_verdict(results)),
+            _verdict(layers_verdict(results), "layers"),
             "",
         ]
     mt = model_table(results)
@@ -428,9 +429,9 @@ def markdown(results: dict[str, Any]) -> str:
                   "", *mt, ""]  # fmt: skip
         sections = {r["section"] for r in results["rows"]}
         if "blocks" in sections:
-            lines += [_verdict(blocks_verdict(results)), ""]
+            lines += [_verdict(blocks_verdict(results), "blocks"), ""]
         if "models" in sections:
-            lines += [_verdict(models_verdict(results)), ""]
+            lines += [_verdict(models_verdict(results), "models"), ""]
     ft = forms_table(results)
     if ft:
         lines += ["## ResNeXt's three forms of one block (Fig. 3)", "",
@@ -438,11 +439,11 @@ def markdown(results: dict[str, Any]) -> str:
                   "shortcut), fwd+bwd with train-mode BN, built three ways with the same "
                   "weights (`ResNeXtPaths.from_bottleneck`, `ResNeXtConcat.from_bottleneck`; "
                   "torch twins built the same way). Ops / forward: nodes of the recorded "
-                  "graph.", "", *ft, "", _verdict(forms_verdict(results)), ""]  # fmt: skip
+                  "graph.", "", *ft, "", _verdict(forms_verdict(results), "forms"), ""]  # fmt: skip
     ct = coldstart_table(results)
     if ct:
         lines += ["## Cold start (first call of the Numba kernels, fresh process)", "", *ct, "",
-                  _verdict(coldstart_verdict(results)), ""]  # fmt: skip
+                  _verdict(coldstart_verdict(results), "cold start"), ""]  # fmt: skip
     from minires.benchmarks.distributed import table as distributed_table
 
     dt = distributed_table(results)
@@ -452,7 +453,7 @@ def markdown(results: dict[str, Any]) -> str:
                   "Same two cores either way: 1 rank x 2 threads vs 2 ranks x 1 thread. "
                   "'incl. wait' is the all-reduce call in the step (it also waits for the "
                   "slower rank); 'pure' is the same all-reduce right after a barrier.",
-                  "", *dt, "", _verdict(distributed_verdict(results)), ""]  # fmt: skip
+                  "", *dt, "", _verdict(distributed_verdict(results), "MPI"), ""]  # fmt: skip
     pt = pass_table(results)
     if pt:
         lines += ["## Per pass (median ms)", "", *pt, ""]

@@ -112,6 +112,12 @@ def plan_cell(r: dict[str, Any]) -> str:
                                                          "backward_weight"))  # fmt: skip
 
 
+def _plan(r: dict[str, Any]) -> str:
+    """", plan tapconv / tapconv / lane_wgrad" when the row names its algorithms."""
+    cell = plan_cell(r)
+    return "" if cell == "-" else f", plan {cell}"
+
+
 def _ratio_words(a: float, b: float, what: str = "time") -> str:
     """`a` against `b` in words: "3.1x less time" / "1.4x more time"."""
     if a <= b:
@@ -158,8 +164,9 @@ def _template_sentences(mine: dict[str, dict[str, Any]],
              f"({1e3 * g['gflop_fwd']:.0f} vs {1e3 * d['gflop_fwd']:.0f} MFLOP per pass) at "
              f"{g['intensity_flop_per_byte']:.0f} FLOP/byte against "
              f"{d['intensity_flop_per_byte']:.0f}; minires runs it in "
-             f"{ms(g['total_median_ms'])} ms ({g['gflops_total']:.0f} GFLOP/s) against "
-             f"{ms(d['total_median_ms'])} ms ({d['gflops_total']:.0f} GFLOP/s), "
+             f"{ms(g['total_median_ms'])} ms ({g['gflops_total']:.0f} GFLOP/s{_plan(g)}) "
+             f"against {ms(d['total_median_ms'])} ms ({d['gflops_total']:.0f} GFLOP/s"
+             f"{_plan(d)}), "
              f"{_ratio_words(g['total_median_ms'], d['total_median_ms'])}")  # fmt: skip
         tg, td = best_torch(by, g["name"]), best_torch(by, d["name"])
         if tg and td:
@@ -364,7 +371,7 @@ def conv_story(results: dict[str, Any]) -> str:
             continue  # the template sentence told it
         s = (f"{r['name']}: {1e3 * r['gflop_fwd']:.1f} MFLOP per pass at "
              f"{r['intensity_flop_per_byte']:.0f} FLOP/byte, {ms(r['total_median_ms'])} ms for "
-             f"forward + both backward passes ({r['gflops_total']:.1f} GFLOP/s)")
+             f"forward + both backward passes ({r['gflops_total']:.1f} GFLOP/s{_plan(r)})")
         if dense is not None and r is not dense:
             s += (f": {dense['gflop_fwd'] / r['gflop_fwd']:.1f}x fewer FLOPs than the dense "
                   f"conv, {_ratio_words(r['total_median_ms'], dense['total_median_ms'])}")

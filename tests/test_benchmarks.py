@@ -488,6 +488,9 @@ def test_layers_verdict_numbers_come_from_the_rows():
     words2 = layers_verdict(_results(_layer_rows(times), busy=True))
     assert "minires runs it in 9.00 ms" in words2 and "2.9x less time" in words2
     assert "slower on depthwise 3x3 128 (g=128)" in words2 and "noisy" in words2
+    # the algorithms each pass ran, when the rows name them
+    assert "(77 GFLOP/s, plan tapconv / tapconv / lane_wgrad) against" in layers_verdict(
+        _results(_layer_rows(times, plan=PLAN)))  # fmt: skip
     # PyTorch missing: said, not invented
     no_torch = {k: {"numba": v["numba"]} for k, v in times.items()}
     words3 = layers_verdict(_results(_layer_rows(no_torch)))
