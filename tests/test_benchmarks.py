@@ -202,6 +202,10 @@ def test_outputs_written(tiny_run):
     assert {"name", "backend", "status", "gflops_total", "total_median_ms"} <= set(table[0])
     md = paths["markdown"].read_text()
     assert "| layer |" in md and "MISMATCH" in md and "sgemm" in md
+    # the verdicts and the ratio convention travel with the data; no minires rows here
+    assert data["verdicts"]["layers"].startswith("minires' layer rows were not measured.")
+    assert "x torch" in data["ratio_convention"] and md.count("**Ratios**") == 1
+    assert "**Verdict (layers)**: minires' layer rows were not measured." in md
     for name in ("cardinality", "layers", "roofline"):
         png = paths[name]
         assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
