@@ -23,6 +23,7 @@ from minires.benchmarks.story import (
     plan_cell,
     verdicts,
 )
+from minires.benchmarks.story import ms as _ms
 from minires.benchmarks.sweep import FORMS, MINIRES
 
 FORM_OF = {name: letter for letter, name in FORMS.items()}
@@ -77,12 +78,6 @@ def _f(v: Any, fmt: str = ".1f", none: str = "-") -> str:
     if v is None or v == "" or (isinstance(v, float) and not math.isfinite(v)):
         return none
     return format(v, fmt)
-
-
-def _ms(v: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
 
 
 def _status_cell(r: dict[str, Any]) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 MINIRES = "numba"  # the backend every ratio is relative to
 TORCH_LAYOUTS = ("torch", "torch_cl")
 REFERENCE = "numpy"
+RATIO_SECTIONS = ("layer", "blocks", "forms", "models")  # the sections with ratios
 RATIO_RULE = (
     '**Ratios**: "x torch" = the best PyTorch layout\'s time (NCHW or channels_last) / '
     "minires' (Numba) time; \"x\" next to any other backend = that backend's time / "
@@ -30,9 +31,6 @@ RATIO_RULE = (
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-RATIO_SECTIONS = ("layer", "blocks", "forms", "models")
 
 
 def ensure_ratios(results: dict[str, Any]) -> None:
