@@ -211,7 +211,7 @@ def model_table(results: dict[str, Any]) -> list[str]:
         return []
     out = [
         "| what | backend | pass | batch x input | ms / step (min-max) | images/s "
-        "| x | peak RSS MB (before) |",
+        "| x = time / minires | peak RSS MB (before) |",
         "|" + "---|" * 8,
     ]
     for r in rows:
@@ -243,7 +243,7 @@ def forms_table(results: dict[str, Any]) -> list[str]:
         return []
     out = [
         "| form | backend | batch x input | ops / forward | ms / step (min-max) "
-        "| x form (c) | x | peak RSS MB |",
+        "| x form (c) | x = time / minires | peak RSS MB |",
         "|" + "---|" * 8,
     ]
     order = {"c": 0, "b": 1, "a": 2}
