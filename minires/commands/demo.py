@@ -6,7 +6,8 @@
    by depth in both and in the plain twin;
 3. a short training of a small residual net and its plain twin on the embedded digits;
 4. a small timing of ResNeXt's grouped 3x3 conv vs the dense one at the same FLOPs and a
-   depthwise one (each backend in its own process, via ``benchmarks``).
+   depthwise one (each backend in its own process, via ``benchmarks``), told in sentences
+   computed from the numbers it just measured (``benchmarks.story.conv_story``).
 
 Everything printed goes to ``OUT/report.md`` too, with the plots beside it.
 """
