@@ -9,5 +9,6 @@ NumPy reference and PyTorch (NCHW and channels_last), each backend in its own pr
 
 Modules: `specs` (layers, FLOP arithmetic), `machine` (CPU, peak, environment),
 `worker` (one backend per process), `sweep` (the orchestrator), `report`
-(CSV/JSON/Markdown), `plots` (PNG), `cli` (the command line).
+(CSV/JSON/Markdown), `story` (the ratio convention and the verdicts in words, computed
+from the rows), `plots` (PNG), `cli` (the command line).
 """

@@ -80,7 +80,7 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
     p.add_argument(
         "--min-time",
         type=non_negative_float,
-        help="repeat until this many seconds per layer (full 0.3, quick 0.05)",
+        help="repeat until this many seconds per layer (full 0.3, quick 0.05; 0: just --reps)",
     )
     p.add_argument(
         "--model-batch", type=positive_int, help="ImageNet-model batch (full 2, quick 1)"

@@ -2,7 +2,10 @@
 
 * ``cardinality.png``  time and GFLOP/s vs cardinality at preserved block FLOPs, one line
                        per backend, conv2 and conv3 stages side by side
-* ``layers.png``       bars per layer type (time and GFLOP/s), one bar per backend
+* ``layers.png``       bars per layer type (time and GFLOP/s), one bar per backend, and
+                       minires' x torch per layer (the one ratio convention of
+                       `story.RATIO_RULE`: best PyTorch layout's time / minires' time,
+                       > 1: minires faster) when PyTorch ran
 * ``roofline.png``     arithmetic intensity vs GFLOP/s with the measured sgemm ceiling,
                        the theoretical peak and the bandwidth slope: grouped and
                        depthwise convs sit left, under the memory roof
@@ -72,10 +75,16 @@ def plot_layers(results: dict[str, Any], path: Path) -> Path | None:
     plt = _plt()
     import numpy as np
 
+    from minires.benchmarks.story import MINIRES, ensure_ratios
+
+    ensure_ratios(results)
     names = list(dict.fromkeys(r["name"] for r in rows))
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     by = {(r["name"], r["backend"]): r for r in rows}
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(names)), 8), sharex=True)
+    xt = [by[(n, MINIRES)].get("x_torch") if (n, MINIRES) in by else None for n in names]
+    panels = 3 if any(xt) else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(max(8, 1.1 * len(names)), 4 * panels),
+                             sharex=True)  # fmt: skip
     width = 0.8 / len(backends)
     x = np.arange(len(names))
     for k, b in enumerate(backends):
@@ -89,8 +98,16 @@ def plot_layers(results: dict[str, Any], path: Path) -> Path | None:
     prac = results.get("ceilings", {}).get("practical_gflops")
     if prac:
         axes[1].axhline(prac, color="k", ls="--", lw=1, label=f"sgemm {prac:.0f}")
-    axes[1].set_xticks(x, [n.replace(" (", "\n(") for n in names], rotation=45, ha="right",
-                       fontsize=8)  # fmt: skip
+    if panels == 3:
+        vals = [v if v else np.nan for v in xt]
+        axes[2].bar(x, vals, 0.6, color=["tab:green" if v > 1 else "tab:red" for v in
+                                         np.nan_to_num(vals)])  # fmt: skip
+        axes[2].axhline(1.0, color="k", lw=1)
+        axes[2].set_ylabel("x torch")
+        axes[2].set_title("x torch = best PyTorch layout's time / minires' time "
+                          "(> 1: minires faster)", fontsize=9)  # fmt: skip
+    axes[-1].set_xticks(x, [n.replace(" (", "\n(") for n in names], rotation=45, ha="right",
+                        fontsize=8)  # fmt: skip
     for ax in axes:
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, ncol=len(backends))

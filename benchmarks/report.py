@@ -9,6 +9,21 @@ import math
 from pathlib import Path
 from typing import Any
 
+from minires.benchmarks.story import (
+    RATIO_RULE,
+    TORCH_LAYOUTS,
+    blocks_verdict,
+    ceilings_verdict,
+    coldstart_verdict,
+    distributed_verdict,
+    ensure_ratios,
+    layers_verdict,
+    models_verdict,
+    noise_note,
+    plan_cell,
+    verdicts,
+)
+from minires.benchmarks.story import ms as _ms
 from minires.benchmarks.sweep import FORMS, MINIRES
 
 FORM_OF = {name: letter for letter, name in FORMS.items()}
@@ -23,7 +38,8 @@ CSV_FIRST = [
     "fwd_median_ms", "fwd_min_ms", "fwd_max_ms", "bwd_in_median_ms", "bwd_in_min_ms",
     "bwd_in_max_ms", "bwd_w_median_ms", "bwd_w_min_ms", "bwd_w_max_ms", "total_median_ms",
     "total_min_ms", "total_max_ms", "gflops_fwd", "gflops_bwd_in", "gflops_bwd_w",
-    "gflops_total", "pct_sgemm", "pct_peak", "speedup_vs_minires", "images_per_s",
+    "gflops_total", "pct_sgemm", "pct_peak", "plan", "time_over_minires", "x_torch",
+    "x_torch_layout", "x_reference", "images_per_s",
     "peak_rss_mb", "base_rss_mb", "err_fwd", "err_bwd_in", "err_bwd_w", "method",
 ]  # fmt: skip
 
@@ -62,12 +78,6 @@ def _f(v: Any, fmt: str = ".1f", none: str = "-") -> str:
     if v is None or v == "" or (isinstance(v, float) and not math.isfinite(v)):
         return none
     return format(v, fmt)
-
-
-def _ms(v: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
 
 
 def _status_cell(r: dict[str, Any]) -> str | None:
@@ -135,17 +145,21 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
 
 
 def layer_table(results: dict[str, Any]) -> list[str]:
-    """The headline table: total (fwd + bwd-input + bwd-weight) time per layer and backend."""
+    """The headline table: total (fwd + bwd-input + bwd-weight) time per layer and backend,
+    the algorithms minires ran (its ``plan``) and the ratios (`story.RATIO_RULE`)."""
+    ensure_ratios(results)  # runs before the one convention carried the inverse ratio
     rows = [r for r in results["rows"] if r["section"] == "layer"]
     if not rows:
         return []
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     names = list(dict.fromkeys(r["name"] for r in rows))
     by = {(r["name"], r["backend"]): r for r in rows}
+    has_torch = any(b in TORCH_LAYOUTS for b in backends) and MINIRES in backends
     head = ["layer", "groups", "GFLOP fwd", "FLOP/B"]
     for b in backends:
         head += [f"{b} ms", f"{b} GFLOP/s"]
-        head += ["% sgemm (% peak)"] if b == MINIRES else ["vs minires"]
+        head += ["% sgemm (% peak)", "plan (fwd / bwd-in / bwd-w)"] if b == MINIRES else ["x"]
+    head += ["x torch"] if has_torch else []
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in names:
         first = next(by[(n, b)] for b in backends if (n, b) in by)
@@ -155,13 +169,16 @@ def layer_table(results: dict[str, Any]) -> list[str]:
             r = by.get((n, b), {})
             bad = _status_cell(r) if r else "-"
             if bad:
-                cells += [bad, "", ""]
+                cells += [bad, "", "", ""] if b == MINIRES else [bad, "", ""]
                 continue
             cells += [_ms(r.get("total_median_ms")), _f(r.get("gflops_total"))]
             if b == MINIRES:
                 cells.append(f"{_f(r.get('pct_sgemm'), '.0f')}% ({_f(r.get('pct_peak'), '.0f')}%)")
+                cells.append(plan_cell(r))
             else:
-                cells.append(_f(r.get("speedup_vs_minires"), ".2f") + "x")
+                cells.append(_f(r.get("time_over_minires"), ".2f") + "x")
+        if has_torch:
+            cells.append(_f(by.get((n, MINIRES), {}).get("x_torch"), ".2f") + "x")
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -188,12 +205,13 @@ def pass_table(results: dict[str, Any]) -> list[str]:
 
 
 def model_table(results: dict[str, Any]) -> list[str]:
+    ensure_ratios(results)
     rows = [r for r in results["rows"] if r["section"] in ("blocks", "models")]
     if not rows:
         return []
     out = [
         "| what | backend | pass | batch x input | ms / step (min-max) | images/s "
-        "| vs minires | peak RSS MB (before) |",
+        "| x = time / minires | peak RSS MB (before) |",
         "|" + "---|" * 8,
     ]
     for r in rows:
@@ -210,7 +228,7 @@ def model_table(results: dict[str, Any]) -> list[str]:
             f"| {r['name']} | {r['backend']} | {what} | {r.get('batch')} x {r.get('input')} | "
             f"{_ms(r.get('total_median_ms'))} ({_ms(r.get('total_min_ms'))}-"
             f"{_ms(r.get('total_max_ms'))}) | {_f(r.get('images_per_s'))} | "
-            f"{_f(r.get('speedup_vs_minires'), '.2f')}x | {_f(r.get('peak_rss_mb'), '.0f')} "
+            f"{_f(r.get('time_over_minires'), '.2f')}x | {_f(r.get('peak_rss_mb'), '.0f')} "
             f"({_f(r.get('base_rss_mb'), '.0f')}) |"
         )
     return out
@@ -219,12 +237,13 @@ def model_table(results: dict[str, Any]) -> list[str]:
 def forms_table(results: dict[str, Any]) -> list[str]:
     """ResNeXt's forms (a), (b), (c) of one block: time per step and ops per forward."""
     # skipped rows (the NumPy reference) are listed under "Skipped, failed or mismatched"
+    ensure_ratios(results)
     rows = [r for r in results["rows"] if r["section"] == "forms" and r.get("status") != "skipped"]
     if not rows:
         return []
     out = [
         "| form | backend | batch x input | ops / forward | ms / step (min-max) "
-        "| x form (c) | vs minires | peak RSS MB |",
+        "| x form (c) | x = time / minires | peak RSS MB |",
         "|" + "---|" * 8,
     ]
     order = {"c": 0, "b": 1, "a": 2}
@@ -240,7 +259,7 @@ def forms_table(results: dict[str, Any]) -> list[str]:
             f"| {title} | {r['backend']} | {r.get('batch')} x {r.get('input')} | "
             f"{r.get('graph_ops', '-')} | {_ms(r.get('total_median_ms'))} "
             f"({_ms(r.get('total_min_ms'))}-{_ms(r.get('total_max_ms'))}) | "
-            f"{_f(r.get('x_form_c'), '.2f')}x | {_f(r.get('speedup_vs_minires'), '.2f')}x | "
+            f"{_f(r.get('x_form_c'), '.2f')}x | {_f(r.get('time_over_minires'), '.2f')}x | "
             f"{_f(r.get('peak_rss_mb'), '.0f')} |"
         )
     return out
@@ -317,10 +336,7 @@ def forms_verdict(results: dict[str, Any]) -> str:
                 "that is actually efficient."
             )
             break
-    load = results.get("load") or {}
-    note = (" Measured on a shared, busy machine: the timings are noisy."
-            if load.get("busy") else "")  # fmt: skip
-    return " ".join(parts) + " " + why + note
+    return " ".join(parts) + " " + why + noise_note(results)
 
 
 def coldstart_table(results: dict[str, Any]) -> list[str]:
@@ -357,6 +373,11 @@ def problems(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _verdict(text: str, what: str) -> str:
+    """A section's closing paragraph (computed in `benchmarks/story.py`)."""
+    return f"**Verdict ({what})**: {text}" if text else ""
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The Markdown summary of a run."""
     cfg = results["config"]
@@ -367,7 +388,11 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *machine_lines(results),
         "",
+        RATIO_RULE,
+        "",
     ]
+    if (results.get("ceilings") or {}).get("sgemm"):
+        lines += [_verdict(ceilings_verdict(results), "ceilings"), ""]
     lt = layer_table(results)
     if lt:
         lines += [
@@ -376,15 +401,18 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "Total = forward + backward-input + backward-weight, median over repetitions "
             "after warm-up. GFLOP/s counts useful FLOPs (2 N C_out H_out W_out C_in/groups "
-            "kH kW per pass, 3 passes). `vs minires` = minires-Numba time / that backend's "
-            "time (>1: faster than minires). `% sgemm (% peak)` = share of the measured "
-            "sgemm ceiling (and of the theoretical peak). "
+            "kH kW per pass, 3 passes). `x` = that backend's time / minires' time and "
+            "`x torch` = the best PyTorch layout's time / minires' time (> 1: minires "
+            "faster). `% sgemm (% peak)` = share of the measured sgemm ceiling (and of the "
+            "theoretical peak). `plan` = the algorithm each of minires' three passes ran. "
             "Templates keep the *block's* FLOPs constant, so the 3x3 conv alone gets cheaper "
             "as cardinality grows. Useful GFLOP/s above the sgemm ceiling means the library "
             "did fewer actual multiplies (e.g. oneDNN's Winograd 3x3). Every row was checked "
             "against the NumPy reference first.",
             "",
             *lt,
+            "",
+            _verdict(layers_verdict(results), "layers"),
             "",
         ]
     mt = model_table(results)
@@ -394,6 +422,11 @@ def markdown(results: dict[str, Any]) -> str:
                   "3x3 128 in 32 groups), fwd+bwd. Models: train-mode BN, cross-entropy. "
                   "Peak RSS is measured while timing (fresh process per row).",
                   "", *mt, ""]  # fmt: skip
+        sections = {r["section"] for r in results["rows"]}
+        if "blocks" in sections:
+            lines += [_verdict(blocks_verdict(results), "blocks"), ""]
+        if "models" in sections:
+            lines += [_verdict(models_verdict(results), "models"), ""]
     ft = forms_table(results)
     if ft:
         lines += ["## ResNeXt's three forms of one block (Fig. 3)", "",
@@ -401,10 +434,11 @@ def markdown(results: dict[str, Any]) -> str:
                   "shortcut), fwd+bwd with train-mode BN, built three ways with the same "
                   "weights (`ResNeXtPaths.from_bottleneck`, `ResNeXtConcat.from_bottleneck`; "
                   "torch twins built the same way). Ops / forward: nodes of the recorded "
-                  "graph.", "", *ft, "", forms_verdict(results), ""]  # fmt: skip
+                  "graph.", "", *ft, "", _verdict(forms_verdict(results), "forms"), ""]  # fmt: skip
     ct = coldstart_table(results)
     if ct:
-        lines += ["## Cold start (first call of the Numba kernels, fresh process)", "", *ct, ""]
+        lines += ["## Cold start (first call of the Numba kernels, fresh process)", "", *ct, "",
+                  _verdict(coldstart_verdict(results), "cold start"), ""]  # fmt: skip
     from minires.benchmarks.distributed import table as distributed_table
 
     dt = distributed_table(results)
@@ -414,7 +448,7 @@ def markdown(results: dict[str, Any]) -> str:
                   "Same two cores either way: 1 rank x 2 threads vs 2 ranks x 1 thread. "
                   "'incl. wait' is the all-reduce call in the step (it also waits for the "
                   "slower rank); 'pure' is the same all-reduce right after a barrier.",
-                  "", *dt, ""]  # fmt: skip
+                  "", *dt, "", _verdict(distributed_verdict(results), "MPI"), ""]  # fmt: skip
     pt = pass_table(results)
     if pt:
         lines += ["## Per pass (median ms)", "", *pt, ""]
@@ -445,9 +479,10 @@ def write_all(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv",
              "markdown": out_dir / "summary.md"}  # fmt: skip
-    verdict = forms_verdict(results)
-    if verdict:
-        results["forms_verdict"] = verdict
+    results["ratio_convention"] = RATIO_RULE.replace("**", "")
+    results["verdicts"] = verdicts(results)
+    if results["verdicts"].get("forms"):
+        results["forms_verdict"] = results["verdicts"]["forms"]
     write_json(results, paths["json"])
     write_csv(results["rows"], paths["csv"])
     paths["markdown"].write_text(markdown(results) + "\n")
@@ -455,15 +490,17 @@ def write_all(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
 
 def headline_table(results: dict[str, Any]) -> list[str]:
-    """A compact table for the README: one cell "ms (GFLOP/s)" per backend."""
+    """A compact table for the README: one cell "ms (GFLOP/s)" per backend, then minires'
+    x torch and x reference (`story.RATIO_RULE`)."""
+    ensure_ratios(results)  # runs before the one convention carried the inverse ratio
     rows = [r for r in results["rows"] if r["section"] == "layer"]
     if not rows:
         return []
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     by = {(r["name"], r["backend"]): r for r in rows}
     head = [f"layer (batch {rows[0]['batch']})", "FLOP/byte"]
-    head += [f"{b} ms (GFLOP/s)" for b in backends]
-    out = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(backends)]
+    head += [f"{b} ms (GFLOP/s)" for b in backends] + ["x torch", "x reference"]
+    out = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(backends) + 2)]
     for n in dict.fromkeys(r["name"] for r in rows):
         first = next(by[(n, b)] for b in backends if (n, b) in by)
         cells = [n, _f(first["intensity_flop_per_byte"], ".0f")]
@@ -471,6 +508,8 @@ def headline_table(results: dict[str, Any]) -> list[str]:
             r = by.get((n, b), {})
             bad = _status_cell(r) if r else "-"
             cells.append(bad or f"{_ms(r.get('total_median_ms'))} ({_f(r.get('gflops_total'))})")
+        mine = by.get((n, MINIRES), {})
+        cells += [_f(mine.get("x_torch"), ".2f"), _f(mine.get("x_reference"), ".2f")]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -494,9 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"no such file: {args.results} (give the results.json of a run)")
     results = json.loads(args.results.read_text())
     if args.headline:
-        print("\n".join([*machine_lines(results), "", *headline_table(results),
-                         "", *model_table(results), "", *forms_table(results),
-                         "", forms_verdict(results)]))  # fmt: skip
+        said = verdicts(results)
+        print("\n".join([*machine_lines(results), "", RATIO_RULE, "", *headline_table(results),
+                         "", *model_table(results), "", *forms_table(results), "",
+                         *(f"- {k}: {v}" for k, v in said.items())]))  # fmt: skip
     else:
         print(markdown(results))
     if args.plots:

@@ -29,6 +29,7 @@ from typing import Any
 import minires
 from minires.benchmarks.machine import OPENBLAS_OVERRIDES, machine_info, thread_env
 from minires.benchmarks.specs import LayerSpec, layer_sweep
+from minires.benchmarks.story import MINIRES, add_ratios  # noqa: F401 (MINIRES re-exported)
 
 SECTIONS = ("ceilings", "layers", "blocks", "forms", "models", "coldstart", "distributed")
 # ResNeXt-50's conv2 block (32x4d, 256 -> 128 grouped -> 256) in the forms of Fig. 3
@@ -38,7 +39,7 @@ FORMS = {
     "a": "block_resnext50_32x4d_paths",
 }
 DEFAULT_BACKENDS = ("numba", "numpy", "torch", "torch_cl")
-MINIRES = "numba"  # the backend every ratio is relative to
+# MINIRES (from story.py): "numba", the backend every ratio is relative to
 # The folder holding the `minires` package this process imported (the repository in a
 # checkout, site-packages when installed): workers import the same minires from there.
 PACKAGE_PARENT = Path(minires.__file__).resolve().parent.parent
@@ -567,24 +568,19 @@ def summarize_ceilings(ceilings: dict[str, Any], machine: dict[str, Any]) -> dic
 
 
 def add_derived(results: dict[str, Any]) -> None:
-    """% of the ceilings and the ratio of each backend to minires (Numba), in place."""
+    """% of the ceilings and the ratios to minires (Numba), in place. One convention
+    (`story.add_ratios`): ``time_over_minires`` = this row's time / minires' time, and on
+    minires' rows ``x_torch`` = best PyTorch layout's time / minires' time; > 1: minires
+    is faster."""
     ceil = results["ceilings"]
     prac, theo = ceil.get("practical_gflops"), ceil.get("theoretical_gflops")
     rows = results["rows"]
-    ref_time = {r["name"]: r.get("total_median_ms") for r in rows
-                if r.get("backend") == MINIRES and r.get("status") == "ok"
-                and r["section"] in ("layer", "blocks", "forms", "models")}  # fmt: skip
     for r in rows:
-        if r.get("status") != "ok":
-            continue
-        if r["section"] == "layer":
+        if r.get("status") == "ok" and r["section"] == "layer":
             g = r.get("gflops_total")
             r["pct_sgemm"] = 100 * g / prac if g and prac else None
             r["pct_peak"] = 100 * g / theo if g and theo else None
-        mine, t = ref_time.get(r["name"]), r.get("total_median_ms")
-        if r["section"] in ("layer", "blocks", "forms", "models"):
-            # >1: this backend is faster than minires-numba by that factor
-            r["speedup_vs_minires"] = mine / t if mine and t else None
+    add_ratios(rows, ("layer", "blocks", "forms", "models"))
     # forms: each form's time over form (c)'s on the same backend
     form_c = {r["backend"]: r.get("total_median_ms") for r in rows if r["section"] == "forms"
               and r["name"] == FORMS["c"] and r.get("status") == "ok"}  # fmt: skip

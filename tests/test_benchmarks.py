@@ -202,6 +202,10 @@ def test_outputs_written(tiny_run):
     assert {"name", "backend", "status", "gflops_total", "total_median_ms"} <= set(table[0])
     md = paths["markdown"].read_text()
     assert "| layer |" in md and "MISMATCH" in md and "sgemm" in md
+    # the verdicts and the ratio convention travel with the data; no minires rows here
+    assert data["verdicts"]["layers"].startswith("minires' layer rows were not measured.")
+    assert "x torch" in data["ratio_convention"] and md.count("**Ratios**") == 1
+    assert "**Verdict (layers)**: minires' layer rows were not measured." in md
     for name in ("cardinality", "layers", "roofline"):
         png = paths[name]
         assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -384,3 +388,174 @@ def test_forms_verdict_from_rows():
     table = "\n".join(forms_table(results))
     assert table.count("| (a) 32 paths, summed |") == 2 and "9.00x" in table
     assert forms_verdict({"rows": []}) == ""
+
+
+# -- the story: plans, one ratio convention, verdicts computed from the rows -------------------
+
+
+def _layer_rows(times: dict[str, dict[str, float]], plan: dict | None = None) -> list[dict]:
+    """Synthetic layer rows (batch 8, 56x56) for the named sweep layers: backend -> ms."""
+    specs = {s.name.split(" (")[0]: s for s in layer_sweep(8, 56)}
+    rows = []
+    for short, per_backend in times.items():
+        s = specs[short]
+        for backend, t in per_backend.items():
+            r = {"section": "layer", "name": s.name, "backend": backend, **s.describe(),
+                 "status": "ok", "total_median_ms": t, "gflops_total": 3 * s.flops / t / 1e6}
+            if plan and backend == "numba":
+                r["plan"] = plan
+            rows.append(r)  # fmt: skip
+    return rows
+
+
+def _results(rows: list[dict], busy: bool = False) -> dict:
+    load = {"busy": busy, "load1_start": 1.0, "load1_max": 4.5, "load1_end": 1.0, "cores": 2,
+            "note": "test"}
+    results = {"rows": rows, "load": load,
+               "ceilings": {"practical_gflops": 300.0, "theoretical_gflops": 332.8,
+                            "bandwidth_gb_s": 25.0, "sgemm": {"torch": {}}}}  # fmt: skip
+    add_derived(results)
+    return results
+
+
+PLAN = {"forward": "tapconv", "backward_input": "tapconv", "backward_weight": "lane_wgrad"}
+
+
+def test_plan_column_in_table_json_and_csv(tmp_path):
+    from minires.benchmarks.report import layer_table, write_csv, write_json
+
+    rows = _layer_rows({"conv2 32x4d": {"numba": 4.0, "torch": 12.0},
+                        "depthwise 3x3 128": {"numba": 2.0, "torch": 2.2}}, plan=PLAN)  # fmt: skip
+    del rows[2]["plan"]  # depthwise minires row without a plan
+    results = _results(rows)
+    table = "\n".join(layer_table(results))
+    assert "plan (fwd / bwd-in / bwd-w)" in table
+    line32 = next(ln for ln in table.splitlines() if ln.startswith("| conv2 32x4d"))
+    line_dw = next(ln for ln in table.splitlines() if ln.startswith("| depthwise"))
+    assert "| tapconv / tapconv / lane_wgrad |" in line32 and "| - |" in line_dw
+    write_json(results, tmp_path / "r.json")
+    write_csv(results["rows"], tmp_path / "r.csv")
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["plan"] == PLAN
+    with open(tmp_path / "r.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert json.loads(table[0]["plan"]) == PLAN and table[2]["plan"] == ""
+
+
+def test_one_ratio_convention_minires_faster_above_one():
+    from minires.benchmarks.report import layer_table, markdown, model_table
+    from minires.benchmarks.story import RATIO_RULE
+
+    rows = _layer_rows({"conv2 32x4d": {"numba": 10.0, "numpy": 50.0, "torch": 30.0,
+                                        "torch_cl": 20.0}})  # fmt: skip
+    rows += [{"section": "models", "name": "resnet20", "backend": b, "status": "ok",
+              "mode": "train", "batch": 64, "input": "3x32x32", "total_median_ms": t}
+             for b, t in (("numba", 100.0), ("torch", 80.0))]  # fmt: skip
+    results = _results(rows)
+    mine = next(r for r in rows if r["backend"] == "numba" and r["section"] == "layer")
+    assert mine["x_torch"] == pytest.approx(2.0) and mine["x_torch_layout"] == "torch_cl"
+    assert mine["x_reference"] == pytest.approx(5.0) and mine["time_over_minires"] == 1.0
+    torch_row = next(r for r in rows if r["backend"] == "torch" and r["section"] == "layer")
+    assert torch_row["time_over_minires"] == pytest.approx(3.0)
+    m20 = next(r for r in rows if r["section"] == "models" and r["backend"] == "numba")
+    assert m20["x_torch"] == pytest.approx(0.8)  # torch faster: below 1
+    assert not any("speedup_vs_minires" in r for r in rows)  # the inverse ratio is gone
+    table = "\n".join(layer_table(results))
+    assert "| 3.00x | " in table and table.rstrip().endswith("| 2.00x |")
+    assert "| 0.80x |" in "\n".join(model_table(results))
+    results.update(config={"quick": True, "batch": 8, "size": 56, "threads": 2,
+                           "unset_openblas_env": True}, started_utc="t",
+                   duration_s=1.0, machine={"cpu": {"model": "cpu", "physical_cores": 2,
+                   "logical_cpus": 2}, "versions": {}})  # fmt: skip
+    assert markdown(results).count(RATIO_RULE) == 1
+
+
+def test_layers_verdict_numbers_come_from_the_rows():
+    from minires.benchmarks.story import conv_story, layers_verdict
+
+    times = {"conv2 dense": {"numba": 26.0, "numpy": 100.0, "torch_cl": 17.5},
+             "conv2 32x4d": {"numba": 4.5, "numpy": 200.0, "torch_cl": 12.7},
+             "depthwise 3x3 128": {"numba": 2.3, "numpy": 220.0, "torch_cl": 2.31}}
+    words = layers_verdict(_results(_layer_rows(times)))
+    assert "does 8.0x fewer FLOPs than the dense one" in words
+    assert "at 9 FLOP/byte against 142" in words
+    assert "minires runs it in 4.50 ms" in words and "against 26.0 ms" in words
+    assert "5.8x less time" in words  # 26.0 / 4.5
+    assert f"x torch {12.7 / 4.5:.2f}x on the grouped conv, {17.5 / 26:.2f}x on the dense" in words
+    # ridge 300 / 25 = 12 FLOP/byte: 32x4d (9) and depthwise (2.25) are below it
+    assert "ridge point, 12 FLOP/byte" in words and "bound 56 GFLOP/s, minires 75 - above" in words
+    assert "bound 225 GFLOP/s, minires 154)" in words  # 25 GB/s x 9 FLOP/byte
+    assert "faster than PyTorch's best layout on 2 of 3 layers" in words
+    assert "never slower" in words and "noisy" not in words
+    # change one row: the sentence follows
+    times["conv2 32x4d"]["numba"] = 9.0
+    times["depthwise 3x3 128"]["numpy"] = 1.0
+    words2 = layers_verdict(_results(_layer_rows(times), busy=True))
+    assert "minires runs it in 9.00 ms" in words2 and "2.9x less time" in words2
+    assert "slower on depthwise 3x3 128 (g=128)" in words2 and "noisy" in words2
+    # the algorithms each pass ran, when the rows name them
+    assert "(77 GFLOP/s, plan tapconv / tapconv / lane_wgrad) against" in layers_verdict(
+        _results(_layer_rows(times, plan=PLAN)))  # fmt: skip
+    # PyTorch missing: said, not invented
+    no_torch = {k: {"numba": v["numba"]} for k, v in times.items()}
+    words3 = layers_verdict(_results(_layer_rows(no_torch)))
+    assert "PyTorch not measured" in words3 and "x torch: PyTorch not measured" in words3
+    assert "not measured" in layers_verdict(_results([]))
+    story = conv_story(_results(_layer_rows(times)))
+    assert "minires runs it in 9.00 ms" in story  # the template sentence, then the rest
+    assert "depthwise 3x3 128 (g=128): 57.8 MFLOP per pass at 2 FLOP/byte, 2.30 ms" in story
+    assert "32.0x fewer FLOPs than the dense conv, 11.3x less time" in story
+
+
+def _model_rows(section, times, rss=None):
+    return [{"section": section, "name": n, "backend": b, "status": "ok", "mode": "fwdbwd",
+             "batch": 2, "input": "3x224x224", "total_median_ms": t,
+             "peak_rss_mb": (rss or {}).get((n, b))}
+            for n, per in times.items() for b, t in per.items()]  # fmt: skip
+
+
+def test_blocks_models_coldstart_distributed_verdicts_from_rows():
+    from minires.benchmarks import story
+
+    blocks = {"block_resnet50": {"numba": 90.0, "torch": 106.0, "torch_cl": 93.0},
+              "block_resnext50_32x4d": {"numba": 86.0, "torch": 114.0, "torch_cl": 131.0}}
+    blocks_verdict, models_verdict = story.blocks_verdict, story.models_verdict
+    coldstart_verdict, distributed_verdict = story.coldstart_verdict, story.distributed_verdict
+    words = blocks_verdict(_results(_model_rows("blocks", blocks)))
+    assert f"{90 / 86:.2f} times the ResNet block's speed in minires" in words
+    assert f"{93 / 114:.2f} in PyTorch" in words
+    assert f"block_resnext50_32x4d {114 / 86:.2f}x" in words
+    blocks["block_resnext50_32x4d"]["numba"] = 45.0
+    assert f"{90 / 45:.2f} times" in blocks_verdict(_results(_model_rows("blocks", blocks)))
+    del blocks["block_resnet50"]
+    assert "not measured" in blocks_verdict(_results(_model_rows("blocks", blocks)))
+
+    models = {"resnet50": {"numba": 430.0, "torch_cl": 300.0},
+              "resnext50_32x4d": {"numba": 417.0, "torch_cl": 366.0}}
+    rss = {("resnext50_32x4d", "numba"): 808.0, ("resnext50_32x4d", "torch_cl"): 782.0}
+    words = models_verdict(_results(_model_rows("models", models, rss), busy=True))
+    assert f"resnet50 {300 / 430:.2f}x" in words and f"{430 / 417:.2f} times resnet50" in words
+    assert "808 MB in minires, 782 MB in PyTorch (1.03x)" in words and "noisy" in words
+
+    cold = [{"section": "coldstart", "cache": c, "status": "ok", "first_call_s": s,
+             "steady_call_s": 0.01} for c, s in (("empty", 5.4), ("warm", 0.36))]  # fmt: skip
+    assert "5.40 s with an empty" in coldstart_verdict({"rows": cold})
+    assert "compiling costs 5.0 s" in coldstart_verdict({"rows": cold})
+    assert "not measured" in coldstart_verdict({"rows": cold[:1]})
+    dist = [{"section": "distributed", "name": f"resnet20 train {n}", "status": "ok",
+             "images_per_s": ips, "allreduce_share": 0.05, "allreduce_pure_share": 0.01}
+            for n, ips in (("1x2", 160.0), ("2x1", 200.0))]  # fmt: skip
+    assert "1.25 times the throughput" in distributed_verdict({"rows": dist})
+    assert "not measured" in distributed_verdict({"rows": dist[:1]})
+
+
+def test_old_runs_render_in_the_one_convention_and_plot_x_torch(tmp_path):
+    from minires.benchmarks.plots import plot_layers
+    from minires.benchmarks.report import headline_table, layer_table
+
+    rows = _layer_rows({"conv2 32x4d": {"numba": 10.0, "numpy": 40.0, "torch_cl": 25.0}})
+    for r in rows:  # a results.json written before the convention: the inverse ratio only
+        r["speedup_vs_minires"] = 10.0 / r["total_median_ms"]
+    old = {"rows": rows, "ceilings": {}}
+    assert "| 2.50x | 2.50x |" in "\n".join(layer_table(old))  # torch_cl x, then x torch
+    assert "| 2.50 | 4.00 |" in "\n".join(headline_table(old))  # x torch, x reference
+    assert plot_layers(old, tmp_path / "layers.png").stat().st_size > 1000

@@ -6,13 +6,15 @@
    by depth in both and in the plain twin;
 3. a short training of a small residual net and its plain twin on the embedded digits;
 4. a small timing of ResNeXt's grouped 3x3 conv vs the dense one at the same FLOPs and a
-   depthwise one (each backend in its own process, via ``benchmarks``).
+   depthwise one (each backend in its own process, via ``benchmarks``), told in sentences
+   computed from the numbers it just measured (``benchmarks.story.conv_story``).
 
 Everything printed goes to ``OUT/report.md`` too, with the plots beside it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -169,7 +171,8 @@ def section_conv_timing(report: Report, out: Path, quick: bool) -> bool:
     False (the demo then exits non-zero) if the benchmark could not run."""
     bench_out = out / "conv_timing"
     cmd = [
-        sys.executable, "-m", "minires.benchmarks", "--only", "layers", "--out", str(bench_out),
+        sys.executable, "-m", "minires.benchmarks", "--only", "ceilings,layers",
+        "--out", str(bench_out), *(["--quick"] if quick else []),
         "--layers", "conv2 dense,conv2 32x4d,depthwise", "--batch", "1" if quick else "2",
         "--reps", "1" if quick else "3", "--warmup", "1", "--min-time", "0",
         "--backends", "numba,numpy" if quick else "numba,numpy,torch,torch_cl",
@@ -177,18 +180,28 @@ def section_conv_timing(report: Report, out: Path, quick: bool) -> bool:
     ]  # fmt: skip
     report(
         "ResNeXt-50's conv2-stage 3x3 conv: dense (ResNet, C=1) vs grouped (32x4d) vs depthwise, "
-        "forward + both backward passes; each backend in its own process. The 32x4d conv does "
-        "8x fewer FLOPs than the dense one but moves nearly as many bytes, so it runs far below "
-        "the dense conv's GFLOP/s (see `minires bench` for the full sweep and plots)."
+        "forward + both backward passes; each backend in its own process (see `minires bench` "
+        "for the full sweep and plots). What the measurement says:"
     )
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    summary = bench_out / "summary.md"
-    if proc.returncode != 0 or not summary.exists():
+    summary, data = bench_out / "summary.md", bench_out / "results.json"
+    if proc.returncode != 0 or not summary.exists() or not data.exists():
         tail = (proc.stderr or proc.stdout).strip()[-600:]
         report(f"(conv timing FAILED: `{' '.join(cmd[1:])}` exited {proc.returncode}: {tail})")
         return False
+    report(conv_words(json.loads(data.read_text())))
     report.block(summary.read_text().strip())
     return True
+
+
+def conv_words(results: dict) -> str:
+    """The demo's sentences on the conv timing, computed from the benchmark's results
+    (FLOP ratio, FLOP/byte, measured times and GFLOP/s, which is faster, the roofline
+    bound; a noisy-run warning), with the sentences of the benchmark's layer
+    verdict. The ratio convention is stated in the summary printed after it."""
+    from minires.benchmarks.story import conv_story
+
+    return conv_story(results)
 
 
 def main(argv: list[str] | None = None) -> int:
