@@ -5,12 +5,10 @@ attribute access, and each kernel is compiled on its first call (then cached on 
 `cache=True`; see `_numba.jit` for the read-only fallback). Any interface function not
 implemented here is re-exported from `kernels.reference`.
 
-Conv dispatch (see `conv.py`): 3x3-type convs with up to 64 input channels per group
-(dense CIFAR layers, ResNeXt's grouped 3x3) use register-blocked tap-table kernels
-written with explicit SIMD (`tapconv.py`, `simd.py`); wide dense convs use a parallel
-Numba im2col plus NumPy/OpenBLAS matmul; depthwise and other small-group geometries use
-direct parallel kernels over (image, group) tasks. Measurements and design notes:
-`NOTES.md`.
+Conv dispatch: `planner.plan(pass_, geometry, dtype)` chooses the algorithm of every
+conv pass (its docstring and DESIGN.md hold the table); `plan_for(...)` gives the plan of
+a conv from its shapes, `last_plan()` what the last conv call on this thread ran. Layout,
+design and measurements: DESIGN.md and PERFLOG.md.
 """
 
 from __future__ import annotations
@@ -36,10 +34,14 @@ _IMPLEMENTED = {
     "row_norm_forward": "rownorm",
     "row_norm_backward": "rownorm",
 }
-__all__ = list(_IMPLEMENTED)  # the interface of kernels/INTERFACE.md plus the fused extras
+# the conv planner's API (kernels.jit only; not part of kernels/INTERFACE.md)
+_PLANNER = ("plan", "plan_for", "last_plan", "ConvGeometry", "Algorithm")
+__all__ = list(_IMPLEMENTED) + list(_PLANNER)  # INTERFACE.md, the fused extras, the planner
 
 
 def _resolve(name: str):
+    if name in _PLANNER:
+        return getattr(importlib.import_module(f"{__name__}.planner"), name)
     sub = _IMPLEMENTED.get(name)
     if sub is not None:
         try:
