@@ -384,3 +384,22 @@ def test_forms_verdict_from_rows():
     table = "\n".join(forms_table(results))
     assert table.count("| (a) 32 paths, summed |") == 2 and "9.00x" in table
     assert forms_verdict({"rows": []}) == ""
+
+
+def test_conv_task_numba_rows_record_the_plan():
+    """A numba layer row names the kernels.jit algorithm of each pass (`plan`); a
+    separable row both of its convs; other backends have no plan."""
+    spec = LayerSpec("t", "template", "conv2", 8, 8, 4, 3, batch=1, size=6)
+    res = worker.task_conv(worker.make_backend("numba"), _tiny_job(spec))
+    assert res["status"] == "ok"
+    assert res["plan"] == {
+        "forward": "tap_same",
+        "backward_input": "transposed:tap_same",
+        "backward_weight": "same3x3_masked",
+    }
+    json.dumps(res)  # the plan is plain strings in results.json
+    sep = LayerSpec("s", "separable", "conv2", 6, 10, 6, 3, batch=2, size=6, stride=2)
+    res = worker.task_conv(worker.make_backend("numba"), _tiny_job(sep))
+    assert res["plan"]["forward"] == "direct + direct"  # depthwise stride 2; a small 1x1
+    res = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
+    assert "plan" not in res
