@@ -3,7 +3,10 @@
 Importing this package is cheap: Numba and the kernel modules are imported on first
 attribute access, and each kernel is compiled on its first call (then cached on disk,
 `cache=True`; see `_numba.jit` for the read-only fallback). Any interface function not
-implemented here is re-exported from `kernels.reference`.
+implemented here is re-exported from `kernels.reference`; a kernel whose module cannot be
+imported (Numba missing or broken) falls back to the reference with a RuntimeWarning.
+The first kernel import runs `configure()` (process-wide settings: 512-bit vectors,
+glibc malloc thresholds, the worker thread team; `MINIRES_VERBOSE=1` prints them).
 
 Conv dispatch: `planner.plan(pass_, geometry, dtype)` chooses the algorithm of every
 conv pass (its docstring and DESIGN.md hold the table); `plan_for(...)` gives the plan of
@@ -14,6 +17,7 @@ design and measurements: DESIGN.md and PERFLOG.md.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 # name -> submodule of kernels.jit that implements it (anything else: kernels.reference)
 _IMPLEMENTED = {
@@ -34,20 +38,33 @@ _IMPLEMENTED = {
     "row_norm_forward": "rownorm",
     "row_norm_backward": "rownorm",
 }
-# the conv planner's API (kernels.jit only; not part of kernels/INTERFACE.md)
-_PLANNER = ("plan", "plan_for", "last_plan", "ConvGeometry", "Algorithm")
-__all__ = list(_IMPLEMENTED) + list(_PLANNER)  # INTERFACE.md, the fused extras, the planner
+# kernels.jit only (not in kernels/INTERFACE.md): the conv planner's API and the
+# process-wide configuration step
+_EXTRAS = {
+    "plan": "planner",
+    "plan_for": "planner",
+    "last_plan": "planner",
+    "ConvGeometry": "planner",
+    "Algorithm": "planner",
+    "configure": "_numba",
+}
+__all__ = list(_IMPLEMENTED) + list(_EXTRAS)  # INTERFACE.md, the fused extras, the extras
 
 
 def _resolve(name: str):
-    if name in _PLANNER:
-        return getattr(importlib.import_module(f"{__name__}.planner"), name)
+    if name in _EXTRAS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXTRAS[name]}"), name)
     sub = _IMPLEMENTED.get(name)
     if sub is not None:
         try:
             return getattr(importlib.import_module(f"{__name__}.{sub}"), name)
-        except (ImportError, AttributeError):
-            pass
+        except (ImportError, AttributeError) as exc:  # e.g. numba missing or broken
+            warnings.warn(
+                f"kernels.jit.{name}: the Numba kernel is unavailable "
+                f"({type(exc).__name__}: {exc}); using the NumPy reference instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return getattr(importlib.import_module("..reference", __package__), name)
 
 
