@@ -675,7 +675,7 @@ def _direct_bwd_weight_range(t0, t1, x, go, part, H, W, Ho, Wo, G, sh, sw, ph, p
 # ---------------------------------------------------------- direct, 3x3 / stride 1 / pad 1
 # The weight gradient of the grouped / small dense 3x3 "same" conv straight from x and
 # grad_out: no padded tile, no junk columns (the tile kernel's fill cost ~1/3 of its
-# time, NOTES.md). Each plane is one flat loop over p = oh*W + ow with tap (kh, kw) at
+# time, PERFLOG.md). Each plane is one flat loop over p = oh*W + ow with tap (kh, kw) at
 # the constant offset (kh-1)*W + (kw-1); every tap is loaded under its validity mask
 # mk[kh*3 + kw, p] (`_tap_masks`), so out-of-image neighbours (wrapped-around columns,
 # the rows above the first / below the last row) read as 0. Masked-off lanes compile to
@@ -950,7 +950,7 @@ def _rows_per_chunk(cpo, wq, itemsize):
     """Output rows per block: `cpo` accumulator rows of ~24 KB (L1), at most 32 rows.
 
     Called with the output-channel block size (min(C_out/groups, 4)) for the forward and
-    weight-gradient kernels. Measured on the ResNeXt layers (NOTES.md): longer blocks
+    weight-gradient kernels. Measured on the ResNeXt layers (PERFLOG.md): longer blocks
     spill the accumulators out of L1, shorter ones pay the fixed per-block cost (tap
     set-up, bias fill, copy-out) too often.
     """

@@ -227,7 +227,7 @@ def _images_per_block(n, C, geom, itemsize):
 # (`_image_blocks`: one image, or several small images side by side in one column
 # matrix) that depend only on the shapes, never on the thread count. Each block is one
 # single-threaded GEMM on one of our threads (threadpoolctl limits BLAS to one thread;
-# its own threads spin-wait and collapse under load, NOTES.md). The forward and the
+# its own threads spin-wait and collapse under load, PERFLOG.md). The forward and the
 # input gradient write each block's outputs in place; the weight gradient sums blocks
 # into at most `_WEIGHT_GRAD_CHUNKS` partials, chunk j summing its fixed range of blocks
 # in order, and the partials are added in chunk order. So every thread count makes the

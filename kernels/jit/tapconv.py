@@ -30,7 +30,7 @@ per tile instead of once per (channel, tap): this is what the scalar-loop kernel
 not do (LLVM will not keep a tile in registers across the channel loop; see `simd.py`).
 Tiles: CB = 8 output channels x PV = 2 vectors (16 accumulators), or 4 x 4 when a group
 has at most 4 output channels (ResNeXt 32x4d). Output channels are padded to CB with zero
-weights; padded channels are computed and dropped. Measurements: NOTES.md, round 4.
+weights; padded channels are computed and dropped. Measurements: PERFLOG.md, round 4.
 """
 
 from __future__ import annotations

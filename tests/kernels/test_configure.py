@@ -46,3 +46,15 @@ def test_missing_numba_kernel_falls_back_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="ModuleNotFoundError.*NumPy reference"):
         fn = J._resolve("relu_forward")
     assert fn is R.relu_forward
+
+
+def test_backend_falls_back_to_the_reference_with_a_warning(monkeypatch):
+    """minires.backend: when the JIT backend cannot be imported, the numpy reference
+    stands in, with a warning naming the exception."""
+    from minires import backend
+
+    monkeypatch.setitem(backend.BACKENDS, "numba", "minires.kernels.no_such_jit")
+    monkeypatch.setattr(backend, "_loaded", {})
+    with pytest.warns(UserWarning, match="no_such_jit.*falling back to the NumPy reference"):
+        module = backend._load("numba")
+    assert module is R
