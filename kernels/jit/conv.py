@@ -30,7 +30,13 @@ import numpy as np
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
 from .im2col_gemm import col2im_backward_input, gemm_forward, gemm_weight_grad
 from .planner import GEMM_ALGORITHMS, Algorithm, ConvGeometry, plan, record
-from .tapconv import lane_weight_grad, polyphase, stride2_backward_input, tap_conv
+from .tapconv import (
+    TapGeometry,
+    lane_weight_grad,
+    polyphase,
+    stride2_backward_input,
+    tap_conv,
+)
 
 
 def _all_finite(a):
@@ -57,11 +63,11 @@ def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry):
     x3 = x.reshape(g.n, g.c_in, g.h * g.w)
     shape = (g.n, g.c_out, g.ho, g.wo)
     if alg == Algorithm.TAP_SAME:
-        tg = ("same", g.h, g.w, g.kh, g.kw, *g.padding, *g.dilation)
+        tg = TapGeometry.same(g.h, g.w, g.kh, g.kw, *g.padding, *g.dilation)
         return tap_conv(x3, weight, bias, g.groups, tg).reshape(shape)
     if alg == Algorithm.TAP_POLY2:
         xp = polyphase(x).reshape(g.n, g.c_in, -1)
-        return tap_conv(xp, weight, bias, g.groups, ("poly2", g.ho, g.wo)).reshape(shape)
+        return tap_conv(xp, weight, bias, g.groups, TapGeometry.poly2(g.ho, g.wo)).reshape(shape)
     if alg in (Algorithm.DEPTHWISE3X3, Algorithm.DIRECT):
         return direct_forward(alg, x3, weight, bias, g).reshape(shape)
     if alg in (Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM):

@@ -138,7 +138,7 @@ def test_tap_conv_same_matches_reference(case, dtype):
     x = rng.standard_normal((n, g * cpi, h, w)).astype(dtype)
     wt = rng.standard_normal((g * cpo, cpi) + case["k"]).astype(dtype)
     b = rng.standard_normal(g * cpo).astype(dtype) if case["bias"] else None
-    geom = ("same", h, w) + case["k"] + case["p"] + case["d"]
+    geom = tapconv.TapGeometry.same(h, w, *case["k"], *case["p"], *case["d"])
     got = tapconv.tap_conv(x.reshape(n, g * cpi, -1), wt, b, g, geom)
     want = _reference(x, wt, b, (1, 1), case["p"], case["d"], g)
     assert_close(got.reshape(want.shape), want, dtype)
@@ -166,7 +166,9 @@ def test_tap_conv_stride2_polyphase_matches_reference(n, groups, cpi, cpo, h, w,
     b = rng.standard_normal(groups * cpo).astype(dtype)
     xp = tapconv.polyphase(x)
     ho, wo = xp.shape[-2:]
-    got = tapconv.tap_conv(xp.reshape(n, groups * cpi, -1), wt, b, groups, ("poly2", ho, wo))
+    got = tapconv.tap_conv(
+        xp.reshape(n, groups * cpi, -1), wt, b, groups, tapconv.TapGeometry.poly2(ho, wo)
+    )
     want = _reference(x, wt, b, (2, 2), (1, 1), (1, 1), groups)
     assert_close(got.reshape(want.shape), want, dtype)
 
@@ -246,7 +248,7 @@ def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtyp
 def test_tap_table_masks():
     """Bit l of mk[k, v] says whether tap k of output pixel v*lanes + l is inside the
     image; the vector count is padded to the tile's multiple with empty masks."""
-    toff, mk, valid = tapconv.tap_table(("same", 3, 5, 3, 3, 1, 1, 1, 1), 4, 2)
+    toff, mk, valid = tapconv.tap_table(tapconv.TapGeometry.same(3, 5, 3, 3, 1, 1, 1, 1), 4, 2)
     assert toff.tolist() == [-6, -5, -4, -1, 0, 1, 4, 5, 6]
     assert mk.shape == (9, 4) and valid.tolist() == [0b1111, 0b1111, 0b1111, 0b0111]
     # pixel 0 (row 0, col 0): only taps (1,1), (1,2), (2,1), (2,2) are inside
@@ -332,7 +334,9 @@ for dt in (np.float32, np.float64):
     x = rng.standard_normal((2, 6, 7, 9)).astype(dt)
     w = rng.standard_normal((10, 3, 3, 3)).astype(dt)
     go = rng.standard_normal((2, 10, 7, 9)).astype(dt)
-    got = tapconv.tap_conv(x.reshape(2, 6, -1), w, None, 2, ("same", 7, 9, 3, 3, 1, 1, 1, 1))
+    got = tapconv.tap_conv(
+        x.reshape(2, 6, -1), w, None, 2, tapconv.TapGeometry.same(7, 9, 3, 3, 1, 1, 1, 1)
+    )
     want = R.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), 2)
     assert np.allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
     gw = tapconv.lane_weight_grad(x.reshape(2, 6, -1), go.reshape(2, 10, -1), 3, 2, 7, 9, 1)
