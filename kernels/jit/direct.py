@@ -520,7 +520,9 @@ def _direct_fwd_task(t, x, w, b, out, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R
 
 
 @jit(nogil=True)
-def _direct_fwd_range(t0, t1, x, w, b, out, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R):
+def _direct_fwd_range(t0, t1, x, w, b, out, geo):
+    """Forward tasks [t0, t1); geo = `_tile_args` (12 ints)."""
+    H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R = geo
     for t in range(t0, t1):
         _direct_fwd_task(t, x, w, b, out, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R)
 
@@ -567,7 +569,9 @@ def _direct_bwd_input_task(t, go, w, gx, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw
 
 
 @jit(nogil=True)
-def _direct_bwd_input_range(t0, t1, go, w, gx, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R):
+def _direct_bwd_input_range(t0, t1, go, w, gx, geo):
+    """Input-gradient tasks [t0, t1); geo = `_tile_args` (12 ints)."""
+    H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R = geo
     for t in range(t0, t1):
         _direct_bwd_input_task(t, go, w, gx, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R)
 
@@ -667,7 +671,9 @@ def _direct_bwd_weight_task(t, x, go, part, H, W, Ho, Wo, G, sh, sw, ph, pw, dh,
 
 
 @jit(nogil=True)
-def _direct_bwd_weight_range(t0, t1, x, go, part, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R, zero):
+def _direct_bwd_weight_range(t0, t1, x, go, part, geo, zero):
+    """Weight-gradient tasks [t0, t1); geo = `_tile_args` (12 ints)."""
+    H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R = geo
     for t in range(t0, t1):
         _direct_bwd_weight_task(t, x, go, part, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R, zero)
 
@@ -975,9 +981,10 @@ def _tap_masks(H, W):
 
 
 def _tile_args(g: ConvGeometry, R: int) -> tuple:
-    """The scalar arguments of the tile kernels, in their order: H, W, Ho, Wo, G, sh, sw,
-    ph, pw, dh, dw, R (rows per block)."""
-    return (g.h, g.w, g.ho, g.wo, g.groups, *g.stride, *g.padding, *g.dilation, R)
+    """The geometry record of the tile kernels, a tuple of 12 ints that their range
+    kernels unpack: H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R (rows per block)."""
+    geo = (g.h, g.w, g.ho, g.wo, g.groups, *g.stride, *g.padding, *g.dilation, R)
+    return tuple(int(v) for v in geo)
 
 
 # --------------------------------------------------------------------------- drivers
@@ -994,7 +1001,7 @@ def direct_forward(alg: Algorithm, x3, weight, bias, g: ConvGeometry):
         parallel_for(dw3x3_range, g.n * g.groups, x3, weight, b, out, g.h, g.w, g.groups)
         return out
     R = _rows_per_chunk(min(g.cpo, 4), _wq(g.wo, g.kw, g.stride[1], g.dilation[1]), dt.itemsize)
-    parallel_for(_direct_fwd_range, g.n * g.groups, x3, weight, b, out, *_tile_args(g, R))
+    parallel_for(_direct_fwd_range, g.n * g.groups, x3, weight, b, out, _tile_args(g, R))
     return out
 
 
@@ -1004,7 +1011,7 @@ def direct_backward_input(go3, weight, g: ConvGeometry):
     dt = go3.dtype
     gx = np.empty((g.n, g.c_in, g.h * g.w), dtype=dt)
     R = _rows_per_chunk(g.cpo, _wq(g.wo, g.kw, g.stride[1], g.dilation[1]), dt.itemsize)
-    parallel_for(_direct_bwd_input_range, g.n * g.groups, go3, weight, gx, *_tile_args(g, R))
+    parallel_for(_direct_bwd_input_range, g.n * g.groups, go3, weight, gx, _tile_args(g, R))
     return gx
 
 
@@ -1024,7 +1031,7 @@ def direct_weight_grad(alg: Algorithm, x3, go3, g: ConvGeometry):
         parallel_for(_same3x3_bwd_weight_range, ntasks, xf, gf, *args)
     elif alg == Algorithm.DIRECT:
         R = _rows_per_chunk(min(g.cpo, 4), _wq(g.wo, g.kw, g.stride[1], g.dilation[1]), dt.itemsize)
-        parallel_for(_direct_bwd_weight_range, ntasks, x3, go3, part, *_tile_args(g, R), dt.type(0))
+        parallel_for(_direct_bwd_weight_range, ntasks, x3, go3, part, _tile_args(g, R), dt.type(0))
     else:
         raise ValueError(f"not a direct weight-gradient algorithm: {alg}")
     return part.sum(axis=0)  # image order: fixed

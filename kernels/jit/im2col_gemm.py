@@ -30,8 +30,8 @@ from .planner import Algorithm, ConvGeometry
 
 
 class ColGeometry(NamedTuple):
-    """The im2col geometry of one image, in the argument order of the `_im2col` and
-    `_col2im` kernels (so `*geom` passes it): input H x W, kernel KH x KW, output
+    """The im2col geometry of one image, the record the `_im2col` and `_col2im` kernels
+    take (as `tuple(geom)`: Numba sees 12 ints): input H x W, kernel KH x KW, output
     Ho x Wo, stride (sh, sw), padding (ph, pw), dilation (dh, dw)."""
 
     H: int
@@ -62,7 +62,8 @@ class ColGeometry(NamedTuple):
 
 
 @jit(nogil=True, fastmath=FASTMATH)
-def _im2col(t0, t1, x, cols, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
+def _im2col(t0, t1, x, cols, geom):
+    H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw = geom  # a `ColGeometry` as a tuple of 12 ints
     # x (N, C, H*W) -> cols (N, C*KH*KW, Ho*Wo)
     C = x.shape[1]
     for t in range(t0, t1):
@@ -132,7 +133,8 @@ def _im2col_same3x3(t0, t1, x, cols, mk, C, H, W, img_stride, row_stride, zero):
 
 
 @jit(nogil=True, fastmath=FASTMATH)
-def _col2im(t0, t1, cols, gx, H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw):
+def _col2im(t0, t1, cols, gx, geom):
+    H, W, KH, KW, Ho, Wo, sh, sw, ph, pw, dh, dw = geom  # a `ColGeometry` as a tuple of 12 ints
     # cols (N, C*KH*KW, Ho*Wo) -> gx (N, C, H*W) (overwritten)
     C = gx.shape[1]
     for t in range(t0, t1):
@@ -180,7 +182,7 @@ def _im2col_range(t0, t1, x3, cols, geom):
         mk = _tap_masks(H, W)
         _im2col_same3x3(t0, t1, x3.reshape(n, -1), cols.reshape(-1), mk, C, H, W, C * 9 * HW, HW, z)
     else:
-        _im2col(t0, t1, x3, cols, *geom)
+        _im2col(t0, t1, x3, cols, tuple(geom))
 
 
 def _im2col_block(x3, buf, geom):
@@ -201,7 +203,7 @@ def _im2col_block(x3, buf, geom):
         mk = _tap_masks(geom.H, geom.W)
         _im2col_same3x3(0, nb * C, x3.reshape(nb, -1), cols, mk, C, geom.H, geom.W, HW, nb * HW, z)
     elif nb == 1:
-        _im2col(0, C, x3, cols.reshape(1, K, P), *geom)
+        _im2col(0, C, x3, cols.reshape(1, K, P), tuple(geom))
     else:
         raise ValueError("image blocks need the 3x3 / stride 1 / pad 1 geometry")
     return cols.reshape(K, nb * P)
@@ -402,7 +404,7 @@ def col2im_backward_input(go3, weight, g: ConvGeometry):
     _gemm_images(wT, go3.reshape(g.n, g.groups, g.cpo, P), gcols)
     gx = np.empty((g.n, g.c_in, g.h * g.w), dtype=dt)
     cols = gcols.reshape(g.n, g.c_in * g.kh * g.kw, P)
-    parallel_for(_col2im, g.n * g.c_in, cols, gx, *ColGeometry.of(g))
+    parallel_for(_col2im, g.n * g.c_in, cols, gx, tuple(ColGeometry.of(g)))
     return gx
 
 

@@ -156,7 +156,7 @@ def test_im2col_same3x3_equals_general_im2col(n, c, h, w, dtype):
     x = rand(np.random.default_rng(8), (n, c, h * w), dtype)
     geom = jgemm.ColGeometry(h, w, 3, 3, h, w, 1, 1, 1, 1, 1, 1)
     want = np.full((n, c * 9, h * w), np.nan, dtype)
-    jgemm._im2col(0, n * c, x, want, *geom)
+    jgemm._im2col(0, n * c, x, want, tuple(geom))
     got = np.full_like(want, np.nan)
     jgemm._im2col_range(0, n * c, x, got, geom)
     np.testing.assert_array_equal(got, want)
