@@ -1,8 +1,9 @@
 """conv2d forward / backward-input / backward-weight: the entry points of kernels.jit.
 
 Each entry point describes its conv as a `planner.ConvGeometry`, asks
-`planner.plan(pass_, geometry, dtype)` for the algorithm, records it (`last_plan()`) and
-runs it. The algorithms live by family:
+`planner.plan(pass_, geometry, dtype)` for the algorithm (or, with `MINIRES_AUTOTUNE=1`,
+`autotune.choose`, which times the candidates once per geometry), records it
+(`last_plan()`) and runs it. The algorithms live by family:
 
 * `tapconv.py` - register-blocked tap-table kernels with explicit SIMD (`simd.py`):
   `TAP_SAME`, `TAP_POLY2`, `TAP_STRIDE2`, and the output-channel-lane weight gradient
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import autotune
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
 from .im2col_gemm import col2im_backward_input, gemm_forward, gemm_weight_grad
 from .planner import GEMM_ALGORITHMS, Algorithm, ConvGeometry, plan, record
@@ -53,9 +55,18 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     x = np.ascontiguousarray(x)
     weight = np.ascontiguousarray(weight, dtype=x.dtype)
     g = ConvGeometry.of(x.shape, weight.shape, stride, padding, dilation, groups)
-    alg = plan("forward", g, x.dtype, finite=_all_finite(weight))
+    run = lambda alg: _run_forward(alg, x, weight, bias, g)  # noqa: E731
+    alg = _choose("forward", g, x.dtype, _all_finite(weight), run)
     record("forward", alg)
-    return _run_forward(alg, x, weight, bias, g)
+    return run(alg)
+
+
+def _choose(pass_, g: ConvGeometry, dtype, finite: bool, run) -> Algorithm:
+    """The planner's algorithm, or with `MINIRES_AUTOTUNE=1` (finite weights) the fastest
+    candidate, timed with `run(algorithm)` on this call's inputs (autotune.py)."""
+    if finite and autotune.enabled():
+        return autotune.choose(pass_, g, dtype, run)
+    return plan(pass_, g, dtype, finite=finite)
 
 
 def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry):
@@ -95,8 +106,14 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
     dt = grad_out.dtype
     weight = np.ascontiguousarray(weight, dtype=dt)
     g = ConvGeometry.of(input_shape, weight.shape, stride, padding, dilation, groups)
-    alg = plan("backward_input", g, dt, finite=_all_finite(weight))
+    run = lambda alg: _run_backward_input(alg, grad_out, weight, g)  # noqa: E731
+    alg = _choose("backward_input", g, dt, _all_finite(weight), run)
     record("backward_input", alg)
+    return run(alg)
+
+
+def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
+    """The input-gradient algorithm `alg` on contiguous grad_out and weight (same dtype)."""
     shape = (g.n, g.c_in, g.h, g.w)
     if alg.transposed_of is not None:
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
@@ -125,15 +142,22 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
     g = ConvGeometry.of(x.shape, weight_shape, stride, padding, dilation, groups)
     x3 = x.reshape(g.n, g.c_in, g.h * g.w)
     go3 = grad_out.reshape(g.n, g.c_out, g.ho * g.wo)
-    alg = plan("backward_weight", g, dt)
+    run = lambda alg: _run_backward_weight(alg, x3, go3, g)  # noqa: E731
+    alg = _choose("backward_weight", g, dt, True, run)
     if alg not in GEMM_ALGORITHMS:
-        if alg == Algorithm.LANE:
-            gw = lane_weight_grad(x3, go3, g.cpi, g.groups, g.h, g.w, g.stride[0])
-        else:
-            gw = direct_weight_grad(alg, x3, go3, g)
+        gw = run(alg)
         if _all_finite(gw):
             record("backward_weight", alg)
             return gw
         alg = plan("backward_weight", g, dt, finite=False)
     record("backward_weight", alg)
-    return gemm_weight_grad(alg, x3, go3, g)
+    return run(alg)
+
+
+def _run_backward_weight(alg: Algorithm, x3, go3, g: ConvGeometry):
+    """The weight-gradient algorithm `alg`: x3 (N, C_in, H*W), go3 (N, C_out, Ho*Wo)."""
+    if alg == Algorithm.LANE:
+        return lane_weight_grad(x3, go3, g.cpi, g.groups, g.h, g.w, g.stride[0])
+    if alg in GEMM_ALGORITHMS:
+        return gemm_weight_grad(alg, x3, go3, g)
+    return direct_weight_grad(alg, x3, go3, g)

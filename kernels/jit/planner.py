@@ -302,38 +302,52 @@ def _gemm(g: ConvGeometry) -> Algorithm:
     return Algorithm.POINTWISE_GEMM if is_pointwise(g) else Algorithm.IM2COL_GEMM
 
 
-def _plan_forward(g: ConvGeometry) -> Algorithm:
-    tap = tap_geometry(g)
+# Families of algorithms whose use is a speed decision (a threshold), not a correctness
+# one: `plan(..., disabled=...)` can switch each off, and the planner then picks what it
+# would pick with that threshold at zero. Autotuning (autotune.py) times these choices.
+FAMILIES = ("tap", "direct", "lane", "same3x3")
+
+
+def _plan_forward(g: ConvGeometry, off=frozenset()) -> Algorithm:
+    tap = None if "tap" in off else tap_geometry(g)
     if tap is not None:
         return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
-    if use_direct(g):
+    if "direct" not in off and use_direct(g):
         return Algorithm.DEPTHWISE3X3 if is_depthwise3x3(g) else Algorithm.DIRECT
     return _gemm(g)
 
 
-def _plan_backward_input(g: ConvGeometry) -> Algorithm:
-    direct = use_direct(g)
+def _plan_backward_input(g: ConvGeometry, off=frozenset()) -> Algorithm:
+    direct = "direct" not in off and use_direct(g)
     if g.stride == (1, 1) and (min(g.flipped_padding) >= 0 or direct):
         # a negative padding (a crop) only the direct kernels take
-        return Algorithm("transposed:" + _plan_forward(g.transposed()).value)
+        return Algorithm("transposed:" + _plan_forward(g.transposed(), off).value)
     # the tap table's stride-2 input gradient reads grad_out: channels swapped
     swapped = g._replace(c_in=g.c_out, c_out=g.c_in)
-    if tap_geometry(swapped) == "poly2":
+    if "tap" not in off and tap_geometry(swapped) == "poly2":
         return Algorithm.TAP_STRIDE2
     return Algorithm.DIRECT_SCATTER if direct else Algorithm.COL2IM_GEMM
 
 
-def _plan_backward_weight(g: ConvGeometry, itemsize: int) -> Algorithm:
-    if use_lane_weight_grad(g, itemsize):
+def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
+    if "lane" not in off and use_lane_weight_grad(g, itemsize):
         return Algorithm.LANE
-    if use_direct(g):
+    if "direct" not in off and use_direct(g):
         if is_depthwise3x3(g):
             return Algorithm.DEPTHWISE3X3
-        return Algorithm.SAME3X3_MASKED if use_same3x3_masked(g) else Algorithm.DIRECT
+        if "same3x3" not in off and use_same3x3_masked(g):
+            return Algorithm.SAME3X3_MASKED
+        return Algorithm.DIRECT
     return _gemm(g)
 
 
-def plan(pass_: str, geometry: ConvGeometry, dtype=np.float32, finite: bool = True) -> Algorithm:
+def plan(
+    pass_: str,
+    geometry: ConvGeometry,
+    dtype=np.float32,
+    finite: bool = True,
+    disabled: frozenset[str] = frozenset(),
+) -> Algorithm:
     """The algorithm kernels.jit runs for one pass of a conv (the table at the top of
     this module).
 
@@ -341,29 +355,46 @@ def plan(pass_: str, geometry: ConvGeometry, dtype=np.float32, finite: bool = Tr
     `ConvGeometry`; dtype: float32 or float64. finite=False gives the path for
     non-finite weights (forward, backward_input) or for a non-finite weight gradient
     computed by a fast kernel (backward_weight): the GEMM paths, whose sums are the
-    reference's.
+    reference's. disabled: families of `FAMILIES` switched off (the plan as if their
+    thresholds were zero; the alternatives autotuning times).
     """
     if pass_ == "forward":
-        alg = _plan_forward(geometry)
+        alg = _plan_forward(geometry, disabled)
         if not finite and alg not in GEMM_ALGORITHMS:
             alg = Algorithm.IM2COL_GEMM
         return alg
     if pass_ == "backward_input":
-        alg = _plan_backward_input(geometry)
+        alg = _plan_backward_input(geometry, disabled)
         return alg if finite else Algorithm.COL2IM_GEMM
     if pass_ == "backward_weight":
         if not finite:
             return _gemm(geometry)
-        return _plan_backward_weight(geometry, np.dtype(dtype).itemsize)
+        return _plan_backward_weight(geometry, np.dtype(dtype).itemsize, disabled)
     raise ValueError(f"pass_ must be one of {PASSES}, got {pass_!r}")
+
+
+def candidates(pass_: str, geometry: ConvGeometry, dtype=np.float32) -> list[Algorithm]:
+    """The algorithms that can compute this pass (finite weights): the plan with every
+    subset of `FAMILIES` switched off, the default plan first, no duplicates."""
+    out = []
+    for mask in range(1 << len(FAMILIES)):
+        off = frozenset(f for i, f in enumerate(FAMILIES) if mask >> i & 1)
+        alg = plan(pass_, geometry, dtype, disabled=off)
+        if alg not in out:
+            out.append(alg)
+    return out
 
 
 def plan_for(x_shape, weight_shape, stride, padding, dilation, groups, dtype=np.float32):
     """{"forward", "backward_input", "backward_weight"} -> the `Algorithm` each pass of
     this conv takes with finite weights. x_shape (N, C_in, H, W), weight_shape (C_out,
-    C_in/groups, kH, kW); stride, padding, dilation: ints or pairs."""
+    C_in/groups, kH, kW); stride, padding, dilation: ints or pairs. With autotuning on
+    (`MINIRES_AUTOTUNE=1`), a pass already tuned for this geometry gives its tuned
+    choice."""
     g = ConvGeometry.of(x_shape, weight_shape, stride, padding, dilation, groups)
-    return {p: plan(p, g, dtype) for p in PASSES}
+    from . import autotune
+
+    return {p: autotune.cached(p, g, dtype) or plan(p, g, dtype) for p in PASSES}
 
 
 # --------------------------------------------------------------------------- last plan
