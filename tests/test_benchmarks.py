@@ -403,3 +403,16 @@ def test_conv_task_numba_rows_record_the_plan():
     assert res["plan"]["forward"] == "direct + direct"  # depthwise stride 2; a small 1x1
     res = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
     assert "plan" not in res
+
+
+def test_bench_autotune_flag_reaches_the_workers(tmp_path):
+    """`minires bench --autotune` runs the workers with MINIRES_AUTOTUNE=1 (and without
+    the flag with it off, whatever the caller's environment says)."""
+    from minires.benchmarks.cli import build_parser, config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["--autotune", "--out", str(tmp_path)]))
+    env, notes = worker_env(cfg, base={"PATH": "/bin"})
+    assert env["MINIRES_AUTOTUNE"] == "1" and notes["autotune"] is True
+    cfg = config_from_args(build_parser().parse_args(["--out", str(tmp_path)]))
+    env, _ = worker_env(cfg, base={"PATH": "/bin", "MINIRES_AUTOTUNE": "1"})
+    assert env["MINIRES_AUTOTUNE"] == "0"
