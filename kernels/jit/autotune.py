@@ -3,14 +3,14 @@
 The planner's thresholds (planner.py) were measured on one Intel CPU. With
 `MINIRES_AUTOTUNE=1`, the first conv call of a pass on a geometry (shapes, stride,
 padding, dilation, groups, dtype) times every algorithm that can compute it
-(`planner.candidates`: the plans with the speed-motivated families switched off), on the
-call's own inputs (one warm-up call, which also compiles, then the best of `REPS`), and
-keeps the fastest. Choices are cached in memory and on disk, in
-`<cache dir>/autotune-<key>.json`, where the key hashes the CPU model and the numba,
-numpy and Python versions (a choice measured on another CPU or library build is never
-reused); the cache dir is `$MINIRES_CACHE_DIR`, else `$XDG_CACHE_HOME/minires`, else
-`~/.cache/minires`. Files are written atomically (a temporary file, then `os.replace`),
-merged with what other processes wrote meanwhile.
+(`planner.candidates`: the plans with the speed-motivated families switched off) on the
+call's own inputs - one warm-up call each (it compiles), then `REPS` rounds over all
+candidates, the best time of each counting - and keeps the fastest. Choices are cached
+in memory and on disk, in `<cache dir>/autotune-<key>.json`, where the key hashes the
+CPU model and the numba, numpy and Python versions (a choice measured on another CPU or
+library build is never reused); the cache dir is `$MINIRES_CACHE_DIR`, else
+`$XDG_CACHE_HOME/minires`, else `~/.cache/minires`. Files are written atomically (a
+temporary file, then `os.replace`), merged with what other processes wrote meanwhile.
 
 Non-finite weights are never tuned (they take the GEMM paths, planner.py), and a pass
 with one candidate is not timed.
@@ -144,29 +144,29 @@ def cached(pass_: str, g: ConvGeometry, dtype) -> Algorithm | None:
 
 
 def choose(pass_: str, g: ConvGeometry, dtype, run: Callable[[Algorithm], object]) -> Algorithm:
-    """The fastest candidate for this pass and geometry: the cached choice, else each
-    candidate timed with `run(algorithm)` (one warm-up call, then the best of `REPS`),
-    the winner cached in memory and on disk."""
+    """The fastest candidate for this pass and geometry: the cached choice, else the
+    candidates timed with `run(algorithm)` (one warm-up call each, then `REPS` rounds
+    over all of them; the best time of each counts), the winner cached in memory and on
+    disk."""
     hit = cached(pass_, g, dtype)
     if hit is not None:
         return hit
     cands = candidates(pass_, g, dtype)
     if len(cands) == 1:
         return cands[0]
-    best: tuple[float, Algorithm] | None = None
     for alg in cands:
         run(alg)  # warm-up: the first call compiles
-        times = []
-        for _ in range(REPS):
+    times: dict[Algorithm, list[float]] = {alg: [] for alg in cands}
+    for _ in range(REPS):  # rounds over all candidates: drift on a shared machine hits all
+        for alg in cands:
             t0 = _timer()
             run(alg)
-            times.append(_timer() - t0)
-        if best is None or min(times) < best[0]:
-            best = (min(times), alg)
+            times[alg].append(_timer() - t0)
+    best = min(cands, key=lambda alg: min(times[alg]))  # ties: the planner's order
     with _lock:
-        _loaded()[_entry(pass_, g, dtype)] = best[1].value
-        _write(_entry(pass_, g, dtype), best[1])
-    return best[1]
+        _loaded()[_entry(pass_, g, dtype)] = best.value
+        _write(_entry(pass_, g, dtype), best)
+    return best
 
 
 def forget() -> None:
