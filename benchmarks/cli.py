@@ -115,6 +115,12 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
         action="store_true",
         help="do not unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the workers",
     )
+    p.add_argument(
+        "--autotune",
+        action="store_true",
+        help="run minires with MINIRES_AUTOTUNE=1: each conv pass times its candidate "
+        "algorithms on first use and keeps the fastest (the row's plan shows the choice)",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--list", action="store_true", help="list the sweep's layers and exit")
@@ -138,6 +144,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         "cifar_batch": args.cifar_batch, "numpy_models": args.numpy_models,
         "peak_gflops": args.peak_gflops, "unset_openblas_env": not args.keep_openblas_env,
         "plots": not args.no_plots, "progress": not args.no_progress,
+        "autotune": args.autotune,
     }  # fmt: skip
     for name in ("batch", "threads", "reps", "warmup", "min_time", "model_batch",
                  "block_batch", "model_reps"):  # fmt: skip

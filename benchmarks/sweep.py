@@ -88,6 +88,7 @@ class BenchConfig:
     peak_gflops: float | None = None
     plots: bool = True
     progress: bool = True
+    autotune: bool = False  # MINIRES_AUTOTUNE in the workers (kernels/jit/autotune.py)
 
     @classmethod
     def quick_preset(cls, out_dir: Path, **overrides: Any) -> BenchConfig:
@@ -117,6 +118,7 @@ def worker_env(
     paths = (str(PACKAGE_PARENT), env.get("PYTHONPATH"))
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.pop("MINIRES_BACKEND", None)
+    env["MINIRES_AUTOTUNE"] = "1" if cfg.autotune else "0"
     removed = {}
     if cfg.unset_openblas_env:
         removed = {k: env.pop(k) for k in OPENBLAS_OVERRIDES if k in env}
@@ -124,6 +126,7 @@ def worker_env(
         env.update(extra)
     notes = {
         "threads_forced": forced,
+        "autotune": cfg.autotune,
         "openblas_overrides_unset_in_workers": removed,
         "openblas_overrides_policy": (
             "unset in workers (benchmark only)"

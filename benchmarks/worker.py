@@ -415,8 +415,26 @@ def task_conv(be: ConvBackend, job: dict) -> dict:
     res["reps"] = len(times["total"])
     for p, ts in times.items():
         res.update({f"{p}_{k}": v for k, v in stats_ms(ts).items()})
+    plan = conv_plan(be, spec)
+    if plan is not None:
+        res["plan"] = plan
     res["status"] = "ok"
     return res
+
+
+def conv_plan(be: ConvBackend, spec: LayerSpec) -> dict[str, str] | None:
+    """{"forward", "backward_input", "backward_weight"} -> the kernels.jit algorithm of
+    each pass of this row (its planner, `kernels.jit.plan_for`; a separable row's two
+    convs joined by " + "), or None for the other backends."""
+    module = getattr(getattr(be, "dw", be), "module", None)  # SeparableBackend: its parts
+    plan_for = getattr(module, "plan_for", None)
+    if be.name != "numba" or plan_for is None:
+        return None
+    plans = [
+        plan_for(part.x_shape, part.w_shape, part.stride, part.pad, 1, part.groups)
+        for part in spec.parts()
+    ]
+    return {p: " + ".join(str(q[p]) for q in plans) for p in plans[0]}
 
 
 def task_ceilings(backend: str, job: dict) -> dict:

@@ -559,3 +559,33 @@ def test_old_runs_render_in_the_one_convention_and_plot_x_torch(tmp_path):
     assert "| 2.50x | 2.50x |" in "\n".join(layer_table(old))  # torch_cl x, then x torch
     assert "| 2.50 | 4.00 |" in "\n".join(headline_table(old))  # x torch, x reference
     assert plot_layers(old, tmp_path / "layers.png").stat().st_size > 1000
+def test_conv_task_numba_rows_record_the_plan():
+    """A numba layer row names the kernels.jit algorithm of each pass (`plan`); a
+    separable row both of its convs; other backends have no plan."""
+    spec = LayerSpec("t", "template", "conv2", 8, 8, 4, 3, batch=1, size=6)
+    res = worker.task_conv(worker.make_backend("numba"), _tiny_job(spec))
+    assert res["status"] == "ok"
+    assert res["plan"] == {
+        "forward": "tap_same",
+        "backward_input": "transposed:tap_same",
+        "backward_weight": "same3x3_masked",
+    }
+    json.dumps(res)  # the plan is plain strings in results.json
+    sep = LayerSpec("s", "separable", "conv2", 6, 10, 6, 3, batch=2, size=6, stride=2)
+    res = worker.task_conv(worker.make_backend("numba"), _tiny_job(sep))
+    assert res["plan"]["forward"] == "direct + direct"  # depthwise stride 2; a small 1x1
+    res = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
+    assert "plan" not in res
+
+
+def test_bench_autotune_flag_reaches_the_workers(tmp_path):
+    """`minires bench --autotune` runs the workers with MINIRES_AUTOTUNE=1 (and without
+    the flag with it off, whatever the caller's environment says)."""
+    from minires.benchmarks.cli import build_parser, config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["--autotune", "--out", str(tmp_path)]))
+    env, notes = worker_env(cfg, base={"PATH": "/bin"})
+    assert env["MINIRES_AUTOTUNE"] == "1" and notes["autotune"] is True
+    cfg = config_from_args(build_parser().parse_args(["--out", str(tmp_path)]))
+    env, _ = worker_env(cfg, base={"PATH": "/bin", "MINIRES_AUTOTUNE": "1"})
+    assert env["MINIRES_AUTOTUNE"] == "0"

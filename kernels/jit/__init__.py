@@ -3,19 +3,21 @@
 Importing this package is cheap: Numba and the kernel modules are imported on first
 attribute access, and each kernel is compiled on its first call (then cached on disk,
 `cache=True`; see `_numba.jit` for the read-only fallback). Any interface function not
-implemented here is re-exported from `kernels.reference`.
+implemented here is re-exported from `kernels.reference`; a kernel whose module cannot be
+imported (Numba missing or broken) falls back to the reference with a RuntimeWarning.
+The first kernel import runs `configure()` (process-wide settings: 512-bit vectors,
+glibc malloc thresholds, the worker thread team; `MINIRES_VERBOSE=1` prints them).
 
-Conv dispatch (see `conv.py`): 3x3-type convs with up to 64 input channels per group
-(dense CIFAR layers, ResNeXt's grouped 3x3) use register-blocked tap-table kernels
-written with explicit SIMD (`tapconv.py`, `simd.py`); wide dense convs use a parallel
-Numba im2col plus NumPy/OpenBLAS matmul; depthwise and other small-group geometries use
-direct parallel kernels over (image, group) tasks. Measurements and design notes:
-`NOTES.md`.
+Conv dispatch: `planner.plan(pass_, geometry, dtype)` chooses the algorithm of every
+conv pass (its docstring and DESIGN.md hold the table); `plan_for(...)` gives the plan of
+a conv from its shapes, `last_plan()` what the last conv call on this thread ran. Layout,
+design and measurements: DESIGN.md and PERFLOG.md.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 
 # name -> submodule of kernels.jit that implements it (anything else: kernels.reference)
 _IMPLEMENTED = {
@@ -36,16 +38,33 @@ _IMPLEMENTED = {
     "row_norm_forward": "rownorm",
     "row_norm_backward": "rownorm",
 }
-__all__ = list(_IMPLEMENTED)  # the interface of kernels/INTERFACE.md plus the fused extras
+# kernels.jit only (not in kernels/INTERFACE.md): the conv planner's API and the
+# process-wide configuration step
+_EXTRAS = {
+    "plan": "planner",
+    "plan_for": "planner",
+    "last_plan": "planner",
+    "ConvGeometry": "planner",
+    "Algorithm": "planner",
+    "configure": "_numba",
+}
+__all__ = list(_IMPLEMENTED) + list(_EXTRAS)  # INTERFACE.md, the fused extras, the extras
 
 
 def _resolve(name: str):
+    if name in _EXTRAS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXTRAS[name]}"), name)
     sub = _IMPLEMENTED.get(name)
     if sub is not None:
         try:
             return getattr(importlib.import_module(f"{__name__}.{sub}"), name)
-        except (ImportError, AttributeError):
-            pass
+        except (ImportError, AttributeError) as exc:  # e.g. numba missing or broken
+            warnings.warn(
+                f"kernels.jit.{name}: the Numba kernel is unavailable "
+                f"({type(exc).__name__}: {exc}); using the NumPy reference instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return getattr(importlib.import_module("..reference", __package__), name)
 
 

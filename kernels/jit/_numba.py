@@ -1,4 +1,5 @@
-"""Numba plumbing shared by the jit kernels: the decorator, threads, scratch buffers.
+"""Numba plumbing shared by the jit kernels: the process-wide settings (`configure`),
+the decorator, threads, scratch buffers.
 
 * `jit(...)` is `numba.njit(cache=True, error_model="numpy", ...)`, falling back to an
   in-memory JIT with one clear warning when no cache directory is writable (read-only
@@ -15,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import sys
 import threading
 import time
 import warnings
@@ -54,8 +56,6 @@ def _prefer_512_bit_vectors() -> bool:
     return True
 
 
-PREFER_512 = _prefer_512_bit_vectors()
-
 # glibc malloc: serve arrays of up to 32 MB from the heap, and keep up to 512 MB of
 # freed heap instead of handing it back to the OS.
 _MMAP_THRESHOLD = 32 * 1024 * 1024
@@ -90,7 +90,72 @@ def _keep_freed_memory() -> bool:
         return False
 
 
-MALLOC_TUNED = _keep_freed_memory()
+_CONFIG: dict[str, object] | None = None
+
+
+def configure() -> dict[str, object]:
+    """Apply the process-wide settings of the JIT backend, once; return what was set.
+
+    Importing kernels.jit's kernels calls this (from `_numba`, before the first Numba
+    dispatcher exists). Everything here affects the whole process, not only minires:
+
+    * ``prefer_512_bit``: Numba's CPU features get ``-prefer-256-bit`` on AVX-512 hosts
+      (`_prefer_512_bit_vectors`; opt out: ``MINIRES_JIT_512=0``, or set
+      ``NUMBA_CPU_FEATURES``);
+    * ``malloc_tuned``: glibc's mmap threshold raised to 32 MB and trim threshold to
+      512 MB with ``mallopt`` (`_keep_freed_memory`; opt out: ``MINIRES_MALLOC_TUNE=0``
+      or the ``MALLOC_*_`` variables);
+    * ``threads`` / ``spinning``: `parallel_for` starts a team of ``threads - 1``
+      daemon threads on its first call (``NUMBA_NUM_THREADS``), which poll ~0.3 ms for
+      the next job before sleeping (opt out: ``MINIRES_JIT_SPIN=0``);
+    * ``blas_one_thread_per_gemm``: the GEMM conv paths limit BLAS to one thread while
+      they run (threadpoolctl, `kernels.blas`), process-wide for the duration of a call.
+
+    With ``MINIRES_VERBOSE=1`` the settings are printed to stderr. Later calls return
+    the same dict without changing anything.
+    """
+    global _CONFIG
+    if _CONFIG is not None:
+        return _CONFIG
+    from ..blas import blas_controller
+
+    _CONFIG = {
+        "prefer_512_bit": _prefer_512_bit_vectors(),
+        "cpu_features": numba.config.CPU_FEATURES or "(host default)",
+        "malloc_tuned": _keep_freed_memory(),
+        "mmap_threshold": _MMAP_THRESHOLD,
+        "trim_threshold": _TRIM_THRESHOLD,
+        "threads": int(numba.config.NUMBA_NUM_THREADS),
+        "spinning": platform.machine().lower() in ("x86_64", "amd64")
+        and os.environ.get("MINIRES_JIT_SPIN", "1") != "0",
+        "blas_one_thread_per_gemm": bool(blas_controller()),
+    }
+    if os.environ.get("MINIRES_VERBOSE", "0") not in ("", "0"):
+        c = _CONFIG
+        vec = "on (-prefer-256-bit added to Numba's CPU features)"
+        if not c["prefer_512_bit"]:
+            vec = "off (Numba's CPU features unchanged)"
+        mal = "M_MMAP_THRESHOLD=32 MB, M_TRIM_THRESHOLD=512 MB"
+        if not c["malloc_tuned"]:
+            mal = "unchanged"
+        team = "polling ~0.3 ms" if c["spinning"] else "sleeping between jobs"
+        blas = "1 thread per conv GEMM (threadpoolctl)"
+        if not c["blas_one_thread_per_gemm"]:
+            blas = "threads left as they are (no threadpoolctl)"
+        print(
+            "minires kernels.jit configure():\n"
+            f"  512-bit vectors: {vec}\n"
+            f"  glibc mallopt: {mal}\n"
+            f"  thread team: {c['threads']} threads on the first parallel kernel, {team}\n"
+            f"  BLAS: {blas}",
+            file=sys.stderr,
+        )
+    return _CONFIG
+
+
+configure()
+PREFER_512 = bool(_CONFIG["prefer_512_bit"])
+MALLOC_TUNED = bool(_CONFIG["malloc_tuned"])
 
 # Fast-math flags for the conv/BN reductions: re-association lets LLVM vectorise
 # float reductions (dot products) and contract a*b+c into FMAs. No 'nnan'/'ninf':
@@ -178,7 +243,7 @@ _WAIT_POLLS = 200_000
 _CHUNKS_PER_THREAD = 2
 _X86 = platform.machine().lower() in ("x86_64", "amd64")  # `pause` + x86 memory ordering
 # MINIRES_JIT_SPIN=0: never poll (threads sleep between jobs; for oversubscribed machines)
-_SPINNING = _X86 and os.environ.get("MINIRES_JIT_SPIN", "1") != "0"
+_SPINNING = bool(_CONFIG["spinning"])
 
 
 @intrinsic

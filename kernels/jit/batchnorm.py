@@ -120,6 +120,10 @@ def _eval_bwd(c0, c1, g, x, mean, invstd, w, gx, gw, gb):
 
 
 def batch_norm_train_forward(x, weight, bias, eps):
+    """Training-mode batch norm, as `kernels.reference.batch_norm_train_forward`.
+
+    x (N, C, H, W) or (N, C); weight, bias (C,) -> (out like x, mean (C,), var (C,)):
+    batch statistics in float64 (var biased), out in x's dtype."""
     x3 = _as3d(x)
     C = x3.shape[1]
     out = np.empty_like(x3)
@@ -140,6 +144,8 @@ def batch_norm_train_forward(x, weight, bias, eps):
 
 
 def batch_norm_train_backward(grad_out, x, mean, var, weight, eps):
+    """Gradients of `batch_norm_train_forward`: grad_out and x like the input, mean / var /
+    weight (C,) -> (grad_x like x, grad_weight (C,), grad_bias (C,))."""
     x3 = _as3d(x)
     dt = x3.dtype
     g3 = _as3d(np.asarray(grad_out, dtype=dt))
@@ -164,6 +170,8 @@ def batch_norm_train_backward(grad_out, x, mean, var, weight, eps):
 
 
 def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, eps):
+    """Eval-mode batch norm with the running statistics: x (N, C, H, W) or (N, C), the
+    others (C,) -> out like x."""
     x3 = _as3d(x)
     dt = x3.dtype
     invstd = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
@@ -182,6 +190,8 @@ def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, eps):
 
 
 def batch_norm_eval_backward(grad_out, x, running_mean, running_var, weight, eps):
+    """Gradients of `batch_norm_eval_forward`: grad_out and x like the input, the others
+    (C,) -> (grad_x like x, grad_weight (C,), grad_bias (C,))."""
     x3 = _as3d(x)
     dt = x3.dtype
     g3 = _as3d(np.asarray(grad_out, dtype=dt))

@@ -62,6 +62,7 @@ def _flat(a, dtype=None):
 
 
 def relu_forward(x):
+    """max(x, 0) elementwise (NaN stays NaN): x any shape -> out like x."""
     x = np.asarray(x)
     out = np.empty(x.shape, x.dtype)
     parallel_for(_relu, _blocks(x.size), _flat(x), out.reshape(-1))
@@ -69,6 +70,8 @@ def relu_forward(x):
 
 
 def relu_backward(grad_out, out):
+    """grad_out where out > 0, else 0 (a NaN output passes the gradient, like torch):
+    grad_out and out of one shape -> grad_x of that shape."""
     grad_out = np.asarray(grad_out)
     gx = np.empty(grad_out.shape, grad_out.dtype)
     parallel_for(

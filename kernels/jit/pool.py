@@ -113,6 +113,9 @@ def _geom(shape, kernel_size, stride, padding):
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding):
+    """Max pool: x (N, C, H, W), pairs kernel_size / stride / padding -> (out (N, C, Ho,
+    Wo), argmax int64 (N, C, Ho, Wo): flat h*W + w index into the unpadded plane; first
+    maximum wins on ties, the last NaN of a window wins)."""
     x = np.ascontiguousarray(x)
     N, C, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo = _geom(x.shape, kernel_size, stride, padding)
     out = np.empty((N * C, Ho * Wo), x.dtype)
@@ -124,6 +127,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
 
 
 def max_pool2d_backward(grad_out, argmax, input_shape):
+    """grad_out (N, C, Ho, Wo) scattered to `argmax` -> grad_x of input_shape (N, C, H, W)."""
     grad_out = np.ascontiguousarray(grad_out)
     N, C, H, W = (int(v) for v in input_shape)
     gx = np.empty((N * C, H * W), grad_out.dtype)
@@ -138,6 +142,7 @@ def max_pool2d_backward(grad_out, argmax, input_shape):
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding):
+    """Average pool (count_include_pad): x (N, C, H, W) -> out (N, C, Ho, Wo)."""
     x = np.ascontiguousarray(x)
     N, C, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo = _geom(x.shape, kernel_size, stride, padding)
     out = np.empty((N * C, Ho * Wo), x.dtype)
@@ -149,6 +154,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding):
+    """grad_out (N, C, Ho, Wo) spread evenly over each window -> grad_x of input_shape."""
     grad_out = np.ascontiguousarray(grad_out)
     N, C, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo = _geom(input_shape, kernel_size, stride, padding)
     gx = np.empty((N * C, H * W), grad_out.dtype)

@@ -65,6 +65,8 @@ def _bwd(r0, r1, g, xhat, rstd, gx):
 
 
 def row_norm_forward(x, eps):
+    """Each row standardised: x (M, D) -> (xhat (M, D), mean (M,), rstd (M,) =
+    1/sqrt(biased var + eps))."""
     x = np.ascontiguousarray(x)
     xhat = np.empty_like(x)
     mean = np.empty(x.shape[0], np.float64)
@@ -74,6 +76,7 @@ def row_norm_forward(x, eps):
 
 
 def row_norm_backward(grad_xhat, xhat, rstd):
+    """Gradient of `row_norm_forward`: grad_xhat, xhat (M, D), rstd (M,) -> grad_x (M, D)."""
     xhat = np.ascontiguousarray(xhat)
     g = np.ascontiguousarray(grad_xhat, dtype=xhat.dtype)
     gx = np.empty_like(xhat)

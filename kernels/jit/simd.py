@@ -3,7 +3,7 @@
 LLVM's auto-vectoriser turns a flat loop into SIMD code well, but it will not keep a
 *tile* of accumulators in registers across an outer loop: a conv kernel written with
 scalar loops reloads and re-stores its output rows on every input channel and tap, so
-it is bound by loads and stores, not FMAs (NOTES.md, round 4). Here a SIMD vector is a
+it is bound by loads and stores, not FMAs (PERFLOG.md, round 4). Here a SIMD vector is a
 Numba value like a float - `Vec(float32, 16)` is LLVM's `<16 x float>` - so a kernel can
 hold, say, 16 of them in local variables (one tile of 8 output channels x 32 pixels)
 and LLVM keeps them in registers for the whole reduction.

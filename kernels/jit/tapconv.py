@@ -30,12 +30,13 @@ per tile instead of once per (channel, tap): this is what the scalar-loop kernel
 not do (LLVM will not keep a tile in registers across the channel loop; see `simd.py`).
 Tiles: CB = 8 output channels x PV = 2 vectors (16 accumulators), or 4 x 4 when a group
 has at most 4 output channels (ResNeXt 32x4d). Output channels are padded to CB with zero
-weights; padded channels are computed and dropped. Measurements: NOTES.md, round 4.
+weights; padded channels are computed and dropped. Measurements: PERFLOG.md, round 4.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,27 +50,62 @@ def _lane_bits(ok: np.ndarray, nv: int, nlanes: int) -> np.ndarray:
     return (ok.reshape(nv, nlanes) * bits).sum(axis=1).astype(np.uint32)
 
 
-@functools.lru_cache(maxsize=64)
-def tap_table(geom: tuple, nlanes: int, block: int):
-    """(toff int64 (T,), mk uint32 (T, nv), valid uint32 (nv,)) for one conv geometry.
+class TapGeometry(NamedTuple):
+    """The output plane and taps of one tap-table conv (a hashable `tap_table` key).
 
-    geom: ("same", H, W, KH, KW, ph, pw, dh, dw) for stride 1 with an H x W output,
-    ("poly2", Ho, Wo) for 3x3 / stride 2 / pad 1 over `polyphase` planes, or ("poly2t",
-    Ho, Wo, a, b) for phase (a, b) of its input gradient (`stride2_backward_input`). nv (vectors
-    of `nlanes` output pixels) is rounded up to a multiple of `block`; `valid` marks the
-    real output pixels (the store mask). Cached per geometry.
+    kind "same": stride 1, H x W output (= input), kernel KH x KW, padding (ph, pw),
+    dilation (dh, dw); "poly2": 3x3 / stride 2 / pad 1 over `polyphase` planes, H x W =
+    Ho x Wo; "poly2t": phase (a, b) of its input gradient over grad_out
+    (`stride2_backward_input`), H x W = Ho x Wo. Build with `same`, `poly2`, `poly2t`.
     """
-    if geom[0] == "same":
-        _, H, W, KH, KW, ph, pw, dh, dw = geom
-        taps = [(kh * dh - ph, kw * dw - pw, 0) for kh in range(KH) for kw in range(KW)]
-    elif geom[0] == "poly2":
+
+    kind: str
+    H: int
+    W: int
+    KH: int = 3
+    KW: int = 3
+    ph: int = 1
+    pw: int = 1
+    dh: int = 1
+    dw: int = 1
+    a: int = 0
+    b: int = 0
+
+    @classmethod
+    def same(cls, H, W, KH, KW, ph, pw, dh, dw) -> TapGeometry:
+        return cls("same", H, W, KH, KW, ph, pw, dh, dw)
+
+    @classmethod
+    def poly2(cls, Ho, Wo) -> TapGeometry:
+        return cls("poly2", Ho, Wo)
+
+    @classmethod
+    def poly2t(cls, Ho, Wo, a, b) -> TapGeometry:
+        return cls("poly2t", Ho, Wo, a=a, b=b)
+
+
+@functools.lru_cache(maxsize=64)
+def tap_table(geom: TapGeometry, nlanes: int, block: int):
+    """(toff int64 (T,), mk uint32 (T, nv), valid uint32 (nv,)) for one `TapGeometry`.
+
+    nv (vectors of `nlanes` output pixels) is rounded up to a multiple of `block`;
+    `valid` marks the real output pixels (the store mask). Cached per geometry.
+    """
+    H, W = geom.H, geom.W
+    if geom.kind == "same":
+        taps = [
+            (kh * geom.dh - geom.ph, kw * geom.dw - geom.pw, 0)
+            for kh in range(geom.KH)
+            for kw in range(geom.KW)
+        ]
+    elif geom.kind == "poly2":
         # input row 2*oh + kh - 1 is row oh + dr of the even (a = 0) or odd (a = 1) rows
-        _, H, W = geom
         rows = [(1, -1), (0, 0), (1, 0)]  # kh -> (a, dr); the same for columns
         taps = [(dr, dc, (a * 2 + b) * H * W) for a, dr in rows for b, dc in rows]
-    else:  # "poly2t": phase (a, b) of the stride-2 transposed conv, over grad_out
-        _, H, W, a, b = geom
-        taps = [(dr, dc, 0) for _, dr in _PHASE_TAPS[a] for _, dc in _PHASE_TAPS[b]]
+    elif geom.kind == "poly2t":  # phase (a, b) of the stride-2 transposed conv
+        taps = [(dr, dc, 0) for _, dr in _PHASE_TAPS[geom.a] for _, dc in _PHASE_TAPS[geom.b]]
+    else:
+        raise ValueError(f"unknown tap geometry {geom.kind!r}")
     P = H * W
     nv = -(-P // nlanes)
     nv = -(-nv // block) * block
@@ -145,7 +181,7 @@ def stride2_backward_input(grad_out: np.ndarray, weight: np.ndarray, groups: int
             kh = [k for k, _ in _PHASE_TAPS[a]]
             kw = [k for k, _ in _PHASE_TAPS[b]]
             wp = np.ascontiguousarray(wt[:, :, kh][:, :, :, kw])
-            tap_conv(go3, wp, None, groups, ("poly2t", Ho, Wo, a, b), out=phases[a, b])
+            tap_conv(go3, wp, None, groups, TapGeometry.poly2t(Ho, Wo, a, b), out=phases[a, b])
     phases = phases.reshape(2, 2, N * C, Ho, Wo)
     gx = np.empty((N * C, H, W), grad_out.dtype)
     parallel_for(_interleave_range, N * C, phases, gx, H, W)
@@ -297,7 +333,7 @@ def _fwd_4x4_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo
 
 
 def tap_conv(
-    src: np.ndarray, weight: np.ndarray, bias, groups: int, geom: tuple, out=None
+    src: np.ndarray, weight: np.ndarray, bias, groups: int, geom: TapGeometry, out=None
 ) -> np.ndarray:
     """The conv of `tap_table(geom)` over src (N, C, cs) contiguous: x as (N, C, H*W), or
     its `polyphase` planes as (N, C, 4*Ho*Wo). weight (C_out, C/groups, KH, KW), bias
@@ -311,7 +347,7 @@ def tap_conv(
     cb, pv, kernel = (4, 4, _fwd_4x4_range) if cpo <= 4 else (8, 2, _fwd_8x2_range)
     nblk = -(-cpo // cb)
     toff, mk, valid = tap_table(geom, nl, pv)
-    P = geom[1] * geom[2]
+    P = geom.H * geom.W
     bp = np.zeros((groups, nblk * cb), dt)
     if bias is not None:
         bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)

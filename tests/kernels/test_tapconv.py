@@ -11,9 +11,9 @@ from kernel_checks import assert_close, serial_and_parallel
 
 import minires.kernels.jit as J
 import minires.kernels.reference as R
-from minires.kernels.jit import conv as jconv
-from minires.kernels.jit import tapconv
+from minires.kernels.jit import planner, tapconv
 from minires.kernels.jit._numba import jit
+from minires.kernels.jit.planner import Algorithm as A
 from minires.kernels.jit.simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
 
 SETTINGS = settings(
@@ -138,7 +138,7 @@ def test_tap_conv_same_matches_reference(case, dtype):
     x = rng.standard_normal((n, g * cpi, h, w)).astype(dtype)
     wt = rng.standard_normal((g * cpo, cpi) + case["k"]).astype(dtype)
     b = rng.standard_normal(g * cpo).astype(dtype) if case["bias"] else None
-    geom = ("same", h, w) + case["k"] + case["p"] + case["d"]
+    geom = tapconv.TapGeometry.same(h, w, *case["k"], *case["p"], *case["d"])
     got = tapconv.tap_conv(x.reshape(n, g * cpi, -1), wt, b, g, geom)
     want = _reference(x, wt, b, (1, 1), case["p"], case["d"], g)
     assert_close(got.reshape(want.shape), want, dtype)
@@ -166,7 +166,9 @@ def test_tap_conv_stride2_polyphase_matches_reference(n, groups, cpi, cpo, h, w,
     b = rng.standard_normal(groups * cpo).astype(dtype)
     xp = tapconv.polyphase(x)
     ho, wo = xp.shape[-2:]
-    got = tapconv.tap_conv(xp.reshape(n, groups * cpi, -1), wt, b, groups, ("poly2", ho, wo))
+    got = tapconv.tap_conv(
+        xp.reshape(n, groups * cpi, -1), wt, b, groups, tapconv.TapGeometry.poly2(ho, wo)
+    )
     want = _reference(x, wt, b, (2, 2), (1, 1), (1, 1), groups)
     assert_close(got.reshape(want.shape), want, dtype)
 
@@ -212,9 +214,9 @@ def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtyp
     match the reference, do not depend on the thread count, and match the kernels the
     tap table replaced (forced with _TAPCONV_MAX_WORK = 0)."""
     s = (stride, stride)
-    geom = jconv._tapconv_geometry(cpi, cpo, 3, 3, s, (1, 1), (1, 1))
-    assert geom == ("same" if stride == 1 else "poly2")
-    assert jconv._tapconv_geometry(cpo, cpi, 3, 3, s, (1, 1), (1, 1)) == geom  # bwd-input
+    plan = J.plan_for((n, groups * cpi, h, w), (groups * cpo, cpi, 3, 3), s, 1, 1, groups, dtype)
+    want = (A.TAP_SAME, A.TRANSPOSED_TAP_SAME) if stride == 1 else (A.TAP_POLY2, A.TAP_STRIDE2)
+    assert (plan["forward"], plan["backward_input"]) == want
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
     wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
@@ -229,19 +231,24 @@ def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtyp
         )
 
     got, parallel = serial_and_parallel(run)
+    ran = J.last_plan()
+    assert (ran["forward"], ran["backward_input"]) == want
     assert_close(got[0], R.conv2d_forward(x, wt, b, *args), dtype)
     assert_close(got[1], R.conv2d_backward_input(go, wt, x.shape, *args), dtype)
     for a, c in zip(got, parallel):
         np.testing.assert_array_equal(a, c)
-    monkeypatch.setattr(jconv, "_TAPCONV_MAX_WORK", 0)
+    monkeypatch.setattr(planner, "_TAPCONV_MAX_WORK", 0)
     for a, c in zip(got, run()):
         assert_close(a, c, dtype)
+    ran = J.last_plan()
+    assert A.TAP_SAME not in (ran["forward"], ran["backward_input"])
+    assert A.TAP_POLY2 not in (ran["forward"], ran["backward_input"])
 
 
 def test_tap_table_masks():
     """Bit l of mk[k, v] says whether tap k of output pixel v*lanes + l is inside the
     image; the vector count is padded to the tile's multiple with empty masks."""
-    toff, mk, valid = tapconv.tap_table(("same", 3, 5, 3, 3, 1, 1, 1, 1), 4, 2)
+    toff, mk, valid = tapconv.tap_table(tapconv.TapGeometry.same(3, 5, 3, 3, 1, 1, 1, 1), 4, 2)
     assert toff.tolist() == [-6, -5, -4, -1, 0, 1, 4, 5, 6]
     assert mk.shape == (9, 4) and valid.tolist() == [0b1111, 0b1111, 0b1111, 0b0111]
     # pixel 0 (row 0, col 0): only taps (1,1), (1,2), (2,1), (2,2) are inside
@@ -296,9 +303,9 @@ def test_conv_weight_grad_dispatch_through_lanes(
 ):
     """conv2d_backward_weight takes the lane kernel for these shapes: it matches the
     reference and the kernels it replaced, bit-identical for 1 and 2 threads."""
-    itemsize = np.dtype(dtype).itemsize
     s = (stride, stride)
-    assert jconv._use_lane_weight_grad(cpi, cpo, 3, 3, s, (1, 1), (1, 1), h, w, itemsize)
+    plan = J.plan_for((n, groups * cpi, h, w), (groups * cpo, cpi, 3, 3), s, 1, 1, groups, dtype)
+    assert plan["backward_weight"] == A.LANE
     rng = np.random.default_rng(6)
     x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
     go = rng.standard_normal((n, groups * cpo, -(-h // stride), -(-w // stride))).astype(dtype)
@@ -311,8 +318,10 @@ def test_conv_weight_grad_dispatch_through_lanes(
     got, parallel = serial_and_parallel(run)
     assert_close(got, R.conv2d_backward_weight(x, go, shape, *args), dtype)
     np.testing.assert_array_equal(got, parallel)
-    monkeypatch.setattr(jconv, "_use_lane_weight_grad", lambda *a: False)
+    assert J.last_plan()["backward_weight"] == A.LANE
+    monkeypatch.setattr(planner, "use_lane_weight_grad", lambda *a: False)
     assert_close(run(), got, dtype)
+    assert J.last_plan()["backward_weight"] != A.LANE
 
 
 _NARROW_CODE = """
@@ -325,7 +334,9 @@ for dt in (np.float32, np.float64):
     x = rng.standard_normal((2, 6, 7, 9)).astype(dt)
     w = rng.standard_normal((10, 3, 3, 3)).astype(dt)
     go = rng.standard_normal((2, 10, 7, 9)).astype(dt)
-    got = tapconv.tap_conv(x.reshape(2, 6, -1), w, None, 2, ("same", 7, 9, 3, 3, 1, 1, 1, 1))
+    got = tapconv.tap_conv(
+        x.reshape(2, 6, -1), w, None, 2, tapconv.TapGeometry.same(7, 9, 3, 3, 1, 1, 1, 1)
+    )
     want = R.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), 2)
     assert np.allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
     gw = tapconv.lane_weight_grad(x.reshape(2, 6, -1), go.reshape(2, 10, -1), 3, 2, 7, 9, 1)
@@ -373,9 +384,10 @@ def test_conv_gradcheck_through_the_new_kernels(cin, cout, groups, h, w, stride)
 
     s = (stride, stride)
     cpi, cpo = cin // groups, cout // groups
-    assert jconv._tapconv_geometry(cpi, cpo, 3, 3, s, (1, 1), (1, 1)) is not None
-    assert jconv._tapconv_geometry(cpo, cpi, 3, 3, s, (1, 1), (1, 1)) is not None
-    assert (cpo >= 32) == jconv._use_lane_weight_grad(cpi, cpo, 3, 3, s, (1, 1), (1, 1), h, w, 8)
+    plan = J.plan_for((2, cin, h, w), (cout, cpi, 3, 3), s, 1, 1, groups, np.float64)
+    tap = (A.TAP_SAME, A.TRANSPOSED_TAP_SAME) if stride == 1 else (A.TAP_POLY2, A.TAP_STRIDE2)
+    assert (plan["forward"], plan["backward_input"]) == tap
+    assert (cpo >= 32) == (plan["backward_weight"] == A.LANE)
     rng = np.random.default_rng(7)
     x = mr.tensor(rng.standard_normal((2, cin, h, w)), requires_grad=True)
     wt = mr.tensor(rng.standard_normal((cout, cpi, 3, 3)), requires_grad=True)

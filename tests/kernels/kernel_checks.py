@@ -52,9 +52,9 @@ def conv_case(n, c, h, w, cout, k, s=1, p=0, d=1, g=1):
 
 
 # One geometry per dispatch path of kernels.jit.conv: name -> (case, (forward,
-# backward-input, backward-weight) paths as `conv.conv_paths` names them; "T:" stands
-# for "transposed:"). Together they hit every path of every pass (asserted by the
-# tests that use them).
+# backward-input, backward-weight) algorithms as the planner (`kernels.jit.plan_for`)
+# names them; "T:" stands for "transposed:"). Together they hit every algorithm of every
+# pass (asserted in test_planner.py).
 _T = "transposed:"
 CONV_PATH_CASES = {
     "dense3x3": (conv_case(2, 8, 7, 9, 8, 3, p=1),
@@ -111,11 +111,12 @@ def conv_inputs(case, dtype, seed):
     return x, wt, go, (case["s"], case["p"], case["d"], case["g"])
 
 
-def conv_paths_of(case, dtype):
-    """The (forward, backward-input, backward-weight) paths kernels.jit takes for a case."""
-    from minires.kernels.jit import conv as jconv
+def plan_of(case, dtype):
+    """The (forward, backward-input, backward-weight) algorithms the planner of
+    kernels.jit picks for a `conv_case` (finite weights)."""
+    import minires.kernels.jit as J
 
     x_shape = (case["n"], case["c"], case["h"], case["w"])
     w_shape = (case["cout"], case["c"] // case["g"]) + case["k"]
-    p = jconv.conv_paths(x_shape, w_shape, case["s"], case["p"], case["d"], case["g"], dtype)
+    p = J.plan_for(x_shape, w_shape, case["s"], case["p"], case["d"], case["g"], dtype)
     return p["forward"], p["backward_input"], p["backward_weight"]

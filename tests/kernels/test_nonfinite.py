@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_checks import CONV_PATH_CASES, conv_inputs, conv_paths_of
+from kernel_checks import CONV_PATH_CASES, conv_inputs
 
 import minires as mr
 import minires.functional as F
 import minires.kernels.jit as J
 import minires.kernels.reference as R
-from minires.kernels.jit import conv as jconv
+from minires.kernels.jit.planner import Algorithm as A
 
 DTYPES = [np.float32, np.float64]
 SPECIALS = np.array([np.nan, np.inf, -np.inf])
@@ -86,24 +86,6 @@ def conv_all(K, x, w, go, args):
 
 
 # ----------------------------------------------------------------------------- conv
-
-
-def test_path_cases_cover_every_conv_path():
-    """The shared geometries (kernel_checks.CONV_PATH_CASES) take the paths they name,
-    and together every path of every pass."""
-    seen = [set(), set(), set()]
-    for case, want in CONV_PATH_CASES.values():
-        for dtype in DTYPES:
-            assert conv_paths_of(case, dtype) == want
-        for s, p in zip(seen, want):
-            s.add(p)
-    fwd = {"tap_same", "tap_poly2", "depthwise3x3", "direct", "pointwise_gemm", "im2col_gemm"}
-    assert seen[0] == fwd
-    transposed = {"transposed:" + p for p in fwd - {"tap_poly2"}}
-    assert seen[1] == transposed | {"tap_stride2", "direct_scatter", "col2im_gemm"}
-    assert seen[2] == {
-        "lane", "depthwise3x3", "same3x3_masked", "direct", "pointwise_gemm", "im2col_gemm"
-    }  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -190,26 +172,28 @@ def test_conv_nonfinite_paths_are_thread_independent():
             assert np.array_equal(a, b, equal_nan=True), name
 
 
-def test_nonfinite_weights_take_the_gemm_path(monkeypatch):
+def test_nonfinite_weights_take_the_gemm_path():
     """Non-finite weights never reach the fast kernels of the forward and the input
-    gradient; a weight gradient that comes out non-finite is recomputed by the GEMM."""
-    calls = []
-    real = jconv._gemm_images
-
-    def spy(a, b, out):
-        calls.append(a.shape)
-        return real(a, b, out)
-
-    monkeypatch.setattr(jconv, "_gemm_images", spy)
-    case, _ = CONV_PATH_CASES["dense3x3"]
+    gradient; a weight gradient that comes out non-finite is recomputed by the GEMM
+    (the plans that ran, `kernels.jit.last_plan`)."""
+    case, want = CONV_PATH_CASES["dense3x3"]
     x, w, go, args = conv_inputs(case, np.float64, 8)
     J.conv2d_forward(x, w, None, *args)
     J.conv2d_backward_input(go, w, x.shape, *args)
-    assert calls == []  # finite: the tap-table kernels
+    J.conv2d_backward_weight(x, go, w.shape, *args)
+    ran = J.last_plan()
+    assert (ran["forward"], ran["backward_input"], ran["backward_weight"]) == want
     w[0, 0, 1, 1] = np.nan
+    x[0, 0, 2, 2] = np.inf
     J.conv2d_forward(x, w, None, *args)
     J.conv2d_backward_input(go, w, x.shape, *args)
-    assert len(calls) == 1  # col2im_gemm (the forward's GEMM is `_im2col_gemm`)
+    J.conv2d_backward_weight(x, go, w.shape, *args)
+    ran = J.last_plan()
+    assert ran == {
+        "forward": A.IM2COL_GEMM,
+        "backward_input": A.COL2IM_GEMM,
+        "backward_weight": A.IM2COL_GEMM,
+    }
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -391,7 +375,11 @@ def test_jit_kernels_use_ieee_division():
     from numba.core.registry import CPUDispatcher
 
     found = 0
-    for sub in ("_numba", "batchnorm", "conv", "depthwise", "elementwise", "pool", "tapconv"):
+    import pkgutil
+
+    import minires.kernels.jit as jit_pkg
+
+    for sub in sorted(m.name for m in pkgutil.iter_modules(jit_pkg.__path__)):
         mod = importlib.import_module(f"minires.kernels.jit.{sub}")
         for name, obj in vars(mod).items():
             if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__:

@@ -7,6 +7,9 @@ padding, dilation, non-square kernels/inputs and every kind of grouping.
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -384,23 +387,23 @@ def test_float32_forward_matches_torch_float64():
     check(K.relu_forward(f32(x64)), TF.relu(t(f32(x64)).double()))
 
 
+def interface_names() -> set[str]:
+    """The kernel names kernels/INTERFACE.md declares (its indented signature lines)."""
+    text = (pathlib.Path(K.__file__).resolve().parents[1] / "INTERFACE.md").read_text()
+    return set(re.findall(r"^    ([a-z][a-z0-9_]*)\(", text, flags=re.M))
+
+
 def test_exports_match_interface():
-    expected = {
-        "conv2d_forward",
-        "conv2d_backward_input",
-        "conv2d_backward_weight",
-        "batch_norm_train_forward",
-        "batch_norm_train_backward",
-        "batch_norm_eval_forward",
-        "batch_norm_eval_backward",
-        "max_pool2d_forward",
-        "max_pool2d_backward",
-        "avg_pool2d_forward",
-        "avg_pool2d_backward",
-        "relu_forward",
-        "relu_backward",
-        "row_norm_forward",
-        "row_norm_backward",
-    }
+    expected = interface_names()
+    assert len(expected) >= 15 and "conv2d_forward" in expected
     assert set(K.__all__) == expected
     assert all(callable(getattr(K, name)) for name in expected)
+
+
+def test_jit_implements_the_whole_interface():
+    """kernels.jit exports every interface kernel, each a Numba kernel of its own."""
+    import minires.kernels.jit as J
+
+    for name in interface_names():
+        assert name in J.__all__ and callable(getattr(J, name)), name
+        assert J.implemented_here(name), name

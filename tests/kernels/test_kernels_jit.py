@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kernel_checks import assert_close, conv_passes, serial_and_parallel, with_threads
+from kernel_checks import assert_close, conv_passes, plan_of, serial_and_parallel, with_threads
 
 import minires.kernels.jit as J
 import minires.kernels.reference as R
-from minires.kernels.jit import conv as jconv
+from minires.kernels.jit import im2col_gemm as jgemm
+from minires.kernels.jit import planner
+from minires.kernels.jit.planner import Algorithm as A
 
 SETTINGS = settings(
     max_examples=12,
@@ -123,21 +125,27 @@ def test_conv_named(name, dtype):
 @pytest.mark.parametrize("name", ["resnext_4_per_group", "depthwise", "big_pad"])
 def test_conv_grouped_through_blas(name, monkeypatch):
     """The im2col + per-group BLAS path (used for large groups) is correct too."""
-    monkeypatch.setattr(jconv, "_DIRECT_MAX_WORK", -1)
-    assert not jconv._use_direct(4, 4, 3, 3, 4, (1, 1))
+    monkeypatch.setattr(planner, "_DIRECT_MAX_WORK", -1)
+    monkeypatch.setattr(planner, "_TAPCONV_MAX_WORK", 0)
+    gemm = {A.IM2COL_GEMM, A.TRANSPOSED_IM2COL_GEMM, A.COL2IM_GEMM}
+    assert set(plan_of(NAMED[name], np.float64)) <= gemm
     check_conv(NAMED[name], np.float64, seed=2)
 
 
 def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
-    """CIFAR-sized dense 3x3 convs at stride 1 go direct; strided or wide ones use BLAS.
-    Both paths agree with the reference on the same case."""
-    assert jconv._use_direct(16, 16, 3, 3, 1, (1, 1))
-    assert not jconv._use_direct(16, 16, 3, 3, 1, (2, 2))
-    assert jconv._use_direct(32, 32, 3, 3, 1, (1, 1))
-    assert not jconv._use_direct(64, 64, 3, 3, 1, (1, 1))
+    """CIFAR-sized dense 3x3 convs at stride 1 take direct kernels (tap table forward and
+    input gradient, masked weight gradient); strided or wide ones use BLAS for the
+    weight gradient. Both paths agree with the reference on the same case."""
+    f32 = np.float32
+    assert plan_of(_case(8, 16, 32, 32, 16, 3, p=1), f32) == (
+        A.TAP_SAME, A.TRANSPOSED_TAP_SAME, A.SAME3X3_MASKED)  # fmt: skip
+    assert plan_of(_case(8, 16, 32, 32, 16, 3, s=2, p=1), f32)[2] == A.IM2COL_GEMM
+    assert plan_of(_case(8, 32, 32, 32, 32, 3, p=1), f32)[2] == A.SAME3X3_MASKED
+    assert plan_of(_case(8, 64, 32, 32, 64, 3, p=1), f32)[2] == A.IM2COL_GEMM
     case = _case(2, 16, 9, 7, 16, 3, p=1, bias=True)
     check_conv(case, np.float64, seed=3)
-    monkeypatch.setattr(jconv, "_DIRECT_MAX_DENSE", -1)
+    monkeypatch.setattr(planner, "_DIRECT_MAX_DENSE", -1)
+    assert plan_of(case, np.float64)[2] == A.IM2COL_GEMM
     check_conv(case, np.float64, seed=3)
 
 
@@ -148,15 +156,15 @@ def test_im2col_same3x3_equals_general_im2col(n, c, h, w, dtype):
     im2col writes, borders (masked taps -> 0) included, at sizes where every tap of a
     pixel may fall outside the image."""
     x = rand(np.random.default_rng(8), (n, c, h * w), dtype)
-    geom = (h, w, 3, 3, h, w, 1, 1, 1, 1, 1, 1)
+    geom = jgemm.ColGeometry(h, w, 3, 3, h, w, 1, 1, 1, 1, 1, 1)
     want = np.full((n, c * 9, h * w), np.nan, dtype)
-    jconv._im2col(0, n * c, x, want, *geom)
+    jgemm._im2col(0, n * c, x, want, tuple(geom))
     got = np.full_like(want, np.nan)
-    jconv._im2col_range(0, n * c, x, got, geom)
+    jgemm._im2col_range(0, n * c, x, got, geom)
     np.testing.assert_array_equal(got, want)
     # an image block: the images side by side along the columns, (C*9, n*H*W)
     buf = np.full(want.size + 5, np.nan, dtype)
-    block = jconv._im2col_block(x, buf, geom)
+    block = jgemm._im2col_block(x, buf, geom)
     np.testing.assert_array_equal(block, want.transpose(1, 0, 2).reshape(c * 9, n * h * w))
     assert np.isnan(buf[want.size :]).all()  # nothing written past the block
 
@@ -166,15 +174,17 @@ def test_im2col_same3x3_equals_general_im2col(n, c, h, w, dtype):
 def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
     """Dense 3x3 / stride 1 / pad 1 through BLAS (the masked im2col per image; the input
     gradient as the forward conv with transposed, flipped weights), at 1 and 2 threads."""
-    monkeypatch.setattr(jconv, "_DIRECT_MAX_DENSE", -1)
+    monkeypatch.setattr(planner, "_DIRECT_MAX_DENSE", -1)
+    monkeypatch.setattr(planner, "_TAPCONV_MAX_WORK", 0)
     case = _case(n, 5, 7, 3, 6, 3, p=1, bias=True)
+    assert plan_of(case, dtype) == (A.IM2COL_GEMM, A.TRANSPOSED_IM2COL_GEMM, A.IM2COL_GEMM)
     for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
         with_threads(k, lambda: check_conv(case, dtype, seed=9))
     # image blocks of 2 (a ragged last block when n = 3)
     per_image = 5 * 9 * 7 * 3 * np.dtype(dtype).itemsize
-    monkeypatch.setattr(jconv, "_BLOCK_COLS_BYTES", 2 * per_image)
-    geom = (7, 3, 3, 3, 7, 3, 1, 1, 1, 1, 1, 1)
-    assert jconv._images_per_block(n, 5, geom, np.dtype(dtype).itemsize) == min(n, 2)
+    monkeypatch.setattr(jgemm, "_BLOCK_COLS_BYTES", 2 * per_image)
+    geom = jgemm.ColGeometry(7, 3, 3, 3, 7, 3, 1, 1, 1, 1, 1, 1)
+    assert jgemm._images_per_block(n, 5, geom, np.dtype(dtype).itemsize) == min(n, 2)
     for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
         with_threads(k, lambda: check_conv(case, dtype, seed=9))
     # and the same shortcut for a dilated conv whose flipped padding is still >= 0
@@ -201,7 +211,8 @@ def test_conv_same3x3_masked_kernel(n, groups, cpi, cpo, h, w, dtype, monkeypatc
     threads; and the tile kernels agree too (forced with _SAME3X3_MAX_CPI = 0 and
     _TAPCONV_MAX_WORK = 0)."""
     case = _case(n, groups * cpi, h, w, groups * cpo, 3, p=1, g=groups, bias=True)
-    assert jconv._use_same3x3(cpi, 3, 3, (1, 1), (1, 1), (1, 1))
+    fwd = A.TAP_SAME if cpo >= 2 else A.DIRECT  # the tap tile needs >= 2 outputs
+    assert plan_of(case, dtype) == (fwd, A.TRANSPOSED_TAP_SAME, A.SAME3X3_MASKED)
     check_conv(case, dtype, seed=5)
     rng = np.random.default_rng(6)
     x = rand(rng, (n, groups * cpi, h, w), dtype)
@@ -211,8 +222,10 @@ def test_conv_same3x3_masked_kernel(n, groups, cpi, cpo, h, w, dtype, monkeypatc
     serial, parallel = serial_and_parallel(run)
     for a, b in zip(serial, parallel):
         np.testing.assert_array_equal(a, b)
-    monkeypatch.setattr(jconv, "_SAME3X3_MAX_CPI", 0)
-    monkeypatch.setattr(jconv, "_TAPCONV_MAX_WORK", 0)
+    monkeypatch.setattr(planner, "_SAME3X3_MAX_CPI", 0)
+    monkeypatch.setattr(planner, "_TAPCONV_MAX_WORK", 0)
+    bwd = A.TRANSPOSED_DEPTHWISE3X3 if cpo == 1 else A.TRANSPOSED_DIRECT
+    assert plan_of(case, dtype) == (A.DIRECT, bwd, A.DIRECT)
     for a, b in zip(serial, run()):
         assert_close(a, b, dtype)
 

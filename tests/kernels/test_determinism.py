@@ -80,16 +80,16 @@ def test_weight_grad_work_split_does_not_depend_on_threads(monkeypatch):
     """The GEMM weight gradient sums fixed chunks of fixed image blocks: image blocks of
     several small images, more chunks than threads, a ragged last block; and the partials
     capped by memory (wide layers) - still the same bits for 1 and 2 threads."""
-    from minires.kernels.jit import conv as jconv
+    from minires.kernels.jit import im2col_gemm as jgemm
 
     case = conv_case(13, 72, 12, 12, 80, 3, p=1)  # im2col_gemm, 2 images per block
     x, w, go, args = conv_inputs(case, np.float32, 3)
-    geom = (12, 12, 3, 3, 12, 12, 1, 1, 1, 1, 1, 1)
-    assert jconv._image_blocks(13, 72, geom, 4) == [0, 1, 3, 5, 7, 9, 11, 13]
+    geom = jgemm.ColGeometry(12, 12, 3, 3, 12, 12, 1, 1, 1, 1, 1, 1)
+    assert jgemm._image_blocks(13, 72, geom, 4) == [0, 1, 3, 5, 7, 9, 11, 13]
     run = lambda: J.conv2d_backward_weight(x, go, w.shape, *args)  # noqa: E731
     want, b = one_and_two(run)
     assert_bitwise([want], [b])
-    monkeypatch.setattr(jconv, "_PARTIALS_BYTES", 3 * w.nbytes)  # 2 chunks, not 4
+    monkeypatch.setattr(jgemm, "_PARTIALS_BYTES", 3 * w.nbytes)  # 2 chunks, not 4
     a, b = one_and_two(run)
     assert_bitwise([a], [b])
     np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-3)

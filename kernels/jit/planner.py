@@ -1,0 +1,416 @@
+"""The conv planner: which algorithm computes each pass of a convolution.
+
+`plan(pass_, geometry, dtype) -> Algorithm` is the one place where kernels.jit chooses a
+conv algorithm; `conv2d_forward`, `conv2d_backward_input` and `conv2d_backward_weight`
+(`conv.py`) ask it and dispatch on the answer. `plan_for(...)` gives the three passes of
+a conv from its shapes, `last_plan()` what the last conv call on this thread ran.
+
+Dispatch table (`cpi` / `cpo`: input / output channels per group; "3x3 same": 3x3,
+stride 1, pad 1, dilation 1; "same": stride 1 and d*(k-1) == 2*p on both axes;
+"tap-sized": cpi*kh*kw <= 576, cpo >= 2 and not 1x1; "direct-sized" (`use_direct`):
+cpo*cpi*kh*kw <= 9216, and stride 1 if dense). The first matching row wins:
+
+    pass             algorithm                  geometry
+    forward          TAP_SAME                   "same", tap-sized (tapconv.py)
+                     TAP_POLY2                  3x3 / stride 2 / pad 1, tap-sized
+                     DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
+                     DIRECT                     direct-sized (direct.py tile kernels)
+                     POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
+                     IM2COL_GEMM                anything else
+    backward_input   TRANSPOSED_<forward alg>   stride 1 and (p <= d*(k-1) or
+                                                direct-sized): the forward algorithm of
+                                                the transposed conv (grad_out as input,
+                                                cpi and cpo swapped, padding d*(k-1)-p)
+                     TAP_STRIDE2                3x3 / stride 2 / pad 1, tap-sized with
+                                                cpi and cpo swapped (tapconv.py)
+                     DIRECT_SCATTER             direct-sized (direct.py)
+                     COL2IM_GEMM                anything else
+    backward_weight  LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 32,
+                                                cpi*9 <= 576, one image's zero-bordered
+                                                planes of a group <= 48 KB (stride 1) or
+                                                128 KB (stride 2) (tapconv.py)
+                     DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
+                     SAME3X3_MASKED             3x3 same, cpi <= 32, direct-sized
+                     DIRECT                     direct-sized
+                     POINTWISE_GEMM             1x1 / stride 1 / pad 0
+                     IM2COL_GEMM                anything else
+
+Non-finite values (`finite=False`): the fast kernels multiply some weights by zeros that
+are not in the reference's sum (0 * inf = NaN where the reference has a finite value),
+so non-finite weights take the GEMM paths: forward `IM2COL_GEMM` (unless already a GEMM
+path), backward_input `COL2IM_GEMM`, and a non-finite weight gradient from a fast kernel
+is recomputed with backward_weight's `POINTWISE_GEMM` / `IM2COL_GEMM`. The dtype matters
+to the lane weight gradient only (the size of its per-image planes).
+
+The thresholds and the measurements behind them are beside each predicate below and in
+DESIGN.md / PERFLOG.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+PASSES = ("forward", "backward_input", "backward_weight")
+
+
+class Algorithm(str, enum.Enum):
+    """A conv algorithm of kernels.jit (the value is its name in plans and benchmarks)."""
+
+    TAP_SAME = "tap_same"  # tapconv.tap_conv on x (stride-1 "same" convs)
+    TAP_POLY2 = "tap_poly2"  # tapconv.tap_conv on x's polyphase planes (3x3 stride 2)
+    DEPTHWISE3X3 = "depthwise3x3"  # depthwise.py plane kernels
+    DIRECT = "direct"  # direct.py tile kernels (any stride / dilation / kernel size)
+    POINTWISE_GEMM = "pointwise_gemm"  # 1x1: GEMM on the input as it is
+    IM2COL_GEMM = "im2col_gemm"  # per-image-block im2col next to its GEMM
+    # backward_input at stride 1: the forward conv of grad_out with transposed, flipped
+    # weights, computed by the named forward algorithm
+    TRANSPOSED_TAP_SAME = "transposed:tap_same"
+    TRANSPOSED_DEPTHWISE3X3 = "transposed:depthwise3x3"
+    TRANSPOSED_DIRECT = "transposed:direct"
+    TRANSPOSED_POINTWISE_GEMM = "transposed:pointwise_gemm"
+    TRANSPOSED_IM2COL_GEMM = "transposed:im2col_gemm"
+    TAP_STRIDE2 = "tap_stride2"  # tapconv.stride2_backward_input
+    DIRECT_SCATTER = "direct_scatter"  # direct.py scatter-add into a polyphase tile
+    COL2IM_GEMM = "col2im_gemm"  # W^T @ grad_out, then col2im
+    LANE = "lane"  # tapconv.lane_weight_grad: output channels in the SIMD lanes
+    SAME3X3_MASKED = "same3x3_masked"  # direct.py masked dot products, no tile
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def transposed_of(self) -> Algorithm | None:
+        """For a TRANSPOSED_* algorithm, the forward algorithm that runs it."""
+        if self.value.startswith("transposed:"):
+            return Algorithm(self.value.split(":", 1)[1])
+        return None
+
+
+GEMM_ALGORITHMS = frozenset(
+    {Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM, Algorithm.COL2IM_GEMM}
+)
+
+
+class ConvGeometry(NamedTuple):
+    """The shapes of one conv: x (n, c_in, h, w), weight (c_out, c_in/groups, kh, kw);
+    stride, padding and dilation are (height, width) pairs of ints."""
+
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    @classmethod
+    def of(cls, x_shape, weight_shape, stride, padding, dilation, groups) -> ConvGeometry:
+        """From the shapes and arguments of a conv call (ints or pairs)."""
+        n, c, h, w = (int(v) for v in x_shape)
+        cout, _, kh, kw = (int(v) for v in weight_shape)
+        return cls(n, c, h, w, cout, kh, kw, pair(stride), pair(padding), pair(dilation),
+                   int(groups))  # fmt: skip
+
+    @property
+    def cpi(self) -> int:
+        """Input channels per group."""
+        return self.c_in // self.groups
+
+    @property
+    def cpo(self) -> int:
+        """Output channels per group."""
+        return self.c_out // self.groups
+
+    @property
+    def ho(self) -> int:
+        return out_size(self.h, self.kh, self.stride[0], self.padding[0], self.dilation[0])
+
+    @property
+    def wo(self) -> int:
+        return out_size(self.w, self.kw, self.stride[1], self.padding[1], self.dilation[1])
+
+    @property
+    def flipped_padding(self) -> tuple[int, int]:
+        """d*(k-1) - p per axis: the padding of the stride-1 input gradient as a forward
+        conv of grad_out (negative: a crop)."""
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        return (dh * (self.kh - 1) - ph, dw * (self.kw - 1) - pw)
+
+    def transposed(self) -> ConvGeometry:
+        """The stride-1 conv whose forward is this conv's input gradient: grad_out as
+        input, channels swapped, padding `flipped_padding`."""
+        return ConvGeometry(self.n, self.c_out, self.ho, self.wo, self.c_in, self.kh,
+                            self.kw, (1, 1), self.flipped_padding, self.dilation,
+                            self.groups)  # fmt: skip
+
+
+def pair(v) -> tuple[int, int]:
+    """(int, int) from an int or a pair."""
+    if isinstance(v, (int, np.integer)):
+        return (int(v), int(v))
+    return (int(v[0]), int(v[1]))
+
+
+def out_size(n, k, s, p, d) -> int:
+    """Output length of a conv axis: input n, kernel k, stride s, padding p, dilation d."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+# --------------------------------------------------------------------------- predicates
+#
+# Each predicate decides whether one algorithm family can take a geometry (and is fast
+# there, by measurement); `plan` applies them in the order of the table above.
+
+# A group whose weight block has more entries than this goes to im2col + BLAS (measured
+# crossover, fwd+bwd serial: 32 channels per group direct 47 vs BLAS 41 GFLOP/s, 64 per
+# group direct 27 vs BLAS 68; session 2, 2 threads, with the faster BLAS path: 48 per
+# group (conv3 4x48d, batch 8) direct 22.3 ms vs BLAS 18.9 ms)
+_DIRECT_MAX_WORK = 32 * 32 * 9
+_DIRECT_MAX_DENSE = 32 * 32 * 9
+
+
+def use_direct(g: ConvGeometry) -> bool:
+    """Direct kernels (tile, masked, depthwise) for grouped/depthwise convs with small
+    groups; BLAS otherwise.
+
+    Dense convs are direct-sized only when small and stride 1 (CIFAR's 16/32-channel
+    layers: there im2col costs as much as the GEMM; measured on a resnet20 step, the
+    16->16 layers went from 229 to 87 ms); most of these now run on the tap table
+    (checked first by `plan`). Strided dense convs keep BLAS: their direct
+    backward-input was slower (7.4 vs 5.5 ms).
+    """
+    work = g.cpo * g.cpi * g.kh * g.kw
+    if g.groups == 1:
+        return g.stride == (1, 1) and work <= _DIRECT_MAX_DENSE
+    return work <= _DIRECT_MAX_WORK
+
+
+def is_depthwise3x3(g: ConvGeometry) -> bool:
+    """One input channel per group, 3x3 / stride 1 / pad 1 / dilation 1."""
+    return g.cpi == 1 and is_same3x3(g)
+
+
+def is_same3x3(g: ConvGeometry) -> bool:
+    """3x3 / stride 1 / pad 1 / dilation 1."""
+    return (
+        (g.kh, g.kw) == (3, 3)
+        and g.stride == (1, 1)
+        and g.padding == (1, 1)
+        and (g.dilation == (1, 1))
+    )
+
+
+def is_pointwise(g: ConvGeometry) -> bool:
+    """1x1 / stride 1 / pad 0: the input already is the GEMM's column matrix."""
+    return (g.kh, g.kw) == (1, 1) and g.stride == (1, 1) and g.padding == (0, 0)
+
+
+# The register-blocked tap-table kernel (`tapconv.py`) computes, forward and
+# backward-input, stride-1 convs whose output is the size of the input ("same" padding:
+# 3x3 pad 1, 5x5 pad 2, 3x3 dilation 2 pad 2, ...) and 3x3 / stride 2 / pad 1 convs
+# (through polyphase planes), when a group's input channels x taps are at most this
+# many. Measured (session 3, 2 threads, float32, ms, old path -> tap table):
+# stride 1 forward: dense 16->16 32x32 batch 64 2.2-4.9 -> 1.3, 32->32 16x16 2.5-4.1 ->
+# 1.3-1.8, 64->64 8x8 (BLAS) 2.0 -> 1.3, 64->64 56x56 batch 8 (BLAS) 9.8 -> 7.4,
+# 128->128 28x28 7.8 -> 7.6, but 256->256 14x14 7.3 -> 9.2 and 512 at 7x7 9.5 -> 13.7
+# (wide layers stay on BLAS); grouped 32x4d 56x56 2.1-2.9 -> 1.4-1.9, 32x8d 28x28
+# 1.8-2.5 -> 1.1, 32x16d 14x14 2.4 -> 1.3, 32x32d 7x7 2.6 -> 1.1, 8x14d 5.3-8.2 -> 3.3-3.7.
+# Stride 2 (batch 64 / 8), forward / backward-input: 16->32 32x32 1.2 / 2.9 -> 1.2 / 1.6,
+# 32->64 16x16 1.1 / 2.2 -> 1.1 / 1.6, 32x8d 56x56 5.3 / 7.7 -> 4.0 / 4.0, 32x16d 28x28
+# 4.8 / 11.4 -> 3.0 / 4.5, 32x32d 14x14 6.6 / 9.8 -> 2.7 / 5.2, dense 64->128 56x56
+# 5.5 / 5.8 -> 5.0 / 5.8; but 128->256 28x28 4.8 / 5.0 -> 5.3 / 7.5 (BLAS).
+_TAPCONV_MAX_WORK = 64 * 9
+
+
+def tap_geometry(g: ConvGeometry) -> str | None:
+    """ "same" or "poly2" if the tap-table kernel takes this conv, else None. Not
+    depthwise (one output per group would waste the output-channel tile) and not 1x1
+    (the input already is the GEMM's matrix)."""
+    if g.cpi * g.kh * g.kw > _TAPCONV_MAX_WORK or g.cpo < 2 or (g.kh, g.kw) == (1, 1):
+        return None
+    if g.stride == (1, 1) and all(
+        d * (k - 1) == 2 * p for k, p, d in zip((g.kh, g.kw), g.padding, g.dilation)
+    ):
+        return "same"
+    if (
+        (g.kh, g.kw) == (3, 3)
+        and g.stride == (2, 2)
+        and g.padding == (1, 1)
+        and (g.dilation == (1, 1))
+    ):
+        return "poly2"
+    return None
+
+
+def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
+    """The output-channel-lane weight gradient (`tapconv.lane_weight_grad`) for 3x3 /
+    pad 1 convs, stride 1 or 2, with >= 32 output channels per group (whole vectors)
+    whose zero-bordered input planes of one image and group are small (L1-sized at
+    stride 1; stride 2 does 1/4 of the FMAs per copied value but still won at 115 KB).
+    Measured (2 threads, float32, ms, interleaved runs; old path -> lanes): stride 1:
+    dense 32->32 16x16 batch 64 2.5 -> 1.7, 32->32 8x8 1.4 -> 0.56, 64->64 8x8 (BLAS)
+    2.0 -> 1.8, ResNeXt 32x32d 7x7 batch 4 2.8 -> 1.2, 16 groups of 32 at 14x14 5.0 ->
+    2.9; but 64->64 16x16 (83 KB of planes) 6.2 -> 6.6, 16->16 32x32 (one vector of
+    channels: twice the copying per FMA) 1.8 -> 2.4, 64->64 56x56 9.8 -> 11.1. Stride 2:
+    16->32 32x32 batch 64 3.1 -> 1.6, 32->64 16x16 2.8 -> 1.4, 32x32d 14x14 batch 4 4.8
+    -> 1.8, 16 groups of 32 at 28x28 7.8 -> 4.6; but 64->128 56x56 (860 KB) 5.9 -> 8.2."""
+    if g.stride not in ((1, 1), (2, 2)):
+        return False
+    scratch = g.cpi * (g.h + 2) * (g.w + 2) * itemsize
+    return (
+        (g.kh, g.kw) == (3, 3)
+        and g.padding == (1, 1)
+        and g.dilation == (1, 1)
+        and g.cpo >= 32
+        and g.cpi * 9 <= _TAPCONV_MAX_WORK
+        and scratch <= (48 if g.stride == (1, 1) else 128) * 1024
+    )
+
+
+# The masked direct weight-gradient kernel (`direct._same3x3_bwd_weight_task`) is used
+# for 3x3 / stride 1 / pad 1 convs with at most this many input channels per group.
+# (Its forward twin was replaced by the tap table, which keeps the accumulators in
+# registers; for the weight gradient the masked dot products already do, and a
+# register-blocked 2 x 9-tap version measured 1.1-1.2x slower.) Measured
+# (1 thread, float32, batch 8, fwd / bwd-input / bwd-weight ms, tile -> masked):
+# 32x4d conv2 6.0/6.1/4.8 -> 4.9/4.8/3.6, 32x8d conv3 4.5/4.5/4.9 -> 3.8/3.5/2.8,
+# 8x14d 12.0/12.3/11.6 -> 11.8/11.9/11.4 (with 14 channels per group the tile copy is
+# already amortised). Session 2, 2 threads, fwd+bwd total, limit 16 -> 32: 4x24d 20.3 ->
+# 18.9 ms, 8x28d 16.0 -> 13.0 ms, dense 32->32 16x16 batch 64 9.4 -> 7.5 ms (also
+# better than im2col + BLAS, 8.5 ms). Dense 64 -> 64 at 8x8 direct: 14.9 ms vs 6.5 ms
+# with BLAS. Wider groups go to BLAS (`_DIRECT_MAX_WORK`, `_DIRECT_MAX_DENSE`).
+_SAME3X3_MAX_CPI = 32
+
+
+def use_same3x3_masked(g: ConvGeometry) -> bool:
+    """3x3 same with at most `_SAME3X3_MAX_CPI` input channels per group."""
+    return g.cpi <= _SAME3X3_MAX_CPI and is_same3x3(g)
+
+
+# --------------------------------------------------------------------------- the planner
+
+
+def _gemm(g: ConvGeometry) -> Algorithm:
+    return Algorithm.POINTWISE_GEMM if is_pointwise(g) else Algorithm.IM2COL_GEMM
+
+
+# Families of algorithms whose use is a speed decision (a threshold), not a correctness
+# one: `plan(..., disabled=...)` can switch each off, and the planner then picks what it
+# would pick with that threshold at zero. Autotuning (autotune.py) times these choices.
+FAMILIES = ("tap", "direct", "lane", "same3x3")
+
+
+def _plan_forward(g: ConvGeometry, off=frozenset()) -> Algorithm:
+    tap = None if "tap" in off else tap_geometry(g)
+    if tap is not None:
+        return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
+    if "direct" not in off and use_direct(g):
+        return Algorithm.DEPTHWISE3X3 if is_depthwise3x3(g) else Algorithm.DIRECT
+    return _gemm(g)
+
+
+def _plan_backward_input(g: ConvGeometry, off=frozenset()) -> Algorithm:
+    direct = "direct" not in off and use_direct(g)
+    if g.stride == (1, 1) and (min(g.flipped_padding) >= 0 or direct):
+        # a negative padding (a crop) only the direct kernels take
+        return Algorithm("transposed:" + _plan_forward(g.transposed(), off).value)
+    # the tap table's stride-2 input gradient reads grad_out: channels swapped
+    swapped = g._replace(c_in=g.c_out, c_out=g.c_in)
+    if "tap" not in off and tap_geometry(swapped) == "poly2":
+        return Algorithm.TAP_STRIDE2
+    return Algorithm.DIRECT_SCATTER if direct else Algorithm.COL2IM_GEMM
+
+
+def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
+    if "lane" not in off and use_lane_weight_grad(g, itemsize):
+        return Algorithm.LANE
+    if "direct" not in off and use_direct(g):
+        if is_depthwise3x3(g):
+            return Algorithm.DEPTHWISE3X3
+        if "same3x3" not in off and use_same3x3_masked(g):
+            return Algorithm.SAME3X3_MASKED
+        return Algorithm.DIRECT
+    return _gemm(g)
+
+
+def plan(
+    pass_: str,
+    geometry: ConvGeometry,
+    dtype=np.float32,
+    finite: bool = True,
+    disabled: frozenset[str] = frozenset(),
+) -> Algorithm:
+    """The algorithm kernels.jit runs for one pass of a conv (the table at the top of
+    this module).
+
+    pass_: "forward", "backward_input" or "backward_weight"; geometry: the conv's
+    `ConvGeometry`; dtype: float32 or float64. finite=False gives the path for
+    non-finite weights (forward, backward_input) or for a non-finite weight gradient
+    computed by a fast kernel (backward_weight): the GEMM paths, whose sums are the
+    reference's. disabled: families of `FAMILIES` switched off (the plan as if their
+    thresholds were zero; the alternatives autotuning times).
+    """
+    if pass_ == "forward":
+        alg = _plan_forward(geometry, disabled)
+        if not finite and alg not in GEMM_ALGORITHMS:
+            alg = Algorithm.IM2COL_GEMM
+        return alg
+    if pass_ == "backward_input":
+        alg = _plan_backward_input(geometry, disabled)
+        return alg if finite else Algorithm.COL2IM_GEMM
+    if pass_ == "backward_weight":
+        if not finite:
+            return _gemm(geometry)
+        return _plan_backward_weight(geometry, np.dtype(dtype).itemsize, disabled)
+    raise ValueError(f"pass_ must be one of {PASSES}, got {pass_!r}")
+
+
+def candidates(pass_: str, geometry: ConvGeometry, dtype=np.float32) -> list[Algorithm]:
+    """The algorithms that can compute this pass (finite weights): the plan with every
+    subset of `FAMILIES` switched off, the default plan first, no duplicates."""
+    out = []
+    for mask in range(1 << len(FAMILIES)):
+        off = frozenset(f for i, f in enumerate(FAMILIES) if mask >> i & 1)
+        alg = plan(pass_, geometry, dtype, disabled=off)
+        if alg not in out:
+            out.append(alg)
+    return out
+
+
+def plan_for(x_shape, weight_shape, stride, padding, dilation, groups, dtype=np.float32):
+    """{"forward", "backward_input", "backward_weight"} -> the `Algorithm` each pass of
+    this conv takes with finite weights. x_shape (N, C_in, H, W), weight_shape (C_out,
+    C_in/groups, kH, kW); stride, padding, dilation: ints or pairs. With autotuning on
+    (`MINIRES_AUTOTUNE=1`), a pass already tuned for this geometry gives its tuned
+    choice."""
+    g = ConvGeometry.of(x_shape, weight_shape, stride, padding, dilation, groups)
+    from . import autotune
+
+    return {p: autotune.cached(p, g, dtype) or plan(p, g, dtype) for p in PASSES}
+
+
+# --------------------------------------------------------------------------- last plan
+
+_last = threading.local()
+
+
+def record(pass_: str, algorithm: Algorithm) -> None:
+    """Note that this thread's last conv `pass_` ran `algorithm` (for `last_plan`)."""
+    d = getattr(_last, "plan", None)
+    if d is None:
+        d = _last.plan = {}
+    d[pass_] = algorithm
+
+
+def last_plan() -> dict[str, Algorithm]:
+    """pass -> the algorithm that the last conv call of that pass on this thread ran
+    (after the non-finite fallbacks); passes not run yet on this thread are absent."""
+    return dict(getattr(_last, "plan", None) or {})

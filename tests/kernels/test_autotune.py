@@ -1,0 +1,141 @@
+"""Autotuning of the conv planner (`MINIRES_AUTOTUNE=1`), with a fake clock: which
+candidates are timed, which one wins, and the on-disk cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from kernel_checks import CONV_PATH_CASES, assert_close, conv_inputs
+
+import minires.kernels.jit as J
+import minires.kernels.reference as R
+from minires.kernels.jit import autotune, planner
+from minires.kernels.jit.planner import Algorithm as A
+from minires.kernels.jit.planner import ConvGeometry
+
+
+@pytest.fixture
+def tuning(tmp_path, monkeypatch):
+    """Autotuning on, its cache in tmp_path, nothing in memory."""
+    monkeypatch.setenv(autotune.ENV, "1")
+    monkeypatch.setenv("MINIRES_CACHE_DIR", str(tmp_path))
+    autotune.forget()
+    yield tmp_path
+    autotune.forget()
+
+
+class FakeClock:
+    """A clock under the test's control: `cost[alg]` seconds pass in each timed call."""
+
+    def __init__(self, cost):
+        self.now, self.cost, self.calls = 0.0, cost, []
+
+    def __call__(self):
+        return self.now
+
+    def run(self, alg):
+        self.calls.append(alg)
+        self.now += self.cost[alg]
+
+
+def test_candidates_are_the_plans_with_families_switched_off():
+    g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)  # CIFAR 16->16
+    assert planner.candidates("forward", g) == [A.TAP_SAME, A.DIRECT, A.IM2COL_GEMM]
+    cands = planner.candidates("backward_weight", g)
+    assert cands[0] == A.SAME3X3_MASKED and set(cands) == {
+        A.SAME3X3_MASKED,
+        A.DIRECT,
+        A.IM2COL_GEMM,
+    }
+    stem = ConvGeometry.of((2, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1, 1)
+    for p in planner.PASSES:  # nothing else computes a 7x7 stride-2 conv
+        assert len(planner.candidates(p, stem)) == 1
+    for case, want in CONV_PATH_CASES.values():  # the default plan comes first
+        x, w, _, args = conv_inputs(case, np.float32, 0)
+        g = ConvGeometry.of(x.shape, w.shape, *args)
+        for p, alg in zip(planner.PASSES, want):
+            cands = planner.candidates(p, g)
+            assert cands[0] == alg and len(set(cands)) == len(cands)
+
+
+def test_choose_times_every_candidate_and_keeps_the_fastest(tuning, monkeypatch):
+    g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
+    clock = FakeClock({A.TAP_SAME: 3.0, A.DIRECT: 1.0, A.IM2COL_GEMM: 2.0})
+    monkeypatch.setattr(autotune, "_timer", clock)
+    assert autotune.choose("forward", g, np.float32, clock.run) == A.DIRECT
+    order = [A.TAP_SAME, A.DIRECT, A.IM2COL_GEMM]
+    assert clock.calls == order + order * autotune.REPS  # warm-ups, then rounds
+    # cached: no more timing, in this process or (from the file) in the next one
+    assert autotune.choose("forward", g, np.float32, clock.run) == A.DIRECT
+    autotune.forget()
+    assert autotune.choose("forward", g, np.float32, clock.run) == A.DIRECT
+    assert len(clock.calls) == 12
+    assert autotune.cached("forward", g, np.float32) == A.DIRECT
+    assert autotune.cached("forward", g, np.float64) is None  # per dtype
+    assert J.plan_for((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)["forward"] == A.DIRECT
+    # one file, keyed by the CPU and library versions, no temporary files left
+    files = list(tuning.iterdir())
+    assert files == [autotune.cache_path()]
+    data = json.loads(files[0].read_text())
+    assert data["key"]["cpu"] == autotune.cpu_model() and "numba" in data["key"]
+    assert list(data["choices"].values()) == ["direct"]
+
+
+def test_cache_of_another_cpu_is_not_used(tuning, monkeypatch):
+    g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
+    clock = FakeClock({A.SAME3X3_MASKED: 1.0, A.DIRECT: 2.0, A.IM2COL_GEMM: 0.5})
+    monkeypatch.setattr(autotune, "_timer", clock)
+    assert autotune.choose("backward_weight", g, np.float32, clock.run) == A.IM2COL_GEMM
+    first = autotune.cache_path()
+    monkeypatch.setattr(autotune, "cpu_model", lambda: "Some Other CPU")
+    autotune.forget()
+    assert autotune.cache_path() != first
+    assert autotune.cached("backward_weight", g, np.float32) is None
+    clock.cost[A.IM2COL_GEMM] = 5.0
+    assert autotune.choose("backward_weight", g, np.float32, clock.run) == A.SAME3X3_MASKED
+    assert len(list(tuning.glob("autotune-*.json"))) == 2
+
+
+def test_off_by_default(monkeypatch):
+    monkeypatch.delenv(autotune.ENV, raising=False)
+    g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
+    assert not autotune.enabled() and autotune.cached("forward", g, np.float32) is None
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_conv_calls_run_the_tuned_algorithm(tuning, monkeypatch):
+    """The entry points with autotuning on: the fake clock makes the GEMM paths fastest,
+    the calls run them (`last_plan`) and still match the reference; non-finite weights
+    are not tuned."""
+    slow = {a: 1.0 for a in A}
+    slow.update({A.IM2COL_GEMM: 0.1, A.TRANSPOSED_IM2COL_GEMM: 0.1})
+    state = {"now": 0.0}
+
+    def timer():  # each read advances by the cost of the algorithm last planned
+        state["now"] += slow[J.last_plan().get("forward", A.DIRECT)] / 2
+        return state["now"]
+
+    monkeypatch.setattr(autotune, "_timer", timer)
+    case, want = CONV_PATH_CASES["dense3x3"]
+    x, w, go, args = conv_inputs(case, np.float64, 3)
+    # time by the algorithm that runs: wrap the forward runner to record it
+    from minires.kernels.jit import conv as jconv
+
+    real = jconv._run_forward
+
+    def spy(alg, *a):
+        planner.record("forward", alg)
+        return real(alg, *a)
+
+    monkeypatch.setattr(jconv, "_run_forward", spy)
+    out = J.conv2d_forward(x, w, None, *args)
+    assert J.last_plan()["forward"] == A.IM2COL_GEMM != want[0]
+    assert_close(out, R.conv2d_forward(x, w, None, *args), np.float64)
+    assert autotune.cached("forward", ConvGeometry.of(x.shape, w.shape, *args), x.dtype)
+    w[0, 0, 0, 0] = np.nan
+    J.conv2d_backward_input(go, w, x.shape, *args)
+    assert J.last_plan()["backward_input"] == A.COL2IM_GEMM
+    g = ConvGeometry.of(x.shape, w.shape, *args)
+    assert autotune.cached("backward_input", g, x.dtype) is None  # not tuned

@@ -1,0 +1,60 @@
+"""The JIT backend's process-wide configuration step and its reference fallback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import minires.kernels.jit as J
+import minires.kernels.reference as R
+
+
+def test_configure_is_one_step_applied_once():
+    cfg = J.configure()
+    assert {"prefer_512_bit", "malloc_tuned", "threads", "spinning"} <= set(cfg)
+    assert J.configure() is cfg  # later calls change nothing
+    from minires.kernels.jit import _numba
+
+    assert _numba.PREFER_512 == cfg["prefer_512_bit"]
+    assert _numba.MALLOC_TUNED == cfg["malloc_tuned"]
+
+
+@pytest.mark.parametrize("verbose", ["1", "0"])
+def test_minires_verbose_reports_the_settings_on_stderr(verbose):
+    env = dict(os.environ, MINIRES_VERBOSE=verbose, MINIRES_MALLOC_TUNE="0")
+    code = "import minires.kernels.jit as J; J.conv2d_forward"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    if verbose == "1":
+        assert "configure()" in done.stderr
+        assert "glibc mallopt: unchanged" in done.stderr  # MINIRES_MALLOC_TUNE=0 obeyed
+        assert "thread team" in done.stderr
+    else:
+        assert "configure()" not in done.stderr
+
+
+def test_missing_numba_kernel_falls_back_with_a_warning(monkeypatch):
+    """A kernel module that cannot be imported gives the reference, with a warning that
+    names the exception (never a silent switch)."""
+    monkeypatch.setitem(J._IMPLEMENTED, "relu_forward", "no_such_module")
+    with pytest.warns(RuntimeWarning, match="ModuleNotFoundError.*NumPy reference"):
+        fn = J._resolve("relu_forward")
+    assert fn is R.relu_forward
+
+
+def test_backend_falls_back_to_the_reference_with_a_warning(monkeypatch):
+    """minires.backend: when the JIT backend cannot be imported, the numpy reference
+    stands in, with a warning naming the exception."""
+    from minires import backend
+
+    monkeypatch.setitem(backend.BACKENDS, "numba", "minires.kernels.no_such_jit")
+    monkeypatch.setattr(backend, "_loaded", {})
+    with pytest.warns(UserWarning, match="no_such_jit.*falling back to the NumPy reference"):
+        module = backend._load("numba")
+    assert module is R

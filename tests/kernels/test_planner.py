@@ -1,0 +1,119 @@
+"""The conv planner of kernels.jit (`planner.plan`): its choices, and that the entry
+points run what it plans (`last_plan`)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from kernel_checks import CONV_PATH_CASES, conv_inputs, plan_of
+
+import minires.kernels.jit as J
+from minires.kernels.jit import planner
+from minires.kernels.jit.planner import PASSES, Algorithm, ConvGeometry
+
+DTYPES = [np.float32, np.float64]
+FIXTURE = pathlib.Path(__file__).parent / "data" / "conv_plans_before.json"
+
+
+def test_planner_reproduces_the_dispatch_it_replaced():
+    """The planner picks, on a sweep of 4250 geometries (both dtypes, every threshold,
+    depthwise multipliers, asymmetric strides / paddings / dilations), the algorithm the
+    three entry points chose before it existed: the fixture was recorded from
+    `conv.conv_paths` of commit e8ceb15, whose entry points dispatched on the same
+    predicates."""
+    rows = json.loads(FIXTURE.read_text())
+    assert len(rows) > 4000
+    wrong = []
+    for row in rows:
+        n, c, h, w, cout, cpi, kh, kw, sh, sw, ph, pw, dh, dw, g, dt, *want = row
+        got = J.plan_for(
+            (n, c, h, w), (cout, cpi, kh, kw), (sh, sw), (ph, pw), (dh, dw), g, "float" + dt
+        )
+        if [got[p] for p in PASSES] != want:
+            wrong.append((row, got))
+    assert wrong == []
+
+
+def test_dispatch_cases_cover_every_algorithm():
+    """The shared geometries (kernel_checks.CONV_PATH_CASES) are planned as they say,
+    and together they reach every algorithm of every pass."""
+    seen = [set(), set(), set()]
+    for case, want in CONV_PATH_CASES.values():
+        for dtype in DTYPES:
+            assert plan_of(case, dtype) == want
+        for s, p in zip(seen, want):
+            s.add(p)
+    A = Algorithm
+    fwd = {A.TAP_SAME, A.TAP_POLY2, A.DEPTHWISE3X3, A.DIRECT, A.POINTWISE_GEMM, A.IM2COL_GEMM}
+    assert seen[0] == fwd
+    transposed = {a for a in A if a.transposed_of is not None}
+    assert {a.transposed_of for a in transposed} == fwd - {A.TAP_POLY2}
+    assert seen[1] == transposed | {A.TAP_STRIDE2, A.DIRECT_SCATTER, A.COL2IM_GEMM}
+    assert seen[2] == {
+        A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_GEMM, A.IM2COL_GEMM
+    }  # fmt: skip
+    assert set().union(*seen) == set(A)  # no algorithm the planner never picks
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("name", sorted(CONV_PATH_CASES))
+def test_entry_points_run_the_plan(name):
+    """conv2d_forward / backward_input / backward_weight run the planned algorithm
+    (`last_plan`), for finite inputs; with a non-finite weight the GEMM fallbacks."""
+    case, want = CONV_PATH_CASES[name]
+    x, w, go, args = conv_inputs(case, np.float32, 1)
+
+    def run():
+        J.conv2d_forward(x, w, None, *args)
+        J.conv2d_backward_input(go, w, x.shape, *args)
+        J.conv2d_backward_weight(x, go, w.shape, *args)
+        ran = J.last_plan()
+        return ran["forward"], ran["backward_input"], ran["backward_weight"]
+
+    assert run() == want
+    w[0, 0, 0, 0] = np.inf
+    fwd = want[0] if want[0] in planner.GEMM_ALGORITHMS else Algorithm.IM2COL_GEMM
+    ran = run()
+    assert ran[:2] == (fwd, Algorithm.COL2IM_GEMM)
+    assert ran[2] == want[2]  # the weight gradient does not read the weights
+
+
+def test_plan_of_a_geometry_and_its_fallbacks():
+    g = ConvGeometry.of((8, 128, 56, 56), (128, 4, 3, 3), 1, 1, 1, 32)  # ResNeXt 32x4d
+    assert (g.cpi, g.cpo, g.ho, g.wo) == (4, 4, 56, 56)
+    assert planner.plan("forward", g) == Algorithm.TAP_SAME
+    assert planner.plan("backward_input", g) == Algorithm.TRANSPOSED_TAP_SAME
+    assert planner.plan("backward_weight", g) == Algorithm.SAME3X3_MASKED
+    assert planner.plan("forward", g, finite=False) == Algorithm.IM2COL_GEMM
+    assert planner.plan("backward_input", g, finite=False) == Algorithm.COL2IM_GEMM
+    assert planner.plan("backward_weight", g, finite=False) == Algorithm.IM2COL_GEMM
+    pw = ConvGeometry.of((8, 256, 28, 28), (128, 256, 1, 1), 1, 0, 1, 1)
+    assert planner.plan("backward_weight", pw, finite=False) == Algorithm.POINTWISE_GEMM
+    with pytest.raises(ValueError, match="backward"):
+        planner.plan("backwards", g)
+
+
+def test_transposed_geometry_is_the_input_gradient_conv():
+    """The stride-1 input gradient is a forward conv of grad_out: its output is x's size."""
+    g = ConvGeometry.of((2, 6, 9, 7), (10, 3, 3, 5), 1, (2, 1), (1, 2), 2)
+    t = g.transposed()
+    assert (t.n, t.c_in, t.h, t.w) == (2, 10, g.ho, g.wo)
+    assert (t.c_out, t.ho, t.wo) == (6, 9, 7)
+    assert t.flipped_padding == g.padding
+
+
+def test_docstring_table_names_every_algorithm():
+    """The planner's docstring holds the dispatch table: every algorithm is in it."""
+    doc = planner.__doc__
+    for a in Algorithm:
+        name = "TRANSPOSED_<forward alg>" if a.transposed_of is not None else a.name
+        assert name in doc, a
+
+
+def test_algorithms_are_strings_for_reports():
+    assert Algorithm.TAP_SAME == "tap_same"
+    assert str(Algorithm.TRANSPOSED_DIRECT) == "transposed:direct"
+    assert json.dumps({"p": Algorithm.LANE}) == '{"p": "lane"}'

@@ -1,0 +1,189 @@
+"""kernels.jit's thread team (`_numba.parallel_for`): every task once, the caller takes
+part, errors reach the caller, sleeping and polling workers, forked children, the
+MINIRES_JIT_SPIN switch, job seats; and the allocator setting of `configure()` (freed
+arrays are not page-faulted back in)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from minires.kernels.jit import _numba
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    yield numba.get_num_threads()
+    numba.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------- parallel_for
+
+
+@pytest.mark.parametrize("ntasks", [1, 2, 3, 7, 64, 1001])
+@pytest.mark.parametrize("chunks", [1, 4])
+def test_parallel_for_covers_every_task_once(threads, ntasks, chunks):
+    seen = np.zeros(ntasks, np.int64)
+    lock = threading.Lock()
+
+    def body(t0, t1):
+        with lock:
+            seen[t0:t1] += 1
+
+    _numba.parallel_for(body, ntasks, chunks_per_thread=chunks)
+    assert (seen == 1).all()
+
+
+def test_parallel_for_caller_takes_part():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        who = set()
+        barrier = threading.Barrier(2, timeout=10)
+
+        def body(t0, t1):
+            who.add(threading.get_ident())
+            barrier.wait()  # both chunks must run at the same time, on 2 threads
+
+        _numba.parallel_for(body, 2, chunks_per_thread=1)
+    finally:
+        numba.set_num_threads(old)
+    assert threading.get_ident() in who
+    assert len(who) == 2
+
+
+def test_parallel_for_propagates_errors(threads):
+    def body(t0, t1):
+        if t0 <= 5 < t1:
+            raise ValueError("task 5 failed")
+
+    with pytest.raises(ValueError, match="task 5"):
+        _numba.parallel_for(body, 10)
+    # the pool still works afterwards
+    out = np.zeros(10)
+
+    def fill(t0, t1):
+        out[t0:t1] = 1
+
+    _numba.parallel_for(fill, 10)
+    assert out.sum() == 10
+
+
+@pytest.mark.parametrize("polls", [0, 50, _numba._SPIN_POLLS])
+def test_parallel_for_wakes_sleeping_and_spinning_workers(threads, polls, monkeypatch):
+    """Jobs reach the workers whether they are still polling for the next job or have
+    gone to sleep (polls = 0: the path without spinning), back to back and after a
+    pause long enough for every worker to fall asleep."""
+    import time
+
+    monkeypatch.setattr(_numba, "_SPIN_POLLS", polls)
+    out = np.zeros(64)
+
+    def add(t0, t1):
+        out[t0:t1] += 1
+
+    for i in range(50):
+        _numba.parallel_for(add, 64, chunks_per_thread=1)
+        if i % 10 == 0:
+            time.sleep(0.01)
+    assert (out == 50).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_parallel_for_in_a_forked_child(threads):
+    """A forked child gets a team of its own (the parent's worker threads do not exist
+    there): parallel_for must neither hang nor lose tasks."""
+    out = np.zeros(64)
+
+    def add(t0, t1):
+        out[t0:t1] += 1
+
+    _numba.parallel_for(add, 64)  # the parent's team exists before the fork
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if every task ran once more
+        code = 1
+        try:
+            _numba.parallel_for(add, 64)
+            code = 0 if (out == 2).all() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (out == 1).all()
+
+
+def test_spin_env_switch_off():
+    """MINIRES_JIT_SPIN=0 (read at import) turns the polling off; parallel_for still works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from minires.kernels.jit import _numba as n; assert not n._SPINNING; "
+        "out = np.zeros(8); n.parallel_for(lambda a, b: out.__setitem__(slice(a, b), 1), 8); "
+        "assert out.all()"
+    )
+    env = dict(os.environ, MINIRES_JIT_SPIN="0")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+_FAULTS_CODE = """
+import resource, numpy as np
+import minires.kernels.jit._numba as nb
+def step():  # a training step's pattern: many activations alive, then all freed
+    acts = [np.ones(1 << 20, np.float32) for _ in range(16)]  # 16 x 4 MB
+    del acts
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(nb.MALLOC_TUNED, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+@pytest.mark.parametrize("tune", ["1", "0"])
+def test_freed_arrays_are_not_faulted_back_in(tune):
+    """With the allocator tuned (the default), 64 MB of activations freed and allocated
+    again reuse their pages: no page faults per step. MINIRES_MALLOC_TUNE=0 leaves glibc
+    alone, which returns the memory to the OS and faults in ~16,000 pages of 4 KB per
+    step."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["MINIRES_MALLOC_TUNE"] = tune
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS_CODE],
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    tuned, faults = out[0] == "True", int(out[1])
+    if tune == "1":
+        assert tuned and faults < 200
+    else:
+        assert not tuned and faults > 4000
+
+
+def test_job_seats_limit_the_workers():
+    """A job admits `threads - 1` workers (numba.set_num_threads(k) below the team size:
+    the surplus workers wake up and go back to waiting) and runs every chunk once."""
+    ran = []
+    job = _numba._Job(lambda t0, t1: ran.append((t0, t1)), (), [0, 3, 7, 10], 2)
+    assert [job.take_seat() for _ in range(4)] == [True, True, False, False]
+    job.run()
+    job.wait()
+    assert ran == [(0, 3), (3, 7), (7, 10)] and job.done.all()
