@@ -163,21 +163,18 @@ def out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
 
 # -- BLAS threads ----------------------------------------------------------------------
 
-# Below this many multiply-adds a matrix product runs on one BLAS thread (see `small_gemm`).
-SMALL_GEMM_MACS = 1 << 24
+def one_thread_gemm() -> contextlib.AbstractContextManager:
+    """Context for the matrix products of the ops (linear, matmul): BLAS on one thread.
 
-
-def small_gemm(macs: int) -> contextlib.AbstractContextManager:
-    """Context for a matrix product of ``macs`` multiply-adds: one BLAS thread when it is
-    small, else BLAS's own threading.
-
-    Why: a small product gains nothing from a second thread, and OpenBLAS's threads
-    spin-wait after every threaded call. In a ResNeXt-50 fwd+bwd at batch 2 (2 cores
-    shared with another job) the 2x2048x1000 fc took 40 ms per pass instead of ~1 ms,
-    and the spinning thread slowed the conv kernels that followed (profiled step 889 ms
-    vs 463 ms with OPENBLAS_NUM_THREADS=1). Needs threadpoolctl; a no-op without it.
+    Why: a threaded OpenBLAS GEMM splits its work by the thread count, so its last bits
+    depend on it (a 256x2048 @ 2048x1000 product differed between 1 and 2 threads), and
+    "resume bit for bit" must not depend on the machine's cores. It is also faster here:
+    the products in these models are small (the fc layer), and OpenBLAS's threads
+    spin-wait after every threaded call - in a ResNeXt-50 fwd+bwd at batch 2 the
+    2x2048x1000 fc took 40 ms per pass instead of ~1 ms and slowed the conv kernels that
+    followed. Needs threadpoolctl (a dependency); a no-op without it.
     """
-    return blas_one_thread() if macs < SMALL_GEMM_MACS else contextlib.nullcontext()
+    return blas_one_thread()
 
 
 # -- dimension arguments ---------------------------------------------------------------

@@ -9,7 +9,7 @@ from minires.functional._util import (
     as_tensor,
     check_float,
     check_same_dtype,
-    small_gemm,
+    one_thread_gemm,
     unbroadcast,
 )
 from minires.tensor import Tensor
@@ -21,7 +21,8 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.save_for_backward(a, b)
-        return np.matmul(a, b)
+        with one_thread_gemm():
+            return np.matmul(a, b)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -36,12 +37,13 @@ class MatMul(Function):
         if b.ndim == 1:
             g2 = np.expand_dims(g2, -1)
         ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
-            ga = unbroadcast(ga, a2.shape).reshape(a.shape)
-        if ctx.needs_input_grad[1]:
-            gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
-            gb = unbroadcast(gb, b2.shape).reshape(b.shape)
+        with one_thread_gemm():
+            if ctx.needs_input_grad[0]:
+                ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
+                ga = unbroadcast(ga, a2.shape).reshape(a.shape)
+            if ctx.needs_input_grad[1]:
+                gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+                gb = unbroadcast(gb, b2.shape).reshape(b.shape)
         return ga, gb
 
 
@@ -75,7 +77,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
         ctx.save_for_backward(x, weight)
-        with small_gemm(x.size * weight.shape[0]):
+        with one_thread_gemm():
             out = x @ weight.T
         if bias is not None:
             out += bias
@@ -84,7 +86,7 @@ class Linear(Function):
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         x, weight = ctx.saved_tensors
-        with small_gemm(x.size * weight.shape[0]):  # both products have this many MACs
+        with one_thread_gemm():
             gx = g @ weight if ctx.needs_input_grad[0] else None
             gw = gb = None
             if ctx.needs_input_grad[1]:

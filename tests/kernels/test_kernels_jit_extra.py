@@ -132,21 +132,42 @@ def test_is_basic_index():
 # --------------------------------------------------------------------------- Linear BLAS
 
 
-def test_small_gemm_context(monkeypatch):
+def test_one_thread_gemm_context(monkeypatch):
     import contextlib
 
-    assert isinstance(_util.small_gemm(_util.SMALL_GEMM_MACS), contextlib.nullcontext)
-    with _util.small_gemm(10):
+    with _util.one_thread_gemm():
         pass
     import minires.kernels.blas
 
     # threadpoolctl missing: a no-op
     monkeypatch.setattr(minires.kernels.blas, "_controller", False)
-    assert isinstance(_util.small_gemm(10), contextlib.nullcontext)
+    assert isinstance(_util.one_thread_gemm(), contextlib.nullcontext)
+
+
+@pytest.mark.parametrize("op", ["linear", "matmul"])
+def test_matrix_products_do_not_depend_on_the_blas_thread_count(op):
+    """OpenBLAS splits a threaded GEMM by thread count: the last bits of a product this size
+    differed between 1 and 2 threads. The ops pin BLAS to one thread, whatever the caller
+    set."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 2048)).astype(np.float32)
+    w = rng.standard_normal((1000, 2048)).astype(np.float32)
+    g = rng.standard_normal((256, 1000)).astype(np.float32)
+
+    def run(threads):
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            xt, wt = mr.tensor(x, requires_grad=True), mr.tensor(w, requires_grad=True)
+            out = F.linear(xt, wt) if op == "linear" else xt @ wt.T
+            out.backward(g)
+            return out.data, xt.grad, wt.grad
+
+    for one, two in zip(run(1), run(2)):
+        np.testing.assert_array_equal(one, two)
 
 
 @pytest.mark.parametrize("shape", [(2, 2048, 1000), (64, 64, 10), (3, 5, 4)])
-def test_linear_small_gemm_matches_matmul(shape):
+def test_linear_matches_matmul(shape):
     n, k, m = shape
     rng = np.random.default_rng(0)
     x = mr.tensor(rng.standard_normal((n, k)), requires_grad=True)
