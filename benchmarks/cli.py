@@ -47,9 +47,7 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
     p.add_argument(
         "--out", type=Path, default=None, help="output directory (default bench-results/<UTC time>)"
     )
-    p.add_argument(
-        "--batch", type=positive_int, help="layer-sweep batch size (full 8, quick 2)"
-    )
+    p.add_argument("--batch", type=positive_int, help="layer-sweep batch size (full 8, quick 2)")
     p.add_argument(
         "--size",
         type=positive_int,
@@ -71,9 +69,7 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
     )
     p.add_argument("--only", help=f"comma-separated sections to run: {','.join(SECTIONS)}")
     p.add_argument("--skip", default="", help="comma-separated sections to skip")
-    p.add_argument(
-        "--reps", type=positive_int, help="minimum timed repetitions (full 5, quick 3)"
-    )
+    p.add_argument("--reps", type=positive_int, help="minimum timed repetitions (full 5, quick 3)")
     p.add_argument(
         "--warmup", type=non_negative_int, help="warm-up calls before timing (full 2, quick 1)"
     )

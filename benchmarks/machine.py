@@ -172,8 +172,11 @@ def fma_datapath(cpu: dict[str, Any]) -> dict[str, Any] | None:
                 return {"lanes": 16, "units": 2, "why": "Intel Xeon with AMX (Sapphire Rapids "
                         "or newer): 2 x 512-bit FMA units per core"}  # fmt: skip
             if "Platinum" in name or re.search(r"Gold 6\d", name):
-                return {"lanes": 16, "units": 2,
-                        "why": "Intel Xeon Platinum / Gold 6xxx: 2 x 512-bit FMA units"}
+                return {
+                    "lanes": 16,
+                    "units": 2,
+                    "why": "Intel Xeon Platinum / Gold 6xxx: 2 x 512-bit FMA units",
+                }
             if model in _INTEL_CLIENT_AVX512 and "Xeon" not in name:
                 return {"lanes": 16, "units": 1, "why": "Intel client core with AVX-512: "
                         "1 x 512-bit FMA unit"}  # fmt: skip

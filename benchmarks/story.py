@@ -37,8 +37,13 @@ def ensure_ratios(results: dict[str, Any]) -> None:
     """Add the ratio fields (`add_ratios`) to results that lack them: runs written before
     the one convention carried the inverse ``speedup_vs_minires`` instead."""
     rows = results.get("rows", [])
-    if any(r.get("section") in RATIO_SECTIONS and r.get("status") == "ok"
-           and r.get("total_median_ms") and "time_over_minires" not in r for r in rows):
+    if any(
+        r.get("section") in RATIO_SECTIONS
+        and r.get("status") == "ok"
+        and r.get("total_median_ms")
+        and "time_over_minires" not in r
+        for r in rows
+    ):
         add_ratios(rows, RATIO_SECTIONS)  # fmt: skip
 
 
@@ -111,7 +116,7 @@ def plan_cell(r: dict[str, Any]) -> str:
 
 
 def _plan(r: dict[str, Any]) -> str:
-    """", plan tapconv / tapconv / lane_wgrad" when the row names its algorithms."""
+    """ ", plan tapconv / tapconv / lane_wgrad" when the row names its algorithms."""
     cell = plan_cell(r)
     return "" if cell == "-" else f", plan {cell}"
 
@@ -151,8 +156,10 @@ def _template_sentences(mine: dict[str, dict[str, Any]],
     FLOPs, in minires and in PyTorch."""
     parts = []
     for stage in ("conv2", "conv3"):
-        tmpl = sorted((r for r in mine.values() if r.get("kind") == "template"
-                       and r.get("stage") == stage), key=lambda r: r.get("cardinality") or 0)
+        tmpl = sorted(
+            (r for r in mine.values() if r.get("kind") == "template" and r.get("stage") == stage),
+            key=lambda r: r.get("cardinality") or 0,
+        )
         if len(tmpl) < 2 or tmpl[0].get("cardinality") != 1:
             continue
         d, g = tmpl[0], tmpl[-1]
@@ -190,8 +197,10 @@ def _roofline_sentence(results: dict[str, Any], mine: dict[str, dict[str, Any]])
     for r in low:
         bound = bw * r["intensity_flop_per_byte"]
         above = " - above it: its data stays in cache" if r["gflops_total"] > bound else ""
-        cells.append(f"{r['name']} ({r['intensity_flop_per_byte']:.0f} FLOP/byte, bound "
-                     f"{bound:.0f} GFLOP/s, minires {r['gflops_total']:.0f}{above})")
+        cells.append(
+            f"{r['name']} ({r['intensity_flop_per_byte']:.0f} FLOP/byte, bound "
+            f"{bound:.0f} GFLOP/s, minires {r['gflops_total']:.0f}{above})"
+        )
     if not cells:
         return f"No layer sits below the ridge point ({ridge:.0f} FLOP/byte)."
     return (f"Memory-bound (below the ridge point, {ridge:.0f} FLOP/byte, at {bw:.1f} GB/s): "
@@ -205,8 +214,10 @@ def _standing_sentences(mine: dict[str, dict[str, Any]]) -> list[str]:
     if xt:
         faster = sum(v > 1 for v, _ in xt)
         lo, hi = min(xt), max(xt)
-        parts.append(f"minires is faster than PyTorch's best layout on {faster} of {len(xt)} "
-                     f"layers (x torch from {x(lo[0])} on {lo[1]} to {x(hi[0])} on {hi[1]}).")
+        parts.append(
+            f"minires is faster than PyTorch's best layout on {faster} of {len(xt)} "
+            f"layers (x torch from {x(lo[0])} on {lo[1]} to {x(hi[0])} on {hi[1]})."
+        )
     else:
         parts.append("x torch: PyTorch not measured.")
     xr = [(r["x_reference"], n) for n, r in mine.items() if r.get("x_reference")]
@@ -300,8 +311,10 @@ def coldstart_verdict(results: dict[str, Any]) -> str:
     empty, warm = rows.get("empty"), rows.get("warm")
     if not (empty and warm and empty.get("first_call_s") and warm.get("first_call_s")):
         return "Cold start: the empty- or warm-cache row was not measured."
-    s = (f"The first conv fwd+bwd took {empty['first_call_s']:.2f} s with an empty Numba "
-         f"cache (compiling) and {warm['first_call_s']:.2f} s with a warm one")
+    s = (
+        f"The first conv fwd+bwd took {empty['first_call_s']:.2f} s with an empty Numba "
+        f"cache (compiling) and {warm['first_call_s']:.2f} s with a warm one"
+    )
     if warm.get("steady_call_s"):
         s += f", against {warm['steady_call_s']:.3f} s once running"
     return s + (f": compiling costs {empty['first_call_s'] - warm['first_call_s']:.1f} s, "
@@ -315,12 +328,14 @@ def distributed_verdict(results: dict[str, Any]) -> str:
     one, two = rows.get("resnet20 train 1x2"), rows.get("resnet20 train 2x1")
     parts = []
     if one and two:
-        parts.append(f"On the same cores, 2 ranks x 1 thread train resnet20 at "
-                     f"{two['images_per_s'] / one['images_per_s']:.2f} times the throughput "
-                     f"of 1 rank x 2 threads ({two['images_per_s']:.0f} vs "
-                     f"{one['images_per_s']:.0f} images/s); the all-reduce takes "
-                     f"{100 * two['allreduce_share']:.1f}% of a step including the wait for "
-                     f"the slower rank, {100 * two['allreduce_pure_share']:.2f}% alone.")
+        parts.append(
+            f"On the same cores, 2 ranks x 1 thread train resnet20 at "
+            f"{two['images_per_s'] / one['images_per_s']:.2f} times the throughput "
+            f"of 1 rank x 2 threads ({two['images_per_s']:.0f} vs "
+            f"{one['images_per_s']:.0f} images/s); the all-reduce takes "
+            f"{100 * two['allreduce_share']:.1f}% of a step including the wait for "
+            f"the slower rank, {100 * two['allreduce_pure_share']:.2f}% alone."
+        )
     else:
         parts.append("resnet20 on 1 vs 2 ranks: not measured.")
     ar = rows.get("allreduce resnet50")
@@ -367,12 +382,16 @@ def conv_story(results: dict[str, Any]) -> str:
     for r in mine.values():
         if r.get("kind") == "template" and parts:
             continue  # the template sentence told it
-        s = (f"{r['name']}: {1e3 * r['gflop_fwd']:.1f} MFLOP per pass at "
-             f"{r['intensity_flop_per_byte']:.0f} FLOP/byte, {ms(r['total_median_ms'])} ms for "
-             f"forward + both backward passes ({r['gflops_total']:.1f} GFLOP/s{_plan(r)})")
+        s = (
+            f"{r['name']}: {1e3 * r['gflop_fwd']:.1f} MFLOP per pass at "
+            f"{r['intensity_flop_per_byte']:.0f} FLOP/byte, {ms(r['total_median_ms'])} ms for "
+            f"forward + both backward passes ({r['gflops_total']:.1f} GFLOP/s{_plan(r)})"
+        )
         if dense is not None and r is not dense:
-            s += (f": {dense['gflop_fwd'] / r['gflop_fwd']:.1f}x fewer FLOPs than the dense "
-                  f"conv, {_ratio_words(r['total_median_ms'], dense['total_median_ms'])}")
+            s += (
+                f": {dense['gflop_fwd'] / r['gflop_fwd']:.1f}x fewer FLOPs than the dense "
+                f"conv, {_ratio_words(r['total_median_ms'], dense['total_median_ms'])}"
+            )
         parts.append(s + ".")
     parts += [_roofline_sentence(results, mine), *_standing_sentences(mine)]
     return " ".join(parts) + noise_note(results)

@@ -281,8 +281,7 @@ def as_gradient(g: Any, shape: tuple[int, ...], dtype: np.dtype, where: str) -> 
         raise TypeError(f"{where}: cannot use {type(g).__name__} as a gradient ({exc})") from None
     if g.dtype.kind not in "fiub" or g.dtype.itemsize > 8:
         raise TypeError(
-            f"{where}: gradient of dtype {g.dtype} is not supported; expected a real "
-            f"{dtype} array"
+            f"{where}: gradient of dtype {g.dtype} is not supported; expected a real {dtype} array"
         )
     if g.shape != shape:
         if g.ndim == 0 and math.prod(shape) == 1:
@@ -294,8 +293,9 @@ def as_gradient(g: Any, shape: tuple[int, ...], dtype: np.dtype, where: str) -> 
     return g.astype(dtype, copy=False)
 
 
-def _run_hooks(hooks: list[Callable], grad: np.ndarray, shape: tuple[int, ...],
-               dtype: np.dtype) -> np.ndarray:
+def _run_hooks(
+    hooks: list[Callable], grad: np.ndarray, shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
     for hook in hooks:
         new = hook(grad)
         if new is not None:

@@ -259,9 +259,7 @@ def _read_arrays(zf: zipfile.ZipFile, limit: int) -> dict[str, np.ndarray]:
     arrays = {}
     for info in plan:
         with zf.open(info) as f:
-            arrays[info.filename[: -len(".npy")]] = np.lib.format.read_array(
-                f, allow_pickle=False
-            )
+            arrays[info.filename[: -len(".npy")]] = np.lib.format.read_array(f, allow_pickle=False)
     return arrays
 
 
@@ -301,8 +299,10 @@ def load(path: str | os.PathLike, max_bytes: int | None = None) -> Any:
         if not isinstance(meta, dict):
             raise ValueError(f"its {MAGIC} entry is not a JSON object")
         version = meta.get("format"), meta.get("version")
-        if version[0] != "minires" or not isinstance(version[1], int) or not (
-            0 <= version[1] <= FORMAT_VERSION
+        if (
+            version[0] != "minires"
+            or not isinstance(version[1], int)
+            or not (0 <= version[1] <= FORMAT_VERSION)
         ):
             raise ValueError(
                 f"has format {version[0]!r} version {version[1]!r}; this minires reads "

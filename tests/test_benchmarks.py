@@ -54,8 +54,16 @@ def test_templates_preserve_block_flops():
 
 
 def _cpu(vendor, family, model, simd, name="test cpu"):
-    return {"vendor": vendor, "family": family, "model_number": model, "simd": simd,
-            "model": name, "physical_cores": 2, "clock_mhz": 2300.0, "clock_source": "test"}
+    return {
+        "vendor": vendor,
+        "family": family,
+        "model_number": model,
+        "simd": simd,
+        "model": name,
+        "physical_cores": 2,
+        "clock_mhz": 2300.0,
+        "clock_source": "test",
+    }
 
 
 @pytest.mark.parametrize("cpu, per_cycle", [
@@ -297,6 +305,8 @@ def test_distributed_bench_table_renders_rows():
     lines = table({"rows": rows})
     assert any("resnet20, 1 rank(s) x 2 thread(s)" in ln for ln in lines)
     assert any("skipped: no mpiexec" in ln for ln in lines)
+
+
 # -- depthwise-separable rows and ResNeXt's forms ---------------------------------------------
 
 
@@ -400,8 +410,15 @@ def _layer_rows(times: dict[str, dict[str, float]], plan: dict | None = None) ->
     for short, per_backend in times.items():
         s = specs[short]
         for backend, t in per_backend.items():
-            r = {"section": "layer", "name": s.name, "backend": backend, **s.describe(),
-                 "status": "ok", "total_median_ms": t, "gflops_total": 3 * s.flops / t / 1e6}
+            r = {
+                "section": "layer",
+                "name": s.name,
+                "backend": backend,
+                **s.describe(),
+                "status": "ok",
+                "total_median_ms": t,
+                "gflops_total": 3 * s.flops / t / 1e6,
+            }
             if plan and backend == "numba":
                 r["plan"] = plan
             rows.append(r)  # fmt: skip
@@ -409,8 +426,14 @@ def _layer_rows(times: dict[str, dict[str, float]], plan: dict | None = None) ->
 
 
 def _results(rows: list[dict], busy: bool = False) -> dict:
-    load = {"busy": busy, "load1_start": 1.0, "load1_max": 4.5, "load1_end": 1.0, "cores": 2,
-            "note": "test"}
+    load = {
+        "busy": busy,
+        "load1_start": 1.0,
+        "load1_max": 4.5,
+        "load1_end": 1.0,
+        "cores": 2,
+        "note": "test",
+    }
     results = {"rows": rows, "load": load,
                "ceilings": {"practical_gflops": 300.0, "theoretical_gflops": 332.8,
                             "bandwidth_gb_s": 25.0, "sgemm": {"torch": {}}}}  # fmt: skip
@@ -472,9 +495,11 @@ def test_one_ratio_convention_minires_faster_above_one():
 def test_layers_verdict_numbers_come_from_the_rows():
     from minires.benchmarks.story import conv_story, layers_verdict
 
-    times = {"conv2 dense": {"numba": 26.0, "numpy": 100.0, "torch_cl": 17.5},
-             "conv2 32x4d": {"numba": 4.5, "numpy": 200.0, "torch_cl": 12.7},
-             "depthwise 3x3 128": {"numba": 2.3, "numpy": 220.0, "torch_cl": 2.31}}
+    times = {
+        "conv2 dense": {"numba": 26.0, "numpy": 100.0, "torch_cl": 17.5},
+        "conv2 32x4d": {"numba": 4.5, "numpy": 200.0, "torch_cl": 12.7},
+        "depthwise 3x3 128": {"numba": 2.3, "numpy": 220.0, "torch_cl": 2.31},
+    }
     words = layers_verdict(_results(_layer_rows(times)))
     assert "does 8.0x fewer FLOPs than the dense one" in words
     assert "at 9 FLOP/byte against 142" in words
@@ -516,8 +541,10 @@ def _model_rows(section, times, rss=None):
 def test_blocks_models_coldstart_distributed_verdicts_from_rows():
     from minires.benchmarks import story
 
-    blocks = {"block_resnet50": {"numba": 90.0, "torch": 106.0, "torch_cl": 93.0},
-              "block_resnext50_32x4d": {"numba": 86.0, "torch": 114.0, "torch_cl": 131.0}}
+    blocks = {
+        "block_resnet50": {"numba": 90.0, "torch": 106.0, "torch_cl": 93.0},
+        "block_resnext50_32x4d": {"numba": 86.0, "torch": 114.0, "torch_cl": 131.0},
+    }
     blocks_verdict, models_verdict = story.blocks_verdict, story.models_verdict
     coldstart_verdict, distributed_verdict = story.coldstart_verdict, story.distributed_verdict
     words = blocks_verdict(_results(_model_rows("blocks", blocks)))
@@ -529,8 +556,10 @@ def test_blocks_models_coldstart_distributed_verdicts_from_rows():
     del blocks["block_resnet50"]
     assert "not measured" in blocks_verdict(_results(_model_rows("blocks", blocks)))
 
-    models = {"resnet50": {"numba": 430.0, "torch_cl": 300.0},
-              "resnext50_32x4d": {"numba": 417.0, "torch_cl": 366.0}}
+    models = {
+        "resnet50": {"numba": 430.0, "torch_cl": 300.0},
+        "resnext50_32x4d": {"numba": 417.0, "torch_cl": 366.0},
+    }
     rss = {("resnext50_32x4d", "numba"): 808.0, ("resnext50_32x4d", "torch_cl"): 782.0}
     words = models_verdict(_results(_model_rows("models", models, rss), busy=True))
     assert f"resnet50 {300 / 430:.2f}x" in words and f"{430 / 417:.2f} times resnet50" in words
@@ -559,6 +588,8 @@ def test_old_runs_render_in_the_one_convention_and_plot_x_torch(tmp_path):
     assert "| 2.50x | 2.50x |" in "\n".join(layer_table(old))  # torch_cl x, then x torch
     assert "| 2.50 | 4.00 |" in "\n".join(headline_table(old))  # x torch, x reference
     assert plot_layers(old, tmp_path / "layers.png").stat().st_size > 1000
+
+
 def test_conv_task_numba_rows_record_the_plan():
     """A numba layer row names the kernels.jit algorithm of each pass (`plan`); a
     separable row both of its convs; other backends have no plan."""

@@ -23,7 +23,10 @@ def test_modulelist_registers_children_for_params_state_dict_and_casts():
 
     net = Net()
     assert list(net.state_dict()) == [
-        "paths.0.weight", "paths.0.bias", "paths.1.weight", "paths.1.bias"
+        "paths.0.weight",
+        "paths.0.bias",
+        "paths.1.weight",
+        "paths.1.bias",
     ]
     assert len(list(net.parameters())) == 4
     net.double()

@@ -28,17 +28,23 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     def plan(r):  # the algorithms the row ran, when the kernels report them
         return "" if plan_cell(r) == "-" else f", plan {plan_cell(r)}"
 
-    assert (f"{dw['name']}: {1e3 * dw['gflop_fwd']:.1f} MFLOP per pass at "
-            f"{dw['intensity_flop_per_byte']:.0f} FLOP/byte, {ms(dw['total_median_ms'])} ms "
-            f"for forward + both backward passes ({dw['gflops_total']:.1f} GFLOP/s{plan(dw)}): "
-            f"{dense['gflop_fwd'] / dw['gflop_fwd']:.1f}x fewer FLOPs than the dense conv") in text
+    assert (
+        f"{dw['name']}: {1e3 * dw['gflop_fwd']:.1f} MFLOP per pass at "
+        f"{dw['intensity_flop_per_byte']:.0f} FLOP/byte, {ms(dw['total_median_ms'])} ms "
+        f"for forward + both backward passes ({dw['gflops_total']:.1f} GFLOP/s{plan(dw)}): "
+        f"{dense['gflop_fwd'] / dw['gflop_fwd']:.1f}x fewer FLOPs than the dense conv"
+    ) in text
     assert f"does {dense['gflop_fwd'] / grouped['gflop_fwd']:.1f}x fewer FLOPs" in text
-    assert (f"at {grouped['intensity_flop_per_byte']:.0f} FLOP/byte against "
-            f"{dense['intensity_flop_per_byte']:.0f}") in text
-    assert (f"minires runs it in {ms(grouped['total_median_ms'])} ms "
-            f"({grouped['gflops_total']:.0f} GFLOP/s{plan(grouped)}) against "
-            f"{ms(dense['total_median_ms'])} ms ({dense['gflops_total']:.0f} GFLOP/s"
-            f"{plan(dense)})") in text
+    assert (
+        f"at {grouped['intensity_flop_per_byte']:.0f} FLOP/byte against "
+        f"{dense['intensity_flop_per_byte']:.0f}"
+    ) in text
+    assert (
+        f"minires runs it in {ms(grouped['total_median_ms'])} ms "
+        f"({grouped['gflops_total']:.0f} GFLOP/s{plan(grouped)}) against "
+        f"{ms(dense['total_median_ms'])} ms ({dense['gflops_total']:.0f} GFLOP/s"
+        f"{plan(dense)})"
+    ) in text
     # the roofline bound from the run's own bandwidth (the demo measures the ceilings)
     bw, top = results["ceilings"]["bandwidth_gb_s"], results["ceilings"]["practical_gflops"]
     assert dw["intensity_flop_per_byte"] < top / bw  # 2.25 FLOP/byte: under any ridge point

@@ -255,8 +255,9 @@ def shape_cases(draw):
             for n in shape[: draw(st.integers(1, nd))]
         )  # fmt: skip
         has_neg = any(isinstance(i, slice) and (i.step or 1) < 0 for i in index)
-        return Case(f"x[{index}]", lambda t: t[index], [x],
-                    None if has_neg else (lambda t: t[index]))  # torch: no negative steps
+        return Case(
+            f"x[{index}]", lambda t: t[index], [x], None if has_neg else (lambda t: t[index])
+        )  # torch: no negative steps
     idx = rng.integers(-shape[0], shape[0], draw(st.integers(1, 5)))  # repeats accumulate
     return Case(f"x[{idx.tolist()}]", lambda t: t[idx], [x], lambda t: t[torch.from_numpy(idx)])
 
@@ -393,6 +394,7 @@ def test_fuzz_campaign_slow(family, data, layout):
 
 # -- dtypes ------------------------------------------------------------------------------------
 
+
 def _wdtype(t: mr.Tensor) -> np.dtype:
     """A weight in the input's float dtype (mixing float32 and float64 is refused)."""
     return t.dtype.newbyteorder("=") if t.dtype.kind == "f" else np.dtype(np.float32)
@@ -428,6 +430,8 @@ DTYPES = {
     "object": (object, "refuse"),
     "longdouble": (np.longdouble, "refuse"),
 }
+
+
 def _dtype_params():
     for name in DTYPES:
         for op in DTYPE_OPS:
@@ -771,6 +775,7 @@ def test_fuzz_garbage_arguments_give_value_or_type_errors(call):
 
 # -- NaN and inf ---------------------------------------------------------------------------
 
+
 @settings(FAST, max_examples=60)
 @given(data=st.data(), special=st.sampled_from([np.nan, np.inf, -np.inf]))
 def test_fuzz_non_finite_values_propagate_like_torch(data, special):
@@ -791,7 +796,11 @@ def test_fuzz_non_finite_values_propagate_like_torch(data, special):
         t_out, t_extras, t_grads = _run_torch(case, case.arrays)
         for what, a, b in [("output", out, t_out), *zip(("state",) * 2, extras, t_extras),
                            *zip(("grad",) * 3, grads, t_grads)]:  # fmt: skip
-            np.testing.assert_array_equal(np.isnan(a), np.isnan(b),
-                                          err_msg=f"{backend} {case.name} {what}: NaN pattern")
-            np.testing.assert_array_equal(np.isposinf(a), np.isposinf(b),
-                                          err_msg=f"{backend} {case.name} {what}: +inf pattern")
+            np.testing.assert_array_equal(
+                np.isnan(a), np.isnan(b), err_msg=f"{backend} {case.name} {what}: NaN pattern"
+            )
+            np.testing.assert_array_equal(
+                np.isposinf(a),
+                np.isposinf(b),
+                err_msg=f"{backend} {case.name} {what}: +inf pattern",
+            )

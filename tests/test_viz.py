@@ -219,4 +219,3 @@ def test_shapes_come_from_the_nodes_not_from_tensors():
         assert mr.viz._out_shape(n) == tuple(n.shape)
     dot = mr.viz.to_dot(y, params=dict(blk.named_parameters()))
     assert "2x3x4x4" in dot or "(2, 3, 4, 4)" in dot
-

@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
            lambda: section_gradients(report, out, depth, args.seed))  # fmt: skip
     _timed(report, f"3. Training resnet{depth} and its plain twin on the embedded digits",
            lambda: section_training(report, out, depth, epochs, args.seed))  # fmt: skip
+
     def conv_part() -> None:
         nonlocal ok
         ok = section_conv_timing(report, out, args.quick) and ok

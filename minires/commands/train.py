@@ -86,9 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=unit_interval,
         help=f"SGD momentum / Adam beta1 (default {d['momentum']})",
     )
-    p.add_argument(
-        "--weight-decay", type=non_negative_float, help=f"default {d['weight_decay']}"
-    )
+    p.add_argument("--weight-decay", type=non_negative_float, help=f"default {d['weight_decay']}")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument(
         "--schedule",

@@ -63,7 +63,8 @@ MAX_PICKLED_ARRAY_BYTES = 1 << 28
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, tuple) or any(
-        type(n) is not int or n < 0 for n in shape  # noqa: E721 - exactly int, no bool
+        type(n) is not int or n < 0
+        for n in shape  # noqa: E721 - exactly int, no bool
     ):
         raise pickle.UnpicklingError(f"refusing array shape {str(shape)[:80]}")
     return shape

@@ -163,6 +163,7 @@ def out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
 
 # -- BLAS threads ----------------------------------------------------------------------
 
+
 def one_thread_gemm() -> contextlib.AbstractContextManager:
     """Context for the matrix products of the ops (linear, matmul): BLAS on one thread.
 

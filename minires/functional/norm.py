@@ -135,9 +135,7 @@ def batch_norm(
             raise ValueError(f"{op}: give both running_mean and running_var, or neither")
         for name, v in (("running_mean", running_mean), ("running_var", running_var)):
             _check_buffer(v, op, name)
-        return BatchNormTrain.apply(
-            x, weight, bias, running_mean, running_var, momentum, eps
-        )
+        return BatchNormTrain.apply(x, weight, bias, running_mean, running_var, momentum, eps)
     if running_mean is None or running_var is None:
         raise ValueError(f"{op}: eval mode needs running_mean and running_var")
     return BatchNormEval.apply(x, running_mean, running_var, weight, bias, float(eps))

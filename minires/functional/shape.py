@@ -131,12 +131,9 @@ def reshape(a: Tensor, *shape: Any) -> Tensor:
     if any(v < -1 for v in sizes):
         raise ValueError(f"reshape: invalid size in shape {sizes}: sizes must be >= 0 or -1")
     known = int(np.prod([v for v in sizes if v != -1], dtype=np.int64))
-    if (-1 not in sizes and known != a.size) or (
-        -1 in sizes and (known == 0 or a.size % known)
-    ):
+    if (-1 not in sizes and known != a.size) or (-1 in sizes and (known == 0 or a.size % known)):
         raise ValueError(
-            f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into "
-            f"{sizes}"
+            f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into {sizes}"
         )
     return Reshape.apply(a, sizes)
 
@@ -205,9 +202,7 @@ def cat(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None =
     """Concatenate tensors along ``dim`` (or NumPy's ``axis``; default 0). Shapes must agree
     elsewhere; same dtype."""
     if isinstance(tensors, Tensor) or not isinstance(tensors, Sequence):
-        raise TypeError(
-            f"cat: expected a list or tuple of Tensors, got {type(tensors).__name__}"
-        )
+        raise TypeError(f"cat: expected a list or tuple of Tensors, got {type(tensors).__name__}")
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
