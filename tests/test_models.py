@@ -179,6 +179,21 @@ def test_init_like_torchvision():
     assert all(b.dtype == np.float64 for b in d.buffers() if b.dtype.kind == "f")
 
 
+def test_zero_init_residual_reaches_every_residual_block():
+    """Every residual block names its branch's last BN (``last_bn``): ResNeXt's forms (a)
+    and (b) and the depthwise-separable block start as the identity too."""
+    grouped = M.Bottleneck(64, 16, groups=4, base_width=4)
+    blocks = [M.ResNeXtPaths.from_bottleneck(grouped), M.ResNeXtConcat.from_bottleneck(grouped),
+              M.DepthwiseSeparableBlock(8, 8), grouped, M.BasicBlock(8, 8)]  # fmt: skip
+    for block in blocks:
+        M.init_weights(block, zero_init_residual=True)
+        last = getattr(block, block.last_bn)
+        assert np.all(last.weight.data == 0), type(block).__name__
+        others = [m for n, m in block.named_modules() if isinstance(m, mr.nn.BatchNorm2d)
+                  and m is not last]  # fmt: skip
+        assert others and all(np.all(m.weight.data == 1) for m in others)
+
+
 def test_layers_are_indexable():
     with M.no_init():
         m = M.resnet18()

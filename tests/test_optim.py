@@ -236,3 +236,23 @@ def test_lr_at_is_readable():
     opt = SGD([mr.nn.Parameter(np.ones(1))], lr=1.0)
     s = lrs.MultiStepLR(opt, [2, 4], gamma=0.1)
     assert [round(s.lr_at(e)[0], 6) for e in range(6)] == [1, 1, 0.1, 0.1, 0.01, 0.01]
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda p: SGD(p, lr="a"), TypeError, "SGD: lr must be a number, got 'a'"),
+        (lambda p: SGD(p, lr=float("nan")), ValueError, "SGD: lr must be finite"),
+        (lambda p: SGD(p, lr=0.1, momentum=None), TypeError, "momentum must be a number"),
+        (lambda p: SGD(p, lr=True), TypeError, "lr must be a number, got True"),
+        (lambda p: SGD(p, lr=0.1, nesterov="yes"), TypeError, "nesterov must be True or False"),
+        (lambda p: Adam(p, betas=0.9), TypeError, "betas must be a pair"),
+        (lambda p: Adam(p, betas=(0.9, float("inf"))), ValueError, "betas must be finite"),
+        (lambda p: Adam(p, eps="1e-8"), TypeError, "eps must be a number"),
+        (lambda p: SGD([{"params": p, "lr": "x"}], lr=0.1), TypeError, "lr must be a number"),
+    ],
+)
+def test_hyperparameters_of_the_wrong_type_are_refused_clearly(make, error, match):
+    params = [mr.nn.Parameter(np.zeros(3, np.float32))]
+    with pytest.raises(error, match=match):
+        make(params)

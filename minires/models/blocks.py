@@ -91,6 +91,7 @@ class BasicBlock(nn.Module):
 
     expansion: int = 1
     has_skip: bool = True
+    last_bn: str = "bn2"  # the residual branch's last BN (zero_init_residual zeroes it)
 
     def __init__(
         self,
@@ -148,6 +149,7 @@ class Bottleneck(nn.Module):
 
     expansion: int = 4
     has_skip: bool = True
+    last_bn: str = "bn3"  # the residual branch's last BN (zero_init_residual zeroes it)
 
     def __init__(
         self,
@@ -300,6 +302,7 @@ class _ResNeXtForm(nn.Module):
 
     expansion: int = 4
     has_skip: bool = True
+    last_bn: str = "bn3"  # the residual branch's last BN (zero_init_residual zeroes it)
     _path_axes: dict[str, int | None] = _PATH_AXES
     _path_out: bool = False  # form (a): each path ends with its own 1x1 to out_planes
 
@@ -541,6 +544,7 @@ class DepthwiseSeparableBlock(nn.Module):
 
     expansion: int = 1
     has_skip: bool = True
+    last_bn: str = "bn2"  # the residual branch's last BN (zero_init_residual zeroes it)
 
     def __init__(
         self,

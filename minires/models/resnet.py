@@ -47,7 +47,8 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
 
     Convs: Kaiming normal, fan_out, relu gain. BatchNorm: weight 1, bias 0. Linear layers
     keep PyTorch's default. With ``zero_init_residual`` the last BN weight of every
-    residual block (``has_skip``) is 0, so each block starts as the identity.
+    residual block (``has_skip``; the block names it in ``last_bn``) is 0, so each block
+    starts as the identity.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -57,12 +58,10 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
             nn.init.zeros_(m.bias)
     if zero_init_residual:
         for m in model.modules():
-            if not getattr(m, "has_skip", False):
-                continue
-            if isinstance(m, Bottleneck) and m.bn3.weight is not None:
-                nn.init.zeros_(m.bn3.weight)
-            elif isinstance(m, BasicBlock) and m.bn2.weight is not None:
-                nn.init.zeros_(m.bn2.weight)
+            name = getattr(m, "last_bn", None) if getattr(m, "has_skip", False) else None
+            bn = getattr(m, name, None) if name else None
+            if getattr(bn, "weight", None) is not None:
+                nn.init.zeros_(bn.weight)
 
 
 class ResNet(nn.Module):

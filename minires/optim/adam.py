@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from minires.optim.optimizer import Optimizer
+from minires.optim.optimizer import Optimizer, check_hyperparameters
 
 
 class Adam(Optimizer):
@@ -47,6 +47,10 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         maximize: bool = False,
     ):
+        check_hyperparameters(
+            type(self).__name__, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+            amsgrad=amsgrad, maximize=maximize,
+        )  # fmt: skip
         if lr < 0.0:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
         if eps < 0.0:

@@ -25,6 +25,29 @@ class _Required:
 
 required = _Required()
 
+_FLAGS = ("nesterov", "maximize", "amsgrad")  # hyper-parameters that are booleans
+
+
+def check_hyperparameters(owner: str, **values: Any) -> None:
+    """Types of hyper-parameters, before any range check compares them: flags are bools,
+    ``betas`` a pair of numbers, everything else one finite real number (not a bool).
+    Raises TypeError/ValueError naming the optimizer, the setting and its value."""
+    for name, value in values.items():
+        if value is required:
+            continue
+        if name in _FLAGS:
+            if not isinstance(value, bool | np.bool_):
+                raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+            continue
+        items = value if name == "betas" else (value,)
+        if name == "betas" and (not isinstance(value, tuple | list) or len(value) != 2):
+            raise TypeError(f"{owner}: betas must be a pair of numbers, got {value!r}")
+        for v in items:
+            if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.number):
+                raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+            if not np.isfinite(v):
+                raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+
 
 class Optimizer:
     """Base class: holds ``param_groups`` (list of dicts with a ``"params"`` list and the
@@ -63,6 +86,9 @@ class Optimizer:
                 )
             if not p.requires_grad:
                 raise ValueError("optimizing a tensor that does not require grad")
+        check_hyperparameters(
+            type(self).__name__, **{k: v for k, v in group.items() if k in self.defaults}
+        )
         for name, default in self.defaults.items():
             if default is required and name not in group:
                 raise ValueError(

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from minires.optim.optimizer import Optimizer, required
+from minires.optim.optimizer import Optimizer, check_hyperparameters, required
 
 
 class SGD(Optimizer):
@@ -46,6 +46,10 @@ class SGD(Optimizer):
         nesterov: bool = False,
         maximize: bool = False,
     ):
+        check_hyperparameters(
+            "SGD", lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+            nesterov=nesterov, maximize=maximize,
+        )  # fmt: skip
         if lr is not required and lr < 0.0:
             raise ValueError(f"SGD: invalid learning rate {lr}")
         if momentum < 0.0:
