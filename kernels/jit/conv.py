@@ -5,6 +5,8 @@ Each entry point describes its conv as a `planner.ConvGeometry`, asks
 `autotune.choose`, which times the candidates once per geometry), records it
 (`last_plan()`) and runs it. The algorithms live by family:
 
+* `winograd.py` - Winograd F(2x2, 3x3) for 3x3 / stride 1 / pad 1 convs (`WINOGRAD`,
+  forward and weight gradient);
 * `tapconv.py` - register-blocked tap-table kernels with explicit SIMD (`simd.py`):
   `TAP_SAME`, `TAP_POLY2`, `TAP_STRIDE2`, and the output-channel-lane weight gradient
   `LANE`;
@@ -20,7 +22,8 @@ whichever forward algorithm the planner picks for that transposed conv.
 
 All of them give the reference's NaN / inf pattern - non-finite weights, and non-finite
 weight gradients from a fast kernel, go to the GEMM paths (`plan(..., finite=False)`;
-why: planner.py) - and the same bits for any thread count (fixed work decomposition).
+why: planner.py), and a Winograd output that is not finite is recomputed by the plan
+without Winograd - and the same bits for any thread count (fixed work decomposition).
 The dispatch table is in planner.py and DESIGN.md; measurements in PERFLOG.md.
 """
 
@@ -39,6 +42,8 @@ from .tapconv import (
     stride2_backward_input,
     tap_conv,
 )
+from .winograd import forward as winograd_forward
+from .winograd import weight_grad as winograd_weight_grad
 
 
 def _all_finite(a):
@@ -61,6 +66,18 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     return run(alg)
 
 
+def _winograd(x, weight, bias, g: ConvGeometry, pass_: str):
+    """Winograd's output, or - if it is not finite (a NaN or inf input reaches every
+    output of its tile; see winograd.py) - the output of the plan without Winograd,
+    recorded as what `pass_` ran."""
+    out, finite = winograd_forward(x, weight, bias, g.groups)
+    if finite:
+        return out
+    alt = plan("forward", g, x.dtype, disabled=frozenset({"winograd"}))
+    record(pass_, alt if pass_ == "forward" else Algorithm("transposed:" + alt.value))
+    return _run_forward(alt, x, weight, bias, g)
+
+
 def _choose(pass_, g: ConvGeometry, dtype, finite: bool, run) -> Algorithm:
     """The planner's algorithm, or with `MINIRES_AUTOTUNE=1` (finite weights) the fastest
     candidate, timed with `run(algorithm)` on this call's inputs (autotune.py)."""
@@ -69,10 +86,13 @@ def _choose(pass_, g: ConvGeometry, dtype, finite: bool, run) -> Algorithm:
     return plan(pass_, g, dtype, finite=finite)
 
 
-def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry):
-    """The forward algorithm `alg` on contiguous x and weight (weight in x's dtype)."""
+def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, pass_: str = "forward"):
+    """The forward algorithm `alg` on contiguous x and weight (weight in x's dtype);
+    `pass_`: the pass it computes (the stride-1 input gradient runs forward algorithms)."""
     x3 = x.reshape(g.n, g.c_in, g.h * g.w)
     shape = (g.n, g.c_out, g.ho, g.wo)
+    if alg == Algorithm.WINOGRAD:
+        return _winograd(x, weight, bias, g, pass_)
     if alg == Algorithm.TAP_SAME:
         tg = TapGeometry.same(g.h, g.w, g.kh, g.kw, *g.padding, *g.dilation)
         return tap_conv(x3, weight, bias, g.groups, tg).reshape(shape)
@@ -119,7 +139,7 @@ def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
         # flipped weights and padding d*(k-1) - p (no column-gradient buffer, no col2im)
         wf = _transposed_flipped(weight, g.groups)
-        return _run_forward(alg.transposed_of, grad_out, wf, None, g.transposed())
+        return _run_forward(alg.transposed_of, grad_out, wf, None, g.transposed(), "backward_input")
     if alg == Algorithm.TAP_STRIDE2:
         return stride2_backward_input(grad_out, weight, g.groups, g.h, g.w)
     go3 = grad_out.reshape(g.n, g.c_out, g.ho * g.wo)
@@ -156,6 +176,8 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
 
 def _run_backward_weight(alg: Algorithm, x3, go3, g: ConvGeometry):
     """The weight-gradient algorithm `alg`: x3 (N, C_in, H*W), go3 (N, C_out, Ho*Wo)."""
+    if alg == Algorithm.WINOGRAD:
+        return winograd_weight_grad(x3.reshape(g.n, g.c_in, g.h, g.w), go3, g.cpi, g.groups)
     if alg == Algorithm.LANE:
         return lane_weight_grad(x3, go3, g.cpi, g.groups, g.h, g.w, g.stride[0])
     if alg in GEMM_ALGORITHMS:

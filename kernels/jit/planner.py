@@ -11,7 +11,11 @@ stride 1, pad 1, dilation 1; "same": stride 1 and d*(k-1) == 2*p on both axes;
 cpo*cpi*kh*kw <= 9216, and stride 1 if dense). The first matching row wins:
 
     pass             algorithm                  geometry
-    forward          TAP_SAME                   "same", tap-sized (tapconv.py)
+    forward          WINOGRAD                   3x3 same, winograd-sized (`use_winograd`:
+                                                32 <= cpi <= 256, cpo >= 16, width >= 24,
+                                                rows of tiles fill >= 3/4 of their
+                                                vectors) (winograd.py)
+                     TAP_SAME                   "same", tap-sized (tapconv.py)
                      TAP_POLY2                  3x3 / stride 2 / pad 1, tap-sized
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
                      DIRECT                     direct-sized (direct.py tile kernels)
@@ -25,7 +29,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 if dense). The first matching row wins:
                                                 cpi and cpo swapped (tapconv.py)
                      DIRECT_SCATTER             direct-sized (direct.py)
                      COL2IM_GEMM                anything else
-    backward_weight  LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 32,
+    backward_weight  WINOGRAD                   3x3 same, winograd-sized (winograd.py)
+                     LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 32,
                                                 cpi*9 <= 576, one image's zero-bordered
                                                 planes of a group <= 48 KB (stride 1) or
                                                 128 KB (stride 2) (tapconv.py)
@@ -39,8 +44,11 @@ Non-finite values (`finite=False`): the fast kernels multiply some weights by ze
 are not in the reference's sum (0 * inf = NaN where the reference has a finite value),
 so non-finite weights take the GEMM paths: forward `IM2COL_GEMM` (unless already a GEMM
 path), backward_input `COL2IM_GEMM`, and a non-finite weight gradient from a fast kernel
-is recomputed with backward_weight's `POINTWISE_GEMM` / `IM2COL_GEMM`. The dtype matters
-to the lane weight gradient only (the size of its per-image planes).
+is recomputed with backward_weight's `POINTWISE_GEMM` / `IM2COL_GEMM`. `WINOGRAD` mixes
+the inputs of a tile (a NaN or inf reaches all 4 of its outputs), so a Winograd output
+that comes out non-finite is recomputed with the plan that has the "winograd" family
+switched off (conv.py). The dtype matters to the lane weight gradient (the size of its
+per-image planes) and to Winograd (the lanes of a vector).
 
 The thresholds and the measurements behind them are beside each predicate below and in
 DESIGN.md / PERFLOG.md.
@@ -60,6 +68,7 @@ PASSES = ("forward", "backward_input", "backward_weight")
 class Algorithm(str, enum.Enum):
     """A conv algorithm of kernels.jit (the value is its name in plans and benchmarks)."""
 
+    WINOGRAD = "winograd"  # winograd.forward: F(2x2, 3x3), 3x3 / stride 1 / pad 1
     TAP_SAME = "tap_same"  # tapconv.tap_conv on x (stride-1 "same" convs)
     TAP_POLY2 = "tap_poly2"  # tapconv.tap_conv on x's polyphase planes (3x3 stride 2)
     DEPTHWISE3X3 = "depthwise3x3"  # depthwise.py plane kernels
@@ -68,6 +77,7 @@ class Algorithm(str, enum.Enum):
     IM2COL_GEMM = "im2col_gemm"  # per-image-block im2col next to its GEMM
     # backward_input at stride 1: the forward conv of grad_out with transposed, flipped
     # weights, computed by the named forward algorithm
+    TRANSPOSED_WINOGRAD = "transposed:winograd"
     TRANSPOSED_TAP_SAME = "transposed:tap_same"
     TRANSPOSED_DEPTHWISE3X3 = "transposed:depthwise3x3"
     TRANSPOSED_DIRECT = "transposed:direct"
@@ -295,6 +305,50 @@ def use_same3x3_masked(g: ConvGeometry) -> bool:
     return g.cpi <= _SAME3X3_MAX_CPI and is_same3x3(g)
 
 
+# Winograd F(2x2, 3x3) (`winograd.py`) does 2.25x fewer multiplies than any direct
+# kernel but pays for two transforms and for lanes wasted at the end of each row of
+# tiles (a vector holds tiles of one row). Measured (2026-12-03, Intel Xeon 2 cores,
+# float32, forward ms, winograd vs the previous plan): 64->64 56x56 batch 8 4.9 vs 7.6
+# (tap), 32->32 56x56 1.4 vs 1.8, 128->128 56x56 15.9 vs 31.7 (BLAS), 2x80d 56x56 14.3
+# vs 29.8, 128->128 28x28 4.6 vs 7.8, 64->64 28x28 1.3 vs 1.9, 256->256 28x28 18.9 vs
+# 26.1, 4x48d 28x28 3.2 vs 4.0, 32->32 32x32 batch 64 3.6 vs 4.8, 64->64 112x112 batch 2
+# 4.8 vs 9.9; but 16->16 56x56 0.55 vs 0.58 (too few channels to pay the transforms),
+# 16->16 32x32 batch 64 1.39 vs 1.30, 128->128 14x14 2.4 vs 2.2 and 256->256 14x14 8.6
+# vs 7.3 (7 tiles in 16 lanes), 32->32 16x16 1.6 vs 1.3 (8 in 16), 64->64 8x8 2.4 vs
+# 1.3, 512->512 14x14 54.8 vs 29.3 and 512 at 7x7 (the transformed weights of a task
+# no longer stay in cache). The weight gradient (the backward of the same algorithm)
+# wins and loses on the same geometries (weight-gradient ms, winograd vs previous plan):
+# 64->64 56x56 5.3 vs 9.6 (BLAS), 32->32 56x56 1.6 vs 2.6 (masked), 128->128 56x56 23.5
+# vs 33.9, 4x96d 56x56 51.4 vs 93.3, 128->128 28x28 6.6 vs 8.4, 64->64 28x28 1.9 vs 2.6,
+# 32->32 28x28 0.65 vs 0.76, 4x48d 28x28 5.6 vs 6.6, 32->32 32x32 batch 64 4.7 vs 6.6,
+# 64->64 112x112 batch 2 5.7 vs 11.6, 256->256 28x28 30.6 vs 31.2; but 16->16 56x56
+# 0.99 vs 0.79, 8x14d 8.1 vs 5.0, 128->128 14x14 3.8 vs 2.7, 32->32 16x16 batch 64 2.4
+# vs 1.7 (lane), 64->64 8x8 5.3 vs 2.1.
+_WINOGRAD_MIN_CPI = 32
+_WINOGRAD_MAX_CPI = 256
+_WINOGRAD_MIN_CPO = 16
+_WINOGRAD_MIN_WIDTH = 24
+_WINOGRAD_MIN_FILL = 0.75
+
+
+def use_winograd(g: ConvGeometry, itemsize: int) -> bool:
+    """Winograd F(2x2, 3x3) for 3x3 same convs with enough channels per group and
+    wide enough planes whose rows of 2x2 tiles fill at least 3/4 of the SIMD vectors
+    that hold them (the lane count depends on the dtype and the CPU)."""
+    if not (
+        is_same3x3(g)
+        and _WINOGRAD_MIN_CPI <= g.cpi <= _WINOGRAD_MAX_CPI
+        and g.cpo >= _WINOGRAD_MIN_CPO
+        and g.w >= _WINOGRAD_MIN_WIDTH
+    ):
+        return False
+    from .simd import VECTOR_BYTES  # imports numba: only for geometries that get here
+
+    nlanes = VECTOR_BYTES // itemsize
+    tiles = (g.w + 1) // 2
+    return tiles / (-(-tiles // nlanes) * nlanes) >= _WINOGRAD_MIN_FILL
+
+
 # --------------------------------------------------------------------------- the planner
 
 
@@ -305,10 +359,12 @@ def _gemm(g: ConvGeometry) -> Algorithm:
 # Families of algorithms whose use is a speed decision (a threshold), not a correctness
 # one: `plan(..., disabled=...)` can switch each off, and the planner then picks what it
 # would pick with that threshold at zero. Autotuning (autotune.py) times these choices.
-FAMILIES = ("tap", "direct", "lane", "same3x3")
+FAMILIES = ("winograd", "tap", "direct", "lane", "same3x3")
 
 
-def _plan_forward(g: ConvGeometry, off=frozenset()) -> Algorithm:
+def _plan_forward(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
+    if "winograd" not in off and use_winograd(g, itemsize):
+        return Algorithm.WINOGRAD
     tap = None if "tap" in off else tap_geometry(g)
     if tap is not None:
         return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
@@ -317,11 +373,12 @@ def _plan_forward(g: ConvGeometry, off=frozenset()) -> Algorithm:
     return _gemm(g)
 
 
-def _plan_backward_input(g: ConvGeometry, off=frozenset()) -> Algorithm:
+def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
     direct = "direct" not in off and use_direct(g)
     if g.stride == (1, 1) and (min(g.flipped_padding) >= 0 or direct):
         # a negative padding (a crop) only the direct kernels take
-        return Algorithm("transposed:" + _plan_forward(g.transposed(), off).value)
+        forward = _plan_forward(g.transposed(), itemsize, off)
+        return Algorithm("transposed:" + forward.value)
     # the tap table's stride-2 input gradient reads grad_out: channels swapped
     swapped = g._replace(c_in=g.c_out, c_out=g.c_in)
     if "tap" not in off and tap_geometry(swapped) == "poly2":
@@ -330,6 +387,8 @@ def _plan_backward_input(g: ConvGeometry, off=frozenset()) -> Algorithm:
 
 
 def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
+    if "winograd" not in off and use_winograd(g, itemsize):
+        return Algorithm.WINOGRAD
     if "lane" not in off and use_lane_weight_grad(g, itemsize):
         return Algorithm.LANE
     if "direct" not in off and use_direct(g):
@@ -358,18 +417,19 @@ def plan(
     reference's. disabled: families of `FAMILIES` switched off (the plan as if their
     thresholds were zero; the alternatives autotuning times).
     """
+    itemsize = np.dtype(dtype).itemsize
     if pass_ == "forward":
-        alg = _plan_forward(geometry, disabled)
+        alg = _plan_forward(geometry, itemsize, disabled)
         if not finite and alg not in GEMM_ALGORITHMS:
             alg = Algorithm.IM2COL_GEMM
         return alg
     if pass_ == "backward_input":
-        alg = _plan_backward_input(geometry, disabled)
+        alg = _plan_backward_input(geometry, itemsize, disabled)
         return alg if finite else Algorithm.COL2IM_GEMM
     if pass_ == "backward_weight":
         if not finite:
             return _gemm(geometry)
-        return _plan_backward_weight(geometry, np.dtype(dtype).itemsize, disabled)
+        return _plan_backward_weight(geometry, itemsize, disabled)
     raise ValueError(f"pass_ must be one of {PASSES}, got {pass_!r}")
 
 

@@ -228,3 +228,91 @@ def vfma(typingctx, a, b, c):
         return builder.call(fn, list(args))
 
     return a(a, b, c), codegen
+
+
+def _binary(name: str, op: str, doc: str):
+    """A lane-by-lane binary intrinsic `name(a, b)` built from an IRBuilder method."""
+
+    def typer(typingctx, a, b):
+        if not (isinstance(a, Vec) and a == b):
+            raise TypeError(f"simd.{name}: expected two equal vector types, got {a}, {b}")
+
+        def codegen(context, builder, sig, args):
+            return getattr(builder, op)(args[0], args[1])
+
+        return a(a, b), codegen
+
+    typer.__name__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+vadd = _binary("vadd", "fadd", "a + b lane by lane.")
+vsub = _binary("vsub", "fsub", "a - b lane by lane.")
+vmul = _binary("vmul", "fmul", "a * b lane by lane.")
+
+
+def _zip_half(name: str, high: bool):
+    """`name(a, b)`: the low (or high) half of a and b interleaved lane by lane."""
+
+    def typer(typingctx, a, b):
+        if not (isinstance(a, Vec) and a == b):
+            raise TypeError(f"simd.{name}: expected two equal vector types, got {a}, {b}")
+        n = a.count
+        start = n // 2 if high else 0
+        order = [i for j in range(start, start + n // 2) for i in (j, j + n)]
+
+        def codegen(context, builder, sig, args):
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), n), order)
+            return builder.shuffle_vector(args[0], args[1], mask)
+
+        return a(a, b), codegen
+
+    typer.__name__ = name
+    typer.__doc__ = (
+        f"[a[k], b[k], a[k+1], b[k+1], ...] from k = {'LANES/2' if high else '0'}: "
+        "the lanes of a and b interleaved (two rows of a 2-wide tile into one row)."
+    )
+    return intrinsic(typer)
+
+
+vziplo = _zip_half("vziplo", high=False)
+vziphi = _zip_half("vziphi", high=True)
+
+
+def _unzip(name: str, odd: bool):
+    """`name(a, b)`: the even (or odd) lanes of a then b."""
+
+    def typer(typingctx, a, b):
+        if not (isinstance(a, Vec) and a == b):
+            raise TypeError(f"simd.{name}: expected two equal vector types, got {a}, {b}")
+        order = list(range(int(odd), 2 * a.count, 2))
+
+        def codegen(context, builder, sig, args):
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), a.count), order)
+            return builder.shuffle_vector(args[0], args[1], mask)
+
+        return a(a, b), codegen
+
+    typer.__name__ = name
+    typer.__doc__ = (
+        f"[a[{int(odd)}], a[{int(odd) + 2}], ..., b[{int(odd)}], b[{int(odd) + 2}], ...]: "
+        f"the {'odd' if odd else 'even'} elements of 2 * LANES consecutive values."
+    )
+    return intrinsic(typer)
+
+
+vunziplo = _unzip("vunziplo", odd=False)
+vunziphi = _unzip("vunziphi", odd=True)
+
+
+@intrinsic
+def vneg(typingctx, a):
+    """-a lane by lane."""
+    if not isinstance(a, Vec):
+        raise TypeError(f"simd.vneg: expected a vector, got {a}")
+
+    def codegen(context, builder, sig, args):
+        return builder.fneg(args[0])
+
+    return a(a), codegen

@@ -57,6 +57,8 @@ def conv_case(n, c, h, w, cout, k, s=1, p=0, d=1, g=1):
 # pass (asserted in test_planner.py).
 _T = "transposed:"
 CONV_PATH_CASES = {
+    "winograd": (conv_case(1, 32, 4, 28, 32, 3, p=1),
+                 ("winograd", "T:winograd", "winograd")),
     "dense3x3": (conv_case(2, 8, 7, 9, 8, 3, p=1),
                  ("tap_same", "T:tap_same", "same3x3_masked")),
     "dense5x5": (conv_case(2, 4, 7, 6, 6, 5, p=2),

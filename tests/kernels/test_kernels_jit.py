@@ -140,8 +140,11 @@ def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
     assert plan_of(_case(8, 16, 32, 32, 16, 3, p=1), f32) == (
         A.TAP_SAME, A.TRANSPOSED_TAP_SAME, A.SAME3X3_MASKED)  # fmt: skip
     assert plan_of(_case(8, 16, 32, 32, 16, 3, s=2, p=1), f32)[2] == A.IM2COL_GEMM
-    assert plan_of(_case(8, 32, 32, 32, 32, 3, p=1), f32)[2] == A.SAME3X3_MASKED
-    assert plan_of(_case(8, 64, 32, 32, 64, 3, p=1), f32)[2] == A.IM2COL_GEMM
+    # (20 columns: narrower than Winograd takes)
+    assert plan_of(_case(8, 32, 32, 20, 32, 3, p=1), f32)[2] == A.SAME3X3_MASKED
+    assert plan_of(_case(8, 64, 32, 20, 64, 3, p=1), f32)[2] == A.IM2COL_GEMM
+    assert plan_of(_case(8, 32, 32, 32, 32, 3, p=1), f32) == (
+        A.WINOGRAD, A.TRANSPOSED_WINOGRAD, A.WINOGRAD)  # fmt: skip
     case = _case(2, 16, 9, 7, 16, 3, p=1, bias=True)
     check_conv(case, np.float64, seed=3)
     monkeypatch.setattr(planner, "_DIRECT_MAX_DENSE", -1)

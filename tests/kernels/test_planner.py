@@ -19,22 +19,33 @@ FIXTURE = pathlib.Path(__file__).parent / "data" / "conv_plans_before.json"
 
 
 def test_planner_reproduces_the_dispatch_it_replaced():
-    """The planner picks, on a sweep of 4250 geometries (both dtypes, every threshold,
-    depthwise multipliers, asymmetric strides / paddings / dilations), the algorithm the
-    three entry points chose before it existed: the fixture was recorded from
-    `conv.conv_paths` of commit e8ceb15, whose entry points dispatched on the same
-    predicates."""
+    """With Winograd (added after it) switched off, the planner picks, on a sweep of
+    4250 geometries (both dtypes, every threshold, depthwise multipliers, asymmetric
+    strides / paddings / dilations), the algorithm the three entry points chose before
+    it existed: the fixture was recorded from `conv.conv_paths` of commit e8ceb15, whose
+    entry points dispatched on the same predicates. With Winograd on, exactly the
+    forward and weight-gradient passes of winograd-sized geometries (and the input
+    gradients whose transposed conv is one) change, to Winograd."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
-    wrong = []
+    wrong, winograd = [], 0
+    off = frozenset({"winograd"})
     for row in rows:
         n, c, h, w, cout, cpi, kh, kw, sh, sw, ph, pw, dh, dw, g, dt, *want = row
-        got = J.plan_for(
-            (n, c, h, w), (cout, cpi, kh, kw), (sh, sw), (ph, pw), (dh, dw), g, "float" + dt
-        )
-        if [got[p] for p in PASSES] != want:
-            wrong.append((row, got))
+        geo = ConvGeometry.of((n, c, h, w), (cout, cpi, kh, kw), (sh, sw), (ph, pw), (dh, dw), g)
+        dtype = np.dtype("float" + dt)
+        if [planner.plan(p, geo, dtype, disabled=off) for p in PASSES] != want:
+            wrong.append(row)
+        fwd = planner.use_winograd(geo, dtype.itemsize)
+        bwd = geo.stride == (1, 1) and planner.use_winograd(geo.transposed(), dtype.itemsize)
+        expect = [Algorithm.WINOGRAD if fwd else want[0],
+                  Algorithm.TRANSPOSED_WINOGRAD if bwd else want[1],
+                  Algorithm.WINOGRAD if fwd else want[2]]  # fmt: skip
+        if [planner.plan(p, geo, dtype) for p in PASSES] != expect:
+            wrong.append(("winograd", row))
+        winograd += fwd + bwd
     assert wrong == []
+    assert winograd >= 5  # the sweep reaches the Winograd rule
 
 
 def test_dispatch_cases_cover_every_algorithm():
@@ -47,13 +58,14 @@ def test_dispatch_cases_cover_every_algorithm():
         for s, p in zip(seen, want):
             s.add(p)
     A = Algorithm
-    fwd = {A.TAP_SAME, A.TAP_POLY2, A.DEPTHWISE3X3, A.DIRECT, A.POINTWISE_GEMM, A.IM2COL_GEMM}
+    fwd = {A.WINOGRAD, A.TAP_SAME, A.TAP_POLY2, A.DEPTHWISE3X3, A.DIRECT, A.POINTWISE_GEMM,
+           A.IM2COL_GEMM}  # fmt: skip
     assert seen[0] == fwd
     transposed = {a for a in A if a.transposed_of is not None}
     assert {a.transposed_of for a in transposed} == fwd - {A.TAP_POLY2}
     assert seen[1] == transposed | {A.TAP_STRIDE2, A.DIRECT_SCATTER, A.COL2IM_GEMM}
     assert seen[2] == {
-        A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_GEMM, A.IM2COL_GEMM
+        A.WINOGRAD, A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_GEMM, A.IM2COL_GEMM
     }  # fmt: skip
     assert set().union(*seen) == set(A)  # no algorithm the planner never picks
 
@@ -79,6 +91,33 @@ def test_entry_points_run_the_plan(name):
     ran = run()
     assert ran[:2] == (fwd, Algorithm.COL2IM_GEMM)
     assert ran[2] == want[2]  # the weight gradient does not read the weights
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_falls_back_where_its_output_is_not_finite(dtype):
+    """A NaN or inf input reaches all 4 outputs of its Winograd tile (and a huge finite
+    one can overflow in a transform): such outputs are recomputed by the plan without
+    Winograd, so the result is the reference's, NaN and inf where it has them, and
+    `last_plan` names what ran."""
+    from minires.kernels import reference as R
+
+    case, want = CONV_PATH_CASES["winograd"]
+    x, w, go, args = conv_inputs(case, dtype, 3)
+    huge = np.finfo(dtype).max / 4
+    for bad in (np.nan, np.inf, -np.inf, huge):
+        xb, gb = x.copy(), go.copy()
+        xb[0, 3, 2, 7] = bad
+        gb[0, 5, 1, 10] = bad
+        y = J.conv2d_forward(xb, w, None, *args)
+        assert J.last_plan()["forward"] == Algorithm.TAP_SAME
+        np.testing.assert_allclose(y, R.conv2d_forward(xb, w, None, *args), rtol=1e-4, atol=1e-4)
+        gx = J.conv2d_backward_input(gb, w, x.shape, *args)
+        assert J.last_plan()["backward_input"] == Algorithm.TRANSPOSED_TAP_SAME
+        ref = R.conv2d_backward_input(gb, w, x.shape, *args)
+        np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-4)
+        if bad != huge:
+            assert np.isnan(y).any() or np.isinf(y).any()
+    assert planner.plan("forward", ConvGeometry.of(x.shape, w.shape, *args)) == want[0]
 
 
 def test_plan_of_a_geometry_and_its_fallbacks():

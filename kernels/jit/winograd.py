@@ -1,0 +1,588 @@
+"""Winograd F(2x2, 3x3): the 3x3 / stride 1 / pad 1 conv with 2.25x fewer multiplies.
+
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016.) Cut the
+output plane into 2x2 tiles. Tile (i, j) reads the 4x4 input patch d at rows 2i-1 ..
+2i+2 and columns 2j-1 .. 2j+2, and for a 3x3 kernel g
+
+    y = A^T [ (G g G^T) * (B^T d B) ] A              (* elementwise; y is the 2x2 tile)
+
+    B^T = [[1, 0,-1, 0],    G = [[  1,    0,   0],    A^T = [[1, 1, 1, 0],
+           [0, 1, 1, 0],         [1/2,  1/2, 1/2],           [0, 1,-1,-1]]
+           [0,-1, 1, 0],         [1/2, -1/2, 1/2],
+           [0, 1, 0,-1]]         [  0,    0,   1]]
+
+Summed over input channels, the elementwise product becomes 16 independent matrix
+products, one per position p of the transformed 4x4 tile:
+
+    M_p[co, t] = sum_ci U_p[co, ci] * V_p[ci, t]       U = G g G^T,  V = B^T d B
+
+so a tile costs 16 multiply-adds per (ci, co) pair where the direct conv spends 36 on
+its 4 outputs. The transforms are adds and subtracts only.
+
+A SIMD vector holds up to LANES consecutive tiles of one row of tiles. One task per
+(image, group, block of tile rows), all in cache:
+
+    V[p, ci, vectors] = B^T d B     d: 16 masked loads from x's polyphase planes
+    for each block of 8 output channels, for each pair of vectors:
+        M[p, o, 2 vectors] = sum_ci U_p[o, ci] * V[p, ci, 2 vectors]   8 x 2 in registers
+        y = A^T M A + bias          the 2x2 outputs of a vector of tiles are two
+                                    interleaved pairs of vectors: two output rows
+
+The 4x4 patches of a vector of tiles are unit-stride reads of x's 4 polyphase planes
+(even/odd rows x even/odd columns, `tapconv.polyphase`) at row and column offsets -1, 0
+or +1: a tap table (`winograd_table`), as in tapconv.py.
+
+Rounding: the transforms sum at most 9 inputs with coefficients 1 and 1/2, so the error
+is that of the direct conv's sum (measured: max |error| vs float64 2.4e-6, direct
+5.2e-6, dense 64->64 56x56 float32). Non-finite values: a NaN or inf anywhere in a 4x4
+patch reaches all 4 outputs of its tile (inf - inf, 0 * inf), and large finite inputs
+can overflow in a transform, so an output that comes out non-finite is recomputed by
+the caller with another algorithm (`forward` returns a flag); a finite output means
+every input it read was finite.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ._numba import FASTMATH, jit, parallel_for
+from .simd import (
+    lanes,
+    vadd,
+    vbcast,
+    vfma,
+    vgather,
+    vload,
+    vloadm,
+    vneg,
+    vstore,
+    vstorem,
+    vsub,
+    vunziphi,
+    vunziplo,
+    vziphi,
+    vziplo,
+)
+from .tapconv import _fma8, _lane_bits, _splat8
+
+# tile row a (0..3) of a pad-1 conv reads input row 2i + a - 1 = 2(i + dr) + phase
+_PATCH_ROWS = ((1, -1), (0, 0), (1, 0), (0, 1))  # a -> (phase, dr); the same for columns
+
+_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+# vectors of tiles per task (at least): enough to reuse each transformed weight a few
+# times, few enough that V (16 x cpi x vectors) stays in L2
+_TASK_VECTORS = 4
+
+
+@functools.lru_cache(maxsize=64)
+def winograd_table(H: int, W: int, nlanes: int):
+    """Lane masks for 2x2 tiles over an H x W "same" output, vectors of `nlanes` tiles
+    of one row of tiles, nvr = ceil(ceil(W / 2) / nlanes) vectors per row:
+
+    cmk uint32 (nvr, 4): per column vector cv, the lanes of the 4 loads of a patch row
+        (starting at input columns 2 * cv * nlanes + (-1, -1 + nlanes, 1, 1 + nlanes))
+        that are inside the image;
+    omk uint32 (nvr, 2): the lanes of the two halves of an output row (starting at
+        columns 2 * cv * nlanes + (0, nlanes)) that are inside the output.
+    """
+    nvr = -(-((W + 1) // 2) // nlanes)
+    start = 2 * nlanes * np.arange(nvr)[:, None, None]
+    lane = np.arange(nlanes)
+    cols = start + np.array([-1, nlanes - 1, 1, nlanes + 1])[None, :, None] + lane
+    cmk = _lane_bits(((cols >= 0) & (cols < W)).reshape(-1), 4 * nvr, nlanes).reshape(nvr, 4)
+    cols = start + np.array([0, nlanes])[None, :, None] + lane
+    omk = _lane_bits((cols < W).reshape(-1), 2 * nvr, nlanes).reshape(nvr, 2)
+    return cmk, omk
+
+
+def tile_rows_per_task(nvr: int) -> int:
+    """Rows of tiles per task: at least `_TASK_VECTORS` vectors, an even count."""
+    rows = max(1, _TASK_VECTORS // nvr)
+    return rows + (rows * nvr) % 2
+
+
+def transform_weights(weight: np.ndarray, groups: int) -> np.ndarray:
+    """(C_out, cpi, 3, 3) -> flat (groups, blocks, 16, cpi + 1, 8): U_p = G g G^T for
+    the 8 output channels of each block side by side (zero-padded). The spare row keeps
+    the 16 panels of a block from starting at the same address mod 4 KB (with 128 input
+    channels they would share one L1 set: 0.76 ms instead of ~0.05 for 128 -> 128)."""
+    cout, cpi = weight.shape[:2]
+    cpo = cout // groups
+    nblk = -(-cpo // 8)
+    up = np.zeros((groups, nblk, 16, cpi + 1, 8), weight.dtype)
+    _transform_weights(weight.reshape(groups, cpo, cpi, 9), up)
+    return up.reshape(-1)
+
+
+@jit(fastmath=FASTMATH)
+def _transform_weights(w, up):
+    # w (G, cpo, cpi, 9) -> up[g, o // 8, 4a + b, c, o % 8] = (G g G^T)[a, b]
+    half = w.dtype.type(0.5)
+    for g in range(w.shape[0]):
+        for o0 in range(0, w.shape[1], 8):  # a block at a time: up is written in order
+            for c in range(w.shape[2]):
+                for o in range(o0, min(o0 + 8, w.shape[1])):
+                    k = w[g, o, c]
+                    for a in range(4):  # row a of G g, then (G g) G^T along it
+                        if a == 0:
+                            k0, k1, k2 = k[0], k[1], k[2]
+                        elif a == 3:
+                            k0, k1, k2 = k[6], k[7], k[8]
+                        elif a == 1:
+                            k0 = (k[0] + k[3] + k[6]) * half
+                            k1 = (k[1] + k[4] + k[7]) * half
+                            k2 = (k[2] + k[5] + k[8]) * half
+                        else:
+                            k0 = (k[0] - k[3] + k[6]) * half
+                            k1 = (k[1] - k[4] + k[7]) * half
+                            k2 = (k[2] - k[5] + k[8]) * half
+                        u = up[g, o0 // 8, 4 * a : 4 * a + 4, c, o - o0]
+                        u[0] = k0
+                        u[1] = (k0 + k1 + k2) * half
+                        u[2] = (k0 - k1 + k2) * half
+                        u[3] = k2
+
+
+@jit(fastmath=FASTMATH)
+def _rows(d0, d1, d2, d3):
+    """B^T applied to 4 values: (d0 - d2, d1 + d2, d2 - d1, d1 - d3)."""
+    return vsub(d0, d2), vadd(d1, d2), vsub(d2, d1), vsub(d1, d3)
+
+
+@jit(fastmath=FASTMATH)
+def _patch_row(src, i, L, m0, m1, m2, m3):
+    """Row of the 4x4 patches of a vector of tiles: d[., b] = src[i - 1 + b + 2 * lane]
+    (the even / odd elements of two pairs of vector loads, lanes outside the image 0)."""
+    a0 = vloadm(src, i - 1, m0)
+    a1 = vloadm(src, i - 1 + L, m1)
+    b0 = vloadm(src, i + 1, m2)
+    b1 = vloadm(src, i + 1 + L, m3)
+    return vunziplo(a0, a1), vunziphi(a0, a1), vunziplo(b0, b1), vunziphi(b0, b1)
+
+
+@jit(fastmath=FASTMATH)
+def _input_transform(V, src, i, W, rows, cm, o, step, L):
+    """V[(4a + b) * step + o] = (B^T d B)[a, b] for one vector of tiles whose patches
+    start at src[i - W - 1] (row -1, column -1); bit a of `rows`: patch row a is inside
+    the image; cm: the column masks of its loads (`winograd_table`)."""
+    r0 = _patch_row(src, i - W, L, *_row_masks(cm, rows, 0))
+    r1 = _patch_row(src, i, L, *_row_masks(cm, rows, 1))
+    r2 = _patch_row(src, i + W, L, *_row_masks(cm, rows, 2))
+    r3 = _patch_row(src, i + 2 * W, L, *_row_masks(cm, rows, 3))
+    c0 = _rows(r0[0], r1[0], r2[0], r3[0])  # column b of B^T d
+    c1 = _rows(r0[1], r1[1], r2[1], r3[1])
+    c2 = _rows(r0[2], r1[2], r2[2], r3[2])
+    c3 = _rows(r0[3], r1[3], r2[3], r3[3])
+    _store_row(V, o, step, 0, _rows(c0[0], c1[0], c2[0], c3[0]))
+    _store_row(V, o, step, 1, _rows(c0[1], c1[1], c2[1], c3[1]))
+    _store_row(V, o, step, 2, _rows(c0[2], c1[2], c2[2], c3[2]))
+    _store_row(V, o, step, 3, _rows(c0[3], c1[3], c2[3], c3[3]))
+
+
+@jit(fastmath=FASTMATH)
+def _row_masks(cm, rows, a):
+    """The 4 load masks of patch row a: cm, or none if the row is outside the image."""
+    if (rows >> a) & 1:
+        return cm[0], cm[1], cm[2], cm[3]
+    z = cm[0] & 0
+    return z, z, z, z
+
+
+@jit(fastmath=FASTMATH)
+def _store_row(V, o, step, a, r):
+    """V[(4a + b) * step + o] = r[b], b = 0..3 (row a of a transformed tile)."""
+    vstore(V, (a * 4) * step + o, r[0])
+    vstore(V, (a * 4 + 1) * step + o, r[1])
+    vstore(V, (a * 4 + 2) * step + o, r[2])
+    vstore(V, (a * 4 + 3) * step + o, r[3])
+
+
+@jit(fastmath=FASTMATH)
+def _store8(M, i, step, acc):
+    """M[i + o * step] = acc[o], o = 0..7."""
+    vstore(M, i, acc[0])
+    vstore(M, i + step, acc[1])
+    vstore(M, i + 2 * step, acc[2])
+    vstore(M, i + 3 * step, acc[3])
+    vstore(M, i + 4 * step, acc[4])
+    vstore(M, i + 5 * step, acc[5])
+    vstore(M, i + 6 * step, acc[6])
+    vstore(M, i + 7 * step, acc[7])
+
+
+@jit(fastmath=FASTMATH)
+def _output_transform(M, i, step):
+    """(A^T m A) of the 16 vectors m[p] = M[i + p * step]: the outputs y00, y01, y10,
+    y11 of each tile (row 0 of A^T m = m0 + m1 + m2, row 1 = m1 - m2 - m3)."""
+    s00, s10 = _columns(M, i, step, 0)
+    s01, s11 = _columns(M, i, step, 1)
+    s02, s12 = _columns(M, i, step, 2)
+    s03, s13 = _columns(M, i, step, 3)
+    return (
+        vadd(vadd(s00, s01), s02),
+        vsub(vsub(s01, s02), s03),
+        vadd(vadd(s10, s11), s12),
+        vsub(vsub(s11, s12), s13),
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _columns(M, i, step, b):
+    """Column b of A^T m: (m0b + m1b + m2b, m1b - m2b - m3b)."""
+    m0 = vload(M, i + b * step)
+    m1 = vload(M, i + (4 + b) * step)
+    m2 = vload(M, i + (8 + b) * step)
+    m3 = vload(M, i + (12 + b) * step)
+    return vadd(vadd(m0, m1), m2), vsub(vsub(m1, m2), m3)
+
+
+@jit(nogil=True, fastmath=FASTMATH)
+def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, H, W, G, cpi, cpo, R, L):
+    # x (N, C * H * W); up from transform_weights; bias (G * nblk * 8,) padded; out
+    # (N, C_out * H * W); bad (tasks,) non-finite flags; a task: R rows of tiles of one
+    # (image, group), nvr vectors per row
+    Hq = (H + 1) // 2
+    HW = H * W
+    nvr = cmk.shape[0]
+    nvt = R * nvr  # vectors per task (even)
+    nrb = -(-Hq // R)
+    nblk = -(-cpo // 8)
+    dt = x.dtype
+    # (p, ci, vector, lane) with a spare vector per p (see transform_weights)
+    vstep = (cpi * nvt + 1) * L
+    V = np.empty(16 * vstep, dt)
+    M = np.empty(16 * 8 * 2 * L, dt)  # (p, o, 2 vectors, lane)
+    rows = np.empty(nvt, np.int64)  # bit a: patch row a of the vector's tiles is inside
+    zero = np.zeros(L, dt)
+    lanes_ = np.empty(L, dt)
+    for t in range(t0, t1):
+        n = t // (G * nrb)
+        r = t - n * (G * nrb)
+        g = r // nrb
+        r0 = (r - g * nrb) * R
+        xn = x[n]
+        dst = out[n]
+        for v in range(nvt):
+            ti = r0 + v // nvr
+            rows[v] = 0
+            for a in range(4):
+                if ti < Hq and 0 <= 2 * ti - 1 + a < H:
+                    rows[v] |= 1 << a
+        for c in range(cpi):
+            i0 = (g * cpi + c) * HW + 2 * r0 * W
+            for rr in range(R):
+                for cv in range(nvr):
+                    v = rr * nvr + cv
+                    i = i0 + 2 * rr * W + 2 * cv * L
+                    o = (c * nvt + v) * L
+                    _input_transform(V, xn, i, W, rows[v], cmk[cv], o, vstep, L)
+        chk = vload(zero, 0)
+        for blk in range(nblk):
+            gb = g * nblk + blk
+            for v in range(0, nvt, 2):
+                for p in range(16):
+                    a0 = _splat8(zero, 0)
+                    a1 = a0
+                    wb = (gb * 16 + p) * (cpi + 1) * 8
+                    vb = p * vstep + v * L
+                    for c in range(cpi):
+                        a0 = _fma8(a0, vload(V, vb + c * nvt * L), up, wb + c * 8)
+                        a1 = _fma8(a1, vload(V, vb + c * nvt * L + L), up, wb + c * 8)
+                    _store8(M, p * 8 * 2 * L, 2 * L, a0)
+                    _store8(M, p * 8 * 2 * L + L, 2 * L, a1)
+                for o in range(min(8, cpo - blk * 8)):
+                    b = vbcast(bias, gb * 8 + o)
+                    ob = (g * cpo + blk * 8 + o) * HW
+                    for j in range(2):
+                        ti = r0 + (v + j) // nvr
+                        if ti >= Hq:
+                            continue
+                        cv = (v + j) % nvr
+                        y00, y01, y10, y11 = _output_transform(M, (o * 2 + j) * L, 8 * 2 * L)
+                        y00 = vadd(y00, b)
+                        y01 = vadd(y01, b)
+                        y10 = vadd(y10, b)
+                        y11 = vadd(y11, b)
+                        # chk turns NaN if any output is not finite (0 * inf = NaN)
+                        chk = vfma(vadd(vadd(y00, y01), vadd(y10, y11)), vload(zero, 0), chk)
+                        i = ob + 2 * ti * W + 2 * cv * L
+                        vstorem(dst, i, vziplo(y00, y01), omk[cv, 0])
+                        vstorem(dst, i + L, vziphi(y00, y01), omk[cv, 1])
+                        if 2 * ti + 1 < H:
+                            vstorem(dst, i + W, vziplo(y10, y11), omk[cv, 0])
+                            vstorem(dst, i + W + L, vziphi(y10, y11), omk[cv, 1])
+        vstore(lanes_, 0, chk)
+        s = dt.type(0)
+        for lane in range(L):
+            s += lanes_[lane]
+        bad[t] = not (s == 0)
+
+
+def forward(x: np.ndarray, weight: np.ndarray, bias, groups: int):
+    """(out, finite) for the 3x3 / stride 1 / pad 1 conv of x (N, C, H, W) contiguous
+    with weight (C_out, C/groups, 3, 3) and bias (C_out,) or None: out (N, C_out, H, W);
+    `finite` False when some output is NaN or inf (recompute it another way: see the
+    module docstring)."""
+    N, C, H, W = x.shape
+    cout, cpi = weight.shape[:2]
+    cpo = cout // groups
+    dt = x.dtype
+    nl = lanes(dt)
+    cmk, omk = winograd_table(H, W, nl)
+    R = tile_rows_per_task(cmk.shape[0])
+    nblk = -(-cpo // 8)
+    bp = np.zeros((groups, nblk * 8), dt)
+    if bias is not None:
+        bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)
+    out = np.empty((N, cout, H, W), dt)
+    ntasks = N * groups * -(-((H + 1) // 2) // R)
+    bad = np.zeros(ntasks, np.bool_)
+    parallel_for(
+        _forward_range,
+        ntasks,
+        x.reshape(N, -1),
+        transform_weights(weight, groups),
+        bp.reshape(-1),
+        out.reshape(N, -1),
+        bad,
+        cmk,
+        omk,
+        H,
+        W,
+        groups,
+        cpi,
+        cpo,
+        R,
+        nl,
+    )
+    return out, not bad.any()
+
+
+# --------------------------------------------------------------------------- weight gradient
+#
+# The forward is y = A^T [ sum_ci U_ci * V_ci ] A per tile, so its weight gradient is
+#
+#     dU_p[co, ci] = sum over tiles t of Y_p[co, t] * V_p[ci, t]     Y = A dy A^T
+#     dg = G^T dU G                                                  (4x4 -> 3x3)
+#
+# with dy the 2x2 tile of grad_out and V the forward's input transform: the backward of
+# the forward's own algorithm, 16 matrix products reducing over tiles. Here the output
+# channels are the SIMD lanes (as in tapconv's lane weight gradient) so the reduction
+# over tiles needs no horizontal sums: Y is built transposed, (tile, output channels),
+# from 4 strided gathers of grad_out per tile and vector of channels, and each FMA
+# multiplies one vector of Y by one V value broadcast from memory (8 input channels x
+# 2 vectors of output channels in registers). A task sums one (image, group, chunk of
+# tile rows) into its own partial dU; the partials are added in task order.
+
+# at least this many tasks (so a batch of 1 or 2 still keeps 2 threads busy); the split
+# depends on the shapes only, so the result does not depend on the thread count
+_WGRAD_MIN_TASKS = 4
+
+
+@jit(fastmath=FASTMATH)
+def _grad_transform(Y, go, i, HW, W, rows, cols, cmask, o, step, L):
+    """Y[(4a + b) * step + o] = (A dy A^T)[a, b] for the 2x2 grad_out tile dy whose top
+    left is go[i] of each of L channels (stride HW); rows / cols: how many of its 2 rows
+    / columns are inside the output; cmask: the lanes of real channels."""
+    z = cmask & 0
+    m0 = cmask if rows > 0 else z
+    m1 = cmask if rows > 1 else z
+    a = vgather(go, i, HW, m0)
+    b = vgather(go, i + 1, HW, m0 if cols > 1 else z)
+    c = vgather(go, i + W, HW, m1)
+    d = vgather(go, i + W + 1, HW, m1 if cols > 1 else z)
+    # A dy: rows (a, b), (a + c, b + d), (a - c, b - d), (-c, -d); then each row (u, v)
+    # times A^T: (u, u + v, u - v, -v)
+    _grad_row(Y, o, step, 0, a, b)
+    _grad_row(Y, o, step, 1, vadd(a, c), vadd(b, d))
+    _grad_row(Y, o, step, 2, vsub(a, c), vsub(b, d))
+    _grad_row(Y, o, step, 3, vneg(c), vneg(d))
+
+
+@jit(fastmath=FASTMATH)
+def _grad_row(Y, o, step, r, u, v):
+    vstore(Y, (4 * r) * step + o, u)
+    vstore(Y, (4 * r + 1) * step + o, vadd(u, v))
+    vstore(Y, (4 * r + 2) * step + o, vsub(u, v))
+    vstore(Y, (4 * r + 3) * step + o, vneg(v))
+
+
+@jit(fastmath=FASTMATH)
+def _fma8_bcast(acc, yv, V, i, stride):
+    """acc[k] + yv * V[i + k * stride], k = 0..7 (8 input channels)."""
+    return (
+        vfma(yv, vbcast(V, i), acc[0]),
+        vfma(yv, vbcast(V, i + stride), acc[1]),
+        vfma(yv, vbcast(V, i + 2 * stride), acc[2]),
+        vfma(yv, vbcast(V, i + 3 * stride), acc[3]),
+        vfma(yv, vbcast(V, i + 4 * stride), acc[4]),
+        vfma(yv, vbcast(V, i + 5 * stride), acc[5]),
+        vfma(yv, vbcast(V, i + 6 * stride), acc[6]),
+        vfma(yv, vbcast(V, i + 7 * stride), acc[7]),
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _load8(P, i, stride):
+    return (
+        vload(P, i),
+        vload(P, i + stride),
+        vload(P, i + 2 * stride),
+        vload(P, i + 3 * stride),
+        vload(P, i + 4 * stride),
+        vload(P, i + 5 * stride),
+        vload(P, i + 6 * stride),
+        vload(P, i + 7 * stride),
+    )
+
+
+@jit(nogil=True, fastmath=FASTMATH)
+def _wgrad_range(t0, t1, x, go, parts, cmk, cvalid, H, W, G, cpi, cpo, R, chunks, cpi8, cop, L):
+    # x (N, C * H * W), go (N, C_out * H * W); parts (tasks, 16 * cpi8 * cop): per task
+    # dU (p, input channel, output channel), channels padded to cpi8 (8) and cop (2
+    # vectors); cvalid (cop // L,) lane masks of real output channels
+    Hq = (H + 1) // 2
+    HW = H * W
+    nvr = cmk.shape[0]
+    nvt = R * nvr
+    T = nvt * L  # tiles (lanes) of a block of R tile rows
+    nrb = -(-Hq // R)
+    per_chunk = -(-nrb // chunks)
+    dt = x.dtype
+    vstep = (cpi8 * nvt + 1) * L  # V (p, ci, tile) with a spare vector per p
+    V = np.zeros(16 * vstep, dt)  # rows cpi..cpi8 stay 0
+    ystep = T * cop + L  # Y (p, tile, output channel)
+    Y = np.empty(16 * ystep, dt)
+    rows = np.empty(nvt, np.int64)
+    for t in range(t0, t1):
+        n = t // (G * chunks)
+        r = t - n * (G * chunks)
+        g = r // chunks
+        ch = r - g * chunks
+        xn = x[n]
+        gn = go[n]
+        part = parts[t]
+        part[:] = 0
+        for rb in range(ch * per_chunk, min(nrb, (ch + 1) * per_chunk)):
+            r0 = rb * R
+            for v in range(nvt):
+                ti = r0 + v // nvr
+                rows[v] = 0
+                for a in range(4):
+                    if ti < Hq and 0 <= 2 * ti - 1 + a < H:
+                        rows[v] |= 1 << a
+            for c in range(cpi):
+                i0 = (g * cpi + c) * HW + 2 * r0 * W
+                for rr in range(R):
+                    for cv in range(nvr):
+                        v = rr * nvr + cv
+                        i = i0 + 2 * rr * W + 2 * cv * L
+                        o = (c * nvt + v) * L
+                        _input_transform(V, xn, i, W, rows[v], cmk[cv], o, vstep, L)
+            for rr in range(R):
+                oh = 2 * (r0 + rr)
+                nrows = min(2, H - oh) if r0 + rr < Hq else 0
+                for j in range(nvr * L):
+                    ncols = min(2, W - 2 * j)
+                    inside = nrows if ncols > 0 else 0  # phantom tiles past the edge: 0
+                    tile = rr * nvr * L + j
+                    for k in range(cop // L):
+                        i = (g * cpo + k * L) * HW + oh * W + 2 * j
+                        o = tile * cop + k * L
+                        _grad_transform(Y, gn, i, HW, W, inside, ncols, cvalid[k], o, ystep, L)
+            for p in range(16):
+                for c0 in range(0, cpi8, 8):
+                    for k in range(0, cop, 2 * L):
+                        d = (p * cpi8 + c0) * cop + k
+                        a0 = _load8(part, d, cop)
+                        a1 = _load8(part, d + L, cop)
+                        vb = p * vstep + c0 * nvt * L
+                        yb = p * ystep + k
+                        for s in range(T):
+                            a0 = _fma8_bcast(a0, vload(Y, yb + s * cop), V, vb + s, nvt * L)
+                            a1 = _fma8_bcast(a1, vload(Y, yb + s * cop + L), V, vb + s, nvt * L)
+                        _store8(part, d, cop, a0)
+                        _store8(part, d + L, cop, a1)
+
+
+def weight_grad(x: np.ndarray, grad_out: np.ndarray, cpi: int, groups: int) -> np.ndarray:
+    """grad_weight (C_out, cpi, 3, 3) of the 3x3 / stride 1 / pad 1 conv: x (N, C, H, W)
+    and grad_out (N, C_out, H, W) contiguous, in one dtype.
+
+    Its sums differ from the reference's only in rounding when everything is finite; a
+    non-finite input can give NaN where the reference has inf (the caller checks the
+    result and recomputes, as for every fast weight gradient)."""
+    N, C, H, W = x.shape
+    cout = grad_out.shape[1]
+    cpo = cout // groups
+    dt = x.dtype
+    nl = lanes(dt)
+    cmk, _ = winograd_table(H, W, nl)
+    R = tile_rows_per_task(cmk.shape[0])
+    nrb = -(-((H + 1) // 2) // R)
+    chunks = min(nrb, max(1, -(-_WGRAD_MIN_TASKS // (N * groups))))
+    cpi8 = -(-cpi // 8) * 8
+    cop = -(-cpo // (2 * nl)) * 2 * nl
+    lane = np.arange(cop)
+    cvalid = _lane_bits(lane < cpo, cop // nl, nl)
+    ntasks = N * groups * chunks
+    parts = np.empty((ntasks, 16 * cpi8 * cop), dt)
+    parallel_for(
+        _wgrad_range,
+        ntasks,
+        x.reshape(N, -1),
+        grad_out.reshape(N, -1),
+        parts,
+        cmk,
+        cvalid,
+        H,
+        W,
+        groups,
+        cpi,
+        cpo,
+        R,
+        chunks,
+        cpi8,
+        cop,
+        nl,
+    )
+    gw = np.empty((groups, cpi, cpo, 9), dt)
+    _wgrad_finish(parts.reshape(N, groups, chunks, 16, cpi8, cop), gw)
+    return np.ascontiguousarray(gw.transpose(0, 2, 1, 3)).reshape(cout, cpi, 3, 3)
+
+
+@jit(fastmath=FASTMATH)
+def _wgrad_finish(parts, gw):
+    # parts (N, G, chunks, 16, cpi8, cop) -> gw[g, ci, co] = G^T dU G, dU the sum of
+    # the partials in task order (G^T rows: (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0),
+    # (0, 1/2, 1/2, 1))
+    N, G, chunks, _, cpi8, cop = parts.shape
+    half = gw.dtype.type(0.5)
+    du = np.empty((16, cpi8, cop), gw.dtype)
+    h = np.empty(12, gw.dtype)  # G^T dU: 3 x 4
+    for g in range(G):
+        du[:] = parts[0, g, 0]
+        for n in range(N):
+            for ch in range(chunks):
+                if n + ch > 0:
+                    du += parts[n, g, ch]
+        for ci in range(gw.shape[1]):
+            for co in range(gw.shape[2]):
+                for b in range(4):
+                    d0, d1, d2, d3 = (
+                        du[b, ci, co],
+                        du[4 + b, ci, co],
+                        du[8 + b, ci, co],
+                        du[12 + b, ci, co],
+                    )
+                    h[b] = d0 + (d1 + d2) * half
+                    h[4 + b] = (d1 - d2) * half
+                    h[8 + b] = (d1 + d2) * half + d3
+                for i in range(3):
+                    d0, d1, d2, d3 = h[4 * i], h[4 * i + 1], h[4 * i + 2], h[4 * i + 3]
+                    gw[g, ci, co, 3 * i] = d0 + (d1 + d2) * half
+                    gw[g, ci, co, 3 * i + 1] = (d1 - d2) * half
+                    gw[g, ci, co, 3 * i + 2] = (d1 + d2) * half + d3

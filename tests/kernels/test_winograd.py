@@ -1,0 +1,159 @@
+"""Winograd F(2x2, 3x3) (kernels/jit/winograd.py) against the reference conv, and the
+SIMD shuffles it is built on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minires.kernels import reference as R
+from minires.kernels.jit import winograd
+from minires.kernels.jit._numba import jit
+from minires.kernels.jit.simd import (
+    lanes,
+    vadd,
+    vload,
+    vmul,
+    vstore,
+    vsub,
+    vunziphi,
+    vunziplo,
+    vziphi,
+    vziplo,
+)
+
+DTYPES = [np.float32, np.float64]
+
+
+@jit()
+def _shuffles(a, b, out):
+    x, y = vload(a, 0), vload(b, 0)
+    n = a.size
+    vstore(out, 0, vziplo(x, y))
+    vstore(out, n, vziphi(x, y))
+    vstore(out, 2 * n, vunziplo(x, y))
+    vstore(out, 3 * n, vunziphi(x, y))
+    vstore(out, 4 * n, vadd(x, y))
+    vstore(out, 5 * n, vsub(x, y))
+    vstore(out, 6 * n, vmul(x, y))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_simd_shuffles_and_arithmetic(dtype):
+    n = lanes(dtype)
+    a = np.arange(n, dtype=dtype)
+    b = np.arange(n, 2 * n, dtype=dtype)
+    out = np.zeros(7 * n, dtype)
+    _shuffles(a, b, out)
+    both = np.concatenate([a, b])
+    zipped = np.stack([a, b], axis=1).reshape(-1)
+    np.testing.assert_array_equal(out[: 2 * n], zipped)  # lo then hi: a0 b0 a1 b1 ...
+    np.testing.assert_array_equal(out[2 * n : 3 * n], both[0::2])
+    np.testing.assert_array_equal(out[3 * n : 4 * n], both[1::2])
+    np.testing.assert_array_equal(out[4 * n : 5 * n], a + b)
+    np.testing.assert_array_equal(out[5 * n : 6 * n], a - b)
+    np.testing.assert_array_equal(out[6 * n :], a * b)
+
+
+def test_weight_transform_is_g_g_gt():
+    """U_p = G g G^T, packed (groups, blocks of 8 outputs, 16, cpi + 1, 8), zero-padded."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((10, 3, 3, 3))
+    up = winograd.transform_weights(w, 2).reshape(2, 1, 16, 4, 8)
+    G = winograd._G
+    want = np.einsum("ak,oikl,bl->oabi", G, w, G).reshape(2, 5, 16, 3)
+    np.testing.assert_allclose(up[:, 0, :, :3, :5], want.transpose(0, 2, 3, 1), atol=1e-14)
+    assert not up[:, 0, :, :, 5:].any() and not up[:, 0, :, 3].any()
+
+
+def _check(n, groups, cpi, cpo, h, w, dtype, bias, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
+    wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
+    b = rng.standard_normal(groups * cpo).astype(dtype) if bias else None
+    y, finite = winograd.forward(x, wt, b, groups)
+    ref = R.conv2d_forward(x, wt, b, (1, 1), (1, 1), (1, 1), groups)
+    assert finite and y.shape == ref.shape and y.dtype == dtype
+    # sums of 9 * cpi products of unit normals, rounded in the input dtype
+    tol = (1e-5 if dtype == np.float32 else 1e-13) * np.sqrt(9 * cpi) * 4
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    cpi=st.integers(1, 12),
+    cpo=st.integers(1, 19),
+    h=st.integers(1, 13),
+    w=st.integers(1, 70),
+    dtype=st.sampled_from(DTYPES),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_winograd_matches_reference(n, groups, cpi, cpo, h, w, dtype, bias, seed):
+    """Any 3x3 / stride 1 / pad 1 conv (odd and even sizes, 1 x 1 planes, rows of tiles
+    spanning several vectors, partial output-channel blocks, groups, batch 1)."""
+    _check(n, groups, cpi, cpo, h, w, dtype, bias, seed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_planned_sizes(dtype):
+    """Geometries the planner sends to Winograd (wide channels, several blocks of tile
+    rows per image, an odd last block)."""
+    _check(2, 1, 40, 24, 15, 30, dtype, True, 1)
+    _check(1, 2, 32, 17, 7, 56, dtype, False, 2)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_winograd_reports_nonfinite_output(bad):
+    """A non-finite input makes `finite` False (the caller then recomputes), and a
+    finite input gives True."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 9, 11)).astype(np.float32)
+    wt = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    assert winograd.forward(x, wt, None, 1)[1]
+    for pos in [(0, 0, 0, 0), (1, 3, 8, 10), (1, 2, 4, 5)]:
+        xb = x.copy()
+        xb[pos] = bad
+        assert not winograd.forward(xb, wt, None, 1)[1]
+    huge = np.full_like(x, np.finfo(np.float32).max / 2)
+    assert not winograd.forward(huge, wt, None, 1)[1]  # overflows in the transform
+
+
+def _check_weight_grad(n, groups, cpi, cpo, h, w, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
+    go = rng.standard_normal((n, groups * cpo, h, w)).astype(dtype)
+    gw = winograd.weight_grad(x, go, cpi, groups)
+    ref = R.conv2d_backward_weight(x, go, (groups * cpo, cpi, 3, 3), (1, 1), (1, 1), (1, 1), groups)
+    assert gw.shape == ref.shape and gw.dtype == dtype
+    # sums of n * h * w products of unit normals
+    tol = (1e-5 if dtype == np.float32 else 1e-13) * np.sqrt(n * h * w) * 4
+    np.testing.assert_allclose(gw, ref, rtol=tol, atol=tol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    cpi=st.integers(1, 12),
+    cpo=st.integers(1, 40),
+    h=st.integers(1, 13),
+    w=st.integers(1, 70),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_winograd_weight_grad_matches_reference(n, groups, cpi, cpo, h, w, dtype, seed):
+    """G^T (sum over tiles of (A dy A^T) * (B^T d B)) G is the 3x3 / stride 1 / pad 1
+    weight gradient at any size (odd planes, tiles past the edge, partial channel
+    vectors, groups, batch 1, images split into several tasks)."""
+    _check_weight_grad(n, groups, cpi, cpo, h, w, dtype, seed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_weight_grad_planned_sizes(dtype):
+    _check_weight_grad(2, 1, 40, 24, 15, 30, dtype, 1)
+    _check_weight_grad(1, 2, 32, 33, 9, 56, dtype, 2)
