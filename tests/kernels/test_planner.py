@@ -65,7 +65,8 @@ def test_dispatch_cases_cover_every_algorithm():
     assert {a.transposed_of for a in transposed} == fwd - {A.TAP_POLY2}
     assert seen[1] == transposed | {A.TAP_STRIDE2, A.DIRECT_SCATTER, A.COL2IM_GEMM}
     assert seen[2] == {
-        A.WINOGRAD, A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_GEMM, A.IM2COL_GEMM
+        A.WINOGRAD, A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_GEMM,
+        A.IM2COL_GEMM,
     }  # fmt: skip
     assert set().union(*seen) == set(A)  # no algorithm the planner never picks
 
