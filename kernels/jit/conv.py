@@ -32,8 +32,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import autotune
+from ._numba import jit, parallel_for
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
-from .im2col_gemm import col2im_backward_input, gemm_forward, gemm_weight_grad
+from .im2col_gemm import (
+    col2im_backward_input,
+    gemm_forward,
+    gemm_weight_grad,
+    pointwise_backward_input,
+)
 from .planner import GEMM_ALGORITHMS, Algorithm, ConvGeometry, plan, record
 from .tapconv import (
     TapGeometry,
@@ -111,9 +117,39 @@ def _transposed_flipped(weight, groups):
     channels swapped and the kernel rotated by 180 degrees (the weights whose stride-1
     forward conv of grad_out is grad_x)."""
     Cout, cpi, KH, KW = weight.shape
-    cpo = Cout // groups
-    wf = weight.reshape(groups, cpo, cpi, KH, KW)[:, :, :, ::-1, ::-1]
-    return np.ascontiguousarray(wf.transpose(0, 2, 1, 3, 4)).reshape(groups * cpi, cpo, KH, KW)
+    out = np.empty((groups * cpi, Cout // groups, KH, KW), weight.dtype)
+    blocks = -(-cpi // _FLIP_BLOCK)
+    args = (weight.reshape(-1), out.reshape(-1), Cout, cpi, KH * KW, groups, blocks)
+    parallel_for(_transpose_flip_range, groups * blocks, *args)
+    return out
+
+
+# A task of `_transpose_flip_range` copies _FLIP_BLOCK input channels, in tiles of
+# _FLIP_BLOCK output channels, so that every cache line it reads or writes is used whole
+# while it is in L1 (a numpy transpose-and-flip copy walked one tap row per output
+# channel, 2 KB apart: 7.7 ms for 2048 x 512 1x1 weights, 1.8 ms for 512 x 512 3x3).
+_FLIP_BLOCK = 16
+
+
+@jit(nogil=True)
+def _transpose_flip_range(t0, t1, w, out, cout, cpi, T, groups, blocks):
+    # w flat (C_out, cpi, T) -> out flat (C_in, cpo, T):
+    # out[g*cpi + c, o, T-1-k] = w[g*cpo + o, c, k]; flat u64 offsets (no wrap-around checks)
+    cpo = cout // groups
+    for t in range(t0, t1):
+        g = t // blocks
+        c0 = (t - g * blocks) * _FLIP_BLOCK
+        c1 = min(cpi, c0 + _FLIP_BLOCK)
+        for o0 in range(0, cpo, _FLIP_BLOCK):
+            o1 = min(cpo, o0 + _FLIP_BLOCK)
+            for c in range(c0, c1):
+                dst = np.uint64(((g * cpi + c) * cpo + o0) * T + T - 1)
+                src = np.uint64(((g * cpo + o0) * cpi + c) * T)
+                for _ in range(o1 - o0):
+                    for k in range(T):
+                        out[dst - np.uint64(k)] = w[src + np.uint64(k)]
+                    dst += np.uint64(T)
+                    src += np.uint64(cpi * T)
 
 
 def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilation, groups):
@@ -135,6 +171,9 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
 def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
     """The input-gradient algorithm `alg` on contiguous grad_out and weight (same dtype)."""
     shape = (g.n, g.c_in, g.h, g.w)
+    if alg == Algorithm.TRANSPOSED_POINTWISE_GEMM:
+        # W^T @ grad_out per image, W^T a transposed view (BLAS reads it as it is)
+        return pointwise_backward_input(grad_out, weight, g).reshape(shape)
     if alg.transposed_of is not None:
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
         # flipped weights and padding d*(k-1) - p (no column-gradient buffer, no col2im)

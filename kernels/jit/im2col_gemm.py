@@ -392,6 +392,18 @@ def gemm_forward(alg: Algorithm, x3, weight, bias, g: ConvGeometry):
     return out
 
 
+def pointwise_backward_input(grad_out, weight, g: ConvGeometry):
+    """Input gradient of a 1x1 / stride 1 / pad 0 conv (`TRANSPOSED_POINTWISE_GEMM`):
+    W^T @ grad_out per image and group, W^T a transposed view of the weights (no copy).
+    grad_out (N, C_out, H, W) contiguous, weight (C_out, C_in/groups, 1, 1) -> (N, C_in,
+    H*W)."""
+    P = g.h * g.w
+    wT = weight.reshape(g.groups, g.cpo, g.cpi).transpose(0, 2, 1)
+    gx = np.empty((g.n, g.groups, g.cpi, P), grad_out.dtype)
+    _gemm_images(wT, grad_out.reshape(g.n, g.groups, g.cpo, P), gx)
+    return gx.reshape(g.n, g.c_in, P)
+
+
 def col2im_backward_input(go3, weight, g: ConvGeometry):
     """Input gradient of `COL2IM_GEMM`: column gradients W^T @ grad_out per image, added
     back onto the pixels. go3 (N, C_out, Ho*Wo), weight (C_out, C_in/groups, kH, kW) ->

@@ -8,7 +8,7 @@ a conv from its shapes, `last_plan()` what the last conv call on this thread ran
 Dispatch table (`cpi` / `cpo`: input / output channels per group; "3x3 same": 3x3,
 stride 1, pad 1, dilation 1; "same": stride 1 and d*(k-1) == 2*p on both axes;
 "tap-sized": cpi*kh*kw <= 576, cpo >= 2 and not 1x1; "direct-sized" (`use_direct`):
-cpo*cpi*kh*kw <= 9216, and stride 1 if dense). The first matching row wins:
+cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching row wins:
 
     pass             algorithm                  geometry
     forward          WINOGRAD                   3x3 same, winograd-sized (`use_winograd`:
@@ -199,7 +199,12 @@ def use_direct(g: ConvGeometry) -> bool:
     """
     work = g.cpo * g.cpi * g.kh * g.kw
     if g.groups == 1:
-        return g.stride == (1, 1) and work <= _DIRECT_MAX_DENSE
+        # dense 1x1: the input already is the GEMM's matrix, and one GEMM per image beat
+        # the tile kernels at every size measured (2026-12-03, fwd / bwd-input / bwd-weight
+        # ms, direct -> GEMM: 64->64 56x56 batch 8 3.6/3.1/2.6 -> 1.2/1.2/1.4, 16->32
+        # 32x32 batch 64 1.5/1.5/1.3 -> 0.7/0.7/0.8, 64->64 8x8 batch 64 0.9/0.9/1.1 ->
+        # 0.4/0.4/0.8; 6->10 9x9 batch 2 0.03 -> 0.03-0.05)
+        return g.stride == (1, 1) and work <= _DIRECT_MAX_DENSE and not is_pointwise(g)
     return work <= _DIRECT_MAX_WORK
 
 

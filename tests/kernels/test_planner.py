@@ -23,7 +23,9 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     4250 geometries (both dtypes, every threshold, depthwise multipliers, asymmetric
     strides / paddings / dilations), the algorithm the three entry points chose before
     it existed: the fixture was recorded from `conv.conv_paths` of commit e8ceb15, whose
-    entry points dispatched on the same predicates. With Winograd on, exactly the
+    entry points dispatched on the same predicates - except that dense 1x1 convs, which
+    went to the tile kernels when small, now always take the GEMM. With Winograd on,
+    exactly the
     forward and weight-gradient passes of winograd-sized geometries (and the input
     gradients whose transposed conv is one) change, to Winograd."""
     rows = json.loads(FIXTURE.read_text())
@@ -34,6 +36,9 @@ def test_planner_reproduces_the_dispatch_it_replaced():
         n, c, h, w, cout, cpi, kh, kw, sh, sw, ph, pw, dh, dw, g, dt, *want = row
         geo = ConvGeometry.of((n, c, h, w), (cout, cpi, kh, kw), (sh, sw), (ph, pw), (dh, dw), g)
         dtype = np.dtype("float" + dt)
+        if planner.is_pointwise(geo) and g == 1:  # dense 1x1: always one GEMM per image now
+            gemm = Algorithm.POINTWISE_GEMM
+            want = [gemm, Algorithm.TRANSPOSED_POINTWISE_GEMM, gemm]
         if [planner.plan(p, geo, dtype, disabled=off) for p in PASSES] != want:
             wrong.append(row)
         fwd = planner.use_winograd(geo, dtype.itemsize)
