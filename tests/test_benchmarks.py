@@ -604,7 +604,7 @@ def test_conv_task_numba_rows_record_the_plan():
     json.dumps(res)  # the plan is plain strings in results.json
     sep = LayerSpec("s", "separable", "conv2", 6, 10, 6, 3, batch=2, size=6, stride=2)
     res = worker.task_conv(worker.make_backend("numba"), _tiny_job(sep))
-    assert res["plan"]["forward"] == "direct + direct"  # depthwise stride 2; a small 1x1
+    assert res["plan"]["forward"] == "direct + pointwise_gemm"  # depthwise stride 2; a 1x1
     res = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
     assert "plan" not in res
 
