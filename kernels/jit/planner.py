@@ -12,7 +12,7 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
 
     pass             algorithm                  geometry
     forward          WINOGRAD                   3x3 same, winograd-sized (`use_winograd`:
-                                                32 <= cpi <= 256, cpo >= 16, width >= 24,
+                                                24 <= cpi <= 256, cpo >= 16, width >= 24,
                                                 rows of tiles fill >= 3/4 of their
                                                 vectors) (winograd.py)
                      TAP_SAME                   "same", tap-sized (tapconv.py)
@@ -328,8 +328,11 @@ def use_same3x3_masked(g: ConvGeometry) -> bool:
 # 32->32 28x28 0.65 vs 0.76, 4x48d 28x28 5.6 vs 6.6, 32->32 32x32 batch 64 4.7 vs 6.6,
 # 64->64 112x112 batch 2 5.7 vs 11.6, 256->256 28x28 30.6 vs 31.2; but 16->16 56x56
 # 0.99 vs 0.79, 8x14d 8.1 vs 5.0, 128->128 14x14 3.8 vs 2.7, 32->32 16x16 batch 64 2.4
-# vs 1.7 (lane), 64->64 8x8 5.3 vs 2.1.
-_WINOGRAD_MIN_CPI = 32
+# vs 1.7 (lane), 64->64 8x8 5.3 vs 2.1. Grouped (fwd / weight-gradient ms): 8x28d 28x28
+# 2.7 / 3.6 vs 3.3 / 3.9 (tap / masked), 4x24d 56x56 3.9 / 5.4 vs 4.0 / 6.2; but 16
+# channels per group lose (4x16d 56x56 2.0 / 3.8 vs 1.9 / 2.7, 8x16d 28x28 1.2 / 2.0
+# vs 1.1 / 1.4), and 8x14d 56x56 3.3 / 6.5 vs 3.2 / 5.0.
+_WINOGRAD_MIN_CPI = 24
 _WINOGRAD_MAX_CPI = 256
 _WINOGRAD_MIN_CPO = 16
 _WINOGRAD_MIN_WIDTH = 24
