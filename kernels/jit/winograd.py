@@ -147,6 +147,30 @@ def _transform_weights(w, up):
 
 
 @jit(fastmath=FASTMATH)
+def _transform_rows(V, xn, c0, cpi, r0, R, H, W, cmk, rows, vstep, L):
+    """V[p, c, v] = (B^T d B)[p] for the input channels c0 .. c0+cpi-1 of one image xn
+    (C * H * W) and the vectors v of tile rows r0 .. r0+R-1 (nvr vectors a row; V's p
+    step `vstep`, its channel step R * nvr * L); rows: scratch (R * nvr,) for the
+    patch-row masks (tile rows past the last one read nothing)."""
+    Hq = (H + 1) // 2
+    nvr = cmk.shape[0]
+    nvt = R * nvr
+    for v in range(nvt):
+        ti = r0 + v // nvr
+        rows[v] = 0
+        for a in range(4):
+            if ti < Hq and 0 <= 2 * ti - 1 + a < H:
+                rows[v] |= 1 << a
+    for c in range(cpi):
+        i0 = (c0 + c) * H * W + 2 * r0 * W
+        for rr in range(R):
+            for cv in range(nvr):
+                v = rr * nvr + cv
+                i = i0 + 2 * rr * W + 2 * cv * L
+                _input_transform(V, xn, i, W, rows[v], cmk[cv], (c * nvt + v) * L, vstep, L)
+
+
+@jit(fastmath=FASTMATH)
 def _rows(d0, d1, d2, d3):
     """B^T applied to 4 values: (d0 - d2, d1 + d2, d2 - d1, d1 - d3)."""
     return vsub(d0, d2), vadd(d1, d2), vsub(d2, d1), vsub(d1, d3)
@@ -265,20 +289,7 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, H, W, G, cpi, cpo, R
         r0 = (r - g * nrb) * R
         xn = x[n]
         dst = out[n]
-        for v in range(nvt):
-            ti = r0 + v // nvr
-            rows[v] = 0
-            for a in range(4):
-                if ti < Hq and 0 <= 2 * ti - 1 + a < H:
-                    rows[v] |= 1 << a
-        for c in range(cpi):
-            i0 = (g * cpi + c) * HW + 2 * r0 * W
-            for rr in range(R):
-                for cv in range(nvr):
-                    v = rr * nvr + cv
-                    i = i0 + 2 * rr * W + 2 * cv * L
-                    o = (c * nvt + v) * L
-                    _input_transform(V, xn, i, W, rows[v], cmk[cv], o, vstep, L)
+        _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, rows, vstep, L)
         chk = vload(zero, 0)
         for blk in range(nblk):
             gb = g * nblk + blk
@@ -468,20 +479,7 @@ def _wgrad_range(t0, t1, x, go, parts, cmk, cvalid, H, W, G, cpi, cpo, R, chunks
         part[:] = 0
         for rb in range(ch * per_chunk, min(nrb, (ch + 1) * per_chunk)):
             r0 = rb * R
-            for v in range(nvt):
-                ti = r0 + v // nvr
-                rows[v] = 0
-                for a in range(4):
-                    if ti < Hq and 0 <= 2 * ti - 1 + a < H:
-                        rows[v] |= 1 << a
-            for c in range(cpi):
-                i0 = (g * cpi + c) * HW + 2 * r0 * W
-                for rr in range(R):
-                    for cv in range(nvr):
-                        v = rr * nvr + cv
-                        i = i0 + 2 * rr * W + 2 * cv * L
-                        o = (c * nvt + v) * L
-                        _input_transform(V, xn, i, W, rows[v], cmk[cv], o, vstep, L)
+            _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, rows, vstep, L)
             for rr in range(R):
                 oh = 2 * (r0 + rr)
                 nrows = min(2, H - oh) if r0 + rr < Hq else 0
