@@ -21,7 +21,11 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      DIRECT                     direct-sized (direct.py tile kernels)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
                      IM2COL_GEMM                anything else
-    backward_input   TRANSPOSED_<forward alg>   stride 1 and (p <= d*(k-1) or
+    backward_input   COL2IM_GEMM                stride 1, p <= d*(k-1), the transposed
+                                                conv's forward would be IM2COL_GEMM, and
+                                                weights >= half the input gradient
+                                                (`weights_dominate`)
+                     TRANSPOSED_<forward alg>   stride 1 and (p <= d*(k-1) or
                                                 direct-sized): the forward algorithm of
                                                 the transposed conv (grad_out as input,
                                                 cpi and cpo swapped, padding d*(k-1)-p)
@@ -357,6 +361,19 @@ def use_winograd(g: ConvGeometry, itemsize: int) -> bool:
     return tiles / (-(-tiles // nlanes) * nlanes) >= _WINOGRAD_MIN_FILL
 
 
+def weights_dominate(g: ConvGeometry) -> bool:
+    """At least half as many weights as input-gradient elements: the transposed input
+    gradient's per-call copy of the flipped weights then costs more than `COL2IM_GEMM`'s
+    col2im pass (which reads W^T as it is). Measured (2026-12-03, 2 threads, float32,
+    input-gradient ms, transposed:im2col_gemm vs col2im_gemm): 512->512 7x7 batch 2 3.8
+    vs 2.7, 512->512 14x14 batch 2 8.8 vs 7.3, 256->256 14x14 batch 8 8.0 vs 7.7,
+    512->512 28x28 batch 8 111 vs 107, 64->64 5x5 20x20 batch 4 2.1 vs 1.9; but 128->128
+    8x8 batch 64 6.0 vs 7.1, 96->96 12x12 batch 8 1.18 vs 1.25, 80->72 20x20 batch 8 1.89
+    vs 1.88 (activations dominate)."""
+    weights = g.c_out * g.cpi * g.kh * g.kw
+    return 2 * weights >= g.n * g.c_in * g.h * g.w
+
+
 # --------------------------------------------------------------------------- the planner
 
 
@@ -367,7 +384,7 @@ def _gemm(g: ConvGeometry) -> Algorithm:
 # Families of algorithms whose use is a speed decision (a threshold), not a correctness
 # one: `plan(..., disabled=...)` can switch each off, and the planner then picks what it
 # would pick with that threshold at zero. Autotuning (autotune.py) times these choices.
-FAMILIES = ("winograd", "tap", "direct", "lane", "same3x3")
+FAMILIES = ("winograd", "tap", "direct", "lane", "same3x3", "col2im")
 
 
 def _plan_forward(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
@@ -386,6 +403,8 @@ def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Alg
     if g.stride == (1, 1) and (min(g.flipped_padding) >= 0 or direct):
         # a negative padding (a crop) only the direct kernels take
         forward = _plan_forward(g.transposed(), itemsize, off)
+        if forward == Algorithm.IM2COL_GEMM and "col2im" not in off and weights_dominate(g):
+            return Algorithm.COL2IM_GEMM
         return Algorithm("transposed:" + forward.value)
     # the tap table's stride-2 input gradient reads grad_out: channels swapped
     swapped = g._replace(c_in=g.c_out, c_out=g.c_in)

@@ -179,6 +179,7 @@ def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
     gradient as the forward conv with transposed, flipped weights), at 1 and 2 threads."""
     monkeypatch.setattr(planner, "_DIRECT_MAX_DENSE", -1)
     monkeypatch.setattr(planner, "_TAPCONV_MAX_WORK", 0)
+    monkeypatch.setattr(planner, "weights_dominate", lambda g: False)  # not col2im
     case = _case(n, 5, 7, 3, 6, 3, p=1, bias=True)
     assert plan_of(case, dtype) == (A.IM2COL_GEMM, A.TRANSPOSED_IM2COL_GEMM, A.IM2COL_GEMM)
     for k in (1, min(2, numba.config.NUMBA_NUM_THREADS)):

@@ -24,14 +24,15 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     strides / paddings / dilations), the algorithm the three entry points chose before
     it existed: the fixture was recorded from `conv.conv_paths` of commit e8ceb15, whose
     entry points dispatched on the same predicates - except that dense 1x1 convs, which
-    went to the tile kernels when small, now always take the GEMM. With Winograd on,
-    exactly the
-    forward and weight-gradient passes of winograd-sized geometries (and the input
-    gradients whose transposed conv is one) change, to Winograd."""
+    went to the tile kernels when small, now always take the GEMM. With Winograd and
+    the col2im rule on, exactly the forward and weight-gradient passes of
+    winograd-sized geometries (and the input gradients whose transposed conv is one)
+    change, to Winograd, and the stride-1 input gradients that ran the transposed
+    im2col GEMM where the weights dominate, to `COL2IM_GEMM`."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
-    off = frozenset({"winograd"})
+    off = frozenset({"winograd", "col2im"})
     for row in rows:
         n, c, h, w, cout, cpi, kh, kw, sh, sw, ph, pw, dh, dw, g, dt, *want = row
         geo = ConvGeometry.of((n, c, h, w), (cout, cpi, kh, kw), (sh, sw), (ph, pw), (dh, dw), g)
@@ -43,8 +44,14 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             wrong.append(row)
         fwd = planner.use_winograd(geo, dtype.itemsize)
         bwd = geo.stride == (1, 1) and planner.use_winograd(geo.transposed(), dtype.itemsize)
+        col2im = (
+            want[1] == Algorithm.TRANSPOSED_IM2COL_GEMM
+            and not bwd
+            and planner.weights_dominate(geo)
+        )
         expect = [Algorithm.WINOGRAD if fwd else want[0],
-                  Algorithm.TRANSPOSED_WINOGRAD if bwd else want[1],
+                  Algorithm.TRANSPOSED_WINOGRAD if bwd else
+                  Algorithm.COL2IM_GEMM if col2im else want[1],
                   Algorithm.WINOGRAD if fwd else want[2]]  # fmt: skip
         if [planner.plan(p, geo, dtype) for p in PASSES] != expect:
             wrong.append(("winograd", row))
