@@ -12,9 +12,9 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
 
     pass             algorithm                  geometry
     forward          WINOGRAD                   3x3 same, winograd-sized (`use_winograd`:
-                                                24 <= cpi <= 256, cpo >= 16, width >= 24,
-                                                rows of tiles fill >= 3/4 of their
-                                                vectors) (winograd.py)
+                                                24 <= cpi <= 256, cpo >= 16, rows of
+                                                tiles fill >= 3/4 of the lanes that hold
+                                                them) (winograd.py)
                      TAP_SAME                   "same", tap-sized (tapconv.py)
                      TAP_POLY2                  3x3 / stride 2 / pad 1, tap-sized
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
@@ -33,7 +33,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 cpi and cpo swapped (tapconv.py)
                      DIRECT_SCATTER             direct-sized (direct.py)
                      COL2IM_GEMM                anything else
-    backward_weight  WINOGRAD                   3x3 same, winograd-sized (winograd.py)
+    backward_weight  WINOGRAD                   3x3 same, winograd-sized, and cpi <= 64
+                                                where two rows of tiles share a vector
                      LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 32,
                                                 cpi*9 <= 576, one image's zero-bordered
                                                 planes of a group <= 48 KB (stride 1) or
@@ -339,25 +340,40 @@ def use_same3x3_masked(g: ConvGeometry) -> bool:
 _WINOGRAD_MIN_CPI = 24
 _WINOGRAD_MAX_CPI = 256
 _WINOGRAD_MIN_CPO = 16
-_WINOGRAD_MIN_WIDTH = 24
 _WINOGRAD_MIN_FILL = 0.75
+# Rows of at most LANES/2 tiles go two to a vector (winograd.winograd_table), which
+# made Winograd pay on small planes too (forward ms, winograd vs the plan without it,
+# batch 8 unless said: 256->256 14x14 5.6 vs 7.7, 128->128 14x14 1.5 vs 2.3, 64->64
+# 14x14 0.48 vs 0.60, 96->96 12x12 0.87 vs 1.09, 2 x 256 groups 14x14 10.9 vs 14.0,
+# 32->32 16x16 batch 64 1.0 vs 1.3, 64->64 16x16 batch 64 2.9 vs 4.4; but 64->64 8x8
+# batch 64 1.4 vs 1.2 (4 tiles in 8 lanes), 512->512 7x7 5.7 vs 2.6). Its weight
+# gradient sums one partial dU (16 x cpi x cpo) per task over few tiles, which pays
+# only with few channels: 64->64 16x16 batch 64 4.8 vs 6.1, 64->64 14x14 0.67 vs 0.83,
+# 32->32 16x16 batch 64 1.5 vs 1.7; but 96->96 12x12 1.34 vs 1.15, 128->128 14x14 2.37
+# vs 2.54 (a tie), 256->256 14x14 13.7 vs 9.5.
+_WINOGRAD_TWO_ROW_MAX_CPI_WGRAD = 64
 
 
-def use_winograd(g: ConvGeometry, itemsize: int) -> bool:
-    """Winograd F(2x2, 3x3) for 3x3 same convs with enough channels per group and
-    wide enough planes whose rows of 2x2 tiles fill at least 3/4 of the SIMD vectors
-    that hold them (the lane count depends on the dtype and the CPU)."""
+def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool:
+    """Winograd F(2x2, 3x3) for 3x3 same convs with enough channels per group whose
+    rows of 2x2 tiles fill at least 3/4 of the SIMD lanes that hold them (a vector holds
+    one row of tiles, or two rows of at most LANES/2 tiles; the lane count depends on
+    the dtype and the CPU). The weight gradient (`pass_` "backward_weight") takes the
+    two-rows-a-vector planes only with at most 64 input channels per group."""
     if not (
         is_same3x3(g)
         and _WINOGRAD_MIN_CPI <= g.cpi <= _WINOGRAD_MAX_CPI
         and g.cpo >= _WINOGRAD_MIN_CPO
-        and g.w >= _WINOGRAD_MIN_WIDTH
     ):
         return False
     from .simd import VECTOR_BYTES  # imports numba: only for geometries that get here
 
     nlanes = VECTOR_BYTES // itemsize
     tiles = (g.w + 1) // 2
+    if tiles <= nlanes // 2:  # two rows of tiles a vector
+        if pass_ == "backward_weight" and g.cpi > _WINOGRAD_TWO_ROW_MAX_CPI_WGRAD:
+            return False
+        return tiles / (nlanes // 2) >= _WINOGRAD_MIN_FILL
     return tiles / (-(-tiles // nlanes) * nlanes) >= _WINOGRAD_MIN_FILL
 
 
@@ -414,7 +430,7 @@ def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Alg
 
 
 def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
-    if "winograd" not in off and use_winograd(g, itemsize):
+    if "winograd" not in off and use_winograd(g, itemsize, "backward_weight"):
         return Algorithm.WINOGRAD
     if "lane" not in off and use_lane_weight_grad(g, itemsize):
         return Algorithm.LANE

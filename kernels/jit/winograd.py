@@ -79,29 +79,61 @@ _TASK_VECTORS = 4
 
 @functools.lru_cache(maxsize=64)
 def winograd_table(H: int, W: int, nlanes: int):
-    """Lane masks for 2x2 tiles over an H x W "same" output, vectors of `nlanes` tiles
-    of one row of tiles, nvr = ceil(ceil(W / 2) / nlanes) vectors per row:
+    """How the 2x2 tiles of an H x W "same" output map to SIMD vectors of `nlanes`
+    lanes, and their lane masks: (cmk, omk, two).
+
+    Rows of more than nlanes / 2 tiles (two = 0): a vector holds up to nlanes tiles of
+    one row of tiles, nvr = ceil(ceil(W / 2) / nlanes) vectors per row, and its two
+    halves are the tiles 0 .. nlanes/2 - 1 and nlanes/2 .. nlanes - 1 of its stretch.
+    Shorter rows (two = 1, e.g. 7 tiles at 14x14 with 16 lanes): a vector holds two rows
+    of tiles, one per half, so small planes do not leave most lanes empty; nvr = 1 (one
+    vector per pair of rows). Either way a half's patches are the even / odd elements of
+    one vector load per patch row and its outputs one interleaved vector per output row,
+    the second half `_second_half` elements after the first.
 
     cmk uint32 (nvr, 4): per column vector cv, the lanes of the 4 loads of a patch row
-        (starting at input columns 2 * cv * nlanes + (-1, -1 + nlanes, 1, 1 + nlanes))
+        (starting at input columns 2 * cv * nlanes + (-1, -1 + nlanes, 1, 1 + nlanes),
+        or (-1, -1, 1, 1) in the next row of tiles for the second and fourth when two)
         that are inside the image;
-    omk uint32 (nvr, 2): the lanes of the two halves of an output row (starting at
-        columns 2 * cv * nlanes + (0, nlanes)) that are inside the output.
+    omk uint32 (nvr, 2): the lanes of the outputs of the two halves (starting at columns
+        2 * cv * nlanes + (0, nlanes), or (0, 0) when two) that are inside the output.
     """
-    nvr = -(-((W + 1) // 2) // nlanes)
+    two = int((W + 1) // 2 <= nlanes // 2)
+    nvr = 1 if two else -(-((W + 1) // 2) // nlanes)
     start = 2 * nlanes * np.arange(nvr)[:, None, None]
     lane = np.arange(nlanes)
-    cols = start + np.array([-1, nlanes - 1, 1, nlanes + 1])[None, :, None] + lane
+    second = 0 if two else nlanes
+    cols = start + np.array([-1, second - 1, 1, second + 1])[None, :, None] + lane
     cmk = _lane_bits(((cols >= 0) & (cols < W)).reshape(-1), 4 * nvr, nlanes).reshape(nvr, 4)
-    cols = start + np.array([0, nlanes])[None, :, None] + lane
+    cols = start + np.array([0, second])[None, :, None] + lane
     omk = _lane_bits((cols < W).reshape(-1), 2 * nvr, nlanes).reshape(nvr, 2)
-    return cmk, omk
+    return cmk, omk, two
 
 
-def tile_rows_per_task(nvr: int) -> int:
-    """Rows of tiles per task: at least `_TASK_VECTORS` vectors, an even count."""
+def tile_rows_per_task(nvr: int, two: int, Hq: int) -> int:
+    """Rows of tiles per task: at least `_TASK_VECTORS` vectors, an even count (tasks
+    take vectors in pairs); with two rows of tiles per vector, a multiple of 4 rows, at
+    most 2 * `_TASK_VECTORS` and no more than the plane needs."""
+    if two:
+        return min(2 * _TASK_VECTORS, -(-Hq // 4) * 4)
     rows = max(1, _TASK_VECTORS // nvr)
     return rows + (rows * nvr) % 2
+
+
+@jit(fastmath=FASTMATH)
+def _vector_tiles(v, r0, nvr, two):
+    """(row of tiles of the first half, row of the second half, column vector) of
+    vector v of a task whose first row of tiles is r0."""
+    if two:
+        return r0 + 2 * v, r0 + 2 * v + 1, 0
+    return r0 + v // nvr, r0 + v // nvr, v % nvr
+
+
+@jit(fastmath=FASTMATH)
+def _second_half(W, two, L):
+    """Elements from a vector's first half to its second, in x and in the output: the
+    next 2 * L/2 columns, or (two rows of tiles per vector) two rows down."""
+    return 2 * W if two else L
 
 
 def transform_weights(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -147,27 +179,29 @@ def _transform_weights(w, up):
 
 
 @jit(fastmath=FASTMATH)
-def _transform_rows(V, xn, c0, cpi, r0, R, H, W, cmk, rows, vstep, L):
+def _transform_rows(V, xn, c0, cpi, r0, R, H, W, cmk, two, rows, vstep, L):
     """V[p, c, v] = (B^T d B)[p] for the input channels c0 .. c0+cpi-1 of one image xn
-    (C * H * W) and the vectors v of tile rows r0 .. r0+R-1 (nvr vectors a row; V's p
-    step `vstep`, its channel step R * nvr * L); rows: scratch (R * nvr,) for the
-    patch-row masks (tile rows past the last one read nothing)."""
+    (C * H * W) and the vectors v of tile rows r0 .. r0+R-1 (`winograd_table`'s layout;
+    V's p step `vstep`, its channel step nvt * L); rows: scratch (nvt,) for the
+    patch-row masks (bits 0-3: the first half's patch rows inside the image, bits 4-7
+    the second half's; rows of tiles past the last one read nothing)."""
     Hq = (H + 1) // 2
     nvr = cmk.shape[0]
-    nvt = R * nvr
+    nvt = R * nvr // (1 + two)
+    d2 = _second_half(W, two, L)
     for v in range(nvt):
-        ti = r0 + v // nvr
+        ta, tb, _ = _vector_tiles(v, r0, nvr, two)
         rows[v] = 0
         for a in range(4):
-            if ti < Hq and 0 <= 2 * ti - 1 + a < H:
+            if ta < Hq and 0 <= 2 * ta - 1 + a < H:
                 rows[v] |= 1 << a
+            if tb < Hq and 0 <= 2 * tb - 1 + a < H:
+                rows[v] |= 1 << (4 + a)
     for c in range(cpi):
-        i0 = (c0 + c) * H * W + 2 * r0 * W
-        for rr in range(R):
-            for cv in range(nvr):
-                v = rr * nvr + cv
-                i = i0 + 2 * rr * W + 2 * cv * L
-                _input_transform(V, xn, i, W, rows[v], cmk[cv], (c * nvt + v) * L, vstep, L)
+        for v in range(nvt):
+            ta, _, cv = _vector_tiles(v, r0, nvr, two)
+            i = (c0 + c) * H * W + 2 * ta * W + 2 * cv * L
+            _input_transform(V, xn, i, W, d2, rows[v], cmk[cv], (c * nvt + v) * L, vstep)
 
 
 @jit(fastmath=FASTMATH)
@@ -177,25 +211,27 @@ def _rows(d0, d1, d2, d3):
 
 
 @jit(fastmath=FASTMATH)
-def _patch_row(src, i, L, m0, m1, m2, m3):
+def _patch_row(src, i, d2, m0, m1, m2, m3):
     """Row of the 4x4 patches of a vector of tiles: d[., b] = src[i - 1 + b + 2 * lane]
-    (the even / odd elements of two pairs of vector loads, lanes outside the image 0)."""
+    in the first half, src[i + d2 - 1 + b + 2 * lane'] in the second (the even / odd
+    elements of two pairs of vector loads; lanes outside the image read 0)."""
     a0 = vloadm(src, i - 1, m0)
-    a1 = vloadm(src, i - 1 + L, m1)
+    a1 = vloadm(src, i - 1 + d2, m1)
     b0 = vloadm(src, i + 1, m2)
-    b1 = vloadm(src, i + 1 + L, m3)
+    b1 = vloadm(src, i + 1 + d2, m3)
     return vunziplo(a0, a1), vunziphi(a0, a1), vunziplo(b0, b1), vunziphi(b0, b1)
 
 
 @jit(fastmath=FASTMATH)
-def _input_transform(V, src, i, W, rows, cm, o, step, L):
+def _input_transform(V, src, i, W, d2, rows, cm, o, step):
     """V[(4a + b) * step + o] = (B^T d B)[a, b] for one vector of tiles whose patches
-    start at src[i - W - 1] (row -1, column -1); bit a of `rows`: patch row a is inside
-    the image; cm: the column masks of its loads (`winograd_table`)."""
-    r0 = _patch_row(src, i - W, L, *_row_masks(cm, rows, 0))
-    r1 = _patch_row(src, i, L, *_row_masks(cm, rows, 1))
-    r2 = _patch_row(src, i + W, L, *_row_masks(cm, rows, 2))
-    r3 = _patch_row(src, i + 2 * W, L, *_row_masks(cm, rows, 3))
+    start at src[i - W - 1] (row -1, column -1), those of its second half d2 further;
+    bits a / 4 + a of `rows`: patch row a of the first / second half is inside the
+    image; cm: the column masks of its loads (`winograd_table`)."""
+    r0 = _patch_row(src, i - W, d2, *_row_masks(cm, rows, 0))
+    r1 = _patch_row(src, i, d2, *_row_masks(cm, rows, 1))
+    r2 = _patch_row(src, i + W, d2, *_row_masks(cm, rows, 2))
+    r3 = _patch_row(src, i + 2 * W, d2, *_row_masks(cm, rows, 3))
     c0 = _rows(r0[0], r1[0], r2[0], r3[0])  # column b of B^T d
     c1 = _rows(r0[1], r1[1], r2[1], r3[1])
     c2 = _rows(r0[2], r1[2], r2[2], r3[2])
@@ -208,11 +244,13 @@ def _input_transform(V, src, i, W, rows, cm, o, step, L):
 
 @jit(fastmath=FASTMATH)
 def _row_masks(cm, rows, a):
-    """The 4 load masks of patch row a: cm, or none if the row is outside the image."""
-    if (rows >> a) & 1:
-        return cm[0], cm[1], cm[2], cm[3]
+    """The 4 load masks of patch row a: cm, with a half's two loads masked off where
+    its patch row is outside the image."""
     z = cm[0] & 0
-    return z, z, z, z
+    first = (rows >> a) & 1
+    second = (rows >> (4 + a)) & 1
+    return (cm[0] if first else z, cm[1] if second else z, cm[2] if first else z,
+            cm[3] if second else z)  # fmt: skip
 
 
 @jit(fastmath=FASTMATH)
@@ -264,14 +302,15 @@ def _columns(M, i, step, b):
 
 
 @jit(nogil=True, fastmath=FASTMATH)
-def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, H, W, G, cpi, cpo, R, L):
+def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, two, H, W, G, cpi, cpo, R, L):
     # x (N, C * H * W); up from transform_weights; bias (G * nblk * 8,) padded; out
     # (N, C_out * H * W); bad (tasks,) non-finite flags; a task: R rows of tiles of one
-    # (image, group), nvr vectors per row
+    # (image, group) in nvt vectors (`winograd_table`)
     Hq = (H + 1) // 2
     HW = H * W
     nvr = cmk.shape[0]
-    nvt = R * nvr  # vectors per task (even)
+    nvt = R * nvr // (1 + two)  # vectors per task (even)
+    d2 = _second_half(W, two, L)
     nrb = -(-Hq // R)
     nblk = -(-cpo // 8)
     dt = x.dtype
@@ -279,7 +318,7 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, H, W, G, cpi, cpo, R
     vstep = (cpi * nvt + 1) * L
     V = np.empty(16 * vstep, dt)
     M = np.empty(16 * 8 * 2 * L, dt)  # (p, o, 2 vectors, lane)
-    rows = np.empty(nvt, np.int64)  # bit a: patch row a of the vector's tiles is inside
+    rows = np.empty(nvt, np.int64)  # patch rows inside the image (`_transform_rows`)
     zero = np.zeros(L, dt)
     lanes_ = np.empty(L, dt)
     for t in range(t0, t1):
@@ -289,7 +328,7 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, H, W, G, cpi, cpo, R
         r0 = (r - g * nrb) * R
         xn = x[n]
         dst = out[n]
-        _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, rows, vstep, L)
+        _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, two, rows, vstep, L)
         chk = vload(zero, 0)
         for blk in range(nblk):
             gb = g * nblk + blk
@@ -308,10 +347,9 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, H, W, G, cpi, cpo, R
                     b = vbcast(bias, gb * 8 + o)
                     ob = (g * cpo + blk * 8 + o) * HW
                     for j in range(2):
-                        ti = r0 + (v + j) // nvr
-                        if ti >= Hq:
+                        ta, tb, cv = _vector_tiles(v + j, r0, nvr, two)
+                        if ta >= Hq:
                             continue
-                        cv = (v + j) % nvr
                         y00, y01, y10, y11 = _output_transform(M, (o * 2 + j) * L, 8 * 2 * L)
                         y00 = vadd(y00, b)
                         y01 = vadd(y01, b)
@@ -319,12 +357,15 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, H, W, G, cpi, cpo, R
                         y11 = vadd(y11, b)
                         # chk turns NaN if any output is not finite (0 * inf = NaN)
                         chk = vfma(vadd(vadd(y00, y01), vadd(y10, y11)), vload(zero, 0), chk)
-                        i = ob + 2 * ti * W + 2 * cv * L
+                        # output rows 2ta, 2ta + 1 (first half) and 2tb, 2tb + 1
+                        i = ob + 2 * ta * W + 2 * cv * L
                         vstorem(dst, i, vziplo(y00, y01), omk[cv, 0])
-                        vstorem(dst, i + L, vziphi(y00, y01), omk[cv, 1])
-                        if 2 * ti + 1 < H:
+                        if 2 * ta + 1 < H:
                             vstorem(dst, i + W, vziplo(y10, y11), omk[cv, 0])
-                            vstorem(dst, i + W + L, vziphi(y10, y11), omk[cv, 1])
+                        if tb < Hq:
+                            vstorem(dst, i + d2, vziphi(y00, y01), omk[cv, 1])
+                            if 2 * tb + 1 < H:
+                                vstorem(dst, i + d2 + W, vziphi(y10, y11), omk[cv, 1])
         vstore(lanes_, 0, chk)
         s = dt.type(0)
         for lane in range(L):
@@ -342,8 +383,8 @@ def forward(x: np.ndarray, weight: np.ndarray, bias, groups: int):
     cpo = cout // groups
     dt = x.dtype
     nl = lanes(dt)
-    cmk, omk = winograd_table(H, W, nl)
-    R = tile_rows_per_task(cmk.shape[0])
+    cmk, omk, two = winograd_table(H, W, nl)
+    R = tile_rows_per_task(cmk.shape[0], two, (H + 1) // 2)
     nblk = -(-cpo // 8)
     bp = np.zeros((groups, nblk * 8), dt)
     if bias is not None:
@@ -361,6 +402,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias, groups: int):
         bad,
         cmk,
         omk,
+        two,
         H,
         W,
         groups,
@@ -451,14 +493,16 @@ def _load8(P, i, stride):
 
 
 @jit(nogil=True, fastmath=FASTMATH)
-def _wgrad_range(t0, t1, x, go, parts, cmk, cvalid, H, W, G, cpi, cpo, R, chunks, cpi8, cop, L):
+def _wgrad_range(
+    t0, t1, x, go, parts, cmk, two, cvalid, H, W, G, cpi, cpo, R, chunks, cpi8, cop, L
+):
     # x (N, C * H * W), go (N, C_out * H * W); parts (tasks, 16 * cpi8 * cop): per task
     # dU (p, input channel, output channel), channels padded to cpi8 (8) and cop (2
     # vectors); cvalid (cop // L,) lane masks of real output channels
     Hq = (H + 1) // 2
     HW = H * W
     nvr = cmk.shape[0]
-    nvt = R * nvr
+    nvt = R * nvr // (1 + two)
     T = nvt * L  # tiles (lanes) of a block of R tile rows
     nrb = -(-Hq // R)
     per_chunk = -(-nrb // chunks)
@@ -479,17 +523,22 @@ def _wgrad_range(t0, t1, x, go, parts, cmk, cvalid, H, W, G, cpi, cpo, R, chunks
         part[:] = 0
         for rb in range(ch * per_chunk, min(nrb, (ch + 1) * per_chunk)):
             r0 = rb * R
-            _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, rows, vstep, L)
-            for rr in range(R):
-                oh = 2 * (r0 + rr)
-                nrows = min(2, H - oh) if r0 + rr < Hq else 0
-                for j in range(nvr * L):
-                    ncols = min(2, W - 2 * j)
+            _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, two, rows, vstep, L)
+            for v in range(nvt):  # Y of the tile in each lane, as V's layout places it
+                ta, tb, cv = _vector_tiles(v, r0, nvr, two)
+                for lane in range(L):
+                    if two:  # first half: row ta, second half: row tb
+                        ti = ta if lane < L // 2 else tb
+                        tj = lane % (L // 2)
+                    else:
+                        ti, tj = ta, cv * L + lane
+                    oh = 2 * ti
+                    nrows = min(2, H - oh) if ti < Hq else 0
+                    ncols = min(2, W - 2 * tj)
                     inside = nrows if ncols > 0 else 0  # phantom tiles past the edge: 0
-                    tile = rr * nvr * L + j
                     for k in range(cop // L):
-                        i = (g * cpo + k * L) * HW + oh * W + 2 * j
-                        o = tile * cop + k * L
+                        i = (g * cpo + k * L) * HW + oh * W + 2 * tj
+                        o = (v * L + lane) * cop + k * L
                         _grad_transform(Y, gn, i, HW, W, inside, ncols, cvalid[k], o, ystep, L)
             for p in range(16):
                 for c0 in range(0, cpi8, 8):
@@ -518,8 +567,8 @@ def weight_grad(x: np.ndarray, grad_out: np.ndarray, cpi: int, groups: int) -> n
     cpo = cout // groups
     dt = x.dtype
     nl = lanes(dt)
-    cmk, _ = winograd_table(H, W, nl)
-    R = tile_rows_per_task(cmk.shape[0])
+    cmk, _, two = winograd_table(H, W, nl)
+    R = tile_rows_per_task(cmk.shape[0], two, (H + 1) // 2)
     nrb = -(-((H + 1) // 2) // R)
     chunks = min(nrb, max(1, -(-_WGRAD_MIN_TASKS // (N * groups))))
     cpi8 = -(-cpi // 8) * 8
@@ -535,6 +584,7 @@ def weight_grad(x: np.ndarray, grad_out: np.ndarray, cpi: int, groups: int) -> n
         grad_out.reshape(N, -1),
         parts,
         cmk,
+        two,
         cvalid,
         H,
         W,

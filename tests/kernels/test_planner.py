@@ -44,6 +44,7 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             wrong.append(row)
         fwd = planner.use_winograd(geo, dtype.itemsize)
         bwd = geo.stride == (1, 1) and planner.use_winograd(geo.transposed(), dtype.itemsize)
+        wgrad = planner.use_winograd(geo, dtype.itemsize, "backward_weight")
         col2im = (
             want[1] == Algorithm.TRANSPOSED_IM2COL_GEMM
             and not bwd
@@ -52,10 +53,10 @@ def test_planner_reproduces_the_dispatch_it_replaced():
         expect = [Algorithm.WINOGRAD if fwd else want[0],
                   Algorithm.TRANSPOSED_WINOGRAD if bwd else
                   Algorithm.COL2IM_GEMM if col2im else want[1],
-                  Algorithm.WINOGRAD if fwd else want[2]]  # fmt: skip
+                  Algorithm.WINOGRAD if wgrad else want[2]]  # fmt: skip
         if [planner.plan(p, geo, dtype) for p in PASSES] != expect:
             wrong.append(("winograd", row))
-        winograd += fwd + bwd
+        winograd += fwd + bwd + wgrad
     assert wrong == []
     assert winograd >= 5  # the sweep reaches the Winograd rule
 

@@ -291,7 +291,7 @@ def test_lane_weight_grad_matches_reference(n, groups, cpi, cpo, h, w, stride, d
     "n,groups,cpi,cpo,h,w,stride",
     [
         (9, 1, 32, 32, 10, 10, 1),  # CIFAR-like stage 2: more images than chunks
-        (3, 1, 48, 64, 6, 6, 1),  # 4 vectors of output channels
+        (3, 1, 48, 64, 6, 10, 1),  # 4 vectors of output channels
         (2, 4, 8, 32, 7, 7, 1),  # grouped, ResNeXt conv5-like
         (1, 1, 3, 40, 5, 3, 1),  # a partial last vector
         (9, 1, 16, 32, 11, 12, 2),  # CIFAR downsampling conv, odd height

@@ -105,6 +105,10 @@ def test_winograd_planned_sizes(dtype):
     rows per image, an odd last block)."""
     _check(2, 1, 40, 24, 15, 30, dtype, True, 1)
     _check(1, 2, 32, 17, 7, 56, dtype, False, 2)
+    # two rows of tiles per vector (short rows), several blocks of rows, odd sizes
+    _check(2, 1, 33, 20, 30, 14, dtype, True, 3)
+    _check(1, 1, 9, 11, 13, 13, dtype, False, 4)
+    _check(3, 2, 5, 9, 7, 7, dtype, True, 5)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -157,3 +161,6 @@ def test_winograd_weight_grad_matches_reference(n, groups, cpi, cpo, h, w, dtype
 def test_winograd_weight_grad_planned_sizes(dtype):
     _check_weight_grad(2, 1, 40, 24, 15, 30, dtype, 1)
     _check_weight_grad(1, 2, 32, 33, 9, 56, dtype, 2)
+    _check_weight_grad(2, 1, 33, 20, 30, 14, dtype, 3)
+    _check_weight_grad(1, 1, 9, 11, 13, 13, dtype, 4)
+    _check_weight_grad(3, 2, 5, 9, 7, 7, dtype, 5)
