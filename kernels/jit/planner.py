@@ -352,6 +352,7 @@ _WINOGRAD_MIN_FILL = 0.75
 # 32->32 16x16 batch 64 1.5 vs 1.7; but 96->96 12x12 1.34 vs 1.15, 128->128 14x14 2.37
 # vs 2.54 (a tie), 256->256 14x14 13.7 vs 9.5.
 _WINOGRAD_TWO_ROW_MAX_CPI_WGRAD = 64
+_WINOGRAD_MAX_TASK_BYTES = 4 << 20
 
 
 def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool:
@@ -370,6 +371,11 @@ def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool
 
     nlanes = VECTOR_BYTES // itemsize
     tiles = (g.w + 1) // 2
+    # a task transforms 16 x cpi x (its vectors) values into a buffer: keep it cache-
+    # sized (very wide planes would otherwise take one huge buffer per thread)
+    vectors = max(4, 2 * -(-tiles // nlanes))
+    if 16 * g.cpi * vectors * VECTOR_BYTES > _WINOGRAD_MAX_TASK_BYTES:
+        return False
     if tiles <= nlanes // 2:  # two rows of tiles a vector
         if pass_ == "backward_weight" and g.cpi > _WINOGRAD_TWO_ROW_MAX_CPI_WGRAD:
             return False

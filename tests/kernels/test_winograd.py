@@ -164,3 +164,18 @@ def test_winograd_weight_grad_planned_sizes(dtype):
     _check_weight_grad(2, 1, 33, 20, 30, 14, dtype, 3)
     _check_weight_grad(1, 1, 9, 11, 13, 13, dtype, 4)
     _check_weight_grad(3, 2, 5, 9, 7, 7, dtype, 5)
+
+
+def test_winograd_empty_batch_and_wide_planes():
+    """Batch 0 gives empty / zero results; the planner keeps very wide planes (one
+    task's transform buffer would not fit in cache) off Winograd."""
+    from minires.kernels.jit import planner
+
+    w = np.ones((24, 32, 3, 3), np.float32)
+    y, finite = winograd.forward(np.zeros((0, 32, 9, 30), np.float32), w, None, 1)
+    assert y.shape == (0, 24, 9, 30) and finite
+    gw = winograd.weight_grad(np.zeros((0, 32, 9, 30)), np.zeros((0, 24, 9, 30)), 32, 1)
+    assert gw.shape == (24, 32, 3, 3) and not gw.any()
+    narrow = planner.ConvGeometry.of((1, 256, 4, 56), (256, 256, 3, 3), 1, 1, 1, 1)
+    wide = planner.ConvGeometry.of((1, 256, 4, 4000), (256, 256, 3, 3), 1, 1, 1, 1)
+    assert planner.use_winograd(narrow, 4) and not planner.use_winograd(wide, 4)
