@@ -59,6 +59,8 @@ _T = "transposed:"
 CONV_PATH_CASES = {
     "winograd": (conv_case(1, 32, 4, 28, 32, 3, p=1),
                  ("winograd", "T:winograd", "winograd")),
+    "winograd_two_rows": (conv_case(2, 32, 9, 14, 32, 3, p=1),  # 7 tiles a row
+                          ("winograd", "T:winograd", "winograd")),
     "dense3x3": (conv_case(2, 8, 7, 9, 8, 3, p=1),
                  ("tap_same", "T:tap_same", "same3x3_masked")),
     "dense5x5": (conv_case(2, 4, 7, 6, 6, 5, p=2),
