@@ -19,22 +19,22 @@ products, one per position p of the transformed 4x4 tile:
 so a tile costs 16 multiply-adds per (ci, co) pair where the direct conv spends 36 on
 its 4 outputs. The transforms are adds and subtracts only.
 
-A SIMD vector holds up to LANES consecutive tiles of one row of tiles. One task per
-(image, group, block of tile rows), all in cache:
+A SIMD vector holds up to LANES consecutive tiles of one row of tiles, or two rows of
+at most LANES/2 tiles, one per half (`winograd_table`: small planes would otherwise
+leave most lanes empty). One task per (image, group, block of tile rows), all in cache:
 
-    V[p, ci, vectors] = B^T d B     d: 16 masked loads from x's polyphase planes
+    V[p, ci, vectors] = B^T d B     per patch row, two vector loads of x and their
+                                    even / odd elements (`_patch_row`): no padded copy
     for each block of 8 output channels, for each pair of vectors:
         M[p, o, 2 vectors] = sum_ci U_p[o, ci] * V[p, ci, 2 vectors]   8 x 2 in registers
-        y = A^T M A + bias          the 2x2 outputs of a vector of tiles are two
-                                    interleaved pairs of vectors: two output rows
+        y = A^T M A + bias          the 2x2 outputs of a vector's tiles are two
+                                    interleaved vectors per output row (`vziplo`/`vziphi`)
 
-The 4x4 patches of a vector of tiles are unit-stride reads of x's 4 polyphase planes
-(even/odd rows x even/odd columns, `tapconv.polyphase`) at row and column offsets -1, 0
-or +1: a tap table (`winograd_table`), as in tapconv.py.
+The weight gradient (`weight_grad`, below) is the backward of the same algorithm.
 
 Rounding: the transforms sum at most 9 inputs with coefficients 1 and 1/2, so the error
-is that of the direct conv's sum (measured: max |error| vs float64 2.4e-6, direct
-5.2e-6, dense 64->64 56x56 float32). Non-finite values: a NaN or inf anywhere in a 4x4
+is that of the direct conv's sum (measured: max |error| vs float64 1.8e-6, direct
+6.2e-6, dense 64->64 56x56 float32). Non-finite values: a NaN or inf anywhere in a 4x4
 patch reaches all 4 outputs of its tile (inf - inf, 0 * inf), and large finite inputs
 can overflow in a transform, so an output that comes out non-finite is recomputed by
 the caller with another algorithm (`forward` returns a flag); a finite output means
@@ -66,9 +66,6 @@ from .simd import (
     vziplo,
 )
 from .tapconv import _fma8, _lane_bits, _splat8
-
-# tile row a (0..3) of a pad-1 conv reads input row 2i + a - 1 = 2(i + dr) + phase
-_PATCH_ROWS = ((1, -1), (0, 0), (1, 0), (0, 1))  # a -> (phase, dr); the same for columns
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
