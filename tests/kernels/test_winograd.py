@@ -179,3 +179,21 @@ def test_winograd_empty_batch_and_wide_planes():
     narrow = planner.ConvGeometry.of((1, 256, 4, 56), (256, 256, 3, 3), 1, 1, 1, 1)
     wide = planner.ConvGeometry.of((1, 256, 4, 4000), (256, 256, 3, 3), 1, 1, 1, 1)
     assert planner.use_winograd(narrow, 4) and not planner.use_winograd(wide, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "cout,cpi,k,groups",
+    [(6, 5, 3, 1), (40, 17, 3, 2), (35, 33, 1, 5), (64, 1, 3, 64), (9, 3, 5, 3)],
+)
+def test_transposed_flipped_weights(cout, cpi, k, groups, dtype):
+    """The blocked transpose-and-flip kernel behind every transposed input gradient
+    writes exactly the per-group transposed, 180-degree-rotated weights (channel counts
+    that are not multiples of its 16-channel tiles, 1x1 and 5x5, depthwise)."""
+    from minires.kernels.jit import conv
+
+    w = np.random.default_rng(0).standard_normal((cout, cpi, k, k)).astype(dtype)
+    cpo = cout // groups
+    want = w.reshape(groups, cpo, cpi, k, k)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    got = conv._transposed_flipped(w, groups)
+    np.testing.assert_array_equal(got, want.reshape(groups * cpi, cpo, k, k))
