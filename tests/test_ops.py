@@ -92,6 +92,22 @@ def test_conv2d_gradcheck(backend, case, seed):
     assert mr.gradcheck(fn, inputs)
 
 
+@pytest.mark.parametrize("w", [8, 12])  # float64: two rows of tiles a vector / one row
+def test_conv2d_gradcheck_winograd_plans(w):
+    """The hypothesis shapes above are too small for Winograd (24+ channels per group):
+    these geometries are planned as Winograd for all three passes, and gradcheck them."""
+    import minires.kernels.jit as J
+
+    rng = np.random.default_rng(w)
+    x, wt = t64(rng.standard_normal((1, 24, 3, w))), t64(rng.standard_normal((24, 24, 3, 3)))
+    b = t64(rng.standard_normal(24))
+    plan = J.plan_for(x.shape, wt.shape, 1, 1, 1, 1, np.float64)
+    assert {str(a) for a in plan.values()} == {"winograd", "transposed:winograd"}
+    with mr.use_backend("numba"):
+        assert mr.gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, wt, b])
+        assert str(J.last_plan()["backward_weight"]) == "winograd"
+
+
 @given(
     n=st.integers(2, 3),
     c=st.integers(1, 3),

@@ -63,6 +63,14 @@ def synthetic(
     return x.astype(np.float32), y.astype(np.int64)
 
 
+def _cifar_transforms(mean, std, augment) -> tuple[T.Compose, T.Compose]:
+    """(train, test) transforms of the CIFAR sets: uint8 -> float, the standard crop +
+    flip augmentation (unless ``augment`` is False) for training, then normalisation."""
+    norm = T.Normalize(mean, std)
+    aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment in (None, True) else []
+    return T.Compose([T.ToFloat()] + aug + [norm]), T.Compose([T.ToFloat(), norm])
+
+
 def make_loaders(
     name: str = "digits",
     batch_size: int = 64,
@@ -111,25 +119,11 @@ def make_loaders(
         classes = DIGITS_CLASSES
     elif name == "cifar10":
         (xtr, ytr), (xte, yte) = load_cifar10(root, "train"), load_cifar10(root, "test")
-        norm = T.Normalize(CIFAR10_MEAN, CIFAR10_STD)
-        aug = (
-            [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
-            if augment in (None, True)
-            else []
-        )
-        train_tf = T.Compose([T.ToFloat()] + aug + [norm])
-        test_tf = T.Compose([T.ToFloat(), norm])
+        train_tf, test_tf = _cifar_transforms(CIFAR10_MEAN, CIFAR10_STD, augment)
         classes = CIFAR10_CLASSES
     elif name == "cifar100":
         (xtr, ytr), (xte, yte) = load_cifar100(root, "train"), load_cifar100(root, "test")
-        norm = T.Normalize(CIFAR100_MEAN, CIFAR100_STD)
-        aug = (
-            [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
-            if augment in (None, True)
-            else []
-        )
-        train_tf = T.Compose([T.ToFloat()] + aug + [norm])
-        test_tf = T.Compose([T.ToFloat(), norm])
+        train_tf, test_tf = _cifar_transforms(CIFAR100_MEAN, CIFAR100_STD, augment)
         classes = [str(i) for i in range(100)]
     elif name in ("mnist", "fashion-mnist"):
         (xtr, ytr) = load_mnist(root, "train", name)

@@ -175,12 +175,17 @@ class LayerNorm(Function):
         axes = tuple(range(xhat.ndim - ctx.k))  # the leading (batch) axes
         shape = xhat.shape[xhat.ndim - ctx.k :]
         g_xhat, gw, gb = _affine_backward(ctx, g, xhat, weight, axes, shape)
-        gx = None
-        if ctx.needs_input_grad[0]:
-            rows = ctx.rows
-            gx = kernels().row_norm_backward(g_xhat.reshape(rows), xhat.reshape(rows), rstd)
-            gx = gx.reshape(xhat.shape)
-        return gx, gw, gb, None, None
+        return _row_norm_input_grad(ctx, g_xhat, xhat, rstd), gw, gb, None, None
+
+
+def _row_norm_input_grad(ctx: Context, g_xhat, xhat, rstd):
+    """The input gradient of a standardisation over the rows ``ctx.rows`` (LayerNorm,
+    GroupNorm), or None when the input needs none."""
+    if not ctx.needs_input_grad[0]:
+        return None
+    rows = ctx.rows
+    gx = kernels().row_norm_backward(g_xhat.reshape(rows), xhat.reshape(rows), rstd)
+    return gx.reshape(xhat.shape)
 
 
 class GroupNorm(Function):
@@ -206,12 +211,7 @@ class GroupNorm(Function):
         axes = (0,) + tuple(range(2, xhat.ndim))  # every axis but the channel axis
         shape = (1, xhat.shape[1]) + (1,) * (xhat.ndim - 2)
         g_xhat, gw, gb = _affine_backward(ctx, g, xhat, weight, axes, shape)
-        gx = None
-        if ctx.needs_input_grad[0]:
-            rows = ctx.rows
-            gx = kernels().row_norm_backward(g_xhat.reshape(rows), xhat.reshape(rows), rstd)
-            gx = gx.reshape(xhat.shape)
-        return gx, gw, gb, None, None
+        return _row_norm_input_grad(ctx, g_xhat, xhat, rstd), gw, gb, None, None
 
 
 def _check_eps(eps: float, op: str) -> float:
