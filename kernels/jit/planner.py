@@ -62,6 +62,7 @@ DESIGN.md / PERFLOG.md.
 from __future__ import annotations
 
 import enum
+import functools
 import threading
 from typing import NamedTuple
 
@@ -355,6 +356,15 @@ _WINOGRAD_TWO_ROW_MAX_CPI_WGRAD = 64
 _WINOGRAD_MAX_TASK_BYTES = 4 << 20
 
 
+@functools.cache
+def _lanes(itemsize: int) -> tuple[int, int]:
+    """(lanes of a SIMD vector of this item size, vector bytes) - looked up once (simd.py
+    imports numba, so only when a geometry first reaches the Winograd rule)."""
+    from .simd import VECTOR_BYTES
+
+    return VECTOR_BYTES // itemsize, VECTOR_BYTES
+
+
 def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool:
     """Winograd F(2x2, 3x3) for 3x3 same convs with enough channels per group whose
     rows of 2x2 tiles fill at least 3/4 of the SIMD lanes that hold them (a vector holds
@@ -367,14 +377,12 @@ def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool
         and g.cpo >= _WINOGRAD_MIN_CPO
     ):
         return False
-    from .simd import VECTOR_BYTES  # imports numba: only for geometries that get here
-
-    nlanes = VECTOR_BYTES // itemsize
+    nlanes, vector_bytes = _lanes(itemsize)
     tiles = (g.w + 1) // 2
     # a task transforms 16 x cpi x (its vectors) values into a buffer: keep it cache-
     # sized (very wide planes would otherwise take one huge buffer per thread)
     vectors = max(4, 2 * -(-tiles // nlanes))
-    if 16 * g.cpi * vectors * VECTOR_BYTES > _WINOGRAD_MAX_TASK_BYTES:
+    if 16 * g.cpi * vectors * vector_bytes > _WINOGRAD_MAX_TASK_BYTES:
         return False
     if tiles <= nlanes // 2:  # two rows of tiles a vector
         if pass_ == "backward_weight" and g.cpi > _WINOGRAD_TWO_ROW_MAX_CPI_WGRAD:
