@@ -14,7 +14,9 @@ Each entry point describes its conv as a `planner.ConvGeometry`, asks
   masked 3x3 weight gradient (`SAME3X3_MASKED`); with `depthwise.py`'s plane kernels
   (`DEPTHWISE3X3`);
 * `im2col_gemm.py` - im2col + OpenBLAS (`IM2COL_GEMM`, `POINTWISE_GEMM`,
-  `COL2IM_GEMM`).
+  `COL2IM_GEMM`);
+* `gemm.py` - a GEMM on the SIMD vectors for 1x1 convs, the batch folded into its
+  columns (`POINTWISE_SIMD`).
 
 At stride 1 the input gradient is the forward conv of grad_out with per-group
 transposed, flipped weights and padding d*(k-1) - p (`TRANSPOSED_*`), so it runs
@@ -34,6 +36,7 @@ import numpy as np
 from . import autotune
 from ._numba import jit, parallel_for
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
+from .gemm import conv1x1
 from .im2col_gemm import (
     col2im_backward_input,
     gemm_forward,
@@ -109,6 +112,11 @@ def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, pass_: str = 
         return direct_forward(alg, x3, weight, bias, g).reshape(shape)
     if alg in (Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM):
         return gemm_forward(alg, x3, weight, bias, g)
+    if alg == Algorithm.POINTWISE_SIMD:
+        out = conv1x1(weight.reshape(g.groups, g.cpo, g.cpi), x3)
+        if bias is not None:
+            out += np.asarray(bias, dtype=x.dtype).reshape(1, g.c_out, 1)
+        return out.reshape(shape)
     raise ValueError(f"not a forward algorithm: {alg}")
 
 
@@ -174,6 +182,9 @@ def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
     if alg == Algorithm.TRANSPOSED_POINTWISE_GEMM:
         # W^T @ grad_out per image, W^T a transposed view (BLAS reads it as it is)
         return pointwise_backward_input(grad_out, weight, g).reshape(shape)
+    if alg == Algorithm.TRANSPOSED_POINTWISE_SIMD:  # the same product, W^T packed as a view
+        wT = weight.reshape(g.groups, g.cpo, g.cpi).transpose(0, 2, 1)
+        return conv1x1(wT, grad_out.reshape(g.n, g.c_out, -1)).reshape(shape)
     if alg.transposed_of is not None:
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
         # flipped weights and padding d*(k-1) - p (no column-gradient buffer, no col2im)

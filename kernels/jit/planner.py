@@ -19,6 +19,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      TAP_POLY2                  3x3 / stride 2 / pad 1, tap-sized
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
                      DIRECT                     direct-sized (direct.py tile kernels)
+                     POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense, batch 1 with
+                                                >= 196 pixels, or >= 8 images of <= 64
+                                                pixels and cpi*cpo <= 2^18
+                                                (`use_pointwise_simd`; gemm.py)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
                      IM2COL_GEMM                anything else
     backward_input   COL2IM_GEMM                stride 1, p <= d*(k-1), the transposed
@@ -79,6 +83,7 @@ class Algorithm(str, enum.Enum):
     TAP_POLY2 = "tap_poly2"  # tapconv.tap_conv on x's polyphase planes (3x3 stride 2)
     DEPTHWISE3X3 = "depthwise3x3"  # depthwise.py plane kernels
     DIRECT = "direct"  # direct.py tile kernels (any stride / dilation / kernel size)
+    POINTWISE_SIMD = "pointwise_simd"  # 1x1: gemm.conv1x1, the batch folded into columns
     POINTWISE_GEMM = "pointwise_gemm"  # 1x1: GEMM on the input as it is
     IM2COL_GEMM = "im2col_gemm"  # per-image-block im2col next to its GEMM
     # backward_input at stride 1: the forward conv of grad_out with transposed, flipped
@@ -87,6 +92,7 @@ class Algorithm(str, enum.Enum):
     TRANSPOSED_TAP_SAME = "transposed:tap_same"
     TRANSPOSED_DEPTHWISE3X3 = "transposed:depthwise3x3"
     TRANSPOSED_DIRECT = "transposed:direct"
+    TRANSPOSED_POINTWISE_SIMD = "transposed:pointwise_simd"
     TRANSPOSED_POINTWISE_GEMM = "transposed:pointwise_gemm"
     TRANSPOSED_IM2COL_GEMM = "transposed:im2col_gemm"
     TAP_STRIDE2 = "tap_stride2"  # tapconv.stride2_backward_input
@@ -404,6 +410,39 @@ def weights_dominate(g: ConvGeometry) -> bool:
     return 2 * weights >= g.n * g.c_in * g.h * g.w
 
 
+# The SIMD GEMM (`gemm.py`) folds the batch into the columns of one GEMM per group and
+# splits its columns (and, when they are few, the rows of the weights) between the
+# threads; the BLAS path runs one one-thread OpenBLAS GEMM per image. Measured
+# (2026-12-03, Intel Xeon 2 cores, 2 threads, float32, forward ms, BLAS vs SIMD, same
+# process, interleaved): batch 1: 256->256 56x56 3.14 vs 1.88, 512->128 28x28 0.87 vs
+# 0.68, 1024->256 16x16 1.19 vs 0.99, 256->256 14x14 0.28 vs 0.29 (a tie), but 7x7 and
+# smaller lose (256->256 7x7 0.14 vs 0.19: too few columns to split); small planes with
+# many images: 64->64 8x8 batch 64 0.62 vs 0.26, 64->256 4x4 batch 128 1.03 vs 0.40,
+# 256->256 8x8 batch 32 1.44 vs 1.09, 512->128 7x7 batch 32 1.38 vs 1.08, 1024->256 7x7
+# batch 32 4.4 vs 3.8, but 1024->256 4x4 batch 8 0.67 vs 0.67 and 2048->512 at 7x7
+# batch 8 4.8 vs 4.9 (the weights no longer stay in L2). Larger planes with 2+ images
+# stay on BLAS (256->128 56x56 batch 8 8.4 vs 7.8 in a later run, but 128->512 28x28
+# batch 8 3.3 vs 4.4, 64->256 56x56 batch 8 4.1 vs 7.2).
+_SIMD_MIN_PIXELS_BATCH1 = 196
+_SIMD_MAX_PIXELS = 64
+_SIMD_MIN_BATCH = 8
+_SIMD_MAX_WEIGHTS = 1 << 18
+
+
+def use_pointwise_simd(g: ConvGeometry) -> bool:
+    """The SIMD GEMM (`gemm.conv1x1`) for a dense 1x1 / stride 1 / pad 0 conv: one image
+    of at least 196 pixels, or at least 8 images of at most 64 pixels with at most 2^18
+    weights; else one BLAS GEMM per image (measurements above)."""
+    if not is_pointwise(g) or g.groups != 1:
+        return False
+    pixels = g.h * g.w
+    if g.n == 1:
+        return pixels >= _SIMD_MIN_PIXELS_BATCH1
+    return (
+        pixels <= _SIMD_MAX_PIXELS and g.n >= _SIMD_MIN_BATCH and g.cpi * g.cpo <= _SIMD_MAX_WEIGHTS
+    )
+
+
 # --------------------------------------------------------------------------- the planner
 
 
@@ -414,7 +453,7 @@ def _gemm(g: ConvGeometry) -> Algorithm:
 # Families of algorithms whose use is a speed decision (a threshold), not a correctness
 # one: `plan(..., disabled=...)` can switch each off, and the planner then picks what it
 # would pick with that threshold at zero. Autotuning (autotune.py) times these choices.
-FAMILIES = ("winograd", "tap", "direct", "lane", "same3x3", "col2im")
+FAMILIES = ("winograd", "tap", "direct", "lane", "same3x3", "col2im", "simd_gemm")
 
 
 def _plan_forward(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
@@ -425,6 +464,8 @@ def _plan_forward(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
         return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
     if "direct" not in off and use_direct(g):
         return Algorithm.DEPTHWISE3X3 if is_depthwise3x3(g) else Algorithm.DIRECT
+    if "simd_gemm" not in off and use_pointwise_simd(g):
+        return Algorithm.POINTWISE_SIMD
     return _gemm(g)
 
 

@@ -315,3 +315,33 @@ def vneg(typingctx, a):
         return builder.fneg(args[0])
 
     return a(a), codegen
+
+
+def _prefetch(name: str, write: int, locality: int, doc: str):
+    """`name(arr, idx)`: llvm.prefetch of the cache line holding arr[idx]."""
+
+    def typer(typingctx, arr, idx):
+        if not isinstance(arr, types.Array):
+            raise TypeError(f"simd.{name}: expected an array, got {arr}")
+
+        def codegen(context, builder, sig, args):
+            ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1])
+            i8p = ir.PointerType(ir.IntType(8))
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            flags = [ir.Constant(i32, v) for v in (write, locality, 1)]  # 1: data cache
+            builder.call(fn, [builder.bitcast(ptr, i8p), *flags])
+            return context.get_dummy_value()
+
+        return types.void(arr, idx), codegen
+
+    typer.__name__ = name
+    typer.__doc__ = doc + " Never faults: idx may lie outside the array."
+    return intrinsic(typer)
+
+
+# the data of a later block: into the outer caches, not L1 (prefetcht2), where it would
+# evict the block being computed (gemm.py: prefetcht0 measured slower than t2)
+prefetch = _prefetch("prefetch", 0, 1, "Read-prefetch the line of arr[idx] into L2/L3 (not L1).")
+prefetchw = _prefetch("prefetchw", 1, 3, "Prefetch the line of arr[idx] to be written (prefetchw).")

@@ -27,12 +27,13 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     went to the tile kernels when small, now always take the GEMM. With Winograd and
     the col2im rule on, exactly the forward and weight-gradient passes of
     winograd-sized geometries (and the input gradients whose transposed conv is one)
-    change, to Winograd, and the stride-1 input gradients that ran the transposed
-    im2col GEMM where the weights dominate, to `COL2IM_GEMM`."""
+    change, to Winograd, the stride-1 input gradients that ran the transposed
+    im2col GEMM where the weights dominate, to `COL2IM_GEMM`, and the forward and input
+    gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the SIMD GEMM."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
-    off = frozenset({"winograd", "col2im"})
+    off = frozenset({"winograd", "col2im", "simd_gemm"})
     for row in rows:
         n, c, h, w, cout, cpi, kh, kw, sh, sw, ph, pw, dh, dw, g, dt, *want = row
         geo = ConvGeometry.of((n, c, h, w), (cout, cpi, kh, kw), (sh, sw), (ph, pw), (dh, dw), g)
@@ -50,15 +51,48 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             and not bwd
             and planner.weights_dominate(geo)
         )
-        expect = [Algorithm.WINOGRAD if fwd else want[0],
+        simd_fwd = planner.use_pointwise_simd(geo)
+        simd_bwd = planner.use_pointwise_simd(geo.transposed())
+        expect = [Algorithm.WINOGRAD if fwd else
+                  Algorithm.POINTWISE_SIMD if simd_fwd else want[0],
                   Algorithm.TRANSPOSED_WINOGRAD if bwd else
-                  Algorithm.COL2IM_GEMM if col2im else want[1],
+                  Algorithm.COL2IM_GEMM if col2im else
+                  Algorithm.TRANSPOSED_POINTWISE_SIMD if simd_bwd else want[1],
                   Algorithm.WINOGRAD if wgrad else want[2]]  # fmt: skip
         if [planner.plan(p, geo, dtype) for p in PASSES] != expect:
             wrong.append(("winograd", row))
         winograd += fwd + bwd + wgrad
     assert wrong == []
-    assert winograd >= 5  # the sweep reaches the Winograd rule
+    assert winograd >= 5  # the sweep reaches the Winograd rule (its geometries are
+    # too small for the SIMD GEMM's: `test_pointwise_simd_rule` checks that one)
+
+
+@pytest.mark.parametrize(
+    "n, c, hw, cout, groups, k, want",
+    [
+        (1, 64, 14, 64, 1, 1, True),  # one image of 196 pixels
+        (1, 64, 13, 64, 1, 1, False),  # 169: too few columns to split
+        (8, 256, 8, 256, 1, 1, True),  # 8 images of 64 pixels, 2^16 weights
+        (7, 256, 8, 256, 1, 1, False),  # 7 images
+        (8, 256, 9, 256, 1, 1, False),  # 81 pixels: one BLAS GEMM per image wins
+        (64, 512, 4, 512, 1, 1, True),  # 2^18 weights
+        (64, 1024, 4, 512, 1, 1, False),  # 2^19: the packed weights leave L2
+        (8, 64, 8, 64, 2, 1, False),  # grouped: not measured, BLAS
+        (8, 64, 8, 64, 1, 3, False),  # not 1x1
+    ],
+)
+def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want):
+    """`use_pointwise_simd` at each of its thresholds, and the plan follows it."""
+    g = ConvGeometry.of((n, c, hw, hw), (cout, c // groups, k, k), 1, k // 2, 1, groups)
+    assert planner.use_pointwise_simd(g) is want
+    fwd = planner.plan("forward", g)
+    assert (fwd == Algorithm.POINTWISE_SIMD) is want
+    bwd = planner.plan("backward_input", g)
+    assert (bwd == Algorithm.TRANSPOSED_POINTWISE_SIMD) is want
+    if want:  # switched off (autotuning's alternative): one BLAS GEMM per image
+        off = frozenset({"simd_gemm"})
+        assert planner.plan("forward", g, disabled=off) == Algorithm.POINTWISE_GEMM
+        assert planner.plan("forward", g, finite=False) == Algorithm.IM2COL_GEMM
 
 
 def test_dispatch_cases_cover_every_algorithm():
@@ -71,8 +105,8 @@ def test_dispatch_cases_cover_every_algorithm():
         for s, p in zip(seen, want):
             s.add(p)
     A = Algorithm
-    fwd = {A.WINOGRAD, A.TAP_SAME, A.TAP_POLY2, A.DEPTHWISE3X3, A.DIRECT, A.POINTWISE_GEMM,
-           A.IM2COL_GEMM}  # fmt: skip
+    fwd = {A.WINOGRAD, A.TAP_SAME, A.TAP_POLY2, A.DEPTHWISE3X3, A.DIRECT, A.POINTWISE_SIMD,
+           A.POINTWISE_GEMM, A.IM2COL_GEMM}  # fmt: skip
     assert seen[0] == fwd
     transposed = {a for a in A if a.transposed_of is not None}
     assert {a.transposed_of for a in transposed} == fwd - {A.TAP_POLY2}

@@ -1,0 +1,252 @@
+"""A GEMM on the explicit SIMD vectors for the 1x1 convs of NCHW tensors.
+
+A 1x1 / stride 1 / pad 0 conv is one matrix product per group,
+
+    out[n, m, p] = sum_k A[m, k] * B[k, (n, p)]        A (M, K), B (K, J = N*P)
+
+with the batch folded into the columns: column j = n*P + p is pixel p of image n. The
+forward takes A = the weights (C_out, C_in) and B = x; the input gradient A = W^T (a
+view: packing reads it in any layout) and B = grad_out. Per image this is what the
+BLAS path (`im2col_gemm`) calls; folding the batch into one GEMM is what lets a 7x7
+plane (49 columns an image) still fill whole vectors.
+
+The structure is BLIS's (Van Zee & van de Geijn, 2015), on the vectors of `simd.py`:
+
+    A packed once per call:  (G, ceil(M/8), K, 8)    8 rows side by side per k
+    for each task (group, rows range, block of NC columns):
+        for each block of kc rows of B (kc <= 384):
+            pack B[k0:k0+kc, columns] as micro-panels (kc, 2 vectors)   -> L2 (this task's)
+            for each micro-panel (2 vectors of columns):                -> L1
+                for each block of 8 rows of A:                          (streamed from L2)
+                    acc[8][2] = sum over k of A[m..m+8, k] x B[k, 2 vectors]   16 registers
+                    out[rows, columns] (+)= acc
+
+The 8 x 2-vector micro-kernel is tapconv's (`_fma8`): per k, 2 vector loads and 8
+broadcasts feed 16 FMAs (~200 GFLOP/s a core on cached operands). Packing B reads each
+row of the block contiguously (NC columns, 512 B) instead of one cache line per row and
+micro-panel: 85 -> 155 GFLOP/s on one core (128 x 256 x 3136, two images). With data
+that is not in cache the kernel waits on the 256 input-row and 128 output-row streams
+(rows 12.5 KB apart at 56x56: more than the hardware prefetcher follows), so each task
+prefetches the next column block's rows into L2/L3 and each micro-kernel call the lines
+of its output tile for writing (eight images: ~80 -> 100-125 GFLOP/s a core, OpenBLAS's
+speed; PERFLOG.md). Columns are copied in whole vectors inside one image and in masked
+segments across an image boundary (and past the last column, which reads as 0), so no
+plane size is special. The planner (`use_pointwise_simd`) takes it where it measured
+faster than one BLAS GEMM per image: a single image (split between the threads) and
+batches of small planes (one large GEMM instead of many tiny ones).
+
+Every output element is summed over k in the same order (kc blocks in turn, each by
+one micro-kernel) whatever the task split, so results are bit-identical for any number
+of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import FASTMATH, jit, parallel_for
+from .simd import lanes, prefetch, prefetchw, vadd, vload, vloadm, vstore, vstorem
+from .tapconv import _fma8
+
+MR = 8  # rows of A per micro-kernel (8 broadcasts)
+_KC_MAX = 384  # the rows of B a micro-panel holds: 384 x 2 vectors x 64 B = 48 KB at most
+_NC = 128  # columns per task (float32: 4 micro-panels; a multiple of 2 vectors)
+_MIN_TASKS = 8  # split the rows of A too when fewer column blocks than this
+
+
+def pack_a(a: np.ndarray) -> np.ndarray:
+    """A (G, M, K), any strides -> (G, ceil(M/8), K, 8) contiguous, rows past M zero:
+    entry (g, b, k, i) is A[g, 8*b + i, k]."""
+    G, M, K = a.shape
+    nblk = -(-M // MR)
+    ap = np.zeros((G, nblk * MR, K), a.dtype)
+    ap[:, :M] = a
+    return np.ascontiguousarray(ap.reshape(G, nblk, MR, K).transpose(0, 1, 3, 2))
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@jit(fastmath=FASTMATH)
+def _micro_8x2(ap, ao, bp, bo, kc, z, L):
+    """acc[i][v] = sum over k < kc of ap[ao + 8k + i] * bp[bo + 2Lk + vL : ... + L]."""
+    a0 = (z, z, z, z, z, z, z, z)
+    a1 = a0
+    for k in range(kc):
+        b = bo + k * 2 * L
+        i = ao + k * MR
+        a0 = _fma8(a0, vload(bp, b), ap, i)
+        a1 = _fma8(a1, vload(bp, b + L), ap, i)
+    return a0, a1
+
+
+@jit(fastmath=FASTMATH)
+def _column_segment(j, l, J, P, L):
+    """The run of columns j + l, j + l + 1, ... that lies in one image: (image, pixel,
+    count), count <= L - l and not past column J."""
+    n = (j + l) // P
+    p = j + l - n * P
+    return n, p, min(P - p, L - l, J - j - l)
+
+
+@jit(fastmath=FASTMATH)
+def _pack_b_vector(x, bp, d, xo, istride, P, J, j, k0, kc, L):
+    """bp[d + 2Lk : + L] = columns j .. j+L of rows k0 + k of B, k < kc; B[k, (n, p)] is
+    x[xo + n*istride + k*P + p]. Masked segments per image; columns past J read 0."""
+    n = j // P
+    p = j - n * P
+    if p + L <= P and j + L <= J:  # inside one image: whole vectors
+        s = xo + n * istride + k0 * P + p
+        for k in range(kc):
+            vstore(bp, d + k * 2 * L, vload(x, s + k * P))
+        return
+    z = vloadm(bp, d, 0)
+    for k in range(kc):
+        vstore(bp, d + k * 2 * L, z)
+    l = 0
+    while l < L and j + l < J:
+        n, p, cnt = _column_segment(j, l, J, P, L)
+        mask = ((1 << cnt) - 1) << l  # lanes l .. l + cnt - 1
+        s = xo + n * istride + k0 * P + p - l  # lane l reads pixel p
+        for k in range(kc):
+            o = d + k * 2 * L
+            vstore(bp, o, vadd(vload(bp, o), vloadm(x, s + k * P, mask)))
+        l += cnt
+
+
+@jit(fastmath=FASTMATH)
+def _store_rows(out, acc, oo, ostride, P, J, j, m0, nrows, add, L):
+    """out rows m0 .. m0+nrows, columns j .. j+L (= or += when `add`) from acc[i] (row
+    m0 + i); C[m, (n, p)] is out[oo + n*ostride + m*P + p]."""
+    n = j // P
+    p = j - n * P
+    if p + L <= P and j + L <= J:
+        b = oo + n * ostride + m0 * P + p
+        for i in range(MR):
+            if i < nrows:
+                v = acc[i]
+                if add:
+                    v = vadd(v, vload(out, b + i * P))
+                vstore(out, b + i * P, v)
+        return
+    l = 0
+    while l < L and j + l < J:
+        n, p, cnt = _column_segment(j, l, J, P, L)
+        mask = ((1 << cnt) - 1) << l
+        b = oo + n * ostride + m0 * P + p - l
+        for i in range(MR):
+            if i < nrows:
+                v = acc[i]
+                if add:
+                    v = vadd(v, vloadm(out, b + i * P, mask))
+                vstorem(out, b + i * P, v, mask)
+        l += cnt
+
+
+@jit(fastmath=FASTMATH)
+def _prefetch_rows(x, s, P, nrows, ncols, L):
+    """Prefetch `ncols` columns of `nrows` rows of B from x[s], rows P apart."""
+    for r in range(nrows):
+        for q in range(0, ncols, L):
+            prefetch(x, s + r * P + q)
+
+
+@jit(fastmath=FASTMATH)
+def _gemm_task(t, ap, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
+    # task t = (group g, rows chunk r, column block c), column block fastest
+    g = t // (nmb * ncb)
+    r = (t // ncb) % nmb
+    c = t % ncb
+    nblk = -(-M // MR)
+    b0 = r * mc
+    b1 = min(nblk, b0 + mc)
+    j0 = c * nc
+    nv = -(-min(nc, J - j0) // L)
+    nv += nv & 1  # whole micro-panels (2 vectors); the extra columns read 0
+    xo = g * K * P
+    oo = g * M * P
+    z = vloadm(bp, 0, 0)
+    # where the next column block starts in x: its rows are prefetched while this block
+    # computes, a few rows before each micro-kernel call (the rows of a block are
+    # ~12 KB apart at 56x56; the hardware prefetcher does not follow 256 such streams)
+    jn = j0 + nc
+    nn = jn // P
+    pf = xo + nn * G * K * P + jn - nn * P
+    ncalls = (nv >> 1) * (b1 - b0)
+    for k0 in range(0, K, kc):
+        kk = min(kc, K - k0)
+        last = k0 + kk >= K
+        for v in range(nv):
+            d = (v >> 1) * kk * 2 * L + (v & 1) * L
+            _pack_b_vector(x, bp, d, xo, G * K * P, P, J, j0 + v * L, k0, kk, L)
+        per_call = -(-kk // ncalls) if jn < J else 0
+        row = 0
+        for jr in range(nv >> 1):
+            j = j0 + 2 * jr * L
+            n = j // P
+            ob = oo + n * G * M * P + j - n * P  # out offset of row 0, column j
+            for b in range(b0, b1):
+                nrows = min(per_call, kk - row)
+                _prefetch_rows(x, pf + (k0 + row) * P, P, nrows, nc, L)
+                row += nrows
+                if last:  # the output tile's lines, fetched for writing while we compute
+                    for i in range(MR):
+                        prefetchw(out, ob + (b * MR + i) * P)
+                        prefetchw(out, ob + (b * MR + i) * P + 2 * L - 1)
+                ao = ((g * nblk + b) * K + k0) * MR
+                a0, a1 = _micro_8x2(ap, ao, bp, jr * kk * 2 * L, kk, z, L)
+                nrows_a = min(MR, M - b * MR)
+                _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
+                _store_rows(out, a1, oo, G * M * P, P, J, j + L, b * MR, nrows_a, k0 > 0, L)
+
+
+@jit(nogil=True)
+def _gemm_range(t0, t1, ap, x, out, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
+    bp = np.empty(min(kc, K) * nc, x.dtype)  # this chunk's packed B block
+    for t in range(t0, t1):
+        _gemm_task(t, ap, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _k_block(K: int) -> int:
+    """Rows of B per packed block: K itself up to `_KC_MAX`, else K in equal blocks."""
+    nk = -(-K // _KC_MAX)
+    return -(-K // nk)
+
+
+def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """out[n, g*M + m, p] = sum_k a[g, m, k] * x[n, g*K + k, p]: a 1x1 conv per group.
+
+    a (G, M, K) in x's dtype, any strides (the weights (G, C_out/G, C_in/G), or their
+    transposed view for an input gradient); x (N, G*K, P) C-contiguous float32/float64
+    -> out (N, G*M, P). Work split by shape only (see the module docstring).
+    """
+    G, M, K = a.shape
+    N, _, P = x.shape
+    L = lanes(x.dtype)
+    out = np.empty((N, G * M, P), x.dtype)
+    J = N * P
+    if J == 0 or M == 0:
+        return out
+    if K == 0:
+        out[...] = 0
+        return out
+    nc = min(_NC // (2 * L) * 2 * L, -(-J // (2 * L)) * 2 * L)
+    ncb = -(-J // nc)
+    nblk = -(-M // MR)
+    nmb = min(nblk, max(1, -(-_MIN_TASKS // (G * ncb))))
+    mc = -(-nblk // nmb)
+    nmb = -(-nblk // mc)
+    kc = _k_block(K)
+    ap = pack_a(a)
+    parallel_for(
+        _gemm_range,
+        G * nmb * ncb,
+        ap.reshape(-1),
+        x.reshape(-1),
+        out.reshape(-1),
+        G, M, K, P, J, kc, nc, ncb, mc, nmb, L,
+    )  # fmt: skip
+    return out

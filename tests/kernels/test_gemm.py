@@ -1,0 +1,112 @@
+"""The SIMD GEMM of the 1x1 convs (kernels/jit/gemm.py) against a float64 product."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minires.kernels.jit import gemm
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 2e-6, np.float64: 1e-14}
+
+
+def _product(a, x):
+    """out[n, g*M + m, p] = sum_k a[g, m, k] x[n, g*K + k, p], in float64."""
+    G, M, K = a.shape
+    N, _, P = x.shape
+    xg = x.astype(np.float64).reshape(N, G, K, P)
+    return np.einsum("gmk,ngkp->ngmp", a.astype(np.float64), xg).reshape(N, G * M, P)
+
+
+def _check(a, x):
+    out = gemm.conv1x1(a, x)
+    assert out.shape == (x.shape[0], a.shape[0] * a.shape[1], x.shape[2])
+    assert out.dtype == x.dtype
+    want = _product(a, x)
+    scale = np.abs(a).max(initial=0) * np.abs(x).max(initial=0) * max(1, a.shape[2])
+    err = np.abs(out - want).max(initial=0)
+    assert err <= TOL[x.dtype.type] * max(scale, 1e-300), (a.shape, x.shape, err, scale)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    groups=st.integers(1, 3),
+    m=st.integers(1, 21),  # rows of A: whole and partial blocks of 8
+    k=st.integers(1, 40),
+    n=st.integers(1, 5),
+    p=st.sampled_from([1, 3, 7, 15, 16, 17, 33, 49, 64, 100]),  # pixels per image
+    transposed=st.booleans(),  # A as the transposed view an input gradient passes
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 999),
+)
+def test_conv1x1_matches_the_product(groups, m, k, n, p, transposed, dtype, seed):
+    """Any plane size: columns inside one image, across image boundaries (vectors that
+    span 2+ images when p < LANES), past the last column; batch 1; grouped."""
+    rng = np.random.default_rng(seed)
+    if transposed:
+        a = rng.standard_normal((groups, k, m)).astype(dtype).transpose(0, 2, 1)
+    else:
+        a = rng.standard_normal((groups, m, k)).astype(dtype)
+    x = rng.standard_normal((n, groups * k, p)).astype(dtype)
+    _check(a, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [385, 800])  # several blocks of rows of B (`_k_block`)
+def test_conv1x1_long_reductions(dtype, k):
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal((1, 19, k)).astype(dtype)
+    x = rng.standard_normal((3, k, 50)).astype(dtype)
+    _check(a, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv1x1_many_columns_and_few_rows(dtype):
+    """Large planes (whole-vector packing, prefetches of the next block) and wide A with
+    few columns (its rows split between tasks)."""
+    rng = np.random.default_rng(1)
+    normal = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
+    _check(normal(1, 24, 64), normal(2, 64, 3136))
+    _check(normal(1, 520, 96), normal(2, 96, 9))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv1x1_empty_shapes(dtype):
+    rng = np.random.default_rng(2)
+    assert gemm.conv1x1(np.ones((1, 4, 3), dtype), np.ones((0, 3, 5), dtype)).shape == (0, 4, 5)
+    assert gemm.conv1x1(np.ones((1, 0, 3), dtype), np.ones((2, 3, 5), dtype)).shape == (2, 0, 5)
+    out = gemm.conv1x1(np.ones((1, 4, 0), dtype), np.ones((2, 0, 5), dtype))
+    np.testing.assert_array_equal(out, np.zeros((2, 4, 5), dtype))
+    _check(*(rng.standard_normal((1, 1, 1)).astype(dtype) for _ in range(2)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv1x1_nonfinite_inputs(dtype):
+    """NaN and inf reach exactly the outputs whose products they are in (packing adds
+    the segments of a vector that spans images onto zeros: no lane mixes two values)."""
+    a = np.ones((1, 3, 2), dtype)
+    x = np.ones((3, 2, 7), dtype)
+    x[1, 0, 3] = np.nan
+    x[2, 1, 6] = np.inf
+    out = gemm.conv1x1(a, x)
+    np.testing.assert_array_equal(out, _product(a, x).astype(dtype))
+
+
+def test_conv1x1_same_bits_for_any_thread_count():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((1, 40, 700)).astype(np.float32)
+    x = rng.standard_normal((5, 700, 37)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = gemm.conv1x1(a, x)
+        numba.set_num_threads(before)
+        many = gemm.conv1x1(a, x)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
