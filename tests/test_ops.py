@@ -108,20 +108,21 @@ def test_conv2d_gradcheck_winograd_plans(w):
         assert str(J.last_plan()["backward_weight"]) == "winograd"
 
 
-@pytest.mark.parametrize("n, hw", [(8, (3, 3)), (1, (14, 15))])  # both rules of the plan
-def test_conv2d_gradcheck_pointwise_simd_plans(n, hw):
+@pytest.mark.parametrize("n, c, hw", [(16, 72, (7, 9)), (1, 256, (16, 17))])
+def test_conv2d_gradcheck_pointwise_simd_plans(n, c, hw):
     """1x1 geometries planned as the SIMD GEMM (forward and input gradient), gradchecked
-    in float64: many small images (vectors span images), and one large image."""
+    in float64 with random projections (they need millions of multiply-adds to be
+    planned so): many small images (vectors span images), and one large image."""
     import minires.kernels.jit as J
 
     rng = np.random.default_rng(n)
-    x, wt = t64(rng.standard_normal((n, 3, *hw))), t64(rng.standard_normal((4, 3, 1, 1)))
-    b = t64(rng.standard_normal(4))
+    x, wt = t64(rng.standard_normal((n, c, *hw))), t64(rng.standard_normal((c, c, 1, 1)) / c)
+    b = t64(rng.standard_normal(c))
     plan = J.plan_for(x.shape, wt.shape, 1, 0, 1, 1, np.float64)
     assert [str(plan[p]) for p in ("forward", "backward_input")] == [
         "pointwise_simd", "transposed:pointwise_simd"]  # fmt: skip
     with mr.use_backend("numba"):
-        assert mr.gradcheck(lambda x, w, b: F.conv2d(x, w, b), [x, wt, b])
+        assert mr.gradcheck(lambda x, w, b: F.conv2d(x, w, b), [x, wt, b], fast_mode=True)
         assert str(J.last_plan()["forward"]) == "pointwise_simd"
 
 

@@ -12,8 +12,7 @@ plane (49 columns an image) still fill whole vectors.
 
 The structure is BLIS's (Van Zee & van de Geijn, 2015), on the vectors of `simd.py`:
 
-    A packed once per call:  (G, ceil(M/8), K, 8)    8 rows side by side per k
-    for each task (group, rows range, block of NC columns):
+        for each task (group, rows range, block of NC columns):
         for each block of kc rows of B (kc <= 384):
             pack B[k0:k0+kc, columns] as micro-panels (kc, 2 vectors)   -> L2 (this task's)
             for each micro-panel (2 vectors of columns):                -> L1
@@ -45,8 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import FASTMATH, jit, parallel_for
-from .simd import lanes, prefetch, prefetchw, vadd, vload, vloadm, vstore, vstorem
-from .tapconv import _fma8
+from .simd import lanes, prefetch, prefetchw, vadd, vbcast, vfma, vload, vloadm, vstore, vstorem
 
 MR = 8  # rows of A per micro-kernel (8 broadcasts)
 _KC_MAX = 384  # the rows of B a micro-panel holds: 384 x 2 vectors x 64 B = 48 KB at most
@@ -54,29 +52,35 @@ _NC = 128  # columns per task (float32: 4 micro-panels; a multiple of 2 vectors)
 _MIN_TASKS = 8  # split the rows of A too when fewer column blocks than this
 
 
-def pack_a(a: np.ndarray) -> np.ndarray:
-    """A (G, M, K), any strides -> (G, ceil(M/8), K, 8) contiguous, rows past M zero:
-    entry (g, b, k, i) is A[g, 8*b + i, k]."""
-    G, M, K = a.shape
-    nblk = -(-M // MR)
-    ap = np.zeros((G, nblk * MR, K), a.dtype)
-    ap[:, :M] = a
-    return np.ascontiguousarray(ap.reshape(G, nblk, MR, K).transpose(0, 1, 3, 2))
-
-
 # --------------------------------------------------------------------------- kernels
 
 
 @jit(fastmath=FASTMATH)
-def _micro_8x2(ap, ao, bp, bo, kc, z, L):
-    """acc[i][v] = sum over k < kc of ap[ao + 8k + i] * bp[bo + 2Lk + vL : ... + L]."""
+def _fma8_rows(acc, bv, a, rows, i):
+    """acc[r] + bv * a[rows[r] + i] for the 8 rows of a block."""
+    return (
+        vfma(bv, vbcast(a, rows[0] + i), acc[0]),
+        vfma(bv, vbcast(a, rows[1] + i), acc[1]),
+        vfma(bv, vbcast(a, rows[2] + i), acc[2]),
+        vfma(bv, vbcast(a, rows[3] + i), acc[3]),
+        vfma(bv, vbcast(a, rows[4] + i), acc[4]),
+        vfma(bv, vbcast(a, rows[5] + i), acc[5]),
+        vfma(bv, vbcast(a, rows[6] + i), acc[6]),
+        vfma(bv, vbcast(a, rows[7] + i), acc[7]),
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _micro_8x2(a, rows, sk, k0, bp, bo, kc, z, L):
+    """acc[r][v] = sum over k < kc of A[row r, k0 + k] * bp[bo + 2Lk + vL : ... + L],
+    A[row r, k] = a[rows[r] + k*sk] (A read in place: no packed copy of the weights)."""
     a0 = (z, z, z, z, z, z, z, z)
     a1 = a0
     for k in range(kc):
         b = bo + k * 2 * L
-        i = ao + k * MR
-        a0 = _fma8(a0, vload(bp, b), ap, i)
-        a1 = _fma8(a1, vload(bp, b + L), ap, i)
+        i = (k0 + k) * sk
+        a0 = _fma8_rows(a0, vload(bp, b), a, rows, i)
+        a1 = _fma8_rows(a1, vload(bp, b + L), a, rows, i)
     return a0, a1
 
 
@@ -152,7 +156,22 @@ def _prefetch_rows(x, s, P, nrows, ncols, L):
 
 
 @jit(fastmath=FASTMATH)
-def _gemm_task(t, ap, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
+def _row_offsets(ao, m0, M, sm):
+    """Offsets of rows m0 .. m0+7 of A (rows past M repeat row M-1: computed, dropped)."""
+    return (
+        ao + min(m0, M - 1) * sm,
+        ao + min(m0 + 1, M - 1) * sm,
+        ao + min(m0 + 2, M - 1) * sm,
+        ao + min(m0 + 3, M - 1) * sm,
+        ao + min(m0 + 4, M - 1) * sm,
+        ao + min(m0 + 5, M - 1) * sm,
+        ao + min(m0 + 6, M - 1) * sm,
+        ao + min(m0 + 7, M - 1) * sm,
+    )
+
+
+@jit(fastmath=FASTMATH)
+def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
     # task t = (group g, rows chunk r, column block c), column block fastest
     g = t // (nmb * ncb)
     r = (t // ncb) % nmb
@@ -193,18 +212,18 @@ def _gemm_task(t, ap, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
                     for i in range(MR):
                         prefetchw(out, ob + (b * MR + i) * P)
                         prefetchw(out, ob + (b * MR + i) * P + 2 * L - 1)
-                ao = ((g * nblk + b) * K + k0) * MR
-                a0, a1 = _micro_8x2(ap, ao, bp, jr * kk * 2 * L, kk, z, L)
+                rows = _row_offsets(g * M * K, b * MR, M, sm)
+                a0, a1 = _micro_8x2(a, rows, sk, k0, bp, jr * kk * 2 * L, kk, z, L)
                 nrows_a = min(MR, M - b * MR)
                 _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
                 _store_rows(out, a1, oo, G * M * P, P, J, j + L, b * MR, nrows_a, k0 > 0, L)
 
 
 @jit(nogil=True)
-def _gemm_range(t0, t1, ap, x, out, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
+def _gemm_range(t0, t1, a, sm, sk, x, out, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
     bp = np.empty(min(kc, K) * nc, x.dtype)  # this chunk's packed B block
     for t in range(t0, t1):
-        _gemm_task(t, ap, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L)
+        _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L)
 
 
 # --------------------------------------------------------------------------- driver
@@ -219,9 +238,10 @@ def _k_block(K: int) -> int:
 def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """out[n, g*M + m, p] = sum_k a[g, m, k] * x[n, g*K + k, p]: a 1x1 conv per group.
 
-    a (G, M, K) in x's dtype, any strides (the weights (G, C_out/G, C_in/G), or their
-    transposed view for an input gradient); x (N, G*K, P) C-contiguous float32/float64
-    -> out (N, G*M, P). Work split by shape only (see the module docstring).
+    a (G, M, K) in x's dtype: the weights (G, C_out/G, C_in/G), or their transposed view
+    for an input gradient, both read in place (any other layout is copied first); x
+    (N, G*K, P) C-contiguous float32/float64 -> out (N, G*M, P). Work split by shape only
+    (see the module docstring).
     """
     G, M, K = a.shape
     N, _, P = x.shape
@@ -240,11 +260,16 @@ def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     mc = -(-nblk // nmb)
     nmb = -(-nblk // mc)
     kc = _k_block(K)
-    ap = pack_a(a)
+    if a.transpose(0, 2, 1).flags.c_contiguous:  # W^T: a[g, m, k] at g*M*K + k*M + m
+        flat, sm, sk = a.transpose(0, 2, 1).reshape(-1), 1, M
+    else:
+        flat, sm, sk = np.ascontiguousarray(a).reshape(-1), K, 1
     parallel_for(
         _gemm_range,
         G * nmb * ncb,
-        ap.reshape(-1),
+        flat,
+        sm,
+        sk,
         x.reshape(-1),
         out.reshape(-1),
         G, M, K, P, J, kc, nc, ncb, mc, nmb, L,

@@ -19,10 +19,11 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      TAP_POLY2                  3x3 / stride 2 / pad 1, tap-sized
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
                      DIRECT                     direct-sized (direct.py tile kernels)
-                     POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense, batch 1 with
-                                                >= 196 pixels, or >= 8 images of <= 64
-                                                pixels and cpi*cpo <= 2^18
-                                                (`use_pointwise_simd`; gemm.py)
+                     POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense: batch 1 with
+                                                >= 2^23 multiply-adds, or >= 2^22 and
+                                                <= 256 pixels and cpi*cpo < 2^20 (for an
+                                                input gradient: 2^24; <= 64 pixels, cpi*cpo
+                                                < 2^18) (`use_pointwise_simd`; gemm.py)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
                      IM2COL_GEMM                anything else
     backward_input   COL2IM_GEMM                stride 1, p <= d*(k-1), the transposed
@@ -410,37 +411,47 @@ def weights_dominate(g: ConvGeometry) -> bool:
     return 2 * weights >= g.n * g.c_in * g.h * g.w
 
 
-# The SIMD GEMM (`gemm.py`) folds the batch into the columns of one GEMM per group and
-# splits its columns (and, when they are few, the rows of the weights) between the
-# threads; the BLAS path runs one one-thread OpenBLAS GEMM per image. Measured
-# (2026-12-03, Intel Xeon 2 cores, 2 threads, float32, forward ms, BLAS vs SIMD, same
-# process, interleaved): batch 1: 256->256 56x56 3.14 vs 1.88, 512->128 28x28 0.87 vs
-# 0.68, 1024->256 16x16 1.19 vs 0.99, 256->256 14x14 0.28 vs 0.29 (a tie), but 7x7 and
-# smaller lose (256->256 7x7 0.14 vs 0.19: too few columns to split); small planes with
-# many images: 64->64 8x8 batch 64 0.62 vs 0.26, 64->256 4x4 batch 128 1.03 vs 0.40,
-# 256->256 8x8 batch 32 1.44 vs 1.09, 512->128 7x7 batch 32 1.38 vs 1.08, 1024->256 7x7
-# batch 32 4.4 vs 3.8, but 1024->256 4x4 batch 8 0.67 vs 0.67 and 2048->512 at 7x7
-# batch 8 4.8 vs 4.9 (the weights no longer stay in L2). Larger planes with 2+ images
-# stay on BLAS (256->128 56x56 batch 8 8.4 vs 7.8 in a later run, but 128->512 28x28
-# batch 8 3.3 vs 4.4, 64->256 56x56 batch 8 4.1 vs 7.2).
-_SIMD_MIN_PIXELS_BATCH1 = 196
-_SIMD_MAX_PIXELS = 64
-_SIMD_MIN_BATCH = 8
-_SIMD_MAX_WEIGHTS = 1 << 18
+# The SIMD GEMM (`gemm.py`) folds the batch into the columns of one GEMM per group,
+# reads the weights in place (W, or W^T for the input gradient) and splits its columns
+# (and, when they are few, the rows of the weights) between the threads; the BLAS path
+# runs one one-thread OpenBLAS GEMM per image, packing the weights for each. Measured
+# (2026-12-03, Intel Xeon 2 cores, 2 threads, float32, ms BLAS vs SIMD, same process,
+# interleaved; forward / input gradient): batch 1, where BLAS runs one image on one
+# thread: 256->256 56x56 3.04 vs 1.69 / 2.88 vs 1.74, 512->2048 7x7 1.12 vs 0.70 / 1.27
+# vs 0.96, 1024->256 14x14 0.83 vs 0.61 / 0.83 vs 0.64, but small convs lose (256->256
+# 8x8 0.10 vs 0.13); small planes with more images: 2048->512 7x7 batch 2 1.32 vs 1.22
+# / 1.31 vs 1.60, batch 8 4.60 vs 3.56 / 4.56 vs 4.81, 256->256 7x7 batch 8 0.40 vs 0.28
+# / 0.38 vs 0.32, 64->64 8x8 batch 32 0.37 vs 0.16 / 0.35 vs 0.16; 14x14 / 16x16 with
+# batch >= 2: 256->256 14x14 batch 2 0.39 vs 0.34 / 0.39 vs 0.34, 1024->256 14x14 batch
+# 8 3.44 vs 3.32 / 3.47 vs 4.57 (the input gradient reads W^T's rows 8 floats at a
+# time, one cache line per k: it loses with wide weights), 2048->512 14x14 batch 2 3.25
+# vs 3.53 / 3.14 vs 5.05; larger planes with 2+ images tie or lose (256->256 28x28 batch
+# 8 3.24 vs 3.45, 64->256 56x56 batch 4 2.00 vs 3.73) and stay on BLAS.
+_SIMD_MIN_MACS = 1 << 22  # multiply-adds of the whole conv: below, call overheads rule
+_SIMD_MIN_MACS_BATCH1 = {"forward": 1 << 23, "backward_input": 1 << 24}
+_SIMD_SMALL_PLANE = 64  # pixels
+_SIMD_MEDIUM_PLANE = 256
+_SIMD_MAX_WEIGHTS = {"forward": 1 << 20, "backward_input": 1 << 18}
 
 
-def use_pointwise_simd(g: ConvGeometry) -> bool:
-    """The SIMD GEMM (`gemm.conv1x1`) for a dense 1x1 / stride 1 / pad 0 conv: one image
-    of at least 196 pixels, or at least 8 images of at most 64 pixels with at most 2^18
-    weights; else one BLAS GEMM per image (measurements above)."""
+def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward") -> bool:
+    """The SIMD GEMM (`gemm.conv1x1`) for a dense 1x1 / stride 1 / pad 0 conv (`pass_`
+    "forward", or "backward_input" for the transposed conv of an input gradient): one
+    image with enough multiply-adds, or planes of at most 64 pixels (forward: up to 256)
+    with enough multiply-adds and not too many weights; else one BLAS GEMM per image
+    (measurements above)."""
     if not is_pointwise(g) or g.groups != 1:
         return False
     pixels = g.h * g.w
+    weights = g.cpi * g.cpo
+    macs = weights * g.n * pixels
     if g.n == 1:
-        return pixels >= _SIMD_MIN_PIXELS_BATCH1
-    return (
-        pixels <= _SIMD_MAX_PIXELS and g.n >= _SIMD_MIN_BATCH and g.cpi * g.cpo <= _SIMD_MAX_WEIGHTS
-    )
+        return macs >= _SIMD_MIN_MACS_BATCH1[pass_]
+    if macs < _SIMD_MIN_MACS or weights >= _SIMD_MAX_WEIGHTS[pass_]:
+        return False
+    if pass_ == "forward":
+        return pixels <= _SIMD_MEDIUM_PLANE
+    return pixels <= _SIMD_SMALL_PLANE
 
 
 # --------------------------------------------------------------------------- the planner
@@ -456,7 +467,9 @@ def _gemm(g: ConvGeometry) -> Algorithm:
 FAMILIES = ("winograd", "tap", "direct", "lane", "same3x3", "col2im", "simd_gemm")
 
 
-def _plan_forward(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
+def _plan_forward(
+    g: ConvGeometry, itemsize: int, off=frozenset(), pass_: str = "forward"
+) -> Algorithm:
     if "winograd" not in off and use_winograd(g, itemsize):
         return Algorithm.WINOGRAD
     tap = None if "tap" in off else tap_geometry(g)
@@ -464,7 +477,7 @@ def _plan_forward(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
         return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
     if "direct" not in off and use_direct(g):
         return Algorithm.DEPTHWISE3X3 if is_depthwise3x3(g) else Algorithm.DIRECT
-    if "simd_gemm" not in off and use_pointwise_simd(g):
+    if "simd_gemm" not in off and use_pointwise_simd(g, pass_):
         return Algorithm.POINTWISE_SIMD
     return _gemm(g)
 
@@ -473,7 +486,7 @@ def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Alg
     direct = "direct" not in off and use_direct(g)
     if g.stride == (1, 1) and (min(g.flipped_padding) >= 0 or direct):
         # a negative padding (a crop) only the direct kernels take
-        forward = _plan_forward(g.transposed(), itemsize, off)
+        forward = _plan_forward(g.transposed(), itemsize, off, "backward_input")
         if forward == Algorithm.IM2COL_GEMM and "col2im" not in off and weights_dominate(g):
             return Algorithm.COL2IM_GEMM
         return Algorithm("transposed:" + forward.value)

@@ -93,9 +93,9 @@ CONV_PATH_CASES = {
                      ("im2col_gemm", "T:tap_same", "im2col_gemm")),
     "pointwise": (conv_case(3, 128, 4, 5, 80, 1),
                   ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm")),
-    "pointwise_simd": (conv_case(8, 24, 6, 7, 20, 1),  # 42-pixel images: vectors span two
+    "pointwise_simd": (conv_case(16, 128, 5, 7, 72, 1),  # 35-pixel images: vectors span two
                        ("pointwise_simd", "T:pointwise_simd", "pointwise_gemm")),
-    "pointwise_simd_image": (conv_case(1, 19, 14, 15, 13, 1),
+    "pointwise_simd_image": (conv_case(1, 256, 17, 17, 240, 1),
                              ("pointwise_simd", "T:pointwise_simd", "pointwise_gemm")),
     "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
                           ("im2col_gemm", "col2im_gemm", "im2col_gemm")),

@@ -73,6 +73,7 @@ def test_conv1x1_many_columns_and_few_rows(dtype):
     normal = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
     _check(normal(1, 24, 64), normal(2, 64, 3136))
     _check(normal(1, 520, 96), normal(2, 96, 9))
+    _check(normal(2, 30, 9)[:, ::2], normal(3, 18, 20))  # neither W nor W^T: copied first
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

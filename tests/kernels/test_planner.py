@@ -52,7 +52,7 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             and planner.weights_dominate(geo)
         )
         simd_fwd = planner.use_pointwise_simd(geo)
-        simd_bwd = planner.use_pointwise_simd(geo.transposed())
+        simd_bwd = planner.use_pointwise_simd(geo.transposed(), "backward_input")
         expect = [Algorithm.WINOGRAD if fwd else
                   Algorithm.POINTWISE_SIMD if simd_fwd else want[0],
                   Algorithm.TRANSPOSED_WINOGRAD if bwd else
@@ -69,27 +69,29 @@ def test_planner_reproduces_the_dispatch_it_replaced():
 
 @pytest.mark.parametrize(
     "n, c, hw, cout, groups, k, want",
-    [
-        (1, 64, 14, 64, 1, 1, True),  # one image of 196 pixels
-        (1, 64, 13, 64, 1, 1, False),  # 169: too few columns to split
-        (8, 256, 8, 256, 1, 1, True),  # 8 images of 64 pixels, 2^16 weights
-        (7, 256, 8, 256, 1, 1, False),  # 7 images
-        (8, 256, 9, 256, 1, 1, False),  # 81 pixels: one BLAS GEMM per image wins
-        (64, 512, 4, 512, 1, 1, True),  # 2^18 weights
-        (64, 1024, 4, 512, 1, 1, False),  # 2^19: the packed weights leave L2
-        (8, 64, 8, 64, 2, 1, False),  # grouped: not measured, BLAS
-        (8, 64, 8, 64, 1, 3, False),  # not 1x1
+    [  # want: (forward, input gradient) on the SIMD GEMM
+        (1, 256, 14, 256, 1, 1, (True, False)),  # one image, 2^23.6 multiply-adds
+        (1, 256, 16, 256, 1, 1, (True, True)),  # 2^24
+        (1, 256, 8, 256, 1, 1, (False, False)),  # 2^22: BLAS's one GEMM is as fast
+        (8, 256, 8, 256, 1, 1, (True, True)),  # 8 images of 64 pixels
+        (2, 256, 14, 256, 1, 1, (True, False)),  # 196 pixels: forward only
+        (2, 256, 17, 256, 1, 1, (False, False)),  # 289 pixels: BLAS
+        (2, 64, 14, 64, 1, 1, (False, False)),  # 2^20.6 multiply-adds: too little work
+        (8, 1024, 7, 256, 1, 1, (True, False)),  # 2^18 weights: W^T read in place loses
+        (2, 2048, 7, 512, 1, 1, (False, False)),  # 2^20 weights
+        (8, 64, 8, 64, 2, 1, (False, False)),  # grouped: not measured, BLAS
+        (8, 64, 8, 64, 1, 3, (False, False)),  # not 1x1
     ],
 )
 def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want):
     """`use_pointwise_simd` at each of its thresholds, and the plan follows it."""
     g = ConvGeometry.of((n, c, hw, hw), (cout, c // groups, k, k), 1, k // 2, 1, groups)
-    assert planner.use_pointwise_simd(g) is want
-    fwd = planner.plan("forward", g)
-    assert (fwd == Algorithm.POINTWISE_SIMD) is want
-    bwd = planner.plan("backward_input", g)
-    assert (bwd == Algorithm.TRANSPOSED_POINTWISE_SIMD) is want
-    if want:  # switched off (autotuning's alternative): one BLAS GEMM per image
+    fwd, bwd = want
+    assert planner.use_pointwise_simd(g) is fwd
+    assert planner.use_pointwise_simd(g.transposed(), "backward_input") is bwd
+    assert (planner.plan("forward", g) == Algorithm.POINTWISE_SIMD) is fwd
+    assert (planner.plan("backward_input", g) == Algorithm.TRANSPOSED_POINTWISE_SIMD) is bwd
+    if fwd:  # switched off (autotuning's alternative): one BLAS GEMM per image
         off = frozenset({"simd_gemm"})
         assert planner.plan("forward", g, disabled=off) == Algorithm.POINTWISE_GEMM
         assert planner.plan("forward", g, finite=False) == Algorithm.IM2COL_GEMM
