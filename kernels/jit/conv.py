@@ -16,7 +16,7 @@ Each entry point describes its conv as a `planner.ConvGeometry`, asks
 * `im2col_gemm.py` - im2col + OpenBLAS (`IM2COL_GEMM`, `POINTWISE_GEMM`,
   `COL2IM_GEMM`);
 * `gemm.py` - a GEMM on the SIMD vectors for 1x1 convs, the batch folded into its
-  columns (`POINTWISE_SIMD`).
+  columns (`POINTWISE_SIMD`: forward, and weight gradient reducing over the batch).
 
 At stride 1 the input gradient is the forward conv of grad_out with per-group
 transposed, flipped weights and padding d*(k-1) - p (`TRANSPOSED_*`), so it runs
@@ -36,7 +36,7 @@ import numpy as np
 from . import autotune
 from ._numba import jit, parallel_for
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
-from .gemm import conv1x1
+from .gemm import conv1x1, conv1x1_weight_grad
 from .im2col_gemm import (
     col2im_backward_input,
     gemm_forward,
@@ -232,4 +232,6 @@ def _run_backward_weight(alg: Algorithm, x3, go3, g: ConvGeometry):
         return lane_weight_grad(x3, go3, g.cpi, g.groups, g.h, g.w, g.stride[0])
     if alg in GEMM_ALGORITHMS:
         return gemm_weight_grad(alg, x3, go3, g)
+    if alg == Algorithm.POINTWISE_SIMD:
+        return conv1x1_weight_grad(x3, go3, g.groups).reshape(g.c_out, g.cpi, 1, 1)
     return direct_weight_grad(alg, x3, go3, g)

@@ -44,7 +44,19 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import FASTMATH, jit, parallel_for
-from .simd import lanes, prefetch, prefetchw, vadd, vbcast, vfma, vload, vloadm, vstore, vstorem
+from .simd import (
+    lanes,
+    prefetch,
+    prefetchw,
+    vadd,
+    vbcast,
+    vfma,
+    vgather,
+    vload,
+    vloadm,
+    vstore,
+    vstorem,
+)
 
 MR = 8  # rows of A per micro-kernel (8 broadcasts)
 _KC_MAX = 384  # the rows of B a micro-panel holds: 384 x 2 vectors x 64 B = 48 KB at most
@@ -71,11 +83,10 @@ def _fma8_rows(acc, bv, a, rows, i):
 
 
 @jit(fastmath=FASTMATH)
-def _micro_8x2(a, rows, sk, k0, bp, bo, kc, z, L):
-    """acc[r][v] = sum over k < kc of A[row r, k0 + k] * bp[bo + 2Lk + vL : ... + L],
-    A[row r, k] = a[rows[r] + k*sk] (A read in place: no packed copy of the weights)."""
-    a0 = (z, z, z, z, z, z, z, z)
-    a1 = a0
+def _micro_8x2(a0, a1, a, rows, sk, k0, bp, bo, kc, L):
+    """acc[r][v] + sum over k < kc of A[row r, k0 + k] * bp[bo + 2Lk + vL : ... + L],
+    A[row r, k] = a[rows[r] + k*sk] (A read in place: no packed copy of the weights);
+    (a0, a1) the accumulators of the two vectors."""
     for k in range(kc):
         b = bo + k * 2 * L
         i = (k0 + k) * sk
@@ -213,7 +224,8 @@ def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L)
                         prefetchw(out, ob + (b * MR + i) * P)
                         prefetchw(out, ob + (b * MR + i) * P + 2 * L - 1)
                 rows = _row_offsets(g * M * K, b * MR, M, sm)
-                a0, a1 = _micro_8x2(a, rows, sk, k0, bp, jr * kk * 2 * L, kk, z, L)
+                zs = (z, z, z, z, z, z, z, z)
+                a0, a1 = _micro_8x2(zs, zs, a, rows, sk, k0, bp, jr * kk * 2 * L, kk, L)
                 nrows_a = min(MR, M - b * MR)
                 _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
                 _store_rows(out, a1, oo, G * M * P, P, J, j + L, b * MR, nrows_a, k0 > 0, L)
@@ -275,3 +287,123 @@ def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
         G, M, K, P, J, kc, nc, ncb, mc, nmb, L,
     )  # fmt: skip
     return out
+
+
+# --------------------------------------------------------------------------- weight gradient
+#
+#     gW[g, m, k] = sum over j = (n, p) of G[n, g*M + m, p] * X[n, g*K + k, p]
+#
+# is the same product with the batch-and-pixel index j as the reduction: rows m of G are
+# broadcast in place (contiguous in p inside an image), and X^T is packed per block of
+# JC columns as (JC, 2 vectors of k) by strided gathers (a row of X^T is a column of
+# X, P apart). A task owns a range of output tiles and sums them over all of J in order
+# (blocks in turn, images in turn inside a block), so the result does not depend on the
+# thread count and no partial sums are added.
+
+_JC = 256  # columns of the reduction per packed block (float32: 256 x 32 values, 32 KB)
+
+
+@jit(fastmath=FASTMATH)
+def _pack_xt(x, bp, xo, istride, P, j0, jn, kp, K, L):
+    """bp[jj*2L + v*L + l] = X[kp + v*L + l, j0 + jj] for jj < jn, where X[k, (n, p)] =
+    x[xo + n*istride + k*P + p]; rows past K read 0."""
+    c0 = min(L, max(0, K - kp))
+    c1 = min(L, max(0, K - kp - L))
+    m0 = (1 << c0) - 1
+    m1 = (1 << c1) - 1
+    n = j0 // P
+    p = j0 - n * P
+    for jj in range(jn):
+        s = xo + n * istride + kp * P + p
+        vstore(bp, jj * 2 * L, vgather(x, s, P, m0))
+        vstore(bp, jj * 2 * L + L, vgather(x, s + L * P, P, m1))
+        p += 1
+        if p == P:
+            p = 0
+            n += 1
+
+
+@jit(fastmath=FASTMATH)
+def _wgrad_task(t, go, x, gw, bp, G, M, K, P, J, npc, nkc, mc, nmb, L):
+    # task t = (group g, rows chunk r, chunk c of k panels), k panels fastest
+    g = t // (nmb * nkc)
+    r = (t // nkc) % nmb
+    c = t % nkc
+    nblk = -(-M // MR)
+    b0 = r * mc
+    b1 = min(nblk, b0 + mc)
+    npan = -(-K // (2 * L))
+    q0 = c * npc
+    q1 = min(npan, q0 + npc)
+    z = vloadm(bp, 0, 0)
+    zs = (z, z, z, z, z, z, z, z)
+    for jb in range(0, J, _JC):
+        jn = min(_JC, J - jb)
+        for q in range(q0, q1):
+            kp = q * 2 * L
+            _pack_xt(x, bp, g * K * P, G * K * P, P, jb, jn, kp, K, L)
+            kmask0 = (1 << min(L, max(0, K - kp))) - 1
+            kmask1 = (1 << min(L, max(0, K - kp - L))) - 1
+            for b in range(b0, b1):
+                a0 = zs
+                a1 = zs
+                j = jb
+                while j < jb + jn:  # one image's run of columns at a time
+                    n = j // P
+                    p = j - n * P
+                    run = min(P - p, jb + jn - j)
+                    rows = _row_offsets((n * G + g) * M * P + p, b * MR, M, P)
+                    a0, a1 = _micro_8x2(a0, a1, go, rows, 1, 0, bp, (j - jb) * 2 * L, run, L)
+                    j += run
+                o = (g * M + b * MR) * K + kp
+                for i in range(MR):
+                    if b * MR + i < M:
+                        v0 = a0[i]
+                        v1 = a1[i]
+                        if jb > 0:
+                            v0 = vadd(v0, vloadm(gw, o + i * K, kmask0))
+                            v1 = vadd(v1, vloadm(gw, o + i * K + L, kmask1))
+                        vstorem(gw, o + i * K, v0, kmask0)
+                        vstorem(gw, o + i * K + L, v1, kmask1)
+
+
+@jit(nogil=True)
+def _wgrad_range(t0, t1, go, x, gw, G, M, K, P, J, npc, nkc, mc, nmb, L):
+    bp = np.empty(_JC * 2 * L, x.dtype)  # one packed block of X^T
+    for t in range(t0, t1):
+        _wgrad_task(t, go, x, gw, bp, G, M, K, P, J, npc, nkc, mc, nmb, L)
+
+
+def conv1x1_weight_grad(x: np.ndarray, grad_out: np.ndarray, groups: int) -> np.ndarray:
+    """gW[g, m, k] = sum over n, p of grad_out[n, g*M + m, p] * x[n, g*K + k, p]: the
+    weight gradient of a 1x1 conv per group.
+
+    x (N, G*K, P) and grad_out (N, G*M, P) C-contiguous, same float dtype -> (G, M, K).
+    Bit-identical for any thread count (see above).
+    """
+    N, GK, P = x.shape
+    GM = grad_out.shape[1]
+    G = groups
+    K, M = GK // G, GM // G
+    L = lanes(x.dtype)
+    gw = np.empty((G, M, K), x.dtype)
+    J = N * P
+    if J == 0 or M == 0 or K == 0:
+        gw[...] = 0
+        return gw
+    npan = -(-K // (2 * L))
+    nblk = -(-M // MR)
+    npc = max(1, -(-npan // max(1, _MIN_TASKS // G)))  # k panels per task
+    nkc = -(-npan // npc)
+    nmb = min(nblk, max(1, -(-_MIN_TASKS // (G * nkc))))
+    mc = -(-nblk // nmb)
+    nmb = -(-nblk // mc)
+    parallel_for(
+        _wgrad_range,
+        G * nmb * nkc,
+        grad_out.reshape(-1),
+        x.reshape(-1),
+        gw.reshape(-1),
+        G, M, K, P, J, npc, nkc, mc, nmb, L,
+    )  # fmt: skip
+    return gw

@@ -21,9 +21,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      DIRECT                     direct-sized (direct.py tile kernels)
                      POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense: batch 1 with
                                                 >= 2^23 multiply-adds, or >= 2^22 and
-                                                <= 256 pixels and cpi*cpo < 2^20 (for an
-                                                input gradient: 2^24; <= 64 pixels, cpi*cpo
-                                                < 2^18) (`use_pointwise_simd`; gemm.py)
+                                                <= 64 pixels, or <= 256 pixels and
+                                                cpi*cpo < 2^20 (for an input gradient:
+                                                2^24; <= 64 pixels and cpi*cpo < 2^18)
+                                                (`use_pointwise_simd`; gemm.py)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
                      IM2COL_GEMM                anything else
     backward_input   COL2IM_GEMM                stride 1, p <= d*(k-1), the transposed
@@ -47,6 +48,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
                      SAME3X3_MASKED             3x3 same, cpi <= 32, direct-sized
                      DIRECT                     direct-sized
+                     POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense, cpi fills
+                                                >= 3/4 of its 2-vector panels (or < 2^20
+                                                multiply-adds), not cpi >= 256 with more
+                                                than 16384 images x pixels
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0
                      IM2COL_GEMM                anything else
 
@@ -431,27 +436,54 @@ _SIMD_MIN_MACS = 1 << 22  # multiply-adds of the whole conv: below, call overhea
 _SIMD_MIN_MACS_BATCH1 = {"forward": 1 << 23, "backward_input": 1 << 24}
 _SIMD_SMALL_PLANE = 64  # pixels
 _SIMD_MEDIUM_PLANE = 256
-_SIMD_MAX_WEIGHTS = {"forward": 1 << 20, "backward_input": 1 << 18}
+_SIMD_MAX_WEIGHTS_MEDIUM = 1 << 20  # forward, planes of 65-256 pixels
+_SIMD_MAX_WEIGHTS_INPUT_GRAD = 1 << 18
+# The weight gradient (`gemm.conv1x1_weight_grad`: grad_out's rows broadcast in place,
+# x^T packed by strided gathers, each task summing its tiles over the whole batch; the
+# BLAS path sums one GEMM per image in partials). Weight-gradient ms, BLAS vs SIMD,
+# same runs: 2048->512 7x7 batch 2 2.07 vs 1.00, 512->2048 7x7 batch 2 2.15 vs 1.03,
+# 1024->256 14x14 batch 2 1.19 vs 0.94, 64->256 56x56 batch 8 6.35 vs 5.55, 512->128 28x28
+# batch 8 3.93 vs 3.76, 256->256 56x56 batch 1 3.33 vs 2.09, 64->64 8x8 batch 64 1.04 vs
+# 0.40, 16->16 8x8 batch 2 0.082 vs 0.019; but 16->32 32x32 batch 64 1.18 vs 1.57 (16
+# input channels fill half of a 32-lane panel), 256->128 56x56 batch 8 8.07 vs 8.52,
+# 256->64 56x56 batch 8 4.45 vs 4.61.
+_SIMD_TINY_MACS = 1 << 20
+_SIMD_WGRAD_MIN_FILL = 0.75
+_SIMD_WGRAD_WIDE = 256  # input channels
+_SIMD_WGRAD_LONG = 16384  # images x pixels
 
 
-def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward") -> bool:
-    """The SIMD GEMM (`gemm.conv1x1`) for a dense 1x1 / stride 1 / pad 0 conv (`pass_`
-    "forward", or "backward_input" for the transposed conv of an input gradient): one
-    image with enough multiply-adds, or planes of at most 64 pixels (forward: up to 256)
-    with enough multiply-adds and not too many weights; else one BLAS GEMM per image
-    (measurements above)."""
+def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 4) -> bool:
+    """The SIMD GEMM (`gemm.py`) for a dense 1x1 / stride 1 / pad 0 conv.
+
+    `pass_` "forward", "backward_input" (asked with the transposed conv of the input
+    gradient) or "backward_weight". Forward and input gradient: one image with enough
+    multiply-adds, or planes of at most 64 pixels (forward: up to 256 pixels with fewer
+    than 2^20 weights; input gradient: fewer than 2^18 weights) with enough
+    multiply-adds. Weight gradient: whenever the input channels fill >= 3/4 of the
+    vectors that hold them (or the conv is tiny), except wide inputs over many columns.
+    Else one BLAS GEMM per image (measurements above)."""
     if not is_pointwise(g) or g.groups != 1:
         return False
     pixels = g.h * g.w
     weights = g.cpi * g.cpo
     macs = weights * g.n * pixels
+    if pass_ == "backward_weight":
+        if macs < _SIMD_TINY_MACS:
+            return True
+        width = 2 * _lanes(itemsize)[0]  # a panel of k: two vectors
+        fill = g.cpi / (-(-g.cpi // width) * width)
+        wide_and_long = g.cpi >= _SIMD_WGRAD_WIDE and g.n * pixels > _SIMD_WGRAD_LONG
+        return fill >= _SIMD_WGRAD_MIN_FILL and not wide_and_long
     if g.n == 1:
         return macs >= _SIMD_MIN_MACS_BATCH1[pass_]
-    if macs < _SIMD_MIN_MACS or weights >= _SIMD_MAX_WEIGHTS[pass_]:
+    if macs < _SIMD_MIN_MACS:
         return False
-    if pass_ == "forward":
-        return pixels <= _SIMD_MEDIUM_PLANE
-    return pixels <= _SIMD_SMALL_PLANE
+    if pass_ == "forward":  # any weights on small planes; up to 2^20 on 14x14 / 16x16
+        return pixels <= _SIMD_SMALL_PLANE or (
+            pixels <= _SIMD_MEDIUM_PLANE and weights < _SIMD_MAX_WEIGHTS_MEDIUM
+        )
+    return pixels <= _SIMD_SMALL_PLANE and weights < _SIMD_MAX_WEIGHTS_INPUT_GRAD
 
 
 # --------------------------------------------------------------------------- the planner
@@ -508,6 +540,8 @@ def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Al
         if "same3x3" not in off and use_same3x3_masked(g):
             return Algorithm.SAME3X3_MASKED
         return Algorithm.DIRECT
+    if "simd_gemm" not in off and use_pointwise_simd(g, "backward_weight", itemsize):
+        return Algorithm.POINTWISE_SIMD
     return _gemm(g)
 
 

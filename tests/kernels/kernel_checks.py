@@ -92,11 +92,13 @@ CONV_PATH_CASES = {
     "wide_grouped": (conv_case(2, 160, 5, 9, 32, 3, p=1, g=2),
                      ("im2col_gemm", "T:tap_same", "im2col_gemm")),
     "pointwise": (conv_case(3, 128, 4, 5, 80, 1),
-                  ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm")),
+                  ("pointwise_gemm", "T:pointwise_gemm", "pointwise_simd")),
+    "pointwise_narrow": (conv_case(64, 3, 16, 16, 64, 1),  # 3 channels: a few lanes of a panel
+                         ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm")),
     "pointwise_simd": (conv_case(16, 128, 5, 7, 72, 1),  # 35-pixel images: vectors span two
-                       ("pointwise_simd", "T:pointwise_simd", "pointwise_gemm")),
+                       ("pointwise_simd", "T:pointwise_simd", "pointwise_simd")),
     "pointwise_simd_image": (conv_case(1, 256, 17, 17, 240, 1),
-                             ("pointwise_simd", "T:pointwise_simd", "pointwise_gemm")),
+                             ("pointwise_simd", "T:pointwise_simd", "pointwise_simd")),
     "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
                           ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
     "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),

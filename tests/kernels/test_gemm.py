@@ -111,3 +111,64 @@ def test_conv1x1_same_bits_for_any_thread_count():
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one, many)
+
+
+def _weight_grad_product(x, go, groups):
+    N, GK, P = x.shape
+    G, K, M = groups, GK // groups, go.shape[1] // groups
+    xg = x.astype(np.float64).reshape(N, G, K, P)
+    return np.einsum("ngmp,ngkp->gmk", go.astype(np.float64).reshape(N, G, M, P), xg)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    groups=st.integers(1, 3),
+    m=st.integers(1, 21),
+    k=st.integers(1, 40),  # input channels: partial panels of k
+    n=st.integers(1, 5),
+    p=st.sampled_from([1, 3, 7, 15, 16, 17, 49, 100, 300]),  # reduction runs across images
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 999),
+)
+def test_weight_grad_matches_the_product(groups, m, k, n, p, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, groups * k, p)).astype(dtype)
+    go = rng.standard_normal((n, groups * m, p)).astype(dtype)
+    gw = gemm.conv1x1_weight_grad(x, go, groups)
+    assert gw.shape == (groups, m, k) and gw.dtype == dtype
+    want = _weight_grad_product(x, go, groups)
+    scale = np.abs(x).max() * np.abs(go).max() * n * p
+    assert np.abs(gw - want).max() <= TOL[dtype] * scale
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_grad_long_reduction_and_nonfinite(dtype):
+    """Several blocks of the reduction (`_JC`) summed in order; NaN and inf reach only
+    the gradients whose products they are in."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 40, 300)).astype(dtype)
+    go = rng.standard_normal((3, 9, 300)).astype(dtype)
+    want = _weight_grad_product(x, go, 1)
+    np.testing.assert_allclose(gemm.conv1x1_weight_grad(x, go, 1), want, rtol=1e-4, atol=1e-3)
+    x[1, 7, 250] = np.nan
+    go[2, 4, 10] = np.inf
+    gw = gemm.conv1x1_weight_grad(x, go, 1)
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(_weight_grad_product(x, go, 1)))
+    np.testing.assert_array_equal(np.isinf(gw), np.isinf(_weight_grad_product(x, go, 1)))
+
+
+def test_weight_grad_same_bits_for_any_thread_count():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 96, 77)).astype(np.float32)
+    go = rng.standard_normal((4, 50, 77)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = gemm.conv1x1_weight_grad(x, go, 1)
+        numba.set_num_threads(before)
+        many = gemm.conv1x1_weight_grad(x, go, 1)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+    empty = gemm.conv1x1_weight_grad(x[:0], go[:0], 1)
+    np.testing.assert_array_equal(empty, np.zeros((1, 50, 96), np.float32))

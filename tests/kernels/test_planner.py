@@ -29,7 +29,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     winograd-sized geometries (and the input gradients whose transposed conv is one)
     change, to Winograd, the stride-1 input gradients that ran the transposed
     im2col GEMM where the weights dominate, to `COL2IM_GEMM`, and the forward and input
-    gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the SIMD GEMM."""
+    gradient and weight gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the
+    SIMD GEMM."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
@@ -53,12 +54,14 @@ def test_planner_reproduces_the_dispatch_it_replaced():
         )
         simd_fwd = planner.use_pointwise_simd(geo)
         simd_bwd = planner.use_pointwise_simd(geo.transposed(), "backward_input")
+        simd_w = planner.use_pointwise_simd(geo, "backward_weight", dtype.itemsize)
         expect = [Algorithm.WINOGRAD if fwd else
                   Algorithm.POINTWISE_SIMD if simd_fwd else want[0],
                   Algorithm.TRANSPOSED_WINOGRAD if bwd else
                   Algorithm.COL2IM_GEMM if col2im else
                   Algorithm.TRANSPOSED_POINTWISE_SIMD if simd_bwd else want[1],
-                  Algorithm.WINOGRAD if wgrad else want[2]]  # fmt: skip
+                  Algorithm.WINOGRAD if wgrad else
+                  Algorithm.POINTWISE_SIMD if simd_w else want[2]]  # fmt: skip
         if [planner.plan(p, geo, dtype) for p in PASSES] != expect:
             wrong.append(("winograd", row))
         winograd += fwd + bwd + wgrad
@@ -78,7 +81,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
         (2, 256, 17, 256, 1, 1, (False, False)),  # 289 pixels: BLAS
         (2, 64, 14, 64, 1, 1, (False, False)),  # 2^20.6 multiply-adds: too little work
         (8, 1024, 7, 256, 1, 1, (True, False)),  # 2^18 weights: W^T read in place loses
-        (2, 2048, 7, 512, 1, 1, (False, False)),  # 2^20 weights
+        (2, 2048, 7, 512, 1, 1, (True, False)),  # 2^20 weights: fine on 7x7 planes
+        (2, 2048, 14, 512, 1, 1, (False, False)),  # but not on 14x14
         (8, 64, 8, 64, 2, 1, (False, False)),  # grouped: not measured, BLAS
         (8, 64, 8, 64, 1, 3, (False, False)),  # not 1x1
     ],
@@ -95,6 +99,28 @@ def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want):
         off = frozenset({"simd_gemm"})
         assert planner.plan("forward", g, disabled=off) == Algorithm.POINTWISE_GEMM
         assert planner.plan("forward", g, finite=False) == Algorithm.IM2COL_GEMM
+
+
+@pytest.mark.parametrize(
+    "n, c, hw, cout, want",
+    [
+        (2, 2048, 7, 512, True),  # ResNet-50 layer4
+        (64, 16, 32, 32, False),  # 16 input channels fill half of a float32 panel (AVX-512)
+        (2, 3, 5, 8, True),  # tiny: the call overheads rule
+        (8, 256, 56, 128, False),  # wide input over 25088 columns
+        (8, 64, 56, 256, True),
+        (1, 256, 56, 256, True),
+    ],
+)
+def test_pointwise_simd_weight_gradient_rule(n, c, hw, cout, want):
+    g = ConvGeometry.of((n, c, hw, hw), (cout, c, 1, 1), 1, 0, 1, 1)
+    fill = c / (-(-c // (2 * planner._lanes(4)[0])) * 2 * planner._lanes(4)[0])
+    if c == 16 and fill == 1.0:  # a machine with 8 float32 lanes: a full panel there
+        want = True
+    assert planner.use_pointwise_simd(g, "backward_weight", 4) is want
+    assert (planner.plan("backward_weight", g) == Algorithm.POINTWISE_SIMD) is want
+    if want:  # a non-finite weight gradient is recomputed by BLAS
+        assert planner.plan("backward_weight", g, finite=False) == Algorithm.POINTWISE_GEMM
 
 
 def test_dispatch_cases_cover_every_algorithm():
@@ -114,8 +140,8 @@ def test_dispatch_cases_cover_every_algorithm():
     assert {a.transposed_of for a in transposed} == fwd - {A.TAP_POLY2}
     assert seen[1] == transposed | {A.TAP_STRIDE2, A.DIRECT_SCATTER, A.COL2IM_GEMM}
     assert seen[2] == {
-        A.WINOGRAD, A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_GEMM,
-        A.IM2COL_GEMM,
+        A.WINOGRAD, A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_SIMD,
+        A.POINTWISE_GEMM, A.IM2COL_GEMM,
     }  # fmt: skip
     assert set().union(*seen) == set(A)  # no algorithm the planner never picks
 
