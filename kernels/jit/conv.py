@@ -15,8 +15,9 @@ Each entry point describes its conv as a `planner.ConvGeometry`, asks
   (`DEPTHWISE3X3`);
 * `im2col_gemm.py` - im2col + OpenBLAS (`IM2COL_GEMM`, `POINTWISE_GEMM`,
   `COL2IM_GEMM`);
-* `gemm.py` - a GEMM on the SIMD vectors for 1x1 convs, the batch folded into its
-  columns (`POINTWISE_SIMD`: forward, and weight gradient reducing over the batch).
+* `gemm.py` - a GEMM on the SIMD vectors, the batch folded into its columns, for 1x1
+  convs (`POINTWISE_SIMD`) and after an im2col of the whole batch (`IM2COL_SIMD`):
+  forward, and weight gradient reducing over the batch.
 
 At stride 1 the input gradient is the forward conv of grad_out with per-group
 transposed, flipped weights and padding d*(k-1) - p (`TRANSPOSED_*`), so it runs
@@ -41,6 +42,7 @@ from .im2col_gemm import (
     col2im_backward_input,
     gemm_forward,
     gemm_weight_grad,
+    im2col,
     pointwise_backward_input,
 )
 from .planner import GEMM_ALGORITHMS, Algorithm, ConvGeometry, plan, record
@@ -112,8 +114,9 @@ def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, pass_: str = 
         return direct_forward(alg, x3, weight, bias, g).reshape(shape)
     if alg in (Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM):
         return gemm_forward(alg, x3, weight, bias, g)
-    if alg == Algorithm.POINTWISE_SIMD:
-        out = conv1x1(weight.reshape(g.groups, g.cpo, g.cpi), x3)
+    if alg in (Algorithm.POINTWISE_SIMD, Algorithm.IM2COL_SIMD):
+        cols = x3 if alg == Algorithm.POINTWISE_SIMD else im2col(x3, g)
+        out = conv1x1(weight.reshape(g.groups, g.cpo, -1), cols)
         if bias is not None:
             out += np.asarray(bias, dtype=x.dtype).reshape(1, g.c_out, 1)
         return out.reshape(shape)
@@ -232,6 +235,7 @@ def _run_backward_weight(alg: Algorithm, x3, go3, g: ConvGeometry):
         return lane_weight_grad(x3, go3, g.cpi, g.groups, g.h, g.w, g.stride[0])
     if alg in GEMM_ALGORITHMS:
         return gemm_weight_grad(alg, x3, go3, g)
-    if alg == Algorithm.POINTWISE_SIMD:
-        return conv1x1_weight_grad(x3, go3, g.groups).reshape(g.c_out, g.cpi, 1, 1)
+    if alg in (Algorithm.POINTWISE_SIMD, Algorithm.IM2COL_SIMD):
+        cols = x3 if alg == Algorithm.POINTWISE_SIMD else im2col(x3, g)
+        return conv1x1_weight_grad(cols, go3, g.groups).reshape(g.c_out, g.cpi, g.kh, g.kw)
     return direct_weight_grad(alg, x3, go3, g)

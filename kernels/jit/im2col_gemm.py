@@ -373,6 +373,17 @@ def _gemm_weight_grad(go4, cols, x3=None, geom=None):
 # --------------------------------------------------------------------------- drivers
 
 
+def im2col(x3, g: ConvGeometry, role: str = "cols_all"):
+    """The column matrices of the whole batch, (N, C_in*kH*kW, Ho*Wo), in the calling
+    thread's workspace `role` (valid until the next call with that role): the B operand
+    of `IM2COL_SIMD` (gemm.py folds the batch into one GEMM). x3 (N, C_in, H*W)."""
+    P = g.ho * g.wo
+    K = g.c_in * g.kh * g.kw
+    cols = workspace(role, g.n * K * P, x3.dtype).reshape(g.n, K, P)
+    parallel_for(_im2col_range, g.n * g.c_in, x3, cols, ColGeometry.of(g))
+    return cols
+
+
 def gemm_forward(alg: Algorithm, x3, weight, bias, g: ConvGeometry):
     """Forward of `POINTWISE_GEMM` / `IM2COL_GEMM`: x3 (N, C_in, H*W) contiguous, weight
     (C_out, C_in/groups, kH, kW) contiguous in x3's dtype, bias (C_out,) or None ->

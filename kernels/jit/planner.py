@@ -26,6 +26,9 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 2^24; <= 64 pixels and cpi*cpo < 2^18)
                                                 (`use_pointwise_simd`; gemm.py)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
+                     IM2COL_SIMD                dense, Ho*Wo <= 256, >= 2^24 multiply-adds,
+                                                and the 1x1 conv of its column matrix would
+                                                be POINTWISE_SIMD (`use_im2col_simd`)
                      IM2COL_GEMM                anything else
     backward_input   COL2IM_GEMM                stride 1, p <= d*(k-1), the transposed
                                                 conv's forward would be IM2COL_GEMM, and
@@ -53,6 +56,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 multiply-adds), not cpi >= 256 with more
                                                 than 16384 images x pixels
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0
+                     IM2COL_SIMD                as in the forward, with the weight-gradient
+                                                rule of POINTWISE_SIMD
                      IM2COL_GEMM                anything else
 
 Non-finite values (`finite=False`): the fast kernels multiply some weights by zeros that
@@ -90,6 +95,7 @@ class Algorithm(str, enum.Enum):
     DEPTHWISE3X3 = "depthwise3x3"  # depthwise.py plane kernels
     DIRECT = "direct"  # direct.py tile kernels (any stride / dilation / kernel size)
     POINTWISE_SIMD = "pointwise_simd"  # 1x1: gemm.conv1x1, the batch folded into columns
+    IM2COL_SIMD = "im2col_simd"  # im2col of the whole batch, then gemm.py's GEMM
     POINTWISE_GEMM = "pointwise_gemm"  # 1x1: GEMM on the input as it is
     IM2COL_GEMM = "im2col_gemm"  # per-image-block im2col next to its GEMM
     # backward_input at stride 1: the forward conv of grad_out with transposed, flipped
@@ -486,6 +492,40 @@ def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 
     return pixels <= _SIMD_SMALL_PLANE and weights < _SIMD_MAX_WEIGHTS_INPUT_GRAD
 
 
+# The same GEMM after an im2col of the whole batch (`IM2COL_SIMD`, forward and weight
+# gradient; the column matrix is the input of an equivalent 1x1 conv with C_in*kH*kW
+# channels on the output plane, so `use_pointwise_simd` decides on that conv, for
+# output planes of at most 256 pixels). Measured (same runs, ms, im2col + BLAS vs
+# im2col + SIMD, forward / weight gradient): 512->512 3x3 7x7 batch 2 4.54 vs 3.68 /
+# 6.05 vs 2.85, batch 4 7.54 vs 5.68 / 10.45 vs 4.78, 512->512 3x3 stride 2 14x14 5.19
+# vs 4.00 / 7.11 vs 3.23, 1024->2048 1x1 stride 2 14x14 4.09 vs 2.43 / 5.09 vs 2.12,
+# 512->1024 1x1 stride 2 28x28 2.23 vs 2.05 / 2.51 vs 2.11, 256->256 3x3 14x14 weight
+# gradient 3.10 vs 2.25, 256->256 3x3 stride 2 28x28 3.89 vs 4.23 / 4.46 vs 3.70; but
+# larger output planes tie or lose: 128->128 3x3 stride 2 56x56 3.15 vs 3.14 / 3.13 vs
+# 3.30, the 7x7 stem 3->64 at 224x224 5.66 vs 5.19 / 5.70 vs 6.79; and small convs
+# (80->72 3x3 6x9 batch 3, 2^23 multiply-adds: 0.23 vs 0.37 / 0.25 vs 0.28), while from
+# 2^24 on they won (128->128 3x3 stride 2 16x16 batch 16, 2^27: 2.79 vs 2.52 / 3.53 vs
+# 2.76).
+_IM2COL_SIMD_MAX_PIXELS = 256
+_IM2COL_SIMD_MIN_MACS = 1 << 24
+
+
+def use_im2col_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 4) -> bool:
+    """im2col + the SIMD GEMM for a dense conv that is not a stride-1 unpadded 1x1
+    (those take `POINTWISE_SIMD`): output planes of at most 256 pixels, at least 2^24
+    multiply-adds, where the equivalent 1x1 conv (C_in*kH*kW channels, Ho x Wo) would
+    take the SIMD GEMM. Forward and weight gradient only (`pass_`)."""
+    if pass_ == "backward_input" or g.groups != 1 or is_pointwise(g):
+        return False
+    if g.ho * g.wo > _IM2COL_SIMD_MAX_PIXELS:
+        return False
+    cols = ConvGeometry(g.n, g.c_in * g.kh * g.kw, g.ho, g.wo, g.c_out, 1, 1, (1, 1),
+                        (0, 0), (1, 1), 1)  # fmt: skip
+    if cols.cpi * cols.cpo * g.n * g.ho * g.wo < _IM2COL_SIMD_MIN_MACS:
+        return False  # small convs: the whole-batch im2col's call costs rule
+    return use_pointwise_simd(cols, pass_, itemsize)
+
+
 # --------------------------------------------------------------------------- the planner
 
 
@@ -511,6 +551,8 @@ def _plan_forward(
         return Algorithm.DEPTHWISE3X3 if is_depthwise3x3(g) else Algorithm.DIRECT
     if "simd_gemm" not in off and use_pointwise_simd(g, pass_):
         return Algorithm.POINTWISE_SIMD
+    if "simd_gemm" not in off and use_im2col_simd(g, pass_):
+        return Algorithm.IM2COL_SIMD
     return _gemm(g)
 
 
@@ -542,6 +584,8 @@ def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Al
         return Algorithm.DIRECT
     if "simd_gemm" not in off and use_pointwise_simd(g, "backward_weight", itemsize):
         return Algorithm.POINTWISE_SIMD
+    if "simd_gemm" not in off and use_im2col_simd(g, "backward_weight", itemsize):
+        return Algorithm.IM2COL_SIMD
     return _gemm(g)
 
 
