@@ -128,8 +128,8 @@ def test_conv2d_gradcheck_pointwise_simd_plans(n, c, hw):
 
 
 def test_conv2d_gradcheck_im2col_simd_plans():
-    """A strided 3x3 conv planned as im2col + the SIMD GEMM (forward and weight
-    gradient; 2^24+ multiply-adds), gradchecked in float64 with random projections."""
+    """A strided 3x3 conv whose weight gradient is planned as im2col + the SIMD GEMM
+    (2^24+ multiply-adds), gradchecked in float64 with random projections."""
     import minires.kernels.jit as J
 
     rng = np.random.default_rng(7)
@@ -139,7 +139,7 @@ def test_conv2d_gradcheck_im2col_simd_plans():
     )
     b = t64(rng.standard_normal(64))
     plan = J.plan_for(x.shape, wt.shape, 2, 1, 1, 1, np.float64)
-    assert str(plan["forward"]) == str(plan["backward_weight"]) == "im2col_simd"
+    assert str(plan["backward_weight"]) == "im2col_simd"
     with mr.use_backend("numba"):
         f = lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1)  # noqa: E731
         assert mr.gradcheck(f, [x, wt, b], fast_mode=True)

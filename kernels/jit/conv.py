@@ -15,9 +15,9 @@ Each entry point describes its conv as a `planner.ConvGeometry`, asks
   (`DEPTHWISE3X3`);
 * `im2col_gemm.py` - im2col + OpenBLAS (`IM2COL_GEMM`, `POINTWISE_GEMM`,
   `COL2IM_GEMM`);
-* `gemm.py` - a GEMM on the SIMD vectors, the batch folded into its columns, for 1x1
-  convs (`POINTWISE_SIMD`) and after an im2col of the whole batch (`IM2COL_SIMD`):
-  forward, and weight gradient reducing over the batch.
+* `gemm.py` - a GEMM on the SIMD vectors, the batch folded into its columns: 1x1 convs
+  (`POINTWISE_SIMD`: forward, input and weight gradients) and, after an im2col of the
+  whole batch, the weight gradient of small-output convs (`IM2COL_SIMD`).
 
 At stride 1 the input gradient is the forward conv of grad_out with per-group
 transposed, flipped weights and padding d*(k-1) - p (`TRANSPOSED_*`), so it runs
@@ -114,9 +114,8 @@ def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, pass_: str = 
         return direct_forward(alg, x3, weight, bias, g).reshape(shape)
     if alg in (Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM):
         return gemm_forward(alg, x3, weight, bias, g)
-    if alg in (Algorithm.POINTWISE_SIMD, Algorithm.IM2COL_SIMD):
-        cols = x3 if alg == Algorithm.POINTWISE_SIMD else im2col(x3, g)
-        out = conv1x1(weight.reshape(g.groups, g.cpo, -1), cols)
+    if alg == Algorithm.POINTWISE_SIMD:
+        out = conv1x1(weight.reshape(g.groups, g.cpo, g.cpi), x3)
         if bias is not None:
             out += np.asarray(bias, dtype=x.dtype).reshape(1, g.c_out, 1)
         return out.reshape(shape)

@@ -62,6 +62,10 @@ MR = 8  # rows of A per micro-kernel (8 broadcasts)
 _KC_MAX = 384  # the rows of B a micro-panel holds: 384 x 2 vectors x 64 B = 48 KB at most
 _NC = 128  # columns per task (float32: 4 micro-panels; a multiple of 2 vectors)
 _MIN_TASKS = 8  # split the rows of A too when fewer column blocks than this
+# a task's rows of A above this many bytes do not stay in L2 while its micro-panels of B
+# go by: then each block of 8 rows is read once and B's micro-panels come from L2
+# (512 -> 512 3x3 7x7 batch 2 in ResNet-50: A = 9.4 MB, read 4 times a call otherwise)
+_A_L2_BYTES = 512 << 10
 
 
 # --------------------------------------------------------------------------- kernels
@@ -182,7 +186,7 @@ def _row_offsets(ao, m0, M, sm):
 
 
 @jit(fastmath=FASTMATH)
-def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
+def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_outer, L):
     # task t = (group g, rows chunk r, column block c), column block fastest
     g = t // (nmb * ncb)
     r = (t // ncb) % nmb
@@ -193,16 +197,19 @@ def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L)
     j0 = c * nc
     nv = -(-min(nc, J - j0) // L)
     nv += nv & 1  # whole micro-panels (2 vectors); the extra columns read 0
+    npan = nv >> 1
+    nb = b1 - b0
     xo = g * K * P
     oo = g * M * P
     z = vloadm(bp, 0, 0)
+    zs = (z, z, z, z, z, z, z, z)
     # where the next column block starts in x: its rows are prefetched while this block
     # computes, a few rows before each micro-kernel call (the rows of a block are
     # ~12 KB apart at 56x56; the hardware prefetcher does not follow 256 such streams)
     jn = j0 + nc
     nn = jn // P
     pf = xo + nn * G * K * P + jn - nn * P
-    ncalls = (nv >> 1) * (b1 - b0)
+    ncalls = npan * nb
     for k0 in range(0, K, kc):
         kk = min(kc, K - k0)
         last = k0 + kk >= K
@@ -211,31 +218,37 @@ def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L)
             _pack_b_vector(x, bp, d, xo, G * K * P, P, J, j0 + v * L, k0, kk, L)
         per_call = -(-kk // ncalls) if jn < J else 0
         row = 0
-        for jr in range(nv >> 1):
+        for call in range(ncalls):
+            # micro-panels of B inner (each block of A rows read once, B from L2) when
+            # this task's rows of A are too many to stay in L2; else rows of A inner
+            if a_outer:
+                b = b0 + call // npan
+                jr = call - (b - b0) * npan
+            else:
+                jr = call // nb
+                b = b0 + call - jr * nb
             j = j0 + 2 * jr * L
-            n = j // P
-            ob = oo + n * G * M * P + j - n * P  # out offset of row 0, column j
-            for b in range(b0, b1):
-                nrows = min(per_call, kk - row)
-                _prefetch_rows(x, pf + (k0 + row) * P, P, nrows, nc, L)
-                row += nrows
-                if last:  # the output tile's lines, fetched for writing while we compute
-                    for i in range(MR):
-                        prefetchw(out, ob + (b * MR + i) * P)
-                        prefetchw(out, ob + (b * MR + i) * P + 2 * L - 1)
-                rows = _row_offsets(g * M * K, b * MR, M, sm)
-                zs = (z, z, z, z, z, z, z, z)
-                a0, a1 = _micro_8x2(zs, zs, a, rows, sk, k0, bp, jr * kk * 2 * L, kk, L)
-                nrows_a = min(MR, M - b * MR)
-                _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
-                _store_rows(out, a1, oo, G * M * P, P, J, j + L, b * MR, nrows_a, k0 > 0, L)
+            nrows = min(per_call, kk - row)
+            _prefetch_rows(x, pf + (k0 + row) * P, P, nrows, nc, L)
+            row += nrows
+            if last:  # the output tile's lines, fetched for writing while we compute
+                n = j // P
+                ob = oo + n * G * M * P + j - n * P + b * MR * P  # row b*8, column j
+                for i in range(MR):
+                    prefetchw(out, ob + i * P)
+                    prefetchw(out, ob + i * P + 2 * L - 1)
+            rows = _row_offsets(g * M * K, b * MR, M, sm)
+            a0, a1 = _micro_8x2(zs, zs, a, rows, sk, k0, bp, jr * kk * 2 * L, kk, L)
+            nrows_a = min(MR, M - b * MR)
+            _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
+            _store_rows(out, a1, oo, G * M * P, P, J, j + L, b * MR, nrows_a, k0 > 0, L)
 
 
 @jit(nogil=True)
-def _gemm_range(t0, t1, a, sm, sk, x, out, G, M, K, P, J, kc, nc, ncb, mc, nmb, L):
+def _gemm_range(t0, t1, a, sm, sk, x, out, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_outer, L):
     bp = np.empty(min(kc, K) * nc, x.dtype)  # this chunk's packed B block
     for t in range(t0, t1):
-        _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, L)
+        _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_outer, L)
 
 
 # --------------------------------------------------------------------------- driver
@@ -272,6 +285,7 @@ def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     mc = -(-nblk // nmb)
     nmb = -(-nblk // mc)
     kc = _k_block(K)
+    a_outer = mc * MR * K * x.itemsize > _A_L2_BYTES
     if a.transpose(0, 2, 1).flags.c_contiguous:  # W^T: a[g, m, k] at g*M*K + k*M + m
         flat, sm, sk = a.transpose(0, 2, 1).reshape(-1), 1, M
     else:
@@ -284,7 +298,7 @@ def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
         sk,
         x.reshape(-1),
         out.reshape(-1),
-        G, M, K, P, J, kc, nc, ncb, mc, nmb, L,
+        G, M, K, P, J, kc, nc, ncb, mc, nmb, a_outer, L,
     )  # fmt: skip
     return out
 

@@ -21,14 +21,11 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      DIRECT                     direct-sized (direct.py tile kernels)
                      POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense: batch 1 with
                                                 >= 2^23 multiply-adds, or >= 2^22 and
-                                                <= 64 pixels, or <= 256 pixels and
-                                                cpi*cpo < 2^20 (for an input gradient:
-                                                2^24; <= 64 pixels and cpi*cpo < 2^18)
-                                                (`use_pointwise_simd`; gemm.py)
+                                                <= 256 pixels and cpi*cpo < 2^20 (for an
+                                                input gradient: 2^24; <= 64 pixels and
+                                                cpi*cpo < 2^18) (`use_pointwise_simd`;
+                                                gemm.py)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
-                     IM2COL_SIMD                dense, Ho*Wo <= 256, >= 2^24 multiply-adds,
-                                                and the 1x1 conv of its column matrix would
-                                                be POINTWISE_SIMD (`use_im2col_simd`)
                      IM2COL_GEMM                anything else
     backward_input   COL2IM_GEMM                stride 1, p <= d*(k-1), the transposed
                                                 conv's forward would be IM2COL_GEMM, and
@@ -56,8 +53,9 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 multiply-adds), not cpi >= 256 with more
                                                 than 16384 images x pixels
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0
-                     IM2COL_SIMD                as in the forward, with the weight-gradient
-                                                rule of POINTWISE_SIMD
+                     IM2COL_SIMD                dense, Ho*Wo <= 256, >= 2^24 multiply-adds,
+                                                and the 1x1 conv of its column matrix would
+                                                take POINTWISE_SIMD (`use_im2col_simd`)
                      IM2COL_GEMM                anything else
 
 Non-finite values (`finite=False`): the fast kernels multiply some weights by zeros that
@@ -442,7 +440,9 @@ _SIMD_MIN_MACS = 1 << 22  # multiply-adds of the whole conv: below, call overhea
 _SIMD_MIN_MACS_BATCH1 = {"forward": 1 << 23, "backward_input": 1 << 24}
 _SIMD_SMALL_PLANE = 64  # pixels
 _SIMD_MEDIUM_PLANE = 256
-_SIMD_MAX_WEIGHTS_MEDIUM = 1 << 20  # forward, planes of 65-256 pixels
+# wider weights stream from memory in a network (cold caches: 2048->512 7x7 batch 2
+# forward 1.70 vs 1.69 ms, and in a ResNet-50 step 4.07 -> 4.66 ms for its two layers)
+_SIMD_MAX_WEIGHTS_FORWARD = 1 << 20
 _SIMD_MAX_WEIGHTS_INPUT_GRAD = 1 << 18
 # The weight gradient (`gemm.conv1x1_weight_grad`: grad_out's rows broadcast in place,
 # x^T packed by strided gathers, each task summing its tiles over the whole batch; the
@@ -485,18 +485,16 @@ def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 
         return macs >= _SIMD_MIN_MACS_BATCH1[pass_]
     if macs < _SIMD_MIN_MACS:
         return False
-    if pass_ == "forward":  # any weights on small planes; up to 2^20 on 14x14 / 16x16
-        return pixels <= _SIMD_SMALL_PLANE or (
-            pixels <= _SIMD_MEDIUM_PLANE and weights < _SIMD_MAX_WEIGHTS_MEDIUM
-        )
+    if pass_ == "forward":
+        return pixels <= _SIMD_MEDIUM_PLANE and weights < _SIMD_MAX_WEIGHTS_FORWARD
     return pixels <= _SIMD_SMALL_PLANE and weights < _SIMD_MAX_WEIGHTS_INPUT_GRAD
 
 
-# The same GEMM after an im2col of the whole batch (`IM2COL_SIMD`, forward and weight
-# gradient; the column matrix is the input of an equivalent 1x1 conv with C_in*kH*kW
-# channels on the output plane, so `use_pointwise_simd` decides on that conv, for
-# output planes of at most 256 pixels). Measured (same runs, ms, im2col + BLAS vs
-# im2col + SIMD, forward / weight gradient): 512->512 3x3 7x7 batch 2 4.54 vs 3.68 /
+# The same GEMM after an im2col of the whole batch (`IM2COL_SIMD`, weight gradient; the
+# column matrix is the input of an equivalent 1x1 conv with C_in*kH*kW channels on the
+# output plane, so `use_pointwise_simd` decides on that conv, for output planes of at
+# most 256 pixels). Measured (warm caches, ms, im2col + BLAS vs im2col + SIMD, forward /
+# weight gradient): 512->512 3x3 7x7 batch 2 4.54 vs 3.68 /
 # 6.05 vs 2.85, batch 4 7.54 vs 5.68 / 10.45 vs 4.78, 512->512 3x3 stride 2 14x14 5.19
 # vs 4.00 / 7.11 vs 3.23, 1024->2048 1x1 stride 2 14x14 4.09 vs 2.43 / 5.09 vs 2.12,
 # 512->1024 1x1 stride 2 28x28 2.23 vs 2.05 / 2.51 vs 2.11, 256->256 3x3 14x14 weight
@@ -505,17 +503,21 @@ def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 
 # 3.30, the 7x7 stem 3->64 at 224x224 5.66 vs 5.19 / 5.70 vs 6.79; and small convs
 # (80->72 3x3 6x9 batch 3, 2^23 multiply-adds: 0.23 vs 0.37 / 0.25 vs 0.28), while from
 # 2^24 on they won (128->128 3x3 stride 2 16x16 batch 16, 2^27: 2.79 vs 2.52 / 3.53 vs
-# 2.76).
+# 2.76). With cold caches (a 64 MB buffer read between calls), the forward ties (512->512
+# 3x3 7x7 3.51 vs 3.61, stride 2 14x14 3.73 vs 3.92) and in a ResNet-50 batch-2 step it
+# lost (the 7x7 3x3 layers 8.3 -> 10.1 ms): forward kept on BLAS; the weight gradient
+# still wins cold (6.86 vs 2.48, 7.06 vs 2.79, 1024->2048 1x1 stride 2 6.08 vs 2.24).
 _IM2COL_SIMD_MAX_PIXELS = 256
 _IM2COL_SIMD_MIN_MACS = 1 << 24
 
 
 def use_im2col_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 4) -> bool:
-    """im2col + the SIMD GEMM for a dense conv that is not a stride-1 unpadded 1x1
-    (those take `POINTWISE_SIMD`): output planes of at most 256 pixels, at least 2^24
-    multiply-adds, where the equivalent 1x1 conv (C_in*kH*kW channels, Ho x Wo) would
-    take the SIMD GEMM. Forward and weight gradient only (`pass_`)."""
-    if pass_ == "backward_input" or g.groups != 1 or is_pointwise(g):
+    """im2col + the SIMD GEMM's weight gradient for a dense conv that is not a stride-1
+    unpadded 1x1 (those take `POINTWISE_SIMD`): output planes of at most 256 pixels, at
+    least 2^24 multiply-adds, where the equivalent 1x1 conv (C_in*kH*kW channels, Ho x
+    Wo) would take it. Only `pass_` "backward_weight": the forward measured faster in
+    isolation (warm caches) but not in a network (below)."""
+    if pass_ != "backward_weight" or g.groups != 1 or is_pointwise(g):
         return False
     if g.ho * g.wo > _IM2COL_SIMD_MAX_PIXELS:
         return False
@@ -551,8 +553,6 @@ def _plan_forward(
         return Algorithm.DEPTHWISE3X3 if is_depthwise3x3(g) else Algorithm.DIRECT
     if "simd_gemm" not in off and use_pointwise_simd(g, pass_):
         return Algorithm.POINTWISE_SIMD
-    if "simd_gemm" not in off and use_im2col_simd(g, pass_):
-        return Algorithm.IM2COL_SIMD
     return _gemm(g)
 
 

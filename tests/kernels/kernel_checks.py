@@ -100,7 +100,7 @@ CONV_PATH_CASES = {
     "pointwise_simd_image": (conv_case(1, 256, 17, 17, 240, 1),
                              ("pointwise_simd", "T:pointwise_simd", "pointwise_simd")),
     "im2col_simd": (conv_case(16, 128, 9, 9, 64, 3, s=2, p=1),  # 5x5 outputs, 1152-row columns
-                    ("im2col_simd", "tap_stride2", "im2col_simd")),
+                    ("im2col_gemm", "tap_stride2", "im2col_simd")),
     "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
                           ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
     "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),
