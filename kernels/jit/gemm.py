@@ -186,14 +186,18 @@ def _row_offsets(ao, m0, M, sm):
 
 
 @jit(fastmath=FASTMATH)
-def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_outer, L):
-    # task t = (group g, rows chunk r, column block c), column block fastest
-    g = t // (nmb * ncb)
-    r = (t // ncb) % nmb
-    c = t % ncb
-    nblk = -(-M // MR)
+def _task_split(t, M, mc, nmb, ninner):
+    """Task t = (group, chunk of `mc` blocks of 8 rows of the output, inner index), the
+    inner index fastest: (group, first block, end block, inner index)."""
+    g = t // (nmb * ninner)
+    r = (t // ninner) % nmb
     b0 = r * mc
-    b1 = min(nblk, b0 + mc)
+    return g, b0, min(-(-M // MR), b0 + mc), t % ninner
+
+
+@jit(fastmath=FASTMATH)
+def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_outer, L):
+    g, b0, b1, c = _task_split(t, M, mc, nmb, ncb)  # c: the column block
     j0 = c * nc
     nv = -(-min(nc, J - j0) // L)
     nv += nv & 1  # whole micro-panels (2 vectors); the extra columns read 0
@@ -254,6 +258,15 @@ def _gemm_range(t0, t1, a, sm, sk, x, out, G, M, K, P, J, kc, nc, ncb, mc, nmb, 
 # --------------------------------------------------------------------------- driver
 
 
+def _row_chunks(M: int, tasks: int) -> tuple[int, int]:
+    """(blocks of 8 output rows per chunk, chunks): the rows are split only when `tasks`
+    (groups x inner tasks) are fewer than `_MIN_TASKS`, into chunks of equal size."""
+    nblk = -(-M // MR)
+    nmb = min(nblk, max(1, -(-_MIN_TASKS // tasks)))
+    mc = -(-nblk // nmb)
+    return mc, -(-nblk // mc)
+
+
 def _k_block(K: int) -> int:
     """Rows of B per packed block: K itself up to `_KC_MAX`, else K in equal blocks."""
     nk = -(-K // _KC_MAX)
@@ -280,10 +293,7 @@ def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
         return out
     nc = min(_NC // (2 * L) * 2 * L, -(-J // (2 * L)) * 2 * L)
     ncb = -(-J // nc)
-    nblk = -(-M // MR)
-    nmb = min(nblk, max(1, -(-_MIN_TASKS // (G * ncb))))
-    mc = -(-nblk // nmb)
-    nmb = -(-nblk // mc)
+    mc, nmb = _row_chunks(M, G * ncb)
     kc = _k_block(K)
     a_outer = mc * MR * K * x.itemsize > _A_L2_BYTES
     if a.transpose(0, 2, 1).flags.c_contiguous:  # W^T: a[g, m, k] at g*M*K + k*M + m
@@ -339,13 +349,7 @@ def _pack_xt(x, bp, xo, istride, P, j0, jn, kp, K, L):
 
 @jit(fastmath=FASTMATH)
 def _wgrad_task(t, go, x, gw, bp, G, M, K, P, J, npc, nkc, mc, nmb, L):
-    # task t = (group g, rows chunk r, chunk c of k panels), k panels fastest
-    g = t // (nmb * nkc)
-    r = (t // nkc) % nmb
-    c = t % nkc
-    nblk = -(-M // MR)
-    b0 = r * mc
-    b1 = min(nblk, b0 + mc)
+    g, b0, b1, c = _task_split(t, M, mc, nmb, nkc)  # c: the chunk of k panels
     npan = -(-K // (2 * L))
     q0 = c * npc
     q1 = min(npan, q0 + npc)
@@ -406,12 +410,9 @@ def conv1x1_weight_grad(x: np.ndarray, grad_out: np.ndarray, groups: int) -> np.
         gw[...] = 0
         return gw
     npan = -(-K // (2 * L))
-    nblk = -(-M // MR)
     npc = max(1, -(-npan // max(1, _MIN_TASKS // G)))  # k panels per task
     nkc = -(-npan // npc)
-    nmb = min(nblk, max(1, -(-_MIN_TASKS // (G * nkc))))
-    mc = -(-nblk // nmb)
-    nmb = -(-nblk // mc)
+    mc, nmb = _row_chunks(M, G * nkc)
     parallel_for(
         _wgrad_range,
         G * nmb * nkc,

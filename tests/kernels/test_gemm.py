@@ -98,19 +98,22 @@ def test_conv1x1_nonfinite_inputs(dtype):
     np.testing.assert_array_equal(out, _product(a, x).astype(dtype))
 
 
+def _one_thread_and_all(fn):
+    """(fn() on one thread, fn() on all of them)."""
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fn()
+    finally:
+        numba.set_num_threads(before)
+    return one, fn()
+
+
 def test_conv1x1_same_bits_for_any_thread_count():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((1, 40, 700)).astype(np.float32)
     x = rng.standard_normal((5, 700, 37)).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = gemm.conv1x1(a, x)
-        numba.set_num_threads(before)
-        many = gemm.conv1x1(a, x)
-    finally:
-        numba.set_num_threads(before)
-    np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(*_one_thread_and_all(lambda: gemm.conv1x1(a, x)))
 
 
 def _weight_grad_product(x, go, groups):
@@ -161,14 +164,6 @@ def test_weight_grad_same_bits_for_any_thread_count():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 96, 77)).astype(np.float32)
     go = rng.standard_normal((4, 50, 77)).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = gemm.conv1x1_weight_grad(x, go, 1)
-        numba.set_num_threads(before)
-        many = gemm.conv1x1_weight_grad(x, go, 1)
-    finally:
-        numba.set_num_threads(before)
-    np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(*_one_thread_and_all(lambda: gemm.conv1x1_weight_grad(x, go, 1)))
     empty = gemm.conv1x1_weight_grad(x[:0], go[:0], 1)
     np.testing.assert_array_equal(empty, np.zeros((1, 50, 96), np.float32))
