@@ -348,15 +348,21 @@ def _pack_xt(x, bp, xo, istride, P, j0, jn, kp, K, L):
 
 
 @jit(fastmath=FASTMATH)
-def _wgrad_task(t, go, x, gw, bp, G, M, K, P, J, npc, nkc, mc, nmb, L):
-    g, b0, b1, c = _task_split(t, M, mc, nmb, nkc)  # c: the chunk of k panels
+def _wgrad_task(t, go, x, parts, bp, G, M, K, P, J, npc, nkc, mc, nmb, nch, L):
+    # task t = (group, rows chunk, chunk of k panels, chunk ch of the reduction), the
+    # reduction chunk fastest; it sums its output tiles over columns J*ch/nch ..
+    # J*(ch+1)/nch into partial `ch` of parts (nch, G, M, K)
+    ch = t % nch
+    g, b0, b1, c = _task_split(t // nch, M, mc, nmb, nkc)  # c: the chunk of k panels
+    ja = J * ch // nch
+    jz = J * (ch + 1) // nch
     npan = -(-K // (2 * L))
     q0 = c * npc
     q1 = min(npan, q0 + npc)
     z = vloadm(bp, 0, 0)
     zs = (z, z, z, z, z, z, z, z)
-    for jb in range(0, J, _JC):
-        jn = min(_JC, J - jb)
+    for jb in range(ja, jz, _JC):
+        jn = min(_JC, jz - jb)
         for q in range(q0, q1):
             kp = q * 2 * L
             _pack_xt(x, bp, g * K * P, G * K * P, P, jb, jn, kp, K, L)
@@ -373,52 +379,81 @@ def _wgrad_task(t, go, x, gw, bp, G, M, K, P, J, npc, nkc, mc, nmb, L):
                     rows = _row_offsets((n * G + g) * M * P + p, b * MR, M, P)
                     a0, a1 = _micro_8x2(a0, a1, go, rows, 1, 0, bp, (j - jb) * 2 * L, run, L)
                     j += run
-                o = (g * M + b * MR) * K + kp
+                o = ((ch * G + g) * M + b * MR) * K + kp
                 for i in range(MR):
                     if b * MR + i < M:
                         v0 = a0[i]
                         v1 = a1[i]
-                        if jb > 0:
-                            v0 = vadd(v0, vloadm(gw, o + i * K, kmask0))
-                            v1 = vadd(v1, vloadm(gw, o + i * K + L, kmask1))
-                        vstorem(gw, o + i * K, v0, kmask0)
-                        vstorem(gw, o + i * K + L, v1, kmask1)
+                        if jb > ja:
+                            v0 = vadd(v0, vloadm(parts, o + i * K, kmask0))
+                            v1 = vadd(v1, vloadm(parts, o + i * K + L, kmask1))
+                        vstorem(parts, o + i * K, v0, kmask0)
+                        vstorem(parts, o + i * K + L, v1, kmask1)
 
 
 @jit(nogil=True)
-def _wgrad_range(t0, t1, go, x, gw, G, M, K, P, J, npc, nkc, mc, nmb, L):
+def _wgrad_range(t0, t1, go, x, parts, G, M, K, P, J, npc, nkc, mc, nmb, nch, L):
     bp = np.empty(_JC * 2 * L, x.dtype)  # one packed block of X^T
     for t in range(t0, t1):
-        _wgrad_task(t, go, x, gw, bp, G, M, K, P, J, npc, nkc, mc, nmb, L)
+        _wgrad_task(t, go, x, parts, bp, G, M, K, P, J, npc, nkc, mc, nmb, nch, L)
 
 
-def conv1x1_weight_grad(x: np.ndarray, grad_out: np.ndarray, groups: int) -> np.ndarray:
+# Long reductions (large batches of large planes) are cut into this many fixed chunks of
+# the batch x pixels, one task each over all output tiles, their partial gradients added
+# in chunk order: otherwise every task (a panel of output columns) would stream all of
+# grad_out from memory. At most `_WGRAD_PARTIALS_BYTES` of partials.
+_WGRAD_CHUNKS = 8
+_WGRAD_PARTIALS_BYTES = 24 << 20
+# x + grad_out up to this size: tasks own output tiles over the whole batch (they stream
+# grad_out once per panel of output columns, from L2/L3 when it is this small)
+_WGRAD_TILE_TASK_BYTES = 8 << 20
+
+
+def weight_grad_chunks(G: int, M: int, K: int, J: int, itemsize: int) -> int:
+    """Chunks of the reduction `conv1x1_weight_grad` cuts (1: tasks own output tiles over
+    the whole reduction): `_WGRAD_CHUNKS` when x and grad_out take more than
+    `_WGRAD_TILE_TASK_BYTES`, fewer if their partials would exceed
+    `_WGRAD_PARTIALS_BYTES`; a power of two (2 or 4 threads split them evenly)."""
+    if G * (M + K) * J * itemsize <= _WGRAD_TILE_TASK_BYTES:
+        return 1
+    k = min(_WGRAD_CHUNKS, max(1, _WGRAD_PARTIALS_BYTES // (G * M * K * itemsize)))
+    return 1 << (k.bit_length() - 1)
+
+
+def conv1x1_weight_grad(
+    x: np.ndarray, grad_out: np.ndarray, groups: int, chunks: int | None = None
+) -> np.ndarray:
     """gW[g, m, k] = sum over n, p of grad_out[n, g*M + m, p] * x[n, g*K + k, p]: the
     weight gradient of a 1x1 conv per group.
 
     x (N, G*K, P) and grad_out (N, G*M, P) C-contiguous, same float dtype -> (G, M, K).
-    Bit-identical for any thread count (see above).
+    chunks: the reduction's chunks (default `weight_grad_chunks`). Bit-identical for any
+    thread count (the split depends on the shapes only; partials added in order).
     """
     N, GK, P = x.shape
     GM = grad_out.shape[1]
     G = groups
     K, M = GK // G, GM // G
     L = lanes(x.dtype)
-    gw = np.empty((G, M, K), x.dtype)
     J = N * P
     if J == 0 or M == 0 or K == 0:
-        gw[...] = 0
-        return gw
+        return np.zeros((G, M, K), x.dtype)
+    nch = weight_grad_chunks(G, M, K, J, x.itemsize) if chunks is None else chunks
+    nch = max(1, min(nch, J))
     npan = -(-K // (2 * L))
-    npc = max(1, -(-npan // max(1, _MIN_TASKS // G)))  # k panels per task
-    nkc = -(-npan // npc)
-    mc, nmb = _row_chunks(M, G * nkc)
+    if nch == 1:  # tasks own tiles: split the panels, then the rows
+        npc = max(1, -(-npan // max(1, _MIN_TASKS // G)))  # k panels per task
+        nkc = -(-npan // npc)
+        mc, nmb = _row_chunks(M, G * nkc)
+    else:  # tasks own chunks of the reduction, all tiles each
+        npc, nkc, mc, nmb = npan, 1, -(-M // MR), 1
+    parts = np.empty((nch, G, M, K), x.dtype)
     parallel_for(
         _wgrad_range,
-        G * nmb * nkc,
+        G * nmb * nkc * nch,
         grad_out.reshape(-1),
         x.reshape(-1),
-        gw.reshape(-1),
-        G, M, K, P, J, npc, nkc, mc, nmb, L,
+        parts.reshape(-1),
+        G, M, K, P, J, npc, nkc, mc, nmb, nch, L,
     )  # fmt: skip
-    return gw
+    return parts[0] if nch == 1 else parts.sum(axis=0)

@@ -49,8 +49,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      SAME3X3_MASKED             3x3 same, cpi <= 32, direct-sized
                      DIRECT                     direct-sized
                      POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense, cpi fills
-                                                >= 3/4 of its 2-vector panels and x +
-                                                grad_out <= 8 MB (or < 2^20 multiply-adds)
+                                                >= 3/4 of its 2-vector panels (or < 2^20
+                                                multiply-adds)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0
                      IM2COL_SIMD                dense, Ho*Wo <= 256, >= 2^24 multiply-adds,
                                                 and the 1x1 conv of its column matrix would
@@ -452,14 +452,15 @@ _SIMD_MAX_WEIGHTS_INPUT_GRAD = 1 << 18
 # 0.40, 16->16 8x8 batch 2 0.082 vs 0.019; but 16->32 32x32 batch 64 1.18 vs 1.57 (16
 # input channels fill half of a 32-lane panel), 256->128 56x56 batch 8 8.07 vs 8.52,
 # 256->64 56x56 batch 8 4.45 vs 4.61, and in the benchmark's separable layer 188->188
-# 56x56 batch 8 10.0 vs 13.3-14.8: a task owns a panel of output columns for the whole
-# batch, so each of the K/32 panel tasks streams all of grad_out (19 MB there) from
-# memory, where BLAS reads each image once. Hence a bound on x + grad_out (8 MB: the
-# wins above had 1-6.4 MB; 64->256 56x56 batch 8, 32 MB, still won, 512->128 28x28
-# batch 8, 16 MB, tied).
+# 56x56 batch 8 10.0 vs 13.3-14.8: a task owned a panel of output columns for the whole
+# batch, so each of the K/32 panel tasks streamed all of grad_out (19 MB there) from
+# memory. Beyond 8 MB of x + grad_out the reduction is now cut into 8 fixed chunks
+# (`gemm.weight_grad_chunks`, partials added in order), and the SIMD path wins there too
+# (BLAS vs SIMD, warm / cold caches): 256->128 56x56 batch 8 7.89 vs 7.26 / 8.30 vs 7.93,
+# 188->188 8.96 vs 7.85 / 9.19 vs 8.62, 64->256 5.22 vs 3.76 / 5.64 vs 5.01, 256->64
+# 4.67 vs 4.53 / 5.30 vs 5.12, 128->512 28x28 4.07 vs 3.21 / 4.59 vs 3.66.
 _SIMD_TINY_MACS = 1 << 20
 _SIMD_WGRAD_MIN_FILL = 0.75
-_SIMD_WGRAD_MAX_BYTES = 8 << 20
 
 
 def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 4) -> bool:
@@ -470,7 +471,7 @@ def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 
     multiply-adds, or planes of at most 64 pixels (forward: up to 256 pixels with fewer
     than 2^20 weights; input gradient: fewer than 2^18 weights) with enough
     multiply-adds. Weight gradient: when the input channels fill >= 3/4 of the vectors
-    that hold them and x and grad_out together take at most 8 MB (or the conv is tiny).
+    that hold them (or the conv is tiny).
     Else one BLAS GEMM per image (measurements above)."""
     if not is_pointwise(g) or g.groups != 1:
         return False
@@ -481,9 +482,7 @@ def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 
         if macs < _SIMD_TINY_MACS:
             return True
         width = 2 * _lanes(itemsize)[0]  # a panel of k: two vectors
-        fill = g.cpi / (-(-g.cpi // width) * width)
-        operands = (g.cpi + g.cpo) * g.n * pixels * itemsize  # x and grad_out
-        return fill >= _SIMD_WGRAD_MIN_FILL and operands <= _SIMD_WGRAD_MAX_BYTES
+        return g.cpi / (-(-g.cpi // width) * width) >= _SIMD_WGRAD_MIN_FILL
     if g.n == 1:
         return macs >= _SIMD_MIN_MACS_BATCH1[pass_]
     if macs < _SIMD_MIN_MACS:

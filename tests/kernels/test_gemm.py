@@ -131,13 +131,14 @@ def _weight_grad_product(x, go, groups):
     n=st.integers(1, 5),
     p=st.sampled_from([1, 3, 7, 15, 16, 17, 49, 100, 300]),  # reduction runs across images
     dtype=st.sampled_from(DTYPES),
+    chunks=st.sampled_from([None, 1, 3, 8]),  # tasks owning tiles, or reduction chunks
     seed=st.integers(0, 999),
 )
-def test_weight_grad_matches_the_product(groups, m, k, n, p, dtype, seed):
+def test_weight_grad_matches_the_product(groups, m, k, n, p, dtype, chunks, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, groups * k, p)).astype(dtype)
     go = rng.standard_normal((n, groups * m, p)).astype(dtype)
-    gw = gemm.conv1x1_weight_grad(x, go, groups)
+    gw = gemm.conv1x1_weight_grad(x, go, groups, chunks)
     assert gw.shape == (groups, m, k) and gw.dtype == dtype
     want = _weight_grad_product(x, go, groups)
     scale = np.abs(x).max() * np.abs(go).max() * n * p
@@ -160,10 +161,21 @@ def test_weight_grad_long_reduction_and_nonfinite(dtype):
     np.testing.assert_array_equal(np.isinf(gw), np.isinf(_weight_grad_product(x, go, 1)))
 
 
+def test_weight_grad_chunks_rule():
+    """Tiles over the whole reduction up to 8 MB of x + grad_out, then 8 chunks (a power
+    of two), fewer when their partials would pass 24 MB."""
+    assert gemm.weight_grad_chunks(1, 128, 256, 1000, 4) == 1
+    assert gemm.weight_grad_chunks(1, 128, 256, 8 * 3136, 4) == 8
+    assert gemm.weight_grad_chunks(1, 2048, 512, 8 * 3136, 4) == 4  # 4 MB partials
+    assert gemm.weight_grad_chunks(1, 4096, 2048, 8 * 3136, 4) == 1  # 32 MB: one
+
+
 def test_weight_grad_same_bits_for_any_thread_count():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 96, 77)).astype(np.float32)
     go = rng.standard_normal((4, 50, 77)).astype(np.float32)
-    np.testing.assert_array_equal(*_one_thread_and_all(lambda: gemm.conv1x1_weight_grad(x, go, 1)))
+    for chunks in (1, 4):
+        wgrad = lambda c=chunks: gemm.conv1x1_weight_grad(x, go, 1, c)  # noqa: E731
+        np.testing.assert_array_equal(*_one_thread_and_all(wgrad))
     empty = gemm.conv1x1_weight_grad(x[:0], go[:0], 1)
     np.testing.assert_array_equal(empty, np.zeros((1, 50, 96), np.float32))

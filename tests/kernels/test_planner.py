@@ -111,9 +111,9 @@ def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want):
         (2, 2048, 7, 512, True),  # ResNet-50 layer4
         (64, 16, 32, 32, False),  # 16 input channels fill half of a float32 panel (AVX-512)
         (2, 3, 5, 8, True),  # tiny: the call overheads rule
-        (8, 256, 56, 128, False),  # x + grad_out 38 MB: every task streams them
-        (8, 188, 56, 188, False),  # the benchmark's separable layer (38 MB)
-        (1, 256, 56, 256, True),  # 6.4 MB
+        (8, 256, 56, 128, True),  # 38 MB of x + grad_out: the reduction in chunks
+        (8, 188, 56, 188, True),  # the benchmark's separable layer
+        (1, 256, 56, 256, True),
     ],
 )
 def test_pointwise_simd_weight_gradient_rule(n, c, hw, cout, want):
