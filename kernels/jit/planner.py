@@ -440,7 +440,7 @@ _SIMD_MIN_MACS_BATCH1 = {"forward": 1 << 23, "backward_input": 1 << 24}
 _SIMD_SMALL_PLANE = 64  # pixels
 _SIMD_MEDIUM_PLANE = 256
 # wider weights stream from memory in a network (cold caches: 2048->512 7x7 batch 2
-# forward 1.70 vs 1.69 ms, and in a ResNet-50 step 4.07 -> 4.66 ms for its two layers)
+# forward 1.70 vs 1.69 ms cold; no faster with warm caches at 14x14 and up)
 _SIMD_MAX_WEIGHTS_FORWARD = 1 << 20
 _SIMD_MAX_WEIGHTS_INPUT_GRAD = 1 << 18
 # The weight gradient (`gemm.conv1x1_weight_grad`: grad_out's rows broadcast in place,
@@ -506,9 +506,11 @@ def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 
 # (80->72 3x3 6x9 batch 3, 2^23 multiply-adds: 0.23 vs 0.37 / 0.25 vs 0.28), while from
 # 2^24 on they won (128->128 3x3 stride 2 16x16 batch 16, 2^27: 2.79 vs 2.52 / 3.53 vs
 # 2.76). With cold caches (a 64 MB buffer read between calls), the forward ties (512->512
-# 3x3 7x7 3.51 vs 3.61, stride 2 14x14 3.73 vs 3.92) and in a ResNet-50 batch-2 step it
-# lost (the 7x7 3x3 layers 8.3 -> 10.1 ms): forward kept on BLAS; the weight gradient
-# still wins cold (6.86 vs 2.48, 7.06 vs 2.79, 1024->2048 1x1 stride 2 6.08 vs 2.24).
+# 3x3 7x7 3.51 vs 3.61, stride 2 14x14 3.73 vs 3.92), and so does the whole ResNet-50
+# step (the same step with the forward on BLAS and on im2col + SIMD, alternating in one
+# process: batch 2 422.8 vs 420.3 ms, batch 4 710.7 vs 708.2): forward kept on BLAS; the
+# weight gradient still wins cold (6.86 vs 2.48, 7.06 vs 2.79, 1024->2048 1x1 stride 2
+# 6.08 vs 2.24).
 _IM2COL_SIMD_MAX_PIXELS = 256
 _IM2COL_SIMD_MIN_MACS = 1 << 24
 
@@ -518,7 +520,7 @@ def use_im2col_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 4) 
     unpadded 1x1 (those take `POINTWISE_SIMD`): output planes of at most 256 pixels, at
     least 2^24 multiply-adds, where the equivalent 1x1 conv (C_in*kH*kW channels, Ho x
     Wo) would take it. Only `pass_` "backward_weight": the forward measured faster in
-    isolation (warm caches) but not in a network (below)."""
+    isolation (warm caches) but tied in a network (below)."""
     if pass_ != "backward_weight" or g.groups != 1 or is_pointwise(g):
         return False
     if g.ho * g.wo > _IM2COL_SIMD_MAX_PIXELS:
