@@ -12,27 +12,30 @@ plane (49 columns an image) still fill whole vectors.
 
 The structure is BLIS's (Van Zee & van de Geijn, 2015), on the vectors of `simd.py`:
 
-        for each task (group, rows range, block of NC columns):
+    for each task (group, rows range, block of NC columns):
         for each block of kc rows of B (kc <= 384):
             pack B[k0:k0+kc, columns] as micro-panels (kc, 2 vectors)   -> L2 (this task's)
             for each micro-panel (2 vectors of columns):                -> L1
-                for each block of 8 rows of A:                          (streamed from L2)
+                for each block of 8 rows of A:                          (streamed from L2;
+                                                  the two loops swap when this task's rows
+                                                  of A outgrow L2: `_A_L2_BYTES`)
                     acc[8][2] = sum over k of A[m..m+8, k] x B[k, 2 vectors]   16 registers
                     out[rows, columns] (+)= acc
 
-The 8 x 2-vector micro-kernel is tapconv's (`_fma8`): per k, 2 vector loads and 8
-broadcasts feed 16 FMAs (~200 GFLOP/s a core on cached operands). Packing B reads each
-row of the block contiguously (NC columns, 512 B) instead of one cache line per row and
-micro-panel: 85 -> 155 GFLOP/s on one core (128 x 256 x 3136, two images). With data
-that is not in cache the kernel waits on the 256 input-row and 128 output-row streams
-(rows 12.5 KB apart at 56x56: more than the hardware prefetcher follows), so each task
-prefetches the next column block's rows into L2/L3 and each micro-kernel call the lines
-of its output tile for writing (eight images: ~80 -> 100-125 GFLOP/s a core, OpenBLAS's
-speed; PERFLOG.md). Columns are copied in whole vectors inside one image and in masked
-segments across an image boundary (and past the last column, which reads as 0), so no
-plane size is special. The planner (`use_pointwise_simd`) takes it where it measured
-faster than one BLAS GEMM per image: a single image (split between the threads) and
-batches of small planes (one large GEMM instead of many tiny ones).
+The 8 x 2-vector micro-kernel (`_micro_8x2`, tapconv's tile shape, its 8 broadcasts from
+8 row pointers into A): per k, 2 vector loads and 8 broadcasts feed 16 FMAs (~200
+GFLOP/s a core on cached operands). Packing B reads each row of the block contiguously
+(NC columns, 512 B) instead of one cache line per row and micro-panel: 85 -> 155 GFLOP/s
+on one core (128 x 256 x 3136, two images). With data that is not in cache the kernel
+waits on the 256 input-row and 128 output-row streams (rows 12.5 KB apart at 56x56: more
+than the hardware prefetcher follows), so each task prefetches the next column block's
+rows into L2/L3 and each micro-kernel call the lines of its output tile for writing
+(eight images: ~80 -> 100-125 GFLOP/s a core, OpenBLAS's speed; PERFLOG.md). Columns are
+copied in whole vectors inside one image and in masked segments across an image boundary
+(and past the last column, which reads as 0), so no plane size is special. The planner
+(`use_pointwise_simd`) takes it where it measured faster than one BLAS GEMM per image: a
+single image (split between the threads) and batches of small planes (one large GEMM
+instead of many tiny ones).
 
 Every output element is summed over k in the same order (kc blocks in turn, each by
 one micro-kernel) whatever the task split, so results are bit-identical for any number
@@ -320,21 +323,25 @@ def conv1x1(a: np.ndarray, x: np.ndarray) -> np.ndarray:
 # is the same product with the batch-and-pixel index j as the reduction: rows m of G are
 # broadcast in place (contiguous in p inside an image), and X^T is packed per block of
 # JC columns as (JC, 2 vectors of k) by strided gathers (a row of X^T is a column of
-# X, P apart). A task owns a range of output tiles and sums them over all of J in order
-# (blocks in turn, images in turn inside a block), so the result does not depend on the
-# thread count and no partial sums are added.
+# X, P apart). A task sums its output tiles over its range of J in order (blocks in
+# turn, images in turn inside a block): the whole of J (tasks own tiles), or one of a
+# fixed number of chunks of J whose partial gradients are added in chunk order
+# (`weight_grad_chunks`). Either way the split depends on the shapes only, so the result
+# does not depend on the thread count.
 
 _JC = 256  # columns of the reduction per packed block (float32: 256 x 32 values, 32 KB)
 
 
 @jit(fastmath=FASTMATH)
-def _pack_xt(x, bp, xo, istride, P, j0, jn, kp, K, L):
+def _panel_masks(kp, K, L):
+    """Lane masks of the two vectors of the k panel starting at kp: the rows < K."""
+    return (1 << min(L, max(0, K - kp))) - 1, (1 << min(L, max(0, K - kp - L))) - 1
+
+
+@jit(fastmath=FASTMATH)
+def _pack_xt(x, bp, xo, istride, P, j0, jn, kp, m0, m1, L):
     """bp[jj*2L + v*L + l] = X[kp + v*L + l, j0 + jj] for jj < jn, where X[k, (n, p)] =
-    x[xo + n*istride + k*P + p]; rows past K read 0."""
-    c0 = min(L, max(0, K - kp))
-    c1 = min(L, max(0, K - kp - L))
-    m0 = (1 << c0) - 1
-    m1 = (1 << c1) - 1
+    x[xo + n*istride + k*P + p]; lanes outside masks (m0, m1) (rows past K) read 0."""
     n = j0 // P
     p = j0 - n * P
     for jj in range(jn):
@@ -365,9 +372,8 @@ def _wgrad_task(t, go, x, parts, bp, G, M, K, P, J, npc, nkc, mc, nmb, nch, L):
         jn = min(_JC, jz - jb)
         for q in range(q0, q1):
             kp = q * 2 * L
-            _pack_xt(x, bp, g * K * P, G * K * P, P, jb, jn, kp, K, L)
-            kmask0 = (1 << min(L, max(0, K - kp))) - 1
-            kmask1 = (1 << min(L, max(0, K - kp - L))) - 1
+            kmask0, kmask1 = _panel_masks(kp, K, L)
+            _pack_xt(x, bp, g * K * P, G * K * P, P, jb, jn, kp, kmask0, kmask1, L)
             for b in range(b0, b1):
                 a0 = zs
                 a1 = zs

@@ -373,13 +373,13 @@ def _gemm_weight_grad(go4, cols, x3=None, geom=None):
 # --------------------------------------------------------------------------- drivers
 
 
-def im2col(x3, g: ConvGeometry, role: str = "cols_all"):
-    """The column matrices of the whole batch, (N, C_in*kH*kW, Ho*Wo), in the calling
-    thread's workspace `role` (valid until the next call with that role): the B operand
-    of `IM2COL_SIMD` (gemm.py folds the batch into one GEMM). x3 (N, C_in, H*W)."""
+def im2col(x3, g: ConvGeometry):
+    """The column matrices of the whole batch, (N, C_in*kH*kW, Ho*Wo): the B operand of
+    `IM2COL_SIMD` (gemm.py folds the batch into one GEMM). x3 (N, C_in, H*W). A fresh
+    array, not a `workspace`: a whole batch's columns can be tens of MB, which a
+    workspace would keep for the life of the thread."""
     P = g.ho * g.wo
-    K = g.c_in * g.kh * g.kw
-    cols = workspace(role, g.n * K * P, x3.dtype).reshape(g.n, K, P)
+    cols = np.empty((g.n, g.c_in * g.kh * g.kw, P), x3.dtype)
     parallel_for(_im2col_range, g.n * g.c_in, x3, cols, ColGeometry.of(g))
     return cols
 

@@ -65,6 +65,14 @@ def test_weight_transform_is_g_g_gt():
     assert not up[:, 0, :, :, 5:].any() and not up[:, 0, :, 3].any()
 
 
+def _assert_close(got, ref, dtype, terms):
+    """got equals ref (same shape and dtype) to the rounding of sums of `terms` products
+    of unit normals in `dtype`."""
+    assert got.shape == ref.shape and got.dtype == dtype
+    tol = (1e-5 if dtype == np.float32 else 1e-13) * np.sqrt(terms) * 4
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+
+
 def _check(n, groups, cpi, cpo, h, w, dtype, bias, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
@@ -72,10 +80,8 @@ def _check(n, groups, cpi, cpo, h, w, dtype, bias, seed):
     b = rng.standard_normal(groups * cpo).astype(dtype) if bias else None
     y, finite = winograd.forward(x, wt, b, groups)
     ref = R.conv2d_forward(x, wt, b, (1, 1), (1, 1), (1, 1), groups)
-    assert finite and y.shape == ref.shape and y.dtype == dtype
-    # sums of 9 * cpi products of unit normals, rounded in the input dtype
-    tol = (1e-5 if dtype == np.float32 else 1e-13) * np.sqrt(9 * cpi) * 4
-    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    assert finite
+    _assert_close(y, ref, dtype, 9 * cpi)
 
 
 @settings(max_examples=60, deadline=None)
@@ -130,10 +136,7 @@ def _check_weight_grad(n, groups, cpi, cpo, h, w, dtype, seed):
     go = rng.standard_normal((n, groups * cpo, h, w)).astype(dtype)
     gw = winograd.weight_grad(x, go, cpi, groups)
     ref = R.conv2d_backward_weight(x, go, (groups * cpo, cpi, 3, 3), (1, 1), (1, 1), (1, 1), groups)
-    assert gw.shape == ref.shape and gw.dtype == dtype
-    # sums of n * h * w products of unit normals
-    tol = (1e-5 if dtype == np.float32 else 1e-13) * np.sqrt(n * h * w) * 4
-    np.testing.assert_allclose(gw, ref, rtol=tol, atol=tol)
+    _assert_close(gw, ref, dtype, n * h * w)
 
 
 @settings(max_examples=60, deadline=None)
