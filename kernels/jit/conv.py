@@ -37,6 +37,7 @@ import numpy as np
 from . import autotune
 from ._numba import jit, parallel_for
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
+from .elementwise import all_finite
 from .gemm import conv1x1, conv1x1_weight_grad
 from .im2col_gemm import (
     col2im_backward_input,
@@ -59,7 +60,7 @@ from .winograd import weight_grad as winograd_weight_grad
 
 def _all_finite(a):
     """True if `a` holds no NaN or inf (see planner.py for why it matters)."""
-    return bool(np.isfinite(a).all())
+    return all_finite(a)
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):

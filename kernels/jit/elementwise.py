@@ -1,4 +1,5 @@
-"""Elementwise passes: ReLU forward/backward and the fused residual add + ReLU.
+"""Elementwise passes: ReLU forward/backward, the fused residual add + ReLU, and the
+finiteness test of the conv entry points.
 
 Flat loops over the raveled arrays (one compilation per dtype), split into contiguous
 ranges over the shared thread pool (`parallel_for`; no Numba threading layer, whose
@@ -51,6 +52,50 @@ def _add_relu(b0, b1, a, b, out):
     for i in range(e - s):
         v = as_[i] + bs[i]
         dst[i] = zero if v <= zero else v
+
+
+# A float is NaN or +-inf exactly when its exponent bits are all ones, i.e. when adding
+# one to its exponent field carries into the sign bit: an OR over a block of
+# (bits & exponent) + lowest exponent bit has the sign bit set iff the block holds a
+# non-finite value - integer operations that vectorise without fastmath (which would let
+# LLVM assume there is no NaN to find) and allocate nothing. np.isfinite(a).all() makes
+# a bool array of a's size first; for ResNet-50's weights (100 MB, tested before the
+# forward and the input gradient of every conv) the conv entry points spent ~25 ms of a
+# 714 ms batch-4 step in it.
+# below this many blocks one thread is as fast (ms, float32, warm, np.isfinite(a).all() /
+# one thread / two: 262K values 0.027 / 0.023 / 0.076, 1M 0.21 / 0.16 / 0.16, 2.4M
+# 0.51 / 0.36 / 0.24)
+_FINITE_PARALLEL_BLOCKS = 16
+
+
+@jit(nogil=True)
+def _finite_blocks(b0, b1, bits, exponent, carry, flags):
+    sign = exponent + carry  # the sign bit alone
+    for b in range(b0, b1):
+        s, e = b * _BLOCK, min((b + 1) * _BLOCK, bits.size)
+        v = bits[s:e]
+        seen = exponent & 0  # in the bits' unsigned type
+        for i in range(e - s):
+            seen |= (v[i] & exponent) + carry
+        flags[b] = (seen & sign) == 0
+
+
+def all_finite(a) -> bool:
+    """True if the float32 / float64 array `a` (any shape) holds no NaN or inf."""
+    a = np.asarray(a)
+    if a.dtype == np.float32:
+        bits, exponent, carry = _flat(a).view(np.uint32), np.uint32(0x7F800000), np.uint32(1 << 23)
+    elif a.dtype == np.float64:
+        bits, exponent = _flat(a).view(np.uint64), np.uint64(0x7FF0000000000000)
+        carry = np.uint64(1 << 52)
+    else:
+        return bool(np.isfinite(a).all())
+    flags = np.empty(_blocks(bits.size), np.bool_)
+    if flags.size < _FINITE_PARALLEL_BLOCKS:
+        _finite_blocks(0, flags.size, bits, exponent, carry, flags)
+    else:
+        parallel_for(_finite_blocks, flags.size, bits, exponent, carry, flags)
+    return bool(flags.all())
 
 
 def _blocks(n):

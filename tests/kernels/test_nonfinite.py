@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kernel_checks import CONV_PATH_CASES, conv_inputs
 
 import minires as mr
@@ -194,6 +196,39 @@ def test_nonfinite_weights_take_the_gemm_path():
         "backward_input": A.COL2IM_GEMM,
         "backward_weight": A.IM2COL_GEMM,
     }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dtype=st.sampled_from(DTYPES),
+    # sizes around the 2^16-value blocks and the parallel threshold (16 blocks)
+    size=st.sampled_from([0, 1, 15, 65535, 65536, 65537, 16 * 65536 + 3, 20 * 65536]),
+    special=st.sampled_from([np.nan, np.inf, -np.inf, None]),
+    where=st.floats(0, 1),
+    data=st.data(),
+)
+def test_all_finite_finds_every_nan_and_inf(dtype, size, special, where, data):
+    """`all_finite` (the conv entry points' test for the fast paths) agrees with
+    np.isfinite(a).all() for any position of a NaN / inf, on both sides of a block and
+    of the thread threshold; the largest finite values, subnormals and -0.0 are finite."""
+    from minires.kernels.jit.elementwise import all_finite
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    a = rng.standard_normal(size).astype(dtype)
+    if size:
+        info = np.finfo(dtype)
+        a[rng.integers(0, size, 3)] = [info.max, -info.smallest_subnormal, -0.0]
+        if special is not None:
+            a[min(size - 1, int(where * size))] = special
+    assert all_finite(a) == bool(np.isfinite(a).all())
+    assert all_finite(a[::-1].reshape(-1, 1)) == bool(np.isfinite(a).all())  # any layout
+
+
+def test_all_finite_other_dtypes():
+    from minires.kernels.jit.elementwise import all_finite
+
+    assert all_finite(np.arange(5))
+    assert not all_finite(np.array([1.0, np.inf], np.float16))
 
 
 # ----------------------------------------------------------------------------- pooling
