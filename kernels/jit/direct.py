@@ -952,15 +952,26 @@ def _wq(wo, k, s, d):
     return ((wo - 1) * s + d * (k - 1)) // s + 1
 
 
-def _rows_per_chunk(cpo, wq, itemsize):
-    """Output rows per block: `cpo` accumulator rows of ~24 KB (L1), at most 32 rows.
+def _rows_per_chunk(cpo, wq, itemsize, budget=24 * 1024):
+    """Output rows per block: `cpo` accumulator rows of ~`budget` bytes (L1), at most 32
+    rows.
 
     Called with the output-channel block size (min(C_out/groups, 4)) for the forward and
     weight-gradient kernels. Measured on the ResNeXt layers (PERFLOG.md): longer blocks
     spill the accumulators out of L1, shorter ones pay the fixed per-block cost (tap
     set-up, bias fill, copy-out) too often.
     """
-    return max(1, min(32, (24 * 1024) // max(1, cpo * wq * itemsize)))
+    return max(1, min(32, budget // max(1, cpo * wq * itemsize)))
+
+
+# The masked weight gradient streams its 4 grad_out rows (the budget) and one input
+# channel's rows past 24 dot-product accumulators held in registers; a block pays 24
+# horizontal sums per input channel and, when its pixels are not a whole number of
+# vectors, a scalar remainder loop. 32 KB blocks measured faster than 24 KB on every
+# geometry tried (ms, float32, 2 threads, interleaved, 2026-12-03 session 7; rows per
+# block 19 -> 28 at 56x56): 8x14d 56x56 batch 8 4.94 -> 4.65, 32x4d 1.58 -> 1.49, 4x24d
+# 5.84 -> 5.21; the whole 56-row plane (50 KB) was slower again (5.58 for 8x14d).
+_SAME3X3_BLOCK_BYTES = 32 * 1024
 
 
 def _balanced_rows(r, h):
@@ -1025,7 +1036,8 @@ def direct_weight_grad(alg: Algorithm, x3, go3, g: ConvGeometry):
     if alg == Algorithm.DEPTHWISE3X3:
         parallel_for(dw3x3_bwd_weight_range, ntasks, x3, go3, part, g.h, g.w, g.groups, dt.type(0))
     elif alg == Algorithm.SAME3X3_MASKED:
-        R = _balanced_rows(_rows_per_chunk(min(g.cpo, 4), g.w, dt.itemsize), g.h)
+        R = _rows_per_chunk(min(g.cpo, 4), g.w, dt.itemsize, _SAME3X3_BLOCK_BYTES)
+        R = _balanced_rows(R, g.h)
         args = (part, _tap_masks(g.h, g.w), g.h, g.w, g.groups, R, dt.type(0))
         xf, gf = x3.reshape(g.n, -1), go3.reshape(g.n, -1)
         parallel_for(_same3x3_bwd_weight_range, ntasks, xf, gf, *args)
