@@ -867,3 +867,20 @@ def test_fuzz_norms_and_losses_match_torch_or_refuse_clearly(torch, case, seed):
     ours.backward(g)
     expected.backward(torch.tensor(g))
     np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pow_gradients_at_edge_values_like_torch(dtype, torch):
+    """a ** b and both gradients on every pair of 0, -0, +-1, +-2, +-0.5, 3, +-inf, NaN:
+    the same values and the same NaN / inf as PyTorch (d/da is 0 where b == 0, d/db is 0
+    where a == 0 and b >= 0, NaN for a negative base)."""
+    vals = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -np.inf, np.inf, np.nan]
+    a, b = (v.ravel().astype(dtype) for v in np.meshgrid(vals, vals))
+    x, y = mr.tensor(a, requires_grad=True), mr.tensor(b, requires_grad=True)
+    out = x**y
+    out.sum().backward()
+    tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    tout = tx**ty
+    tout.sum().backward()
+    for got, want in ((out.data, tout.detach()), (x.grad, tx.grad), (y.grad, ty.grad)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=0, equal_nan=True)

@@ -577,3 +577,55 @@ def test_command_refuses_a_negative_seed(capsys):
     with pytest.raises(SystemExit) as info:
         main(["gradcheck", "--seed", "-1"])
     assert info.value.code == 2 and "--seed" in capsys.readouterr().err
+
+
+# -- curvature is not a kink (fuzz finding, session 7) ---------------------------------------
+
+
+class Steep(mr.Function):
+    """1000 x^2 near 0: smooth, with one-sided slopes 2000 * eps apart - beyond the kink
+    tolerance of the old test, which then left every element out and passed anything."""
+
+    factor = 2000.0  # the derivative's; a wrong backward uses another
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 1000 * x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return Steep.factor * x * g
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_large_curvature_is_not_taken_for_kinks(fast_mode):
+    x = mr.tensor(1e-5 * np.random.default_rng(0).standard_normal(5), requires_grad=True)
+    Steep.factor = 2000.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mr.GradcheckWarning)
+        ok = mr.gradcheck(Steep.apply, [x], fast_mode=fast_mode)
+    assert ok and ok.inputs[0].kinks == []
+    Steep.factor = 3000.0
+    bad = mr.gradcheck(Steep.apply, [x], fast_mode=fast_mode, raise_exception=False)
+    assert not bad and bad.inputs[0].kinks == []
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_tight_tolerances_do_not_turn_elements_into_kinks(fast_mode):
+    """A 1.5x backward at rtol=1e-9 (the kink test once scaled with the tolerance):
+    failed, nothing left out as a kink."""
+    x = mr.tensor(np.random.default_rng(1).standard_normal(6), requires_grad=True)
+    Steep.factor = 3000.0
+    res = mr.gradcheck(Steep.apply, [x], rtol=1e-9, fast_mode=fast_mode, raise_exception=False)
+    assert not res and res.inputs[0].kinks == []
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_a_check_that_compares_nothing_fails(fast_mode):
+    x = mr.tensor(np.zeros(4), requires_grad=True)  # relu at 0 everywhere: all kinks
+    with pytest.warns(mr.GradcheckWarning):
+        res = mr.gradcheck(F.relu, [x], fast_mode=fast_mode, raise_exception=False)
+    assert not res and len(res.inputs[0].kinks) == 4
+    assert "nothing was compared" in str(res)

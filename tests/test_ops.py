@@ -238,12 +238,13 @@ def test_reductions_gradcheck(shape, keep, data):
     k=st.integers(1, 4),
     m=st.integers(1, 4),
     batch=st.booleans(),
-    vec=st.sampled_from(["none", "left", "right"]),
+    vec=st.sampled_from(["none", "left", "right", "both"]),
 )
 def test_matmul_gradcheck(n, k, m, batch, vec):
+    """Every promotion of 1-D operands, including vector @ vector (a 0-d product)."""
     rng = np.random.default_rng(n * 100 + k * 10 + m)
-    a_shape = (k,) if vec == "left" else ((2, n, k) if batch else (n, k))
-    b_shape = (k,) if vec == "right" else (k, m)
+    a_shape = (k,) if vec in ("left", "both") else ((2, n, k) if batch else (n, k))
+    b_shape = (k,) if vec in ("right", "both") else ((2, k, m) if batch and vec == "left" else (k, m))
     assert mr.gradcheck(
         lambda a, b: a @ b, [t64(rng.standard_normal(a_shape)), t64(rng.standard_normal(b_shape))]
     )

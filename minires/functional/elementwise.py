@@ -90,20 +90,24 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = a**b
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = a**b  # 0 ** -1 = inf, (-8) ** (1/3) = NaN: values, as in torch
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         a, b, out = ctx.saved_tensors
-        ga = unbroadcast(g * b * a ** (b - 1), np.shape(a)) if ctx.needs_input_grad[0] else None
-        gb = None
-        if ctx.needs_input_grad[1]:
-            # d/db a^b = a^b log a; defined (as 0) where a == 0 and the term vanishes
-            with np.errstate(divide="ignore", invalid="ignore"):
-                loga = np.where(a > 0, np.log(np.where(a > 0, a, 1)), np.nan)
-            gb = unbroadcast(np.nan_to_num(g * out * loga), np.shape(b))
+        ga = gb = None
+        # PyTorch's conventions at the edges: d/da is 0 where b == 0 (also at a == 0,
+        # where b * a^(b-1) would be 0 * inf); d/db = a^b log a is 0 where a == 0 and
+        # b >= 0, NaN for a negative base, +-inf where a^b or log a is infinite.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if ctx.needs_input_grad[0]:
+                ga = unbroadcast(g * np.where(b == 0, 0, b * a ** (b - 1)), np.shape(a))
+            if ctx.needs_input_grad[1]:
+                dout = np.where((a == 0) & (b >= 0), 0, out * np.log(a))
+                gb = unbroadcast(g * dout, np.shape(b))
         return ga, gb
 
 

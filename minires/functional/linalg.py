@@ -31,11 +31,12 @@ class MatMul(Function):
         # (..., n, k) @ (..., k, m): dA = g @ B^T, dB = A^T @ g, then un-broadcast batches.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
+        # g gets b's dropped column axis back first, then a's row axis (both 1-D: a 0-d g)
+        g2 = np.asarray(g)
         if b.ndim == 1:
             g2 = np.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
         ga = gb = None
         with one_thread_gemm():
             if ctx.needs_input_grad[0]:
