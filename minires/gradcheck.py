@@ -500,7 +500,7 @@ def _elementwise(fn, inputs, checked, y0, us, eps, atol, rtol, rows) -> list[Inp
         for idx in np.ndindex(x.shape):
             orig = x[idx]
 
-            def moved(h, idx=idx, orig=orig):
+            def moved(h, x=x, idx=idx, orig=orig):
                 """fn with this element at orig + h and at orig - h."""
                 try:
                     x[idx] = orig + h

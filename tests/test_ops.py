@@ -244,7 +244,8 @@ def test_matmul_gradcheck(n, k, m, batch, vec):
     """Every promotion of 1-D operands, including vector @ vector (a 0-d product)."""
     rng = np.random.default_rng(n * 100 + k * 10 + m)
     a_shape = (k,) if vec in ("left", "both") else ((2, n, k) if batch else (n, k))
-    b_shape = (k,) if vec in ("right", "both") else ((2, k, m) if batch and vec == "left" else (k, m))
+    b_batch = (2,) if batch and vec == "left" else ()
+    b_shape = (k,) if vec in ("right", "both") else (*b_batch, k, m)
     assert mr.gradcheck(
         lambda a, b: a @ b, [t64(rng.standard_normal(a_shape)), t64(rng.standard_normal(b_shape))]
     )
