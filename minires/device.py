@@ -35,14 +35,19 @@ def resolve_dtype(spec: Any, op: str, *, float_only: bool = False) -> np.dtype:
     (complex, float16, object, strings, ...)."""
     if isinstance(spec, str) or type(spec).__module__ == "torch":
         name = str(spec).removeprefix("torch.")
-        if name not in _DTYPE_NAMES:
-            raise TypeError(f"{op}: unknown dtype {spec!r}; use one of {sorted(_DTYPE_NAMES)}")
-        dtype = np.dtype(_DTYPE_NAMES[name])
+        try:  # torch's spellings first ("float" is float32), then NumPy's names
+            dtype = np.dtype(_DTYPE_NAMES.get(name, name))
+        except TypeError:
+            raise TypeError(
+                f"{op}: unknown dtype {spec!r}; use e.g. one of {sorted(_DTYPE_NAMES)}"
+            ) from None
     else:
         try:
             dtype = np.dtype(spec)
         except TypeError:
             raise TypeError(f"{op}: {spec!r} is not a dtype") from None
+    if not dtype.isnative:  # '>f4' means float32: tensors are native-endian
+        dtype = dtype.newbyteorder("=")
     allowed = "f" if float_only else "fiub"
     if dtype.kind not in allowed or (dtype.kind == "f" and dtype.itemsize not in (4, 8)):
         kinds = "float32 or float64" if float_only else "float32, float64, integer or bool"

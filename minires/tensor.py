@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from minires import autograd
+from minires.device import resolve_dtype
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -54,11 +55,13 @@ def _to_array(data: Any, dtype: Any = None, where: str = "Tensor") -> np.ndarray
     """
     if isinstance(data, Tensor):
         data = data.data
+    if _is_array_like(data):  # a torch tensor or any object with __array__: keep its dtype
+        data = _array_of(data, where)
     if dtype is not None:
         src = data if isinstance(data, np.ndarray | np.generic) else _from_python(data, where)
         if src.dtype.kind not in "fiub":
             native_array(src, where)  # raises, naming the dtype
-        return native_array(np.array(src, dtype=np.dtype(dtype)), where)
+        return native_array(np.array(src, dtype=resolve_dtype(dtype, where)), where)
     if isinstance(data, np.ndarray | np.generic):
         return native_array(np.asarray(data), where)
     arr = _from_python(data, where)
@@ -67,12 +70,34 @@ def _to_array(data: Any, dtype: Any = None, where: str = "Tensor") -> np.ndarray
     return native_array(arr, where)
 
 
+def _is_array_like(data: Any) -> bool:
+    """An array object other than an ndarray (torch tensors, anything with __array__):
+    it has a dtype of its own, which the float32 rule for Python data must not override."""
+    return not isinstance(data, np.ndarray | np.generic | list | tuple) and (
+        hasattr(data, "__array__") or type(data).__module__.split(".")[0] == "torch"
+    )
+
+
+def _array_of(data: Any, where: str) -> np.ndarray:
+    if type(data).__module__.split(".")[0] == "torch":
+        data = data.detach().cpu()
+        if str(data.dtype) == "torch.bfloat16":  # no NumPy dtype: widen, as float16 is
+            data = data.float()
+        return data.numpy()
+    return _from_python(data, where)
+
+
 def _from_python(data: Any, where: str) -> np.ndarray:
     try:
         return np.asarray(data)
     except (ValueError, TypeError) as exc:  # ragged lists, unconvertible objects
         kind = type(data).__name__
         raise TypeError(f"{where}: cannot make an array from {kind}: {exc}") from None
+
+
+class _AmbiguousTruth(ValueError, RuntimeError):
+    """bool() of a tensor that is not one element (a ValueError as in NumPy, a
+    RuntimeError as in PyTorch)."""
 
 
 class Tensor:
@@ -237,7 +262,55 @@ class Tensor:
         return self.data.size
 
     def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return len(self.data)
+
+    def __iter__(self):
+        """The sub-tensors along the first axis (as `t[i]`), like PyTorch."""
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor; ambiguous (an error) for any other size."""
+        if self.data.size != 1:
+            raise _AmbiguousTruth(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous: it needs "
+                "exactly one element (use .any() / .all() on the data, or .item())"
+            )
+        return bool(self.data.item())
+
+    # Comparisons are elementwise, as in PyTorch: bool tensors outside the graph (so
+    # `(pred == target).float().mean()` is an accuracy). Tensors still hash by identity.
+    __hash__ = object.__hash__
+
+    def _compare(self, other: Any, op: Callable[[Any, Any], Any]) -> Tensor:
+        other = other.data if isinstance(other, Tensor) else other
+        try:
+            return Tensor._wrap(np.asarray(op(self.data, other)))
+        except ValueError as exc:  # shapes that do not broadcast
+            shape = np.shape(other)
+            msg = f"cannot compare tensors of shapes {self.shape} and {shape}: {exc}"
+            raise ValueError(msg) from None
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.not_equal)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare(other, np.less)
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare(other, np.greater_equal)
 
     def numpy(self) -> np.ndarray:
         """The underlying ndarray (shared, not copied)."""

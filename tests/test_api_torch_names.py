@@ -625,8 +625,10 @@ def test_tensor_to_cpu_and_dtypes(torch):
             x.to(device)
     with pytest.raises(TypeError, match="not supported"):
         x.to(np.float16)
-    with pytest.raises(TypeError, match="unknown dtype"):
+    with pytest.raises(TypeError, match="float16 is not supported"):
         x.to("cpu", "float16")
+    with pytest.raises(TypeError, match="unknown dtype"):
+        x.to("cpu", "float17")
     with pytest.raises(TypeError, match="unexpected keyword"):
         x.to(memory_format=None)
 
@@ -884,3 +886,51 @@ def test_pow_gradients_at_edge_values_like_torch(dtype, torch):
     tout.sum().backward()
     for got, want in ((out.data, tout.detach()), (x.grad, tx.grad), (y.grad, ty.grad)):
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=0, equal_nan=True)
+
+
+def test_tensor_from_array_objects_keeps_their_dtype(torch):
+    """A torch tensor (or any object with __array__) is an array with a dtype of its own,
+    not Python data: float64 stays float64, int64 stays int64 (bfloat16 widens to float32);
+    dtype= takes torch's names and dtype objects as the factories do."""
+    assert mr.tensor(torch.ones(2, dtype=torch.float64)).dtype == np.float64
+    assert mr.tensor(torch.tensor([1, 2])).dtype == np.int64
+    assert mr.tensor(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32
+    assert mr.Tensor(torch.ones(3, dtype=torch.float64)).dtype == np.float64
+    assert mr.tensor([1, 2], dtype="float").dtype == mr.zeros(2, dtype="float").dtype == np.float32
+    assert mr.tensor([1, 2], dtype=torch.float64).dtype == np.float64
+    assert mr.tensor([1.0], dtype=">f8").dtype == np.dtype("<f8")  # native byte order
+    assert mr.tensor([1.5, 2.5]).dtype == np.float32  # Python data: float32
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, object, "U5", "M8[s]", np.float16])
+def test_astype_refuses_what_tensors_cannot_hold(dtype):
+    t = mr.tensor([1.5, 2.5])
+    with pytest.raises(TypeError, match="not supported"):
+        t.astype(dtype)
+    assert t.astype(">i4").dtype == np.dtype("int32")  # made native, like mr.tensor
+
+
+def test_truth_iteration_and_comparisons_like_torch(torch):
+    for data in ([0.0], 0.0, [2.0], [[-1.0]]):
+        assert bool(mr.tensor(data)) == bool(torch.tensor(data))
+    for shape in ((2, 2), (0,)):
+        with pytest.raises((RuntimeError, ValueError), match="ambiguous"):
+            bool(mr.zeros(*shape))
+    with pytest.raises(TypeError, match="0-d"):
+        iter(mr.tensor(1.0))
+    with pytest.raises(TypeError, match="0-d"):
+        len(mr.tensor(1.0))
+    rows = list(mr.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True))
+    assert [r.shape for r in rows] == [(2,)] * 3 and rows[1].requires_grad
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([1.0, 5.0, 0.0])
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    x, y = mr.tensor(a), mr.tensor(b)
+    for op in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
+        got, want = getattr(x, op)(y), getattr(ta, op)(tb)
+        assert got.dtype == np.bool_ and not got.requires_grad
+        np.testing.assert_array_equal(got.data, want.numpy())
+        np.testing.assert_array_equal(getattr(x, op)(2.0).data, getattr(ta, op)(2.0).numpy())
+    assert float((x == y).float().mean().item()) == pytest.approx(1 / 3)  # an accuracy
+    assert len({x: 1, y: 2}) == 2  # tensors still hash by identity
+    with pytest.raises(ValueError, match=r"\(3,\) and \(2,\)"):
+        x == mr.tensor([1.0, 2.0])  # noqa: B015

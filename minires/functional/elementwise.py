@@ -9,6 +9,7 @@ import numpy as np
 
 from minires.autograd import Context, Function
 from minires.backend import kernels
+from minires.device import resolve_dtype
 from minires.functional._util import as_tensor, check_tensor, unbroadcast
 from minires.tensor import Tensor
 
@@ -279,12 +280,13 @@ def relu(a: Tensor) -> Tensor:
 def cast(a: Tensor, dtype: Any) -> Tensor:
     """``a`` converted to ``dtype`` (differentiable between float dtypes; a cast to an
     integer or bool dtype is cut from the graph, as in PyTorch)."""
-    if np.dtype(dtype) == a.dtype:
+    dtype = resolve_dtype(dtype, "astype")  # TypeError for complex, object, strings, ...
+    if dtype == a.dtype:
         return a
     check_tensor(a, "cast")
-    if np.dtype(dtype).kind != "f":
+    if dtype.kind != "f":
         return Tensor._wrap(a.data.astype(dtype))
-    return Cast.apply(a, np.dtype(dtype))
+    return Cast.apply(a, dtype)
 
 
 # -- abs, sqrt, clamp (PyTorch's Tensor methods) ----------------------------------------
