@@ -336,7 +336,8 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
         grads = node.fn.backward(node.ctx, g_out)
         if not isinstance(grads, tuple):
             grads = (grads,)
-        if len(grads) < len(node.inputs):
+        if len(grads) < len(node.inputs) or any(g is not None for g in grads[len(node.inputs) :]):
+            # (extra gradients are allowed only as None, as in PyTorch)
             raise ValueError(
                 f"{node.name()}.backward returned {len(grads)} gradient(s) for "
                 f"{len(node.inputs)} input(s)"

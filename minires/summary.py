@@ -21,6 +21,8 @@ for the duration of the run to record what it returns; the model is left untouch
 
 from __future__ import annotations
 
+import operator
+
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
@@ -351,7 +353,12 @@ def summary(
         from minires.models import input_shape_for
 
         input_shape = input_shape_for(model)
-    shape = tuple(int(s) for s in input_shape)
+    try:
+        shape = tuple(operator.index(s) for s in input_shape)  # integers only: no 32.9
+    except TypeError:
+        raise TypeError(
+            f"summary: input_shape must be a (C, H, W) tuple of integers, got {input_shape!r}"
+        ) from None
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(
             f"summary: input_shape must be (C, H, W) of one image without the batch "

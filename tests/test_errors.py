@@ -98,3 +98,46 @@ def test_wrong_state_dict_lists_keys_and_shapes():
     msg = str(err.value)
     assert "missing keys: 1.bias" in msg and "unexpected keys: 2.weight" in msg
     assert "0.weight: checkpoint (4, 3, 5, 5) vs model (4, 3, 3, 3)" in msg
+
+
+# -- fuzz findings (session 7) ---------------------------------------------------------------
+
+
+def test_log_softmax_over_an_empty_axis_is_empty():
+    x = mr.randn(3, 0, requires_grad=True)
+    assert F.log_softmax(x, 1).shape == (3, 0) and F.softmax(x, 1).shape == (3, 0)
+    F.log_softmax(x, 1).sum().backward()
+    assert x.grad.shape == (3, 0)
+
+
+def test_load_state_dict_names_a_non_string_key():
+    with pytest.raises(ValueError, match="unexpected keys: 0"):
+        mr.nn.Linear(3, 2).load_state_dict({0: np.ones(1)})
+
+
+@pytest.mark.parametrize("shape", [(3, 32.9, 32), "abc", (3, None, 32)])
+def test_summary_wants_integer_input_shapes(shape):
+    with pytest.raises(TypeError, match="tuple of integers"):
+        mr.summary(mr.models.resnet20(), shape)
+
+
+def test_a_backward_with_extra_gradients_is_refused_unless_they_are_none():
+    class Extra(mr.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2, g
+
+    class ExtraNone(Extra):
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2, None
+
+    x = mr.randn(3, requires_grad=True)
+    with pytest.raises(ValueError, match="returned 2 gradient"):
+        Extra.apply(x).sum().backward()
+    ExtraNone.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full(3, 2.0, np.float32))

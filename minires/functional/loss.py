@@ -11,6 +11,8 @@ from minires.tensor import Tensor
 
 
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    if x.shape[axis] == 0:  # no classes: an empty result (max has no identity)
+        return np.empty_like(x)
     shifted = x - x.max(axis=axis, keepdims=True)  # exp never overflows
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 

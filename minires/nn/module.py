@@ -286,7 +286,7 @@ class Module:
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(unexpected))
+            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
         if mismatched:
             problems.append("shape mismatches: " + "; ".join(mismatched))
         if bad_values:
