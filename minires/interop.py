@@ -65,7 +65,10 @@ def to_numpy_state_dict(state: Mapping[str, Any]) -> OrderedDict[str, np.ndarray
         if isinstance(v, Tensor):
             arr = v.data
         elif hasattr(v, "detach") and hasattr(v, "numpy"):  # torch.Tensor
-            arr = v.detach().cpu().numpy()
+            v = v.detach().cpu()
+            if str(v.dtype) == "torch.bfloat16":  # no NumPy dtype: widened, as float16 is
+                v = v.float()
+            arr = v.numpy()
         else:
             arr = np.asarray(v)
         if arr.dtype == object:
@@ -103,7 +106,15 @@ def load_torch(path: str | os.PathLike) -> OrderedDict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load_torch: no such file {str(path)!r}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or objects weights_only refuses
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if first.startswith("Weights only load failed"):  # torch's advice would run code
+            first = "not a torch file, or it holds objects that are refused as unsafe"
+        raise ValueError(
+            f"load_torch: {str(path)!r} is not a readable PyTorch checkpoint ({first})"
+        ) from None
     return to_numpy_state_dict(_unwrap(obj, str(path)))
 
 

@@ -21,9 +21,8 @@ for the duration of the run to record what it returns; the model is left untouch
 
 from __future__ import annotations
 
-import operator
-
 import contextlib
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field

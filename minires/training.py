@@ -284,9 +284,40 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ck = load(path)
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is a minires file but not a training checkpoint")
-    if ck.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{str(path)!r} is from a newer minires (checkpoint v{ck['version']})")
+    version = ck.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{str(path)!r}: the checkpoint's version {version!r} is not valid")
+    if version > CHECKPOINT_VERSION:
+        raise ValueError(f"{str(path)!r} is from a newer minires (checkpoint v{version})")
+    _check_checkpoint(ck, str(path))
     return ck
+
+
+# entry -> what it must hold (checked before any of it is used)
+_CHECKPOINT_ENTRIES = {
+    "epoch": (int,),
+    "batch": (int,),
+    "partial": (dict,),
+    "model": (dict,),
+    "optimizer": (dict,),
+    "scheduler": (dict, type(None)),
+    "loader": (dict, type(None)),
+    "rng": (dict,),
+    "history": (list,),
+    "config": (dict,),
+}
+
+
+def _check_checkpoint(ck: dict[str, Any], where: str) -> None:
+    """ValueError naming the first entry a checkpoint lacks or holds the wrong kind of."""
+    for key, kinds in _CHECKPOINT_ENTRIES.items():
+        if key not in ck:
+            raise ValueError(f"{where}: the checkpoint has no {key!r} entry")
+        value = ck[key]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+            kind = type(value).__name__
+            raise ValueError(f"{where}: the checkpoint's {key!r} is a {kind}, expected {names}")
 
 
 def restore_checkpoint(
@@ -296,7 +327,12 @@ def restore_checkpoint(
     scheduler: lrs.LRScheduler | None = None,
     loader: DataLoader | None = None,
 ) -> None:
-    """Load a checkpoint's states into freshly built objects of the same kinds."""
+    """Load a checkpoint's states into freshly built objects of the same kinds (a
+    ValueError, before anything is loaded, if ``ck`` lacks an entry or holds the wrong
+    kind of value)."""
+    if not isinstance(ck, dict):
+        raise ValueError(f"restore_checkpoint: expected a checkpoint dict, got {type(ck).__name__}")
+    _check_checkpoint(ck, "restore_checkpoint")
     model.load_state_dict(ck["model"])
     optimizer.load_state_dict(ck["optimizer"])
     if scheduler is not None:
@@ -305,7 +341,11 @@ def restore_checkpoint(
         scheduler.load_state_dict(ck["scheduler"])
     if loader is not None and ck["loader"] is not None:
         loader.load_state_dict(ck["loader"])
-    set_rng_state(ck["rng"])
+    try:
+        set_rng_state(ck["rng"])
+    except (TypeError, ValueError, KeyError) as exc:
+        msg = f"restore_checkpoint: the checkpoint's random state is not valid: {exc}"
+        raise ValueError(msg) from None
 
 
 # -- the loop -------------------------------------------------------------------------------

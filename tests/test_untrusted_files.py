@@ -413,3 +413,84 @@ def test_cifar_truncated_and_flipped_batches_give_value_errors(tmp_path):
             data.read_cifar_batch(path)
         except ValueError:
             pass
+
+
+# -- crafted checkpoints (fuzz findings, session 7) -------------------------------------------
+
+
+def _checkpoint(tmp_path):
+    from minires import training
+
+    model = nn.Linear(3, 2)
+    opt = mr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    path = training.save_checkpoint(tmp_path / "ck.npz", model, opt, epoch=1)
+    return training, model, opt, path
+
+
+@pytest.mark.parametrize("version", ["9", None, True, 0, 1.5])
+def test_checkpoint_with_a_bad_version_is_refused(tmp_path, version):
+    training, _, _, path = _checkpoint(tmp_path)
+    ck = training.load_checkpoint(path)
+    ck["version"] = version
+    mr.save(ck, tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="version"):
+        training.load_checkpoint(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize(
+    "key,value", [("model", None), ("optimizer", [1]), ("rng", "x"), ("epoch", "1"), ("model", 3)]
+)
+def test_checkpoint_with_a_missing_or_wrong_entry_is_refused(tmp_path, key, value):
+    training, model, opt, path = _checkpoint(tmp_path)
+    ck = training.load_checkpoint(path)
+    before = model.weight.data.copy()
+    for variant in ("missing", "wrong"):
+        bad = dict(ck)
+        if variant == "missing":
+            del bad[key]
+        else:
+            bad[key] = value
+        with pytest.raises(ValueError, match=repr(key)):
+            training.restore_checkpoint(bad, model, opt)
+        mr.save(bad, tmp_path / "bad.npz")
+        with pytest.raises(ValueError, match=repr(key)):
+            training.load_checkpoint(tmp_path / "bad.npz")
+    np.testing.assert_array_equal(model.weight.data, before)  # nothing was loaded
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"state": {}},
+        {"param_groups": [{"lr": 0.1}], "state": {}},
+        {"param_groups": [{"params": [0, 1], "lr": "fast"}], "state": {}},
+        {"param_groups": [{"params": [0, 1], "lr": 0.1}], "state": {"x": {}}},
+        {"param_groups": "all", "state": {}},
+        [],
+    ],
+)
+def test_optimizer_state_of_another_shape_is_refused(tmp_path, state):
+    _, _, opt, _ = _checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="optimizer state_dict"):
+        opt.load_state_dict(state)
+
+
+def test_load_torch_refuses_unreadable_files_clearly(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch", reason="reading .pth files needs PyTorch")
+    from minires import interop
+
+    path = tmp_path / "m.pth"
+    torch.save({"weight": torch.ones(2, 3, dtype=torch.bfloat16), "bias": torch.zeros(2)}, path)
+    model = interop.load_weights(nn.Linear(3, 2), path)  # bfloat16 widened to float32
+    np.testing.assert_array_equal(model.weight.data, np.ones((2, 3), np.float32))
+    good = path.read_bytes()
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    for content in (good[:50], b"garbage" * 10, pickle.dumps(Evil())):
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+            interop.load_torch(path)
+    assert not (tmp_path / "pwned").exists()

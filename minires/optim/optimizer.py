@@ -142,7 +142,9 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore hyper-parameters and buffers from `state_dict` (ours, or a torch
-        optimizer's of the same kind: integer keys and tensors are accepted)."""
+        optimizer's of the same kind: integer keys and tensors are accepted). A state of
+        another shape (a crafted or corrupt file) is refused with a ValueError."""
+        _check_state_dict(state_dict, self.param_groups)
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(
@@ -208,3 +210,53 @@ def _plain(v: Any) -> Any:
     if isinstance(v, list):
         return [_plain(x) for x in v]
     return v
+
+
+def _check_state_dict(state_dict: Any, param_groups: list[dict[str, Any]]) -> None:
+    """ValueError unless `state_dict` has an optimizer state's structure: "param_groups",
+    a list of mappings each with a list of integer "params" and hyper-parameters of the
+    types this optimizer's have; "state", a mapping from integer keys to mappings."""
+    what = "optimizer state_dict"
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{what}: expected a mapping, got {type(state_dict).__name__}")
+    for key in ("param_groups", "state"):
+        if key not in state_dict:
+            raise ValueError(f"{what}: no {key!r} entry (keys: {sorted(map(str, state_dict))})")
+    groups, state = state_dict["param_groups"], state_dict["state"]
+    if not isinstance(groups, list | tuple) or not all(isinstance(g, Mapping) for g in groups):
+        raise ValueError(f"{what}: 'param_groups' must be a list of mappings")
+    for n, group in enumerate(groups):
+        ids = group.get("params")
+        if not isinstance(ids, list | tuple) or not all(_is_int(i) for i in ids):
+            raise ValueError(f"{what}: param group {n} has no list of integer 'params'")
+        mine = param_groups[n] if n < len(param_groups) else {}
+        for k, v in group.items():
+            if k != "params" and k in mine and not _same_kind(_plain(v), mine[k]):
+                raise ValueError(
+                    f"{what}: param group {n}: {k!r} is {v!r}, expected a value like {mine[k]!r}"
+                )
+    if not isinstance(state, Mapping) or not all(isinstance(v, Mapping) for v in state.values()):
+        raise ValueError(f"{what}: 'state' must map parameter numbers to mappings")
+    if not all(_is_int(k) or (isinstance(k, str) and k.isdigit()) for k in state):
+        raise ValueError(f"{what}: 'state' keys must be parameter numbers")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _same_kind(v: Any, like: Any) -> bool:
+    """A loaded hyper-parameter can replace `like`: a real number for a number, a bool
+    for a bool, a sequence of numbers of the same length for a tuple (betas); anything
+    for values of other types."""
+    if isinstance(like, bool):
+        return isinstance(v, bool | np.bool_)
+    if isinstance(like, int | float):
+        return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+    if isinstance(like, tuple | list):
+        return (
+            isinstance(v, tuple | list)
+            and len(v) == len(like)
+            and all(_same_kind(a, b) for a, b in zip(v, like))
+        )
+    return True
