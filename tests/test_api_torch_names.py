@@ -934,3 +934,26 @@ def test_truth_iteration_and_comparisons_like_torch(torch):
     assert len({x: 1, y: 2}) == 2  # tensors still hash by identity
     with pytest.raises(ValueError, match=r"\(3,\) and \(2,\)"):
         x == mr.tensor([1.0, 2.0])  # noqa: B015
+
+
+def test_type_promotion_across_categories_like_torch(torch):
+    """Integers meeting floats take the float's dtype (a Python float: float32), integers
+    with Python integers stay integers, true division and float functions of integers give
+    float32; float32 @ float64 is refused as in PyTorch."""
+    i, f, d = np.array([1, 2, 3]), np.array([1.0, 2.0, 4.0], np.float32), np.array([1.0, 2.0, 4.0])
+    mi, mf, md = mr.tensor(i), mr.tensor(f), mr.tensor(d)
+    ti, tf, td = torch.tensor(i), torch.tensor(f), torch.tensor(d)
+    cases = [
+        (mf + mi, tf + ti), (mi + 1.5, ti + 1.5), (mi * mf, ti * tf), (mi + 1, ti + 1),
+        (md + mi, td + ti), (mf + md, tf + td), (mi.sqrt(), ti.sqrt()), (mi.exp(), ti.exp()),
+        (mi / 2, ti / 2), (mi**2, ti**2), (1.5 * mi, 1.5 * ti), (mi / mi, ti / ti),
+        (2 / mi, 2 / ti), (3 * mi, 3 * ti), (mf / 2, tf / 2), (mf + mi.sum(), tf + ti.sum()),
+    ]  # fmt: skip
+    for got, want in cases:
+        assert str(got.dtype) == str(want.dtype).removeprefix("torch.")
+        np.testing.assert_allclose(got.data, want.numpy(), rtol=1e-6)
+    x = mr.tensor(f, requires_grad=True)
+    (x * mi).sum().backward()  # the integer operand carries no gradient, x gets one
+    np.testing.assert_array_equal(x.grad, i.astype(np.float32))
+    with pytest.raises(TypeError, match="same dtype"):
+        mr.tensor(f.reshape(1, 3)) @ mr.tensor(d.reshape(3, 1))

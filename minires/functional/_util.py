@@ -12,11 +12,14 @@ from minires.tensor import Tensor
 
 
 def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
-    """Tensor from ``x``; Python scalars take the dtype of ``like`` (no silent promotion)."""
+    """Tensor from ``x``; Python scalars take the dtype of ``like`` (no silent promotion):
+    any number next to a float tensor, an integer next to an integer tensor."""
     if isinstance(x, Tensor):
         return x
-    if like is not None and np.isscalar(x) and like.dtype.kind == "f":
-        return Tensor._wrap(np.asarray(x, dtype=like.dtype))
+    if like is not None and np.isscalar(x) and not isinstance(x, bool | np.bool_):
+        integer = isinstance(x, int | np.integer)
+        if like.dtype.kind == "f" or (like.dtype.kind in "iu" and integer):
+            return Tensor._wrap(np.asarray(x, dtype=like.dtype))
     return Tensor(x)
 
 

@@ -202,10 +202,23 @@ class Cast(Function):
 # -- functional wrappers -------------------------------------------------------------------
 
 
+def _float_operand(t: Tensor, dtype: np.dtype) -> Tensor:
+    """An integer / bool operand of a float op, as `dtype` (integers carry no gradient)."""
+    return t if t.dtype.kind == "f" else Tensor._wrap(t.data.astype(dtype))
+
+
 def _binary(fn: type[Function], a: Any, b: Any) -> Tensor:
-    """Wrap scalars (taking the tensor operand's dtype) and check the shapes broadcast."""
+    """Wrap scalars (taking the tensor operand's dtype) and check the shapes broadcast.
+
+    PyTorch's promotion across categories: an integer / bool tensor meeting a float
+    tensor takes the float's dtype, and meeting a Python float becomes float32 (NumPy
+    would make both float64)."""
     a = as_tensor(a, b if isinstance(b, Tensor) else None)
     b = as_tensor(b, a)
+    if a.dtype.kind == "f" and b.dtype.kind in "iub":
+        b = _float_operand(b, a.dtype)
+    elif b.dtype.kind == "f" and a.dtype.kind in "iub":
+        a = _float_operand(a, b.dtype)
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
@@ -232,7 +245,10 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    """a / b with broadcasting."""
+    """a / b with broadcasting (true division: integers divide as float32, like torch)."""
+    if not any(isinstance(v, Tensor) and v.dtype.kind == "f" for v in (a, b)):
+        f32 = np.dtype(np.float32)
+        a, b = (_float_operand(as_tensor(v), f32) if isinstance(v, Tensor) else v for v in (a, b))
     return _binary(Div, a, b)
 
 
@@ -250,25 +266,25 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
 def exp(a: Tensor) -> Tensor:
     """Elementwise e^a."""
     check_tensor(a, "exp")
-    return Exp.apply(a)
+    return Exp.apply(_float_operand(a, np.dtype(np.float32)))
 
 
 def log(a: Tensor) -> Tensor:
     """Elementwise natural log."""
     check_tensor(a, "log")
-    return Log.apply(a)
+    return Log.apply(_float_operand(a, np.dtype(np.float32)))
 
 
 def tanh(a: Tensor) -> Tensor:
     """Elementwise tanh."""
     check_tensor(a, "tanh")
-    return Tanh.apply(a)
+    return Tanh.apply(_float_operand(a, np.dtype(np.float32)))
 
 
 def sigmoid(a: Tensor) -> Tensor:
     """Elementwise logistic sigmoid."""
     check_tensor(a, "sigmoid")
-    return Sigmoid.apply(a)
+    return Sigmoid.apply(_float_operand(a, np.dtype(np.float32)))
 
 
 def relu(a: Tensor) -> Tensor:
@@ -352,8 +368,9 @@ def abs(a: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
 
 
 def sqrt(a: Tensor) -> Tensor:
-    """Elementwise square root (NaN for negative values, like torch)."""
-    return Sqrt.apply(a)
+    """Elementwise square root (NaN for negative values, like torch); integers give
+    float32."""
+    return Sqrt.apply(_float_operand(as_tensor(a), np.dtype(np.float32)))
 
 
 def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002

@@ -49,8 +49,11 @@ class MatMul(Function):
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """Matrix product with NumPy semantics; a clear error when inner dimensions differ."""
+    """Matrix product with NumPy semantics; a clear error when inner dimensions differ
+    or when float32 meets float64 (as in PyTorch)."""
     a, b = as_tensor(a), as_tensor(b)
+    if a.dtype.kind == "f" and b.dtype.kind == "f":
+        check_same_dtype("matmul", a=a, b=b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(
             f"matmul: operands must be at least 1-D, got shapes {a.shape} and {b.shape}"
