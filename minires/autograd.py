@@ -318,6 +318,8 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
         return
     order = _topological_order(root.grad_fn)
     pending: dict[int, np.ndarray] = {id(root.grad_fn): grad}
+    # leaves with hooks: their gradients summed over every path, hooked once at the end
+    hooked: dict[int, tuple[Tensor, np.ndarray]] = {}
     for node in order:
         g_out = pending.pop(id(node), None)
         if g_out is None:  # no gradient reached this node (e.g. only non-grad paths)
@@ -350,12 +352,19 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
                 g = as_gradient(g, inp.shape, inp.dtype, where)
                 key = id(inp)
                 pending[key] = pending[key] + g if key in pending else g
-            else:  # a leaf: hooks, then accumulate into .grad
+            else:  # a leaf: accumulate into .grad (after its hooks, once: see below)
                 g = as_gradient(g, inp.shape, inp.dtype, where)
-                inp._accumulate(_run_hooks(inp._hooks, g, inp.shape, inp.dtype))
+                if not inp._hooks:
+                    inp._accumulate(g)
+                elif id(inp) in hooked:
+                    hooked[id(inp)] = (inp, hooked[id(inp)][1] + g)
+                else:
+                    hooked[id(inp)] = (inp, g)
         if not retain_graph:
             node.ctx._free()
             node.freed = True
+    for leaf, g in hooked.values():
+        leaf._accumulate(_run_hooks(leaf._hooks, g, leaf.shape, leaf.dtype))
 
 
 def iter_graph(root: Tensor) -> Iterator[Node]:

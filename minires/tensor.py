@@ -95,6 +95,20 @@ def _from_python(data: Any, where: str) -> np.ndarray:
         raise TypeError(f"{where}: cannot make an array from {kind}: {exc}") from None
 
 
+class RemovableHandle:
+    """What `Tensor.register_hook` returns: ``remove()`` takes the hook out (as PyTorch's
+    handle); calling the handle does the same."""
+
+    def __init__(self, hooks: list, hook: Callable) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if any(h is self._hook for h in self._hooks):
+            self._hooks.remove(self._hook)
+
+    __call__ = remove
+
+
 class _AmbiguousTruth(ValueError, RuntimeError):
     """bool() of a tensor that is not one element (a ValueError as in NumPy, a
     RuntimeError as in PyTorch)."""
@@ -215,21 +229,20 @@ class Tensor:
         if self.grad_fn is not None:
             self.grad_fn.retained = weakref.ref(self)
 
-    def register_hook(self, hook: Callable[[np.ndarray], np.ndarray | None]) -> Callable[[], None]:
-        """Call ``hook(grad)`` when the gradient w.r.t. this tensor is computed.
+    def register_hook(self, hook: Callable[[np.ndarray], np.ndarray | None]) -> RemovableHandle:
+        """Call ``hook(grad)`` when the gradient w.r.t. this tensor is computed (for a
+        leaf: once, on the sum of every path's gradient, as in PyTorch).
 
-        The hook may return a replacement gradient. Returns a function that removes it.
+        The hook may return a replacement gradient. Returns a handle whose ``remove()``
+        (or calling it) removes the hook.
         """
+        if not callable(hook):
+            raise TypeError(f"register_hook: expected a callable, got {type(hook).__name__}")
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         hooks = self._hooks if self.grad_fn is None else self.grad_fn.hooks
         hooks.append(hook)
-
-        def remove() -> None:
-            if hook in hooks:
-                hooks.remove(hook)
-
-        return remove
+        return RemovableHandle(hooks, hook)
 
     def detach(self) -> Tensor:
         """A new leaf tensor sharing this data, cut from the graph."""

@@ -500,3 +500,76 @@ def test_backward_casts_a_float_gradient_of_the_other_dtype():
     z = mr.tensor(np.array([1.0, 2.0]), requires_grad=True)
     (z * 2).backward(np.array([1.0, 1.0], np.float32))
     assert z.grad.dtype == np.float64
+
+
+# -- fuzz findings, second round (session 7) --------------------------------------------------
+
+
+def test_a_leaf_hook_runs_once_on_the_summed_gradient_and_can_be_removed(torch):
+    calls = []
+    x = mr.tensor(np.ones(3), requires_grad=True)
+    handle = x.register_hook(lambda g: (calls.append(g.copy()), np.ones_like(g))[1])
+    (x * 2 + x * 3).sum().backward()
+    tx = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    tx.register_hook(lambda g: torch.ones_like(g))
+    (tx * 2 + tx * 3).sum().backward()
+    assert len(calls) == 1 and np.array_equal(calls[0], np.full(3, 5.0))
+    np.testing.assert_array_equal(x.grad, tx.grad.numpy())
+    handle.remove()
+    handle.remove()  # twice is harmless, as in torch
+    x.grad = None
+    (x * x).sum().backward()
+    assert len(calls) == 1 and np.array_equal(x.grad, np.full(3, 2.0))
+
+
+def test_optimizer_params_like_torch():
+    p = nn.Parameter(np.ones((3, 4), np.float32))
+    with pytest.raises(TypeError, match="iterable of Tensors"):
+        mr.optim.SGD(p, lr=0.1)  # list(p) would have optimized its rows
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    model[0].requires_grad_(False)  # a frozen backbone: accepted, left alone by step
+    opt = mr.optim.SGD(model.parameters(), lr=0.1)
+    frozen = model[0].weight.data.copy()
+    model(mr.randn(4, 2)).sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(model[0].weight.data, frozen)
+    with pytest.raises(ValueError, match="non-leaf"):
+        mr.optim.SGD([p * 2], lr=0.1)
+
+
+def test_data_loader_collates_like_torch():
+    class Arrays(mr.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return np.full(3, i, np.float32)
+
+    class Dicts(Arrays):
+        def __getitem__(self, i):
+            return {"x": np.full(3, i, np.float32), "y": i}
+
+    batch = next(iter(mr.data.DataLoader(Arrays(), batch_size=2)))
+    assert isinstance(batch, mr.Tensor) and batch.shape == (2, 3)
+    batch = next(iter(mr.data.DataLoader(Dicts(), batch_size=2)))
+    assert batch["x"].shape == (2, 3) and batch["y"].data.tolist() == [0, 1]
+
+
+def test_module_names_and_assignments_are_checked_like_torch():
+    for key in ("parameters", "training"):
+        with pytest.raises(KeyError, match="already exists"):
+            nn.ModuleDict({key: nn.ReLU()})
+    for name in ("a.b", ""):
+        with pytest.raises(KeyError):
+            nn.Module().add_module(name, nn.ReLU())
+    with pytest.raises(TypeError, match="not a Module"):
+        nn.Module().add_module("x", 3)
+    lin = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="nn.Parameter or None"):
+        lin.weight = mr.randn(2, 2)
+    assert [n for n, _ in lin.named_parameters()] == ["weight", "bias"]
+    lin.bias = None  # allowed: no bias
+    assert list(lin.state_dict()) == ["weight"]
+    seq = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="child module"):
+        setattr(seq, "0", mr.randn(2))

@@ -84,13 +84,24 @@ class DataLoader:
         """The dataset indices of batch ``i`` of ``epoch``, (B,) int64."""
         return self.order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
 
-    def load(self, idx: np.ndarray, epoch: int) -> tuple[Tensor, ...]:
+    def load(self, idx: np.ndarray, epoch: int) -> Any:
         """Samples ``idx`` (dataset indices) as Tensors, transformed with ``epoch``'s
-        per-sample draws: any subset of a batch gets exactly its rows of the whole batch."""
+        per-sample draws: any subset of a batch gets exactly its rows of the whole batch.
+
+        Collated as PyTorch's default: samples that are tuples give a tuple of batched
+        Tensors (the first one transformed, the others labels), a sample that is one
+        array gives one batched Tensor (transformed), dicts a dict of batched Tensors."""
         batch = self._gather(np.asarray(idx))
-        x = batch[0]
+        if isinstance(batch, dict):
+            if self.transform is not None:
+                raise TypeError("DataLoader: a transform needs samples that are arrays or tuples")
+            return {k: Tensor(_as_label(v)) for k, v in batch.items()}
+        single = not isinstance(batch, tuple)
+        x = batch if single else batch[0]
         if self.transform is not None:
             x = self.transform(x, SampleRNG(self.seed, epoch, idx))
+        if single:
+            return Tensor(x)
         return (Tensor(x),) + tuple(Tensor(_as_label(b)) for b in batch[1:])
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
@@ -110,17 +121,33 @@ class DataLoader:
         """Restore `state_dict`."""
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
-    def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _gather(self, idx: np.ndarray) -> Any:
+        """The samples ``idx`` stacked: a tuple of arrays, one array, or a dict of arrays
+        (the structure of the dataset's samples)."""
         if isinstance(self.dataset, TensorDataset):
             return self.dataset[idx]
         items = [self.dataset[int(i)] for i in idx]
-        return tuple(np.stack([np.asarray(it[k]) for it in items]) for k in range(len(items[0])))
+        first = items[0]
+        if isinstance(first, dict):
+            return {k: _stack([it[k] for it in items], k) for k in first}
+        if isinstance(first, tuple | list):
+            return tuple(_stack([it[k] for it in items], k) for k in range(len(first)))
+        return _stack(items, None)
 
     def __repr__(self) -> str:
         return (
             f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
             f"drop_last={self.drop_last}, seed={self.seed}, transform={self.transform!r})"
         )
+
+
+def _stack(values: list[Any], field: Any) -> np.ndarray:
+    """One field of a batch's samples stacked; a clear error when samples differ."""
+    try:
+        return np.stack([np.asarray(v.data if isinstance(v, Tensor) else v) for v in values])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        what = "samples" if field is None else f"field {field!r} of the samples"
+        raise ValueError(f"DataLoader: cannot batch the {what}: {exc}") from None
 
 
 def _as_label(a: np.ndarray) -> np.ndarray:

@@ -64,6 +64,18 @@ class Module:
                 f"cannot assign {name!r} before Module.__init__() is called "
                 f"(call super().__init__() first in {type(self).__name__}.__init__)"
             )
+        # a registered parameter / sub-module is replaced only by its kind (or None), as in
+        # PyTorch: a plain Tensor over `weight` would silently drop it from parameters()
+        if name in self._parameters and not isinstance(value, Parameter | type(None)):
+            raise TypeError(
+                f"cannot assign a {type(value).__name__} as parameter {name!r} of "
+                f"{type(self).__name__} (nn.Parameter or None expected)"
+            )
+        if name in self._modules and not isinstance(value, Module | type(None)):
+            raise TypeError(
+                f"cannot assign a {type(value).__name__} as child module {name!r} of "
+                f"{type(self).__name__} (nn.Module or None expected)"
+            )
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
         if isinstance(value, Parameter):
@@ -105,7 +117,16 @@ class Module:
             setattr(self, name, value)
 
     def add_module(self, name: str, module: Module | None) -> None:
-        """Register a sub-module under ``name`` (used by containers with numeric names)."""
+        """Register a sub-module under ``name`` (used by containers with numeric names):
+        a non-empty string without '.' that is not already another attribute."""
+        if not isinstance(module, Module | type(None)):
+            raise TypeError(f"add_module: {type(module).__name__} is not a Module")
+        if not isinstance(name, str):
+            raise TypeError(f"add_module: module name must be a string, got {name!r}")
+        if not name or "." in name:
+            raise KeyError(f"add_module: module name must be non-empty without '.', got {name!r}")
+        if name not in self._modules and hasattr(self, name):
+            raise KeyError(f"add_module: attribute {name!r} already exists")
         setattr(self, name, module)
 
     # -- calling --------------------------------------------------------------------------

@@ -63,6 +63,11 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: dict[int, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, Tensor | dict):  # list() would take a tensor's rows
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of Tensors or of dicts "
+                f"(parameter groups), got a {type(params).__name__}; wrap it in a list"
+            )
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -84,8 +89,8 @@ class Optimizer:
                     f"{type(self).__name__} can only optimize Tensors/Parameters, got "
                     f"{type(p).__name__}"
                 )
-            if not p.requires_grad:
-                raise ValueError("optimizing a tensor that does not require grad")
+            if p.grad_fn is not None:  # (frozen leaves are fine: step skips a None grad)
+                raise ValueError(f"{type(self).__name__} can't optimize a non-leaf tensor")
         check_hyperparameters(
             type(self).__name__, **{k: v for k, v in group.items() if k in self.defaults}
         )
