@@ -59,7 +59,19 @@ def _pop_mode() -> None:
     _saved_modes.set(stack[:-1])
 
 
-class no_grad(contextlib.ContextDecorator):
+class _ModeDecorator(contextlib.ContextDecorator):
+    """A grad-mode context manager that also decorates with or without parentheses
+    (``@no_grad()`` and ``@no_grad``), as in PyTorch 2."""
+
+    def __new__(cls, func: Callable | None = None):
+        self = super().__new__(cls)
+        return self if func is None else self(func)
+
+    def __init__(self, func: Callable | None = None) -> None:
+        pass
+
+
+class no_grad(_ModeDecorator):
     """Context manager (and decorator) that stops graph recording, like ``torch.no_grad``.
 
     Inside it ops compute values only: no nodes, no saved buffers. The mode is per thread:
@@ -74,7 +86,7 @@ class no_grad(contextlib.ContextDecorator):
         _pop_mode()
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_ModeDecorator):
     """Re-enables graph recording inside a `no_grad` block (in this thread)."""
 
     def __enter__(self) -> enable_grad:

@@ -53,6 +53,10 @@ def full(
     size: Any, fill_value: float, *, dtype: Any = None, requires_grad: bool = False, device=None
 ) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value`` (float32 by default)."""
+    if isinstance(fill_value, Tensor) and fill_value.size == 1:
+        fill_value = fill_value.item()
+    if not isinstance(fill_value, int | float | bool | np.number | np.bool_):
+        raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
     size = size if isinstance(size, tuple | list) else (size,)
     dt = resolve_dtype(np.float32 if dtype is None else dtype, "full")
     return _make(
@@ -62,12 +66,16 @@ def full(
 
 def zeros_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Zeros with ``t``'s shape and dtype (or ``dtype``)."""
+    if not isinstance(t, Tensor | np.ndarray):
+        raise TypeError(f"zeros_like: expected a Tensor, got {type(t).__name__}")
     dt = t.dtype if dtype is None else resolve_dtype(dtype, "zeros_like")
     return Tensor(np.zeros(np.shape(t), dt), requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Ones with ``t``'s shape and dtype (or ``dtype``)."""
+    if not isinstance(t, Tensor | np.ndarray):
+        raise TypeError(f"ones_like: expected a Tensor, got {type(t).__name__}")
     dt = t.dtype if dtype is None else resolve_dtype(dtype, "ones_like")
     return Tensor(np.ones(np.shape(t), dt), requires_grad=requires_grad)
 

@@ -10,9 +10,12 @@ _rng = np.random.default_rng()
 
 
 def manual_seed(seed: int) -> np.random.Generator:
-    """Reseed the global generator used for initialisation; returns it."""
+    """Reseed the global generator used for initialisation; returns it. ``seed`` is an
+    integer (negative ones are taken modulo 2**64, as in PyTorch)."""
     global _rng
-    _rng = np.random.default_rng(seed)
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"manual_seed: seed must be an int, got {seed!r} ({type(seed).__name__})")
+    _rng = np.random.default_rng(int(seed) % 2**64)
     return _rng
 
 

@@ -265,3 +265,15 @@ def test_train_download_fetches_and_trains(server, tmp_path, monkeypatch, capsys
     assert rc == 0, capsys.readouterr().err
     assert (root / "mnist" / "train-images-idx3-ubyte.gz").exists()
     assert (tmp_path / "run" / "model.npz").exists()
+
+
+def test_cli_download_reports_local_failures_in_one_line(tmp_path):
+    """An unwritable root or a mirror that is not a URL: one line on stderr, exit 1, no
+    traceback (and no network: both fail before any request)."""
+    from minires.commands import data as data_cmd
+
+    for argv in (
+        ["download", "cifar10", "--root", "/proc/forbidden"],
+        ["download", "cifar10", "--root", str(tmp_path), "--mirror", "notaurl"],
+    ):
+        assert data_cmd.main(argv) == 1

@@ -573,3 +573,104 @@ def test_module_names_and_assignments_are_checked_like_torch():
     seq = nn.Sequential(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="child module"):
         setattr(seq, "0", mr.randn(2))
+
+
+def test_sequential_api_like_torch(torch):
+    from collections import OrderedDict
+
+    named = nn.Sequential(
+        OrderedDict([("a", nn.Linear(2, 2)), ("r", nn.ReLU()), ("b", nn.Linear(2, 1))])
+    )
+    assert list(named[1:].state_dict()) == ["b.weight", "b.bias"]
+    seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    ref = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    assert list(seq[1:].state_dict()) == list(ref[1:].state_dict()) == ["2.weight", "2.bias"]
+    assert seq[np.int64(-1)] is seq[2] and nn.ModuleList([nn.ReLU()])[np.int64(0)] is not None
+    del seq[0]
+    del ref[0]
+    assert list(seq._modules) == list(ref._modules) == ["0", "1"]
+    seq.insert(0, nn.Linear(2, 2)).extend([nn.ReLU()])
+    first = nn.Linear(2, 2)
+    seq[0] = first  # replaced in place: the order is kept
+    assert list(seq._modules) == ["0", "1", "2", "3"] and seq[0] is first
+    assert isinstance(seq.pop(1), nn.ReLU) and len(seq) == 3
+    with pytest.raises(IndexError):
+        seq[3]
+    with pytest.raises(TypeError):
+        seq[1.0]
+    lin = nn.Linear(2, 2)
+    lin.weight = nn.Parameter(np.zeros((2, 2), np.float32))
+    assert list(lin.state_dict()) == ["weight", "bias"]  # replaced in place
+
+
+def test_schedulers_and_seeds_check_their_arguments_like_torch(torch):
+    from minires.optim import lr_scheduler as L
+
+    def lrs(make, tmake, n=8):
+        opt = mr.optim.SGD([nn.Parameter(np.ones(2, np.float32))], lr=1.0)
+        topt = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
+        s, ts, out = make(opt), tmake(topt), []
+        for _ in range(n):
+            out.append((opt.param_groups[0]["lr"], topt.param_groups[0]["lr"]))
+            opt.step(), s.step(), topt.step(), ts.step()
+        return np.array(out)
+
+    T = torch.optim.lr_scheduler
+    for make, tmake in [
+        (lambda o: L.CosineAnnealingLR(o, T_max=2.5), lambda o: T.CosineAnnealingLR(o, T_max=2.5)),
+        (lambda o: L.MultiStepLR(o, [-1, 3]), lambda o: T.MultiStepLR(o, [-1, 3])),
+        (lambda o: L.MultiStepLR(o, [0, 3]), lambda o: T.MultiStepLR(o, [0, 3])),
+    ]:
+        got = lrs(make, tmake)
+        np.testing.assert_allclose(got[:, 0], got[:, 1], rtol=1e-12)
+    opt = mr.optim.SGD([nn.Parameter(np.ones(2, np.float32))], lr=1.0)
+    for bad in (
+        lambda: L.StepLR(opt, "3"), lambda: L.StepLR(opt, 2.5), lambda: L.StepLR(opt, 2, gamma="x"),
+        lambda: L.MultiStepLR(opt, 3), lambda: L.LambdaLR(opt, 3),
+    ):  # fmt: skip
+        with pytest.raises(TypeError):
+            bad()
+    mr.manual_seed(-1)  # taken modulo 2**64, as torch does
+    for seed in (1.5, None, True):
+        with pytest.raises(TypeError, match="seed"):
+            mr.manual_seed(seed)
+    mr.manual_seed(0)
+
+
+def test_creation_and_layer_arguments_are_checked():
+    for value in (None, [1, 2], "a"):
+        with pytest.raises(TypeError, match="fill_value"):
+            mr.full((2,), value)
+    with pytest.raises(TypeError, match="got a Tensor"):
+        mr.stack(mr.zeros(2, 2))
+    with pytest.raises(TypeError, match="expected a Tensor"):
+        mr.zeros_like([1, 2])
+    for shape in (2.0, None):
+        with pytest.raises(TypeError, match="normalized_shape"):
+            nn.LayerNorm(shape)
+    with pytest.raises(TypeError, match="label_smoothing"):
+        nn.CrossEntropyLoss(label_smoothing="a")
+
+
+def test_no_grad_decorates_without_parentheses():
+    @mr.no_grad
+    def double(x):
+        return x * 2
+
+    x = mr.randn(2, requires_grad=True)
+    assert not double(x).requires_grad and (x * 2).requires_grad
+
+
+def test_analysis_functions_check_their_arguments():
+    from minires import analysis
+
+    model = mr.models.resnet20()
+    x, y = np.zeros((4, 3, 32, 32), np.float32), np.zeros(4, np.int64)
+    for batch_size in (-1, 0):
+        with pytest.raises(ValueError, match="batch_size"):
+            analysis.evaluate(model, x, y, batch_size=batch_size)
+    with pytest.raises(ValueError, match="non-empty"):
+        analysis.evaluate(model, x[:0], y[:0])
+    for kwargs in ({"lengths": [12]}, {"lengths": [-1]}, {"samples": 0}):
+        with pytest.raises(ValueError):
+            analysis.path_gradients(model, x[:2], y[:2], **kwargs)

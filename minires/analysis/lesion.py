@@ -35,6 +35,15 @@ def evaluate(model: Module, x: Any, y: Any, batch_size: int = 256) -> float:
     """Accuracy of ``model`` (eval mode, no grad) on images x (N, C, H, W), labels y (N,)."""
     xs = np.asarray(x.data if isinstance(x, Tensor) else x)
     ys = np.asarray(y.data if isinstance(y, Tensor) else y)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise TypeError(f"evaluate: batch_size must be an int, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be >= 1, got {batch_size}")
+    if len(xs) == 0 or len(xs) != len(ys):
+        raise ValueError(
+            f"evaluate: needs a non-empty batch of images and one label each, got "
+            f"{len(xs)} image(s) and {len(ys)} label(s)"
+        )
     correct = 0
     with preserved(model), no_grad():
         model.eval()

@@ -137,6 +137,8 @@ def path_gradients(
         progress: show a tqdm bar.
     """
     loss_fn = loss_fn or default_loss
+    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
+        raise ValueError(f"path_gradients: samples must be an int >= 1, got {samples!r}")
     rng = np.random.default_rng(seed)
     with preserved(model):
         with recording(model) as rec:
@@ -150,7 +152,20 @@ def path_gradients(
         seed_grad = np.array(rec.boundary_grad(n), copy=True)
         ins = [rec.inputs[j].data for j in range(n)]
         del rec, out
-        lengths = list(range(n + 1)) if lengths is None else [int(k) for k in lengths]
+        if lengths is None:
+            lengths = list(range(n + 1))
+        else:
+            if isinstance(lengths, int | np.integer) or not all(
+                isinstance(k, int | np.integer) and not isinstance(k, bool) for k in lengths
+            ):
+                raise TypeError(f"path_gradients: lengths must be a list of ints, got {lengths!r}")
+            bad = [int(k) for k in lengths if not 0 <= k <= n]
+            if bad:
+                raise ValueError(
+                    f"path_gradients: path lengths must be in 0..{n} (the net has {n} residual "
+                    f"blocks), got {bad}"
+                )
+            lengths = [int(k) for k in lengths]
         with frozen(model):
             lins = [BlockLinearisation(b, ins[j]) for j, (_, b) in enumerate(called)]
             means, stds = [], []

@@ -43,7 +43,8 @@ def main(argv: list[str]) -> int:
     try:
         folder = download(args.name, args.root, mirror=args.mirror,
                           progress=not args.no_progress, timeout=args.timeout)  # fmt: skip
-    except (ConnectionError, ChecksumError) as exc:
+    except (ConnectionError, ChecksumError, OSError, ValueError) as exc:
+        # (an unwritable --root, a --mirror that is not a URL: one line, not a traceback)
         print(f"minires data: {exc}", file=sys.stderr)
         return 1
     print(f"{args.name}: verified and installed in {folder}")

@@ -248,6 +248,8 @@ class Stack(Function):
 def stack(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
     """Stack tensors of one shape along a new dimension ``dim`` (default 0):
     k tensors of shape S -> shape S with k inserted at ``dim``."""
+    if isinstance(tensors, Tensor):  # list() would take its rows
+        raise TypeError("stack: expected a sequence of Tensors, got a Tensor")
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: needs at least one tensor")

@@ -7,11 +7,27 @@ list or dict are invisible to ``parameters()``, ``state_dict()``, ``train()`` an
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from minires.nn.module import Module
+
+
+def _position(container: str, i: Any, n: int) -> int:
+    """An index into n entries (any integer type, negative from the end) as 0 .. n-1."""
+    if isinstance(i, bool):
+        raise TypeError(f"{container} indices must be integers or slices, not bool")
+    try:
+        i = operator.index(i)
+    except TypeError:
+        raise TypeError(
+            f"{container} indices must be integers or slices, not {type(i).__name__}"
+        ) from None
+    if not -n <= i < n:
+        raise IndexError(f"{container} index {i} is out of range for length {n}")
+    return i % n
 
 
 def _check_module(container: str, key: Any, value: Any) -> Module:
@@ -41,10 +57,64 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, i: int | slice) -> Module:
-        mods = list(self._modules.values())
+        """One module, or a Sequential of a slice keeping the children's names (as in
+        PyTorch: ``s[1:]`` of numbered children holds ``1``, ``2``, ...)."""
+        items = list(self._modules.items())
         if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
+            return Sequential(OrderedDict(items[i]))
+        return items[_position("Sequential", i, len(items))][1]
+
+    def __setitem__(self, i: int, module: Module) -> None:
+        name = list(self._modules)[_position("Sequential", i, len(self))]
+        self.add_module(name, _check_module("Sequential", i, module))
+
+    def __delitem__(self, i: int | slice) -> None:
+        """Remove an entry (or a slice); numbered children are numbered again from 0."""
+        items = list(self._modules.items())
+        doomed = (
+            items[i] if isinstance(i, slice) else [items[_position("Sequential", i, len(items))]]
+        )
+        gone = {name for name, _ in doomed}
+        self._renumber([(k, m) for k, m in items if k not in gone])
+
+    def _renumber(self, items: list[tuple[str, Module]]) -> None:
+        """Hold exactly `items`, in order; if every name was a number, renumber 0, 1, ..."""
+        for name in list(self._modules):
+            delattr(self, name)
+        numbered = all(k.isdigit() for k, _ in items)
+        for j, (k, m) in enumerate(items):
+            self.add_module(str(j) if numbered else k, m)
+
+    def insert(self, index: int, module: Module) -> Sequential:
+        """Insert a module before position ``index`` (children renumbered). Returns self."""
+        _check_module("Sequential", index, module)
+        items = list(self._modules.items())
+        n = len(items)
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            and not hasattr(index, "__index__")
+        ):
+            raise TypeError(f"Sequential.insert: index must be an int, got {index!r}")
+        index = operator.index(index)
+        if not -n <= index <= n:
+            raise IndexError(f"Sequential.insert: index {index} is out of range for length {n}")
+        index = index + n if index < 0 else index
+        items.insert(index, (str(n), module))
+        self._renumber(items)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> Sequential:
+        """Append each module of ``modules``. Returns self."""
+        for m in modules:
+            self.append(m)
+        return self
+
+    def pop(self, index: int = -1) -> Module:
+        """Remove and return the module at ``index``."""
+        module = self[index]
+        del self[index]
+        return module
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -71,14 +141,7 @@ class ModuleList(Module):
             self.extend(modules)
 
     def _index(self, i: int) -> int:
-        if not isinstance(i, int) or isinstance(i, bool):
-            raise TypeError(
-                f"ModuleList indices must be integers or slices, not {type(i).__name__}"
-            )
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"ModuleList index {i} is out of range for length {n}")
-        return i % n
+        return _position("ModuleList", i, len(self))
 
     def __getitem__(self, i: int | slice) -> Module | ModuleList:
         if isinstance(i, slice):

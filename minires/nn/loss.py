@@ -18,6 +18,12 @@ class CrossEntropyLoss(Module):
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
         self.reduction = _check_reduction(reduction, "CrossEntropyLoss")
+        if isinstance(label_smoothing, bool) or not isinstance(
+            label_smoothing, int | float | np.integer | np.floating
+        ):
+            raise TypeError(
+                f"CrossEntropyLoss: label_smoothing must be a number, got {label_smoothing!r}"
+            )
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(
                 f"CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, "

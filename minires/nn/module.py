@@ -76,6 +76,15 @@ class Module:
                 f"cannot assign a {type(value).__name__} as child module {name!r} of "
                 f"{type(self).__name__} (nn.Module or None expected)"
             )
+        # replacing a parameter / sub-module by another keeps its place in the order
+        # (state_dict keys, Sequential's order), as in PyTorch
+        same_kind = (isinstance(value, Parameter) and name in self._parameters) or (
+            isinstance(value, Module) and name in self._modules
+        )
+        if same_kind:
+            (self._parameters if name in self._parameters else self._modules)[name] = value
+            object.__setattr__(self, name, value)
+            return
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
         if isinstance(value, Parameter):

@@ -70,6 +70,11 @@ class LayerNorm(Module):
         dtype: Any = np.float32,
     ):
         super().__init__()
+        if not isinstance(normalized_shape, int | np.integer | tuple | list):
+            raise TypeError(
+                "LayerNorm: normalized_shape must be an int or a tuple of ints, got "
+                f"{normalized_shape!r}"
+            )
         shape = (
             (normalized_shape,)
             if isinstance(normalized_shape, int | np.integer)

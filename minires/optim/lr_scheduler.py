@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from minires.optim.optimizer import Optimizer
 
 
@@ -76,10 +78,19 @@ class LRScheduler:
         return f"{type(self).__name__}({args})"
 
 
+def _number(value: Any, name: str, owner: str) -> float | int:
+    """``value`` if it is a real number (not a bool), else a TypeError naming it."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    return value
+
+
 class LambdaLR(LRScheduler):
     """lr = base_lr * lr_lambda(epoch). (The lambda is not saved in ``state_dict``.)"""
 
     def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float], last_epoch=-1):
+        if not callable(lr_lambda):
+            raise TypeError(f"LambdaLR: lr_lambda must be callable, got {lr_lambda!r}")
         self.lr_lambda = lr_lambda
         super().__init__(optimizer, last_epoch)
 
@@ -92,9 +103,13 @@ class StepLR(LRScheduler):
     epochs."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch=-1):
+        if isinstance(step_size, bool | np.bool_) or not isinstance(step_size, int | np.integer):
+            # (torch takes 2.5 and then decays only at epochs that are multiples of it)
+            raise TypeError(f"StepLR: step_size must be an int, got {step_size!r}")
         if step_size < 1:
             raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
-        self.step_size, self.gamma = int(step_size), gamma
+        self.step_size = int(step_size)
+        self.gamma = _number(gamma, "gamma", "StepLR")
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
@@ -108,8 +123,14 @@ class MultiStepLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1, last_epoch=-1
     ):
-        self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = gamma
+        if not isinstance(milestones, list | tuple | range | np.ndarray):
+            raise TypeError(f"MultiStepLR: milestones must be a list of ints, got {milestones!r}")
+        for m in milestones:
+            if isinstance(m, bool | np.bool_) or not isinstance(m, int | np.integer):
+                raise TypeError(f"MultiStepLR: milestones must be ints, got {m!r}")
+        # a milestone before epoch 0 is never reached (the schedule starts at epoch 0)
+        self.milestones = sorted(int(m) for m in milestones if m >= 0)
+        self.gamma = _number(gamma, "gamma", "MultiStepLR")
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
@@ -122,9 +143,10 @@ class CosineAnnealingLR(LRScheduler):
     from base_lr down to eta_min over ``T_max`` epochs (SGDR without restarts)."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch=-1):
-        if T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
-        self.T_max, self.eta_min = int(T_max), eta_min
+        if _number(T_max, "T_max", "CosineAnnealingLR") <= 0:
+            raise ValueError(f"CosineAnnealingLR: T_max must be > 0, got {T_max}")
+        self.T_max = T_max  # not truncated: the cosine's period is 2 * T_max (torch)
+        self.eta_min = _number(eta_min, "eta_min", "CosineAnnealingLR")
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:

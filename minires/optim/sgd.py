@@ -28,7 +28,7 @@ class SGD(Optimizer):
 
     Args:
         params: Parameters or parameter groups (see `Optimizer`).
-        lr: learning rate.
+        lr: learning rate (default 1e-3, as in PyTorch 2).
         momentum: momentum factor (0 = plain SGD).
         dampening: scales the gradient added into the momentum buffer by ``1 - dampening``.
         weight_decay: L2 penalty coefficient.
@@ -39,7 +39,7 @@ class SGD(Optimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = required,  # type: ignore[assignment]
+        lr: float = 1e-3,  # PyTorch 2's default
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
