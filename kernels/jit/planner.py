@@ -36,7 +36,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 the transposed conv (grad_out as input,
                                                 cpi and cpo swapped, padding d*(k-1)-p)
                      TAP_STRIDE2                3x3 / stride 2 / pad 1, tap-sized with
-                                                cpi and cpo swapped (tapconv.py)
+                                                cpi and cpo swapped (tapconv.py), output
+                                                planes >= 64 pixels (smaller: COL2IM_GEMM)
                      DIRECT_SCATTER             direct-sized (direct.py)
                      COL2IM_GEMM                anything else
     backward_weight  WINOGRAD                   3x3 same, winograd-sized, and cpi <= 64
@@ -560,6 +561,20 @@ def _plan_forward(
     return _gemm(g)
 
 
+# The stride-2 tap input gradient runs four phase convs over grad_out's planes and an
+# interleave pass; on output planes of fewer pixels than this (7x7: 49, four vectors with
+# 15 lanes empty) col2im + one GEMM is faster. Measured (2026-12-03 session 7, 2 threads,
+# float32, input-gradient ms, tap_stride2 / direct_scatter / col2im_gemm): ResNeXt's
+# 1024-channel 32-group 3x3 stride 2 to 7x7, batch 2 3.32 / 2.33 / 1.26, batch 4 3.79 /
+# 4.25 / 2.37, batch 8 4.91 / 8.05 / 4.93; 2048 in 64 groups batch 2 6.36 / 4.32 / 2.48;
+# 128 in 4 groups 0.76 / 0.38 / 0.32; 256 in 8 groups batch 8 1.56 / 2.36 / 1.22. From
+# 8x8 up the tap kernel wins: 32->64 to 8x8 batch 64 1.42 vs 1.86, 16->32 to 16x16 1.73
+# vs 2.69, 512 in 32 groups to 14x14 batch 4 2.80 / 2.93 / 3.95, 256 in 32 groups to
+# 28x28 batch 2 1.68 / 1.87 / 4.44 (one loss: 512 in 32 groups to 14x14 batch 2, 1.73 vs
+# 1.45 direct_scatter).
+_TAP_STRIDE2_MIN_PIXELS = 64
+
+
 def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
     direct = "direct" not in off and use_direct(g)
     if g.stride == (1, 1) and (min(g.flipped_padding) >= 0 or direct):
@@ -571,7 +586,9 @@ def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Alg
     # the tap table's stride-2 input gradient reads grad_out: channels swapped
     swapped = g._replace(c_in=g.c_out, c_out=g.c_in)
     if "tap" not in off and tap_geometry(swapped) == "poly2":
-        return Algorithm.TAP_STRIDE2
+        if "col2im" in off or g.ho * g.wo >= _TAP_STRIDE2_MIN_PIXELS:
+            return Algorithm.TAP_STRIDE2
+        return Algorithm.COL2IM_GEMM
     return Algorithm.DIRECT_SCATTER if direct else Algorithm.COL2IM_GEMM
 
 

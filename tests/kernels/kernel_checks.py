@@ -65,7 +65,7 @@ CONV_PATH_CASES = {
                  ("tap_same", "T:tap_same", "same3x3_masked")),
     "dense5x5": (conv_case(2, 4, 7, 6, 6, 5, p=2),
                  ("tap_same", "T:tap_same", "direct")),
-    "stride2": (conv_case(2, 8, 9, 8, 8, 3, s=2, p=1),
+    "stride2": (conv_case(2, 8, 17, 16, 8, 3, s=2, p=1),  # 9x8 outputs: the tap input grad
                 ("tap_poly2", "tap_stride2", "im2col_gemm")),
     "grouped": (conv_case(2, 16, 7, 6, 16, 3, p=1, g=4),
                 ("tap_same", "T:tap_same", "same3x3_masked")),
@@ -83,7 +83,7 @@ CONV_PATH_CASES = {
              ("direct", "T:direct", "direct")),
     "lanes": (conv_case(2, 32, 6, 10, 32, 3, p=1),
               ("tap_same", "T:tap_same", "lane")),
-    "lanes_stride2": (conv_case(2, 32, 8, 7, 32, 3, s=2, p=1),
+    "lanes_stride2": (conv_case(2, 32, 16, 15, 32, 3, s=2, p=1),
                       ("tap_poly2", "tap_stride2", "lane")),
     "wide": (conv_case(6, 80, 16, 20, 72, 3, p=1),
              ("im2col_gemm", "T:im2col_gemm", "im2col_gemm")),
@@ -100,7 +100,7 @@ CONV_PATH_CASES = {
     "pointwise_simd_image": (conv_case(1, 256, 17, 17, 240, 1),
                              ("pointwise_simd", "T:pointwise_simd", "pointwise_simd")),
     "im2col_simd": (conv_case(16, 128, 9, 9, 64, 3, s=2, p=1),  # 5x5 outputs, 1152-row columns
-                    ("im2col_gemm", "tap_stride2", "im2col_simd")),
+                    ("im2col_gemm", "col2im_gemm", "im2col_simd")),
     "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
                           ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
     "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),

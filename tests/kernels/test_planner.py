@@ -28,7 +28,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     the col2im rule on, exactly the forward and weight-gradient passes of
     winograd-sized geometries (and the input gradients whose transposed conv is one)
     change, to Winograd, the stride-1 input gradients that ran the transposed
-    im2col GEMM where the weights dominate, to `COL2IM_GEMM`, and the forward and input
+    im2col GEMM where the weights dominate, and the stride-2 tap input gradients of
+    output planes under 64 pixels, to `COL2IM_GEMM`, and the forward and input
     gradient and weight gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the
     SIMD GEMM, and the im2col weight gradients `use_im2col_simd` takes, to im2col + the
     SIMD GEMM."""
@@ -52,7 +53,7 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             want[1] == Algorithm.TRANSPOSED_IM2COL_GEMM
             and not bwd
             and planner.weights_dominate(geo)
-        )
+        ) or (want[1] == Algorithm.TAP_STRIDE2 and geo.ho * geo.wo < 64)
         simd_fwd = planner.use_pointwise_simd(geo)
         simd_bwd = planner.use_pointwise_simd(geo.transposed(), "backward_input")
         simd_w = planner.use_pointwise_simd(geo, "backward_weight", dtype.itemsize)
@@ -261,3 +262,20 @@ def test_algorithms_are_strings_for_reports():
     assert Algorithm.TAP_SAME == "tap_same"
     assert str(Algorithm.TRANSPOSED_DIRECT) == "transposed:direct"
     assert json.dumps({"p": Algorithm.LANE}) == '{"p": "lane"}'
+
+
+@pytest.mark.parametrize(
+    "n, c, hw, cout, groups, want",
+    [  # 3x3 / stride 2 / pad 1 input gradients (planner.py has the timings)
+        (2, 1024, 14, 1024, 32, Algorithm.COL2IM_GEMM),  # to 7x7: 49 pixels
+        (8, 256, 14, 256, 8, Algorithm.COL2IM_GEMM),
+        (64, 32, 16, 64, 1, Algorithm.TAP_STRIDE2),  # to 8x8: 64 pixels
+        (4, 512, 28, 512, 32, Algorithm.TAP_STRIDE2),  # to 14x14
+        (2, 512, 14, 512, 1, Algorithm.COL2IM_GEMM),  # dense and wide: never the tap table
+    ],
+)
+def test_stride2_input_gradient_rule(n, c, hw, cout, groups, want):
+    geo = ConvGeometry.of((n, c, hw, hw), (cout, c // groups, 3, 3), 2, 1, 1, groups)
+    assert planner.plan("backward_input", geo) == want
+    tap = planner.plan("backward_input", geo, disabled=frozenset({"col2im"}))
+    assert tap == (Algorithm.COL2IM_GEMM if groups == 1 and c == 512 else Algorithm.TAP_STRIDE2)

@@ -212,7 +212,11 @@ def test_polyphase_planes():
 def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtype, monkeypatch):
     """conv2d_forward / backward_input take the tap table for these shapes; the results
     match the reference, do not depend on the thread count, and match the kernels the
-    tap table replaced (forced with _TAPCONV_MAX_WORK = 0)."""
+    tap table replaced (forced with _TAPCONV_MAX_WORK = 0). (Stride-2 input gradients of
+    planes under 64 pixels go to col2im by default; here the tap kernel is what is tested.)"""
+    from minires.kernels.jit import planner
+
+    monkeypatch.setattr(planner, "_TAP_STRIDE2_MIN_PIXELS", 0)
     s = (stride, stride)
     plan = J.plan_for((n, groups * cpi, h, w), (groups * cpo, cpi, 3, 3), s, 1, 1, groups, dtype)
     want = (A.TAP_SAME, A.TRANSPOSED_TAP_SAME) if stride == 1 else (A.TAP_POLY2, A.TAP_STRIDE2)
@@ -375,13 +379,15 @@ def test_tap_conv_on_a_256_bit_target(tmp_path):
         (2, 32, 1, 5, 4, 2),  # + the lane weight gradient, stride 2
     ],
 )
-def test_conv_gradcheck_through_the_new_kernels(cin, cout, groups, h, w, stride):
+def test_conv_gradcheck_through_the_new_kernels(cin, cout, groups, h, w, stride, monkeypatch):
     """float64 gradcheck of F.conv2d on the Numba backend at shapes whose forward and
     input gradient take the tap-table kernels (and, with 32 outputs, whose weight
-    gradient takes the lane kernel)."""
+    gradient takes the lane kernel; small stride-2 planes forced onto the tap kernel)."""
     import minires as mr
     import minires.functional as F
+    from minires.kernels.jit import planner
 
+    monkeypatch.setattr(planner, "_TAP_STRIDE2_MIN_PIXELS", 0)
     s = (stride, stride)
     cpi, cpo = cin // groups, cout // groups
     plan = J.plan_for((2, cin, h, w), (cout, cpi, 3, 3), s, 1, 1, groups, np.float64)
