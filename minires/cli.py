@@ -20,7 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "train a model (digits, CIFAR, MNIST; data-parallel under mpiexec), resumable",
     ),
     "data": ("minires.commands.data:main", "download verified data sets (CIFAR, MNIST)"),
-    "experiment": ("minires.commands.experiment:main", "run a paper experiment (degradation, cardinality)"),
+    "experiment": (
+        "minires.commands.experiment:main",
+        "run a paper experiment (degradation, cardinality)",
+    ),
     "bench": (
         "minires.commands.bench:main",
         "time grouped vs dense vs depthwise conv (see benchmarks/)",

@@ -101,7 +101,7 @@ def batch_norm(
         raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     c = x.shape[1]
     momentum = check_real(momentum, "momentum", op, minimum=0.0, maximum=1.0)
-    eps = check_real(eps, "eps", op, minimum=0.0)  # eps=0 is allowed, as in PyTorch
+    eps = check_real(eps, "eps", op, minimum=0.0)  # eps=0: eval mode only, as in PyTorch
     if not isinstance(training, bool | int | np.bool_ | np.integer):
         raise TypeError(f"{op}: training must be a bool, got {training!r}")
     training = bool(training)
@@ -131,6 +131,8 @@ def batch_norm(
             raise ValueError(
                 f"{op}: expected more than 1 value per channel when training, got input {x.shape}"
             )
+        if eps <= 0:  # a constant channel would divide 0 by 0 (PyTorch 2.13 refuses it too)
+            raise ValueError(f"{op}: eps must be positive during training, got {eps}")
         if (running_mean is None) != (running_var is None):
             raise ValueError(f"{op}: give both running_mean and running_var, or neither")
         for name, v in (("running_mean", running_mean), ("running_var", running_var)):
