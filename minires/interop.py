@@ -31,7 +31,7 @@ import numpy as np
 
 from minires.nn import Module
 from minires.serialization import load, save
-from minires.tensor import Tensor
+from minires.tensor import Tensor, torch_to_numpy
 
 TORCH_HINT = (
     "reading or writing PyTorch checkpoints needs PyTorch: install the CPU build with\n"
@@ -65,10 +65,7 @@ def to_numpy_state_dict(state: Mapping[str, Any]) -> OrderedDict[str, np.ndarray
         if isinstance(v, Tensor):
             arr = v.data
         elif hasattr(v, "detach") and hasattr(v, "numpy"):  # torch.Tensor
-            v = v.detach().cpu()
-            if str(v.dtype) == "torch.bfloat16":  # no NumPy dtype: widened, as float16 is
-                v = v.float()
-            arr = v.numpy()
+            arr = torch_to_numpy(v)
         else:
             arr = np.asarray(v)
         if arr.dtype == object:

@@ -73,17 +73,23 @@ def _to_array(data: Any, dtype: Any = None, where: str = "Tensor") -> np.ndarray
 def _is_array_like(data: Any) -> bool:
     """An array object other than an ndarray (torch tensors, anything with __array__):
     it has a dtype of its own, which the float32 rule for Python data must not override."""
-    return not isinstance(data, np.ndarray | np.generic | list | tuple) and (
-        hasattr(data, "__array__") or type(data).__module__.split(".")[0] == "torch"
+    return not isinstance(data, np.ndarray | np.generic | list | tuple) and hasattr(
+        data, "__array__"
     )
+
+
+def torch_to_numpy(t: Any) -> np.ndarray:
+    """A torch tensor's values as an ndarray (detached, on the CPU; bfloat16, which NumPy
+    has no dtype for, widened to float32 as float16 is)."""
+    t = t.detach().cpu()
+    if str(t.dtype) == "torch.bfloat16":
+        t = t.float()
+    return t.numpy()
 
 
 def _array_of(data: Any, where: str) -> np.ndarray:
     if type(data).__module__.split(".")[0] == "torch":
-        data = data.detach().cpu()
-        if str(data.dtype) == "torch.bfloat16":  # no NumPy dtype: widen, as float16 is
-            data = data.float()
-        return data.numpy()
+        return torch_to_numpy(data)
     return _from_python(data, where)
 
 

@@ -202,7 +202,10 @@ class Cast(Function):
 # -- functional wrappers -------------------------------------------------------------------
 
 
-def _float_operand(t: Tensor, dtype: np.dtype) -> Tensor:
+_F32 = np.dtype(np.float32)  # what integers become in float ops (PyTorch's default dtype)
+
+
+def _float_operand(t: Tensor, dtype: np.dtype = _F32) -> Tensor:
     """An integer / bool operand of a float op, as `dtype` (integers carry no gradient)."""
     return t if t.dtype.kind == "f" else Tensor._wrap(t.data.astype(dtype))
 
@@ -247,8 +250,7 @@ def mul(a: Any, b: Any) -> Tensor:
 def div(a: Any, b: Any) -> Tensor:
     """a / b with broadcasting (true division: integers divide as float32, like torch)."""
     if not any(isinstance(v, Tensor) and v.dtype.kind == "f" for v in (a, b)):
-        f32 = np.dtype(np.float32)
-        a, b = (_float_operand(as_tensor(v), f32) if isinstance(v, Tensor) else v for v in (a, b))
+        a, b = (_float_operand(v) if isinstance(v, Tensor) else v for v in (a, b))
     return _binary(Div, a, b)
 
 
@@ -266,25 +268,25 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
 def exp(a: Tensor) -> Tensor:
     """Elementwise e^a."""
     check_tensor(a, "exp")
-    return Exp.apply(_float_operand(a, np.dtype(np.float32)))
+    return Exp.apply(_float_operand(a))
 
 
 def log(a: Tensor) -> Tensor:
     """Elementwise natural log."""
     check_tensor(a, "log")
-    return Log.apply(_float_operand(a, np.dtype(np.float32)))
+    return Log.apply(_float_operand(a))
 
 
 def tanh(a: Tensor) -> Tensor:
     """Elementwise tanh."""
     check_tensor(a, "tanh")
-    return Tanh.apply(_float_operand(a, np.dtype(np.float32)))
+    return Tanh.apply(_float_operand(a))
 
 
 def sigmoid(a: Tensor) -> Tensor:
     """Elementwise logistic sigmoid."""
     check_tensor(a, "sigmoid")
-    return Sigmoid.apply(_float_operand(a, np.dtype(np.float32)))
+    return Sigmoid.apply(_float_operand(a))
 
 
 def relu(a: Tensor) -> Tensor:
@@ -370,7 +372,7 @@ def abs(a: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
 def sqrt(a: Tensor) -> Tensor:
     """Elementwise square root (NaN for negative values, like torch); integers give
     float32."""
-    return Sqrt.apply(_float_operand(as_tensor(a), np.dtype(np.float32)))
+    return Sqrt.apply(_float_operand(as_tensor(a)))
 
 
 def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002

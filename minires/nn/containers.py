@@ -15,19 +15,30 @@ from typing import Any
 from minires.nn.module import Module
 
 
+def _integer(container: str, i: Any) -> int:
+    """``i`` as an int (any integer type, not a bool), else a TypeError."""
+    if isinstance(i, bool) or not hasattr(i, "__index__"):
+        raise TypeError(f"{container} indices must be integers or slices, not {type(i).__name__}")
+    return operator.index(i)
+
+
 def _position(container: str, i: Any, n: int) -> int:
-    """An index into n entries (any integer type, negative from the end) as 0 .. n-1."""
-    if isinstance(i, bool):
-        raise TypeError(f"{container} indices must be integers or slices, not bool")
-    try:
-        i = operator.index(i)
-    except TypeError:
-        raise TypeError(
-            f"{container} indices must be integers or slices, not {type(i).__name__}"
-        ) from None
+    """An index into n entries (negative from the end) as 0 .. n-1."""
+    i = _integer(container, i)
     if not -n <= i < n:
         raise IndexError(f"{container} index {i} is out of range for length {n}")
     return i % n
+
+
+def _hold(owner: Module, items: list[tuple[str, Module]]) -> None:
+    """Make `owner`'s children exactly `items` ((name, module) pairs), in order; when
+    every name is a number they are numbered again from 0 (as PyTorch's containers do
+    after a deletion or an insertion)."""
+    for name in list(owner._modules):
+        delattr(owner, name)
+    numbered = all(k.isdigit() for k, _ in items)
+    for j, (k, m) in enumerate(items):
+        owner.add_module(str(j) if numbered else k, m)
 
 
 def _check_module(container: str, key: Any, value: Any) -> Module:
@@ -71,37 +82,17 @@ class Sequential(Module):
     def __delitem__(self, i: int | slice) -> None:
         """Remove an entry (or a slice); numbered children are numbered again from 0."""
         items = list(self._modules.items())
-        doomed = (
-            items[i] if isinstance(i, slice) else [items[_position("Sequential", i, len(items))]]
-        )
-        gone = {name for name, _ in doomed}
-        self._renumber([(k, m) for k, m in items if k not in gone])
-
-    def _renumber(self, items: list[tuple[str, Module]]) -> None:
-        """Hold exactly `items`, in order; if every name was a number, renumber 0, 1, ..."""
-        for name in list(self._modules):
-            delattr(self, name)
-        numbered = all(k.isdigit() for k, _ in items)
-        for j, (k, m) in enumerate(items):
-            self.add_module(str(j) if numbered else k, m)
+        del items[i if isinstance(i, slice) else _position("Sequential", i, len(items))]
+        _hold(self, items)
 
     def insert(self, index: int, module: Module) -> Sequential:
         """Insert a module before position ``index`` (children renumbered). Returns self."""
-        _check_module("Sequential", index, module)
         items = list(self._modules.items())
-        n = len(items)
-        if (
-            isinstance(index, bool)
-            or not isinstance(index, int)
-            and not hasattr(index, "__index__")
-        ):
-            raise TypeError(f"Sequential.insert: index must be an int, got {index!r}")
-        index = operator.index(index)
+        n, index = len(items), _integer("Sequential.insert", index)
         if not -n <= index <= n:
             raise IndexError(f"Sequential.insert: index {index} is out of range for length {n}")
-        index = index + n if index < 0 else index
-        items.insert(index, (str(n), module))
-        self._renumber(items)
+        items.insert(index, (str(n), _check_module("Sequential", index, module)))
+        _hold(self, items)
         return self
 
     def extend(self, modules: Iterable[Module]) -> Sequential:
@@ -152,12 +143,9 @@ class ModuleList(Module):
         self.add_module(str(self._index(i)), _check_module("ModuleList", i, module))
 
     def __delitem__(self, i: int | slice) -> None:
-        mods = list(self._modules.values())
-        del mods[i if isinstance(i, slice) else self._index(i)]
-        for name in list(self._modules):
-            delattr(self, name)
-        for k, m in enumerate(mods):
-            self.add_module(str(k), m)
+        items = list(self._modules.items())
+        del items[i if isinstance(i, slice) else self._index(i)]
+        _hold(self, items)
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -180,12 +168,9 @@ class ModuleList(Module):
 
     def insert(self, index: int, module: Module) -> None:
         """Insert ``module`` before ``index``."""
-        mods = list(self._modules.values())
-        mods.insert(index, _check_module("ModuleList", index, module))
-        for name in list(self._modules):
-            delattr(self, name)
-        for k, m in enumerate(mods):
-            self.add_module(str(k), m)
+        items = list(self._modules.items())
+        items.insert(index, (str(len(items)), _check_module("ModuleList", index, module)))
+        _hold(self, items)
 
 
 class ModuleDict(Module):
