@@ -104,7 +104,7 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
     p.add_argument(
         "--peak-gflops",
         type=positive_float,
-        help="theoretical FP32 peak to report instead of the derived one",
+        help="FP32 peak (GFLOP/s) for %% peak instead of the measured FMA peak",
     )
     p.add_argument(
         "--keep-openblas-env",

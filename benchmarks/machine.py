@@ -1,7 +1,9 @@
 """The machine a run happened on: CPU, cores, clock, theoretical FP32 peak, library
 versions, BLAS, and the thread-related environment.
 
-The theoretical peak is derived, not measured, and the derivation is stated with it:
+The theoretical peak is derived, not measured, and the derivation is stated with it (the
+benchmark also measures the FMA peak - `worker.fma_peak` - and reports "% peak" against
+that, since a nominal clock misses turbo):
 
     peak = FLOP/cycle/core x cores x clock
     FLOP/cycle/core = fp32 lanes per FMA datapath x 2 (an FMA is 2 FLOP) x FMA units
@@ -201,8 +203,8 @@ def theoretical_peak(cpu: dict[str, Any], cores: int | None = None) -> dict[str,
             "assumption": (
                 f"FMA width unknown for {cpu.get('model')} (vendor {cpu.get('vendor')}, family "
                 f"{cpu.get('family')}, model {cpu.get('model_number')}, flags "
-                f"{', '.join(cpu.get('simd') or []) or 'none'}): no peak derived; the "
-                "measured sgemm ceiling is the reference"
+                f"{', '.join(cpu.get('simd') or []) or 'none'}): no peak derived; % peak uses "
+                "the measured FMA peak, and the measured sgemm ceiling is the practical one"
             ),
         }
     if not clock or not cores:

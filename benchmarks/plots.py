@@ -7,7 +7,7 @@
                        `story.RATIO_RULE`: best PyTorch layout's time / minires' time,
                        > 1: minires faster) when PyTorch ran
 * ``roofline.png``     arithmetic intensity vs GFLOP/s with the measured sgemm ceiling,
-                       the theoretical peak and the bandwidth slope: grouped and
+                       the peak (measured FMA peak) and the bandwidth slope: grouped and
                        depthwise convs sit left, under the memory roof
 """
 
@@ -128,8 +128,10 @@ def plot_roofline(results: dict[str, Any], path: Path) -> Path | None:
     import numpy as np
 
     ceil = results.get("ceilings", {})
-    prac, theo, bw = (ceil.get("practical_gflops"), ceil.get("theoretical_gflops"),
+    prac, theo, bw = (ceil.get("practical_gflops"),
+                      ceil.get("peak_gflops") or ceil.get("theoretical_gflops"),
                       ceil.get("bandwidth_gb_s"))  # fmt: skip
+    theo_label = "measured FMA peak" if ceil.get("fma_peak_gflops") == theo else "peak"
     fig, ax = plt.subplots(figsize=(11, 6))
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     colors = dict(zip(kinds, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -155,7 +157,7 @@ def plot_roofline(results: dict[str, Any], path: Path) -> Path | None:
     if prac:
         ax.axhline(prac, color="k", ls="--", lw=1, label=f"measured sgemm {prac:.0f} GFLOP/s")
     if theo:
-        ax.axhline(theo, color="gray", ls=":", lw=1, label=f"theoretical peak {theo:.0f} GFLOP/s")
+        ax.axhline(theo, color="gray", ls=":", lw=1, label=f"{theo_label} {theo:.0f} GFLOP/s")
     for b in dict.fromkeys(r["backend"] for r in rows):
         ax.scatter([], [], marker=MARKERS.get(b, "o"), color="gray", label=f"backend {b}")
     for k in kinds:

@@ -131,7 +131,10 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
             for b, s in (ceil.get("sgemm") or {}).items()
         )
         + "; "
-        f"theoretical FP32 peak {_f(peak.get('gflops'))} GFLOP/s ({peak.get('assumption')}); "
+        f"FP32 FMA peak measured {_f(ceil.get('fma_peak_gflops'))} GFLOP/s "
+        f"({ceil.get('fma_peak_source') or 'not measured'}); "
+        f"derived from the nominal clock {_f(peak.get('gflops'))} GFLOP/s "
+        f"({peak.get('assumption')}); "
         f"memory bandwidth {_f(ceil.get('bandwidth_gb_s'))} GB/s ({ceil.get('bandwidth_source')})",
     ]
     ld = results.get("load") or {}
@@ -404,7 +407,8 @@ def markdown(results: dict[str, Any]) -> str:
             "kH kW per pass, 3 passes). `x` = that backend's time / minires' time and "
             "`x torch` = the best PyTorch layout's time / minires' time (> 1: minires "
             "faster). `% sgemm (% peak)` = share of the measured sgemm ceiling (and of the "
-            "theoretical peak). `plan` = the algorithm each of minires' three passes ran. "
+            "peak: the measured FMA peak, else the derived one). `plan` = the algorithm each "
+            "of minires' three passes ran. "
             "Templates keep the *block's* FLOPs constant, so the 3x3 conv alone gets cheaper "
             "as cardinality grows. Useful GFLOP/s above the sgemm ceiling means the library "
             "did fewer actual multiplies (e.g. oneDNN's Winograd 3x3). Every row was checked "

@@ -132,15 +132,28 @@ def _ratio_words(a: float, b: float, what: str = "time") -> str:
 
 
 def ceilings_verdict(results: dict[str, Any]) -> str:
-    """The practical ceiling against the theoretical peak, and the roofline's ridge point."""
+    """The practical ceiling against the peak (measured FMA peak, else derived), how the
+    derived peak compares with the measured one, and the roofline's ridge point."""
     ceil = results.get("ceilings") or {}
     prac, theo, bw = (ceil.get("practical_gflops"), ceil.get("theoretical_gflops"),
                       ceil.get("bandwidth_gb_s"))  # fmt: skip
+    fma = ceil.get("fma_peak_gflops")
     if not prac:
         return "Ceilings: sgemm not measured, so no share of the ceiling is reported."
     s = f"The best measured sgemm, {prac:.0f} GFLOP/s, is the practical ceiling"
-    s += (f" ({100 * prac / theo:.0f}% of the {theo:.0f} GFLOP/s theoretical peak)."
-          if theo else " (theoretical peak unknown for this CPU).")  # fmt: skip
+    if fma:
+        s += f" ({100 * prac / fma:.0f}% of the {fma:.0f} GFLOP/s FMA peak measured here)."
+        if theo and not 0.9 <= fma / theo <= 1.1:
+            clock = (results.get("machine") or {}).get("cpu", {}).get("clock_mhz")
+            at = f" at the nominal {clock / 1e3:.2f} GHz" if clock else ""
+            why = (f"the cores ran at about {clock / 1e3 * fma / theo:.1f} GHz (turbo)"
+                   if clock and fma > theo else
+                   "down-clocking or a narrower FMA datapath than assumed")  # fmt: skip
+            s += f" The peak derived from the core's FMA units{at}, {theo:.0f}, is off: {why}."
+    elif theo:
+        s += f" ({100 * prac / theo:.0f}% of the {theo:.0f} GFLOP/s theoretical peak)."
+    else:
+        s += " (peak unknown for this CPU)."
     if bw:
         s += (f" At the measured {bw:.1f} GB/s the roofline's ridge point is "
               f"{prac / bw:.0f} FLOP/byte: a layer with fewer FLOPs per compulsory byte "

@@ -525,11 +525,6 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
         interrupted = True
 
     machine = machine_info()
-    if cfg.peak_gflops:
-        machine["theoretical_peak"] = {
-            "gflops": cfg.peak_gflops,
-            "assumption": "given with --peak-gflops",
-        }
     results = {
         "tool": "minires benchmarks",
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -540,7 +535,7 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
         "env_parent": thread_env(),
         "env_workers": env_notes,
         "workers": worker_info,
-        "ceilings": summarize_ceilings(ceilings, machine),
+        "ceilings": summarize_ceilings(ceilings, machine, cfg.peak_gflops),
         "interrupted": interrupted,
         "load": load.summary(machine["cpu"].get("usable_cpus") or os.cpu_count() or 1, cfg.threads),
         "rows": rows,
@@ -549,9 +544,22 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
     return results
 
 
-def summarize_ceilings(ceilings: dict[str, Any], machine: dict[str, Any]) -> dict[str, Any]:
-    """Pick the practical ceiling (best median sgemm of any library) and bandwidth."""
+def summarize_ceilings(
+    ceilings: dict[str, Any], machine: dict[str, Any], given_peak: float | None = None
+) -> dict[str, Any]:
+    """Pick the practical ceiling (best sgemm of any library), the bandwidth and the peak
+    that "% peak" refers to: ``given_peak`` (--peak-gflops), else the FMA peak measured by
+    the Numba worker, else the one derived from the nominal clock (which misses turbo)."""
     sgemm = {b: c["sgemm"] for b, c in ceilings.items() if isinstance(c.get("sgemm"), dict)}
+    fma = next((c["fma_peak"] for c in ceilings.values() if isinstance(c.get("fma_peak"), dict)),
+               None)  # fmt: skip
+    theo = machine.get("theoretical_peak", {})
+    if given_peak:
+        peak, peak_source = given_peak, "given with --peak-gflops"
+    elif fma:
+        peak, peak_source = fma["gflops_best"], f"measured: {fma['method']}"
+    else:
+        peak, peak_source = theo.get("gflops"), f"derived: {theo.get('assumption')}"
     bw = {b: c["bandwidth"] for b, c in ceilings.items() if isinstance(c.get("bandwidth"), dict)}
     # the best repetition of the best library: noise only ever slows a run down
     best = max(sgemm.items(), key=lambda kv: kv[1]["gflops_best"], default=(None, None))
@@ -565,7 +573,11 @@ def summarize_ceilings(ceilings: dict[str, Any], machine: dict[str, Any]) -> dic
         ),
         "bandwidth_gb_s": best_bw[1]["gb_s"] if best_bw[1] else None,
         "bandwidth_source": best_bw[1]["method"] if best_bw[1] else None,
-        "theoretical_gflops": machine.get("theoretical_peak", {}).get("gflops"),
+        "theoretical_gflops": theo.get("gflops"),
+        "fma_peak_gflops": fma["gflops_best"] if fma else None,
+        "fma_peak_source": fma["method"] if fma else None,
+        "peak_gflops": peak,
+        "peak_source": peak_source,
         "errors": {b: c.get("reason") for b, c in ceilings.items() if c.get("status") != "ok"},
     }
 
@@ -576,13 +588,14 @@ def add_derived(results: dict[str, Any]) -> None:
     minires' rows ``x_torch`` = best PyTorch layout's time / minires' time; > 1: minires
     is faster."""
     ceil = results["ceilings"]
-    prac, theo = ceil.get("practical_gflops"), ceil.get("theoretical_gflops")
+    prac = ceil.get("practical_gflops")
+    peak = ceil.get("peak_gflops") or ceil.get("theoretical_gflops")  # (older results)
     rows = results["rows"]
     for r in rows:
         if r.get("status") == "ok" and r["section"] == "layer":
             g = r.get("gflops_total")
             r["pct_sgemm"] = 100 * g / prac if g and prac else None
-            r["pct_peak"] = 100 * g / theo if g and theo else None
+            r["pct_peak"] = 100 * g / peak if g and peak else None
     add_ratios(rows, ("layer", "blocks", "forms", "models"))
     # forms: each form's time over form (c)'s on the same backend
     form_c = {r["backend"]: r.get("total_median_ms") for r in rows if r["section"] == "forms"

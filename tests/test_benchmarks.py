@@ -100,6 +100,53 @@ def test_theoretical_peak_unknown_core_says_so(cpu):
     assert "unknown" in peak["assumption"] and "measured sgemm" in peak["assumption"]
 
 
+def test_fma_peak_is_measured_and_finite():
+    got = worker.fma_peak(reps=2, iters=20_000)
+    assert got["gflops_best"] >= got["gflops_median"] > 0
+    assert "chains" in got["method"]
+
+
+def _ceilings(theo: float | None, fma: float | None, given: float | None = None) -> dict:
+    from minires.benchmarks.sweep import summarize_ceilings
+
+    measured = {"numpy": {"status": "ok", "sgemm": {"gflops_best": 300.0, "library": "x",
+                                                    "n": 8}}}  # fmt: skip
+    if fma:
+        measured["numba"] = {"status": "ok", "fma_peak": {"gflops_best": fma, "method": "m"}}
+    machine = {"theoretical_peak": {"gflops": theo, "assumption": "a"},
+               "cpu": {"clock_mhz": 2600.0}}  # fmt: skip
+    return summarize_ceilings(measured, machine, given), machine
+
+
+@pytest.mark.parametrize("theo, fma, given, peak", [
+    (333.0, 488.0, None, 488.0),  # measured FMA peak wins over the nominal-clock one
+    (333.0, None, None, 333.0),   # not measured: the derived peak
+    (None, 488.0, 400.0, 400.0),  # --peak-gflops wins
+    (None, None, None, None),
+])  # fmt: skip
+def test_percent_of_peak_uses_the_measured_fma_peak(theo, fma, given, peak):
+    ceil, _ = _ceilings(theo, fma, given)
+    assert ceil["peak_gflops"] == peak
+    results = {"rows": [{"section": "layer", "status": "ok", "gflops_total": 100.0,
+                         "name": "l", "backend": "numba"}], "ceilings": ceil}  # fmt: skip
+    add_derived(results)
+    row = results["rows"][0]
+    assert row["pct_sgemm"] == pytest.approx(100 / 3)
+    assert row["pct_peak"] == (pytest.approx(1e4 / peak) if peak else None)
+
+
+def test_ceilings_verdict_flags_a_derived_peak_off_the_measured_one():
+    from minires.benchmarks.story import ceilings_verdict
+
+    ceil, machine = _ceilings(333.0, 488.0)
+    text = ceilings_verdict({"ceilings": ceil, "machine": machine})
+    assert "61% of the 488 GFLOP/s FMA peak" in text
+    assert "333" in text and "about 3.8 GHz" in text
+    ceil, machine = _ceilings(480.0, 488.0)  # within 10%: nothing to flag
+    text = ceilings_verdict({"ceilings": ceil, "machine": machine})
+    assert "488 GFLOP/s FMA peak" in text and "is off" not in text
+
+
 def test_rel_err():
     a = np.array([1.0, -2.0, 4.0])
     assert worker.rel_err(a, a) == 0.0
