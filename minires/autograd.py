@@ -204,6 +204,12 @@ class Function:
     "no gradient" (e.g. for a stride argument).
     """
 
+    # True when ``backward`` returns arrays it allocated and keeps no reference to (not
+    # grad_out, not a saved buffer, not a view of either): a leaf without hooks then takes
+    # such a gradient as its ``.grad`` without a copy (PyTorch's AccumulateGrad steals an
+    # unshared gradient the same way). Saves a copy of every weight gradient a step.
+    fresh_gradients: bool = False
+
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
@@ -357,6 +363,7 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
                 f"{len(node.inputs)} input(s)"
             )
         where = f"{node.name()}.backward"
+        fresh = node.fn.fresh_gradients
         for inp, g in zip(node.inputs, grads):
             if inp is None or g is None:
                 continue
@@ -367,7 +374,7 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
             else:  # a leaf: accumulate into .grad (after its hooks, once: see below)
                 g = as_gradient(g, inp.shape, inp.dtype, where)
                 if not inp._hooks:
-                    inp._accumulate(g)
+                    inp._accumulate(g, owned=fresh and _unshared(g, g_out, grads))
                 elif id(inp) in hooked:
                     hooked[id(inp)] = (inp, hooked[id(inp)][1] + g)
                 else:
@@ -377,6 +384,15 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
             node.freed = True
     for leaf, g in hooked.values():
         leaf._accumulate(_run_hooks(leaf._hooks, g, leaf.shape, leaf.dtype))
+
+
+def _unshared(g: np.ndarray, g_out: np.ndarray, grads: tuple) -> bool:
+    """Whether a leaf may keep ``g`` (from a `Function.fresh_gradients` op) as its
+    ``.grad``: writeable, C-contiguous, and sharing memory neither with ``g_out`` nor with
+    another gradient of the same call."""
+    if not (g.flags.writeable and g.flags.c_contiguous) or np.may_share_memory(g, g_out):
+        return False
+    return sum(isinstance(o, np.ndarray) and np.may_share_memory(g, o) for o in grads) <= 1
 
 
 def iter_graph(root: Tensor) -> Iterator[Node]:

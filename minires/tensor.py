@@ -222,10 +222,12 @@ class Tensor:
             seed = autograd.as_gradient(grad, self.shape, self.dtype, "backward(grad=...)")
         autograd.backward(self, seed, retain_graph=retain_graph)
 
-    def _accumulate(self, g: np.ndarray) -> None:
+    def _accumulate(self, g: np.ndarray, owned: bool = False) -> None:
+        """Add ``g`` into ``.grad``; ``owned``: nothing else references ``g``, so the
+        first gradient is kept as it is (else copied: a later += must not alias)."""
         g = np.asarray(g, dtype=self.dtype)
         if self.grad is None:
-            self.grad = np.array(g, copy=True)  # own the memory: later += must not alias
+            self.grad = g if owned else np.array(g, copy=True)
         else:
             self.grad += g
 

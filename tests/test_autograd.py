@@ -231,3 +231,124 @@ def test_node_records_leaf_tensors_and_producing_nodes():
     y.backward(np.ones(2))
     np.testing.assert_allclose(x.grad, 2 * c.data)
     assert h.grad_fn.freed and y.grad_fn.freed and h.grad_fn.ctx._saved is None
+
+
+# --------------------------------------------------------------------------- leaf gradients
+# Ops declaring `fresh_gradients` hand their parameter gradients to the leaves without a
+# copy; anything that may be shared is still copied.
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_kernel_gradients_are_fresh_arrays(backend):
+    """The contract behind `fresh_gradients`: every conv / batchnorm kernel gradient is a
+    new buffer, sharing memory with no input and no other returned gradient."""
+    from minires.backend import get_backend, kernels, set_backend
+
+    old = get_backend()
+    set_backend(backend)
+    try:
+        k = kernels()
+        rng = np.random.default_rng(0)
+        cases = [(2, 4, 7, 6, 3, 1, 1, 1, 1), (1, 8, 9, 8, 3, 2, 1, 1, 8),
+                 (2, 8, 5, 4, 1, 1, 0, 1, 2), (1, 3, 6, 4, 3, 1, 2, 2, 1),
+                 (3, 16, 8, 32, 1, 1, 0, 1, 1)]  # fmt: skip
+        for n, c, h, co, kk, s, p, d, g in cases:
+            x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+            w = rng.standard_normal((co, c // g, kk, kk), dtype=np.float32)
+            y = k.conv2d_forward(x, w, None, (s, s), (p, p), (d, d), g)
+            go = rng.standard_normal(y.shape, dtype=np.float32)
+            args = ((s, s), (p, p), (d, d), g)
+            gx = k.conv2d_backward_input(go, w, x.shape, *args)
+            gw = k.conv2d_backward_weight(x, go, w.shape, *args)
+            gw2 = k.conv2d_backward_weight(x, go, w.shape, *args)
+            for a in (gx, gw):
+                assert not any(np.shares_memory(a, b) for b in (x, w, go, y))
+            assert not np.shares_memory(gx, gw) and not np.shares_memory(gw, gw2)
+        x = rng.standard_normal((2, 3, 4, 4), dtype=np.float32)
+        w, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+        out, mean, var = k.batch_norm_train_forward(x, w, b, 1e-5)
+        go = rng.standard_normal(x.shape, dtype=np.float32)
+        for grads in (k.batch_norm_train_backward(go, x, mean, var, w, 1e-5),
+                      k.batch_norm_eval_backward(go, x, mean, var, w, 1e-5)):  # fmt: skip
+            for i, a in enumerate(grads):
+                assert not any(np.shares_memory(a, o) for o in (x, go, w, b, mean, var, out))
+                assert not any(np.shares_memory(a, o) for o in grads[i + 1 :])
+    finally:
+        set_backend(old)
+
+
+def test_weight_gradient_is_kept_without_a_copy(monkeypatch):
+    import minires.backend as backend
+
+    returned = []
+    k = backend.kernels()
+    real = k.conv2d_backward_weight
+
+    def spy(*args):
+        gw = real(*args)
+        returned.append(gw)
+        return gw
+
+    monkeypatch.setattr(k, "conv2d_backward_weight", spy)
+    conv = mr.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    x = mr.randn(2, 3, 5, 5)
+    conv(x).sum().backward()
+    assert np.shares_memory(conv.weight.grad, returned[-1])
+    first = conv.weight.grad.copy()
+    conv(x).sum().backward()  # the second gradient is added into the kept one
+    np.testing.assert_allclose(conv.weight.grad, 2 * first, rtol=1e-6)
+    assert not np.shares_memory(conv.weight.grad, returned[-1])
+
+
+class _FreshPassThrough(mr.Function):
+    """Claims fresh gradients but passes grad_out through (a careless custom op)."""
+
+    fresh_gradients = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class _FreshTwice(mr.Function):
+    """Returns one new array as the gradient of both inputs."""
+
+    fresh_gradients = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        new = g * 1.0
+        return new, new[...]  # the same memory, seen through another view
+
+
+@pytest.mark.parametrize("op", [_FreshPassThrough, _FreshTwice])
+def test_shared_gradients_are_still_copied(op):
+    a = mr.tensor(np.ones((2, 3)), requires_grad=True)
+    b = mr.tensor(np.ones((2, 3)), requires_grad=True)
+    seed = np.full((2, 3), 2.0)
+    op.apply(a, b).backward(seed)
+    assert not np.shares_memory(a.grad, b.grad)
+    assert not np.shares_memory(a.grad, seed) and not np.shares_memory(b.grad, seed)
+    op.apply(a, b).backward(seed)
+    np.testing.assert_array_equal(a.grad, 4.0)
+    np.testing.assert_array_equal(b.grad, 4.0)
+    np.testing.assert_array_equal(seed, 2.0)
+
+
+def test_leaf_with_hook_gets_a_copy_of_a_fresh_gradient():
+    kept = []
+    conv = mr.nn.Conv2d(2, 2, 1, bias=False)
+    conv.weight.register_hook(lambda g: kept.append(g))
+    conv(mr.randn(1, 2, 3, 3)).sum().backward()
+    assert not np.shares_memory(conv.weight.grad, kept[0])
+    before = kept[0].copy()
+    conv(mr.randn(1, 2, 3, 3)).sum().backward()
+    np.testing.assert_array_equal(kept[0], before)  # what the hook kept was not added into

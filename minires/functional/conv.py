@@ -25,6 +25,8 @@ class Conv2d(Function):
     """out[n, o] = bias[o] + sum over the group's input channels c and taps (i, j) of
     weight[o, c, i, j] * x_padded[n, c, s*h + d*i, s*w + d*j]."""
 
+    fresh_gradients = True  # the kernels allocate every gradient they return
+
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
         ctx.save_for_backward(x, weight)

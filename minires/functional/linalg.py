@@ -18,6 +18,8 @@ from minires.tensor import Tensor
 class MatMul(Function):
     """out = a @ b, with NumPy's batching and 1-D promotion rules."""
 
+    fresh_gradients = True  # new products (or their batch sums)
+
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.save_for_backward(a, b)
@@ -77,6 +79,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 class Linear(Function):
     """out = x @ weight^T + bias; x (..., in), weight (out, in), bias (out,)."""
+
+    fresh_gradients = True
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):

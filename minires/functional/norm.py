@@ -15,6 +15,8 @@ class BatchNormTrain(Function):
     """Normalise with the batch's own statistics (training mode) and fold them into the
     running estimates."""
 
+    fresh_gradients = True  # the kernels allocate every gradient they return
+
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
         w = np.ones(x.shape[1], x.dtype) if weight is None else weight
@@ -60,6 +62,8 @@ def _update_running(running_mean, running_var, mean, var, count, momentum) -> No
 
 class BatchNormEval(Function):
     """Normalise with fixed running statistics (evaluation mode): a per-channel affine map."""
+
+    fresh_gradients = True
 
     @staticmethod
     def forward(ctx, x, running_mean, running_var, weight, bias, eps):
