@@ -352,3 +352,32 @@ def test_leaf_with_hook_gets_a_copy_of_a_fresh_gradient():
     before = kept[0].copy()
     conv(mr.randn(1, 2, 3, 3)).sum().backward()
     np.testing.assert_array_equal(kept[0], before)  # what the hook kept was not added into
+
+
+class _FreshDouble(mr.Function):
+    """2x, with a freshly allocated gradient."""
+
+    fresh_gradients = True
+
+    @staticmethod
+    def forward(ctx, a):
+        return 2 * a
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+def test_gradients_meeting_at_a_join_are_summed_without_touching_shared_arrays():
+    """Where paths meet, a fresh gradient is summed in place; arrays that an op passed
+    through (held in several places, or the caller's seed) are never written."""
+    x = mr.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    a, b = x * 1.0, x * 2.0
+    a.retain_grad()
+    # Add passes one array to a and b; then fresh gradients join them, in both orders
+    loss = (a + b) + (_FreshDouble.apply(a) + _FreshDouble.apply(b)) + (b + _FreshDouble.apply(a))
+    seed = np.full((2, 3), 0.5)
+    loss.backward(seed)
+    np.testing.assert_array_equal(seed, 0.5)
+    np.testing.assert_allclose(a.grad, 0.5 * (1 + 2 + 2))
+    np.testing.assert_allclose(x.grad, 0.5 * (1 * 5 + 2 * (1 + 2 + 1)))
