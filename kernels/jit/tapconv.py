@@ -420,6 +420,66 @@ def _taps_x2(a, b, xp, i0, i1, toff, g0, g1):
 
 
 @jit(fastmath=FASTMATH)
+def _taps_x2_s1(a, b, xp, i0, i1, rs, g0, g1):
+    """`_taps_x2` for stride 1, where tap (kh, kw) sits at kh * rs + kw: three row
+    offsets a slot and constant column offsets. (With nine offsets from `toff` LLVM keeps
+    18 tap pointers and spills half of them to the stack inside the loop: 10 extra loads
+    per 18 FMAs.)"""
+    j0, j1 = i0 + rs, i1 + rs
+    k0, k1 = j0 + rs, j1 + rs
+    a = (
+        vfma(vbcast(xp, i0), g0, a[0]),
+        vfma(vbcast(xp, i0 + 1), g0, a[1]),
+        vfma(vbcast(xp, i0 + 2), g0, a[2]),
+        vfma(vbcast(xp, j0), g0, a[3]),
+        vfma(vbcast(xp, j0 + 1), g0, a[4]),
+        vfma(vbcast(xp, j0 + 2), g0, a[5]),
+        vfma(vbcast(xp, k0), g0, a[6]),
+        vfma(vbcast(xp, k0 + 1), g0, a[7]),
+        vfma(vbcast(xp, k0 + 2), g0, a[8]),
+    )
+    b = (
+        vfma(vbcast(xp, i1), g1, b[0]),
+        vfma(vbcast(xp, i1 + 1), g1, b[1]),
+        vfma(vbcast(xp, i1 + 2), g1, b[2]),
+        vfma(vbcast(xp, j1), g1, b[3]),
+        vfma(vbcast(xp, j1 + 1), g1, b[4]),
+        vfma(vbcast(xp, j1 + 2), g1, b[5]),
+        vfma(vbcast(xp, k1), g1, b[6]),
+        vfma(vbcast(xp, k1 + 1), g1, b[7]),
+        vfma(vbcast(xp, k1 + 2), g1, b[8]),
+    )
+    return a, b
+
+
+@jit(fastmath=FASTMATH)
+def _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, toff, L):
+    """Output rows r0 .. r1 of two slots: (input plane at x0, vector v0) into a, (x1, v1)
+    into b."""
+    for r in range(r0, r1):
+        for q in range(Wo):
+            p = r * Wo + q
+            g0 = vload(gq, p * cw + v0 * L)
+            g1 = vload(gq, p * cw + v1 * L)
+            e = r * rs + q
+            a, b = _taps_x2(a, b, xq, x0 + e, x1 + e, toff, g0, g1)
+    return a, b
+
+
+@jit(fastmath=FASTMATH)
+def _rows_s1(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, L):
+    """`_rows` for stride 1 (`_taps_x2_s1`)."""
+    for r in range(r0, r1):
+        for q in range(Wo):
+            p = r * Wo + q
+            g0 = vload(gq, p * cw + v0 * L)
+            g1 = vload(gq, p * cw + v1 * L)
+            e = r * rs + q
+            a, b = _taps_x2_s1(a, b, xq, x0 + e, x1 + e, rs, g0, g1)
+    return a, b
+
+
+@jit(fastmath=FASTMATH)
 def _load9(acc, i, L):
     return (
         vload(acc, i),
@@ -441,7 +501,7 @@ def _store9(acc, i, L, a):
 
 
 @jit(fastmath=FASTMATH)
-def _bordered_copy(xq, xn, s0, H, W, c, cs, rs, stride):
+def _bordered_copy(xq, xn, s0, H, W, c, cs, rs, stride, L):
     """Input channel c of one image (xn[s0 : s0 + H*W]) into its zero-bordered scratch
     planes at xq[c * cs:]: stride 1, one plane with a 1-pixel border; stride 2, the 4
     polyphase planes (2a + b holds x[2i + a, 2j + b]), each with a zero row above and a
@@ -449,16 +509,19 @@ def _bordered_copy(xq, xn, s0, H, W, c, cs, rs, stride):
     if stride == 1:
         d0 = c * cs + rs + 1
         for r in range(H):
-            for q in range(W):
-                xq[d0 + r * rs + q] = xn[s0 + r * W + q]
-    else:
+            for q in range(0, W, L):
+                m = (1 << min(L, W - q)) - 1
+                vstorem(xq, d0 + r * rs + q, vloadm(xn, s0 + r * W + q, m), m)
+    else:  # columns b, b + 2, ... of row r into row r // 2 + 1 of plane 2 * (r % 2) + b
         plane = cs // 4
         for r in range(H):
-            a = r % 2
-            for q in range(W):
-                b = q % 2
-                d = c * cs + (2 * a + b) * plane + (r // 2 + 1) * rs + q // 2 + 1
-                xq[d] = xn[s0 + r * W + q]
+            for b in range(2):
+                d0 = c * cs + (2 * (r % 2) + b) * plane + (r // 2 + 1) * rs + 1
+                n = (W - b + 1) // 2
+                for q in range(0, n, L):
+                    m = (1 << min(L, n - q)) - 1
+                    v = vgather(xn, s0 + r * W + b + 2 * q, 2, m)
+                    vstorem(xq, d0 + q, v, m)
 
 
 @jit(fastmath=FASTMATH)
@@ -485,7 +548,7 @@ def _bwd_weight_task(
         xn = x[n]
         gn = go[n]
         for c in range(cpi):
-            _bordered_copy(xq, xn, (g * cpi + c) * H * W, H, W, c, cs, rs, stride)
+            _bordered_copy(xq, xn, (g * cpi + c) * H * W, H, W, c, cs, rs, stride, L)
         for v in range(cv):  # grad_out transposed to (pixel, channel): strided gathers
             s0 = (g * cpo + v * L) * P
             m = (1 << min(L, cpo - v * L)) - 1  # lanes past cpo stay 0
@@ -503,13 +566,11 @@ def _bwd_weight_task(
                 i1 = (c1 * 9 * cv + v1) * L
                 a = _load9(acc, i0, cw)
                 b = _load9(acc, i1, cw)
-                for r in range(r0, r1):
-                    for q in range(Wo):
-                        p = r * Wo + q
-                        g0 = vload(gq, p * cw + v0 * L)
-                        g1 = vload(gq, p * cw + v1 * L)
-                        e = r * rs + q
-                        a, b = _taps_x2(a, b, xq, c0 * cs + e, c1 * cs + e, toff, g0, g1)
+                x0, x1 = c0 * cs, c1 * cs
+                if stride == 1:
+                    a, b = _rows_s1(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, L)
+                else:
+                    a, b = _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, toff, L)
                 _store9(acc, i0, cw, a)
                 if s1 > s:
                     _store9(acc, i1, cw, b)

@@ -271,13 +271,14 @@ def test_tap_table_masks():
     cpi=st.integers(1, 5),
     cpo=st.sampled_from([1, 2, 5, 16, 17, 32, 33]),
     h=st.integers(1, 12),
-    w=st.integers(1, 12),
+    w=st.one_of(st.integers(1, 12), st.integers(15, 40)),
     stride=st.integers(1, 2),
 )
 def test_lane_weight_grad_matches_reference(n, groups, cpi, cpo, h, w, stride, dtype):
     """The output-channel-lane weight gradient (zero-bordered copies of x or of its
     polyphase planes, grad_out transposed; partial vectors of channels; odd slot
-    counts; image chunks), stride 1 and 2, odd sizes."""
+    counts; image chunks), stride 1 and 2, odd sizes; rows of one vector, a partial one,
+    or several (w > 16: the vector copies of the rows)."""
     rng = np.random.default_rng(5)
     ho, wo = -(-h // stride), -(-w // stride)
     x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
