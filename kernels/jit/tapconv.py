@@ -392,39 +392,45 @@ _GT_BLOCK_BYTES = 16 * 1024  # transposed grad_out rows per pass over the slots
 
 
 @jit(fastmath=FASTMATH)
-def _taps_x2(a, b, xp, i0, i1, toff, g0, g1):
-    """a[k] += xp[i0 + toff[k]] * g0 and b[k] += xp[i1 + toff[k]] * g1, 9 taps."""
+def _taps_x2_s2(a, b, xp, i0, i1, q, rs, g0, g1):
+    """a[k] += xp[i0 + off[k]] * g0 and b[k] += xp[i1 + off[k]] * g1 for the 9 taps of a
+    stride-2 conv on polyphase planes (`q` floats apart, rows `rs`): tap (kh, kw) at
+    R[kh] + C[kw] with R = (2q, rs, 2q + rs) and C = (q, 1, q + 1) (the phase plane and
+    the bordered row / column that hold the input pixel)."""
+    u0, u1 = i0 + 2 * q, i1 + 2 * q
+    v0, v1 = i0 + rs, i1 + rs
+    w0, w1 = u0 + rs, u1 + rs
     a = (
-        vfma(vbcast(xp, i0 + toff[0]), g0, a[0]),
-        vfma(vbcast(xp, i0 + toff[1]), g0, a[1]),
-        vfma(vbcast(xp, i0 + toff[2]), g0, a[2]),
-        vfma(vbcast(xp, i0 + toff[3]), g0, a[3]),
-        vfma(vbcast(xp, i0 + toff[4]), g0, a[4]),
-        vfma(vbcast(xp, i0 + toff[5]), g0, a[5]),
-        vfma(vbcast(xp, i0 + toff[6]), g0, a[6]),
-        vfma(vbcast(xp, i0 + toff[7]), g0, a[7]),
-        vfma(vbcast(xp, i0 + toff[8]), g0, a[8]),
+        vfma(vbcast(xp, u0 + q), g0, a[0]),
+        vfma(vbcast(xp, u0 + 1), g0, a[1]),
+        vfma(vbcast(xp, u0 + q + 1), g0, a[2]),
+        vfma(vbcast(xp, v0 + q), g0, a[3]),
+        vfma(vbcast(xp, v0 + 1), g0, a[4]),
+        vfma(vbcast(xp, v0 + q + 1), g0, a[5]),
+        vfma(vbcast(xp, w0 + q), g0, a[6]),
+        vfma(vbcast(xp, w0 + 1), g0, a[7]),
+        vfma(vbcast(xp, w0 + q + 1), g0, a[8]),
     )
     b = (
-        vfma(vbcast(xp, i1 + toff[0]), g1, b[0]),
-        vfma(vbcast(xp, i1 + toff[1]), g1, b[1]),
-        vfma(vbcast(xp, i1 + toff[2]), g1, b[2]),
-        vfma(vbcast(xp, i1 + toff[3]), g1, b[3]),
-        vfma(vbcast(xp, i1 + toff[4]), g1, b[4]),
-        vfma(vbcast(xp, i1 + toff[5]), g1, b[5]),
-        vfma(vbcast(xp, i1 + toff[6]), g1, b[6]),
-        vfma(vbcast(xp, i1 + toff[7]), g1, b[7]),
-        vfma(vbcast(xp, i1 + toff[8]), g1, b[8]),
+        vfma(vbcast(xp, u1 + q), g1, b[0]),
+        vfma(vbcast(xp, u1 + 1), g1, b[1]),
+        vfma(vbcast(xp, u1 + q + 1), g1, b[2]),
+        vfma(vbcast(xp, v1 + q), g1, b[3]),
+        vfma(vbcast(xp, v1 + 1), g1, b[4]),
+        vfma(vbcast(xp, v1 + q + 1), g1, b[5]),
+        vfma(vbcast(xp, w1 + q), g1, b[6]),
+        vfma(vbcast(xp, w1 + 1), g1, b[7]),
+        vfma(vbcast(xp, w1 + q + 1), g1, b[8]),
     )
     return a, b
 
 
 @jit(fastmath=FASTMATH)
 def _taps_x2_s1(a, b, xp, i0, i1, rs, g0, g1):
-    """`_taps_x2` for stride 1, where tap (kh, kw) sits at kh * rs + kw: three row
-    offsets a slot and constant column offsets. (With nine offsets from `toff` LLVM keeps
-    18 tap pointers and spills half of them to the stack inside the loop: 10 extra loads
-    per 18 FMAs.)"""
+    """`_taps_x2_s2` for stride 1 (one bordered plane): tap (kh, kw) at kh * rs + kw.
+    Both spell their offsets out from a few bases and constants: with nine offsets read
+    from a table LLVM kept 18 tap pointers and spilled half of them to the stack inside
+    the loop (10 extra loads per 18 FMAs)."""
     j0, j1 = i0 + rs, i1 + rs
     k0, k1 = j0 + rs, j1 + rs
     a = (
@@ -453,29 +459,49 @@ def _taps_x2_s1(a, b, xp, i0, i1, rs, g0, g1):
 
 
 @jit(fastmath=FASTMATH)
-def _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, toff, L):
-    """Output rows r0 .. r1 of two slots: (input plane at x0, vector v0) into a, (x1, v1)
-    into b."""
-    for r in range(r0, r1):
-        for q in range(Wo):
-            p = r * Wo + q
-            g0 = vload(gq, p * cw + v0 * L)
-            g1 = vload(gq, p * cw + v1 * L)
-            e = r * rs + q
-            a, b = _taps_x2(a, b, xq, x0 + e, x1 + e, toff, g0, g1)
-    return a, b
+def _fma2(a, b, k, xv, g0, g1):
+    """(a[k] + xv * g0, b[k] + xv * g1): one broadcast input value for two vectors."""
+    return vfma(xv, g0, a[k]), vfma(xv, g1, b[k])
 
 
 @jit(fastmath=FASTMATH)
-def _rows_s1(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, L):
-    """`_rows` for stride 1 (`_taps_x2_s1`)."""
+def _taps_1x2(a, b, xp, i, ra, rb, rc, cq, c2, g0, g1):
+    """Two slots of one input channel (planes at i): each tap's value is broadcast once
+    for both output-channel vectors. Tap (kh, kw) at i + R[kh] + C[kw] with R = (ra, rb,
+    rc), C = (cq, 1, c2): stride 1 (0, rs, 2 rs), (0, 1, 2); stride 2 as `_taps_x2_s2`."""
+    u, v, w = i + ra, i + rb, i + rc
+    a0, b0 = _fma2(a, b, 0, vbcast(xp, u + cq), g0, g1)
+    a1, b1 = _fma2(a, b, 1, vbcast(xp, u + 1), g0, g1)
+    a2, b2 = _fma2(a, b, 2, vbcast(xp, u + c2), g0, g1)
+    a3, b3 = _fma2(a, b, 3, vbcast(xp, v + cq), g0, g1)
+    a4, b4 = _fma2(a, b, 4, vbcast(xp, v + 1), g0, g1)
+    a5, b5 = _fma2(a, b, 5, vbcast(xp, v + c2), g0, g1)
+    a6, b6 = _fma2(a, b, 6, vbcast(xp, w + cq), g0, g1)
+    a7, b7 = _fma2(a, b, 7, vbcast(xp, w + 1), g0, g1)
+    a8, b8 = _fma2(a, b, 8, vbcast(xp, w + c2), g0, g1)
+    return (a0, a1, a2, a3, a4, a5, a6, a7, a8), (b0, b1, b2, b3, b4, b5, b6, b7, b8)
+
+
+@jit(fastmath=FASTMATH)
+def _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, stride, q4, L):
+    """Output rows r0 .. r1 of two slots: (input planes at x0, vector v0) into a, (x1, v1)
+    into b; q4 the size of a polyphase plane (stride 2)."""
     for r in range(r0, r1):
         for q in range(Wo):
             p = r * Wo + q
             g0 = vload(gq, p * cw + v0 * L)
             g1 = vload(gq, p * cw + v1 * L)
             e = r * rs + q
-            a, b = _taps_x2_s1(a, b, xq, x0 + e, x1 + e, rs, g0, g1)
+            if x0 == x1:  # one input channel, two vectors of output channels
+                if stride == 1:
+                    a, b = _taps_1x2(a, b, xq, x0 + e, 0, rs, 2 * rs, 0, 2, g0, g1)
+                else:
+                    q2 = 2 * q4
+                    a, b = _taps_1x2(a, b, xq, x0 + e, q2, rs, q2 + rs, q4, q4 + 1, g0, g1)
+            elif stride == 1:
+                a, b = _taps_x2_s1(a, b, xq, x0 + e, x1 + e, rs, g0, g1)
+            else:
+                a, b = _taps_x2_s2(a, b, xq, x0 + e, x1 + e, q4, rs, g0, g1)
     return a, b
 
 
@@ -525,13 +551,11 @@ def _bordered_copy(xq, xn, s0, H, W, c, cs, rs, stride, L):
 
 
 @jit(fastmath=FASTMATH)
-def _bwd_weight_task(
-    t, x, go, part, xp, gt, toff, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
-):
+def _bwd_weight_task(t, x, go, part, xp, gt, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L):
     # x (N, C*H*W), go (N, C_out*Ho*Wo); task t = (chunk, group) accumulates images
     # [chunk*ipc, ...) into part[chunk, g] = (cpi, 9, cv*L) (cv vectors of output
     # channels); scratch of task t: xp[t] (cpi * cs + slack) zero-bordered planes (row
-    # stride rs, output pixel (r, q) at r * rs + q, tap k at + toff[k]), gt[t] (Ho*Wo*cv*L)
+    # stride rs, output pixel (r, q) at r * rs + q; taps: `_taps_x2_s1` / `_s2`), gt[t] (Ho*Wo*cv*L)
     # grad_out transposed; both zero outside the copied values
     ch = t // G
     g = t - ch * G
@@ -567,10 +591,7 @@ def _bwd_weight_task(
                 a = _load9(acc, i0, cw)
                 b = _load9(acc, i1, cw)
                 x0, x1 = c0 * cs, c1 * cs
-                if stride == 1:
-                    a, b = _rows_s1(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, L)
-                else:
-                    a, b = _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, toff, L)
+                a, b = _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, stride, cs // 4, L)
                 _store9(acc, i0, cw, a)
                 if s1 > s:
                     _store9(acc, i1, cw, b)
@@ -578,11 +599,11 @@ def _bwd_weight_task(
 
 @jit(nogil=True)
 def _bwd_weight_range(
-    t0, t1, x, go, part, xp, gt, toff, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
+    t0, t1, x, go, part, xp, gt, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
 ):
     for t in range(t0, t1):
         _bwd_weight_task(
-            t, x, go, part, xp, gt, toff, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
+            t, x, go, part, xp, gt, H, W, Ho, Wo, rs, cs, stride, G, cpi, cpo, ipc, RB, L
         )
 
 
@@ -600,20 +621,13 @@ def lane_weight_grad(
     dt = x3.dtype
     nl = lanes(dt)
     cw = -(-cpo // nl) * nl
-    if stride == 1:
+    if stride == 1:  # one plane with a 1-pixel zero border
         Ho, Wo = H, W
         rs, cs = W + 2, (H + 2) * (W + 2)
-        toff = np.array([kh * rs + kw for kh in range(3) for kw in range(3)], np.int64)
-    else:
+    else:  # 4 polyphase planes, each with a zero row above and a zero column on the left
         Ho, Wo = -(-H // 2), -(-W // 2)
         rs = Wo + 1
         cs = 4 * (Ho + 1) * rs
-        # kh -> (phase row a, row offset 1 + dr in the bordered plane); same for columns
-        rows = [(1, 0), (0, 1), (1, 1)]
-        toff = np.array(
-            [(2 * a + b) * (cs // 4) + dr * rs + dc for a, dr in rows for b, dc in rows],
-            np.int64,
-        )
     ipc = max(1, min(N, (N * groups) // 8))
     chunks = -(-N // ipc)
     part = np.zeros((chunks, groups, cpi * 9 * cw), dt)
@@ -627,7 +641,6 @@ def lane_weight_grad(
         part,
         xp,
         gt,
-        toff,
         H,
         W,
         Ho,
