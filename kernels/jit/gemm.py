@@ -15,7 +15,7 @@ The structure is BLIS's (Van Zee & van de Geijn, 2015), on the vectors of `simd.
     for each task (group, rows range, block of NC columns):
         for each block of kc rows of B (kc <= 384):
             pack B[k0:k0+kc, columns] as micro-panels (kc, 2 vectors)   -> L2 (this task's)
-            for each micro-panel (2 vectors of columns):                -> L1
+            for each micro-panel (2 vectors of columns; 1 for an odd last): -> L1
                 for each block of 8 rows of A:                          (streamed from L2;
                                                   the two loops swap when this task's rows
                                                   of A outgrow L2: `_A_L2_BYTES`)
@@ -103,6 +103,16 @@ def _micro_8x2(a0, a1, a, rows, sk, k0, bp, bo, kc, L):
 
 
 @jit(fastmath=FASTMATH)
+def _micro_8x1(a0, a, rows, sk, k0, bp, bo, kc, L):
+    """`_micro_8x2` for a panel of one vector (bp[bo + Lk : + L]): the odd last vector of
+    a column block, so a 7x7 plane at batch 2 (98 columns, 7 vectors) computes 7 vectors
+    instead of 8."""
+    for k in range(kc):
+        a0 = _fma8_rows(a0, vload(bp, bo + k * L), a, rows, (k0 + k) * sk)
+    return a0
+
+
+@jit(fastmath=FASTMATH)
 def _column_segment(j, l, J, P, L):
     """The run of columns j + l, j + l + 1, ... that lies in one image: (image, pixel,
     count), count <= L - l and not past column J."""
@@ -112,28 +122,52 @@ def _column_segment(j, l, J, P, L):
 
 
 @jit(fastmath=FASTMATH)
-def _pack_b_vector(x, bp, d, xo, istride, P, J, j, k0, kc, L):
-    """bp[d + 2Lk : + L] = columns j .. j+L of rows k0 + k of B, k < kc; B[k, (n, p)] is
-    x[xo + n*istride + k*P + p]. Masked segments per image; columns past J read 0."""
+def _pack_b_vector(x, bp, d, ds, xo, istride, P, J, j, k0, kc, L):
+    """bp[d + ds*k : + L] = columns j .. j+L of rows k0 + k of B, k < kc (ds: 2L in a
+    panel of two vectors, L in a one-vector panel); B[k, (n, p)] is x[xo + n*istride +
+    k*P + p]. Masked segments per image; columns past J read 0."""
     n = j // P
     p = j - n * P
     if p + L <= P and j + L <= J:  # inside one image: whole vectors
         s = xo + n * istride + k0 * P + p
         for k in range(kc):
-            vstore(bp, d + k * 2 * L, vload(x, s + k * P))
+            vstore(bp, d + k * ds, vload(x, s + k * P))
         return
     z = vloadm(bp, d, 0)
     for k in range(kc):
-        vstore(bp, d + k * 2 * L, z)
+        vstore(bp, d + k * ds, z)
     l = 0
     while l < L and j + l < J:
         n, p, cnt = _column_segment(j, l, J, P, L)
         mask = ((1 << cnt) - 1) << l  # lanes l .. l + cnt - 1
         s = xo + n * istride + k0 * P + p - l  # lane l reads pixel p
         for k in range(kc):
-            o = d + k * 2 * L
+            o = d + k * ds
             vstore(bp, o, vadd(vload(bp, o), vloadm(x, s + k * P, mask)))
         l += cnt
+
+
+@jit(fastmath=FASTMATH)
+def _pack_b(x, bp, xo, istride, P, J, j0, nv, k0, kc, L):
+    """Rows k0 .. k0+kc of `nv` vectors of columns from j0 into micro-panels: vector v
+    of row k at bp[(v >> 1) * kc * 2L + (v & 1) * L + k * ds], ds = 2L (L in an odd last
+    panel of one vector). A block inside one image is copied row by row (each row's
+    nv * 64 B in order: 6 cycles a vector against 10-12 column by column, PERFLOG.md);
+    blocks across images or past J vector by vector, masked."""
+    n = j0 // P
+    p = j0 - n * P
+    if p + nv * L <= P and j0 + nv * L <= J:
+        s = xo + n * istride + k0 * P + p
+        for k in range(kc):
+            for v in range(nv):
+                ds = 2 * L if (v | 1) < nv else L
+                vstore(bp, (v >> 1) * kc * 2 * L + (v & 1) * L + k * ds, vload(x, s + v * L))
+            s += P
+        return
+    for v in range(nv):
+        d = (v >> 1) * kc * 2 * L + (v & 1) * L
+        ds = 2 * L if (v | 1) < nv else L
+        _pack_b_vector(x, bp, d, ds, xo, istride, P, J, j0 + v * L, k0, kc, L)
 
 
 @jit(fastmath=FASTMATH)
@@ -202,9 +236,8 @@ def _task_split(t, M, mc, nmb, ninner):
 def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_outer, L):
     g, b0, b1, c = _task_split(t, M, mc, nmb, ncb)  # c: the column block
     j0 = c * nc
-    nv = -(-min(nc, J - j0) // L)
-    nv += nv & 1  # whole micro-panels (2 vectors); the extra columns read 0
-    npan = nv >> 1
+    nv = -(-min(nc, J - j0) // L)  # vectors of columns (the extra columns read 0)
+    npan = (nv + 1) >> 1  # micro-panels: of two vectors, the last of one if nv is odd
     nb = b1 - b0
     xo = g * K * P
     oo = g * M * P
@@ -220,9 +253,7 @@ def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_
     for k0 in range(0, K, kc):
         kk = min(kc, K - k0)
         last = k0 + kk >= K
-        for v in range(nv):
-            d = (v >> 1) * kk * 2 * L + (v & 1) * L
-            _pack_b_vector(x, bp, d, xo, G * K * P, P, J, j0 + v * L, k0, kk, L)
+        _pack_b(x, bp, xo, G * K * P, P, J, j0, nv, k0, kk, L)
         per_call = -(-kk // ncalls) if jn < J else 0
         row = 0
         for call in range(ncalls):
@@ -245,10 +276,14 @@ def _gemm_task(t, a, sm, sk, x, out, bp, G, M, K, P, J, kc, nc, ncb, mc, nmb, a_
                     prefetchw(out, ob + i * P)
                     prefetchw(out, ob + i * P + 2 * L - 1)
             rows = _row_offsets(g * M * K, b * MR, M, sm)
-            a0, a1 = _micro_8x2(zs, zs, a, rows, sk, k0, bp, jr * kk * 2 * L, kk, L)
             nrows_a = min(MR, M - b * MR)
-            _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
-            _store_rows(out, a1, oo, G * M * P, P, J, j + L, b * MR, nrows_a, k0 > 0, L)
+            if 2 * jr + 1 < nv:
+                a0, a1 = _micro_8x2(zs, zs, a, rows, sk, k0, bp, jr * kk * 2 * L, kk, L)
+                _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
+                _store_rows(out, a1, oo, G * M * P, P, J, j + L, b * MR, nrows_a, k0 > 0, L)
+            else:
+                a0 = _micro_8x1(zs, a, rows, sk, k0, bp, jr * kk * 2 * L, kk, L)
+                _store_rows(out, a0, oo, G * M * P, P, J, j, b * MR, nrows_a, k0 > 0, L)
 
 
 @jit(nogil=True)

@@ -63,6 +63,9 @@ def test_conv1x1_long_reductions(dtype, k):
     a = rng.standard_normal((1, 19, k)).astype(dtype)
     x = rng.standard_normal((3, k, 50)).astype(dtype)
     _check(a, x)
+    # 7x7 planes at batch 2: an odd number of vectors (a one-vector last panel) summed
+    # over several blocks of k
+    _check(a, rng.standard_normal((2, k, 49)).astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
