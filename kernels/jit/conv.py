@@ -110,7 +110,8 @@ def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, pass_: str = 
         return tap_conv(x3, weight, bias, g.groups, tg).reshape(shape)
     if alg == Algorithm.TAP_POLY2:
         xp = polyphase(x).reshape(g.n, g.c_in, -1)
-        return tap_conv(xp, weight, bias, g.groups, TapGeometry.poly2(g.ho, g.wo)).reshape(shape)
+        tg = TapGeometry.poly2(g.ho, g.wo, g.kh, g.kw)
+        return tap_conv(xp, weight, bias, g.groups, tg).reshape(shape)
     if alg in (Algorithm.DEPTHWISE3X3, Algorithm.DIRECT):
         return direct_forward(alg, x3, weight, bias, g).reshape(shape)
     if alg in (Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM):

@@ -16,7 +16,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 tiles fill >= 3/4 of the lanes that hold
                                                 them) (winograd.py)
                      TAP_SAME                   "same", tap-sized (tapconv.py)
-                     TAP_POLY2                  3x3 / stride 2 / pad 1, tap-sized
+                     TAP_POLY2                  odd k x k / stride 2 / pad (k-1)/2 (3x3
+                                                pad 1, the 7x7 stem), tap-sized
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
                      DIRECT                     direct-sized (direct.py tile kernels)
                      POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense: batch 1 with
@@ -89,7 +90,7 @@ class Algorithm(str, enum.Enum):
 
     WINOGRAD = "winograd"  # winograd.forward: F(2x2, 3x3), 3x3 / stride 1 / pad 1
     TAP_SAME = "tap_same"  # tapconv.tap_conv on x (stride-1 "same" convs)
-    TAP_POLY2 = "tap_poly2"  # tapconv.tap_conv on x's polyphase planes (3x3 stride 2)
+    TAP_POLY2 = "tap_poly2"  # tapconv.tap_conv on x's polyphase planes (odd k, stride 2)
     DEPTHWISE3X3 = "depthwise3x3"  # depthwise.py plane kernels
     DIRECT = "direct"  # direct.py tile kernels (any stride / dilation / kernel size)
     POINTWISE_SIMD = "pointwise_simd"  # 1x1: gemm.conv1x1, the batch folded into columns
@@ -278,12 +279,13 @@ def tap_geometry(g: ConvGeometry) -> str | None:
     ):
         return "same"
     if (
-        (g.kh, g.kw) == (3, 3)
+        g.kh % 2 == 1
+        and g.kw % 2 == 1
         and g.stride == (2, 2)
-        and g.padding == (1, 1)
-        and (g.dilation == (1, 1))
+        and g.padding == ((g.kh - 1) // 2, (g.kw - 1) // 2)
+        and g.dilation == (1, 1)
     ):
-        return "poly2"
+        return "poly2"  # odd kernels at stride 2 with "same" padding: 3x3 / 1, the 7x7 stem
     return None
 
 
@@ -585,7 +587,7 @@ def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Alg
         return Algorithm("transposed:" + forward.value)
     # the tap table's stride-2 input gradient reads grad_out: channels swapped
     swapped = g._replace(c_in=g.c_out, c_out=g.c_in)
-    if "tap" not in off and tap_geometry(swapped) == "poly2":
+    if "tap" not in off and (g.kh, g.kw) == (3, 3) and tap_geometry(swapped) == "poly2":
         if "col2im" in off or g.ho * g.wo >= _TAP_STRIDE2_MIN_PIXELS:
             return Algorithm.TAP_STRIDE2
         return Algorithm.COL2IM_GEMM

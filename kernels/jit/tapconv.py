@@ -11,9 +11,10 @@ tap is inside the image. Two layouts give such a table (`tap_table`):
 
 * stride 1 with "same" padding (Ho, Wo = H, W; e.g. 3x3 pad 1): the source is x itself
   and toff = (kh*dh - ph) * W + (kw*dw - pw);
-* stride 2, 3x3, pad 1: the source is x split into its 4 polyphase planes (even/odd rows
-  x even/odd columns, each Ho x Wo; `polyphase`), so every tap is again a unit-stride
-  read of one plane at an offset of 0 or -1 rows and columns.
+* stride 2, odd KH x KW with padding (KH-1)/2, (KW-1)/2 (3x3 pad 1, ResNet's 7x7 pad 3
+  stem): the source is x split into its 4 polyphase planes (even/odd rows x even/odd
+  columns, each Ho x Wo; `polyphase`), so every tap is again a unit-stride read of one
+  plane at a small row and column offset.
 
 Forward, one task per (image, group, block of CB output channels):
 
@@ -54,8 +55,9 @@ class TapGeometry(NamedTuple):
     """The output plane and taps of one tap-table conv (a hashable `tap_table` key).
 
     kind "same": stride 1, H x W output (= input), kernel KH x KW, padding (ph, pw),
-    dilation (dh, dw); "poly2": 3x3 / stride 2 / pad 1 over `polyphase` planes, H x W =
-    Ho x Wo; "poly2t": phase (a, b) of its input gradient over grad_out
+    dilation (dh, dw); "poly2": odd KH x KW / stride 2 / padding (KH-1)/2, (KW-1)/2 over
+    `polyphase` planes, H x W = Ho x Wo; "poly2t": phase (a, b) of the 3x3 one's input
+    gradient over grad_out
     (`stride2_backward_input`), H x W = Ho x Wo. Build with `same`, `poly2`, `poly2t`.
     """
 
@@ -76,12 +78,18 @@ class TapGeometry(NamedTuple):
         return cls("same", H, W, KH, KW, ph, pw, dh, dw)
 
     @classmethod
-    def poly2(cls, Ho, Wo) -> TapGeometry:
-        return cls("poly2", Ho, Wo)
+    def poly2(cls, Ho, Wo, KH=3, KW=3) -> TapGeometry:
+        return cls("poly2", Ho, Wo, KH, KW, (KH - 1) // 2, (KW - 1) // 2)
 
     @classmethod
     def poly2t(cls, Ho, Wo, a, b) -> TapGeometry:
         return cls("poly2t", Ho, Wo, a=a, b=b)
+
+
+def _phase(offset: int) -> tuple[int, int]:
+    """Input row 2*oh + offset = row oh + dr of polyphase rows a: (a, dr)."""
+    a = offset % 2
+    return a, (offset - a) // 2
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,9 +107,10 @@ def tap_table(geom: TapGeometry, nlanes: int, block: int):
             for kw in range(geom.KW)
         ]
     elif geom.kind == "poly2":
-        # input row 2*oh + kh - 1 is row oh + dr of the even (a = 0) or odd (a = 1) rows
-        rows = [(1, -1), (0, 0), (1, 0)]  # kh -> (a, dr); the same for columns
-        taps = [(dr, dc, (a * 2 + b) * H * W) for a, dr in rows for b, dc in rows]
+        # input row 2*oh + kh - ph is row oh + dr of the even (a = 0) or odd (a = 1) rows
+        rows = [_phase(kh - geom.ph) for kh in range(geom.KH)]  # kh -> (a, dr)
+        cols = [_phase(kw - geom.pw) for kw in range(geom.KW)]
+        taps = [(dr, dc, (a * 2 + b) * H * W) for a, dr in rows for b, dc in cols]
     elif geom.kind == "poly2t":  # phase (a, b) of the stride-2 transposed conv
         taps = [(dr, dc, 0) for _, dr in _PHASE_TAPS[geom.a] for _, dc in _PHASE_TAPS[geom.b]]
     else:

@@ -103,8 +103,8 @@ CONV_PATH_CASES = {
                     ("im2col_gemm", "col2im_gemm", "im2col_simd")),
     "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
                           ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
-    "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),
-                ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
+    "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),  # polyphase taps, 3 x 49 of them
+                ("tap_poly2", "col2im_gemm", "im2col_gemm")),
 }  # fmt: skip
 CONV_PATH_CASES = {
     name: (case, tuple(p.replace("T:", _T) for p in paths))

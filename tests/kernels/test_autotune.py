@@ -50,7 +50,8 @@ def test_candidates_are_the_plans_with_families_switched_off():
         A.IM2COL_GEMM,
     }
     stem = ConvGeometry.of((2, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1, 1)
-    for p in planner.PASSES:  # nothing else computes a 7x7 stride-2 conv
+    assert planner.candidates("forward", stem) == [A.TAP_POLY2, A.IM2COL_GEMM]
+    for p in planner.PASSES[1:]:  # nothing else computes a 7x7 stride-2 conv's gradients
         assert len(planner.candidates(p, stem)) == 1
     for case, want in CONV_PATH_CASES.values():  # the default plan comes first
         x, w, _, args = conv_inputs(case, np.float32, 0)

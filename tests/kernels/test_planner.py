@@ -32,7 +32,9 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     output planes under 64 pixels, to `COL2IM_GEMM`, and the forward and input
     gradient and weight gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the
     SIMD GEMM, and the im2col weight gradients `use_im2col_simd` takes, to im2col + the
-    SIMD GEMM."""
+    SIMD GEMM. And the forward of the tap-sized odd k x k stride-2 convs with "same"
+    padding beyond 3x3 (5x5, the 7x7 stem) now takes the polyphase tap table (TAP_POLY2,
+    added later)."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
@@ -44,6 +46,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
         if planner.is_pointwise(geo) and g == 1:  # dense 1x1: always one GEMM per image now
             gemm = Algorithm.POINTWISE_GEMM
             want = [gemm, Algorithm.TRANSPOSED_POINTWISE_GEMM, gemm]
+        if (kh, kw) != (3, 3) and planner.tap_geometry(geo) == "poly2":
+            want = [Algorithm.TAP_POLY2, *want[1:]]
         if [planner.plan(p, geo, dtype, disabled=off) for p in PASSES] != want:
             wrong.append(row)
         fwd = planner.use_winograd(geo, dtype.itemsize)

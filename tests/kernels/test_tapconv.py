@@ -175,6 +175,42 @@ def test_tap_conv_stride2_polyphase_matches_reference(n, groups, cpi, cpo, h, w,
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @SETTINGS
+@given(k=st.sampled_from([1, 5, 7]), **STRIDE2_SHAPES)
+def test_tap_conv_stride2_odd_kernels_match_reference(k, n, groups, cpi, cpo, h, w, dtype):
+    """k x k / stride 2 / pad (k-1)/2 over the polyphase planes (ResNet's 7x7 stem):
+    taps reach up to (k-1)/2 rows and columns of either phase away."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, groups * cpi, h, w)).astype(dtype)
+    wt = rng.standard_normal((groups * cpo, cpi, k, k)).astype(dtype)
+    xp = tapconv.polyphase(x)
+    ho, wo = xp.shape[-2:]
+    geom = tapconv.TapGeometry.poly2(ho, wo, k, k)
+    got = tapconv.tap_conv(xp.reshape(n, groups * cpi, -1), wt, None, groups, geom)
+    pad = (k - 1) // 2
+    want = _reference(x, wt, None, (2, 2), (pad, pad), (1, 1), groups)
+    assert_close(got.reshape(want.shape), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stem_7x7_stride2_dispatch(dtype):
+    """The 7x7 / stride 2 / pad 3 stem: forward through the polyphase tap table; its
+    input gradient (when asked) does not take the 3x3-only stride-2 tap kernel."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 23, 20)).astype(dtype)
+    wt = rng.standard_normal((8, 3, 7, 7)).astype(dtype)
+    b = rng.standard_normal(8).astype(dtype)
+    args = ((2, 2), (3, 3), (1, 1), 1)
+    got = J.conv2d_forward(x, wt, b, *args)
+    assert J.last_plan()["forward"] == A.TAP_POLY2
+    assert_close(got, R.conv2d_forward(x, wt, b, *args), dtype)
+    go = rng.standard_normal(got.shape).astype(dtype)
+    gx = J.conv2d_backward_input(go, wt, x.shape, *args)
+    assert J.last_plan()["backward_input"] != A.TAP_STRIDE2
+    assert_close(gx, R.conv2d_backward_input(go, wt, x.shape, *args), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
 @given(**STRIDE2_SHAPES)
 def test_stride2_backward_input_matches_reference(n, groups, cpi, cpo, h, w, dtype):
     """The input gradient of the 3x3 / stride 2 / pad 1 conv as four phase convs (1, 2,
