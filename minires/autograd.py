@@ -201,7 +201,9 @@ class Function:
     ``forward`` receives ndarrays where ``apply`` got Tensors, and every other argument
     (ints, tuples, ndarrays that are not differentiable) unchanged. ``backward`` returns
     one gradient per positional input (a single value if there is one input); None means
-    "no gradient" (e.g. for a stride argument).
+    "no gradient" (e.g. for a stride argument). An op whose backward returns arrays it
+    allocated and keeps no reference to may set ``fresh_gradients = True``: a parameter
+    then keeps such a gradient as its ``.grad`` without a copy.
     """
 
     # True when ``backward`` returns arrays it allocated and keeps no reference to (not
