@@ -314,14 +314,8 @@ class _FreshPassThrough(mr.Function):
         return g, g
 
 
-class _FreshTwice(mr.Function):
+class _FreshTwice(_FreshPassThrough):
     """Returns one new array as the gradient of both inputs."""
-
-    fresh_gradients = True
-
-    @staticmethod
-    def forward(ctx, a, b):
-        return a + b
 
     @staticmethod
     def backward(ctx, g):

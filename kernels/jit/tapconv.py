@@ -401,70 +401,26 @@ _GT_BLOCK_BYTES = 16 * 1024  # transposed grad_out rows per pass over the slots
 
 
 @jit(fastmath=FASTMATH)
-def _taps_x2_s2(a, b, xp, i0, i1, q, rs, g0, g1):
-    """a[k] += xp[i0 + off[k]] * g0 and b[k] += xp[i1 + off[k]] * g1 for the 9 taps of a
-    stride-2 conv on polyphase planes (`q` floats apart, rows `rs`): tap (kh, kw) at
-    R[kh] + C[kw] with R = (2q, rs, 2q + rs) and C = (q, 1, q + 1) (the phase plane and
-    the bordered row / column that hold the input pixel)."""
-    u0, u1 = i0 + 2 * q, i1 + 2 * q
-    v0, v1 = i0 + rs, i1 + rs
-    w0, w1 = u0 + rs, u1 + rs
-    a = (
-        vfma(vbcast(xp, u0 + q), g0, a[0]),
-        vfma(vbcast(xp, u0 + 1), g0, a[1]),
-        vfma(vbcast(xp, u0 + q + 1), g0, a[2]),
-        vfma(vbcast(xp, v0 + q), g0, a[3]),
-        vfma(vbcast(xp, v0 + 1), g0, a[4]),
-        vfma(vbcast(xp, v0 + q + 1), g0, a[5]),
-        vfma(vbcast(xp, w0 + q), g0, a[6]),
-        vfma(vbcast(xp, w0 + 1), g0, a[7]),
-        vfma(vbcast(xp, w0 + q + 1), g0, a[8]),
+def _taps9(acc, xp, i, ra, rb, rc, cq, c2, g):
+    """acc[k] + xp[i + R[kh] + C[kw]] * g for the 9 taps k = (kh, kw) of one slot, with
+    R = (ra, rb, rc) and C = (cq, 1, c2): stride 1 (one bordered plane, rows rs) R = (0,
+    rs, 2 rs), C = (0, 1, 2); stride 2 (polyphase planes q floats apart) R = (2q, rs,
+    2q + rs), C = (q, 1, q + 1) - the phase plane and the bordered row / column that hold
+    the input pixel. Spelled out from three row bases (and literal column offsets at
+    stride 1): with nine offsets read from a table LLVM kept 18 tap pointers for two slots
+    and spilled half of them to the stack inside the loop (10 extra loads per 18 FMAs)."""
+    u, v, w = i + ra, i + rb, i + rc
+    return (
+        vfma(vbcast(xp, u + cq), g, acc[0]),
+        vfma(vbcast(xp, u + 1), g, acc[1]),
+        vfma(vbcast(xp, u + c2), g, acc[2]),
+        vfma(vbcast(xp, v + cq), g, acc[3]),
+        vfma(vbcast(xp, v + 1), g, acc[4]),
+        vfma(vbcast(xp, v + c2), g, acc[5]),
+        vfma(vbcast(xp, w + cq), g, acc[6]),
+        vfma(vbcast(xp, w + 1), g, acc[7]),
+        vfma(vbcast(xp, w + c2), g, acc[8]),
     )
-    b = (
-        vfma(vbcast(xp, u1 + q), g1, b[0]),
-        vfma(vbcast(xp, u1 + 1), g1, b[1]),
-        vfma(vbcast(xp, u1 + q + 1), g1, b[2]),
-        vfma(vbcast(xp, v1 + q), g1, b[3]),
-        vfma(vbcast(xp, v1 + 1), g1, b[4]),
-        vfma(vbcast(xp, v1 + q + 1), g1, b[5]),
-        vfma(vbcast(xp, w1 + q), g1, b[6]),
-        vfma(vbcast(xp, w1 + 1), g1, b[7]),
-        vfma(vbcast(xp, w1 + q + 1), g1, b[8]),
-    )
-    return a, b
-
-
-@jit(fastmath=FASTMATH)
-def _taps_x2_s1(a, b, xp, i0, i1, rs, g0, g1):
-    """`_taps_x2_s2` for stride 1 (one bordered plane): tap (kh, kw) at kh * rs + kw.
-    Both spell their offsets out from a few bases and constants: with nine offsets read
-    from a table LLVM kept 18 tap pointers and spilled half of them to the stack inside
-    the loop (10 extra loads per 18 FMAs)."""
-    j0, j1 = i0 + rs, i1 + rs
-    k0, k1 = j0 + rs, j1 + rs
-    a = (
-        vfma(vbcast(xp, i0), g0, a[0]),
-        vfma(vbcast(xp, i0 + 1), g0, a[1]),
-        vfma(vbcast(xp, i0 + 2), g0, a[2]),
-        vfma(vbcast(xp, j0), g0, a[3]),
-        vfma(vbcast(xp, j0 + 1), g0, a[4]),
-        vfma(vbcast(xp, j0 + 2), g0, a[5]),
-        vfma(vbcast(xp, k0), g0, a[6]),
-        vfma(vbcast(xp, k0 + 1), g0, a[7]),
-        vfma(vbcast(xp, k0 + 2), g0, a[8]),
-    )
-    b = (
-        vfma(vbcast(xp, i1), g1, b[0]),
-        vfma(vbcast(xp, i1 + 1), g1, b[1]),
-        vfma(vbcast(xp, i1 + 2), g1, b[2]),
-        vfma(vbcast(xp, j1), g1, b[3]),
-        vfma(vbcast(xp, j1 + 1), g1, b[4]),
-        vfma(vbcast(xp, j1 + 2), g1, b[5]),
-        vfma(vbcast(xp, k1), g1, b[6]),
-        vfma(vbcast(xp, k1 + 1), g1, b[7]),
-        vfma(vbcast(xp, k1 + 2), g1, b[8]),
-    )
-    return a, b
 
 
 @jit(fastmath=FASTMATH)
@@ -477,7 +433,7 @@ def _fma2(a, b, k, xv, g0, g1):
 def _taps_1x2(a, b, xp, i, ra, rb, rc, cq, c2, g0, g1):
     """Two slots of one input channel (planes at i): each tap's value is broadcast once
     for both output-channel vectors. Tap (kh, kw) at i + R[kh] + C[kw] with R = (ra, rb,
-    rc), C = (cq, 1, c2): stride 1 (0, rs, 2 rs), (0, 1, 2); stride 2 as `_taps_x2_s2`."""
+    rc), C = (cq, 1, c2) as in `_taps9`."""
     u, v, w = i + ra, i + rb, i + rc
     a0, b0 = _fma2(a, b, 0, vbcast(xp, u + cq), g0, g1)
     a1, b1 = _fma2(a, b, 1, vbcast(xp, u + 1), g0, g1)
@@ -508,9 +464,12 @@ def _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, stride, q4, L):
                     q2 = 2 * q4
                     a, b = _taps_1x2(a, b, xq, x0 + e, q2, rs, q2 + rs, q4, q4 + 1, g0, g1)
             elif stride == 1:
-                a, b = _taps_x2_s1(a, b, xq, x0 + e, x1 + e, rs, g0, g1)
+                a = _taps9(a, xq, x0 + e, 0, rs, 2 * rs, 0, 2, g0)
+                b = _taps9(b, xq, x1 + e, 0, rs, 2 * rs, 0, 2, g1)
             else:
-                a, b = _taps_x2_s2(a, b, xq, x0 + e, x1 + e, q4, rs, g0, g1)
+                q2 = 2 * q4
+                a = _taps9(a, xq, x0 + e, q2, rs, q2 + rs, q4, q4 + 1, g0)
+                b = _taps9(b, xq, x1 + e, q2, rs, q2 + rs, q4, q4 + 1, g1)
     return a, b
 
 
@@ -564,7 +523,7 @@ def _bwd_weight_task(t, x, go, part, xp, gt, H, W, Ho, Wo, rs, cs, stride, G, cp
     # x (N, C*H*W), go (N, C_out*Ho*Wo); task t = (chunk, group) accumulates images
     # [chunk*ipc, ...) into part[chunk, g] = (cpi, 9, cv*L) (cv vectors of output
     # channels); scratch of task t: xp[t] (cpi * cs + slack) zero-bordered planes (row
-    # stride rs, output pixel (r, q) at r * rs + q; taps: `_taps_x2_s1` / `_s2`), gt[t] (Ho*Wo*cv*L)
+    # stride rs, output pixel (r, q) at r * rs + q; taps: `_taps9`), gt[t] (Ho*Wo*cv*L)
     # grad_out transposed; both zero outside the copied values
     ch = t // G
     g = t - ch * G
