@@ -49,7 +49,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 128 KB (stride 2) (tapconv.py)
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
                      SAME3X3_MASKED             3x3 same, cpi <= 32, direct-sized
-                     DIRECT                     direct-sized
+                     DIRECT                     direct-sized, or dense, strided, not 1x1,
+                                                cpo*cpi*kh*kw <= 2*9216 (the 7x7 stem)
                      POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense, cpi fills
                                                 >= 3/4 of its 2-vector panels (or < 2^20
                                                 multiply-adds)
@@ -229,6 +230,33 @@ def use_direct(g: ConvGeometry) -> bool:
         # 0.4/0.4/0.8; 6->10 9x9 batch 2 0.03 -> 0.03-0.05)
         return g.stride == (1, 1) and work <= _DIRECT_MAX_DENSE and not is_pointwise(g)
     return work <= _DIRECT_MAX_WORK
+
+
+# The direct weight gradient (`direct.py`'s tile kernel: no im2col copy) also beats im2col
+# + BLAS on small *strided* dense convs, whose forward and input gradient stay off it
+# (above). Measured (2026-12-03 session 8, 2 threads, float32, ms, im2col_gemm vs direct,
+# same process): the 7x7 / stride 2 stem 3->64 at 224x224 batch 1 4.18 vs 3.31, batch 8
+# 18.0 vs 14.1, at 112x112 batch 2 1.17 vs 0.98, 64x64 batch 4 0.83 vs 0.68; 3->32 5x5
+# stride 2 1.76 vs 1.33; 3->64 3x3 stride 2 1.36 vs 0.92; 1->32 5x5 stride 2 28x28 0.12
+# vs 0.06; CIFAR-sized 16->16 3x3 stride 2 32x32 batch 64 2.35 vs 1.26, batch 8 0.47 vs
+# 0.24, 32->16 16x16 batch 64 1.90 vs 1.22, 64->32 56x56 batch 2 0.88 vs 0.58, 8->8 5x5
+# 1.91 vs 0.74; at twice the stem's work a tie (3->128 7x7 6.52 vs 6.44, 6->64 1.96 vs
+# 1.83).
+_DIRECT_MAX_STRIDED_WEIGHT_GRAD = 2 * _DIRECT_MAX_DENSE
+
+
+def use_direct_weight_grad(g: ConvGeometry) -> bool:
+    """The direct kernels for the weight gradient: where `use_direct` takes the conv, and
+    for dense strided convs that are not 1x1 with up to twice the dense work limit (the
+    7x7 stem of the ImageNet ResNets: cpi*cpo*kh*kw = 9408)."""
+    if use_direct(g):
+        return True
+    return (
+        g.groups == 1
+        and g.stride != (1, 1)
+        and (g.kh, g.kw) != (1, 1)
+        and g.cpo * g.cpi * g.kh * g.kw <= _DIRECT_MAX_STRIDED_WEIGHT_GRAD
+    )
 
 
 def is_depthwise3x3(g: ConvGeometry) -> bool:
@@ -599,7 +627,7 @@ def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Al
         return Algorithm.WINOGRAD
     if "lane" not in off and use_lane_weight_grad(g, itemsize):
         return Algorithm.LANE
-    if "direct" not in off and use_direct(g):
+    if "direct" not in off and use_direct_weight_grad(g):
         if is_depthwise3x3(g):
             return Algorithm.DEPTHWISE3X3
         if "same3x3" not in off and use_same3x3_masked(g):

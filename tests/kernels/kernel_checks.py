@@ -66,7 +66,7 @@ CONV_PATH_CASES = {
     "dense5x5": (conv_case(2, 4, 7, 6, 6, 5, p=2),
                  ("tap_same", "T:tap_same", "direct")),
     "stride2": (conv_case(2, 8, 17, 16, 8, 3, s=2, p=1),  # 9x8 outputs: the tap input grad
-                ("tap_poly2", "tap_stride2", "im2col_gemm")),
+                ("tap_poly2", "tap_stride2", "direct")),
     "grouped": (conv_case(2, 16, 7, 6, 16, 3, p=1, g=4),
                 ("tap_same", "T:tap_same", "same3x3_masked")),
     "depthwise": (conv_case(2, 6, 5, 20, 6, 3, p=1, g=6),
@@ -104,7 +104,7 @@ CONV_PATH_CASES = {
     "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
                           ("im2col_gemm", "col2im_gemm", "im2col_gemm")),
     "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),  # polyphase taps, 3 x 49 of them
-                ("tap_poly2", "col2im_gemm", "im2col_gemm")),
+                ("tap_poly2", "col2im_gemm", "direct")),
 }  # fmt: skip
 CONV_PATH_CASES = {
     name: (case, tuple(p.replace("T:", _T) for p in paths))

@@ -134,12 +134,12 @@ def test_conv_grouped_through_blas(name, monkeypatch):
 
 def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
     """CIFAR-sized dense 3x3 convs at stride 1 take direct kernels (tap table forward and
-    input gradient, masked weight gradient); strided or wide ones use BLAS for the
-    weight gradient. Both paths agree with the reference on the same case."""
+    input gradient, masked weight gradient); strided ones the direct tile kernel's weight
+    gradient, wide ones BLAS. Both paths agree with the reference on the same case."""
     f32 = np.float32
     assert plan_of(_case(8, 16, 32, 32, 16, 3, p=1), f32) == (
         A.TAP_SAME, A.TRANSPOSED_TAP_SAME, A.SAME3X3_MASKED)  # fmt: skip
-    assert plan_of(_case(8, 16, 32, 32, 16, 3, s=2, p=1), f32)[2] == A.IM2COL_GEMM
+    assert plan_of(_case(8, 16, 32, 32, 16, 3, s=2, p=1), f32)[2] == A.DIRECT
     # (20 columns: narrower than Winograd takes)
     assert plan_of(_case(8, 32, 32, 20, 32, 3, p=1), f32)[2] == A.SAME3X3_MASKED
     assert plan_of(_case(8, 64, 32, 20, 64, 3, p=1), f32)[2] == A.IM2COL_GEMM

@@ -34,7 +34,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     SIMD GEMM, and the im2col weight gradients `use_im2col_simd` takes, to im2col + the
     SIMD GEMM. And the forward of the tap-sized odd k x k stride-2 convs with "same"
     padding beyond 3x3 (5x5, the 7x7 stem) now takes the polyphase tap table (TAP_POLY2,
-    added later)."""
+    added later), and the weight gradient of small strided dense convs the direct tile
+    kernel (`use_direct_weight_grad`, later too)."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
@@ -48,6 +49,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             want = [gemm, Algorithm.TRANSPOSED_POINTWISE_GEMM, gemm]
         if (kh, kw) != (3, 3) and planner.tap_geometry(geo) == "poly2":
             want = [Algorithm.TAP_POLY2, *want[1:]]
+        if want[2] == Algorithm.IM2COL_GEMM and planner.use_direct_weight_grad(geo):
+            want = [*want[:2], Algorithm.DIRECT]  # small strided dense convs (added later)
         if [planner.plan(p, geo, dtype, disabled=off) for p in PASSES] != want:
             wrong.append(row)
         fwd = planner.use_winograd(geo, dtype.itemsize)
