@@ -39,6 +39,9 @@ REPS = 3  # timed calls per candidate (after one warm-up call); the minimum coun
 _timer: Callable[[], float] = time.perf_counter  # tests substitute a fake clock
 _lock = threading.Lock()
 _choices: dict[str, str] | None = None  # entry -> algorithm value, this key's file
+# entry -> the one candidate of a pass nothing else computes: nothing to time or to
+# write, but `candidates` (128 plans) is too slow to run again on every conv call
+_single: dict[str, Algorithm] = {}
 
 
 def enabled() -> bool:
@@ -147,12 +150,17 @@ def choose(pass_: str, g: ConvGeometry, dtype, run: Callable[[Algorithm], object
     """The fastest candidate for this pass and geometry: the cached choice, else the
     candidates timed with `run(algorithm)` (one warm-up call each, then `REPS` rounds
     over all of them; the best time of each counts), the winner cached in memory and on
-    disk."""
+    disk. A pass with one candidate is not timed (remembered in memory: `candidates`
+    runs the planner 128 times)."""
     hit = cached(pass_, g, dtype)
     if hit is not None:
         return hit
+    entry = _entry(pass_, g, dtype)
+    if entry in _single:
+        return _single[entry]
     cands = candidates(pass_, g, dtype)
     if len(cands) == 1:
+        _single[entry] = cands[0]
         return cands[0]
     for alg in cands:
         run(alg)  # warm-up: the first call compiles
@@ -164,8 +172,8 @@ def choose(pass_: str, g: ConvGeometry, dtype, run: Callable[[Algorithm], object
             times[alg].append(_timer() - t0)
     best = min(cands, key=lambda alg: min(times[alg]))  # ties: the planner's order
     with _lock:
-        _loaded()[_entry(pass_, g, dtype)] = best.value
-        _write(_entry(pass_, g, dtype), best)
+        _loaded()[entry] = best.value
+        _write(entry, best)
     return best
 
 
@@ -174,3 +182,4 @@ def forget() -> None:
     global _choices
     with _lock:
         _choices = None
+        _single.clear()
