@@ -43,7 +43,7 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      COL2IM_GEMM                anything else
     backward_weight  WINOGRAD                   3x3 same, winograd-sized, and cpi <= 64
                                                 where two rows of tiles share a vector
-                     LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 32,
+                     LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 16,
                                                 cpi*9 <= 576, one image's zero-bordered
                                                 planes of a group <= 48 KB (stride 1) or
                                                 128 KB (stride 2) (tapconv.py)
@@ -319,9 +319,16 @@ def tap_geometry(g: ConvGeometry) -> str | None:
 
 def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
     """The output-channel-lane weight gradient (`tapconv.lane_weight_grad`) for 3x3 /
-    pad 1 convs, stride 1 or 2, with >= 32 output channels per group (whole vectors)
-    whose zero-bordered input planes of one image and group are small (L1-sized at
-    stride 1; stride 2 does 1/4 of the FMAs per copied value but still won at 115 KB).
+    pad 1 convs, stride 1 or 2, with >= 16 output channels per group (a float32 vector
+    on AVX-512) whose zero-bordered input planes of one image and group are small
+    (L1-sized at stride 1; stride 2 does 1/4 of the FMAs per copied value but still won
+    at 115 KB). Session 8 made the kernel 1.05-1.5x faster and 16-31 outputs a group
+    then won too (ms, masked / direct / Winograd -> lanes, same process): ResNeXt's 32
+    groups of 16 at 14x14 batch 2 0.65 -> 0.48, batch 4 1.17 -> 0.71, batch 8 2.31 ->
+    1.22, at 7x7 0.38 -> 0.26, 64 groups of 16 at 7x7 0.63 -> 0.42, stride 2 from 28x28
+    1.62 -> 0.96 (direct) and from 14x14 0.64 -> 0.33; 32 groups of 20 at 14x14 1.00 ->
+    0.88, of 24 (Winograd) 1.48 -> 1.12; dense 16->16 16x16 batch 8 0.153 vs 0.159 (a
+    tie); 8 outputs a group still lose (32 groups of 8 at 28x28 0.42 -> 0.75). Earlier:
     Measured (2 threads, float32, ms, interleaved runs; old path -> lanes): stride 1:
     dense 32->32 16x16 batch 64 2.5 -> 1.7, 32->32 8x8 1.4 -> 0.56, 64->64 8x8 (BLAS)
     2.0 -> 1.8, ResNeXt 32x32d 7x7 batch 4 2.8 -> 1.2, 16 groups of 32 at 14x14 5.0 ->
@@ -336,7 +343,7 @@ def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
         (g.kh, g.kw) == (3, 3)
         and g.padding == (1, 1)
         and g.dilation == (1, 1)
-        and g.cpo >= 32
+        and g.cpo >= 16
         and g.cpi * 9 <= _TAPCONV_MAX_WORK
         and scratch <= (48 if g.stride == (1, 1) else 128) * 1024
     )

@@ -134,18 +134,24 @@ def test_conv_grouped_through_blas(name, monkeypatch):
 
 def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
     """CIFAR-sized dense 3x3 convs at stride 1 take direct kernels (tap table forward and
-    input gradient, masked weight gradient); strided ones the direct tile kernel's weight
-    gradient, wide ones BLAS. Both paths agree with the reference on the same case."""
+    input gradient, masked weight gradient); strided ones the lane or the direct tile
+    kernel's weight gradient, wide ones BLAS. Both paths agree with the reference on the
+    same case."""
     f32 = np.float32
     assert plan_of(_case(8, 16, 32, 32, 16, 3, p=1), f32) == (
         A.TAP_SAME, A.TRANSPOSED_TAP_SAME, A.SAME3X3_MASKED)  # fmt: skip
-    assert plan_of(_case(8, 16, 32, 32, 16, 3, s=2, p=1), f32)[2] == A.DIRECT
+    assert plan_of(_case(8, 16, 32, 32, 16, 3, s=2, p=1), f32)[2] == A.LANE
+    assert plan_of(_case(8, 8, 32, 32, 8, 3, s=2, p=1), f32)[2] == A.DIRECT
     # (20 columns: narrower than Winograd takes)
     assert plan_of(_case(8, 32, 32, 20, 32, 3, p=1), f32)[2] == A.SAME3X3_MASKED
     assert plan_of(_case(8, 64, 32, 20, 64, 3, p=1), f32)[2] == A.IM2COL_GEMM
     assert plan_of(_case(8, 32, 32, 32, 32, 3, p=1), f32) == (
         A.WINOGRAD, A.TRANSPOSED_WINOGRAD, A.WINOGRAD)  # fmt: skip
-    case = _case(2, 16, 9, 7, 16, 3, p=1, bias=True)
+    case = _case(2, 16, 9, 7, 16, 3, p=1, bias=True)  # 16 outputs on a small plane
+    assert plan_of(case, np.float64)[2] == A.LANE
+    check_conv(case, np.float64, seed=3)
+    monkeypatch.setattr(planner, "use_lane_weight_grad", lambda *a: False)
+    assert plan_of(case, np.float64)[2] == A.SAME3X3_MASKED
     check_conv(case, np.float64, seed=3)
     monkeypatch.setattr(planner, "_DIRECT_MAX_DENSE", -1)
     assert plan_of(case, np.float64)[2] == A.IM2COL_GEMM

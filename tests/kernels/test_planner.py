@@ -34,8 +34,9 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     SIMD GEMM, and the im2col weight gradients `use_im2col_simd` takes, to im2col + the
     SIMD GEMM. And the forward of the tap-sized odd k x k stride-2 convs with "same"
     padding beyond 3x3 (5x5, the 7x7 stem) now takes the polyphase tap table (TAP_POLY2,
-    added later), and the weight gradient of small strided dense convs the direct tile
-    kernel (`use_direct_weight_grad`, later too)."""
+    added later), the weight gradient of small strided dense convs the direct tile
+    kernel (`use_direct_weight_grad`, later too), and small-plane weight gradients with
+    16-31 outputs a group the lane kernel (it took 32+ before)."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
@@ -51,6 +52,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             want = [Algorithm.TAP_POLY2, *want[1:]]
         if want[2] == Algorithm.IM2COL_GEMM and planner.use_direct_weight_grad(geo):
             want = [*want[:2], Algorithm.DIRECT]  # small strided dense convs (added later)
+        if 16 <= geo.cpo < 32 and planner.use_lane_weight_grad(geo, dtype.itemsize):
+            want = [*want[:2], Algorithm.LANE]  # lanes from 16 outputs a group (later too)
         if [planner.plan(p, geo, dtype, disabled=off) for p in PASSES] != want:
             wrong.append(row)
         fwd = planner.use_winograd(geo, dtype.itemsize)
