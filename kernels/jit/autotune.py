@@ -7,10 +7,11 @@ padding, dilation, groups, dtype) times every algorithm that can compute it
 call's own inputs - one warm-up call each (it compiles), then `REPS` rounds over all
 candidates, the best time of each counting - and keeps the fastest. Choices are cached
 in memory and on disk, in `<cache dir>/autotune-<key>.json`, where the key hashes the
-CPU model and the numba, numpy and Python versions (a choice measured on another CPU or
-library build is never reused); the cache dir is `$MINIRES_CACHE_DIR`, else
-`$XDG_CACHE_HOME/minires`, else `~/.cache/minires`. Files are written atomically (a
-temporary file, then `os.replace`), merged with what other processes wrote meanwhile.
+CPU model, the numba, numpy and Python versions and the kernels' own sources (a choice
+measured on another CPU, library build or minires is never reused); the cache dir is
+`$MINIRES_CACHE_DIR`, else `$XDG_CACHE_HOME/minires`, else `~/.cache/minires`. Files are
+written atomically (a temporary file, then `os.replace`), merged with what other
+processes wrote meanwhile.
 
 Non-finite weights are never tuned (they take the GEMM paths, planner.py), and a pass
 with one candidate is not timed.
@@ -18,6 +19,7 @@ with one candidate is not timed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -61,6 +63,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=1)
+def kernels_hash() -> str:
+    """A hash of this package's sources (the planner's candidates and the kernels' code):
+    a choice timed on other kernels, or before a new candidate existed, is not reused."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def cache_key() -> dict[str, str]:
     """What a tuned choice depends on besides the geometry."""
     import numba
@@ -71,6 +83,7 @@ def cache_key() -> dict[str, str]:
         "numba": numba.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],
+        "kernels": kernels_hash(),
     }
 
 

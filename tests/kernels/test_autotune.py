@@ -118,6 +118,20 @@ def test_cache_of_another_cpu_is_not_used(tuning, monkeypatch):
     assert len(list(tuning.glob("autotune-*.json"))) == 2
 
 
+def test_choices_of_other_kernel_sources_are_not_used(tuning, monkeypatch):
+    """The key hashes kernels/jit's sources: after a change to the planner or a kernel
+    (a new candidate, a faster kernel) earlier timings are not reused."""
+    assert autotune.cache_key()["kernels"] == autotune.kernels_hash()
+    assert len(autotune.kernels_hash()) == 16
+    g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
+    clock = FakeClock({A.TAP_SAME: 3.0, A.DIRECT: 1.0, A.IM2COL_GEMM: 2.0})
+    monkeypatch.setattr(autotune, "_timer", clock)
+    assert autotune.choose("forward", g, np.float32, clock.run) == A.DIRECT
+    monkeypatch.setattr(autotune, "kernels_hash", lambda: "0" * 16)
+    autotune.forget()
+    assert autotune.cached("forward", g, np.float32) is None
+
+
 def test_off_by_default(monkeypatch):
     monkeypatch.delenv(autotune.ENV, raising=False)
     g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
