@@ -128,10 +128,10 @@ def plot_roofline(results: dict[str, Any], path: Path) -> Path | None:
     import numpy as np
 
     ceil = results.get("ceilings", {})
-    prac, theo, bw = (ceil.get("practical_gflops"),
+    prac, peak, bw = (ceil.get("practical_gflops"),
                       ceil.get("peak_gflops") or ceil.get("theoretical_gflops"),
                       ceil.get("bandwidth_gb_s"))  # fmt: skip
-    theo_label = "measured FMA peak" if ceil.get("fma_peak_gflops") == theo else "peak"
+    peak_label = "measured FMA peak" if ceil.get("fma_peak_gflops") == peak else "peak"
     fig, ax = plt.subplots(figsize=(11, 6))
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     colors = dict(zip(kinds, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -151,13 +151,13 @@ def plot_roofline(results: dict[str, Any], path: Path) -> Path | None:
     )
     if bw:
         roof = bw * ai
-        top = max(v for v in (prac, theo) if v) if (prac or theo) else None
+        top = max(v for v in (prac, peak) if v) if (prac or peak) else None
         ax.plot(ai, np.minimum(roof, top) if top else roof, "k-", lw=1.2,
                 label=f"roof: {bw:.0f} GB/s x intensity, capped by the peak")  # fmt: skip
     if prac:
         ax.axhline(prac, color="k", ls="--", lw=1, label=f"measured sgemm {prac:.0f} GFLOP/s")
-    if theo:
-        ax.axhline(theo, color="gray", ls=":", lw=1, label=f"{theo_label} {theo:.0f} GFLOP/s")
+    if peak:
+        ax.axhline(peak, color="gray", ls=":", lw=1, label=f"{peak_label} {peak:.0f} GFLOP/s")
     for b in dict.fromkeys(r["backend"] for r in rows):
         ax.scatter([], [], marker=MARKERS.get(b, "o"), color="gray", label=f"backend {b}")
     for k in kinds:

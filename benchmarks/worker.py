@@ -519,7 +519,7 @@ def fma_peak(reps: int = 5, iters: int = 2_000_000) -> dict[str, Any]:
     def fma_chains(buf, iters):  # pragma: no cover - compiled
         for t in numba.prange(buf.shape[0]):
             row = buf[t]
-            m, c = vload(row, 12 * L), vload(row, 13 * L)
+            m, c = vload(row, chains * L), vload(row, (chains + 1) * L)  # a = m a + c
             a0, a1, a2, a3 = vload(row, 0), vload(row, L), vload(row, 2 * L), vload(row, 3 * L)
             a4, a5 = vload(row, 4 * L), vload(row, 5 * L)
             a6, a7 = vload(row, 6 * L), vload(row, 7 * L)

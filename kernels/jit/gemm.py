@@ -148,6 +148,13 @@ def _pack_b_vector(x, bp, d, ds, xo, istride, P, J, j, k0, kc, L):
 
 
 @jit(fastmath=FASTMATH)
+def _panel_slot(v, nv, kc, L):
+    """(offset of vector v's row 0, stride between its rows) in a packed block of nv
+    vectors: micro-panels of two vectors, the last of one when nv is odd."""
+    return (v >> 1) * kc * 2 * L + (v & 1) * L, (2 * L if (v | 1) < nv else L)
+
+
+@jit(fastmath=FASTMATH)
 def _pack_b(x, bp, xo, istride, P, J, j0, nv, k0, kc, L):
     """Rows k0 .. k0+kc of `nv` vectors of columns from j0 into micro-panels: vector v
     of row k at bp[(v >> 1) * kc * 2L + (v & 1) * L + k * ds], ds = 2L (L in an odd last
@@ -160,13 +167,12 @@ def _pack_b(x, bp, xo, istride, P, J, j0, nv, k0, kc, L):
         s = xo + n * istride + k0 * P + p
         for k in range(kc):
             for v in range(nv):
-                ds = 2 * L if (v | 1) < nv else L
-                vstore(bp, (v >> 1) * kc * 2 * L + (v & 1) * L + k * ds, vload(x, s + v * L))
+                d, ds = _panel_slot(v, nv, kc, L)
+                vstore(bp, d + k * ds, vload(x, s + v * L))
             s += P
         return
     for v in range(nv):
-        d = (v >> 1) * kc * 2 * L + (v & 1) * L
-        ds = 2 * L if (v | 1) < nv else L
+        d, ds = _panel_slot(v, nv, kc, L)
         _pack_b_vector(x, bp, d, ds, xo, istride, P, J, j0 + v * L, k0, kc, L)
 
 
