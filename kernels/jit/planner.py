@@ -62,9 +62,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
 
 Non-finite values (`finite=False`): the fast kernels multiply some weights by zeros that
 are not in the reference's sum (0 * inf = NaN where the reference has a finite value),
-so non-finite weights take the GEMM paths: forward `IM2COL_GEMM` (unless already a GEMM
-path), backward_input `COL2IM_GEMM`, and a non-finite weight gradient from a fast kernel
-is recomputed with backward_weight's `POINTWISE_GEMM` / `IM2COL_GEMM`. `WINOGRAD` mixes
+so non-finite weights take the GEMM paths: forward `IM2COL_GEMM`, backward_input
+`COL2IM_GEMM` (each unless the plan is already one that sums exactly the reference's
+products: `EXACT_ALGORITHMS`), and a non-finite weight gradient from a fast kernel is
+recomputed with backward_weight's `POINTWISE_GEMM` / `IM2COL_GEMM`. `WINOGRAD` mixes
 the inputs of a tile (a NaN or inf reaches all 4 of its outputs), so a Winograd output
 that comes out non-finite is recomputed with the plan that has the "winograd" family
 switched off (conv.py). The dtype matters to the lane weight gradient (the size of its
@@ -126,6 +127,17 @@ class Algorithm(str, enum.Enum):
 
 GEMM_ALGORITHMS = frozenset(
     {Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM, Algorithm.COL2IM_GEMM}
+)
+# the paths that sum exactly the reference's products (no padding zeros, masked taps or
+# junk lanes multiplied into an output they keep): they take non-finite values as they
+# are. The SIMD GEMM's lanes past the last column read 0 but are never stored, and a
+# vector spanning two images holds each image's own values (gemm.py).
+EXACT_ALGORITHMS = GEMM_ALGORITHMS | frozenset(
+    {
+        Algorithm.POINTWISE_SIMD,
+        Algorithm.TRANSPOSED_POINTWISE_GEMM,
+        Algorithm.TRANSPOSED_POINTWISE_SIMD,
+    }
 )
 
 
@@ -667,12 +679,12 @@ def plan(
     itemsize = np.dtype(dtype).itemsize
     if pass_ == "forward":
         alg = _plan_forward(geometry, itemsize, disabled)
-        if not finite and alg not in GEMM_ALGORITHMS:
+        if not finite and alg not in EXACT_ALGORITHMS:
             alg = Algorithm.IM2COL_GEMM
         return alg
     if pass_ == "backward_input":
         alg = _plan_backward_input(geometry, itemsize, disabled)
-        return alg if finite else Algorithm.COL2IM_GEMM
+        return alg if finite or alg in EXACT_ALGORITHMS else Algorithm.COL2IM_GEMM
     if pass_ == "backward_weight":
         if not finite:
             return _gemm(geometry)

@@ -101,6 +101,25 @@ def test_conv1x1_nonfinite_inputs(dtype):
     np.testing.assert_array_equal(out, _product(a, x).astype(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("transposed", [False, True])
+def test_conv1x1_nonfinite_weights(dtype, transposed):
+    """A NaN / inf weight reaches exactly the outputs whose products it is in: the lanes
+    past the last column (which read 0: 0 * inf) and the rows past M are never stored,
+    so the SIMD GEMM takes non-finite weights as they are (planner.EXACT_ALGORITHMS)."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((1, 11, 5)).astype(dtype)  # 11 rows: a partial block of 8
+    a[0, 3, 2], a[0, 10, 4], a[0, 0, 0] = np.inf, np.nan, -np.inf
+    if transposed:  # W^T read as a view, as the input gradient does
+        a = np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1)
+    x = rng.standard_normal((3, 5, 7)).astype(dtype)  # 21 columns: vectors span images
+    out = gemm.conv1x1(a, x)
+    want = _product(a, x)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(out), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(out), np.isneginf(want))
+
+
 def _one_thread_and_all(fn):
     """(fn() on one thread, fn() on all of them)."""
     before = numba.get_num_threads()

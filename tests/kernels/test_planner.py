@@ -113,7 +113,8 @@ def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want):
     if fwd:  # switched off (autotuning's alternative): one BLAS GEMM per image
         off = frozenset({"simd_gemm"})
         assert planner.plan("forward", g, disabled=off) == Algorithm.POINTWISE_GEMM
-        assert planner.plan("forward", g, finite=False) == Algorithm.IM2COL_GEMM
+        # it sums exactly the reference's products: non-finite weights keep it
+        assert planner.plan("forward", g, finite=False) == Algorithm.POINTWISE_SIMD
 
 
 @pytest.mark.parametrize(
@@ -203,10 +204,41 @@ def test_entry_points_run_the_plan(name):
 
     assert run() == want
     w[0, 0, 0, 0] = np.inf
-    fwd = want[0] if want[0] in planner.GEMM_ALGORITHMS else Algorithm.IM2COL_GEMM
+    exact = planner.EXACT_ALGORITHMS
+    fwd = want[0] if want[0] in exact else Algorithm.IM2COL_GEMM
+    bwd = want[1] if want[1] in exact else Algorithm.COL2IM_GEMM
     ran = run()
-    assert ran[:2] == (fwd, Algorithm.COL2IM_GEMM)
+    assert ran[:2] == (fwd, bwd)
     assert ran[2] == want[2]  # the weight gradient does not read the weights
+
+
+@pytest.mark.parametrize("name", sorted(CONV_PATH_CASES))
+def test_weights_are_tested_only_where_it_can_change_the_plan(name, monkeypatch):
+    """The forward and the input gradient test their weights for NaN / inf exactly when
+    the plan for non-finite weights is another algorithm (a BLAS path needs no test),
+    and always with autotuning on (a tuned choice may be a fast kernel)."""
+    from minires.kernels.jit import autotune
+    from minires.kernels.jit import conv as C
+
+    case, _ = CONV_PATH_CASES[name]
+    x, w, go, args = conv_inputs(case, np.float32, 2)
+    tested = []
+    monkeypatch.setattr(C, "_all_finite", lambda a: tested.append(a is w) or True)
+    g = planner.ConvGeometry.of(x.shape, w.shape, *args)
+    J.conv2d_forward(x, w, None, *args)
+    J.conv2d_backward_input(go, w, x.shape, *args)
+    differs = [
+        planner.plan(p, g, np.float32, finite=False) != planner.plan(p, g, np.float32)
+        for p in ("forward", "backward_input")
+    ]
+    assert tested == [True] * sum(differs)
+    monkeypatch.setattr(autotune, "enabled", lambda: True)
+    untimed = lambda pass_, g, dtype, run: planner.plan(pass_, g, dtype)  # noqa: E731
+    monkeypatch.setattr(autotune, "choose", untimed)
+    tested.clear()
+    J.conv2d_forward(x, w, None, *args)
+    J.conv2d_backward_input(go, w, x.shape, *args)
+    assert tested == [True, True]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
