@@ -46,7 +46,15 @@ from .im2col_gemm import (
     im2col,
     pointwise_backward_input,
 )
-from .planner import EXACT_ALGORITHMS, GEMM_ALGORITHMS, Algorithm, ConvGeometry, plan, record
+from .planner import (
+    EXACT_ALGORITHMS,
+    GEMM_ALGORITHMS,
+    OUTPUT_CHECKED_ALGORITHMS,
+    Algorithm,
+    ConvGeometry,
+    plan,
+    record,
+)
 from .tapconv import (
     TapGeometry,
     lane_weight_grad,
@@ -66,11 +74,14 @@ def _all_finite(a):
 def _choose_for_weights(pass_, g: ConvGeometry, dtype, weight, run) -> Algorithm:
     """`_choose` for the forward / input gradient, whose algorithm depends on whether
     the weights are finite. They are tested only where the answer can change it: with
-    autotuning, or where the planner's path for non-finite weights is another one (the
-    1x1 convs are not tested: most of ResNet-50's 100 MB of weights, read twice a step
-    just to confirm the plan)."""
-    if not autotune.enabled() and plan(pass_, g, dtype, finite=False) == plan(pass_, g, dtype):
-        return plan(pass_, g, dtype)
+    autotuning, or where the planner's path for non-finite weights is another one and
+    the planned path does not check its own output (the 1x1 convs and Winograd are not
+    tested: most of ResNet-50's 100 MB of weights, read twice a step just to confirm
+    the plan)."""
+    if not autotune.enabled():
+        alg = plan(pass_, g, dtype)
+        if alg in OUTPUT_CHECKED_ALGORITHMS or plan(pass_, g, dtype, finite=False) == alg:
+            return alg
     return _choose(pass_, g, dtype, _all_finite(weight), run)
 
 
@@ -89,15 +100,17 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     return run(alg)
 
 
-def _winograd(x, weight, bias, g: ConvGeometry, pass_: str):
-    """Winograd's output, or - if it is not finite (a NaN or inf input reaches every
-    output of its tile; see winograd.py) - the output of the plan without Winograd,
-    recorded as what `pass_` ran."""
+def _winograd(x, weight, bias, g: ConvGeometry):
+    """Winograd's output, or - if it is not finite (a NaN or inf input or weight reaches
+    every output of its tile; see winograd.py) - the output of the plan without
+    Winograd for these weights (the GEMM if they are not finite), recorded as what the
+    forward ran."""
     out, finite = winograd_forward(x, weight, bias, g.groups)
     if finite:
         return out
-    alt = plan("forward", g, x.dtype, disabled=frozenset({"winograd"}))
-    record(pass_, alt if pass_ == "forward" else Algorithm("transposed:" + alt.value))
+    off = frozenset({"winograd"})
+    alt = plan("forward", g, x.dtype, finite=_all_finite(weight), disabled=off)
+    record("forward", alt)
     return _run_forward(alt, x, weight, bias, g)
 
 
@@ -109,13 +122,13 @@ def _choose(pass_, g: ConvGeometry, dtype, finite: bool, run) -> Algorithm:
     return plan(pass_, g, dtype, finite=finite)
 
 
-def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, pass_: str = "forward"):
-    """The forward algorithm `alg` on contiguous x and weight (weight in x's dtype);
-    `pass_`: the pass it computes (the stride-1 input gradient runs forward algorithms)."""
+def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry):
+    """The forward algorithm `alg` on contiguous x and weight (weight in x's dtype); the
+    stride-1 input gradient runs them too (`_run_backward_input`)."""
     x3 = x.reshape(g.n, g.c_in, g.h * g.w)
     shape = (g.n, g.c_out, g.ho, g.wo)
     if alg == Algorithm.WINOGRAD:
-        return _winograd(x, weight, bias, g, pass_)
+        return _winograd(x, weight, bias, g)
     if alg == Algorithm.TAP_SAME:
         tg = TapGeometry.same(g.h, g.w, g.kh, g.kw, *g.padding, *g.dilation)
         return tap_conv(x3, weight, bias, g.groups, tg).reshape(shape)
@@ -200,11 +213,23 @@ def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
     if alg == Algorithm.TRANSPOSED_POINTWISE_SIMD:  # the same product, W^T packed as a view
         wT = weight.reshape(g.groups, g.cpo, g.cpi).transpose(0, 2, 1)
         return conv1x1(wT, grad_out.reshape(g.n, g.c_out, -1)).reshape(shape)
+    if alg == Algorithm.TRANSPOSED_WINOGRAD:
+        # as below, but a non-finite output (a NaN or inf in grad_out or the weights
+        # reaches all 4 outputs of its tile) is recomputed by the plan without Winograd
+        # for these weights (`COL2IM_GEMM` if they are not finite)
+        wf = _transposed_flipped(weight, g.groups)
+        gx, finite = winograd_forward(grad_out, wf, None, g.groups)
+        if finite:
+            return gx
+        off = frozenset({"winograd"})
+        alt = plan("backward_input", g, grad_out.dtype, finite=_all_finite(weight), disabled=off)
+        record("backward_input", alt)
+        return _run_backward_input(alt, grad_out, weight, g)
     if alg.transposed_of is not None:
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
         # flipped weights and padding d*(k-1) - p (no column-gradient buffer, no col2im)
         wf = _transposed_flipped(weight, g.groups)
-        return _run_forward(alg.transposed_of, grad_out, wf, None, g.transposed(), "backward_input")
+        return _run_forward(alg.transposed_of, grad_out, wf, None, g.transposed())
     if alg == Algorithm.TAP_STRIDE2:
         return stride2_backward_input(grad_out, weight, g.groups, g.h, g.w)
     go3 = grad_out.reshape(g.n, g.c_out, g.ho * g.wo)

@@ -72,6 +72,16 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 # vectors of tiles per task (at least): enough to reuse each transformed weight a few
 # times, few enough that V (16 x cpi x vectors) stays in L2
 _TASK_VECTORS = 4
+# A forward task reads the transformed weights of its group once: 16 * cpo * cpi
+# values, 4 MB for 256 -> 256. When the images and rows of tiles give fewer than 2
+# tasks (a batch of 1 at 14x14 is one task: one thread, the other idle) and the
+# weights outgrow L2, the output channels are split between 2 tasks, each transforming
+# the input again. The split depends on the shapes only and every output is one
+# task's, so the results are bit-identical. Measured (ms, float32, 2 threads, batch 1,
+# one task -> split): 256->256 14x14 1.37 -> 0.95, 512->512 7x7 2.70 -> 2.01; but
+# 128->128 14x14 0.33 -> 0.36, 64->64 16x16 0.11 -> 0.14 (the transform repeated).
+_MIN_TASKS = 2
+_SPLIT_MIN_WEIGHT_BYTES = 2 << 20
 
 
 @functools.lru_cache(maxsize=64)
@@ -137,42 +147,72 @@ def transform_weights(weight: np.ndarray, groups: int) -> np.ndarray:
     """(C_out, cpi, 3, 3) -> flat (groups, blocks, 16, cpi + 1, 8): U_p = G g G^T for
     the 8 output channels of each block side by side (zero-padded). The spare row keeps
     the 16 panels of a block from starting at the same address mod 4 KB (with 128 input
-    channels they would share one L1 set: 0.76 ms instead of ~0.05 for 128 -> 128)."""
+    channels they would share one L1 set: 0.76 ms instead of ~0.05 for 128 -> 128).
+    One task per block of 8 outputs: every forward and Winograd input gradient
+    transforms its weights again (ResNet-50 batch 2: 110 calls a step, 10.6 ms when this
+    ran on one thread through a zeroed array), on the threads from `_TRANSFORM_PARALLEL`
+    weights on."""
     cout, cpi = weight.shape[:2]
     cpo = cout // groups
     nblk = -(-cpo // 8)
-    up = np.zeros((groups, nblk, 16, cpi + 1, 8), weight.dtype)
-    _transform_weights(weight.reshape(groups, cpo, cpi, 9), up)
+    up = np.empty((groups, nblk, 16, cpi + 1, 8), weight.dtype)
+    w = weight.reshape(groups, cpo, cpi, 9)
+    if cout * cpi * 9 >= _TRANSFORM_PARALLEL:
+        parallel_for(_transform_weights_range, groups * nblk, w, up)
+    else:
+        _transform_weights_range(0, groups * nblk, w, up)
     return up.reshape(-1)
 
 
-@jit(fastmath=FASTMATH)
-def _transform_weights(w, up):
-    # w (G, cpo, cpi, 9) -> up[g, o // 8, 4a + b, c, o % 8] = (G g G^T)[a, b]
+# weights (C_out * cpi * 9) from which the transform runs on the threads. Measured (ms,
+# float32, one thread / two, C -> C): 64 0.024 / 0.051, 128 0.103 / 0.121, 256 0.44 /
+# 0.32, 512 (serial before: 2.27) / 1.0. Writing U (16/9 of the weights) bounds it.
+_TRANSFORM_PARALLEL = 256 * 128 * 9
+
+
+@jit(nogil=True, fastmath=FASTMATH)
+def _transform_weights_range(t0, t1, w, up):
+    # w (G, cpo, cpi, 9) -> up[g, blk, 4a + b, c, j] = (G g G^T)[a, b] of output
+    # blk * 8 + j, input channel c; task t = g * blocks + blk writes all of up[g, blk]
+    # (zeros past cpo and in the spare row c = cpi)
+    cpo, cpi = w.shape[1], w.shape[2]
+    nblk = up.shape[1]
     half = w.dtype.type(0.5)
-    for g in range(w.shape[0]):
-        for o0 in range(0, w.shape[1], 8):  # a block at a time: up is written in order
-            for c in range(w.shape[2]):
-                for o in range(o0, min(o0 + 8, w.shape[1])):
-                    k = w[g, o, c]
-                    for a in range(4):  # row a of G g, then (G g) G^T along it
-                        if a == 0:
-                            k0, k1, k2 = k[0], k[1], k[2]
-                        elif a == 3:
-                            k0, k1, k2 = k[6], k[7], k[8]
-                        elif a == 1:
-                            k0 = (k[0] + k[3] + k[6]) * half
-                            k1 = (k[1] + k[4] + k[7]) * half
-                            k2 = (k[2] + k[5] + k[8]) * half
-                        else:
-                            k0 = (k[0] - k[3] + k[6]) * half
-                            k1 = (k[1] - k[4] + k[7]) * half
-                            k2 = (k[2] - k[5] + k[8]) * half
-                        u = up[g, o0 // 8, 4 * a : 4 * a + 4, c, o - o0]
-                        u[0] = k0
-                        u[1] = (k0 + k1 + k2) * half
-                        u[2] = (k0 - k1 + k2) * half
-                        u[3] = k2
+    zero = w.dtype.type(0)
+    for t in range(t0, t1):
+        g = t // nblk
+        blk = t - g * nblk
+        u = up[g, blk]
+        nj = min(8, cpo - blk * 8)
+        for p in range(16):
+            for j in range(8):
+                u[p, cpi, j] = zero
+            for c in range(cpi):
+                for j in range(nj, 8):
+                    u[p, c, j] = zero
+        for c in range(cpi):
+            for j in range(nj):  # innermost: u's stores are 8 consecutive values a p
+                k = w[g, blk * 8 + j, c]
+                # rows of G g: k[0:3], (k[0:3] + k[3:6] + k[6:9]) / 2, (... - ...) / 2, k[6:9]
+                _gt_row(u, 0, c, j, k[0], k[1], k[2], half)
+                _gt_row(
+                    u, 1, c, j, (k[0] + k[3] + k[6]) * half, (k[1] + k[4] + k[7]) * half,
+                    (k[2] + k[5] + k[8]) * half, half,
+                )  # fmt: skip
+                _gt_row(
+                    u, 2, c, j, (k[0] - k[3] + k[6]) * half, (k[1] - k[4] + k[7]) * half,
+                    (k[2] - k[5] + k[8]) * half, half,
+                )  # fmt: skip
+                _gt_row(u, 3, c, j, k[6], k[7], k[8], half)
+
+
+@jit(fastmath=FASTMATH)
+def _gt_row(u, a, c, j, k0, k1, k2, half):
+    """Row a of (G g) G^T from row a of G g, (k0, k1, k2): u[4a .. 4a+3, c, j]."""
+    u[4 * a, c, j] = k0
+    u[4 * a + 1, c, j] = (k0 + k1 + k2) * half
+    u[4 * a + 2, c, j] = (k0 - k1 + k2) * half
+    u[4 * a + 3, c, j] = k2
 
 
 @jit(fastmath=FASTMATH)
@@ -299,10 +339,11 @@ def _columns(M, i, step, b):
 
 
 @jit(nogil=True, fastmath=FASTMATH)
-def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, two, H, W, G, cpi, cpo, R, L):
+def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, two, H, W, G, cpi, cpo, R, S, L):
     # x (N, C * H * W); up from transform_weights; bias (G * nblk * 8,) padded; out
     # (N, C_out * H * W); bad (tasks,) non-finite flags; a task: R rows of tiles of one
-    # (image, group) in nvt vectors (`winograd_table`)
+    # (image, group) in nvt vectors (`winograd_table`), for the s-th of S equal chunks of
+    # the group's blocks of 8 output channels
     Hq = (H + 1) // 2
     HW = H * W
     nvr = cmk.shape[0]
@@ -319,15 +360,17 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, two, H, W, G, cpi, c
     zero = np.zeros(L, dt)
     lanes_ = np.empty(L, dt)
     for t in range(t0, t1):
-        n = t // (G * nrb)
-        r = t - n * (G * nrb)
-        g = r // nrb
-        r0 = (r - g * nrb) * R
+        n = t // (G * nrb * S)
+        r = t - n * (G * nrb * S)
+        g = r // (nrb * S)
+        r = r - g * (nrb * S)
+        r0 = (r // S) * R
+        s = r - (r // S) * S
         xn = x[n]
         dst = out[n]
         _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, two, rows, vstep, L)
         chk = vload(zero, 0)
-        for blk in range(nblk):
+        for blk in range(s * nblk // S, (s + 1) * nblk // S):
             gb = g * nblk + blk
             for v in range(0, nvt, 2):
                 for p in range(16):
@@ -390,6 +433,10 @@ def forward(x: np.ndarray, weight: np.ndarray, bias, groups: int):
         bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)
     out = np.empty((N, cout, H, W), dt)
     ntasks = N * groups * -(-((H + 1) // 2) // R)
+    S = 1  # chunks of output channels (see `_MIN_TASKS`)
+    if ntasks < _MIN_TASKS and 16 * cpo * cpi * dt.itemsize >= _SPLIT_MIN_WEIGHT_BYTES:
+        S = min(nblk, _MIN_TASKS)
+    ntasks *= S
     bad = np.zeros(ntasks, np.bool_)
     parallel_for(
         _forward_range,
@@ -408,6 +455,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias, groups: int):
         cpi,
         cpo,
         R,
+        S,
         nl,
     )
     return out, not bad.any()

@@ -114,6 +114,33 @@ def test_winograd_planned_sizes(dtype):
     _check(3, 2, 5, 9, 7, 7, dtype, True, 5)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    groups=st.integers(1, 2),
+    cpi=st.integers(1, 12),
+    cpo=st.integers(1, 27),  # 1 to 4 blocks of 8 outputs, partial last block
+    h=st.integers(1, 9),
+    w=st.integers(1, 20),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_winograd_split_output_channels_same_bits(groups, cpi, cpo, h, w, dtype, seed):
+    """A batch-1 conv with wide weights splits its output channels between tasks (a
+    plane that is one task would leave a thread idle): the same bits as one task, and
+    the reference's values (the split forced here on small convs)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, groups * cpi, h, w)).astype(dtype)
+    wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
+    whole, _ = winograd.forward(x, wt, None, groups)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(winograd, "_SPLIT_MIN_WEIGHT_BYTES", 0)
+        split, finite = winograd.forward(x, wt, None, groups)
+    assert finite
+    np.testing.assert_array_equal(split, whole)
+    ref = R.conv2d_forward(x, wt, None, (1, 1), (1, 1), (1, 1), groups)
+    _assert_close(split, ref, dtype, 9 * cpi)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_winograd_reports_nonfinite_output(bad):
     """A non-finite input makes `finite` False (the caller then recomputes), and a
