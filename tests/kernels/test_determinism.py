@@ -18,6 +18,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kernel_checks import CONV_PATH_CASES, conv_case, conv_inputs, conv_passes, with_threads
 
 import minires as mr
@@ -93,6 +95,53 @@ def test_weight_grad_work_split_does_not_depend_on_threads(monkeypatch):
     a, b = one_and_two(run)
     assert_bitwise([a], [b])
     np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    g=st.integers(1, 3),
+    cpi=st.integers(1, 20),
+    cpo=st.integers(1, 40),
+    hw=st.integers(1, 11),
+    k=st.sampled_from([1, 3]),
+    s=st.integers(1, 2),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_single_image_gemm_row_split(g, cpi, cpo, hw, k, s, dtype, seed, monkeypatch):
+    """A single image's BLAS GEMM (the three passes of the GEMM paths) runs in chunks of
+    its output rows on the threads (forced here on small convs): the reference's
+    values, and the same bits for 1 and 2 threads."""
+    from minires.kernels import reference as R
+    from minires.kernels.jit import conv as jconv
+    from minires.kernels.jit import im2col_gemm as jgemm
+    from minires.kernels.jit import planner
+
+    A = planner.Algorithm
+    monkeypatch.setattr(jgemm, "_ROW_SPLIT_MIN_MACS", 0)
+    case = conv_case(1, g * cpi, hw, hw, g * cpo, k, s=s, p=k // 2, g=g)
+    x, w, go, args = conv_inputs(case, dtype, seed)
+    geo = planner.ConvGeometry.of(x.shape, w.shape, *args)
+    paths = [(A.IM2COL_GEMM, A.COL2IM_GEMM, A.IM2COL_GEMM)]
+    if planner.is_pointwise(geo):
+        paths.append((A.POINTWISE_GEMM, A.TRANSPOSED_POINTWISE_GEMM, A.POINTWISE_GEMM))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    want = (
+        R.conv2d_forward(x, w, None, *args),
+        R.conv2d_backward_input(go, w, x.shape, *args),
+        R.conv2d_backward_weight(x, go, w.shape, *args),
+    )
+    x3, go3 = x.reshape(1, x.shape[1], -1), go.reshape(1, go.shape[1], -1)
+    for fwd, bwd, wgrad in paths:
+        run = lambda fwd=fwd, bwd=bwd, wgrad=wgrad: (  # noqa: E731
+            jconv._run_forward(fwd, x, w, None, geo),
+            jconv._run_backward_input(bwd, go, w, geo),
+            jconv._run_backward_weight(wgrad, x3, go3, geo),
+        )
+        one, two = one_and_two(run)
+        assert_bitwise(one, two, f"{case} {fwd} {bwd}")
+        for got, ref in zip(one, want):
+            np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
