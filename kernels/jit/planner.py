@@ -139,6 +139,7 @@ OUTPUT_CHECKED_ALGORITHMS = frozenset({Algorithm.WINOGRAD, Algorithm.TRANSPOSED_
 EXACT_ALGORITHMS = GEMM_ALGORITHMS | frozenset(
     {
         Algorithm.POINTWISE_SIMD,
+        Algorithm.IM2COL_SIMD,  # the im2col of the reference, then the same SIMD GEMM
         Algorithm.TRANSPOSED_POINTWISE_GEMM,
         Algorithm.TRANSPOSED_POINTWISE_SIMD,
     }
