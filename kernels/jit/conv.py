@@ -108,10 +108,17 @@ def _winograd(x, weight, bias, g: ConvGeometry):
     out, finite = winograd_forward(x, weight, bias, g.groups)
     if finite:
         return out
+    return _run_forward(_without_winograd("forward", g, x.dtype, weight), x, weight, bias, g)
+
+
+def _without_winograd(pass_, g: ConvGeometry, dtype, weight) -> Algorithm:
+    """The plan of `pass_` with Winograd switched off, for these weights (the GEMM path
+    if they are not finite), recorded as what the pass ran: for a Winograd output that
+    came out non-finite."""
     off = frozenset({"winograd"})
-    alt = plan("forward", g, x.dtype, finite=_all_finite(weight), disabled=off)
-    record("forward", alt)
-    return _run_forward(alt, x, weight, bias, g)
+    alt = plan(pass_, g, dtype, finite=_all_finite(weight), disabled=off)
+    record(pass_, alt)
+    return alt
 
 
 def _choose(pass_, g: ConvGeometry, dtype, finite: bool, run) -> Algorithm:
@@ -221,9 +228,7 @@ def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
         gx, finite = winograd_forward(grad_out, wf, None, g.groups)
         if finite:
             return gx
-        off = frozenset({"winograd"})
-        alt = plan("backward_input", g, grad_out.dtype, finite=_all_finite(weight), disabled=off)
-        record("backward_input", alt)
+        alt = _without_winograd("backward_input", g, grad_out.dtype, weight)
         return _run_backward_input(alt, grad_out, weight, g)
     if alg.transposed_of is not None:
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,

@@ -128,14 +128,14 @@ class Algorithm(str, enum.Enum):
 GEMM_ALGORITHMS = frozenset(
     {Algorithm.POINTWISE_GEMM, Algorithm.IM2COL_GEMM, Algorithm.COL2IM_GEMM}
 )
-# the paths that sum exactly the reference's products (no padding zeros, masked taps or
-# junk lanes multiplied into an output they keep): they take non-finite values as they
-# are. The SIMD GEMM's lanes past the last column read 0 but are never stored, and a
-# vector spanning two images holds each image's own values (gemm.py).
 # the paths that report whether their output is finite (Winograd mixes the inputs of a
 # tile: conv.py recomputes a non-finite output with the plan without Winograd, chosen
 # then for the weights as they are), so their weights need no test before they run
 OUTPUT_CHECKED_ALGORITHMS = frozenset({Algorithm.WINOGRAD, Algorithm.TRANSPOSED_WINOGRAD})
+# the paths that sum exactly the reference's products (no padding zeros, masked taps or
+# junk lanes multiplied into an output they keep): they take non-finite values as they
+# are. The SIMD GEMM's lanes past the last column read 0 but are never stored, and a
+# vector spanning two images holds each image's own values (gemm.py).
 EXACT_ALGORITHMS = GEMM_ALGORITHMS | frozenset(
     {
         Algorithm.POINTWISE_SIMD,
