@@ -139,6 +139,7 @@ def batch_norm_train_forward(x, weight, bias, eps):
         out,
         mean,
         var,
+        nbytes=x3.nbytes,
     )
     return out.reshape(x.shape), mean, var
 
@@ -165,6 +166,7 @@ def batch_norm_train_backward(grad_out, x, mean, var, weight, eps):
         gx,
         gw,
         gb,
+        nbytes=x3.nbytes,
     )
     return gx.reshape(x.shape), gw.astype(dt), gb.astype(dt)
 
@@ -185,6 +187,7 @@ def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, eps):
         scale.astype(dt),
         np.asarray(bias, dt),
         out,
+        nbytes=x3.nbytes,
     )
     return out.reshape(x.shape)
 
@@ -211,5 +214,6 @@ def batch_norm_eval_backward(grad_out, x, running_mean, running_var, weight, eps
         gx,
         gw,
         gb,
+        nbytes=x3.nbytes,
     )
     return gx.reshape(x.shape), gw.astype(dt), gb.astype(dt)

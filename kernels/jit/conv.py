@@ -32,10 +32,12 @@ The dispatch table is in planner.py and DESIGN.md; measurements in PERFLOG.md.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import autotune
-from ._numba import jit, parallel_for
+from ._numba import jit, parallel_for, serial
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
 from .elementwise import all_finite
 from .gemm import conv1x1, conv1x1_weight_grad
@@ -71,6 +73,24 @@ def _all_finite(a):
     return all_finite(a)
 
 
+# Convs of fewer multiply-adds than this run on the calling thread alone (`serial`):
+# handing a job to the other thread costs more than such a conv gains from it. Measured
+# (us, float32, each call alone, 1 thread / 2, forward / input gradient / weight
+# gradient): batch 1 16->16 32x32 (2.4M multiply-adds) 51/85, 70/125, 55/55, 64->64 8x8
+# 74/148, 103/200, 95/94; batch 4 16->16 32x32 (9.4M) 131/163, 150/185, 163/170; at
+# 18.9M (batch 8) mixed: 16->16 32x32 245/217, 260/239, 311/250, 32->32 16x16 154/181,
+# 162/202, 220/245, 64->64 8x8 259/253, 287/314, 370/374; at 37.7M two threads win
+# (16->16 32x32 482/337, 498/356, 632/418).
+_PARALLEL_MIN_MACS = 1 << 24
+
+
+def _threads_for(g: ConvGeometry):
+    """`serial()` for a conv of fewer than `_PARALLEL_MIN_MACS` multiply-adds, else a
+    context that changes nothing."""
+    macs = g.n * g.c_out * g.ho * g.wo * g.cpi * g.kh * g.kw
+    return serial() if macs < _PARALLEL_MIN_MACS else contextlib.nullcontext()
+
+
 def _choose_for_weights(pass_, g: ConvGeometry, dtype, weight, run) -> Algorithm:
     """`_choose` for the forward / input gradient, whose algorithm depends on whether
     the weights are finite. They are tested only where the answer can change it: with
@@ -95,9 +115,10 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     weight = np.ascontiguousarray(weight, dtype=x.dtype)
     g = ConvGeometry.of(x.shape, weight.shape, stride, padding, dilation, groups)
     run = lambda alg: _run_forward(alg, x, weight, bias, g)  # noqa: E731
-    alg = _choose_for_weights("forward", g, x.dtype, weight, run)
-    record("forward", alg)
-    return run(alg)
+    with _threads_for(g):
+        alg = _choose_for_weights("forward", g, x.dtype, weight, run)
+        record("forward", alg)
+        return run(alg)
 
 
 def _winograd(x, weight, bias, g: ConvGeometry):
@@ -206,9 +227,10 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride, padding, dilati
     weight = np.ascontiguousarray(weight, dtype=dt)
     g = ConvGeometry.of(input_shape, weight.shape, stride, padding, dilation, groups)
     run = lambda alg: _run_backward_input(alg, grad_out, weight, g)  # noqa: E731
-    alg = _choose_for_weights("backward_input", g, dt, weight, run)
-    record("backward_input", alg)
-    return run(alg)
+    with _threads_for(g):
+        alg = _choose_for_weights("backward_input", g, dt, weight, run)
+        record("backward_input", alg)
+        return run(alg)
 
 
 def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
@@ -258,15 +280,16 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
     x3 = x.reshape(g.n, g.c_in, g.h * g.w)
     go3 = grad_out.reshape(g.n, g.c_out, g.ho * g.wo)
     run = lambda alg: _run_backward_weight(alg, x3, go3, g)  # noqa: E731
-    alg = _choose("backward_weight", g, dt, True, run)
-    if alg not in EXACT_ALGORITHMS:
-        gw = run(alg)
-        if _all_finite(gw):
-            record("backward_weight", alg)
-            return gw
-        alg = plan("backward_weight", g, dt, finite=False)
-    record("backward_weight", alg)
-    return run(alg)
+    with _threads_for(g):
+        alg = _choose("backward_weight", g, dt, True, run)
+        if alg not in EXACT_ALGORITHMS:
+            gw = run(alg)
+            if _all_finite(gw):
+                record("backward_weight", alg)
+                return gw
+            alg = plan("backward_weight", g, dt, finite=False)
+        record("backward_weight", alg)
+        return run(alg)
 
 
 def _run_backward_weight(alg: Algorithm, x3, go3, g: ConvGeometry):

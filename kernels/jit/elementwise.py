@@ -110,7 +110,7 @@ def relu_forward(x):
     """max(x, 0) elementwise (NaN stays NaN): x any shape -> out like x."""
     x = np.asarray(x)
     out = np.empty(x.shape, x.dtype)
-    parallel_for(_relu, _blocks(x.size), _flat(x), out.reshape(-1))
+    parallel_for(_relu, _blocks(x.size), _flat(x), out.reshape(-1), nbytes=x.nbytes)
     return out
 
 
@@ -120,7 +120,12 @@ def relu_backward(grad_out, out):
     grad_out = np.asarray(grad_out)
     gx = np.empty(grad_out.shape, grad_out.dtype)
     parallel_for(
-        _relu_bwd, _blocks(gx.size), _flat(grad_out), _flat(out, grad_out.dtype), gx.reshape(-1)
+        _relu_bwd,
+        _blocks(gx.size),
+        _flat(grad_out),
+        _flat(out, grad_out.dtype),
+        gx.reshape(-1),
+        nbytes=gx.nbytes,
     )
     return gx
 
@@ -129,5 +134,7 @@ def add_relu_forward(a, b):
     """relu(a + b) in one pass (the residual join of a ResNet block); same shapes."""
     a = np.asarray(a)
     out = np.empty(a.shape, a.dtype)
-    parallel_for(_add_relu, _blocks(a.size), _flat(a), _flat(b, a.dtype), out.reshape(-1))
+    parallel_for(
+        _add_relu, _blocks(a.size), _flat(a), _flat(b, a.dtype), out.reshape(-1), nbytes=a.nbytes
+    )
     return out

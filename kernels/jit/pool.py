@@ -121,8 +121,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     out = np.empty((N * C, Ho * Wo), x.dtype)
     arg = np.empty((N * C, Ho * Wo), np.int64)
     parallel_for(
-        _max_fwd, N * C, x.reshape(N * C, H * W), out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw
-    )
+        _max_fwd, N * C, x.reshape(N * C, H * W), out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw,
+        nbytes=x.nbytes,
+    )  # fmt: skip
     return out.reshape(N, C, Ho, Wo), arg.reshape(N, C, Ho, Wo)
 
 
@@ -137,6 +138,7 @@ def max_pool2d_backward(grad_out, argmax, input_shape):
         grad_out.reshape(N * C, -1),
         np.ascontiguousarray(argmax, dtype=np.int64).reshape(N * C, -1),
         gx,
+        nbytes=gx.nbytes,
     )
     return gx.reshape(N, C, H, W)
 
@@ -148,8 +150,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     out = np.empty((N * C, Ho * Wo), x.dtype)
     inv = x.dtype.type(1.0 / (KH * KW))
     parallel_for(
-        _avg_fwd, N * C, x.reshape(N * C, H * W), out, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw, inv
-    )
+        _avg_fwd, N * C, x.reshape(N * C, H * W), out, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw, inv,
+        nbytes=x.nbytes,
+    )  # fmt: skip
     return out.reshape(N, C, Ho, Wo)
 
 
@@ -175,5 +178,6 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding):
         ph,
         pw,
         inv,
+        nbytes=gx.nbytes,
     )
     return gx.reshape(N, C, H, W)

@@ -71,7 +71,7 @@ def row_norm_forward(x, eps):
     xhat = np.empty_like(x)
     mean = np.empty(x.shape[0], np.float64)
     rstd = np.empty(x.shape[0], np.float64)
-    parallel_for(_fwd, x.shape[0], x, float(eps), xhat, mean, rstd)
+    parallel_for(_fwd, x.shape[0], x, float(eps), xhat, mean, rstd, nbytes=x.nbytes)
     return xhat, mean.astype(x.dtype), rstd.astype(x.dtype)
 
 
@@ -80,5 +80,5 @@ def row_norm_backward(grad_xhat, xhat, rstd):
     xhat = np.ascontiguousarray(xhat)
     g = np.ascontiguousarray(grad_xhat, dtype=xhat.dtype)
     gx = np.empty_like(xhat)
-    parallel_for(_bwd, xhat.shape[0], g, xhat, np.asarray(rstd), gx)
+    parallel_for(_bwd, xhat.shape[0], g, xhat, np.asarray(rstd), gx, nbytes=xhat.nbytes)
     return gx

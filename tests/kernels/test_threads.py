@@ -187,3 +187,107 @@ def test_job_seats_limit_the_workers():
     job.run()
     job.wait()
     assert ran == [(0, 3), (3, 7), (7, 10)] and job.done.all()
+
+
+# --------------------------------------------------------------------------- small jobs
+
+
+def _threads_used(run) -> set:
+    """The threads that ran tasks of the parallel_for calls made by `run` (2 threads)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    who = set()
+    real = _numba.parallel_for
+
+    def spy(kernel, ntasks, *args, **kwargs):
+        def body(t0, t1, *a):
+            who.add(threading.get_ident())
+            return kernel(t0, t1, *a)
+
+        return real(body, ntasks, *args, **kwargs)
+
+    try:
+        _numba.parallel_for = spy
+        run(spy)
+    finally:
+        _numba.parallel_for = real
+        numba.set_num_threads(old)
+    return who
+
+
+def test_small_jobs_run_on_the_calling_thread():
+    """Inside `serial()`, and for a memory-bound pass of fewer than PARALLEL_MIN_BYTES
+    (`nbytes=`), parallel_for runs every task on the calling thread; a large pass and
+    an unmarked job still use the team (many tasks, each slow enough to be shared)."""
+    me = threading.get_ident()
+
+    def slow(t0, t1):
+        for _ in range(t0, t1):
+            threading.Event().wait(0.002)
+
+    def in_serial(pf):
+        with _numba.serial():
+            pf(slow, 8)
+
+    assert _threads_used(in_serial) == {me}
+    small = _numba.PARALLEL_MIN_BYTES - 1
+    assert _threads_used(lambda pf: pf(slow, 8, nbytes=small)) == {me}
+    big = _numba.PARALLEL_MIN_BYTES
+    assert len(_threads_used(lambda pf: pf(slow, 8, nbytes=big))) == 2
+    assert len(_threads_used(lambda pf: pf(slow, 8))) == 2
+
+
+def test_serial_nests_and_restores():
+    with _numba.serial():
+        with _numba.serial():
+            pass
+        assert _numba._local.serial
+    assert not _numba._local.serial
+
+
+def test_l2_size_from_sysfs_or_default(monkeypatch):
+    """The L2 size per core read from Linux sysfs (a positive number of bytes), or the
+    default where it cannot be read."""
+    assert _numba._l2_bytes_per_core() > 0
+
+    def missing(path):
+        raise OSError(path)
+
+    monkeypatch.setattr(_numba.os, "listdir", missing)
+    assert _numba._l2_bytes_per_core(default=12345) == 12345
+
+
+def test_small_convs_do_not_hand_work_to_the_team(monkeypatch):
+    """A conv of fewer than `_PARALLEL_MIN_MACS` multiply-adds runs each pass on the
+    calling thread (the kernels call parallel_for through their modules, so the team
+    itself is watched); a larger one uses the team. Results are the same either way."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    import minires.kernels.jit as J
+    from minires.kernels.jit import conv as jconv
+
+    jobs = []
+    real = _numba._Team.submit
+
+    def watched(team, job):
+        jobs.append(job)
+        real(team, job)
+
+    monkeypatch.setattr(_numba._Team, "submit", watched)
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((1, 16, 16, 16)).astype(np.float32)
+        w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+        args = ((1, 1), (1, 1), (1, 1), 1)
+        small = J.conv2d_forward(x, w, None, *args)
+        assert jobs == []
+        monkeypatch.setattr(jconv, "_PARALLEL_MIN_MACS", 0)
+        again = J.conv2d_forward(x, w, None, *args)
+        assert jobs
+        np.testing.assert_array_equal(small, again)
+    finally:
+        numba.set_num_threads(old)
