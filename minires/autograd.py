@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from minires.backend import kernels
+
 if TYPE_CHECKING:  # pragma: no cover
     from minires.tensor import Tensor
 
@@ -372,7 +374,8 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
             if isinstance(inp, Node):
                 g = as_gradient(g, inp.shape, inp.dtype, where)
                 key = id(inp)
-                pending[key] = pending[key] + g if key in pending else g
+                # where paths meet (a residual join's input): the kernel's sum
+                pending[key] = kernels().add(pending[key], g) if key in pending else g
             else:  # a leaf: accumulate into .grad (after its hooks, once: see below)
                 g = as_gradient(g, inp.shape, inp.dtype, where)
                 if not inp._hooks:

@@ -362,16 +362,25 @@ class _FreshDouble(mr.Function):
         return 2 * g
 
 
-def test_gradients_meeting_at_a_join_are_summed_without_touching_shared_arrays():
-    """Where paths meet, a fresh gradient is summed in place; arrays that an op passed
-    through (held in several places, or the caller's seed) are never written."""
-    x = mr.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    a, b = x * 1.0, x * 2.0
-    a.retain_grad()
-    # Add passes one array to a and b; then fresh gradients join them, in both orders
-    loss = (a + b) + (_FreshDouble.apply(a) + _FreshDouble.apply(b)) + (b + _FreshDouble.apply(a))
-    seed = np.full((2, 3), 0.5)
-    loss.backward(seed)
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("shape", [(2, 3), (512, 1025)])  # 4 MB: the threaded kernel sum
+def test_gradients_meeting_at_a_join_are_summed_without_touching_shared_arrays(backend, shape):
+    """Where paths meet, the gradients are summed (the backend's `add`) into a new array;
+    arrays that an op passed through (held in several places, or the caller's seed) are
+    never written."""
+    with mr.use_backend(backend):
+        x = mr.tensor(
+            np.arange(np.prod(shape), dtype=np.float64).reshape(shape), requires_grad=True
+        )
+        a, b = x * 1.0, x * 2.0
+        a.retain_grad()
+        # Add passes one array to a and b; then fresh gradients join them, in both orders
+        loss = (
+            (a + b) + (_FreshDouble.apply(a) + _FreshDouble.apply(b)) + (b + _FreshDouble.apply(a))
+        )
+        seed = np.full(shape, 0.5)
+        loss.backward(seed)
     np.testing.assert_array_equal(seed, 0.5)
-    np.testing.assert_allclose(a.grad, 0.5 * (1 + 2 + 2))
-    np.testing.assert_allclose(x.grad, 0.5 * (1 * 5 + 2 * (1 + 2 + 1)))
+    np.testing.assert_array_equal(a.grad, 0.5 * (1 + 2 + 2))
+    np.testing.assert_array_equal(x.grad, 0.5 * (1 * 5 + 2 * (1 + 2 + 1)))
+    np.testing.assert_array_equal(loss.numpy(), 13 * x.numpy())  # x + 2x + 2x + 4x + 2x + 2x

@@ -34,6 +34,7 @@ _IMPLEMENTED = {
     "avg_pool2d_backward": "pool",
     "relu_forward": "elementwise",
     "relu_backward": "elementwise",
+    "add": "elementwise",
     "add_relu_forward": "elementwise",
     "row_norm_forward": "rownorm",
     "row_norm_backward": "rownorm",

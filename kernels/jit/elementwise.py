@@ -1,5 +1,6 @@
-"""Elementwise passes: ReLU forward/backward, the fused residual add + ReLU, and the
-finiteness test of the conv entry points.
+"""Elementwise passes: ReLU forward/backward, the sum of two arrays (residual joins and
+the gradient sums where paths meet), the fused residual add + ReLU, and the finiteness
+test of the conv entry points.
 
 Flat loops over the raveled arrays (one compilation per dtype), split into contiguous
 ranges over the shared thread pool (`parallel_for`; no Numba threading layer, whose
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import jit, parallel_for
+from ._numba import PARALLEL_MIN_BYTES, jit, parallel_for
 
 _BLOCK = 1 << 16  # elements per task
 
@@ -42,6 +43,14 @@ def _relu_bwd(b0, b1, g, y, out):
     zero = g.dtype.type(0)
     for i in range(e - s):
         dst[i] = zero if ys[i] <= zero else gs[i]  # NaN output: the gradient passes (torch)
+
+
+@jit(nogil=True)
+def _add(b0, b1, a, b, out):
+    s, e = b0 * _BLOCK, min(b1 * _BLOCK, a.size)
+    as_, bs, dst = a[s:e], b[s:e], out[s:e]
+    for i in range(e - s):
+        dst[i] = as_[i] + bs[i]
 
 
 @jit(nogil=True)
@@ -128,6 +137,27 @@ def relu_backward(grad_out, out):
         nbytes=gx.nbytes,
     )
     return gx
+
+
+def add(a, b):
+    """a + b: a and b of one shape -> a new array of that shape (as NumPy's add, NaN and
+    inf included, silently, like torch). Two threads for float32 / float64 C-contiguous
+    arrays of one dtype from `PARALLEL_MIN_BYTES` up (NumPy's add runs on one: a
+    ResNet-50 residual join of 6.4 MB took 1.4 ms there, 0.65 ms here); anything else is
+    NumPy's `a + b`."""
+    a, b = np.asarray(a), np.asarray(b)
+    if (
+        a.dtype != b.dtype
+        or a.dtype not in (np.float32, np.float64)
+        or a.shape != b.shape
+        or a.nbytes < PARALLEL_MIN_BYTES
+        or not (a.flags.c_contiguous and b.flags.c_contiguous)
+    ):
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf: NaN, no warning
+            return a + b
+    out = np.empty(a.shape, a.dtype)
+    parallel_for(_add, _blocks(a.size), a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    return out
 
 
 def add_relu_forward(a, b):

@@ -12,7 +12,7 @@ from .batchnorm import (
     batch_norm_train_forward,
 )
 from .conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
-from .elementwise import relu_backward, relu_forward
+from .elementwise import add, relu_backward, relu_forward
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -35,6 +35,7 @@ __all__ = [
     "avg_pool2d_backward",
     "relu_forward",
     "relu_backward",
+    "add",
     "row_norm_forward",
     "row_norm_backward",
 ]

@@ -1,4 +1,4 @@
-"""Elementwise kernels: ReLU.
+"""Elementwise kernels: ReLU and the sum of two arrays.
 
 In the reference these are one-liners; the `jit` backend fuses them with neighbouring
 operations (e.g. the residual add), which is why they are kernels at all.
@@ -23,3 +23,10 @@ def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
     passes the gradient through a NaN input (NaN <= 0 is False), and so do we.
     """
     return np.where(out <= 0, grad_out.dtype.type(0), grad_out)
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b, a and b of one shape (a residual join, or two gradients where paths meet);
+    inf + -inf is NaN without a warning, as in torch."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return a + b

@@ -20,7 +20,10 @@ class Add(Function):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.shapes = (np.shape(a), np.shape(b))
-        return a + b
+        if ctx.shapes[0] == ctx.shapes[1]:  # a residual join: the kernel's (parallel) sum
+            return kernels().add(a, b)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf: NaN, as in torch
+            return a + b
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -181,7 +181,8 @@ def test_pooling_and_relu_bit_identical(dtype):
             res += [out, arg, J.max_pool2d_backward(g, arg, x.shape)]
             res += [J.avg_pool2d_forward(x, k, s, p), J.avg_pool2d_backward(g, x.shape, k, s, p)]
         out = J.relu_forward(x)
-        return res + [out, J.relu_backward(y, out), J.add_relu_forward(x, y)]
+        big = np.repeat(x, 200, axis=0)  # 3 MB at float32: `add` on the threads
+        return res + [out, J.relu_backward(y, out), J.add_relu_forward(x, y), J.add(big, big)]
 
     assert_bitwise(*one_and_two(run))
 

@@ -8,6 +8,8 @@ the cost of this file is dominated by the first-call JIT compile of each kernel
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -410,6 +412,39 @@ def test_relu(dtype):
     np.testing.assert_array_equal(J.relu_backward(x, out), R.relu_backward(x, out))
     np.testing.assert_array_equal(J.add_relu_forward(x, y), R.relu_forward(x + y))
     assert J.relu_forward(x).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_is_numpys_sum_on_every_path(dtype):
+    """`add` gives NumPy's a + b bit for bit: on two threads (C-contiguous, one float
+    dtype, from PARALLEL_MIN_BYTES up: sizes that are not a multiple of its blocks), and
+    through NumPy below that size, for strided views and for mixed dtypes (NumPy's
+    promotion)."""
+    from minires.kernels.jit import elementwise
+
+    rng = np.random.default_rng(7)
+    itemsize = np.dtype(dtype).itemsize
+    for size in (5, elementwise.PARALLEL_MIN_BYTES // itemsize + 3, (1 << 20) + 17):
+        a = rand(rng, (size,), dtype)
+        b = rand(rng, (size,), dtype)
+        a[:4] = [np.nan, np.inf, -np.inf, np.inf]
+        b[:4] = [1.0, -np.inf, 2.0, np.inf]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # silent on every path (inf - inf), like torch
+            out = J.add(a, b)
+        assert out.dtype == dtype and out.shape == a.shape
+        assert not np.shares_memory(out, a) and not np.shares_memory(out, b)
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_array_equal(out, a + b)  # NaN / inf in the same places
+    x = rand(rng, (64, 4096), dtype)
+    y = rand(rng, (64, 4096), dtype)
+    np.testing.assert_array_equal(J.add(x.T, y.T), x.T + y.T)  # non-contiguous
+    np.testing.assert_array_equal(J.add(x, y[::-1]), x + y[::-1])
+    other = np.float64 if dtype == np.float32 else np.float32
+    mixed = J.add(x, y.astype(other))
+    assert mixed.dtype == np.float64
+    np.testing.assert_array_equal(mixed, x + y.astype(other))
+    np.testing.assert_array_equal(R.add(x, y), x + y)
 
 
 def test_exports_everything():
