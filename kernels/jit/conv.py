@@ -150,16 +150,20 @@ def _choose(pass_, g: ConvGeometry, dtype, finite: bool, run) -> Algorithm:
     return plan(pass_, g, dtype, finite=finite)
 
 
-def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry):
+def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, transposed=False):
     """The forward algorithm `alg` on contiguous x and weight (weight in x's dtype); the
-    stride-1 input gradient runs them too (`_run_backward_input`)."""
+    stride-1 input gradient runs them too (`_run_backward_input`), with `transposed`:
+    the conv with `weight`'s per-group transposed, flipped weights, which the tap kernel
+    packs straight from `weight` (the others get a `_transposed_flipped` copy)."""
     x3 = x.reshape(g.n, g.c_in, g.h * g.w)
     shape = (g.n, g.c_out, g.ho, g.wo)
-    if alg == Algorithm.WINOGRAD:
-        return _winograd(x, weight, bias, g)
     if alg == Algorithm.TAP_SAME:
         tg = TapGeometry.same(g.h, g.w, g.kh, g.kw, *g.padding, *g.dilation)
-        return tap_conv(x3, weight, bias, g.groups, tg).reshape(shape)
+        return tap_conv(x3, weight, bias, g.groups, tg, transposed=transposed).reshape(shape)
+    if transposed:
+        weight = _transposed_flipped(weight, g.groups)
+    if alg == Algorithm.WINOGRAD:
+        return _winograd(x, weight, bias, g)
     if alg == Algorithm.TAP_POLY2:
         xp = polyphase(x).reshape(g.n, g.c_in, -1)
         tg = TapGeometry.poly2(g.ho, g.wo, g.kh, g.kw)
@@ -255,8 +259,7 @@ def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
     if alg.transposed_of is not None:
         # stride 1: grad_x is the forward conv of grad_out with the per-group transposed,
         # flipped weights and padding d*(k-1) - p (no column-gradient buffer, no col2im)
-        wf = _transposed_flipped(weight, g.groups)
-        return _run_forward(alg.transposed_of, grad_out, wf, None, g.transposed())
+        return _run_forward(alg.transposed_of, grad_out, weight, None, g.transposed(), True)
     if alg == Algorithm.TAP_STRIDE2:
         return stride2_backward_input(grad_out, weight, g.groups, g.h, g.w)
     go3 = grad_out.reshape(g.n, g.c_out, g.ho * g.wo)

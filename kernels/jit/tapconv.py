@@ -40,6 +40,7 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
+from numba import uint64 as u64
 
 from ._numba import FASTMATH, jit, parallel_for
 from .simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
@@ -197,18 +198,58 @@ def stride2_backward_input(grad_out: np.ndarray, weight: np.ndarray, groups: int
     return gx.reshape(N, C, H, W)
 
 
-def pack_weights(weight: np.ndarray, groups: int, cb: int) -> np.ndarray:
+def pack_weights(weight: np.ndarray, groups: int, cb: int, transposed: bool = False) -> np.ndarray:
     """(C_out, cpi, KH, KW) -> flat (groups, blocks, cpi, KH*KW, cb): for each (input
     channel, tap) the cb weights of one output-channel block side by side; blocks are
-    padded with zero weights."""
-    cout, cpi, kh, kw = weight.shape
+    padded with zero weights. With `transposed`, the weights packed are those of the
+    transposed conv - per group, input and output channels swapped and the kernel
+    rotated by 180 degrees (`conv._transposed_flipped`; the stride-1 input gradient) -
+    read from `weight` as it is: (groups, blocks, C_out/groups, KH*KW, cb), blocks of
+    cpi. One pass on one thread (ms, ResNeXt-50's 1024-channel grouped 3x3, 1.2 MB:
+    NumPy's zero-fill, copy and transposed copy 0.20, and 0.33 with the transposed copy
+    before it; this 0.08 / 0.11, and 0.13 on two threads, which do not pay here)."""
+    w = np.ascontiguousarray(weight)
+    cout, cpi, kh, kw = w.shape
     cpo = cout // groups
-    nblk = -(-cpo // cb)
-    T = kh * kw
-    wp = np.zeros((groups, nblk * cb, cpi, T), weight.dtype)
-    wp[:, :cpo] = weight.reshape(groups, cpo, cpi, T)
-    wp = wp.reshape(groups, nblk, cb, cpi, T).transpose(0, 1, 3, 4, 2)
-    return np.ascontiguousarray(wp).reshape(-1)
+    rows, cols = (cpi, cpo) if transposed else (cpo, cpi)  # the packed conv's out / in
+    nblk = -(-rows // cb)
+    out = np.empty(groups * nblk * cols * kh * kw * cb, w.dtype)
+    _pack_range(0, groups * nblk, w.reshape(-1), out, cpo, cpi, kh * kw, cb, nblk, transposed)
+    return out
+
+
+@jit(nogil=True)
+def _pack_range(t0, t1, w, out, cpo, cpi, T, cb, nblk, transposed):
+    # w flat (G * cpo, cpi, T); task t = (group g, block of cb rows r0 ..) writes
+    # out[g, block] = (cols, T, cb): the packed conv's weight (row r0 + j, input c, tap
+    # k) is w[g*cpo + r0 + j, c, k], or transposed w[g*cpo + c, r0 + j, T-1-k]. One
+    # row j at a time, read in order (strided reads with all the index arithmetic per
+    # value ran 3 cycles a value, as slow as NumPy's three passes)
+    rows, cols = (cpi, cpo) if transposed else (cpo, cpi)
+    zero = w.dtype.type(0)
+    n = cols * T  # packed values per row
+    for t in range(t0, t1):
+        g = t // nblk
+        r0 = (t - g * nblk) * cb
+        nr = min(cb, rows - r0)
+        dst = out[t * n * cb : (t + 1) * n * cb]
+        ucb = u64(cb)  # unsigned offsets: no wrap-around test per access
+        if transposed:  # per input c, rows r0 .. r0+nr of w[g*cpo + c] are nr*T in order
+            uT = u64(T)
+            for c in range(cols):
+                src = w[((g * cpo + c) * cpi + r0) * T :]
+                d = dst[c * T * cb : (c + 1) * T * cb]
+                for j in range(u64(nr)):
+                    for k in range(uT):
+                        d[k * ucb + j] = src[j * uT + uT - u64(1) - k]
+        else:
+            for j in range(u64(nr)):
+                src = w[(g * cpo + r0) * n + j * u64(n) :]
+                for i in range(u64(n)):
+                    dst[i * ucb + j] = src[i]
+        for j in range(u64(nr), ucb):
+            for i in range(u64(n)):
+                dst[i * ucb + j] = zero
 
 
 # --------------------------------------------------------------------------- kernels
@@ -342,15 +383,26 @@ def _fwd_4x4_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo
 
 
 def tap_conv(
-    src: np.ndarray, weight: np.ndarray, bias, groups: int, geom: TapGeometry, out=None
+    src: np.ndarray,
+    weight: np.ndarray,
+    bias,
+    groups: int,
+    geom: TapGeometry,
+    out=None,
+    transposed: bool = False,
 ) -> np.ndarray:
     """The conv of `tap_table(geom)` over src (N, C, cs) contiguous: x as (N, C, H*W), or
     its `polyphase` planes as (N, C, 4*Ho*Wo). weight (C_out, C/groups, KH, KW), bias
     (C_out,) or None. Returns out (N, C_out, P), P the output pixels of geom (written
-    into `out` if given: a contiguous array of that shape)."""
+    into `out` if given: a contiguous array of that shape). With `transposed`, the conv
+    with the transposed, flipped weights (see `pack_weights`): weight (C, C_out/groups,
+    KH, KW) is then the original conv's."""
     N = src.shape[0]
-    cout, cpi = weight.shape[:2]
-    cpo = cout // groups
+    if transposed:
+        cpo, cpi = weight.shape[1], weight.shape[0] // groups
+    else:
+        cpo, cpi = weight.shape[0] // groups, weight.shape[1]
+    cout = groups * cpo
     dt = src.dtype
     nl = lanes(dt)
     cb, pv, kernel = (4, 4, _fwd_4x4_range) if cpo <= 4 else (8, 2, _fwd_8x2_range)
@@ -366,7 +418,7 @@ def tap_conv(
         kernel,
         N * groups * nblk,
         src.reshape(N, -1),
-        pack_weights(weight, groups, cb),
+        pack_weights(weight, groups, cb, transposed),
         bp.reshape(-1),
         out.reshape(N, -1),
         toff,

@@ -216,11 +216,26 @@ def test_winograd_empty_batch_and_wide_planes():
 def test_transposed_flipped_weights(cout, cpi, k, groups, dtype):
     """The blocked transpose-and-flip kernel behind every transposed input gradient
     writes exactly the per-group transposed, 180-degree-rotated weights (channel counts
-    that are not multiples of its 16-channel tiles, 1x1 and 5x5, depthwise)."""
-    from minires.kernels.jit import conv
+    that are not multiples of its 16-channel tiles, 1x1 and 5x5, depthwise); the tap
+    kernel's packed weights (zero-padded blocks of output channels) give the same values
+    from the weights as they are with `transposed`."""
+    from minires.kernels.jit import conv, tapconv
 
     w = np.random.default_rng(0).standard_normal((cout, cpi, k, k)).astype(dtype)
     cpo = cout // groups
     want = w.reshape(groups, cpo, cpi, k, k)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
     got = conv._transposed_flipped(w, groups)
     np.testing.assert_array_equal(got, want.reshape(groups * cpi, cpo, k, k))
+    # the tap kernel's packing reads the transposed, flipped weights straight from w (the
+    # input gradient's copy skipped): the same values
+    for cb in (4, 8):
+        np.testing.assert_array_equal(
+            tapconv.pack_weights(w, groups, cb, transposed=True),
+            tapconv.pack_weights(got, groups, cb),
+        )
+        packed = tapconv.pack_weights(w, groups, cb).reshape(groups, -1, cpi, k * k, cb)
+        blocked = np.zeros((groups, packed.shape[1] * cb, cpi, k * k), dtype)
+        blocked[:, :cpo] = w.reshape(groups, cpo, cpi, k * k)
+        np.testing.assert_array_equal(
+            packed, blocked.reshape(packed.shape[:2] + (cb, cpi, k * k)).transpose(0, 1, 3, 4, 2)
+        )
