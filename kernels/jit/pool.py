@@ -18,6 +18,31 @@ def _pair(v):
     return (int(v[0]), int(v[1]))
 
 
+@jit()
+def _take(src, j, idx, best):
+    """(index, value) after visiting tap j: taken if greater, or NaN (PyTorch's rule)."""
+    v = src[j]
+    take = (v > best) | (v != v)
+    return (j if take else idx), (v if take else best)
+
+
+@jit()
+def _max9(src, i, W):
+    """(argmax, max) of the 3x3 window whose top-left tap is src[i], rows W apart: its
+    taps in row-major order (the first taken as it is: visiting it again changes
+    nothing, NaN or not)."""
+    idx, best = i, src[i]
+    idx, best = _take(src, i + 1, idx, best)
+    idx, best = _take(src, i + 2, idx, best)
+    idx, best = _take(src, i + W, idx, best)
+    idx, best = _take(src, i + W + 1, idx, best)
+    idx, best = _take(src, i + W + 2, idx, best)
+    idx, best = _take(src, i + 2 * W, idx, best)
+    idx, best = _take(src, i + 2 * W + 1, idx, best)
+    idx, best = _take(src, i + 2 * W + 2, idx, best)
+    return idx, best
+
+
 @jit(nogil=True)
 def _max_fwd(t0, t1, x, out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw):
     # The window is clipped to the plane once per output instead of bounds-checking every
@@ -27,6 +52,12 @@ def _max_fwd(t0, t1, x, out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw):
     # Taps are visited in the same row-major order and taken as PyTorch takes them
     # (`val > maxval or isnan(val)`): the first maximum wins, but every NaN replaces
     # the current winner, so the last NaN of a window wins.
+    # Inside the plane a 3x3 window is nine straight-line taps (`_max9`): no loop
+    # control per window, so consecutive windows' compare chains overlap (ResNet's
+    # 3x3/2 stem pool at 2x64x112x112: 2.66 -> 2.0 ms on 2 threads; four windows
+    # interleaved were no faster).
+    ow_lo = min(Wo, (pw + sw - 1) // sw)  # windows of these outputs lie inside the plane
+    ow_hi = max(ow_lo, min(Wo, (W - KW + pw) // sw + 1))
     for t in range(t0, t1):
         src = x[t]
         dst = out[t]
@@ -34,7 +65,13 @@ def _max_fwd(t0, t1, x, out, arg, H, W, Ho, Wo, KH, KW, sh, sw, ph, pw):
         for oh in range(Ho):
             h0 = max(0, oh * sh - ph)
             h1 = min(H, oh * sh - ph + KH)
+            inner = KH == 3 and KW == 3 and h1 - h0 == 3
             for ow in range(Wo):
+                if inner and ow_lo <= ow < ow_hi:
+                    j, best = _max9(src, h0 * W + ow * sw - pw, W)
+                    dst[oh * Wo + ow] = best
+                    am[oh * Wo + ow] = j
+                    continue
                 w0 = max(0, ow * sw - pw)
                 w1 = min(W, ow * sw - pw + KW)
                 if h0 >= h1 or w0 >= w1:  # window entirely in the padding (not with torch's limits)

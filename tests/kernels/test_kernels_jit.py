@@ -397,6 +397,26 @@ def test_max_pool_nan_and_inf():
     np.testing.assert_array_equal(arg, rarg)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "s,p,hw", [(2, 1, (17, 16)), (1, 1, (9, 12)), (2, 0, (15, 15)), (3, 1, (5, 20))]
+)
+def test_max_pool_3x3_inside_windows_like_reference(s, p, hw, dtype):
+    """3x3 windows inside the plane take the straight-line path (`pool._max9`), the ones
+    at the borders the clipped loop: both give the reference's maxima and indices with
+    NaN (the last NaN of a window wins), -inf, +inf and ties (the first maximum wins)."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-3, 4, (2, 3) + hw).astype(dtype)  # many ties
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = np.nan
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = -np.inf
+    flat[rng.choice(flat.size, flat.size // 20, replace=False)] = np.inf
+    got = J.max_pool2d_forward(x, (3, 3), (s, s), (p, p))
+    want = R.max_pool2d_forward(x, (3, 3), (s, s), (p, p))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 # ----------------------------------------------------------------------------- elementwise
 
 
