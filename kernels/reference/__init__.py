@@ -13,6 +13,7 @@ from .batchnorm import (
 )
 from .conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
 from .elementwise import add, relu_backward, relu_forward
+from .linear import linear_backward_input, linear_backward_weight, linear_forward
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -36,6 +37,9 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "add",
+    "linear_forward",
+    "linear_backward_input",
+    "linear_backward_weight",
     "row_norm_forward",
     "row_norm_backward",
 ]

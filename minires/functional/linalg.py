@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minires.autograd import Context, Function
+from minires.backend import kernels
 from minires.functional._util import (
     as_tensor,
     check_float,
@@ -86,22 +89,30 @@ class Linear(Function):
     def forward(ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
         ctx.save_for_backward(x, weight)
         with one_thread_gemm():
-            out = x @ weight.T
+            out = kernels().linear_forward(_rows(x), weight)
         if bias is not None:
             out += bias
-        return out
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
         x, weight = ctx.saved_tensors
+        k = kernels()
+        gx = gw = gb = None
+        g2 = _rows(g)
         with one_thread_gemm():
-            gx = g @ weight if ctx.needs_input_grad[0] else None
-            gw = gb = None
+            if ctx.needs_input_grad[0]:
+                gx = k.linear_backward_input(g2, weight).reshape(x.shape)
             if ctx.needs_input_grad[1]:
-                gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+                gw = k.linear_backward_weight(g2, _rows(x))
         if ctx.needs_input_grad[2]:
-            gb = g.reshape(-1, g.shape[-1]).sum(axis=0)
+            gb = g2.sum(axis=0)
         return gx, gw, gb
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """(..., F) -> (M, F), M the product of the leading dimensions (1 for a 1-D a)."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -187,6 +187,24 @@ def test_pooling_and_relu_bit_identical(dtype):
     assert_bitwise(*one_and_two(run))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_bit_identical(dtype):
+    """The fc products (cut into column blocks for large weights) on 1 and 2 threads."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 2048)).astype(dtype)
+    w = rng.standard_normal((1000, 2048)).astype(dtype)
+    g = rng.standard_normal((2, 1000)).astype(dtype)
+
+    def run():
+        return [
+            J.linear_forward(x, w),
+            J.linear_backward_input(g, w),
+            J.linear_backward_weight(g, x),
+        ]
+
+    assert_bitwise(*one_and_two(run))
+
+
 def _training_step(threads, dtype):
     """Two SGD steps of a small net that takes every kind of path (tap table, lanes,
     direct, im2col + GEMM, 1x1 GEMM, batch norm, pools, linear) on `threads` threads."""

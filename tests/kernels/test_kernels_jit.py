@@ -467,6 +467,27 @@ def test_add_is_numpys_sum_on_every_path(dtype):
     np.testing.assert_array_equal(R.add(x, y), x + y)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k", [(2, 1000, 2048), (3, 7, 5), (1, 513, 1031), (0, 4, 3)])
+def test_linear_products_like_reference(m, n, k, dtype):
+    """The fc layer's three products: the reference's values (its single GEMMs) whether
+    or not the weights are large enough to be cut into column blocks on the threads
+    (2 x 2048 -> 1000: ResNet-50's fc; 513 x 1031 with odd halves), also for no rows."""
+    from minires.kernels.jit import linear
+
+    rng = np.random.default_rng(3)
+    x, w, g = rand(rng, (m, k), dtype), rand(rng, (n, k), dtype), rand(rng, (m, n), dtype)
+    split = linear._chunks(w, m) > 1
+    assert split == (w.nbytes >= linear.PARALLEL_MIN_BYTES and bool(linear.blas_controller()))
+    for got, want in (
+        (J.linear_forward(x, w), R.linear_forward(x, w)),
+        (J.linear_backward_input(g, w), R.linear_backward_input(g, w)),
+        (J.linear_backward_weight(g, x), R.linear_backward_weight(g, x)),
+    ):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert_close(got, want, dtype)
+
+
 def test_exports_everything():
     for name in R.__all__:
         assert callable(getattr(J, name)), name
