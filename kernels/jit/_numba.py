@@ -266,12 +266,18 @@ def clear_workspace() -> None:
 # (`_SPIN_POLLS`, ~0.3 ms, in nogil compiled code, so the GIL stays free) before
 # they go to sleep; a job that arrives in that window starts within microseconds.
 
-# polls of ~15 ns (one `pause` each, measured here): a worker polls ~0.3 ms for the next
-# job before it sleeps; the caller, having run its share, polls up to ~3 ms for the
-# workers' last chunks before it falls back to sleeping in 20 us steps (which oversleep
-# by ~60-100 us on this VM)
+# polls of ~8-15 ns (one `pause` each: 15 ns on the Sapphire Rapids class host, 8.5 on
+# the Granite Rapids one): a worker polls ~0.2-0.3 ms for the next job before it sleeps;
+# the caller, having run its share, polls up to ~2-3 ms for the workers' last chunks
+# before it falls back to sleeping in 20 us steps (which oversleep by ~60-100 us on
+# this VM)
 _SPIN_POLLS = 20_000
 _WAIT_POLLS = 200_000
+# ~8.5 us of polls (a `pause` is ~8.5 ns here) from `go` to the GIL: the caller's Python
+# from setting `go` to its kernel's entry (in a ResNet-50 step, median worker start
+# 200 polls 47 us - often still too early -, 1000 23 us, 4000 48 us; steps 506.6 vs
+# 503.0 ms for 200 vs 1000, interleaved)
+_SETTLE_POLLS = 1000
 # chunks per thread of a parallel_for call: more balance the load on a shared machine,
 # fewer mean fewer GIL hand-offs between the threads (each a chance for a thread to
 # fall asleep waiting for it). 2 vs 4, interleaved runs: depthwise 3x3 2.19-2.23 vs
@@ -324,6 +330,17 @@ def _poll_change(seq, last, polls):
 
 
 @jit(nogil=True)
+def _poll_go(go, last, polls, settle):
+    """`_poll_change(go, last, polls)`, then `settle` more polls once go changed (the
+    caller's last microseconds with the GIL: see `_Team._work`)."""
+    if not _poll_change(go, last, polls):
+        return False
+    for _ in range(settle):
+        _cpu_pause()
+    return True
+
+
+@jit(nogil=True)
 def _poll_all_set(flags, polls):
     """True as soon as every flag is nonzero, False after `polls` more polls (0: look once)."""
     for _ in range(polls + 1):
@@ -341,7 +358,7 @@ def _poll_all_set(flags, polls):
 class _Job:
     """One `parallel_for` call: chunks claimed from a shared counter, one done flag each."""
 
-    __slots__ = ("kernel", "args", "bounds", "nchunks", "claim", "seats", "done", "error")
+    __slots__ = ("kernel", "args", "bounds", "nchunks", "claim", "seats", "done", "error", "go")
 
     def __init__(self, kernel, args, bounds, helpers):
         self.kernel, self.args, self.bounds = kernel, args, bounds
@@ -350,6 +367,7 @@ class _Job:
         self.seats = iter(range(helpers))  # how many workers may join
         self.done = np.zeros(self.nchunks, np.uint8)
         self.error = None
+        self.go = None  # (the team's `go` array, this job's number): see `_Team._work`
 
     def take_seat(self) -> bool:
         """For a worker: False once enough workers joined (numba.set_num_threads(k) with
@@ -362,6 +380,9 @@ class _Job:
             i = self.claim()
             if i >= self.nchunks:
                 return
+            if self.go is not None:  # the caller, about to release the GIL in its kernel
+                self.go[0][0] = self.go[1]
+                self.go = None
             try:
                 self.kernel(self.bounds[i], self.bounds[i + 1], *self.args)
             except BaseException as exc:  # re-raised by the caller
@@ -383,6 +404,7 @@ class _Team:
 
     def __init__(self, size: int):
         self.seq = np.zeros(1, np.int64)  # number of the current job
+        self.go = np.zeros(1, np.int64)  # its number again once the caller enters its chunk
         self.job = None
         self.cond = threading.Condition()
         self.sleeping = 0
@@ -393,13 +415,26 @@ class _Team:
         self.job = job
         with self.cond:
             self.seq[0] += 1
+            job.go = (self.go, int(self.seq[0]))
             if self.sleeping:
                 self.cond.notify_all()
 
     def _work(self) -> None:
+        # A polling worker waits for `go`, which the caller sets right before it enters
+        # the kernel of its first chunk - where it releases the GIL - and polls a few
+        # microseconds more (`_SETTLE_POLLS`) before it asks for the GIL. Asking as soon
+        # as the job was published (`seq`), it found the GIL still held by the caller
+        # and slept on the GIL's condition variable (CPython's waiters do not spin):
+        # ~45 us before it started its first chunk in a ResNet-50 step (median, 376 jobs
+        # a step, the caller then waiting for its last chunk; ~22 us in a tight loop of
+        # jobs, 8 us with `go`). Whole steps, old -> new, separate processes in turn:
+        # resnet50 b4 521/506/507 -> 508/495/504 ms, resnext50_32x4d b2 324/323 ->
+        # 309/310, resnet20 b64 100/101 -> 97/98. A job whose `go` never comes is taken
+        # from `seq` once the polls run out (the sleeping path).
         last = 0
         while True:
-            if not _poll_change(self.seq, last, _SPIN_POLLS if _SPINNING else 0):
+            polls = _SPIN_POLLS if _SPINNING else 0
+            if not _poll_go(self.go, last, polls, _SETTLE_POLLS if _SPINNING else 0):
                 with self.cond:
                     while self.seq[0] == last:
                         self.sleeping += 1

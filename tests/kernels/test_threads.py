@@ -1,5 +1,6 @@
 """kernels.jit's thread team (`_numba.parallel_for`): every task once, the caller takes
-part, errors reach the caller, sleeping and polling workers, forked children, the
+part, errors reach the caller, sleeping and polling workers, the `go` hand-off and its
+fallback, forked children, the
 MINIRES_JIT_SPIN switch, job seats; and the allocator setting of `configure()` (freed
 arrays are not page-faulted back in)."""
 
@@ -97,6 +98,53 @@ def test_parallel_for_wakes_sleeping_and_spinning_workers(threads, polls, monkey
         if i % 10 == 0:
             time.sleep(0.01)
     assert (out == 50).all()
+
+
+def _two_threads_at_once(monkeypatch=None):
+    """Runs a 2-chunk job whose chunks must run at the same time (a barrier): the worker
+    has to take part. Returns the team's (seq, go) seen from inside the chunks."""
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    seen = []
+    try:
+        barrier = threading.Barrier(2, timeout=10)
+        team = _numba._get_team()
+
+        def body(t0, t1):
+            seen.append((int(team.seq[0]), int(team.go[0])))
+            barrier.wait()
+
+        _numba.parallel_for(body, 2, chunks_per_thread=1)
+    finally:
+        numba.set_num_threads(old)
+    return seen
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+def test_the_caller_publishes_go_before_its_first_chunk():
+    """A polling worker starts on `go` - the job's number, set by the caller right before
+    it enters its first chunk (so the worker asks for the GIL once the caller released
+    it) - and both chunks of the job see it set."""
+    for _ in range(20):
+        seen = _two_threads_at_once()
+        assert len(seen) == 2
+        assert all(seq == go for seq, go in seen), seen
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+def test_a_worker_without_go_still_takes_the_job(monkeypatch):
+    """If `go` never comes (a job whose caller does not publish it), the worker stops
+    polling for it and takes the job from `seq` (the sleeping path)."""
+    monkeypatch.setattr(_numba, "_SPIN_POLLS", 50)
+    original = _numba._Team.submit
+
+    def submit_without_go(self, job):
+        original(self, job)
+        job.go = None
+
+    monkeypatch.setattr(_numba._Team, "submit", submit_without_go)
+    for _ in range(5):
+        assert len(_two_threads_at_once()) == 2
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
