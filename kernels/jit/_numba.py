@@ -278,6 +278,12 @@ _WAIT_POLLS = 200_000
 # 200 polls 47 us - often still too early -, 1000 23 us, 4000 48 us; steps 506.6 vs
 # 503.0 ms for 200 vs 1000, interleaved)
 _SETTLE_POLLS = 1000
+# ~7 us of polls once the caller saw every chunk done, before it asks for the GIL: the
+# worker that set the last done flag still holds it for its few lines of Python, and a
+# caller that asked then slept on the GIL's condition variable (~30-60 us; steps,
+# interleaved, 0 -> 800 polls: resnet50 b4 494.5 -> 482.9 ms, resnet20 b64 102.2 ->
+# 100.1, resnext50_32x4d b2 0 -> 500: 312.2 -> 306.0, 500 vs 1500: 299.4 vs 301.3)
+_END_SETTLE_POLLS = 800
 # chunks per thread of a parallel_for call: more balance the load on a shared machine,
 # fewer mean fewer GIL hand-offs between the threads (each a chance for a thread to
 # fall asleep waiting for it). 2 vs 4, interleaved runs: depthwise 3x3 2.19-2.23 vs
@@ -341,8 +347,9 @@ def _poll_go(go, last, polls, settle):
 
 
 @jit(nogil=True)
-def _poll_all_set(flags, polls):
-    """True as soon as every flag is nonzero, False after `polls` more polls (0: look once)."""
+def _poll_all_set(flags, polls, settle=0):
+    """True as soon as every flag is nonzero (then `settle` more polls), False after
+    `polls` more polls (0: look once)."""
     for _ in range(polls + 1):
         done = True
         for i in range(flags.size):
@@ -350,6 +357,8 @@ def _poll_all_set(flags, polls):
                 done = False
                 break
         if done:
+            for _ in range(settle):
+                _cpu_pause()
             return True
         _cpu_pause()
     return False
@@ -392,8 +401,9 @@ class _Job:
                 self.done[i] = 1
 
     def wait(self) -> None:
-        """Until every chunk has finished (the caller, after its own `run`)."""
-        while not _poll_all_set(self.done, _WAIT_POLLS if _SPINNING else 0):
+        """Until every chunk has finished (the caller, after its own `run`), then a few
+        microseconds more for the worker's GIL (`_END_SETTLE_POLLS`)."""
+        while not _poll_all_set(self.done, _WAIT_POLLS if _SPINNING else 0, _END_SETTLE_POLLS):
             time.sleep(20e-6)  # a worker was descheduled: yield the GIL and the core
         if self.error is not None:
             raise self.error

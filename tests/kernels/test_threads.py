@@ -147,6 +147,18 @@ def test_a_worker_without_go_still_takes_the_job(monkeypatch):
         assert len(_two_threads_at_once()) == 2
 
 
+def test_polls_report_what_they_saw():
+    """The polling helpers behind the hand-offs: `_poll_all_set` (the caller's wait,
+    with its settling polls once all is done) and `_poll_go` (a worker's wait for `go`,
+    with its own) answer True only for what they wait for, False once the polls run out."""
+    flags = np.ones(3, np.uint8)
+    assert _numba._poll_all_set(flags, 10, 100) and _numba._poll_all_set(flags, 0)
+    flags[1] = 0
+    assert not _numba._poll_all_set(flags, 10, 100)
+    go = np.array([7], np.int64)
+    assert _numba._poll_go(go, 6, 10, 100) and not _numba._poll_go(go, 7, 10, 100)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_parallel_for_in_a_forked_child(threads):
     """A forked child gets a team of its own (the parent's worker threads do not exist
