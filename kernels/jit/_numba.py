@@ -138,7 +138,7 @@ def configure() -> dict[str, object]:
       512 MB with ``mallopt`` (`_keep_freed_memory`; opt out: ``MINIRES_MALLOC_TUNE=0``
       or the ``MALLOC_*_`` variables);
     * ``threads`` / ``spinning``: `parallel_for` starts a team of ``threads - 1``
-      daemon threads on its first call (``NUMBA_NUM_THREADS``), which poll ~0.3 ms for
+      daemon threads on its first call (``NUMBA_NUM_THREADS``), which poll ~1 ms for
       the next job before sleeping (opt out: ``MINIRES_JIT_SPIN=0``); memory-bound
       passes over less than ``parallel_min_bytes`` (half a core's L2) stay on the
       calling thread;
@@ -173,7 +173,7 @@ def configure() -> dict[str, object]:
         mal = "M_MMAP_THRESHOLD=32 MB, M_TRIM_THRESHOLD=512 MB"
         if not c["malloc_tuned"]:
             mal = "unchanged"
-        team = "polling ~0.3 ms" if c["spinning"] else "sleeping between jobs"
+        team = "polling ~1 ms" if c["spinning"] else "sleeping between jobs"
         blas = "1 thread per conv GEMM (threadpoolctl)"
         if not c["blas_one_thread_per_gemm"]:
             blas = "threads left as they are (no threadpoolctl)"
@@ -263,15 +263,17 @@ def clear_workspace() -> None:
 # call - the idle vCPU is halted and has to be woken through the hypervisor - so an
 # empty `parallel_for` took 95 us, and a ResNet-20 training step makes ~400 calls. The
 # workers therefore keep polling for the next job for a short while after each one
-# (`_SPIN_POLLS`, ~0.3 ms, in nogil compiled code, so the GIL stays free) before
+# (`_SPIN_POLLS`, ~1 ms, in nogil compiled code, so the GIL stays free) before
 # they go to sleep; a job that arrives in that window starts within microseconds.
 
 # polls of ~8-15 ns (one `pause` each: 15 ns on the Sapphire Rapids class host, 8.5 on
-# the Granite Rapids one): a worker polls ~0.2-0.3 ms for the next job before it sleeps;
-# the caller, having run its share, polls up to ~2-3 ms for the workers' last chunks
-# before it falls back to sleeping in 20 us steps (which oversleep by ~60-100 us on
-# this VM)
-_SPIN_POLLS = 20_000
+# the Granite Rapids one): a worker polls ~1 ms for the next job before it sleeps (a
+# wake-up from sleep costs ~50-100 us here, and a step's gaps between jobs - Python,
+# small serial ops - often exceed 0.2 ms: 20_000 -> 120_000 polls, interleaved, resnet50
+# b4 487.3 -> 483.0 ms, resnet20 b64 92.5 -> 91.7); the caller, having run its share,
+# polls up to ~2-3 ms for the workers' last chunks before it falls back to sleeping in
+# 20 us steps (which oversleep by ~60-100 us on this VM)
+_SPIN_POLLS = 100_000
 _WAIT_POLLS = 200_000
 # ~8.5 us of polls (a `pause` is ~8.5 ns here) from `go` to the GIL: the caller's Python
 # from setting `go` to its kernel's entry (in a ResNet-50 step, median worker start
@@ -513,7 +515,7 @@ def parallel_for(
     first-call compile time of the conv kernels (measured ~3-4 s per kernel and dtype)
     for the same machine code; (2) no Numba threading layer is started, so no OpenMP
     workers spin for ~100 ms against OpenBLAS's threads in the dense convs (ours poll
-    ~0.3 ms). The thread count
+    ~1 ms). The thread count
     follows `numba.get_num_threads()` (`numba.set_num_threads`, `NUMBA_NUM_THREADS`).
 
     The tasks are cut into `chunks_per_thread * threads` (default `_CHUNKS_PER_THREAD`)
