@@ -82,7 +82,7 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
         "--model-batch", type=positive_int, help="ImageNet-model batch (full 2, quick 1)"
     )
     p.add_argument(
-        "--model-reps", type=positive_int, help="timed steps per block/model row (full 3, quick 1)"
+        "--model-reps", type=positive_int, help="timed steps per block/model row (full 5, quick 1)"
     )
     p.add_argument(
         "--block-batch", type=positive_int, help="bottleneck-block batch (default = --batch)"
