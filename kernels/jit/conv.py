@@ -188,7 +188,7 @@ def _transposed_flipped(weight, groups):
     out = np.empty((groups * cpi, Cout // groups, KH, KW), weight.dtype)
     blocks = -(-cpi // _FLIP_BLOCK)
     args = (weight.reshape(-1), out.reshape(-1), Cout, cpi, KH * KW, groups, blocks)
-    parallel_for(_transpose_flip_range, groups * blocks, *args)
+    parallel_for(_transpose_flip_range, groups * blocks, *args, nbytes=weight.nbytes)
     return out
 
 

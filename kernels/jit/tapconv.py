@@ -168,7 +168,7 @@ def polyphase(x: np.ndarray) -> np.ndarray:
     Hq, Wq = -(-H // 2), -(-W // 2)
     out = np.empty((N * C, 2, 2, Hq, Wq), x.dtype)
     x3 = np.ascontiguousarray(x).reshape(N * C, H, W)
-    parallel_for(_polyphase_range, N * C, x3, out, H, W, Hq, Wq)
+    parallel_for(_polyphase_range, N * C, x3, out, H, W, Hq, Wq, nbytes=x3.nbytes)
     return out.reshape(N, C, 4, Hq, Wq)
 
 
@@ -194,7 +194,7 @@ def stride2_backward_input(grad_out: np.ndarray, weight: np.ndarray, groups: int
             tap_conv(go3, wp, None, groups, TapGeometry.poly2t(Ho, Wo, a, b), out=phases[a, b])
     phases = phases.reshape(2, 2, N * C, Ho, Wo)
     gx = np.empty((N * C, H, W), grad_out.dtype)
-    parallel_for(_interleave_range, N * C, phases, gx, H, W)
+    parallel_for(_interleave_range, N * C, phases, gx, H, W, nbytes=gx.nbytes)
     return gx.reshape(N, C, H, W)
 
 
