@@ -405,7 +405,8 @@ class _Job:
     def wait(self) -> None:
         """Until every chunk has finished (the caller, after its own `run`), then a few
         microseconds more for the worker's GIL (`_END_SETTLE_POLLS`)."""
-        while not _poll_all_set(self.done, _WAIT_POLLS if _SPINNING else 0, _END_SETTLE_POLLS):
+        polls, settle = (_WAIT_POLLS, _END_SETTLE_POLLS) if _SPINNING else (0, 0)
+        while not _poll_all_set(self.done, polls, settle):
             time.sleep(20e-6)  # a worker was descheduled: yield the GIL and the core
         if self.error is not None:
             raise self.error
