@@ -446,8 +446,8 @@ class _Team:
         # from `seq` once the polls run out (the sleeping path).
         last = 0
         while True:
-            polls = _SPIN_POLLS if _SPINNING else 0
-            if not _poll_go(self.go, last, polls, _SETTLE_POLLS if _SPINNING else 0):
+            polls, settle = (_SPIN_POLLS, _SETTLE_POLLS) if _SPINNING else (0, 0)
+            if not _poll_go(self.go, last, polls, settle):
                 with self.cond:
                     while self.seq[0] == last:
                         self.sleeping += 1

@@ -261,9 +261,10 @@ def _image_blocks(n, C, geom, itemsize):
     return [n * i // m for i in range(m + 1)] if m else [0]
 
 
-def _run_blocks(range_kernel, ntasks, *args):
-    """range_kernel(t0, t1, *args) over [0, ntasks): in parallel with one-thread BLAS,
-    or serially when BLAS threads cannot be limited (threadpoolctl not installed)."""
+def run_blas_blocks(range_kernel, ntasks, *args):
+    """range_kernel(t0, t1, *args) over [0, ntasks), one chunk of tasks per thread: in
+    parallel with one-thread BLAS, or serially when BLAS threads cannot be limited
+    (threadpoolctl not installed). The BLAS GEMM paths here and linear.py run on it."""
     if ntasks == 0:
         return
     if blas_controller():
@@ -310,9 +311,9 @@ def _gemm_images(a, b, out):
     a single image's output rows in chunks on the threads (`_row_split`)."""
     bounds = _row_split(*a.shape, b.shape[-1]) if b.shape[0] == 1 else None
     if bounds is None:
-        _run_blocks(_mm_range, b.shape[0], a, b, out)
+        run_blas_blocks(_mm_range, b.shape[0], a, b, out)
     else:
-        _run_blocks(_mm_rows_range, len(bounds) - 1, a, b[0], out[0], bounds)
+        run_blas_blocks(_mm_rows_range, len(bounds) - 1, a, b[0], out[0], bounds)
 
 
 def _im2col_mm_range(t0, t1, x3, a, out, bounds, geom):
@@ -345,7 +346,7 @@ def _im2col_gemm(x3, a, out, geom):
         _gemm_images(a, cols.reshape(1, a.shape[0], -1, P), out)
         return
     bounds = _image_blocks(n, C, geom, x3.dtype.itemsize)
-    _run_blocks(_im2col_mm_range, len(bounds) - 1, x3, a, out, bounds, geom)
+    run_blas_blocks(_im2col_mm_range, len(bounds) - 1, x3, a, out, bounds, geom)
 
 
 def _mmt_range(j0, j1, go4, cols, parts, bounds, x3=None, geom=None):
@@ -409,12 +410,14 @@ def _gemm_weight_grad(go4, cols, x3=None, geom=None):
             cols = workspace("cols_image", kg * g * P, x3.dtype).reshape(1, g, kg, P)
             parallel_for(_im2col_range, x3.shape[1], x3, cols.reshape(1, g * kg, P), geom)
         gwt = np.empty((g, kg, o), go4.dtype)
-        _run_blocks(_mm_rows_range, len(rows) - 1, cols[0], go4[0].transpose(0, 2, 1), gwt, rows)
+        run_blas_blocks(
+            _mm_rows_range, len(rows) - 1, cols[0], go4[0].transpose(0, 2, 1), gwt, rows
+        )
         return gwt.transpose(0, 2, 1)
     k = min(m, _WEIGHT_GRAD_CHUNKS, max(1, _PARTIALS_BYTES // (g * kg * o * itemsize)))
     k = 1 << (k.bit_length() - 1)  # a power of two
     parts = np.empty((k, g, kg, o), dtype=go4.dtype)
-    _run_blocks(_mmt_range, k, go4, cols, parts, bounds, x3, geom)
+    run_blas_blocks(_mmt_range, k, go4, cols, parts, bounds, x3, geom)
     gw = parts[0] if k == 1 else parts.sum(axis=0)  # chunk order: fixed
     return gw.transpose(0, 2, 1)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blas import blas_controller, blas_one_thread
-from ._numba import PARALLEL_MIN_BYTES, parallel_for
+from ..blas import blas_controller
+from ._numba import PARALLEL_MIN_BYTES
+from .im2col_gemm import run_blas_blocks
 
 _CHUNKS = 2  # column blocks of a split product
 _SPLIT_MIN_MACS = 1 << 24  # or products of this many multiply-adds (compute-bound ones)
@@ -26,14 +27,6 @@ def _chunks(weight: np.ndarray, m: int) -> int:
     the weights take half a core's L2 or more, or the product is large; else 1."""
     big = weight.nbytes >= PARALLEL_MIN_BYTES or m * weight.size >= _SPLIT_MIN_MACS
     return _CHUNKS if big and blas_controller() else 1
-
-
-def _run(range_kernel, chunks: int, *args) -> None:
-    with blas_one_thread():
-        if chunks == 1:
-            range_kernel(0, 1, *args)
-        else:
-            parallel_for(range_kernel, chunks, *args, chunks_per_thread=1)
 
 
 def _bounds(n: int, chunks: int) -> list[int]:
@@ -62,7 +55,7 @@ def linear_forward(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """out = x @ weight^T: x (M, K), weight (N, K) -> (M, N) in their result dtype."""
     out = np.empty((x.shape[0], weight.shape[0]), np.result_type(x, weight))
     c = _chunks(weight, x.shape[0])
-    _run(_forward_range, c, x, weight, out, _bounds(weight.shape[0], c))
+    run_blas_blocks(_forward_range, c, x, weight, out, _bounds(weight.shape[0], c))
     return out
 
 
@@ -70,7 +63,7 @@ def linear_backward_input(grad_out: np.ndarray, weight: np.ndarray) -> np.ndarra
     """grad_x = grad_out @ weight: grad_out (M, N), weight (N, K) -> (M, K)."""
     gx = np.empty((grad_out.shape[0], weight.shape[1]), np.result_type(grad_out, weight))
     c = _chunks(weight, grad_out.shape[0])
-    _run(_input_range, c, grad_out, weight, gx, _bounds(weight.shape[1], c))
+    run_blas_blocks(_input_range, c, grad_out, weight, gx, _bounds(weight.shape[1], c))
     return gx
 
 
@@ -79,5 +72,5 @@ def linear_backward_weight(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
     n = grad_out.shape[1]
     gw = np.empty((n, x.shape[1]), np.result_type(grad_out, x))
     c = _chunks(gw, grad_out.shape[0])
-    _run(_weight_range, c, grad_out, x, gw, _bounds(n, c))
+    run_blas_blocks(_weight_range, c, grad_out, x, gw, _bounds(n, c))
     return gw
