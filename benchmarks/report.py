@@ -115,7 +115,8 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
         f"Numba {v.get('numba')}, PyTorch {v.get('torch') or 'not installed'}",
         f"- **Threads**: {cfg['threads']} for every pool of every backend "
         "(OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, torch.set_num_threads); each backend in its "
-        "own process, run back to back, layer by layer",
+        "own process, run back to back, layer by layer; block and model steps interleaved "
+        "round by round",
         "- **OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE**: "
         + (
             f"unset in the workers (parent had {unset})"
@@ -424,7 +425,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["## Blocks and models", "",
                   "Blocks: conv2-stage bottleneck 256->256 (ResNet-50: 3x3 64 dense; ResNeXt-50: "
                   "3x3 128 in 32 groups), fwd+bwd. Models: train-mode BN, cross-entropy. "
-                  "Peak RSS is measured while timing (fresh process per row).",
+                  "Each row's steps alternate with the other backends' steps, round by round (a "
+                  "busy spell of a shared machine hits them alike). Peak RSS is measured "
+                  "while timing (fresh process per row).",
                   "", *mt, ""]  # fmt: skip
         sections = {r["section"] for r in results["rows"]}
         if "blocks" in sections:

@@ -5,7 +5,8 @@ Sections, in run order:
 
     ceilings   large sgemm per library (practical FP32 ceiling), memory bandwidth
     layers     the conv sweep of `benchmarks.specs.layer_sweep`, every backend per layer
-    blocks     ResNet-50 vs ResNeXt-50 conv2-stage bottleneck, fwd+bwd (fresh process each)
+    blocks     ResNet-50 vs ResNeXt-50 conv2-stage bottleneck, fwd+bwd (a fresh process
+               per backend and job; the backends' steps interleaved: `run_interleaved`)
     forms      ResNeXt's three equivalent forms of that block (Fig. 3: a paths, b concat,
                c grouped conv), fwd+bwd in minires and torch, all checked against form (c)
     models     resnet50 / resnext50_32x4d fwd+bwd at 224x224, resnet20 training step
@@ -269,6 +270,84 @@ def run_oneshot(
     return json.loads(lines[-1])
 
 
+def _model_skip_reason(
+    cfg: BenchConfig,
+    section: str,
+    name: str,
+    backend: str,
+    avail: dict[str, bool],
+    worker_info: dict[str, Any],
+) -> str | None:
+    """Why a block / model row is not timed on `backend` (None: it is timed)."""
+    if not avail.get(backend):
+        return worker_info.get(backend, {}).get("reason") or f"backend {backend} unavailable"
+    if backend == "numpy" and section == "forms":
+        return ("forms: minires (Numba) vs torch; the NumPy reference only computes the "
+                "check")  # fmt: skip
+    if backend == "numpy" and name in ("resnet50", "resnext50_32x4d") and not cfg.numpy_models:
+        return "NumPy reference is too slow at ImageNet-model level (use --numpy-models)"
+    if (
+        section == "models"
+        and cfg.quick
+        and (backend == "torch_cl" or (backend == "numpy" and not cfg.numpy_models))
+    ):
+        return "skipped in --quick (the full run times it)"
+    return None
+
+
+def run_interleaved(
+    backends: list[str],
+    job: dict[str, Any],
+    env: dict[str, str],
+    log_dir: Path,
+    timeout: float,
+    settle: float,
+) -> dict[str, dict[str, Any]]:
+    """Time one block / model job on several backends with their steps interleaved:
+    a fresh serving worker per backend (so peak RSS is that job's own), each opened
+    (checked, warmed up) in turn, then ``job["reps"]`` rounds of one step per backend,
+    the order rotating every round. A busy spell of a shared machine then slows every
+    backend's steps alike instead of all the steps of one backend (run back to back,
+    ResNeXt-50's x torch on a noisy 2-core VM spread from 0.69 to 1.31 over three runs).
+    Returns backend -> result (the `task_model` row, or an error / MISMATCH)."""
+    results: dict[str, dict[str, Any]] = {}
+    workers: dict[str, Worker] = {}
+    try:
+        for b in backends:
+            w = Worker(b, env, log_dir, timeout)
+            info = w.start()
+            if not w.alive:
+                results[b] = {"status": "error", "reason": info.get("reason", "worker died")}
+                continue
+            res = w.request({**job, "task": "model_open"})
+            w.wait_idle(settle)
+            results[b] = res
+            if res.get("status") == "ok":
+                workers[b] = w
+            else:
+                w.close()
+        reps, max_time = int(job.get("reps", 3)), float(job.get("max_time", 120.0))
+        start = time.perf_counter()
+        for i in range(max(1, reps)):
+            order = list(workers)
+            k = i % max(1, len(order))
+            for b in order[k:] + order[:k]:  # rotated: no backend always steps first
+                res = workers[b].request({"task": "model_step"})
+                workers[b].wait_idle(settle)
+                if res.get("status") != "ok":
+                    results[b] = res
+                    workers.pop(b).close(kill=True)
+            if time.perf_counter() - start >= max_time * max(1, len(workers)):
+                break
+        for b, w in workers.items():
+            results[b] = w.request({"task": "model_close"})
+    finally:
+        failing = sys.exc_info()[0] is not None
+        for w in workers.values():
+            w.close(kill=failing)
+    return results
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -462,38 +541,24 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
                 w.close(kill=failing)
 
         try:
-            # block and model level: a fresh process per job so peak RSS is that job's own
+            # block and model level: fresh processes per job so peak RSS is that job's
+            # own, the backends' steps interleaved
             for section, name, job in mjobs:
                 job = {**job, "ref_dir": ref_dir}
+                skipped = {b: _model_skip_reason(cfg, section, name, b, avail, worker_info)
+                           for b in model_backends}  # fmt: skip
+                timed = [b for b in model_backends if skipped[b] is None]
+                bar.set_description_str(f"{name} | {', '.join(timed) or 'skipped'}")
+                timed_res = run_interleaved(timed, job, env, log_dir, cfg.timeout, cfg.settle)
                 for b in model_backends:
-                    bar.set_description_str(f"{name} | {b}")
-                    imagenet = name in ("resnet50", "resnext50_32x4d")
-                    if not avail.get(b):
-                        res = {"status": "skipped", "reason": worker_info[b].get("reason")}
-                    elif b == "numpy" and section == "forms":
-                        res = {"status": "skipped",
-                               "reason": "forms: minires (Numba) vs torch; the NumPy "
-                                         "reference only computes the check"}  # fmt: skip
-                    elif b == "numpy" and imagenet and not cfg.numpy_models:
-                        res = {"status": "skipped",
-                               "reason": "NumPy reference is too slow at ImageNet-model level "
-                                         "(use --numpy-models)"}  # fmt: skip
-                    elif (
-                        section == "models"
-                        and cfg.quick
-                        and (b == "torch_cl" or (b == "numpy" and not cfg.numpy_models))
-                    ):
-                        res = {"status": "skipped",
-                               "reason": "skipped in --quick (the full run times it)"}  # fmt: skip
-                    else:
-                        res = run_oneshot(b, job, env, log_dir, cfg.timeout)
+                    res = timed_res.get(b) or {"status": "skipped", "reason": skipped[b]}
                     row = {"section": section, "name": name, "backend": b, "mode": job["mode"],
                            "batch": job["input_shape"][0],
                            "input": "x".join(map(str, job["input_shape"][1:]))}  # fmt: skip
                     row.update({k: v for k, v in res.items() if k != "traceback"})
                     rows.append(row)
-                    load.sample()
                     bar.update()
+                load.sample()
 
             if "coldstart" in cfg.sections:
                 cache = tempfile.mkdtemp(prefix="minires-bench-numba-cache-")

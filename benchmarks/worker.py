@@ -2,7 +2,8 @@
 
 Why a process per backend: OpenBLAS's spinning threads, torch's OpenMP pool and Numba's
 pool fighting over 2 cores in one process made small-shape timings wrong by up to 100x.
-The parent (`benchmarks.sweep`) runs workers back to back, never two at a time.
+The parent (`benchmarks.sweep`) runs workers back to back, never two at a time (at the
+block and model level their processes live side by side, but only one steps at a time).
 
 Two modes, both answering in JSON on stdout (everything else goes to stderr)::
 
@@ -14,7 +15,9 @@ request line gets exactly one result line.
 
 Tasks: ``info``, ``conv`` (one layer: correctness check, then timing), ``ceilings``
 (large sgemm, memory bandwidth), ``block`` / ``model`` (fwd+bwd or a training step, peak
-RSS), ``coldstart`` (first call of the Numba kernels; the parent sets NUMBA_CACHE_DIR).
+RSS), ``model_open`` / ``model_step`` / ``model_close`` (the same, one step per request,
+so that the parent can interleave the backends' steps), ``coldstart`` (first call of
+the Numba kernels; the parent sets NUMBA_CACHE_DIR).
 
 Backends: ``numpy`` (`kernels.reference`), ``numba`` (`kernels.jit`), ``torch`` (NCHW),
 ``torch_cl`` (channels_last). ``broken`` (a deliberately wrong forward) exists only to
@@ -32,6 +35,7 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -641,10 +645,11 @@ def _torch_graph_ops(fn: Any) -> int:
     return sum(type(f).__name__ != "AccumulateGrad" for f in seen)
 
 
-def task_model(backend: str, job: dict) -> dict:
-    """A block or a whole model: forward+backward (or a training step) images/s and the
-    peak RSS while timing; the first forward output is checked against minires' NumPy
-    reference with the same weights and inputs.
+def open_model(backend: str, job: dict) -> tuple[dict, Callable[[], Any] | None]:
+    """Build a block or a whole model, run its first step (its forward output checked
+    against minires' NumPy reference with the same weights and inputs) and the warm-up
+    steps. Returns (res, step): ``step()`` runs one more step (forward+backward, or a
+    training step), or is None when the check failed (``res["status"] == "MISMATCH"``).
 
     Job keys: model, mode ("block" | "fwdbwd" | "train"), input_shape, num_classes,
     reps, warmup, max_time, seed, tol, ref_dir; ``ref_model`` (check against another
@@ -727,9 +732,32 @@ def task_model(backend: str, job: dict) -> dict:
     res["err_fwd"] = err = rel_err(out, ref_out)
     if not err <= tol:
         res.update(status="MISMATCH", reason=f"forward rel err {err:.2e} > tol {tol:g}")
-        return res
+        return res, None
     for _ in range(max(0, int(job.get("warmup", 1)) - 1)):
         step()
+    res["batch"] = int(x.shape[0])
+    return res, step
+
+
+def finish_model(res: dict, seconds: list[float]) -> dict:
+    """`res` of `open_model` with the step times' statistics, images/s and the peak RSS
+    since the model was opened."""
+    res.update({f"total_{k}": v for k, v in stats_ms(seconds).items()})
+    res["reps"] = len(seconds)
+    res["images_per_s"] = res.pop("batch") / float(np.median(seconds))
+    res["peak_rss_mb"] = peak_rss_mb()
+    res["status"] = "ok"
+    return res
+
+
+def task_model(backend: str, job: dict) -> dict:
+    """A block or a whole model in this process alone: `open_model`, then timed steps
+    until ``reps`` and ``min_time`` are reached (or ``max_time``; at most 50), then
+    `finish_model`. The benchmark interleaves the backends' steps instead
+    (`task_model_open` / `task_model_step` / `task_model_close`)."""
+    res, step = open_model(backend, job)
+    if step is None:
+        return res
     ts = []
     reps, min_time = int(job.get("reps", 3)), float(job.get("min_time", 0))
     start = time.perf_counter()
@@ -742,11 +770,43 @@ def task_model(backend: str, job: dict) -> dict:
         t = time.perf_counter()
         step()
         ts.append(time.perf_counter() - t)
-    res.update({f"total_{k}": v for k, v in stats_ms(ts).items()})
-    res["reps"] = len(ts)
-    res["images_per_s"] = x.shape[0] / float(np.median(ts))
-    res["peak_rss_mb"] = peak_rss_mb()
-    res["status"] = "ok"
+    return finish_model(res, ts)
+
+
+# the model a serving worker keeps between `model_open` and `model_close` requests
+_session: dict[str, Any] = {}
+
+
+def task_model_open(backend: str, job: dict) -> dict:
+    """`open_model` in a serving worker, kept for `task_model_step` requests (one model
+    at a time: opening another drops the previous one)."""
+    _session.clear()
+    res, step = open_model(backend, job)
+    if step is None:
+        return res
+    _session.update(res=res, step=step, seconds=[])
+    return {**res, "status": "ok"}
+
+
+def task_model_step(job: dict) -> dict:
+    """One timed step of the open model; returns its time (``seconds``)."""
+    if "step" not in _session:
+        return {"status": "error", "reason": "no model is open (send model_open first)"}
+    t = time.perf_counter()
+    _session["step"]()
+    dt = time.perf_counter() - t
+    _session["seconds"].append(dt)
+    return {"status": "ok", "seconds": dt}
+
+
+def task_model_close(job: dict) -> dict:
+    """The open model's row (`finish_model` over its timed steps); drops the model."""
+    if not _session.get("seconds"):
+        _session.clear()
+        return {"status": "error", "reason": "no timed step of an open model"}
+    res = finish_model(_session["res"], _session["seconds"])
+    _session.clear()
+    gc.collect()
     return res
 
 
@@ -843,6 +903,12 @@ def handle(backend: str, be: ConvBackend | None, reason: str | None, job: dict) 
             return task_coldstart(job)
         if task in ("block", "model"):
             return task_model(backend, job)
+        if task == "model_open":
+            return task_model_open(backend, job)
+        if task == "model_step":
+            return task_model_step(job)
+        if task == "model_close":
+            return task_model_close(job)
         if task == "conv":
             if be is None:
                 return {"status": "skipped", "reason": reason}

@@ -667,3 +667,68 @@ def test_bench_autotune_flag_reaches_the_workers(tmp_path):
     cfg = config_from_args(build_parser().parse_args(["--out", str(tmp_path)]))
     env, _ = worker_env(cfg, base={"PATH": "/bin", "MINIRES_AUTOTUNE": "1"})
     assert env["MINIRES_AUTOTUNE"] == "0"
+
+
+def test_model_session_tasks_open_step_close(tmp_path, restore_backend):
+    job = {**_resnet20_job(tmp_path), "task": "model_open"}
+    assert worker.handle("numpy", None, None, {"task": "model_step"})["status"] == "error"
+    opened = worker.handle("numpy", None, None, job)
+    assert opened["status"] == "ok" and opened["err_fwd"] <= 1e-3, opened
+    steps = [worker.handle("numpy", None, None, {"task": "model_step"}) for _ in range(2)]
+    assert all(s["status"] == "ok" and s["seconds"] > 0 for s in steps)
+    row = worker.handle("numpy", None, None, {"task": "model_close"})
+    assert row["status"] == "ok" and row["reps"] == 2 and row["peak_rss_mb"] > 0
+    assert row["total_median_ms"] == pytest.approx(1e3 * np.median([s["seconds"] for s in steps]))
+    assert row["images_per_s"] == pytest.approx(2 / np.median([s["seconds"] for s in steps]))
+    # closed: nothing to step or close any more
+    assert worker.handle("numpy", None, None, {"task": "model_step"})["status"] == "error"
+    assert worker.handle("numpy", None, None, {"task": "model_close"})["status"] == "error"
+
+
+def test_interleaved_model_steps_rotate_and_drop_a_failing_backend(monkeypatch, tmp_path):
+    from minires.benchmarks import sweep
+
+    steps: list[str] = []
+
+    class FakeWorker:
+        def __init__(self, backend, env, log_dir, timeout):
+            self.backend, self.alive, self.n = backend, True, 0
+
+        def start(self):
+            return {}
+
+        def request(self, job):
+            if job["task"] == "model_open":
+                return {"status": "MISMATCH"} if self.backend == "bad" else {"status": "ok"}
+            if job["task"] == "model_step":
+                steps.append(self.backend)
+                self.n += 1
+                if self.backend == "flaky" and self.n == 2:
+                    return {"status": "error", "reason": "boom"}
+                return {"status": "ok", "seconds": 0.1}
+            return {"status": "ok", "reps": self.n}
+
+        def wait_idle(self, max_wait):
+            return 0.0
+
+        def close(self, kill=False):
+            self.alive = False
+
+    monkeypatch.setattr(sweep, "Worker", FakeWorker)
+    res = sweep.run_interleaved(["a", "bad", "b", "flaky"], {"reps": 3}, {}, tmp_path, 1, 0)
+    # round 1: a b flaky; round 2 starts one later: b flaky(fails) a; round 3: a b
+    assert steps == ["a", "b", "flaky", "b", "flaky", "a", "a", "b"]
+    assert res["a"] == {"status": "ok", "reps": 3} and res["b"] == {"status": "ok", "reps": 3}
+    assert res["bad"]["status"] == "MISMATCH" and res["flaky"]["reason"] == "boom"
+
+
+def test_interleaved_model_run_in_real_workers(tmp_path):
+    pytest.importorskip("minires.models", reason="minires.models not available yet")
+    from minires.benchmarks import sweep
+
+    cfg = BenchConfig(out_dir=tmp_path, unset_openblas_env=False)
+    env, _ = worker_env(cfg)
+    job = {**_resnet20_job(tmp_path), "reps": 2}
+    res = sweep.run_interleaved(["numpy"], job, env, tmp_path, 300, 0.0)
+    assert res["numpy"]["status"] == "ok", res
+    assert res["numpy"]["reps"] == 2 and res["numpy"]["peak_rss_mb"] > 0
