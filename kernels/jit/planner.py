@@ -44,7 +44,7 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
     backward_weight  WINOGRAD                   3x3 same, winograd-sized, and cpi <= 64
                                                 where two rows of tiles share a vector
                      LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 16,
-                                                cpi*9 <= 576, one image's zero-bordered
+                                                8 <= cpi, cpi*9 <= 576, one image's zero-bordered
                                                 planes of a group <= 48 KB (stride 1) or
                                                 128 KB (stride 2) (tapconv.py)
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
@@ -334,6 +334,9 @@ def tap_geometry(g: ConvGeometry) -> str | None:
     return None
 
 
+_LANE_MIN_CPI = 8  # fewer input channels a group: the lane kernel's copies dominate
+
+
 def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
     """The output-channel-lane weight gradient (`tapconv.lane_weight_grad`) for 3x3 /
     pad 1 convs, stride 1 or 2, with >= 16 output channels per group (a float32 vector
@@ -352,7 +355,18 @@ def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
     2.9; but 64->64 16x16 (83 KB of planes) 6.2 -> 6.6, 16->16 32x32 (one vector of
     channels: twice the copying per FMA) 1.8 -> 2.4, 64->64 56x56 9.8 -> 11.1. Stride 2:
     16->32 32x32 batch 64 3.1 -> 1.6, 32->64 16x16 2.8 -> 1.4, 32x32d 14x14 batch 4 4.8
-    -> 1.8, 16 groups of 32 at 28x28 7.8 -> 4.6; but 64->128 56x56 (860 KB) 5.9 -> 8.2."""
+    -> 1.8, 16 groups of 32 at 28x28 7.8 -> 4.6; but 64->128 56x56 (860 KB) 5.9 -> 8.2.
+
+    And >= `_LANE_MIN_CPI` input channels a group: the per-image copies (grad_out
+    transposed to pixel-major, x's zero-bordered planes) are amortised over cpi * 9
+    FMAs per grad_out value, too few below 8. Session 11, AMD EPYC (Zen 4), 2 threads,
+    ms, lanes vs the masked / direct kernel the plan falls back to: CIFAR's stem 3->16
+    32x32 batch 64 1.36 vs 0.51; 1, 2, 4, 6, 8 -> 16 at 32x32 1.15 / 1.14 / 1.40 / 1.64
+    / 1.83 vs - / 0.41 / 0.64 / 0.97 / 1.28; 3, 4 -> 32 at 16x16 0.45, 0.56 vs 0.35,
+    0.45 (8 -> 32: lanes 0.83 vs 0.86, kept); stride 2 from 56x56 batch 8, 3, 4, 8 -> 64
+    0.49, 0.56, 0.80 vs direct 0.42, 0.45, 0.73; one input channel (the depthwise plane
+    kernel): 1 -> 16 32x32 batch 64 1.29 vs 0.40, 1 -> 32 28x28 1.04 vs 0.48, depthwise
+    x16 32 -> 512 28x28 batch 8 2.29 vs 0.96, x64 8 -> 512 30x27 batch 3 1.07 vs 0.40."""
     if g.stride not in ((1, 1), (2, 2)):
         return False
     scratch = g.cpi * (g.h + 2) * (g.w + 2) * itemsize
@@ -361,6 +375,7 @@ def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
         and g.padding == (1, 1)
         and g.dilation == (1, 1)
         and g.cpo >= 16
+        and g.cpi >= _LANE_MIN_CPI
         and g.cpi * 9 <= _TAPCONV_MAX_WORK
         and scratch <= (48 if g.stride == (1, 1) else 128) * 1024
     )

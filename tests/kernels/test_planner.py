@@ -36,7 +36,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     padding beyond 3x3 (5x5, the 7x7 stem) now takes the polyphase tap table (TAP_POLY2,
     added later), the weight gradient of small strided dense convs the direct tile
     kernel (`use_direct_weight_grad`, later too), and small-plane weight gradients with
-    16-31 outputs a group the lane kernel (it took 32+ before)."""
+    16-31 outputs a group the lane kernel (it took 32+ before), but not those with under
+    8 inputs a group (the masked, depthwise or direct kernel instead, session 11)."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
@@ -54,6 +55,12 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             want = [*want[:2], Algorithm.DIRECT]  # small strided dense convs (added later)
         if 16 <= geo.cpo < 32 and planner.use_lane_weight_grad(geo, dtype.itemsize):
             want = [*want[:2], Algorithm.LANE]  # lanes from 16 outputs a group (later too)
+        if want[2] == Algorithm.LANE and geo.cpi < planner._LANE_MIN_CPI:
+            # no lanes under 8 inputs a group (session 11): the plan without them
+            alt = planner.plan("backward_weight", geo, dtype, disabled=off | {"lane"})
+            kernels = (Algorithm.SAME3X3_MASKED, Algorithm.DIRECT, Algorithm.DEPTHWISE3X3)
+            assert alt in kernels, (row, alt)
+            want = [*want[:2], alt]
         if [planner.plan(p, geo, dtype, disabled=off) for p in PASSES] != want:
             wrong.append(row)
         fwd = planner.use_winograd(geo, dtype.itemsize)
@@ -84,6 +91,26 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     assert wrong == []
     assert winograd >= 5  # the sweep reaches the Winograd rule (its geometries are
     # too small for the SIMD GEMM's: `test_pointwise_simd_rule` checks that one)
+
+
+@pytest.mark.parametrize(
+    "n, c, hw, cout, stride, want",
+    [
+        (64, 3, 32, 16, 1, Algorithm.SAME3X3_MASKED),  # CIFAR's stem: 3 inputs
+        (64, 1, 28, 32, 1, Algorithm.DEPTHWISE3X3),  # one input channel (MNIST-like)
+        (64, 4, 16, 32, 1, Algorithm.SAME3X3_MASKED),
+        (64, 8, 16, 32, 1, Algorithm.LANE),  # 8 inputs: the lanes
+        (8, 4, 56, 64, 2, Algorithm.DIRECT),  # stride 2 under 8 inputs
+        (8, 8, 56, 64, 2, Algorithm.LANE),
+        (64, 16, 32, 32, 2, Algorithm.LANE),  # CIFAR's downsampling conv
+    ],
+)
+def test_lane_weight_grad_needs_eight_inputs_a_group(n, c, hw, cout, stride, want):
+    """The lane weight gradient copies grad_out (transposed) and x's planes per image:
+    with under 8 inputs a group those copies outweigh its FMAs (measured, planner.py)."""
+    g = ConvGeometry.of((n, c, hw, hw), (cout, c, 3, 3), stride, 1, 1, 1)
+    assert planner.use_lane_weight_grad(g, 4) is (want == Algorithm.LANE)
+    assert planner.plan("backward_weight", g) == want
 
 
 @pytest.mark.parametrize(

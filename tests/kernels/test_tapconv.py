@@ -250,7 +250,6 @@ def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtyp
     match the reference, do not depend on the thread count, and match the kernels the
     tap table replaced (forced with _TAPCONV_MAX_WORK = 0). (Stride-2 input gradients of
     planes under 64 pixels go to col2im by default; here the tap kernel is what is tested.)"""
-    from minires.kernels.jit import planner
 
     monkeypatch.setattr(planner, "_TAP_STRIDE2_MIN_PIXELS", 0)
     s = (stride, stride)
@@ -343,7 +342,10 @@ def test_conv_weight_grad_dispatch_through_lanes(
     n, groups, cpi, cpo, h, w, stride, dtype, monkeypatch
 ):
     """conv2d_backward_weight takes the lane kernel for these shapes: it matches the
-    reference and the kernels it replaced, bit-identical for 1 and 2 threads."""
+    reference and the kernels it replaced, bit-identical for 1 and 2 threads. (The
+    planner keeps the lanes for 8+ inputs a group; the kernel takes any number.)"""
+
+    monkeypatch.setattr(planner, "_LANE_MIN_CPI", 1)
     s = (stride, stride)
     plan = J.plan_for((n, groups * cpi, h, w), (groups * cpo, cpi, 3, 3), s, 1, 1, groups, dtype)
     assert plan["backward_weight"] == A.LANE
@@ -422,9 +424,9 @@ def test_conv_gradcheck_through_the_new_kernels(cin, cout, groups, h, w, stride,
     gradient takes the lane kernel; small stride-2 planes forced onto the tap kernel)."""
     import minires as mr
     import minires.functional as F
-    from minires.kernels.jit import planner
 
     monkeypatch.setattr(planner, "_TAP_STRIDE2_MIN_PIXELS", 0)
+    monkeypatch.setattr(planner, "_LANE_MIN_CPI", 1)  # lanes at 2 inputs (the kernel can)
     s = (stride, stride)
     cpi, cpo = cin // groups, cout // groups
     plan = J.plan_for((2, cin, h, w), (cout, cpi, 3, 3), s, 1, 1, groups, np.float64)
