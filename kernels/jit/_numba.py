@@ -139,7 +139,9 @@ def configure() -> dict[str, object]:
       or the ``MALLOC_*_`` variables);
     * ``threads`` / ``spinning``: `parallel_for` starts a team of ``threads - 1``
       daemon threads on its first call (``NUMBA_NUM_THREADS``), which poll ~1 ms for
-      the next job before sleeping (opt out: ``MINIRES_JIT_SPIN=0``); memory-bound
+      the next job before sleeping (opt out: ``MINIRES_JIT_SPIN=0``; ``poll_ns``, added
+      once the polling helpers exist, is this CPU's measured time per poll, which turns
+      the polling durations into counts); memory-bound
       passes over less than ``parallel_min_bytes`` (half a core's L2) stay on the
       calling thread;
     * ``blas_one_thread_per_gemm``: the GEMM conv paths limit BLAS to one thread while
@@ -266,26 +268,32 @@ def clear_workspace() -> None:
 # (`_SPIN_POLLS`, ~1 ms, in nogil compiled code, so the GIL stays free) before
 # they go to sleep; a job that arrives in that window starts within microseconds.
 
-# polls of ~8-15 ns (one `pause` each: 15 ns on the Sapphire Rapids class host, 8.5 on
-# the Granite Rapids one): a worker polls ~1 ms for the next job before it sleeps (a
-# wake-up from sleep costs ~50-100 us here, and a step's gaps between jobs - Python,
-# small serial ops - often exceed 0.2 ms: 20_000 -> 120_000 polls, interleaved, resnet50
-# b4 487.3 -> 483.0 ms, resnet20 b64 92.5 -> 91.7); the caller, having run its share,
-# polls up to ~2-3 ms for the workers' last chunks before it falls back to sleeping in
-# 20 us steps (which oversleep by ~60-100 us on this VM)
-_SPIN_POLLS = 100_000
-_WAIT_POLLS = 200_000
-# ~8.5 us of polls (a `pause` is ~8.5 ns here) from `go` to the GIL: the caller's Python
-# from setting `go` to its kernel's entry (in a ResNet-50 step, median worker start
-# 200 polls 47 us - often still too early -, 1000 23 us, 4000 48 us; steps 506.6 vs
-# 503.0 ms for 200 vs 1000, interleaved)
-_SETTLE_POLLS = 1000
+# How long the threads poll, as durations: one poll (an atomic load and a `pause`) takes
+# 8.5 ns on the Granite Rapids class host, 15 on the Sapphire Rapids class one and 26
+# on the AMD EPYC (Zen 4) VM, so counts tuned on one CPU polled 3x longer on another
+# (the settles below, meant as ~8 us, were 26 us on Zen 4). `_poll_counts()` turns them
+# into polls with this CPU's measured time per poll when the module is imported.
+#
+# A worker polls ~1 ms for the next job before it sleeps (a wake-up from sleep costs
+# ~50-100 us here, and a step's gaps between jobs - Python, small serial ops - often
+# exceed 0.2 ms: 20_000 -> 120_000 polls of 8.5 ns, interleaved, resnet50 b4 487.3 ->
+# 483.0 ms, resnet20 b64 92.5 -> 91.7); the caller, having run its share, polls ~1.7 ms
+# for the workers' last chunks before it falls back to sleeping in 20 us steps (which
+# oversleep by ~60-100 us on this VM)
+_SPIN_NS = 850_000
+_WAIT_NS = 1_700_000
+# ~8.5 us of polls from `go` to the GIL: the caller's Python from setting `go` to its
+# kernel's entry (in a ResNet-50 step, median worker start 200 polls of 8.5 ns 47 us -
+# often still too early -, 1000 23 us, 4000 48 us; steps 506.6 vs 503.0 ms for 200 vs
+# 1000, interleaved)
+_SETTLE_NS = 8_500
 # ~7 us of polls once the caller saw every chunk done, before it asks for the GIL: the
 # worker that set the last done flag still holds it for its few lines of Python, and a
 # caller that asked then slept on the GIL's condition variable (~30-60 us; steps,
-# interleaved, 0 -> 800 polls: resnet50 b4 494.5 -> 482.9 ms, resnet20 b64 102.2 ->
-# 100.1, resnext50_32x4d b2 0 -> 500: 312.2 -> 306.0, 500 vs 1500: 299.4 vs 301.3)
-_END_SETTLE_POLLS = 800
+# interleaved, 0 -> 800 polls of 8.5 ns: resnet50 b4 494.5 -> 482.9 ms, resnet20 b64
+# 102.2 -> 100.1, resnext50_32x4d b2 0 -> 500: 312.2 -> 306.0, 500 vs 1500: 299.4 vs
+# 301.3)
+_END_SETTLE_NS = 6_800
 # chunks per thread of a parallel_for call: more balance the load on a shared machine,
 # fewer mean fewer GIL hand-offs between the threads (each a chance for a thread to
 # fall asleep waiting for it). 2 vs 4, interleaved runs: depthwise 3x3 2.19-2.23 vs
@@ -364,6 +372,40 @@ def _poll_all_set(flags, polls, settle=0):
             return True
         _cpu_pause()
     return False
+
+
+def _poll_ns(polls: int = 20_000, rounds: int = 3) -> float:
+    """Nanoseconds of one poll of `_poll_change` on this CPU: the fastest of `rounds`
+    timings of `polls` polls (a round the VM descheduled only reads slower), within
+    [1, 200] ns."""
+    seq = np.zeros(1, np.int64)
+    _poll_change(seq, 0, 0)  # compiled (or loaded from the cache) before timing
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter_ns()
+        _poll_change(seq, 0, polls)
+        best = min(best, (time.perf_counter_ns() - t) / (polls + 1))
+    return min(max(best, 1.0), 200.0)
+
+
+def _poll_counts(poll_ns: float) -> tuple[int, int, int, int]:
+    """(spin, wait, settle, end-settle) polls of `poll_ns` each for the durations above."""
+    return tuple(
+        max(1, round(ns / poll_ns)) for ns in (_SPIN_NS, _WAIT_NS, _SETTLE_NS, _END_SETTLE_NS)
+    )
+
+
+# no polls at all without spinning: nothing to measure
+POLL_NS = _poll_ns() if _SPINNING else 0.0
+_SPIN_POLLS, _WAIT_POLLS, _SETTLE_POLLS, _END_SETTLE_POLLS = _poll_counts(POLL_NS or 8.5)
+_CONFIG["poll_ns"] = round(POLL_NS, 1)
+if _SPINNING and os.environ.get("MINIRES_VERBOSE", "0") not in ("", "0"):
+    print(
+        f"  thread team polls: {POLL_NS:.1f} ns each on this CPU: {_SPIN_POLLS} polls for the"
+        f" next job (~{_SPIN_NS / 1e6:.2f} ms), {_SETTLE_POLLS} / {_END_SETTLE_POLLS} to"
+        " settle before asking for the GIL",
+        file=sys.stderr,
+    )
 
 
 class _Job:

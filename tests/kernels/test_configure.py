@@ -35,6 +35,8 @@ def test_minires_verbose_reports_the_settings_on_stderr(verbose):
         assert "configure()" in done.stderr
         assert "glibc mallopt: unchanged" in done.stderr  # MINIRES_MALLOC_TUNE=0 obeyed
         assert "thread team" in done.stderr
+        if J.configure()["spinning"]:
+            assert "ns each on this CPU" in done.stderr  # the measured poll time
     else:
         assert "configure()" not in done.stderr
 

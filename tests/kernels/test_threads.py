@@ -351,3 +351,19 @@ def test_small_convs_do_not_hand_work_to_the_team(monkeypatch):
         np.testing.assert_array_equal(small, again)
     finally:
         numba.set_num_threads(old)
+
+
+def test_poll_counts_come_from_durations_and_the_measured_poll_time():
+    """The threads poll for durations, not counts: a poll (`pause`) takes 8.5 ns on one
+    host and 26 on another, so the counts follow this CPU's measured time per poll."""
+    fast, slow = _numba._poll_counts(8.5), _numba._poll_counts(26.0)
+    assert fast == (100_000, 200_000, 1000, 800)  # the counts tuned at 8.5 ns
+    assert slow == tuple(round(c * 8.5 / 26.0) for c in fast)
+    assert _numba._poll_counts(1e9) == (1, 1, 1, 1)  # never zero polls
+    ns = _numba._poll_ns(polls=2000, rounds=2)
+    assert 1.0 <= ns <= 200.0
+    if _numba._SPINNING:
+        assert _numba.POLL_NS > 0 and _numba.configure()["poll_ns"] == round(_numba.POLL_NS, 1)
+        counts = (_numba._SPIN_POLLS, _numba._WAIT_POLLS, _numba._SETTLE_POLLS,
+                  _numba._END_SETTLE_POLLS)  # fmt: skip
+        assert counts == _numba._poll_counts(_numba.POLL_NS)
