@@ -79,6 +79,12 @@ def build_parser(prog: str = "python -m minires.benchmarks") -> argparse.Argumen
         help="repeat until this many seconds per layer (full 0.3, quick 0.05; 0: just --reps)",
     )
     p.add_argument(
+        "--layer-rounds",
+        type=positive_int,
+        help="split a layer's repetitions into this many rounds, every backend in turn in "
+        "each (full 3, quick 1)",
+    )
+    p.add_argument(
         "--model-batch", type=positive_int, help="ImageNet-model batch (full 2, quick 1)"
     )
     p.add_argument(
@@ -143,7 +149,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         "autotune": args.autotune,
     }  # fmt: skip
     for name in ("batch", "threads", "reps", "warmup", "min_time", "model_batch",
-                 "block_batch", "model_reps"):  # fmt: skip
+                 "block_batch", "model_reps", "layer_rounds"):  # fmt: skip
         v = getattr(args, name)
         if v is not None:
             overrides[name] = v

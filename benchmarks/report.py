@@ -115,8 +115,8 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
         f"Numba {v.get('numba')}, PyTorch {v.get('torch') or 'not installed'}",
         f"- **Threads**: {cfg['threads']} for every pool of every backend "
         "(OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, torch.set_num_threads); each backend in its "
-        "own process, run back to back, layer by layer; block and model steps interleaved "
-        "round by round",
+        "own process, never two busy at once; a layer's repetitions and the block and model "
+        "steps in rounds, every backend in turn in each",
         "- **OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE**: "
         + (
             f"unset in the workers (parent had {unset})"

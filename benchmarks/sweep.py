@@ -4,7 +4,8 @@
 Sections, in run order:
 
     ceilings   large sgemm per library (practical FP32 ceiling), memory bandwidth
-    layers     the conv sweep of `benchmarks.specs.layer_sweep`, every backend per layer
+    layers     the conv sweep of `benchmarks.specs.layer_sweep`, every backend per layer, its
+               repetitions in rounds over the backends (`layer_job`)
     blocks     ResNet-50 vs ResNeXt-50 conv2-stage bottleneck, fwd+bwd (a fresh process
                per backend and job; the backends' steps interleaved: `run_interleaved`)
     forms      ResNeXt's three equivalent forms of that block (Fig. 3: a paths, b concat,
@@ -72,6 +73,8 @@ class BenchConfig:
     min_time: float = 0.3
     max_reps: int = 50
     max_time: float = 15.0  # s of timed repetitions per layer row at most (>= 1 rep)
+    # a layer's repetitions in rounds, every backend in turn in each (`layer_job`)
+    layer_rounds: int = 3
     tol: float = 1e-3
     model_tol: float = 1e-3
     block_batch: int = 8
@@ -96,7 +99,7 @@ class BenchConfig:
         """`--quick`: small batches, few repetitions; < 2 minutes on 2 cores."""
         base = dict(quick=True, batch=2, reps=3, warmup=1, min_time=0.05, block_batch=2,
                     model_batch=1, model_reps=1, sgemm_n=1536, stream_mb=128, max_time=5.0,
-                    coldstart_model=False)  # fmt: skip
+                    coldstart_model=False, layer_rounds=1)  # fmt: skip
         base.update(overrides)
         return cls(out_dir=out_dir, **base)
 
@@ -268,6 +271,22 @@ def run_oneshot(
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         return {"status": "error", "reason": f"worker exited {proc.returncode}:\n{tail}"}
     return json.loads(lines[-1])
+
+
+def layer_job(cfg: BenchConfig, round_: int, **first: Any) -> dict[str, Any]:
+    """Round `round_` of a layer row's timing: round 0 the ``conv`` task (the check, the
+    warm-up, then timing; `first` adds spec and ref_dir), later rounds ``conv_more``
+    (more repetitions of the same layer). The repetitions, minimum time and time limit
+    are split over `cfg.layer_rounds` rounds, every backend timed in turn in each, so a
+    busy spell of a shared machine falls on all of them (timed back to back, one
+    backend's repetitions could all land in it)."""
+    n = max(1, cfg.layer_rounds)
+    job = {"task": "conv" if round_ == 0 else "conv_more", "reps": -(-cfg.reps // n),
+           "min_time": cfg.min_time / n, "max_reps": -(-cfg.max_reps // n),
+           "max_time": cfg.max_time / n}  # fmt: skip
+    if round_ == 0:
+        job.update(seed=cfg.seed, tol=cfg.tol, warmup=cfg.warmup, **first)
+    return job
 
 
 def _model_skip_reason(
@@ -519,22 +538,26 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
                         workers[b].wait_idle(cfg.settle)
                     bar.update()
 
-            for spec in specs:  # layer by layer, every backend back to back
+            for spec in specs:  # layer by layer, the backends in turn, in rounds
+                bar.set_description_str(f"{spec.name} | {', '.join(backends)}")
+                res_by = {}
                 for b in backends:
-                    bar.set_description_str(f"{spec.name} | {b}")
                     if not avail[b]:
-                        res = {"status": "skipped", "reason": worker_info[b].get("reason")}
-                    else:
-                        res = workers[b].request({
-                            "task": "conv", "spec": spec.to_dict(), "seed": cfg.seed,
-                            "tol": cfg.tol, "warmup": cfg.warmup, "reps": cfg.reps,
-                            "min_time": cfg.min_time, "max_reps": cfg.max_reps,
-                        "max_time": cfg.max_time, "ref_dir": ref_dir,
-                        })  # fmt: skip
+                        res_by[b] = {"status": "skipped", "reason": worker_info[b].get("reason")}
+                        continue
+                    job = layer_job(cfg, 0, spec=spec.to_dict(), ref_dir=ref_dir)
+                    res_by[b] = workers[b].request(job)
+                    workers[b].wait_idle(cfg.settle)
+                for r in range(1, cfg.layer_rounds):
+                    order = [b for b in backends if res_by[b].get("status") == "ok"]
+                    k = r % max(1, len(order))
+                    for b in order[k:] + order[:k]:  # rotated: no backend always first
+                        res_by[b] = workers[b].request(layer_job(cfg, r))
                         workers[b].wait_idle(cfg.settle)
-                    rows.append(_layer_row(spec, b, res))
-                    load.sample()
+                for b in backends:
+                    rows.append(_layer_row(spec, b, res_by[b]))
                     bar.update()
+                load.sample()
         finally:
             failing = sys.exc_info()[0] is not None  # e.g. Ctrl-C: do not wait for jobs
             for w in workers.values():

@@ -13,7 +13,8 @@ Two modes, both answering in JSON on stdout (everything else goes to stderr)::
 In ``--serve`` mode the first line out is ``{"ready": true, "info": {...}}`` and each
 request line gets exactly one result line.
 
-Tasks: ``info``, ``conv`` (one layer: correctness check, then timing), ``ceilings``
+Tasks: ``info``, ``conv`` (one layer: correctness check, then timing; ``conv_more``:
+more repetitions of it, for the parent's later rounds), ``ceilings``
 (large sgemm, memory bandwidth), ``block`` / ``model`` (fwd+bwd or a training step, peak
 RSS), ``model_open`` / ``model_step`` / ``model_close`` (the same, one step per request,
 so that the parent can interleave the backends' steps), ``coldstart`` (first call of
@@ -389,6 +390,7 @@ def task_conv(be: ConvBackend, job: dict) -> dict:
     """Check one layer against the NumPy reference, then time it.
 
     Job keys: spec, seed, tol, warmup, reps, min_time, max_reps, max_time, ref_dir."""
+    _conv_session.clear()  # `conv_more` must never time the previous layer
     spec = LayerSpec.from_dict(job["spec"])
     seed = int(job.get("seed", 0))
     x, w, g = make_inputs(spec, seed)
@@ -416,14 +418,39 @@ def task_conv(be: ConvBackend, job: dict) -> dict:
             be.forward(), be.backward_input(), be.backward_weight()
     times = _time_passes(be, int(job.get("reps", 3)), float(job.get("min_time", 0.0)),
                          int(job.get("max_reps", 50)), max_time)  # fmt: skip
-    res["reps"] = len(times["total"])
-    for p, ts in times.items():
-        res.update({f"{p}_{k}": v for k, v in stats_ms(ts).items()})
     plan = conv_plan(be, spec)
     if plan is not None:
         res["plan"] = plan
-    res["status"] = "ok"
-    return res
+    _conv_session.clear()
+    _conv_session.update(be=be, res=res, times=times)
+    return _conv_row(res, times)
+
+
+def _conv_row(res: dict, times: dict[str, list[float]]) -> dict:
+    """`res` with the statistics of every timed repetition so far."""
+    row = {**res, "reps": len(times["total"]), "status": "ok"}
+    for p, ts in times.items():
+        row.update({f"{p}_{k}": v for k, v in stats_ms(ts).items()})
+    return row
+
+
+# the layer a worker timed last, kept for `conv_more` (the parent's later rounds)
+_conv_session: dict[str, Any] = {}
+
+
+def task_conv_more(job: dict) -> dict:
+    """More timed repetitions of the layer the last ``conv`` task checked and timed (no
+    new check, one warm-up repetition); returns its row over all repetitions so far, so
+    the parent can interleave the backends in rounds (`sweep.run`)."""
+    if "be" not in _conv_session:
+        return {"status": "error", "reason": "no layer was timed yet (send a conv task first)"}
+    be, times = _conv_session["be"], _conv_session["times"]
+    be.forward(), be.backward_input(), be.backward_weight()
+    more = _time_passes(be, int(job.get("reps", 3)), float(job.get("min_time", 0.0)),
+                        int(job.get("max_reps", 50)), float(job.get("max_time", 30.0)))  # fmt: skip
+    for p, ts in more.items():
+        times[p].extend(ts)
+    return _conv_row(_conv_session["res"], times)
 
 
 def conv_plan(be: ConvBackend, spec: LayerSpec) -> dict[str, str] | None:
@@ -913,6 +940,8 @@ def handle(backend: str, be: ConvBackend | None, reason: str | None, job: dict) 
             if be is None:
                 return {"status": "skipped", "reason": reason}
             return task_conv(be, job)
+        if task == "conv_more":
+            return task_conv_more(job)
         return {"status": "error", "reason": f"unknown task {task!r}"}
     except BackendUnavailable as exc:
         return {"status": "skipped", "reason": str(exc)}

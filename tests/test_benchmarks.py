@@ -732,3 +732,72 @@ def test_interleaved_model_run_in_real_workers(tmp_path):
     res = sweep.run_interleaved(["numpy"], job, env, tmp_path, 300, 0.0)
     assert res["numpy"]["status"] == "ok", res
     assert res["numpy"]["reps"] == 2 and res["numpy"]["peak_rss_mb"] > 0
+
+
+def test_conv_more_adds_repetitions_of_the_last_checked_layer(monkeypatch):
+    spec = LayerSpec("t", "template", "conv2", 8, 8, 4, 3, batch=1, size=6)
+    first = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
+    assert first["status"] == "ok" and first["reps"] == 1
+    more = worker.handle("numpy", None, None, {"task": "conv_more", "reps": 2, "min_time": 0})
+    assert more["status"] == "ok" and more["reps"] == 3  # statistics over all of them
+    assert more.get("plan") == first.get("plan") and more["err_fwd"] == first["err_fwd"]
+    assert more["total_min_ms"] <= more["total_median_ms"] <= more["total_max_ms"]
+    # a layer that failed its check leaves nothing to time: never the previous layer
+    monkeypatch.setenv(worker.FAKE_ENV, "1")
+    bad = worker.task_conv(worker.make_backend("broken"), _tiny_job(spec))
+    assert bad["status"] == "MISMATCH"
+    again = worker.handle("numpy", None, None, {"task": "conv_more", "reps": 1})
+    assert again["status"] == "error" and "no layer" in again["reason"]
+
+
+def test_layer_job_splits_the_repetitions_over_rounds(tmp_path):
+    from minires.benchmarks.sweep import layer_job
+
+    cfg = BenchConfig(out_dir=tmp_path, reps=5, min_time=0.3, max_reps=50, max_time=15.0)
+    first = layer_job(cfg, 0, spec={"name": "x"}, ref_dir="r")
+    assert first["task"] == "conv" and first["spec"] == {"name": "x"}
+    assert (first["reps"], first["max_reps"]) == (2, 17)  # 3 rounds: >= 5 and >= 50 in all
+    assert first["min_time"] == pytest.approx(0.1) and first["max_time"] == pytest.approx(5.0)
+    later = layer_job(cfg, 2)
+    assert later["task"] == "conv_more" and "spec" not in later and later["reps"] == 2
+    one = layer_job(BenchConfig.quick_preset(tmp_path), 0, spec={})
+    assert one["reps"] == 3  # --quick: one round, as before
+
+
+def test_layer_rounds_rotate_the_backends(monkeypatch, tmp_path):
+    from minires.benchmarks import sweep
+
+    calls: list[tuple[str, str]] = []
+
+    class FakeWorker:
+        def __init__(self, backend, env, log_dir, timeout):
+            self.backend, self.alive, self.n = backend, True, 0
+
+        def start(self):
+            return {"available": True}
+
+        def request(self, job):
+            calls.append((self.backend, job["task"]))
+            if job["task"] == "conv" and self.backend == "bad":
+                return {"status": "MISMATCH", "reason": "wrong"}
+            self.n += 1
+            ms = {"total_median_ms": 1.0, "fwd_median_ms": 0.3, "bwd_in_median_ms": 0.3,
+                  "bwd_w_median_ms": 0.4}  # fmt: skip
+            return {"status": "ok", "reps": self.n, **ms}
+
+        def wait_idle(self, max_wait):
+            return 0.0
+
+        def close(self, kill=False):
+            self.alive = False
+
+    monkeypatch.setattr(sweep, "Worker", FakeWorker)
+    cfg = BenchConfig(out_dir=tmp_path, backends=["a", "bad", "b"], sections=["layers"],
+                      layers="32x4d", batch=1, size=8, progress=False, plots=False)  # fmt: skip
+    results = sweep.run(cfg)
+    assert calls == [("a", "conv"), ("bad", "conv"), ("b", "conv"),  # round 0: all, checked
+                     ("b", "conv_more"), ("a", "conv_more"),  # round 1 starts one later
+                     ("a", "conv_more"), ("b", "conv_more")]  # fmt: skip
+    rows = {r["backend"]: r for r in results["rows"] if r["section"] == "layer"}
+    assert rows["a"]["reps"] == 3 and rows["b"]["reps"] == 3
+    assert rows["bad"]["status"] == "MISMATCH"
