@@ -92,7 +92,11 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
     cpu, v = m["cpu"], m["versions"]
     blas = ""
-    for info in results.get("workers", {}).values():
+    workers = results.get("workers", {})
+    # NumPy's own BLAS: the NumPy worker loads no other (Numba loads SciPy's OpenBLAS
+    # too, where SciPy is installed, and threadpoolctl may list that one first)
+    for name in sorted(workers, key=lambda n: n != "numpy"):
+        info = workers[name]
         for b in info.get("blas") or []:
             if b.get("user_api") == "blas":
                 blas = (

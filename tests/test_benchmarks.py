@@ -801,3 +801,15 @@ def test_layer_rounds_rotate_the_backends(monkeypatch, tmp_path):
     rows = {r["backend"]: r for r in results["rows"] if r["section"] == "layer"}
     assert rows["a"]["reps"] == 3 and rows["b"]["reps"] == 3
     assert rows["bad"]["status"] == "MISMATCH"
+
+
+def test_software_line_names_numpys_blas_not_another_librarys(tiny_run):
+    from minires.benchmarks.report import machine_lines
+
+    results, _ = tiny_run
+    scipy_first = {"user_api": "blas", "internal_api": "openblas", "version": "0.0.1-scipy",
+                   "architecture": "X"}  # fmt: skip
+    numpy_blas = next(b for b in results["workers"]["numpy"]["blas"] if b["user_api"] == "blas")
+    workers = {"numba": {"blas": [scipy_first]}, **results["workers"]}
+    line = next(ln for ln in machine_lines({**results, "workers": workers}) if "Software" in ln)
+    assert str(numpy_blas["version"]) in line and "0.0.1-scipy" not in line
