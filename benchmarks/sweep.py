@@ -314,6 +314,12 @@ def _model_skip_reason(
     return None
 
 
+def _rotated(items: list[str], i: int) -> list[str]:
+    """`items` rotated left by `i`: round i of the rounds starts with another backend."""
+    k = i % max(1, len(items))
+    return items[k:] + items[:k]
+
+
 def run_interleaved(
     backends: list[str],
     job: dict[str, Any],
@@ -348,9 +354,7 @@ def run_interleaved(
         reps, max_time = int(job.get("reps", 3)), float(job.get("max_time", 120.0))
         start = time.perf_counter()
         for i in range(max(1, reps)):
-            order = list(workers)
-            k = i % max(1, len(order))
-            for b in order[k:] + order[:k]:  # rotated: no backend always steps first
+            for b in _rotated(list(workers), i):
                 res = workers[b].request({"task": "model_step"})
                 workers[b].wait_idle(settle)
                 if res.get("status") != "ok":
@@ -549,9 +553,8 @@ def run(cfg: BenchConfig, fake_backends: tuple[str, ...] = ()) -> dict[str, Any]
                     res_by[b] = workers[b].request(job)
                     workers[b].wait_idle(cfg.settle)
                 for r in range(1, cfg.layer_rounds):
-                    order = [b for b in backends if res_by[b].get("status") == "ok"]
-                    k = r % max(1, len(order))
-                    for b in order[k:] + order[:k]:  # rotated: no backend always first
+                    timed = [b for b in backends if res_by[b].get("status") == "ok"]
+                    for b in _rotated(timed, r):
                         res_by[b] = workers[b].request(layer_job(cfg, r))
                         workers[b].wait_idle(cfg.settle)
                 for b in backends:

@@ -421,7 +421,6 @@ def task_conv(be: ConvBackend, job: dict) -> dict:
     plan = conv_plan(be, spec)
     if plan is not None:
         res["plan"] = plan
-    _conv_session.clear()
     _conv_session.update(be=be, res=res, times=times)
     return _conv_row(res, times)
 
@@ -762,16 +761,15 @@ def open_model(backend: str, job: dict) -> tuple[dict, Callable[[], Any] | None]
         return res, None
     for _ in range(max(0, int(job.get("warmup", 1)) - 1)):
         step()
-    res["batch"] = int(x.shape[0])
     return res, step
 
 
-def finish_model(res: dict, seconds: list[float]) -> dict:
-    """`res` of `open_model` with the step times' statistics, images/s and the peak RSS
-    since the model was opened."""
+def finish_model(res: dict, seconds: list[float], batch: int) -> dict:
+    """`res` of `open_model` with the step times' statistics, images/s (`batch` images a
+    step) and the peak RSS since the model was opened."""
     res.update({f"total_{k}": v for k, v in stats_ms(seconds).items()})
     res["reps"] = len(seconds)
-    res["images_per_s"] = res.pop("batch") / float(np.median(seconds))
+    res["images_per_s"] = batch / float(np.median(seconds))
     res["peak_rss_mb"] = peak_rss_mb()
     res["status"] = "ok"
     return res
@@ -797,7 +795,7 @@ def task_model(backend: str, job: dict) -> dict:
         t = time.perf_counter()
         step()
         ts.append(time.perf_counter() - t)
-    return finish_model(res, ts)
+    return finish_model(res, ts, job["input_shape"][0])
 
 
 # the model a serving worker keeps between `model_open` and `model_close` requests
@@ -811,7 +809,7 @@ def task_model_open(backend: str, job: dict) -> dict:
     res, step = open_model(backend, job)
     if step is None:
         return res
-    _session.update(res=res, step=step, seconds=[])
+    _session.update(res=res, step=step, seconds=[], batch=job["input_shape"][0])
     return {**res, "status": "ok"}
 
 
@@ -831,7 +829,7 @@ def task_model_close(job: dict) -> dict:
     if not _session.get("seconds"):
         _session.clear()
         return {"status": "error", "reason": "no timed step of an open model"}
-    res = finish_model(_session["res"], _session["seconds"])
+    res = finish_model(_session["res"], _session["seconds"], _session["batch"])
     _session.clear()
     gc.collect()
     return res

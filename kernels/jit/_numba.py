@@ -139,9 +139,9 @@ def configure() -> dict[str, object]:
       or the ``MALLOC_*_`` variables);
     * ``threads`` / ``spinning``: `parallel_for` starts a team of ``threads - 1``
       daemon threads on its first call (``NUMBA_NUM_THREADS``), which poll ~1 ms for
-      the next job before sleeping (opt out: ``MINIRES_JIT_SPIN=0``; ``poll_ns``, added
-      once the polling helpers exist, is this CPU's measured time per poll, which turns
-      the polling durations into counts); memory-bound
+      the next job before sleeping (opt out: ``MINIRES_JIT_SPIN=0``; ``poll_ns``, set when
+      the team starts, is this CPU's measured time per poll, which turns the polling
+      durations into counts; 0 before); memory-bound
       passes over less than ``parallel_min_bytes`` (half a core's L2) stay on the
       calling thread;
     * ``blas_one_thread_per_gemm``: the GEMM conv paths limit BLAS to one thread while
@@ -272,7 +272,7 @@ def clear_workspace() -> None:
 # 8.5 ns on the Granite Rapids class host, 15 on the Sapphire Rapids class one and 26
 # on the AMD EPYC (Zen 4) VM, so counts tuned on one CPU polled 3x longer on another
 # (the settles below, meant as ~8 us, were 26 us on Zen 4). `_poll_counts()` turns them
-# into polls with this CPU's measured time per poll when the module is imported.
+# into polls with this CPU's measured time per poll when the thread team starts.
 #
 # A worker polls ~1 ms for the next job before it sleeps (a wake-up from sleep costs
 # ~50-100 us here, and a step's gaps between jobs - Python, small serial ops - often
@@ -395,17 +395,29 @@ def _poll_counts(poll_ns: float) -> tuple[int, int, int, int]:
     )
 
 
-# no polls at all without spinning: nothing to measure
-POLL_NS = _poll_ns() if _SPINNING else 0.0
-_SPIN_POLLS, _WAIT_POLLS, _SETTLE_POLLS, _END_SETTLE_POLLS = _poll_counts(POLL_NS or 8.5)
-_CONFIG["poll_ns"] = round(POLL_NS, 1)
-if _SPINNING and os.environ.get("MINIRES_VERBOSE", "0") not in ("", "0"):
-    print(
-        f"  thread team polls: {POLL_NS:.1f} ns each on this CPU: {_SPIN_POLLS} polls for the"
-        f" next job (~{_SPIN_NS / 1e6:.2f} ms), {_SETTLE_POLLS} / {_END_SETTLE_POLLS} to"
-        " settle before asking for the GIL",
-        file=sys.stderr,
-    )
+# the counts at 8.5 ns a poll until the thread team starts and `_calibrate_polls` has
+# measured this CPU (at import it would cost ~0.1 s: loading the polling helper)
+POLL_NS = 0.0
+_SPIN_POLLS, _WAIT_POLLS, _SETTLE_POLLS, _END_SETTLE_POLLS = _poll_counts(8.5)
+_CONFIG["poll_ns"] = POLL_NS
+
+
+def _calibrate_polls() -> None:
+    """Measure this CPU's time per poll and set the poll counts from it, once per
+    process, before the thread team's first job (nothing to measure without spinning)."""
+    global POLL_NS, _SPIN_POLLS, _WAIT_POLLS, _SETTLE_POLLS, _END_SETTLE_POLLS
+    if POLL_NS or not _SPINNING:
+        return
+    POLL_NS = _poll_ns()
+    _SPIN_POLLS, _WAIT_POLLS, _SETTLE_POLLS, _END_SETTLE_POLLS = _poll_counts(POLL_NS)
+    _CONFIG["poll_ns"] = round(POLL_NS, 1)
+    if os.environ.get("MINIRES_VERBOSE", "0") not in ("", "0"):
+        print(
+            f"minires kernels.jit thread team polls: {POLL_NS:.1f} ns each on this CPU:"
+            f" {_SPIN_POLLS} polls for the next job (~{_SPIN_NS / 1e6:.2f} ms),"
+            f" {_SETTLE_POLLS} / {_END_SETTLE_POLLS} to settle before asking for the GIL",
+            file=sys.stderr,
+        )
 
 
 class _Job:
@@ -521,6 +533,7 @@ def _get_team() -> _Team:
     if _team is None:
         with _team_lock:
             if _team is None:
+                _calibrate_polls()
                 _team = _Team(max(1, numba.config.NUMBA_NUM_THREADS) - 1)
     return _team
 

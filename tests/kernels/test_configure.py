@@ -25,7 +25,8 @@ def test_configure_is_one_step_applied_once():
 @pytest.mark.parametrize("verbose", ["1", "0"])
 def test_minires_verbose_reports_the_settings_on_stderr(verbose):
     env = dict(os.environ, MINIRES_VERBOSE=verbose, MINIRES_MALLOC_TUNE="0")
-    code = "import minires.kernels.jit as J; J.conv2d_forward"
+    # a parallel kernel (ReLU over 4 MB) starts the thread team, which measures its polls
+    code = "import numpy as np, minires.kernels.jit as J; J.relu_forward(np.ones(1 << 20, 'f4'))"
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
