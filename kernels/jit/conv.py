@@ -6,7 +6,8 @@ Each entry point describes its conv as a `planner.ConvGeometry`, asks
 (`last_plan()`) and runs it. The algorithms live by family:
 
 * `winograd.py` - Winograd F(2x2, 3x3) for 3x3 / stride 1 / pad 1 convs (`WINOGRAD`,
-  forward and weight gradient);
+  forward and weight gradient), and `nhwc.py` the same on channels-last tiles for
+  small planes (`WINOGRAD_NHWC`);
 * `tapconv.py` - register-blocked tap-table kernels with explicit SIMD (`simd.py`):
   `TAP_SAME`, `TAP_POLY2`, `TAP_STRIDE2`, and the output-channel-lane weight gradient
   `LANE`;
@@ -36,7 +37,7 @@ import contextlib
 
 import numpy as np
 
-from . import autotune
+from . import autotune, nhwc
 from ._numba import jit, parallel_for, serial
 from .direct import direct_backward_input, direct_forward, direct_weight_grad
 from .elementwise import all_finite
@@ -121,12 +122,15 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
         return run(alg)
 
 
-def _winograd(x, weight, bias, g: ConvGeometry):
-    """Winograd's output, or - if it is not finite (a NaN or inf input or weight reaches
-    every output of its tile; see winograd.py) - the output of the plan without
-    Winograd for these weights (the GEMM if they are not finite), recorded as what the
-    forward ran."""
-    out, finite = winograd_forward(x, weight, bias, g.groups)
+def _winograd(x, weight, bias, g: ConvGeometry, alg=Algorithm.WINOGRAD):
+    """Winograd's output (`alg`: on tiles in the lanes or channels-last), or - if it is
+    not finite (a NaN or inf input or weight reaches every output of its tile; see
+    winograd.py) - the output of the plan without Winograd for these weights (the GEMM
+    if they are not finite), recorded as what the forward ran."""
+    if alg == Algorithm.WINOGRAD_NHWC:
+        out, finite = nhwc.winograd_forward(x, weight, bias, g.groups)
+    else:
+        out, finite = winograd_forward(x, weight, bias, g.groups)
     if finite:
         return out
     return _run_forward(_without_winograd("forward", g, x.dtype, weight), x, weight, bias, g)
@@ -162,8 +166,8 @@ def _run_forward(alg: Algorithm, x, weight, bias, g: ConvGeometry, transposed=Fa
         return tap_conv(x3, weight, bias, g.groups, tg, transposed=transposed).reshape(shape)
     if transposed:
         weight = _transposed_flipped(weight, g.groups)
-    if alg == Algorithm.WINOGRAD:
-        return _winograd(x, weight, bias, g)
+    if alg in (Algorithm.WINOGRAD, Algorithm.WINOGRAD_NHWC):
+        return _winograd(x, weight, bias, g, alg)
     if alg == Algorithm.TAP_POLY2:
         xp = polyphase(x).reshape(g.n, g.c_in, -1)
         tg = TapGeometry.poly2(g.ho, g.wo, g.kh, g.kw)
@@ -246,12 +250,15 @@ def _run_backward_input(alg: Algorithm, grad_out, weight, g: ConvGeometry):
     if alg == Algorithm.TRANSPOSED_POINTWISE_SIMD:  # the same product, W^T packed as a view
         wT = weight.reshape(g.groups, g.cpo, g.cpi).transpose(0, 2, 1)
         return conv1x1(wT, grad_out.reshape(g.n, g.c_out, -1)).reshape(shape)
-    if alg == Algorithm.TRANSPOSED_WINOGRAD:
+    if alg in (Algorithm.TRANSPOSED_WINOGRAD, Algorithm.TRANSPOSED_WINOGRAD_NHWC):
         # as below, but a non-finite output (a NaN or inf in grad_out or the weights
         # reaches all 4 outputs of its tile) is recomputed by the plan without Winograd
         # for these weights (`COL2IM_GEMM` if they are not finite)
-        wf = _transposed_flipped(weight, g.groups)
-        gx, finite = winograd_forward(grad_out, wf, None, g.groups)
+        if alg == Algorithm.TRANSPOSED_WINOGRAD_NHWC:  # reads the weights transposed
+            gx, finite = nhwc.winograd_forward(grad_out, weight, None, g.groups, True)
+        else:
+            wf = _transposed_flipped(weight, g.groups)
+            gx, finite = winograd_forward(grad_out, wf, None, g.groups)
         if finite:
             return gx
         alt = _without_winograd("backward_input", g, grad_out.dtype, weight)
@@ -299,6 +306,9 @@ def _run_backward_weight(alg: Algorithm, x3, go3, g: ConvGeometry):
     """The weight-gradient algorithm `alg`: x3 (N, C_in, H*W), go3 (N, C_out, Ho*Wo)."""
     if alg == Algorithm.WINOGRAD:
         return winograd_weight_grad(x3.reshape(g.n, g.c_in, g.h, g.w), go3, g.cpi, g.groups)
+    if alg == Algorithm.WINOGRAD_NHWC:
+        x4, go4 = x3.reshape(g.n, g.c_in, g.h, g.w), go3.reshape(g.n, g.c_out, g.ho, g.wo)
+        return nhwc.winograd_weight_grad(x4, go4, g.groups)
     if alg == Algorithm.LANE:
         return lane_weight_grad(x3, go3, g.cpi, g.groups, g.h, g.w, g.stride[0])
     if alg in GEMM_ALGORITHMS:

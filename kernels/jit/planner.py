@@ -15,6 +15,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 24 <= cpi <= 256, cpo >= 16, rows of
                                                 tiles fill >= 3/4 of the lanes that hold
                                                 them) (winograd.py)
+                     WINOGRAD_NHWC              3x3 same, planes <= 14x14, 32 <= cpi <=
+                                                256, cpo <= 256 filling >= 7/8 of its
+                                                4-vector panels, >= max(128, cpi) tiles
+                                                (`use_winograd_nhwc`; nhwc.py)
                      TAP_SAME                   "same", tap-sized (tapconv.py)
                      TAP_POLY2                  odd k x k / stride 2 / pad (k-1)/2 (3x3
                                                 pad 1, the 7x7 stem), tap-sized
@@ -41,7 +45,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 planes >= 64 pixels (smaller: COL2IM_GEMM)
                      DIRECT_SCATTER             direct-sized (direct.py)
                      COL2IM_GEMM                anything else
-    backward_weight  WINOGRAD                   3x3 same, winograd-sized, and cpi <= 64
+    backward_weight  WINOGRAD_NHWC              as the forward's (nhwc.py)
+                     WINOGRAD                   3x3 same, winograd-sized, and cpi <= 64
                                                 where two rows of tiles share a vector
                      LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 16,
                                                 8 <= cpi, cpi*9 <= 576, one image's zero-bordered
@@ -91,6 +96,7 @@ class Algorithm(str, enum.Enum):
     """A conv algorithm of kernels.jit (the value is its name in plans and benchmarks)."""
 
     WINOGRAD = "winograd"  # winograd.forward: F(2x2, 3x3), 3x3 / stride 1 / pad 1
+    WINOGRAD_NHWC = "winograd_nhwc"  # nhwc.py: the same on channels-last tiles
     TAP_SAME = "tap_same"  # tapconv.tap_conv on x (stride-1 "same" convs)
     TAP_POLY2 = "tap_poly2"  # tapconv.tap_conv on x's polyphase planes (odd k, stride 2)
     DEPTHWISE3X3 = "depthwise3x3"  # depthwise.py plane kernels
@@ -102,6 +108,7 @@ class Algorithm(str, enum.Enum):
     # backward_input at stride 1: the forward conv of grad_out with transposed, flipped
     # weights, computed by the named forward algorithm
     TRANSPOSED_WINOGRAD = "transposed:winograd"
+    TRANSPOSED_WINOGRAD_NHWC = "transposed:winograd_nhwc"
     TRANSPOSED_TAP_SAME = "transposed:tap_same"
     TRANSPOSED_DEPTHWISE3X3 = "transposed:depthwise3x3"
     TRANSPOSED_DIRECT = "transposed:direct"
@@ -131,7 +138,14 @@ GEMM_ALGORITHMS = frozenset(
 # the paths that report whether their output is finite (Winograd mixes the inputs of a
 # tile: conv.py recomputes a non-finite output with the plan without Winograd, chosen
 # then for the weights as they are), so their weights need no test before they run
-OUTPUT_CHECKED_ALGORITHMS = frozenset({Algorithm.WINOGRAD, Algorithm.TRANSPOSED_WINOGRAD})
+OUTPUT_CHECKED_ALGORITHMS = frozenset(
+    {
+        Algorithm.WINOGRAD,
+        Algorithm.TRANSPOSED_WINOGRAD,
+        Algorithm.WINOGRAD_NHWC,
+        Algorithm.TRANSPOSED_WINOGRAD_NHWC,
+    }
+)
 # the paths that sum exactly the reference's products (no padding zeros, masked taps or
 # junk lanes multiplied into an output they keep): they take non-finite values as they
 # are. The SIMD GEMM's lanes past the last column read 0 but are never stored, and a
@@ -476,6 +490,53 @@ def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool
     return tiles / (-(-tiles // nlanes) * nlanes) >= _WINOGRAD_MIN_FILL
 
 
+# Winograd F(2x2, 3x3) on channels-last tiles (`nhwc.py`): output channels in the
+# lanes, so small planes waste no lanes (the layout above holds tiles in the lanes: a
+# row of 4 tiles at 8x8 half-fills even a two-row vector). Its 16 products are GEMMs of
+# (tiles x cpi) by (cpi x cpo) with 6 tiles x 4 vectors of output channels in registers.
+# Measured (session 12, AMD EPYC Zen 4, 2 threads, float32, ms, the plan before ->
+# winograd_nhwc, forward / input gradient / weight gradient): 64->64 8x8 batch 64 1.65 ->
+# 1.29 / 1.55 -> 1.24 / 1.98 -> 1.62 (tap_same, lane), batch 8 0.24 -> 0.24 / 0.26 ->
+# 0.21 / 0.33 -> 0.24, 6x6 batch 64 1.52 -> 0.67 / 1.57 -> 0.71 / 1.19 -> 0.73; 32->64
+# 8x8 0.79 -> 0.70 / (cpo 32 for the input gradient: not taken) / 0.97 -> 0.74; 128->128
+# 8x8 batch 16 1.83 -> 1.14 / 2.04 -> 1.03 / 2.05 -> 1.25 (im2col + BLAS / SIMD), 7x7
+# batch 8 0.73 -> 0.66 / 0.94 -> 0.57 / 0.81 -> 0.65; 256->256 8x8 batch 16 6.70 -> 4.64
+# / 7.18 -> 4.26 / 9.58 -> 6.12. The weight gradient also beats the tiles-in-lanes
+# Winograd and the SIMD GEMM up to 14x14: 64->64 14x14 batch 8 0.60 -> 0.47, 12x12 batch
+# 32 2.15 -> 1.41, 128->128 14x14 batch 8 4.08 -> 2.32, 256->256 14x14 batch 8 14.1 ->
+# 9.2. Lost: fewer tiles than input channels or than 128 (256->256 7x7 batch 8 2.68 ->
+# 2.90 forward, 128->128 7x7 batch 2 0.37 -> 0.40, 512->512 7x7 batch 2 3.1 -> 9.8: the
+# transformed weights, 16 x cpi x cpo, stream from memory for few tiles), 48 output
+# channels in a 64-lane panel (forward 0.87 -> 1.12), 16 input channels (64->16 input
+# gradient 0.41 -> 1.11), and forward / input gradient on 14x14-16x16 planes where the
+# other Winograd takes them (64->64 16x16 batch 64 3.51 -> 5.62).
+_WINOGRAD_NHWC_MIN_CPI = 32
+_WINOGRAD_NHWC_MAX_CHANNELS = 256
+_WINOGRAD_NHWC_MIN_FILL = 7 / 8
+_WINOGRAD_NHWC_MIN_TILES = 128
+_WINOGRAD_NHWC_MAX_PLANE_TILES = 49  # 14x14
+
+
+def use_winograd_nhwc(g: ConvGeometry, itemsize: int) -> bool:
+    """Winograd on channels-last tiles (`nhwc.py`) for 3x3 same convs on planes of at
+    most 14x14 with 32-256 input and at most 256 output channels per group, the output
+    channels filling >= 7/8 of the 4-vector panels that hold them, and at least
+    max(128, cpi) tiles (the transformed weights are read once per task)."""
+    if not (
+        is_same3x3(g)
+        and _WINOGRAD_NHWC_MIN_CPI <= g.cpi <= _WINOGRAD_NHWC_MAX_CHANNELS
+        and g.cpo <= _WINOGRAD_NHWC_MAX_CHANNELS
+    ):
+        return False
+    panel = 4 * _lanes(itemsize)[0]
+    if g.cpo / (-(-g.cpo // panel) * panel) < _WINOGRAD_NHWC_MIN_FILL:
+        return False
+    plane_tiles = ((g.h + 1) // 2) * ((g.w + 1) // 2)
+    if plane_tiles > _WINOGRAD_NHWC_MAX_PLANE_TILES:
+        return False
+    return g.n * plane_tiles >= max(_WINOGRAD_NHWC_MIN_TILES, g.cpi)
+
+
 def weights_dominate(g: ConvGeometry) -> bool:
     """At least half as many weights as input-gradient elements: the transposed input
     gradient's per-call copy of the flipped weights then costs more than `COL2IM_GEMM`'s
@@ -620,6 +681,8 @@ def _plan_forward(
 ) -> Algorithm:
     if "winograd" not in off and use_winograd(g, itemsize):
         return Algorithm.WINOGRAD
+    if "winograd" not in off and use_winograd_nhwc(g, itemsize):
+        return Algorithm.WINOGRAD_NHWC
     tap = None if "tap" in off else tap_geometry(g)
     if tap is not None:
         return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
@@ -662,6 +725,8 @@ def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Alg
 
 
 def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
+    if "winograd" not in off and use_winograd_nhwc(g, itemsize):
+        return Algorithm.WINOGRAD_NHWC
     if "winograd" not in off and use_winograd(g, itemsize, "backward_weight"):
         return Algorithm.WINOGRAD
     if "lane" not in off and use_lane_weight_grad(g, itemsize):

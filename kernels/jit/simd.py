@@ -249,6 +249,7 @@ def _binary(name: str, op: str, doc: str):
 
 vadd = _binary("vadd", "fadd", "a + b lane by lane.")
 vsub = _binary("vsub", "fsub", "a - b lane by lane.")
+vmul = _binary("vmul", "fmul", "a * b lane by lane.")
 
 
 def _zip_half(name: str, high: bool):

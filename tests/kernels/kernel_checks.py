@@ -61,6 +61,8 @@ CONV_PATH_CASES = {
                  ("winograd", "T:winograd", "winograd")),
     "winograd_two_rows": (conv_case(2, 32, 9, 14, 32, 3, p=1),  # 7 tiles a row
                           ("winograd", "T:winograd", "winograd")),
+    "winograd_nhwc": (conv_case(16, 64, 7, 4, 64, 3, p=1),  # 2 tiles a row, 128 tiles
+                      ("winograd_nhwc", "T:winograd_nhwc", "winograd_nhwc")),
     "dense3x3": (conv_case(2, 8, 7, 9, 8, 3, p=1),
                  ("tap_same", "T:tap_same", "same3x3_masked")),
     "dense5x5": (conv_case(2, 4, 7, 6, 6, 5, p=2),

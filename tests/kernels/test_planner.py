@@ -27,7 +27,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     went to the tile kernels when small, now always take the GEMM. With Winograd and
     the col2im rule on, exactly the forward and weight-gradient passes of
     winograd-sized geometries (and the input gradients whose transposed conv is one)
-    change, to Winograd, the stride-1 input gradients that ran the transposed
+    change, to Winograd (on tiles in the lanes, or channels-last: `use_winograd_nhwc`),
+    the stride-1 input gradients that ran the transposed
     im2col GEMM where the weights dominate, and the stride-2 tap input gradients of
     output planes under 64 pixels, to `COL2IM_GEMM`, and the forward and input
     gradient and weight gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the
@@ -66,6 +67,10 @@ def test_planner_reproduces_the_dispatch_it_replaced():
         fwd = planner.use_winograd(geo, dtype.itemsize)
         bwd = geo.stride == (1, 1) and planner.use_winograd(geo.transposed(), dtype.itemsize)
         wgrad = planner.use_winograd(geo, dtype.itemsize, "backward_weight")
+        nhwc = planner.use_winograd_nhwc(geo, dtype.itemsize)  # session 12: channels-last
+        nhwc_bwd = geo.stride == (1, 1) and planner.use_winograd_nhwc(
+            geo.transposed(), dtype.itemsize
+        )
         col2im = (
             want[1] == Algorithm.TRANSPOSED_IM2COL_GEMM
             and not bwd
@@ -78,16 +83,19 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             geo, "backward_weight", dtype.itemsize
         )
         expect = [Algorithm.WINOGRAD if fwd else
+                  Algorithm.WINOGRAD_NHWC if nhwc else
                   Algorithm.POINTWISE_SIMD if simd_fwd else want[0],
                   Algorithm.TRANSPOSED_WINOGRAD if bwd else
+                  Algorithm.TRANSPOSED_WINOGRAD_NHWC if nhwc_bwd else
                   Algorithm.COL2IM_GEMM if col2im else
                   Algorithm.TRANSPOSED_POINTWISE_SIMD if simd_bwd else want[1],
+                  Algorithm.WINOGRAD_NHWC if nhwc else
                   Algorithm.WINOGRAD if wgrad else
                   Algorithm.POINTWISE_SIMD if simd_w else
                   Algorithm.IM2COL_SIMD if im2col_w else want[2]]  # fmt: skip
         if [planner.plan(p, geo, dtype) for p in PASSES] != expect:
             wrong.append(("winograd", row))
-        winograd += fwd + bwd + wgrad
+        winograd += fwd + bwd + wgrad + nhwc + nhwc_bwd
     assert wrong == []
     assert winograd >= 5  # the sweep reaches the Winograd rule (its geometries are
     # too small for the SIMD GEMM's: `test_pointwise_simd_rule` checks that one)
@@ -201,14 +209,15 @@ def test_dispatch_cases_cover_every_algorithm():
         for s, p in zip(seen, want):
             s.add(p)
     A = Algorithm
-    fwd = {A.WINOGRAD, A.TAP_SAME, A.TAP_POLY2, A.DEPTHWISE3X3, A.DIRECT, A.POINTWISE_SIMD,
-           A.POINTWISE_GEMM, A.IM2COL_GEMM}  # fmt: skip
+    fwd = {A.WINOGRAD, A.WINOGRAD_NHWC, A.TAP_SAME, A.TAP_POLY2, A.DEPTHWISE3X3, A.DIRECT,
+           A.POINTWISE_SIMD, A.POINTWISE_GEMM, A.IM2COL_GEMM}  # fmt: skip
     assert seen[0] == fwd
     transposed = {a for a in A if a.transposed_of is not None}
     assert {a.transposed_of for a in transposed} == fwd - {A.TAP_POLY2}
     assert seen[1] == transposed | {A.TAP_STRIDE2, A.DIRECT_SCATTER, A.COL2IM_GEMM}
     assert seen[2] == {
-        A.WINOGRAD, A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT, A.POINTWISE_SIMD,
+        A.WINOGRAD, A.WINOGRAD_NHWC, A.LANE, A.DEPTHWISE3X3, A.SAME3X3_MASKED, A.DIRECT,
+        A.POINTWISE_SIMD,
         A.POINTWISE_GEMM, A.IM2COL_SIMD, A.IM2COL_GEMM,
     }  # fmt: skip
     assert set().union(*seen) == set(A)  # no algorithm the planner never picks
@@ -272,20 +281,21 @@ def test_weights_are_tested_only_where_it_can_change_the_plan(name, monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_winograd_falls_back_where_its_output_is_not_finite(dtype):
+@pytest.mark.parametrize("name", ["winograd", "winograd_nhwc"])
+def test_winograd_falls_back_where_its_output_is_not_finite(name, dtype):
     """A NaN or inf input reaches all 4 outputs of its Winograd tile (and a huge finite
     one can overflow in a transform): such outputs are recomputed by the plan without
     Winograd, so the result is the reference's, NaN and inf where it has them, and
     `last_plan` names what ran."""
     from minires.kernels import reference as R
 
-    case, want = CONV_PATH_CASES["winograd"]
+    case, want = CONV_PATH_CASES[name]
     x, w, go, args = conv_inputs(case, dtype, 3)
     huge = np.finfo(dtype).max / 4
     for bad in (np.nan, np.inf, -np.inf, huge):
         xb, gb = x.copy(), go.copy()
-        xb[0, 3, 2, 7] = bad
-        gb[0, 5, 1, 10] = bad
+        xb[0, 3, 2, min(7, x.shape[3] - 1)] = bad
+        gb[0, 5, 1, min(10, go.shape[3] - 1)] = bad
         y = J.conv2d_forward(xb, w, None, *args)
         assert J.last_plan()["forward"] == Algorithm.TAP_SAME
         np.testing.assert_allclose(y, R.conv2d_forward(xb, w, None, *args), rtol=1e-4, atol=1e-4)

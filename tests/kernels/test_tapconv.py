@@ -346,6 +346,7 @@ def test_conv_weight_grad_dispatch_through_lanes(
     planner keeps the lanes for 8+ inputs a group; the kernel takes any number.)"""
 
     monkeypatch.setattr(planner, "_LANE_MIN_CPI", 1)
+    monkeypatch.setattr(planner, "use_winograd_nhwc", lambda g, itemsize: False)
     s = (stride, stride)
     plan = J.plan_for((n, groups * cpi, h, w), (groups * cpo, cpi, 3, 3), s, 1, 1, groups, dtype)
     assert plan["backward_weight"] == A.LANE
