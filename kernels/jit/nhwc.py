@@ -55,8 +55,7 @@ from .simd import (
     vsub,
 )
 
-PANEL_VECTORS = 4  # vectors of output channels in a register tile
-TILE_ROWS = 6  # tiles (forward) or input channels (weight gradient) in a register tile
+PANEL_VECTORS = 4  # vectors of output channels in a register tile (of 6 x 4)
 
 
 def panel_width(cpo: int, dtype) -> int:
@@ -82,7 +81,6 @@ def _pack_range(t0, t1, w, out, cpo, cpi, T, rows, cw, transposed, L):
         dst = out[g * T * rows * cw :]
         src = w[g * cpo * cpi * T :]
         for k in range(uT):
-            d = k * plane + r * ucw
             if transposed:  # out[g, T-1-k, o, i] = w[g, o, i, k]: w[g, o] in order
                 s = r * u64(cpi) * uT + k
                 d = (uT - one - k) * plane + r * ucw
@@ -92,6 +90,7 @@ def _pack_range(t0, t1, w, out, cpo, cpi, T, rows, cw, transposed, L):
                     dst[d + c] = 0
             else:  # out[g, k, i, o] = w[g, o, i, k]: strided gathers (per o, w[g, o, i]
                 # is 9 values in one or two cache lines, all read from L1 after k = 0)
+                d = k * plane + r * ucw
                 s = r * uT + k
                 for c in range(0, cpo, L):
                     m = (1 << min(L, cpo - c)) - 1
@@ -221,6 +220,9 @@ def _gemm_tn_6x4(a, b, c, c0, crow, a0, a1, a2, a3, a4, a5, K, astride, b0, bstr
     _store4(c, c0 + 3 * crow, r3, L)
     _store4(c, c0 + 4 * crow, r4, L)
     _store4(c, c0 + 5 * crow, r5, L)
+
+
+# --------------------------------------------------------------------------- Winograd
 
 
 @jit(fastmath=FASTMATH)
@@ -356,22 +358,20 @@ def _output_tile(ot, o, Wo, cw, M, m0, mrow, bias, ok01, ok10):
 
 
 @jit(fastmath=FASTMATH)
-def _wino_fwd_task(t, x, xt, V, U, M, ot, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo,
+def _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo,
                    ipc, L):  # fmt: skip
-    # x (N, C*H*W); scratch of task t: xt[t] (Hp*Wp*cpi + slack, zero border), V[t]
-    # (16, TT + 5, cpi), M[t] (16, TT + 5, cw), ot[t] (P, cw); U (G, 16, cpi, cw);
-    # bp (G, cw); zb one vector of zeros; out (N, G*cpo*H*W)
+    # task t = images [t*ipc, ...); x (N, C*H*W); scratch: xq (Hp*Wp*cpi + slack, zero
+    # border), V (16, ipc*th*tw + 5, cpi), M (16, ipc*th*tw + 5, cw), oq (H*W*cw);
+    # U (G, 16, cpi, cw); bp (G, cw); zb one vector of zeros; out (N, G*cpo*H*W)
     n0 = t * ipc
     n1 = min(x.shape[0], n0 + ipc)
     TI = th * tw
     TT = (n1 - n0) * TI
-    xq = xt[t]
-    Vq = V[t].reshape(-1)
-    Mq = M[t].reshape(-1)
-    oq = ot[t]
-    vrow = V.shape[2] * cpi
+    vrow = V.shape[1] * cpi
     cw = U.shape[3]
-    mrow = M.shape[2] * cw
+    mrow = M.shape[1] * cw
+    Vq = V.reshape(-1)
+    Mq = M.reshape(-1)
     Uf = U.reshape(-1)
     HW = H * W
     for g in range(G):
@@ -407,17 +407,26 @@ def _wino_fwd_task(t, x, xt, V, U, M, ot, out, bp, zb, H, W, Wp, th, tw, G, cpi,
 
 
 @jit(nogil=True)
-def _wino_fwd_range(t0, t1, x, xt, V, U, M, ot, out, bp, zb, H, W, Wp, th, tw, G, cpi,
-                    cpo, ipc, L):  # fmt: skip
+def _wino_fwd_range(t0, t1, x, U, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
+    # scratch per running chunk of tasks (at most one a thread), not per task: its size
+    # does not grow with the batch
+    cw = U.shape[3]
+    TT = ipc * th * tw + 5
+    xq = np.zeros((2 * th + 2) * Wp * cpi + L, x.dtype)
+    V = np.empty((16, TT, cpi), x.dtype)
+    M = np.empty((16, TT, cw), x.dtype)
+    oq = np.empty(H * W * cw, x.dtype)
     for t in range(t0, t1):
-        _wino_fwd_task(t, x, xt, V, U, M, ot, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo,
+        _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo,
                        ipc, L)  # fmt: skip
 
 
 _WINO_TASK_BYTES = 512 * 1024  # V + M of a task's images (in L2)
 
 
-def winograd_forward(x, weight, bias, groups, transposed=False):
+def winograd_forward(
+    x: np.ndarray, weight: np.ndarray, bias, groups: int, transposed: bool = False
+) -> tuple[np.ndarray, bool]:
     """(out, finite): the 3x3 / stride 1 / pad 1 conv of x (N, C, H, W) by Winograd F(2x2,
     3x3) on channels-last tiles, out (N, C_out, H, W); `transposed`: the input gradient's
     conv (the flipped, transposed weights of a conv with `weight`, C_in = weight's C_out).
@@ -431,23 +440,16 @@ def winograd_forward(x, weight, bias, groups, transposed=False):
     dt = x.dtype
     nl = lanes(dt)
     th, tw = -(-H // 2), -(-W // 2)
-    Hp, Wp = 2 * th + 2, 2 * tw + 2
     per_image = 16 * th * tw * (cpi + cw) * dt.itemsize
     ipc = max(1, min(-(-N // 4), _WINO_TASK_BYTES // per_image))
-    tasks = -(-N // ipc)
-    TT = ipc * th * tw + 5
-    xt = np.zeros((tasks, Hp * Wp * cpi + nl), dt)
-    V = np.empty((tasks, 16, TT, cpi), dt)
-    M = np.empty((tasks, 16, TT, cw), dt)
-    ot = np.empty((tasks, H * W * cw), dt)
     bp = np.zeros((groups, cw), dt)
     if bias is not None:
         bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)
     out = np.empty((N, groups * cpo, H, W), dt)
     parallel_for(
-        _wino_fwd_range, tasks, np.ascontiguousarray(x).reshape(N, -1), xt, V, U, M, ot,
+        _wino_fwd_range, -(-N // ipc), np.ascontiguousarray(x).reshape(N, -1), U,
         out.reshape(N, -1), bp.reshape(-1), np.zeros(nl, dt),
-        H, W, Wp, th, tw, groups, cpi, cpo, ipc, nl,
+        H, W, 2 * tw + 2, th, tw, groups, cpi, cpo, ipc, nl,
     )  # fmt: skip
     return out, all_finite(out)
 
@@ -477,24 +479,22 @@ def _grad_row(dM, m, mrow, u, v):
 
 
 @jit(fastmath=FASTMATH)
-def _wino_wgrad_task(t, x, go, part, xt, gt, V, dM, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
+def _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
     # task t = (chunk, group) adds images [chunk*ipc, ...) into part[chunk, g] = (16,
-    # cpi + 5 (spare rows for a last register tile's duplicates), cw); scratch xt[t]
-    # (Hp*Wp*cpi + slack, zero border), gt[t] (2*th x 2*tw x cw, zero past the plane
-    # and past cpo), V[t] (16, TT, cpi), dM[t] (16, TT, cw)
+    # cpi + 5 (spare rows for a last register tile's duplicates), cw); scratch xq
+    # (Hp*Wp*cpi + slack, zero border), gq (2*th x 2*tw x cw, zero past the plane and
+    # past cpo), V (16, ipc*th*tw, cpi), dM (16, ipc*th*tw, cw)
     ch = t // G
     g = t - ch * G
     n0 = ch * ipc
     n1 = min(x.shape[0], n0 + ipc)
     TI = th * tw
     TT = (n1 - n0) * TI
-    xq = xt[t]
-    gq = gt[t]
-    Vq = V[t].reshape(-1)
-    Mq = dM[t].reshape(-1)
-    vrow = V.shape[2] * cpi
+    Vq = V.reshape(-1)
+    Mq = dM.reshape(-1)
+    vrow = V.shape[1] * cpi
     cw = part.shape[4]
-    mrow = dM.shape[2] * cw
+    mrow = dM.shape[1] * cw
     acc = part[ch, g].reshape(-1)
     HW = H * W
     W2 = 2 * tw
@@ -526,9 +526,16 @@ def _wino_wgrad_task(t, x, go, part, xt, gt, V, dM, H, W, Wp, th, tw, G, cpi, cp
 
 
 @jit(nogil=True)
-def _wino_wgrad_range(t0, t1, x, go, part, xt, gt, V, dM, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
+def _wino_wgrad_range(t0, t1, x, go, part, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
+    # scratch per running chunk of tasks (at most one a thread), as the forward's
+    cw = part.shape[4]
+    TT = ipc * th * tw
+    xq = np.zeros((2 * th + 2) * Wp * cpi + L, x.dtype)
+    gq = np.zeros(4 * th * tw * cw, x.dtype)
+    V = np.empty((16, TT, cpi), x.dtype)
+    dM = np.empty((16, TT, cw), x.dtype)
     for t in range(t0, t1):
-        _wino_wgrad_task(t, x, go, part, xt, gt, V, dM, H, W, Wp, th, tw, G, cpi, cpo, ipc, L)
+        _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, H, W, Wp, th, tw, G, cpi, cpo, ipc, L)
 
 
 @jit(fastmath=FASTMATH)
@@ -582,7 +589,7 @@ def _wino_wgrad_finish(t0, t1, part, gw, cpi, cpo, L):
 _WGRAD_MIN_TILES = 64
 
 
-def winograd_weight_grad(x, grad_out, groups):
+def winograd_weight_grad(x: np.ndarray, grad_out: np.ndarray, groups: int) -> np.ndarray:
     """grad_weight (C_out, C/groups, 3, 3) of the 3x3 / stride 1 / pad 1 conv of x
     (N, C, H, W) with output gradient grad_out (N, C_out, H, W), by Winograd F(2x2,
     3x3) on channels-last tiles: dU_p = sum over tiles V_p^T (A dy A^T)_p, then G^T dU G."""
@@ -593,21 +600,14 @@ def winograd_weight_grad(x, grad_out, groups):
     nl = lanes(dt)
     cw = panel_width(cpo, dt)
     th, tw = -(-H // 2), -(-W // 2)
-    Hp, Wp = 2 * th + 2, 2 * tw + 2
     # ~8 tasks (fixed for any thread count), each of >= _WGRAD_MIN_TILES tiles: fewer
     # make the accumulators' loads and stores per tile of the GEMM count
     ipc = max(1, min(N, max((N * groups) // 8, -(-_WGRAD_MIN_TILES // (th * tw)))))
     chunks = -(-N // ipc)
-    tasks = chunks * groups
-    TT = ipc * th * tw
     part = np.zeros((chunks, groups, 16, cpi + 5, cw), dt)
-    xt = np.zeros((tasks, Hp * Wp * cpi + nl), dt)
-    gt = np.zeros((tasks, 4 * th * tw * cw), dt)
-    V = np.empty((tasks, 16, TT, cpi), dt)
-    dM = np.empty((tasks, 16, TT, cw), dt)
     parallel_for(
-        _wino_wgrad_range, tasks, np.ascontiguousarray(x).reshape(N, -1),
-        np.ascontiguousarray(grad_out).reshape(N, -1), part, xt, gt, V, dM, H, W, Wp, th, tw,
+        _wino_wgrad_range, chunks * groups, np.ascontiguousarray(x).reshape(N, -1),
+        np.ascontiguousarray(grad_out).reshape(N, -1), part, H, W, 2 * tw + 2, th, tw,
         groups, cpi, cpo, ipc, nl,
     )  # fmt: skip
     gw = np.empty((cout, cpi, 3, 3), dt)

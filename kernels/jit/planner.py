@@ -12,9 +12,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
 
     pass             algorithm                  geometry
     forward          WINOGRAD                   3x3 same, winograd-sized (`use_winograd`:
-                                                24 <= cpi <= 256, cpo >= 16, rows of
-                                                tiles fill >= 3/4 of the lanes that hold
-                                                them) (winograd.py)
+                                                24 <= cpi <= 256 (16 <= cpi where
+                                                512-bit FMAs run at half rate: Zen 4),
+                                                cpo >= 16, rows of tiles fill >= 3/4 of
+                                                the lanes that hold them) (winograd.py)
                      WINOGRAD_NHWC              3x3 same, planes <= 14x14, 32 <= cpi <=
                                                 256, cpo <= 256 filling >= 7/8 of its
                                                 4-vector panels, >= max(128, cpi) tiles
