@@ -165,55 +165,37 @@ def _store4(c, i, a, L):
 
 
 @jit(fastmath=FASTMATH)
-def _gemm_6x4(a, b, c, zeros, a0, a1, a2, a3, a4, a5, b0, K, bstride, c0, crow, L):
-    """c[c0 + j*crow + (4 vectors)] = sum over k < K of a[a_j + k] * b[b0 + k*bstride +
-    (4 vectors)] for the 6 rows j whose values start at a[a0..a5]: 6 x 4 accumulators
-    (`zeros`: an array of at least one vector of zeros)."""
-    z = vload(zeros, 0)
-    r0 = r1 = r2 = r3 = r4 = r5 = (z, z, z, z)
+def _gemm_6x4(a, b, c, c0, crow, a0, a1, a2, a3, a4, a5, K, astride, b0, bstride, add, zeros,
+              L):  # fmt: skip
+    """c[c0 + j*crow + (4 vectors)] (+)= sum over k < K of a[a_j + k*astride] * b[b0 +
+    k*bstride + (4 vectors)] for the 6 rows j whose values start at a[a0..a5]: 6 x 4
+    accumulators in registers, starting from c's values if `add`, else from zero
+    (`zeros`: an array of at least one vector of zeros). The forward's tile (rows:
+    tiles, k: input channels, astride 1) and the weight gradient's (rows: input
+    channels, k: tiles, astride cpi) are this one."""
+    if add:
+        r0 = _load4(c, c0, L)
+        r1 = _load4(c, c0 + crow, L)
+        r2 = _load4(c, c0 + 2 * crow, L)
+        r3 = _load4(c, c0 + 3 * crow, L)
+        r4 = _load4(c, c0 + 4 * crow, L)
+        r5 = _load4(c, c0 + 5 * crow, L)
+    else:
+        z = vload(zeros, 0)
+        r0 = r1 = r2 = r3 = r4 = r5 = (z, z, z, z)
     for k in range(K):
         w = b0 + k * bstride
         w0 = vload(b, w)
         w1 = vload(b, w + L)
         w2 = vload(b, w + 2 * L)
         w3 = vload(b, w + 3 * L)
-        r0 = _fma4(r0, vbcast(a, a0 + k), w0, w1, w2, w3)
-        r1 = _fma4(r1, vbcast(a, a1 + k), w0, w1, w2, w3)
-        r2 = _fma4(r2, vbcast(a, a2 + k), w0, w1, w2, w3)
-        r3 = _fma4(r3, vbcast(a, a3 + k), w0, w1, w2, w3)
-        r4 = _fma4(r4, vbcast(a, a4 + k), w0, w1, w2, w3)
-        r5 = _fma4(r5, vbcast(a, a5 + k), w0, w1, w2, w3)
-    _store4(c, c0, r0, L)
-    _store4(c, c0 + crow, r1, L)
-    _store4(c, c0 + 2 * crow, r2, L)
-    _store4(c, c0 + 3 * crow, r3, L)
-    _store4(c, c0 + 4 * crow, r4, L)
-    _store4(c, c0 + 5 * crow, r5, L)
-
-
-@jit(fastmath=FASTMATH)
-def _gemm_tn_6x4(a, b, c, c0, crow, a0, a1, a2, a3, a4, a5, K, astride, b0, bstride, L):
-    """c[c0 + j*crow + (4 vectors)] += sum over k < K of a[a_j + k*astride] * b[b0 +
-    k*bstride + (4 vectors)]: the 6 x 4 accumulators loaded, reduced over k, stored."""
-    r0 = _load4(c, c0, L)
-    r1 = _load4(c, c0 + crow, L)
-    r2 = _load4(c, c0 + 2 * crow, L)
-    r3 = _load4(c, c0 + 3 * crow, L)
-    r4 = _load4(c, c0 + 4 * crow, L)
-    r5 = _load4(c, c0 + 5 * crow, L)
-    for k in range(K):
-        g = b0 + k * bstride
-        g0 = vload(b, g)
-        g1 = vload(b, g + L)
-        g2 = vload(b, g + 2 * L)
-        g3 = vload(b, g + 3 * L)
         s = k * astride
-        r0 = _fma4(r0, vbcast(a, a0 + s), g0, g1, g2, g3)
-        r1 = _fma4(r1, vbcast(a, a1 + s), g0, g1, g2, g3)
-        r2 = _fma4(r2, vbcast(a, a2 + s), g0, g1, g2, g3)
-        r3 = _fma4(r3, vbcast(a, a3 + s), g0, g1, g2, g3)
-        r4 = _fma4(r4, vbcast(a, a4 + s), g0, g1, g2, g3)
-        r5 = _fma4(r5, vbcast(a, a5 + s), g0, g1, g2, g3)
+        r0 = _fma4(r0, vbcast(a, a0 + s), w0, w1, w2, w3)
+        r1 = _fma4(r1, vbcast(a, a1 + s), w0, w1, w2, w3)
+        r2 = _fma4(r2, vbcast(a, a2 + s), w0, w1, w2, w3)
+        r3 = _fma4(r3, vbcast(a, a3 + s), w0, w1, w2, w3)
+        r4 = _fma4(r4, vbcast(a, a4 + s), w0, w1, w2, w3)
+        r5 = _fma4(r5, vbcast(a, a5 + s), w0, w1, w2, w3)
     _store4(c, c0, r0, L)
     _store4(c, c0 + crow, r1, L)
     _store4(c, c0 + 2 * crow, r2, L)
@@ -390,11 +372,11 @@ def _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi,
                 wb = (g * 16 + p) * cpi * cw + pb
                 r0 = p * vrow
                 for t0 in range(0, TT, 6):  # rows past TT: the last tile again (dropped)
-                    _gemm_6x4(Vq, Uf, Mq, zb,
+                    _gemm_6x4(Vq, Uf, Mq, p * mrow + t0 * cw + pb, cw,
                               r0 + min(t0, TT - 1) * cpi, r0 + min(t0 + 1, TT - 1) * cpi,
                               r0 + min(t0 + 2, TT - 1) * cpi, r0 + min(t0 + 3, TT - 1) * cpi,
                               r0 + min(t0 + 4, TT - 1) * cpi, r0 + min(t0 + 5, TT - 1) * cpi,
-                              wb, cpi, cw, p * mrow + t0 * cw + pb, cw, L)  # fmt: skip
+                              cpi, 1, wb, cw, False, zb, L)  # fmt: skip
         for i in range(n1 - n0):
             for a in range(th):
                 for b in range(tw):
@@ -517,12 +499,13 @@ def _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, H, W, Wp, th, tw, G, cpi, cp
     for p in range(16):  # dU_p += V_p^T dM_p, 6 input channels x 4 vectors at a time
         o = p * vrow
         for pb in range(0, cw, 4 * L):
-            for c0 in range(0, cpi, 6):  # rows past cpi: spare rows of part, dropped
-                _gemm_tn_6x4(Vq, Mq, acc, (p * (cpi + 5) + c0) * cw + pb, cw,
-                             o + min(c0, cpi - 1), o + min(c0 + 1, cpi - 1),
-                             o + min(c0 + 2, cpi - 1), o + min(c0 + 3, cpi - 1),
-                             o + min(c0 + 4, cpi - 1), o + min(c0 + 5, cpi - 1),
-                             TT, cpi, p * mrow + pb, cw, L)  # fmt: skip
+            # rows past cpi: spare rows of part, dropped; `add`: no zeros array read
+            for c0 in range(0, cpi, 6):
+                _gemm_6x4(Vq, Mq, acc, (p * (cpi + 5) + c0) * cw + pb, cw,
+                          o + min(c0, cpi - 1), o + min(c0 + 1, cpi - 1),
+                          o + min(c0 + 2, cpi - 1), o + min(c0 + 3, cpi - 1),
+                          o + min(c0 + 4, cpi - 1), o + min(c0 + 5, cpi - 1),
+                          TT, cpi, p * mrow + pb, cw, True, acc, L)  # fmt: skip
 
 
 @jit(nogil=True)
