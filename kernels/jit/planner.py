@@ -12,10 +12,9 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
 
     pass             algorithm                  geometry
     forward          WINOGRAD                   3x3 same, winograd-sized (`use_winograd`:
-                                                24 <= cpi <= 256 (16 <= cpi where
-                                                512-bit FMAs run at half rate: Zen 4),
-                                                cpo >= 16, rows of tiles fill >= 3/4 of
-                                                the lanes that hold them) (winograd.py)
+                                                24 <= cpi <= 256, cpo >= 16, rows of
+                                                tiles fill >= 3/4 of the lanes that hold
+                                                them) (winograd.py)
                      WINOGRAD_NHWC              3x3 same, planes <= 14x14, 32 <= cpi <=
                                                 256, cpo <= 256 filling >= 7/8 of its
                                                 4-vector panels, >= max(128, cpi) tiles
@@ -439,17 +438,6 @@ def use_same3x3_masked(g: ConvGeometry) -> bool:
 # channels per group lose (4x16d 56x56 2.0 / 3.8 vs 1.9 / 2.7, 8x16d 28x28 1.2 / 2.0
 # vs 1.1 / 1.4), and 8x14d 56x56 3.3 / 6.5 vs 3.2 / 5.0.
 _WINOGRAD_MIN_CPI = 24
-# On AMD Zen 4 a 512-bit FMA runs as two 256-bit halves (half the FMA rate per vector of
-# Intel's server cores) while Winograd's transforms (adds, loads, shuffles) cost about
-# the same, so its forward pays from fewer channels. Measured (session 12, AMD EPYC Zen
-# 4, 2 threads, float32, ms, tap_same -> winograd, forward / input gradient): 16->16 32x32
-# batch 64 (ResNet-20's first stage) 1.64 -> 1.24 / 1.67 -> 1.31, 16->16 56x56 batch 8
-# 0.60 -> 0.49 / 0.62 -> 0.50, 16x16 batch 16 0.19 -> 0.14 / 0.20 -> 0.14, 112x112 batch
-# 2 0.59 -> 0.49, 20->20 28x28 batch 8 0.30 -> 0.24, 16->32 32x32 batch 64 3.38 -> 2.40,
-# grouped 4 x 16 at 56x56 2.65 -> 2.36, 8 x 16 at 28x28 1.26 -> 1.18 (on Intel, above:
-# 16->16 32x32 1.30 -> 1.39, 4x16d 1.9 -> 2.0). Its weight gradient still loses there
-# (16->16 32x32: masked 1.96, winograd 2.88): the forward passes only.
-_WINOGRAD_MIN_CPI_HALF_RATE_FMA = 16
 _WINOGRAD_MAX_CPI = 256
 _WINOGRAD_MIN_CPO = 16
 _WINOGRAD_MIN_FILL = 0.75
@@ -476,27 +464,17 @@ def _lanes(itemsize: int) -> tuple[int, int]:
     return VECTOR_BYTES // itemsize, VECTOR_BYTES
 
 
-@functools.cache
-def _half_rate_512_bit_fma() -> bool:
-    """True on CPUs that run a 512-bit FMA as two 256-bit halves (AMD Zen 4, LLVM's
-    "znver4") and Numba emits 512-bit vectors for (`simd.VECTOR_BYTES`)."""
-    from .simd import VECTOR_BYTES, host_cpu_name
-
-    return VECTOR_BYTES == 64 and host_cpu_name() == "znver4"
-
-
 def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool:
-    """Winograd F(2x2, 3x3) for 3x3 same convs with enough channels per group (24, or
-    for the forward 16 where 512-bit FMAs run at half rate) whose rows of 2x2 tiles
-    fill at least 3/4 of the SIMD lanes that hold them (a vector holds one row of
-    tiles, or two rows of at most LANES/2 tiles; the lane count depends on the dtype
-    and the CPU). The weight gradient (`pass_` "backward_weight") takes the
-    two-rows-a-vector planes only with at most 64 input channels per group. The input
-    gradient asks with `pass_` "forward" for its transposed conv."""
-    min_cpi = _WINOGRAD_MIN_CPI
-    if pass_ == "forward" and _half_rate_512_bit_fma():
-        min_cpi = _WINOGRAD_MIN_CPI_HALF_RATE_FMA
-    if not (is_same3x3(g) and min_cpi <= g.cpi <= _WINOGRAD_MAX_CPI and g.cpo >= _WINOGRAD_MIN_CPO):
+    """Winograd F(2x2, 3x3) for 3x3 same convs with enough channels per group whose
+    rows of 2x2 tiles fill at least 3/4 of the SIMD lanes that hold them (a vector holds
+    one row of tiles, or two rows of at most LANES/2 tiles; the lane count depends on
+    the dtype and the CPU). The weight gradient (`pass_` "backward_weight") takes the
+    two-rows-a-vector planes only with at most 64 input channels per group."""
+    if not (
+        is_same3x3(g)
+        and _WINOGRAD_MIN_CPI <= g.cpi <= _WINOGRAD_MAX_CPI
+        and g.cpo >= _WINOGRAD_MIN_CPO
+    ):
         return False
     nlanes, vector_bytes = _lanes(itemsize)
     tiles = (g.w + 1) // 2

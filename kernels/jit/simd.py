@@ -46,16 +46,6 @@ def _vector_bytes() -> int:
     return 64 if "+avx512f" in features.split(",") else 32
 
 
-def host_cpu_name() -> str:
-    """LLVM's name for this CPU (e.g. "znver4", "sapphirerapids"; "" if unknown)."""
-    try:
-        import llvmlite.binding as llb
-
-        return str(llb.get_host_cpu_name())
-    except Exception:  # pragma: no cover - exotic platforms
-        return ""
-
-
 VECTOR_BYTES = _vector_bytes()
 LANES = {np.dtype(np.float32): VECTOR_BYTES // 4, np.dtype(np.float64): VECTOR_BYTES // 8}
 

@@ -15,7 +15,6 @@ from minires.kernels.jit import planner
 from minires.kernels.jit.planner import PASSES, Algorithm, ConvGeometry
 
 DTYPES = [np.float32, np.float64]
-_HALF_RATE_512_BIT_FMA = planner._half_rate_512_bit_fma  # before conftest's fixture
 FIXTURE = pathlib.Path(__file__).parent / "data" / "conv_plans_before.json"
 
 
@@ -362,30 +361,3 @@ def test_stride2_input_gradient_rule(n, c, hw, cout, groups, want):
     assert planner.plan("backward_input", geo) == want
     tap = planner.plan("backward_input", geo, disabled=frozenset({"col2im"}))
     assert tap == (Algorithm.COL2IM_GEMM if groups == 1 and c == 512 else Algorithm.TAP_STRIDE2)
-
-
-@pytest.mark.parametrize("half_rate", [False, True])
-def test_winograd_from_16_channels_where_fmas_run_at_half_rate(half_rate, monkeypatch):
-    """Where 512-bit FMAs run as two 256-bit halves (AMD Zen 4), the forward and input
-    gradient of 3x3 same convs take Winograd from 16 channels a group (ResNet-20's first
-    stage); the weight gradient keeps the masked kernel; 8 channels stay on the tap
-    table everywhere."""
-    monkeypatch.setattr(planner, "_half_rate_512_bit_fma", lambda: half_rate)
-    g = ConvGeometry.of((64, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
-    fwd = Algorithm.WINOGRAD if half_rate else Algorithm.TAP_SAME
-    assert planner.plan("forward", g) == fwd
-    assert planner.plan("backward_input", g) == Algorithm("transposed:" + fwd.value)
-    assert planner.plan("backward_weight", g) == Algorithm.SAME3X3_MASKED
-    narrow = ConvGeometry.of((64, 8, 32, 32), (16, 8, 3, 3), 1, 1, 1, 1)
-    assert planner.plan("forward", narrow) == Algorithm.TAP_SAME
-    grouped = ConvGeometry.of((8, 64, 56, 56), (64, 16, 3, 3), 1, 1, 1, 4)  # 4 x 16
-    assert planner.plan("forward", grouped) == fwd
-
-
-def test_half_rate_fma_is_zen4_with_512_bit_vectors():
-    """The rule keys on LLVM's CPU name (and on Numba emitting 512-bit vectors); the
-    function as imported, before conftest's fixture pins it for the other tests."""
-    from minires.kernels.jit import simd
-
-    want = simd.VECTOR_BYTES == 64 and simd.host_cpu_name() == "znver4"
-    assert _HALF_RATE_512_BIT_FMA() is want
