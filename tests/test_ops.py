@@ -108,6 +108,25 @@ def test_conv2d_gradcheck_winograd_plans(w):
         assert str(J.last_plan()["backward_weight"]) == "winograd"
 
 
+def test_conv2d_gradcheck_winograd_nhwc_plans():
+    """A geometry planned as Winograd on channels-last tiles for all three passes
+    (128+ tiles, 32 channels: whole panels of float64 lanes; a 9x2 plane, one tile a
+    row, which the tiles-in-lanes Winograd does not take), gradchecked in float64 with
+    random projections."""
+    import minires.kernels.jit as J
+
+    rng = np.random.default_rng(12)
+    x, wt = t64(rng.standard_normal((26, 32, 9, 2))), t64(rng.standard_normal((32, 32, 3, 3)))
+    b = t64(rng.standard_normal(32))
+    plan = J.plan_for(x.shape, wt.shape, 1, 1, 1, 1, np.float64)
+    assert {str(a) for a in plan.values()} == {"winograd_nhwc", "transposed:winograd_nhwc"}
+    with mr.use_backend("numba"):
+        assert mr.gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, wt, b],
+                            fast_mode=True)  # fmt: skip
+        assert {str(a) for a in J.last_plan().values()} == {
+            "winograd_nhwc", "transposed:winograd_nhwc"}  # fmt: skip
+
+
 @pytest.mark.parametrize("n, c, hw", [(16, 72, (7, 9)), (1, 256, (16, 17))])
 def test_conv2d_gradcheck_pointwise_simd_plans(n, c, hw):
     """1x1 geometries planned as the SIMD GEMM (all three passes), gradchecked
