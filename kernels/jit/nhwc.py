@@ -39,7 +39,6 @@ import numpy as np
 from numba import uint64 as u64
 
 from ._numba import FASTMATH, jit, parallel_for
-from .elementwise import all_finite
 from .simd import (
     lanes,
     vadd,
@@ -313,10 +312,11 @@ def _input_tile(V, v0, vrow, xt, s, Wp, C, c0, m):
 
 
 @jit(fastmath=FASTMATH)
-def _output_tile(ot, o, Wo, cw, M, m0, mrow, bias, ok01, ok10):
+def _output_tile(ot, o, Wo, cw, M, m0, mrow, bias, ok01, ok10, chk, zero):
     """The 2x2 outputs A^T M A + bias of one tile, one vector of output channels (M's 16
     positions at m0 + p*mrow) -> ot[o], ot[o + cw] (row below: o + Wo*cw) where inside
-    the plane (ok01: a right column, ok10: a lower row)."""
+    the plane (ok01: a right column, ok10: a lower row). Returns `chk` + 0 * the sum of
+    the 4 outputs: NaN from here on once one of them is NaN or inf (0 * inf = NaN)."""
     m00, m01, m02, m03 = _load4(M, m0, mrow)
     m10, m11, m12, m13 = _load4(M, m0 + 4 * mrow, mrow)
     m20, m21, m22, m23 = _load4(M, m0 + 8 * mrow, mrow)
@@ -329,14 +329,22 @@ def _output_tile(ot, o, Wo, cw, M, m0, mrow, bias, ok01, ok10):
     t11 = vsub(vsub(m11, m21), m31)
     t12 = vsub(vsub(m12, m22), m32)
     t13 = vsub(vsub(m13, m23), m33)
-    vstore(ot, o, vadd(vadd(vadd(t00, t01), t02), bias))
+    y00 = vadd(vadd(vadd(t00, t01), t02), bias)
+    y01 = vadd(vsub(vsub(t01, t02), t03), bias)
+    y10 = vadd(vadd(vadd(t10, t11), t12), bias)
+    y11 = vadd(vsub(vsub(t11, t12), t13), bias)
+    vstore(ot, o, y00)
     if ok01:
-        vstore(ot, o + cw, vadd(vsub(vsub(t01, t02), t03), bias))
+        vstore(ot, o + cw, y01)
     if ok10:
         r = o + Wo * cw
-        vstore(ot, r, vadd(vadd(vadd(t10, t11), t12), bias))
+        vstore(ot, r, y10)
         if ok01:
-            vstore(ot, r + cw, vadd(vsub(vsub(t11, t12), t13), bias))
+            vstore(ot, r + cw, y11)
+    # one FMA a call keeps the loop-carried chain short; the outputs outside the plane
+    # are non-finite only with a non-finite input in the tile (a false alarm costs a
+    # recompute, never a wrong result), and so is a sum that overflows
+    return vfma(vadd(vadd(y00, y01), vadd(y10, y11)), zero, chk)
 
 
 @jit(fastmath=FASTMATH)
@@ -344,7 +352,8 @@ def _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi,
                    ipc, L):  # fmt: skip
     # task t = images [t*ipc, ...); x (N, C*H*W); scratch: xq (Hp*Wp*cpi + slack, zero
     # border), V (16, ipc*th*tw + 5, cpi), M (16, ipc*th*tw + 5, cw), oq (H*W*cw);
-    # U (G, 16, cpi, cw); bp (G, cw); zb one vector of zeros; out (N, G*cpo*H*W)
+    # U (G, 16, cpi, cw); bp (G, cw); zb one vector of zeros; out (N, G*cpo*H*W).
+    # Returns whether every output it wrote is finite.
     n0 = t * ipc
     n1 = min(x.shape[0], n0 + ipc)
     TI = th * tw
@@ -356,6 +365,8 @@ def _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi,
     Mq = M.reshape(-1)
     Uf = U.reshape(-1)
     HW = H * W
+    zero = vload(zb, 0)
+    chk = zero
     for g in range(G):
         for i in range(n1 - n0):
             _to_channels_last(xq, x[n0 + i, g * cpi * HW : (g + 1) * cpi * HW], cpi, cpi, H, W,
@@ -383,13 +394,19 @@ def _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi,
                     m0 = (i * TI + a * tw + b) * cw
                     o = (2 * a * W + 2 * b) * cw
                     for v in range(0, cw, L):
-                        _output_tile(oq, o + v, W, cw, Mq, m0 + v, mrow, vload(bp, g * cw + v),
-                                     2 * b + 1 < W, 2 * a + 1 < H)  # fmt: skip
+                        chk = _output_tile(oq, o + v, W, cw, Mq, m0 + v, mrow,
+                                           vload(bp, g * cw + v), 2 * b + 1 < W,
+                                           2 * a + 1 < H, chk, zero)  # fmt: skip
             _from_channels_last(out[n0 + i], g * cpo * HW, oq, HW, cpo, cw, L)
+    vstore(oq, 0, chk)  # oq is scratch, rewritten by the next task before it is read
+    s = oq.dtype.type(0)
+    for lane in range(L):
+        s += oq[lane]
+    return s == 0
 
 
 @jit(nogil=True)
-def _wino_fwd_range(t0, t1, x, U, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
+def _wino_fwd_range(t0, t1, x, U, out, bp, zb, ok, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
     # scratch per running chunk of tasks (at most one a thread), not per task: its size
     # does not grow with the batch
     cw = U.shape[3]
@@ -399,8 +416,8 @@ def _wino_fwd_range(t0, t1, x, U, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo, ip
     M = np.empty((16, TT, cw), x.dtype)
     oq = np.empty(H * W * cw, x.dtype)
     for t in range(t0, t1):
-        _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi, cpo,
-                       ipc, L)  # fmt: skip
+        ok[t] = _wino_fwd_task(t, x, xq, V, U, M, oq, out, bp, zb, H, W, Wp, th, tw, G, cpi,
+                               cpo, ipc, L)  # fmt: skip
 
 
 _WINO_TASK_BYTES = 512 * 1024  # V + M of a task's images (in L2)
@@ -428,12 +445,14 @@ def winograd_forward(
     if bias is not None:
         bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)
     out = np.empty((N, groups * cpo, H, W), dt)
+    ntasks = -(-N // ipc)
+    ok = np.empty(ntasks, np.bool_)
     parallel_for(
-        _wino_fwd_range, -(-N // ipc), np.ascontiguousarray(x).reshape(N, -1), U,
-        out.reshape(N, -1), bp.reshape(-1), np.zeros(nl, dt),
+        _wino_fwd_range, ntasks, np.ascontiguousarray(x).reshape(N, -1), U,
+        out.reshape(N, -1), bp.reshape(-1), np.zeros(nl, dt), ok,
         H, W, 2 * tw + 2, th, tw, groups, cpi, cpo, ipc, nl,
     )  # fmt: skip
-    return out, all_finite(out)
+    return out, bool(ok.all())
 
 
 @jit(fastmath=FASTMATH)
