@@ -278,7 +278,15 @@ def _outputs(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> list[Tensor]:
             raise TypeError(
                 f"gradcheck: fn must return Tensors, output {k} is a {type(o).__name__}"
             )
-    return outs
+    # integer / bool outputs (indices, masks) have no gradient: skipped, as in PyTorch
+    floats = [o for o in outs if o.dtype.kind == "f"]
+    if not floats:
+        o = outs[0]
+        raise ValueError(
+            f"gradcheck: output 0 of fn is {o.dtype} (shape {o.shape}) and no output is "
+            "floating-point: gradients are defined for floating-point outputs only"
+        )
+    return floats
 
 
 def _evaluate(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> np.ndarray:
@@ -301,11 +309,6 @@ def _check_outputs(
         outs = _outputs(fn, inputs)
     problems = []
     for k, o in enumerate(outs):
-        if o.dtype.kind != "f":
-            raise ValueError(
-                f"gradcheck: output {k} of fn is {o.dtype} (shape {o.shape}); gradients are "
-                "defined for floating-point outputs only"
-            )
         if o.dtype != np.float64:
             raise ValueError(
                 f"gradcheck: output {k} of fn is {o.dtype} (shape {o.shape}); the check needs "

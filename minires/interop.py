@@ -68,8 +68,11 @@ def to_numpy_state_dict(state: Mapping[str, Any]) -> OrderedDict[str, np.ndarray
             arr = torch_to_numpy(v)
         else:
             arr = np.asarray(v)
-        if arr.dtype == object:
-            raise TypeError(f"state dict entry {k!r} is not an array ({type(v).__name__})")
+        if arr.dtype.kind not in "biuf":  # strings, objects, complex: no weights
+            raise TypeError(
+                f"state dict entry {k!r} is not a real-valued array ({type(v).__name__} of "
+                f"dtype {arr.dtype})"
+            )
         out[k] = np.array(arr, copy=True)
     return out
 

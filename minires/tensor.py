@@ -346,6 +346,43 @@ class Tensor:
             raise ValueError(f"item() needs a one-element tensor, got shape {self.shape}")
         return self.data.item()
 
+    def __float__(self) -> float:
+        """float(t) of a one-element tensor, as in PyTorch."""
+        return float(self._one_element("float()"))
+
+    def __int__(self) -> int:
+        """int(t) of a one-element tensor (truncated toward zero), as in PyTorch."""
+        return int(self._one_element("int()"))
+
+    def __index__(self) -> int:
+        """A one-element integer tensor used as an index (``range(t)``, ``lst[t]``)."""
+        if self.data.dtype.kind not in "iu":
+            raise TypeError(
+                f"only integer tensors of a single element can be converted to an index, "
+                f"got dtype {self.dtype}"
+            )
+        return int(self._one_element("__index__()"))
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.3f}"``: a 0-d tensor formats as its value (PyTorch's rule); other
+        tensors take only the empty format."""
+        if self.data.ndim == 0:
+            return format(self.data.item(), spec)
+        if spec:
+            raise TypeError(
+                f"unsupported format string {spec!r} for a tensor of shape {self.shape}: "
+                "only 0-d tensors format as numbers (use .item())"
+            )
+        return str(self)
+
+    def _one_element(self, what: str) -> float | int | bool:
+        if self.data.size != 1:  # ValueError like PyTorch's and item()'s
+            raise ValueError(
+                f"{what} needs a tensor with one element, got shape {self.shape} "
+                f"({self.data.size} elements)"
+            )
+        return self.data.item()
+
     def tolist(self) -> Any:
         return self.data.tolist()
 

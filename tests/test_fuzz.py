@@ -598,7 +598,7 @@ BAD_CALLS: dict[str, Callable[[], Any]] = {
     "reshape sizes": lambda: _t(6).reshape(4, 2),
     "reshape -1 no fit": lambda: _t(6).reshape(-1, 4),
     "reshape -1 with 0": lambda: _t(6).reshape(0, -1),
-    "transpose not a permutation": lambda: _t(2, 3).transpose(0, 0),
+    "transpose not a permutation": lambda: _t(2, 3).transpose((0, 0)),
     "transpose out of range": lambda: _t(2, 3).transpose(0, 5),
     "transpose too many": lambda: _t(2, 3).transpose(0, 1, 2),
     "transpose wrap": lambda: _t(2, 3).transpose(2, 1),

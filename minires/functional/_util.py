@@ -16,6 +16,8 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     any number next to a float tensor, an integer next to an integer tensor."""
     if isinstance(x, Tensor):
         return x
+    if isinstance(x, str | bytes):  # np.asarray("a", float32) would say "could not convert"
+        raise TypeError(f"expected a Tensor, an array or a number, got {type(x).__name__} {x!r}")
     if like is not None and np.isscalar(x) and not isinstance(x, bool | np.bool_):
         integer = isinstance(x, int | np.integer)
         if like.dtype.kind == "f" or (like.dtype.kind in "iu" and integer):

@@ -378,13 +378,49 @@ def sqrt(a: Tensor) -> Tensor:
     return Sqrt.apply(_float_operand(as_tensor(a)))
 
 
-def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
-    """Limit values to ``[min, max]`` (either may be None, not both), like ``torch.clamp``.
+class ClampTensor(Function):
+    """out = min(max(a, low), high) with Tensor bounds (broadcast; either may be None).
+
+    PyTorch's gradients: a's where ``low <= a <= high``; low's where ``a < low`` (and
+    ``low < high``); high's where ``a > high`` or ``high < low`` (high wins then)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, low: Any, high: Any) -> np.ndarray:
+        out = a if low is None else np.maximum(a, low)
+        out = out if high is None else np.minimum(out, high)
+        ctx.shapes = [np.shape(v) if v is not None else None for v in (a, low, high)]
+        ctx.save_for_backward(a, low, high)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, low, high = ctx.saved_tensors
+        zero = g.dtype.type(0)
+        inside = np.ones(a.shape, bool) if low is None else a >= low
+        if high is not None:
+            inside = inside & (a <= high)
+        grads = [np.where(inside, g, zero), None, None]
+        if low is not None:
+            takes_low = a < low if high is None else (a < low) & (low < high)
+            grads[1] = np.where(takes_low, g, zero)
+        if high is not None:
+            takes_high = a > high if low is None else (a > high) | (high < low)
+            grads[2] = np.where(takes_high, g, zero)
+        return tuple(
+            None if v is None else unbroadcast(v, shape) for v, shape in zip(grads, ctx.shapes)
+        )
+
+
+def clamp(a: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """Limit values to ``[min, max]`` (either may be None, not both), like ``torch.clamp``;
+    the bounds are numbers or Tensors that broadcast to ``a`` (differentiable).
     If ``min > max`` every value becomes ``max``, as in torch."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     if a.dtype.kind not in "fiu":
         raise TypeError(f"clamp: needs a numeric tensor, got {a.dtype}")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        return _clamp_tensor(a, min, max)
     bounds = []
     for name, v in (("min", min), ("max", max)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float | np.number)):
@@ -392,3 +428,29 @@ def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tens
         # bounds take a float tensor's dtype (no promotion); ints promote as in torch
         bounds.append(v if v is None or a.dtype.kind != "f" else a.dtype.type(v))
     return Clamp.apply(a, *bounds)
+
+
+def _clamp_tensor(a: Tensor, low: Any, high: Any) -> Tensor:
+    """`clamp` with Tensor bounds: one float dtype for all three (as `_binary`), shapes
+    that broadcast to ``a``'s (the output keeps ``a``'s shape, as torch.clamp)."""
+    bounds = [None if v is None else as_tensor(v, like=a) for v in (low, high)]
+    parts = [a] + [v for v in bounds if v is not None]
+    if any(t.dtype.kind not in "fiu" for t in parts):
+        raise TypeError(f"clamp: needs numeric tensors, got {[str(t.dtype) for t in parts]}")
+    dtype = np.result_type(*(t.dtype for t in parts))
+    if dtype.kind == "f" or any(t.dtype.kind == "f" for t in parts):
+        floats = [t.dtype for t in parts if t.dtype.kind == "f"]
+        dtype = max(floats, key=lambda d: d.itemsize)
+    a, low, high = (None if t is None else cast(t, dtype) for t in [a] + bounds)
+    for name, v in (("min", low), ("max", high)):
+        if v is None:
+            continue
+        try:
+            shape = np.broadcast_shapes(v.shape, a.shape)
+        except ValueError:
+            shape = None
+        if shape != a.shape:
+            raise ValueError(
+                f"clamp: {name} of shape {v.shape} does not broadcast to the input's {a.shape}"
+            )
+    return ClampTensor.apply(a, low, high)

@@ -113,7 +113,10 @@ def _reduce_args(
     axis = resolve_dim_alias(op, dim, axis)
     if keepdims is not None and keepdim is not None:
         raise TypeError(f"{op}: give keepdim or keepdims, not both")
-    return axis, bool(keepdim if keepdims is None else keepdims)
+    keep = keepdim if keepdims is None else keepdims
+    if keep is not None and not isinstance(keep, bool | np.bool_):  # "no" is truthy
+        raise TypeError(f"{op}: keepdim must be a bool, got {keep!r} ({type(keep).__name__})")
+    return axis, bool(keep)
 
 
 def sum(  # noqa: A001

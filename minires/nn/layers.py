@@ -129,6 +129,8 @@ class BatchNorm2d(Module):
     cumulative moving average, as in PyTorch.
     """
 
+    _optional_state = ("num_batches_tracked",)  # as PyTorch's legacy state dicts
+
     def __init__(
         self,
         num_features: int,

@@ -50,6 +50,10 @@ class Module:
     as in PyTorch: ``layer1.0.conv2.weight``.
     """
 
+    # Buffers a state dict may lack: PyTorch's BatchNorm fills in `num_batches_tracked`
+    # for checkpoints written before it existed (the module keeps its current value).
+    _optional_state: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -288,8 +292,14 @@ class Module:
                 bad_values.append(f"{k}: dtype {arr.dtype} is not a real number type")
                 bad_keys.add(k)
                 continue
+            if arr.shape == (1,) and np.ndim(targets[k][2]) == 0:
+                arr = arr.reshape(())  # a 0-d value saved as shape (1,) (PyTorch < 0.4)
             given[k] = arr
-        missing = [k for k in targets if k not in given and k not in bad_keys]
+        missing = [
+            k
+            for k, (mod, name, _) in targets.items()
+            if k not in given and k not in bad_keys and name not in mod._optional_state
+        ]
         mismatched_keys = {
             k for k in targets if k in given and given[k].shape != np.shape(targets[k][2])
         }

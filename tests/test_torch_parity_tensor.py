@@ -1,0 +1,213 @@
+"""Tensor-level behaviour PyTorch users rely on: indexing order with integers beside index
+arrays, transpose(dim0, dim1), Python number conversions, dtype promotion in cat/stack,
+argument validation, gradcheck with index outputs, legacy BatchNorm state dicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minires as mr
+
+torch = pytest.importorskip("torch", reason="PyTorch is the oracle of these tests")
+
+SHAPE = (4, 5, 3)
+
+_INT = st.integers(-3, 2)
+_SLICE = st.builds(slice, st.sampled_from([None, 0, 1]), st.sampled_from([None, 2, 3]),
+                   st.sampled_from([None, 1, 2]))  # fmt: skip
+_ARRAY = st.lists(st.integers(0, 2), min_size=1, max_size=4).map(np.array)
+_ENTRY = st.one_of(_INT, _SLICE, _ARRAY, st.none())
+
+
+@st.composite
+def indices(draw):
+    """Tuples of ints, slices, integer arrays, None and at most one Ellipsis that index
+    at most the 3 dimensions of SHAPE (every value in range)."""
+    entries = draw(st.lists(_ENTRY, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        entries.insert(draw(st.integers(0, len(entries))), Ellipsis)
+    return tuple(entries)
+
+
+def _torch_index(index):
+    return tuple(torch.from_numpy(i) if isinstance(i, np.ndarray) else i for i in index)
+
+
+@settings(max_examples=150, deadline=None)
+@given(index=indices(), seed=st.integers(0, 2**16))
+def test_indexing_matches_torch_values_shapes_and_gradients(index, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(SHAPE)
+    xt = torch.tensor(x, requires_grad=True)
+    try:
+        want = xt[_torch_index(index)]
+    except (IndexError, RuntimeError, TypeError, ValueError):
+        return  # torch refuses it (e.g. too many indices): not a parity case
+    t = mr.tensor(x, requires_grad=True)
+    got = t[index]
+    assert got.shape == tuple(want.shape), index
+    np.testing.assert_array_equal(got.data, want.detach().numpy())
+    g = rng.standard_normal(tuple(want.shape))
+    got.backward(g)
+    want.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(t.grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_integer_beside_an_index_array_keeps_torch_order():
+    x = np.arange(60.0).reshape(SHAPE)
+    idx = np.array([2, 2, 0])
+    got = mr.tensor(x)[1, :, idx]
+    assert got.shape == (5, 3)  # NumPy gives (3, 5)
+    np.testing.assert_array_equal(got.data, x[1][:, idx])
+    # a 0-d integer tensor indexes as an int
+    assert mr.tensor(x)[mr.tensor(np.array(1)), :, idx].shape == (5, 3)
+
+
+def test_transpose_two_dims_swaps_them_like_torch():
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for d0, d1 in [(0, 2), (1, -1), (0, 0), (2, 1)]:
+        np.testing.assert_array_equal(
+            mr.tensor(x).transpose(d0, d1).data, torch.tensor(x).transpose(d0, d1).numpy()
+        )
+    m = np.arange(6.0).reshape(2, 3)
+    assert mr.tensor(m).transpose(0, 1).shape == (3, 2)  # NumPy's (0, 1) is the identity
+    assert mr.tensor(x).transpose((2, 0, 1)).shape == (4, 2, 3)  # a tuple: a permutation
+    assert mr.tensor(x).transpose(2, 0, 1).shape == (4, 2, 3)
+    t = mr.tensor(x, requires_grad=True)
+    assert mr.gradcheck(lambda a: a.transpose(0, 2) * 2.0, [t])
+    with pytest.raises(ValueError, match="dim 3 is out of range"):
+        mr.tensor(x).transpose(0, 3)
+
+
+def test_one_element_tensors_convert_to_python_numbers():
+    loss = mr.tensor(np.float64(2.75))
+    assert float(loss) == 2.75 and int(loss) == 2 and f"{loss:.1f}" == "2.8"
+    assert float(mr.tensor([3.5])) == 3.5 and int(mr.tensor([[-2.5]])) == -2
+    assert [10, 20, 30][mr.tensor(np.array(2))] == 30
+    assert list(range(mr.tensor(np.array([3])))) == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        float(mr.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="only integer tensors"):
+        [1, 2][mr.tensor(1.0)]
+    with pytest.raises(TypeError, match="only 0-d tensors"):
+        f"{mr.tensor([1.0]):.2f}"
+    assert f"{mr.tensor([1.0, 2.0])}" == str(mr.tensor([1.0, 2.0]))
+
+
+def test_cat_and_stack_promote_dtypes_like_torch_and_keep_gradient_dtypes():
+    a = mr.tensor(np.ones(2, np.float32), requires_grad=True)
+    b = mr.tensor(np.ones(2, np.float64), requires_grad=True)
+    i = mr.tensor(np.arange(2))
+    for op in (mr.cat, mr.stack):
+        a.grad = b.grad = None
+        y = op([a, b])
+        assert y.dtype == np.float64
+        (y * 3.0).sum().backward()
+        assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+        np.testing.assert_array_equal(a.grad, 3.0)
+        assert op([a, i]).dtype == np.float32  # int + float32 -> float32, as torch
+    with pytest.raises(TypeError, match="cannot combine dtypes"):
+        mr.cat([a, mr.tensor(np.array([True, False]))])
+
+
+def test_keepdim_must_be_a_bool_and_strings_are_not_operands():
+    t = mr.tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match="keepdim must be a bool"):
+        t.sum(0, keepdim="no")
+    with pytest.raises(TypeError, match="keepdim must be a bool"):
+        t.mean(dim=0, keepdim=1)
+    assert t.sum(0, keepdim=np.bool_(True)).shape == (1,)
+    for f in (lambda: t + "a", lambda: "a" * t, lambda: t - b"x"):
+        with pytest.raises(TypeError, match="got (str|bytes)"):
+            f()
+
+
+def test_gradcheck_skips_integer_outputs_like_torch():
+    x = mr.tensor(np.random.default_rng(0).random(4), requires_grad=True)
+    assert mr.gradcheck(lambda t: (t.exp(), mr.tensor(np.argsort(t.data)), t * t), [x])
+
+    class Wrong(mr.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a * a
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return 2.02 * a * g
+
+    # a wrong float output is still caught next to an integer one
+    with pytest.raises(mr.GradcheckError):
+        mr.gradcheck(lambda t: (mr.tensor(np.argsort(t.data)), Wrong.apply(t)), [x])
+    with pytest.raises(ValueError, match="no output is floating-point"):
+        mr.gradcheck(lambda t: mr.tensor(np.argsort(t.data)), [x])
+
+
+def test_batchnorm_loads_legacy_state_dicts_like_torch():
+    bn = mr.nn.BatchNorm2d(3)
+    bn.num_batches_tracked = np.array(7, np.int64)
+    sd = {k: v for k, v in bn.state_dict().items() if k != "num_batches_tracked"}
+    keys = bn.load_state_dict(sd)  # PyTorch < 0.4.1 checkpoints have no such key
+    assert list(keys.missing_keys) == [] and int(bn.num_batches_tracked) == 7
+    tbn = torch.nn.BatchNorm2d(3)
+    tbn.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()})  # same
+    sd["num_batches_tracked"] = np.array([5])  # a 0-d value saved with shape (1,)
+    bn.load_state_dict(sd)
+    assert bn.num_batches_tracked.shape == () and int(bn.num_batches_tracked) == 5
+    sd["num_batches_tracked"] = np.array([5, 6])
+    with pytest.raises(ValueError, match=r"num_batches_tracked: checkpoint \(2,\) vs model \(\)"):
+        bn.load_state_dict(sd)
+    # other modules still report every missing key
+    conv = mr.nn.Conv2d(3, 3, 1)
+    with pytest.raises(ValueError, match="missing keys: bias"):
+        conv.load_state_dict({"weight": conv.weight.data})
+
+
+def test_state_dict_values_must_be_real_numbers():
+    from minires.interop import to_numpy_state_dict
+
+    with pytest.raises(TypeError, match="'w' is not a real-valued array"):
+        to_numpy_state_dict({"w": np.array(["a", "b"])})
+    with pytest.raises(TypeError, match="'w' is not a real-valued array"):
+        to_numpy_state_dict({"w": np.ones(2, np.complex64)})
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), which=st.sampled_from(["both", "min", "max", "crossed"]))
+def test_clamp_with_tensor_bounds_matches_torch(seed, which):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, 4))
+    lo, hi = rng.standard_normal(4) - 0.5, rng.standard_normal((3, 1)) + 0.2
+    if which == "crossed":  # min > max somewhere: torch gives max (and its gradient)
+        lo, hi = hi, lo
+    bounds = {"both": (lo, hi), "min": (lo, None), "max": (None, hi), "crossed": (lo, hi)}
+    lo, hi = bounds[which]
+    ours = [mr.tensor(v, requires_grad=True) if v is not None else None for v in (x, lo, hi)]
+    theirs = [torch.tensor(v, requires_grad=True) if v is not None else None for v in (x, lo, hi)]
+    y = ours[0].clamp(ours[1], ours[2])
+    want = theirs[0].clamp(theirs[1], theirs[2])
+    np.testing.assert_array_equal(y.data, want.detach().numpy())
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    want.backward(torch.from_numpy(g))
+    for a, b in zip(ours, theirs):
+        if a is not None:
+            np.testing.assert_array_equal(a.grad, b.grad.numpy())
+    live = [v for v in ours if v is not None]
+    for v in live:
+        v.grad = None
+    fns = {"both": lambda a, b, c: a.clamp(b, c), "min": lambda a, b: a.clamp(min=b),
+           "max": lambda a, c: a.clamp(max=c)}  # fmt: skip
+    fn = fns.get(which, fns["both"])
+    assert mr.gradcheck(fn, live)
+
+
+def test_clamp_tensor_bounds_must_broadcast_to_the_input():
+    with pytest.raises(ValueError, match=r"min of shape \(5,\) does not broadcast"):
+        mr.tensor(np.ones((3, 4))).clamp(mr.tensor(np.zeros(5)))
+    with pytest.raises(ValueError, match=r"max of shape \(2, 3, 4\) does not broadcast"):
+        mr.tensor(np.ones((3, 4))).clamp(max=mr.tensor(np.zeros((2, 3, 4))))
