@@ -120,6 +120,11 @@ class _AmbiguousTruth(ValueError, RuntimeError):
     RuntimeError as in PyTorch)."""
 
 
+class _InPlaceInGraph(ValueError, RuntimeError):
+    """An in-place op on a tensor autograd tracks (a ValueError for minires' rule on bad
+    input, a RuntimeError as in PyTorch)."""
+
+
 class Tensor:
     """A multi-dimensional array that records the ops applied to it for backprop.
 
@@ -452,6 +457,102 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         return _F().getitem(self, index)
+
+    # -- in-place ops ------------------------------------------------------------------------
+    # Outside the graph (grad mode off, or a tensor autograd does not track) they write
+    # into the array, so `with mr.no_grad(): p -= lr * p.grad` updates a parameter (without
+    # them Python rebinds `p` to a new tensor and the model silently does not change). On a
+    # tensor in the graph, `out += identity` (torchvision's blocks) computes out-of-place
+    # and Python rebinds the name - the same values and gradients as PyTorch's recorded
+    # in-place op, though other references to the old tensor keep the old values; the
+    # named methods (`add_`, ...) cannot rebind, so they refuse there, as PyTorch does on
+    # a leaf that requires grad.
+
+    def _augmented(self, op: str, ufunc: Any, other: Any, out_of_place: Callable) -> Tensor:
+        if autograd.is_grad_enabled() and self.grad_fn is not None:
+            return out_of_place(self, other)
+        return self._inplace(op, ufunc, other)
+
+    def _inplace(self, op: str, ufunc: Any, other: Any) -> Tensor:
+        if autograd.is_grad_enabled() and (self._requires_grad or self.grad_fn is not None):
+            kind = "a leaf tensor that requires grad" if self.is_leaf else "a tensor in a graph"
+            raise _InPlaceInGraph(
+                f"{op}: in-place op on {kind} (shape {self.shape}) while grad mode is on; "
+                "wrap it in `with mr.no_grad():` or use the out-of-place op"
+            )
+        value = other.data if isinstance(other, Tensor) else other
+        if isinstance(value, str | bytes) or np.asarray(value).dtype.kind not in "biuf":
+            raise TypeError(f"{op}: expected a Tensor, an array or a number, got {value!r}")
+        try:
+            ufunc(self._data, value, out=self._data, casting="same_kind")
+        except TypeError:  # NumPy's UFuncTypeError: float into an integer tensor
+            raise TypeError(
+                f"{op}: the result ({np.result_type(self._data, value)}) cannot be stored in "
+                f"this {self.dtype} tensor in place"
+            ) from None
+        except ValueError:  # shapes, or a read-only array
+            if not self._data.flags.writeable:
+                raise ValueError(f"{op}: this tensor's array is read-only") from None
+            raise ValueError(
+                f"{op}: a value of shape {np.shape(value)} does not broadcast to this "
+                f"tensor's shape {self.shape} (an in-place op cannot change the shape)"
+            ) from None
+        return self
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._augmented("+=", np.add, other, Tensor.__add__)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._augmented("-=", np.subtract, other, Tensor.__sub__)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._augmented("*=", np.multiply, other, Tensor.__mul__)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._augmented("/=", np.true_divide, other, Tensor.__truediv__)
+
+    def add_(self, other: Any, alpha: float = 1) -> Tensor:
+        """self += alpha * other, in place (outside the graph); returns self."""
+        other = other.data if isinstance(other, Tensor) else other
+        return self._inplace("add_", np.add, other if alpha == 1 else np.multiply(other, alpha))
+
+    def sub_(self, other: Any, alpha: float = 1) -> Tensor:
+        """self -= alpha * other, in place (outside the graph); returns self."""
+        other = other.data if isinstance(other, Tensor) else other
+        return self._inplace(
+            "sub_", np.subtract, other if alpha == 1 else np.multiply(other, alpha)
+        )
+
+    def mul_(self, other: Any) -> Tensor:
+        """self *= other, in place (outside the graph); returns self."""
+        return self._inplace("mul_", np.multiply, other)
+
+    def div_(self, other: Any) -> Tensor:
+        """self /= other, in place (outside the graph); returns self."""
+        return self._inplace("div_", np.true_divide, other)
+
+    def copy_(self, src: Any) -> Tensor:
+        """Overwrite the values with ``src`` (broadcast to this shape, cast to this dtype);
+        returns self."""
+        return self._inplace("copy_", lambda a, b, out, casting: np.copyto(out, b), src)
+
+    def fill_(self, value: Any) -> Tensor:
+        """Set every value to the number ``value``; returns self."""
+        if np.ndim(value) != 0:
+            raise ValueError(f"fill_: expected a number, got shape {np.shape(value)}")
+        return self.copy_(value)
+
+    def zero_(self) -> Tensor:
+        """Set every value to 0; returns self."""
+        return self.fill_(0)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """``t[index] = value`` in place, outside the graph (as the in-place ops)."""
+
+        def assign(a, b, out, casting):
+            out[index] = b
+
+        self._inplace("item assignment", assign, value)
 
     def sum(
         self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None

@@ -211,3 +211,58 @@ def test_clamp_tensor_bounds_must_broadcast_to_the_input():
         mr.tensor(np.ones((3, 4))).clamp(mr.tensor(np.zeros(5)))
     with pytest.raises(ValueError, match=r"max of shape \(2, 3, 4\) does not broadcast"):
         mr.tensor(np.ones((3, 4))).clamp(max=mr.tensor(np.zeros((2, 3, 4))))
+
+
+def test_in_place_ops_update_tensors_outside_the_graph():
+    model = mr.nn.Linear(3, 2)
+    before = [p.data.copy() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = np.ones_like(p.data)
+    with mr.no_grad():  # a hand-written SGD step, as in PyTorch tutorials
+        for p in model.parameters():
+            p -= 0.5 * mr.tensor(p.grad)
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_allclose(p.data, b - 0.5)
+    t = mr.tensor(np.zeros((2, 3)))
+    same = t
+    t += 1.0
+    t *= mr.tensor([1.0, 2.0, 3.0])
+    t.sub_(mr.tensor(np.ones(3)), alpha=2.0)
+    t[0] = 9.0
+    t[:, 1] = mr.tensor([5.0, 6.0])
+    assert same is t
+    want = torch.zeros(2, 3, dtype=torch.float64)
+    want += 1.0
+    want *= torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    want.sub_(torch.ones(3, dtype=torch.float64), alpha=2.0)
+    want[0] = 9.0
+    want[:, 1] = torch.tensor([5.0, 6.0], dtype=torch.float64)
+    np.testing.assert_array_equal(t.data, want.numpy())
+    assert t.div_(2.0) is t and t.zero_() is t and not t.data.any()
+    assert t.fill_(3.0).data.tolist() == [[3.0] * 3] * 2
+    t.copy_(np.arange(3.0))
+    np.testing.assert_array_equal(t.data, [[0.0, 1.0, 2.0]] * 2)
+
+
+def test_in_place_ops_in_the_graph_follow_torch():
+    x = mr.tensor(np.random.default_rng(1).random(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="in-place op on a leaf tensor that requires grad"):
+        x += 1.0
+    with pytest.raises(ValueError, match="in-place op on a tensor in a graph"):
+        (x * 2.0).add_(1.0)
+    out = x * 2.0
+    out += x  # torchvision's `out += identity`: the gradient counts both terms
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, 3.0)
+
+
+def test_in_place_op_errors_name_the_problem():
+    t = mr.tensor(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"shape \(4,\) does not broadcast .* \(2, 3\)"):
+        t.add_(np.ones(4))
+    with pytest.raises(TypeError, match="cannot be stored in this int64 tensor"):
+        mr.tensor(np.arange(3)).add_(0.5)
+    with pytest.raises(ValueError, match="expected a number"):
+        t.fill_([1.0, 2.0])
+    with pytest.raises(TypeError, match="got 'a'"):
+        t.mul_("a")
