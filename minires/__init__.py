@@ -8,10 +8,38 @@ and ResNeXt work.
 # _mpi_env first: under mpiexec it sizes each rank's Numba/BLAS thread pools before NumPy
 # and Numba load.
 from minires import _mpi_env, analysis, data, functional, models, nn, optim, viz  # noqa: F401
-from minires.autograd import Context, Function, enable_grad, is_grad_enabled, no_grad
+from minires.autograd import (
+    Context,
+    Function,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from minires.backend import get_backend, set_backend, use_backend
-from minires.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
-from minires.functional import cat, stack
+from minires.creation import (
+    arange,
+    from_numpy,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    zeros,
+    zeros_like,
+)
+from minires.functional import (
+    cat,
+    chunk,
+    clone,
+    isfinite,
+    isnan,
+    maximum,
+    minimum,
+    split,
+    stack,
+    where,
+)
 from minires.gradcheck import GradcheckError, GradcheckResult, GradcheckWarning, gradcheck
 from minires.random import manual_seed
 from minires.serialization import load, save
@@ -30,15 +58,22 @@ __all__ = [
     "Tensor",
     "arange",
     "cat",
+    "chunk",
+    "clone",
     "data",
     "enable_grad",
+    "from_numpy",
     "full",
     "functional",
     "get_backend",
     "gradcheck",
     "is_grad_enabled",
+    "isfinite",
+    "isnan",
     "load",
     "manual_seed",
+    "maximum",
+    "minimum",
     "models",
     "nn",
     "no_grad",
@@ -49,10 +84,13 @@ __all__ = [
     "randn",
     "save",
     "set_backend",
+    "set_grad_enabled",
+    "split",
     "stack",
     "summary",
     "tensor",
     "use_backend",
+    "where",
     "zeros",
     "zeros_like",
     "viz",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 import weakref
 from collections.abc import Callable, Iterator
@@ -97,6 +98,35 @@ class enable_grad(_ModeDecorator):
 
     def __exit__(self, *exc: object) -> None:
         _pop_mode()
+
+
+class set_grad_enabled:
+    """``set_grad_enabled(False)`` as `no_grad`, ``(True)`` as `enable_grad`: a context
+    manager, a decorator, or called alone to set this thread's mode (as PyTorch)."""
+
+    def __init__(self, mode: bool) -> None:
+        if not isinstance(mode, bool):
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {mode!r}")
+        self._previous = _grad_mode.get()
+        self._mode = mode
+        _grad_mode.set(mode)  # effective at once: `mr.set_grad_enabled(False)` alone
+
+    def __enter__(self) -> set_grad_enabled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_mode.set(self._previous)
+
+    def __call__(self, func: Callable) -> Callable:
+        _grad_mode.set(self._previous)  # decorating changes nothing until a call
+        mode = self._mode
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with set_grad_enabled(mode):  # the mode of the call, restored after it
+                return func(*args, **kwargs)
+
+        return wrapper
 
 
 class Context:

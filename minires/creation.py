@@ -128,3 +128,18 @@ def arange(
     n = math.ceil((end - start) / step)
     arr = (start + np.arange(n, dtype=np.float64 if not all_int else np.int64) * step).astype(dt)
     return _make("arange", arr, requires_grad, device)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing ``array``'s memory (as ``torch.from_numpy``): float32, float64,
+    integer and bool arrays; other dtypes are refused (a float16 array would need a copy)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected an ndarray, got {type(array).__name__}")
+    t = Tensor(array)
+    if t.data is not array and not np.shares_memory(t.data, array):
+        order = "" if array.dtype.isnative else " (non-native byte order)"
+        raise TypeError(
+            f"from_numpy: an array of dtype {array.dtype}{order} cannot be shared; use "
+            "mr.tensor(array) for a converted copy"
+        )
+    return t

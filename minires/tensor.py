@@ -120,6 +120,22 @@ class _AmbiguousTruth(ValueError, RuntimeError):
     RuntimeError as in PyTorch)."""
 
 
+class _Size(int):
+    """An element count (NumPy's ``a.size``) callable as PyTorch's ``size(dim=None)``."""
+
+    def __new__(cls, n: int, shape: tuple[int, ...]) -> _Size:
+        self = super().__new__(cls, n)
+        self.shape = shape
+        return self
+
+    def __call__(self, dim: Any = None) -> tuple[int, ...] | int:
+        if dim is None:
+            return self.shape
+        from minires.functional._util import check_dim
+
+        return self.shape[check_dim(dim, len(self.shape), "dim", "size")]
+
+
 class _InPlaceInGraph(ValueError, RuntimeError):
     """An in-place op on a tensor autograd tracks (a ValueError for minires' rule on bad
     input, a RuntimeError as in PyTorch)."""
@@ -280,8 +296,10 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> int:
-        return self.data.size
+    def size(self) -> _Size:
+        """NumPy's ``size`` (the number of elements, an int) that is also PyTorch's
+        ``size()``: ``t.size()`` is the shape, ``t.size(d)`` one dimension's length."""
+        return _Size(self.data.size, self.data.shape)
 
     def numel(self) -> int:
         """Number of elements."""
@@ -659,6 +677,115 @@ class Tensor:
         return _F().clamp(self, min, max)
 
     clip = clamp
+
+    def pow(self, exponent: Any) -> Tensor:
+        """self ** exponent."""
+        return _F().pow(self, exponent)
+
+    def matmul(self, other: Any) -> Tensor:
+        """self @ other."""
+        return _F().matmul(self, other)
+
+    def mm(self, other: Any) -> Tensor:
+        """Matrix product of two 2-D tensors (torch.mm): (n, k) @ (k, m) -> (n, m)."""
+        if self.ndim != 2 or np.ndim(other) != 2:
+            raise ValueError(f"mm: expects 2-D tensors, got {self.shape} and {np.shape(other)}")
+        return _F().matmul(self, other)
+
+    def t(self) -> Tensor:
+        """The transpose of a tensor of <= 2 dimensions (torch's ``t()``)."""
+        if self.ndim > 2:
+            raise ValueError(f"t(): expects a tensor of <= 2 dimensions, got shape {self.shape}")
+        return _F().transpose(self)
+
+    def clone(self) -> Tensor:
+        """A copy in new memory, recorded in the graph (the gradient passes through)."""
+        return _F().clone(self)
+
+    def contiguous(self) -> Tensor:
+        """Self if its array is C-contiguous, else a contiguous `clone`."""
+        return self if self.data.flags.c_contiguous else self.clone()
+
+    def long(self) -> Tensor:
+        """Cast to int64 (cut from the graph, as in PyTorch)."""
+        return self.astype(np.int64)
+
+    def softmax(self, dim: int) -> Tensor:
+        """Softmax along ``dim``."""
+        return _F().softmax(self, dim)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        """Log-softmax along ``dim``."""
+        return _F().log_softmax(self, dim)
+
+    def var(
+        self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
+        correction: Any = None,
+    ) -> Tensor:  # fmt: skip
+        """Variance over ``dim`` (all if None) with Bessel's correction by default, as
+        torch (``unbiased=False`` or ``correction=0``: divide by n)."""
+        if unbiased is not None and correction is not None:
+            raise TypeError("var: give unbiased or correction, not both")
+        if correction is None:
+            correction = 1 if unbiased is None or unbiased else 0
+        mean = self.mean(dim=dim, keepdim=True)
+        n = self.data.size if dim is None else int(
+            np.prod([self.shape[d] for d in np.atleast_1d(dim)]))  # fmt: skip
+        centred = self - mean
+        return (centred * centred).sum(dim=dim, keepdim=keepdim) / max(n - correction, 0)
+
+    def std(
+        self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
+        correction: Any = None,
+    ) -> Tensor:  # fmt: skip
+        """Standard deviation: the square root of `var` (same arguments)."""
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def all(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        """True where every value along ``dim`` (all if None) is non-zero; a bool tensor."""
+        return Tensor._wrap(np.asarray(self.data.all(axis=dim, keepdims=keepdim)))
+
+    def any(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        """True where some value along ``dim`` (all if None) is non-zero; a bool tensor."""
+        return Tensor._wrap(np.asarray(self.data.any(axis=dim, keepdims=keepdim)))
+
+    def expand(self, *sizes: Any) -> Tensor:
+        """This tensor broadcast to ``sizes`` (-1 keeps a dimension), as torch's
+        ``expand``; the gradient sums over the broadcast dimensions. A copy here, not a
+        view."""
+        if len(sizes) == 1 and isinstance(sizes[0], tuple | list):
+            sizes = tuple(sizes[0])
+        lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: {len(sizes)} sizes for a tensor of shape {self.shape}")
+        shape = tuple(
+            self.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(sizes)
+        )
+        try:
+            np.broadcast_to(np.empty(self.shape, np.bool_), shape)
+        except ValueError:
+            raise ValueError(f"expand: shape {self.shape} cannot expand to {sizes}") from None
+        return self + Tensor._wrap(np.zeros(shape, self.dtype))
+
+    def split(self, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        """Pieces along ``dim`` (see `minires.functional.split`)."""
+        return _F().split(self, split_size, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        """``chunks`` pieces along ``dim`` (see `minires.functional.chunk`)."""
+        return _F().chunk(self, chunks, dim)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        """``value`` where ``mask`` (a bool tensor broadcasting to this shape) is True;
+        the gradient passes where it is False."""
+        m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        try:
+            fits = np.broadcast_shapes(m.shape, self.shape) == self.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"masked_fill: mask {m.shape} does not broadcast to {self.shape}")
+        return _F().where(m, value, self)
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
         """``to(dtype)``, ``to("cpu")``, ``to("cpu", dtype)``, ``to(other_tensor)``: a cast

@@ -266,3 +266,146 @@ def test_in_place_op_errors_name_the_problem():
         t.fill_([1.0, 2.0])
     with pytest.raises(TypeError, match="got 'a'"):
         t.mul_("a")
+
+
+# -- PyTorch's Tensor methods and functions beside NumPy's ------------------------------------
+
+
+def _pair(x):
+    return mr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+
+
+def _same_values_and_grads(ours, theirs, got, want, seed=0):
+    np.testing.assert_allclose(got.data, want.detach().numpy(), rtol=1e-12, atol=1e-12)
+    g = np.random.default_rng(seed).standard_normal(want.shape)
+    got.backward(g)
+    want.backward(torch.from_numpy(g))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_size_is_numpys_count_and_torchs_shape():
+    t = mr.tensor(np.zeros((2, 3, 4)))
+    assert t.size == 24 and t.size + 1 == 25  # NumPy's attribute
+    assert t.size() == (2, 3, 4) and t.size(1) == 3 and t.size(-1) == 4  # torch's call
+    with pytest.raises(ValueError, match="dim 3 is out of range"):
+        t.size(3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), dim=st.sampled_from([None, 0, 1, (0, 1), -1]),
+       keepdim=st.booleans(), correction=st.sampled_from([None, 0, 1, 2]))  # fmt: skip
+def test_var_and_std_match_torch(seed, dim, keepdim, correction):
+    x = np.random.default_rng(seed).standard_normal((4, 5))
+    for name in ("var", "std"):
+        (a,), (b,) = [_pair(x)[0]], [_pair(x)[1]]
+        kwargs = {} if correction is None else {"correction": correction}
+        if dim is None and keepdim:
+            return  # torch's var() without a dim has no keepdim
+        got = (
+            getattr(a, name)(dim, keepdim=keepdim, **kwargs)
+            if dim is not None
+            else getattr(a, name)(**kwargs)
+        )
+        want = (
+            getattr(b, name)(dim, keepdim=keepdim, **kwargs)
+            if dim is not None
+            else getattr(b, name)(**kwargs)
+        )
+        _same_values_and_grads([a], [b], got, want, seed)
+    assert mr.gradcheck(lambda t: t.std(1, unbiased=False), [mr.tensor(x, requires_grad=True)])
+
+
+def test_where_maximum_minimum_and_masked_fill_match_torch_with_ties_and_nan():
+    rng = np.random.default_rng(3)
+    a = np.round(rng.standard_normal((3, 4)), 1)
+    b = np.round(rng.standard_normal(4), 1)
+    a[0, :] = b  # ties: torch splits the gradient in halves
+    a[1, 2] = np.nan
+    for op in ("maximum", "minimum"):
+        (ta, ua), (tb, ub) = _pair(a), _pair(b)
+        _same_values_and_grads([ta, tb], [ua, ub], getattr(mr, op)(ta, tb),
+                               getattr(torch, op)(ua, ub))  # fmt: skip
+    a = rng.standard_normal((3, 4))
+    cond = a > 0.2
+    (ta, ua), (tb, ub) = _pair(a), _pair(b)
+    _same_values_and_grads([ta, tb], [ua, ub], mr.where(mr.tensor(cond), ta, tb),
+                           torch.where(torch.from_numpy(cond), ua, ub))  # fmt: skip
+    (ta, ua) = _pair(a)
+    _same_values_and_grads([ta], [ua], ta.masked_fill(mr.tensor(cond), -1.0),
+                           ua.masked_fill(torch.from_numpy(cond), -1.0))  # fmt: skip
+    xs = [mr.tensor(v, requires_grad=True) for v in (a, rng.standard_normal(4))]
+    assert mr.gradcheck(lambda p, q: mr.maximum(p, q) + mr.where(mr.tensor(cond), p, q), xs)
+    with pytest.raises(TypeError, match="condition must be a bool tensor"):
+        mr.where(mr.tensor(a), ta, tb)
+    with pytest.raises(ValueError, match=r"mask \(5,\) does not broadcast"):
+        ta.masked_fill(np.zeros(5, bool), 0.0)
+
+
+def test_split_chunk_expand_clone_and_small_methods_match_torch():
+    x = np.random.default_rng(4).standard_normal((5, 3))
+    for args in [(2,), (2, 1), ([1, 4],), ([3, 0, 2], 0)]:
+        (a, b) = _pair(x)
+        got, want = a.split(*args), b.split(*args)
+        assert [p.shape for p in got] == [tuple(q.shape) for q in want]
+        _same_values_and_grads([a], [b], mr.cat([p * (i + 1.0) for i, p in enumerate(got)],
+                                                dim=args[1] if len(args) > 1 else 0),
+                               torch.cat([p * (i + 1.0) for i, p in enumerate(want)],
+                                         dim=args[1] if len(args) > 1 else 0))  # fmt: skip
+    for chunks, dim in [(2, 0), (3, 1), (6, 0)]:
+        assert [p.shape for p in mr.tensor(x).chunk(chunks, dim)] == [
+            tuple(q.shape) for q in torch.tensor(x).chunk(chunks, dim)]  # fmt: skip
+    with pytest.raises(ValueError, match="sum to 4"):
+        mr.tensor(x).split([1, 3])
+    y = np.random.default_rng(5).standard_normal((3, 1))
+    (a, b) = _pair(y)
+    _same_values_and_grads([a], [b], a.expand(2, -1, 4), b.expand(2, -1, 4))
+    (a, b) = _pair(x)
+    c = a.clone()
+    assert c.data is not a.data and not np.shares_memory(c.data, a.data)
+    _same_values_and_grads(
+        [a], [b], c.t().mm(a) + a.pow(2).sum(), b.clone().t().mm(b) + b.pow(2).sum()
+    )
+    (a, b) = _pair(x)
+    _same_values_and_grads(
+        [a], [b], a.softmax(1) + a.log_softmax(0), b.softmax(1) + b.log_softmax(0)
+    )
+    assert mr.tensor(x).T.contiguous().data.flags.c_contiguous
+    assert mr.tensor(x).long().dtype == np.int64
+    assert bool((mr.tensor(x) > -100).all()) and not bool((mr.tensor(x) > 100).any())
+    assert (mr.tensor(x) > 0).any(dim=1).data.tolist() == (torch.tensor(x) > 0).any(dim=1).tolist()
+    with pytest.raises(ValueError, match="t\\(\\): expects a tensor of <= 2 dimensions"):
+        mr.tensor(np.zeros((2, 2, 2))).t()
+
+
+def test_from_numpy_shares_memory_and_isnan_isfinite():
+    arr = np.zeros(3)
+    t = mr.from_numpy(arr)
+    arr[0] = 5.0
+    assert t.data[0] == 5.0
+    with pytest.raises(TypeError, match="cannot be shared"):
+        mr.from_numpy(np.zeros(3, np.float16))
+    v = mr.tensor([1.0, np.nan, np.inf])
+    assert mr.isnan(v).data.tolist() == [False, True, False]
+    assert mr.isfinite(v).data.tolist() == [True, False, False]
+
+
+def test_set_grad_enabled_as_torch():
+    x = mr.tensor([1.0], requires_grad=True)
+    with mr.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert (x * 2).requires_grad
+    mr.set_grad_enabled(False)
+    try:
+        assert not mr.is_grad_enabled()
+    finally:
+        mr.set_grad_enabled(True)
+
+    @mr.set_grad_enabled(False)
+    def double(t):
+        return t * 2
+
+    assert mr.is_grad_enabled()  # decorating changes nothing
+    assert not double(x).requires_grad and mr.is_grad_enabled()
+    with pytest.raises(TypeError, match="mode must be a bool"):
+        mr.set_grad_enabled("no")

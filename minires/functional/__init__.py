@@ -11,6 +11,8 @@ from minires.functional.elementwise import (
     Div,
     Exp,
     Log,
+    Maximum,
+    Minimum,
     Mul,
     Neg,
     Pow,
@@ -19,13 +21,18 @@ from minires.functional.elementwise import (
     Sqrt,
     Sub,
     Tanh,
+    Where,
     abs,
     add,
     cast,
     clamp,
     div,
     exp,
+    isfinite,
+    isnan,
     log,
+    maximum,
+    minimum,
     mul,
     neg,
     pow,
@@ -34,6 +41,7 @@ from minires.functional.elementwise import (
     sqrt,
     sub,
     tanh,
+    where,
 )
 from minires.functional.linalg import Linear, MatMul, linear, matmul
 from minires.functional.loss import (
@@ -64,6 +72,7 @@ from minires.functional.pool import (
 )
 from minires.functional.reduce import Max, Mean, Min, Sum, argmax, argmin, max, mean, min, sum
 from minires.functional.shape import (
+    Clone,
     Concat,
     GetItem,
     Pad,
@@ -71,11 +80,14 @@ from minires.functional.shape import (
     Stack,
     Transpose,
     cat,
+    chunk,
+    clone,
     flatten,
     getitem,
     pad,
     permute,
     reshape,
+    split,
     squeeze,
     stack,
     transpose,
@@ -93,5 +105,6 @@ __all__ = [
     "getitem", "group_norm", "layer_norm", "linear", "log", "log_softmax", "matmul", "max",
     "max_pool2d", "mean", "min", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu",
     "reshape", "sigmoid", "softmax", "sqrt", "squeeze", "stack", "sub", "sum", "tanh",
-    "transpose", "unsqueeze",
+    "transpose", "unsqueeze", "Clone", "Maximum", "Minimum", "Where", "chunk", "clone",
+    "isfinite", "isnan", "maximum", "minimum", "split", "where",
 ]  # fmt: skip

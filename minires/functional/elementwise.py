@@ -454,3 +454,100 @@ def _clamp_tensor(a: Tensor, low: Any, high: Any) -> Tensor:
                 f"clamp: {name} of shape {v.shape} does not broadcast to the input's {a.shape}"
             )
     return ClampTensor.apply(a, low, high)
+
+
+# -- where, maximum, minimum -----------------------------------------------------------------
+
+
+class Where(Function):
+    """out = cond ? a : b (broadcast); the gradient goes to the operand each element took."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        ctx.shapes, ctx.cond = (a.shape, b.shape), cond
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        zero = g.dtype.type(0)
+        cond = ctx.cond
+        ga = unbroadcast(np.where(cond, g, zero), ctx.shapes[0])
+        gb = unbroadcast(np.where(cond, zero, g), ctx.shapes[1])
+        return ga, gb, None
+
+
+class Maximum(Function):
+    """out = max(a, b) elementwise (broadcast); NaN wins. Gradients as torch's: a tie
+    splits it in halves, a NaN comparison gives it to both operands."""
+
+    pick = staticmethod(np.maximum)
+    less = staticmethod(np.less)  # "a loses" for the maximum
+
+    @classmethod
+    def forward(cls, ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return cls.pick(a, b)
+
+    @classmethod
+    def backward(cls, ctx: Context, g: np.ndarray):
+        a, b = ctx.saved_tensors
+        zero = g.dtype.type(0)
+        tie = a == b
+        half = g * g.dtype.type(0.5)
+        ga = np.where(tie, half, np.where(cls.less(a, b), zero, g))
+        gb = np.where(tie, half, np.where(cls.less(b, a), zero, g))
+        return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+
+class Minimum(Maximum):
+    """out = min(a, b) elementwise; gradients as `Maximum`'s."""
+
+    pick = staticmethod(np.minimum)
+    less = staticmethod(np.greater)  # "a loses" for the minimum
+
+
+def where(condition: Any, input: Any, other: Any) -> Tensor:  # noqa: A002
+    """``condition ? input : other`` elementwise, like ``torch.where`` (all three broadcast;
+    the gradient reaches the operand each element came from)."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
+    a = as_tensor(input, other if isinstance(other, Tensor) else None)
+    b = as_tensor(other, a)
+    if a.dtype != b.dtype:  # promote as the arithmetic ops do
+        if a.dtype.kind == "f" and b.dtype.kind == "f":
+            wide = np.result_type(a.dtype, b.dtype)
+            a, b = cast(a, wide), cast(b, wide)
+        elif a.dtype.kind == "f":
+            b = _float_operand(b, a.dtype)
+        elif b.dtype.kind == "f":
+            a = _float_operand(a, b.dtype)
+    try:
+        np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"where: shapes {cond.shape} (condition), {a.shape} and {b.shape} do not broadcast"
+        ) from None
+    return Where.apply(a, b, cond)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum of two tensors (broadcast), like ``torch.maximum``."""
+    return _binary(Maximum, a, b)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum of two tensors (broadcast), like ``torch.minimum``."""
+    return _binary(Minimum, a, b)
+
+
+def isnan(a: Tensor) -> Tensor:
+    """A bool tensor: True where ``a`` is NaN (outside the graph)."""
+    check_tensor(a, "isnan")
+    return Tensor._wrap(np.isnan(a.data) if a.dtype.kind == "f" else np.zeros(a.shape, bool))
+
+
+def isfinite(a: Tensor) -> Tensor:
+    """A bool tensor: True where ``a`` is neither NaN nor +-inf (outside the graph)."""
+    check_tensor(a, "isfinite")
+    return Tensor._wrap(np.isfinite(a.data) if a.dtype.kind == "f" else np.ones(a.shape, bool))

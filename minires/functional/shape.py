@@ -34,6 +34,56 @@ class Reshape(Function):
         return g.reshape(ctx.shape), None
 
 
+class Clone(Function):
+    """out = a copy of a (its own memory); the gradient passes unchanged."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return (g,)
+
+
+def clone(a: Tensor) -> Tensor:
+    """A copy of ``a`` in new memory, recorded in the graph (as ``torch.clone``)."""
+    check_tensor(a, "clone")
+    return Clone.apply(a)
+
+
+def split(a: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces of ``a`` along ``dim``, as ``torch.split``: an int is the size of every
+    piece (the last may be smaller), a list gives each piece's size (summing to the
+    dim's size). Each piece is a differentiable slice."""
+    check_tensor(a, "split")
+    d = check_dim(dim, a.ndim, "dim", "split")
+    if a.ndim == 0:
+        raise ValueError("split: a 0-d tensor has no dimension to split")
+    n = a.shape[d]
+    if isinstance(split_size_or_sections, list | tuple):
+        sizes = [check_int(v, "section size", "split", minimum=0) for v in split_size_or_sections]
+        if sum(sizes) != n:
+            raise ValueError(
+                f"split: section sizes {sizes} sum to {sum(sizes)}, not to dim {dim}'s size {n}"
+            )
+    else:
+        step = check_int(split_size_or_sections, "split_size", "split", minimum=1)
+        sizes = [min(step, n - s) for s in range(0, n, step)] or [0]
+    bounds = np.cumsum([0] + sizes)
+    lead = (slice(None),) * d
+    pieces = zip(bounds[:-1], bounds[1:])
+    return tuple(getitem(a, lead + (slice(int(b0), int(b1)),)) for b0, b1 in pieces)
+
+
+def chunk(a: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """``a`` in ``chunks`` pieces along ``dim`` of size ceil(n / chunks) (fewer pieces if
+    they run out), as ``torch.chunk``."""
+    chunks = check_int(chunks, "chunks", "chunk", minimum=1)
+    d = check_dim(dim, a.ndim, "dim", "chunk")
+    return split(a, max(1, -(-a.shape[d] // chunks)), d)
+
+
 class Transpose(Function):
     """out = a.transpose(axes)"""
 
