@@ -35,6 +35,10 @@ def _distinct(rng: np.random.Generator, *shape: int) -> mr.Tensor:
     return mr.tensor(x.reshape(shape), requires_grad=True, dtype=np.float64)
 
 
+def _leaf(values: np.ndarray) -> mr.Tensor:
+    return mr.tensor(values, requires_grad=True, dtype=np.float64)
+
+
 def _bn_buffers(c: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(c), np.ones(c)
 
@@ -157,6 +161,37 @@ def cases() -> list[Case]:
     add("sqrt", "(3,4)")(lambda r: (lambda a: a.sqrt(), [_t(r, 3, 4, positive=True)]))
     add("clamp", "(4,5) [-0.055, 0.045]")(
         lambda r: (lambda a: a.clamp(-0.055, 0.045), [_distinct(r, 4, 5)])
+    )
+    add("clamp (tensor bounds)", "(3,4) in [(4,), (3,1)]")(
+        lambda r: (
+            lambda a, lo, hi: a.clamp(lo, hi),
+            [
+                _distinct(r, 3, 4),
+                _leaf(r.uniform(-0.1, 0.0, 4)),
+                _leaf(r.uniform(0.0, 0.1, (3, 1))),
+            ],
+        )
+    )
+    add("where", "(3,4) ? (3,4) : (4,)")(
+        lambda r: (
+            (lambda cond: lambda a, b: mr.where(cond, a, b))(mr.tensor(r.random((3, 4)) < 0.5)),
+            [_t(r, 3, 4), _t(r, 4)],
+        )
+    )
+    add("maximum / minimum (broadcast)", "(3,4), (4,)")(
+        lambda r: (
+            lambda a, b: mr.maximum(a, b) * 2.0 + mr.minimum(a, b),
+            [_distinct(r, 3, 4), _leaf(_distinct(r, 4).data + 0.005)],  # no ties
+        )
+    )
+    add("var / std", "(3,5) dim=1")(
+        lambda r: (
+            lambda a: a.var(1, keepdim=True) + a.std(0, unbiased=False, keepdim=True),
+            [_t(r, 3, 5)],
+        )
+    )
+    add("clone / expand", "(3,1)->(2,3,4)")(
+        lambda r: (lambda a: a.clone().expand(2, 3, 4) * a, [_t(r, 3, 1)])
     )
     add("permute", "(2,3,4)->(1,2,0)")(lambda r: (lambda a: a.permute(1, 2, 0), [_t(r, 2, 3, 4)]))
     add("unsqueeze/squeeze", "(3,1,4)")(
