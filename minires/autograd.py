@@ -23,7 +23,7 @@ import contextvars
 import functools
 import math
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -356,17 +356,30 @@ def _run_hooks(
     return grad
 
 
-def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+def backward(
+    root: Tensor,
+    grad: np.ndarray,
+    retain_graph: bool = False,
+    capture: dict[int, np.ndarray | None] | None = None,
+) -> None:
     """Propagate ``grad`` (d loss / d root) to every leaf that requires grad.
 
     Leaves accumulate into ``.grad`` (as in PyTorch); non-leaf tensors do too when
     `Tensor.retain_grad` was called on them. Unless ``retain_graph`` is true, each
     node's saved buffers are freed once its backward has run: with the nodes holding no
     activations themselves (see `Node`), the graph then keeps only metadata.
+
+    ``capture`` (for `grad`): maps ``id()`` of leaf tensors and of the nodes behind
+    non-leaf tensors to the gradient summed there so far (None: none yet); with it, the
+    gradients are added into ``capture`` and no ``.grad`` anywhere changes.
     """
     if root.grad_fn is None:
         # The root is itself a leaf: its gradient is just the seed.
-        root._accumulate(_run_hooks(root._hooks, grad, root.shape, root.dtype))
+        g = _run_hooks(root._hooks, grad, root.shape, root.dtype)
+        if capture is None:
+            root._accumulate(g)
+        elif id(root) in capture:
+            _add_captured(capture, id(root), g)
         return
     order = _topological_order(root.grad_fn)
     pending: dict[int, np.ndarray] = {id(root.grad_fn): grad}
@@ -383,7 +396,10 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
                 ".backward(retain_graph=True) the first time if you need to backward twice."
             )
         g_out = _run_hooks(node.hooks, g_out, node.shape, node.dtype)
-        if node.retained is not None:
+        if capture is not None:
+            if id(node) in capture:
+                _add_captured(capture, id(node), g_out)
+        elif node.retained is not None:
             kept = node.retained()
             if kept is not None:
                 kept._accumulate(g_out)
@@ -408,7 +424,9 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
                 pending[key] = kernels().add(pending[key], g) if key in pending else g
             else:  # a leaf: accumulate into .grad (after its hooks, once: see below)
                 g = as_gradient(g, inp.shape, inp.dtype, where)
-                if not inp._hooks:
+                if capture is not None and id(inp) not in capture:
+                    continue  # grad(): only the asked-for leaves, and no .grad changes
+                if not inp._hooks and capture is None:
                     inp._accumulate(g, owned=fresh and _unshared(g, g_out, grads))
                 elif id(inp) in hooked:
                     hooked[id(inp)] = (inp, hooked[id(inp)][1] + g)
@@ -418,7 +436,72 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
             node.ctx._free()
             node.freed = True
     for leaf, g in hooked.values():
-        leaf._accumulate(_run_hooks(leaf._hooks, g, leaf.shape, leaf.dtype))
+        g = _run_hooks(leaf._hooks, g, leaf.shape, leaf.dtype)
+        if capture is None:
+            leaf._accumulate(g)
+        else:
+            _add_captured(capture, id(leaf), g)
+
+
+def _add_captured(capture: dict[int, np.ndarray | None], key: int, g: np.ndarray) -> None:
+    capture[key] = np.array(g, copy=True) if capture[key] is None else capture[key] + g
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    allow_unused: bool = False,
+) -> tuple[np.ndarray | None, ...]:
+    """d outputs / d inputs as ``torch.autograd.grad``: the gradients of the ``outputs``
+    (seeded with ``grad_outputs``, 1 for scalars) with respect to each of ``inputs``
+    (leaves or intermediate tensors, e.g. a residual stage's input), returned as ndarrays
+    shaped like the inputs; no ``.grad`` is changed. An input the outputs do not depend
+    on is an error unless ``allow_unused`` (then its gradient is None). The graph is
+    freed unless ``retain_graph`` (no higher-order gradients: there is no create_graph).
+    """
+    from minires.tensor import Tensor
+
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for kind, ts in (("outputs", outs), ("inputs", ins)):
+        if not ts or not all(isinstance(t, Tensor) for t in ts):
+            raise TypeError(f"grad: {kind} must be a Tensor or a non-empty sequence of Tensors")
+    seeds = [None] * len(outs) if grad_outputs is None else grad_outputs
+    if isinstance(seeds, Tensor | np.ndarray) or not isinstance(seeds, Sequence):
+        seeds = [seeds]
+    if len(seeds) != len(outs):
+        raise ValueError(f"grad: {len(seeds)} grad_outputs for {len(outs)} outputs")
+    for i, t in enumerate(ins):
+        if not t.requires_grad:
+            raise ValueError(f"grad: inputs[{i}] (shape {t.shape}) does not require grad")
+    keys = [id(t) if t.grad_fn is None else id(t.grad_fn) for t in ins]
+    capture: dict[int, np.ndarray | None] = dict.fromkeys(keys)
+    keep = bool(retain_graph)
+    for k, (out, seed) in enumerate(zip(outs, seeds)):
+        if not out.requires_grad:
+            raise ValueError(f"grad: outputs[{k}] (shape {out.shape}) does not require grad")
+        if seed is None:
+            if out.data.size != 1:
+                raise ValueError(
+                    f"grad: outputs[{k}] has shape {out.shape}; give grad_outputs for a "
+                    "non-scalar output"
+                )
+            seed = np.ones(out.shape, out.dtype)
+        seed = seed.data if isinstance(seed, Tensor) else seed
+        g = as_gradient(seed, out.shape, out.dtype, f"grad: grad_outputs[{k}]")
+        backward(out, g, retain_graph=keep or k < len(outs) - 1, capture=capture)
+    result = []
+    for i, (t, key) in enumerate(zip(ins, keys)):
+        g = capture[key]
+        if g is None and not allow_unused:
+            raise ValueError(
+                f"grad: inputs[{i}] (shape {t.shape}) is not used to compute the outputs "
+                "(allow_unused=True returns None for it)"
+            )
+        result.append(None if g is None else np.asarray(g, dtype=t.dtype).reshape(t.shape))
+    return tuple(result)
 
 
 def _unshared(g: np.ndarray, g_out: np.ndarray, grads: tuple) -> bool:

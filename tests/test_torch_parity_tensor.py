@@ -409,3 +409,37 @@ def test_set_grad_enabled_as_torch():
     assert not double(x).requires_grad and mr.is_grad_enabled()
     with pytest.raises(TypeError, match="mode must be a bool"):
         mr.set_grad_enabled("no")
+
+
+def test_autograd_grad_matches_torch_and_leaves_grads_alone():
+    rng = np.random.default_rng(7)
+    x0, w0 = rng.standard_normal((2, 3)), rng.standard_normal((3, 3))
+    g0 = rng.standard_normal((2, 3))
+
+    def run(lib, x, w):
+        h = (x @ w).relu()
+        out = h @ w + h  # a residual join: d out / d h = W^T-path + identity
+        return h, out, (out * out).sum()
+
+    x, w = (mr.tensor(v, requires_grad=True) for v in (x0, w0))
+    tx, tw = (torch.tensor(v, requires_grad=True) for v in (x0, w0))
+    h, out, loss = run(mr, x, w)
+    th, tout, tloss = run(torch, tx, tw)
+    ours = mr.autograd.grad([loss, out], [x, h, w], grad_outputs=[None, g0], retain_graph=True)
+    seeds = [None, torch.from_numpy(g0)]
+    theirs = torch.autograd.grad([tloss, tout], [tx, th, tw], seeds, retain_graph=True)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-12, atol=1e-12)
+    assert x.grad is None and w.grad is None  # nothing accumulated
+    loss.backward()  # the graph was retained: a normal backward still works
+    assert x.grad is not None
+    unused = mr.tensor(np.ones(2), requires_grad=True)
+    _, out2, loss2 = run(mr, x, w)
+    with pytest.raises(ValueError, match=r"inputs\[1\] .* is not used"):
+        mr.autograd.grad(loss2, [x, unused], retain_graph=True)
+    gx, gu = mr.autograd.grad(loss2, [x, unused], allow_unused=True, retain_graph=True)
+    assert gu is None and gx.shape == x.shape
+    with pytest.raises(ValueError, match="give grad_outputs for a non-scalar output"):
+        mr.autograd.grad(out2, x)
+    with pytest.raises(ValueError, match="does not require grad"):
+        mr.autograd.grad(loss2, mr.tensor(np.ones(2)))
