@@ -46,7 +46,7 @@ from minires.distributed import DataParallel
 from minires.nn.module import Module
 from minires.optim import SGD, Adam, AdamW, Optimizer
 from minires.optim import lr_scheduler as lrs
-from minires.random import get_rng_state, set_rng_state
+from minires.random import get_rng, get_rng_state, set_rng_state
 from minires.serialization import load, save
 
 CHECKPOINT_FORMAT = "minires-train-checkpoint"
@@ -309,7 +309,10 @@ _CHECKPOINT_ENTRIES = {
 
 
 def _check_checkpoint(ck: dict[str, Any], where: str) -> None:
-    """ValueError naming the first entry a checkpoint lacks or holds the wrong kind of."""
+    """ValueError naming the first entry a checkpoint lacks, holds the wrong kind of, or
+    holds a value no run writes. Checks what needs no model, optimizer or loader: the
+    entries' types, ``epoch`` and ``batch`` >= 0, the unfinished epoch's sums, the
+    history's rows and the random state (`restore_checkpoint` checks the rest)."""
     for key, kinds in _CHECKPOINT_ENTRIES.items():
         if key not in ck:
             raise ValueError(f"{where}: the checkpoint has no {key!r} entry")
@@ -318,6 +321,102 @@ def _check_checkpoint(ck: dict[str, Any], where: str) -> None:
             names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
             kind = type(value).__name__
             raise ValueError(f"{where}: the checkpoint's {key!r} is a {kind}, expected {names}")
+    for key in ("epoch", "batch"):
+        if ck[key] < 0:
+            raise ValueError(f"{where}: the checkpoint's {key!r} is {ck[key]}, expected >= 0")
+    _check_partial(ck["partial"], ck["batch"], f"{where}: the checkpoint's 'partial'")
+    _check_history(ck["history"], ck["epoch"], f"{where}: the checkpoint's 'history'")
+    # set on a scratch generator: checked without touching minires' own
+    try:
+        type(get_rng().bit_generator)().state = ck["rng"]
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        msg = f"{where}: the checkpoint's 'rng' is not a valid random state: {exc}"
+        raise ValueError(msg) from None
+
+
+_PARTIAL_KEYS = ("loss_sum", "correct", "seen")
+
+
+def _check_partial(partial: dict[str, Any], batch: int, where: str) -> None:
+    """The running sums of the unfinished epoch: a finite loss sum and counts with
+    0 <= correct <= seen, all zero at an epoch's start (``batch`` 0)."""
+    _check_keys(partial, _PARTIAL_KEYS, where)
+    _check_number(partial["loss_sum"], f"{where}['loss_sum']")
+    for key in ("correct", "seen"):
+        v = partial[key]
+        if not _is_int(v) or v < 0:
+            raise ValueError(f"{where}['{key}'] is {v!r}, expected an int >= 0")
+    if partial["correct"] > partial["seen"]:
+        raise ValueError(
+            f"{where}: 'correct' is {partial['correct']}, more than 'seen' ({partial['seen']})"
+        )
+    if (batch == 0 or partial["seen"] == 0) and any(partial[k] for k in _PARTIAL_KEYS):
+        raise ValueError(
+            f"{where} is {dict(partial)}: sums without samples seen in the epoch (batch {batch})"
+        )
+
+
+def _check_history(rows: list[Any], epoch: int, where: str) -> None:
+    """One row per finished epoch, as `train` writes them: exactly the METRIC_FIELDS,
+    ``epoch`` increasing and at most the checkpoint's, finite metrics (accuracies and
+    errors in [0, 1]), the test metrics all None (no test set) or all numbers."""
+    last = 0
+    for i, row in enumerate(rows):
+        at = f"{where}[{i}]"
+        if not isinstance(row, dict):
+            raise ValueError(f"{at} is {row!r}, expected a dict of {', '.join(METRIC_FIELDS)}")
+        _check_keys(row, METRIC_FIELDS, at)
+        e = row["epoch"]
+        if not _is_int(e) or not last < e <= epoch:
+            raise ValueError(
+                f"{at}['epoch'] is {e!r}, expected an int in [{last + 1}, {epoch}] (rows "
+                "follow the epochs, up to the checkpoint's)"
+            )
+        last = e
+        tests = [row[k] is None for k in ("test_loss", "test_acc", "test_error")]
+        if any(tests) and not all(tests):
+            raise ValueError(f"{at}: the test metrics must be all None or all numbers, got {row}")
+        for key in METRIC_FIELDS[1:]:
+            v, name = row[key], f"{at}[{key!r}]"
+            if v is None and key.startswith("test_"):
+                continue
+            if key.endswith(("_acc", "_error")):  # ratios of counts
+                _check_number(v, name, lo=0, hi=1)
+            else:  # (a model can overflow on the test set without diverging in training)
+                _check_number(v, name, lo=0 if key == "seconds" else None,
+                              finite=key != "test_loss")  # fmt: skip
+
+
+def _check_keys(d: dict[str, Any], keys: Sequence[str], where: str) -> None:
+    unknown = [k for k in d if k not in keys]
+    missing = [k for k in keys if k not in d]
+    if unknown or missing:
+        what = f"an unknown key {unknown[0]!r}" if unknown else f"no {missing[0]!r}"
+        raise ValueError(f"{where} has {what} (expected exactly {', '.join(keys)})")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def _check_number(
+    v: Any, where: str, lo: float | None = None, hi: float | None = None, finite: bool = True
+) -> None:
+    """ValueError unless ``v`` is a real number (not a bool), finite (or NaN/inf when not
+    ``finite``) and in [lo, hi]."""
+    ok = isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_)
+    try:
+        ok = ok and (not finite or math.isfinite(float(v)))
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok or (lo is not None and v < lo) or (hi is not None and v > hi):
+        what = "a finite number" if finite else "a number"
+        span = "" if lo is None and hi is None else f" in [{lo}, {'inf' if hi is None else hi}]"
+        raise ValueError(f"{where} is {v!r}, expected {what}{span}")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the run resuming from it (`restore_checkpoint`)."""
 
 
 def restore_checkpoint(
@@ -327,25 +426,79 @@ def restore_checkpoint(
     scheduler: lrs.LRScheduler | None = None,
     loader: DataLoader | None = None,
 ) -> None:
-    """Load a checkpoint's states into freshly built objects of the same kinds (a
-    ValueError, before anything is loaded, if ``ck`` lacks an entry or holds the wrong
-    kind of value)."""
+    """Load a checkpoint's states into freshly built objects of the same kinds.
+
+    Everything is checked before anything is loaded: the checkpoint's entries, the
+    optimizer's, scheduler's and loader's states against those objects (each one's
+    ``check_state_dict``), ``batch`` and the unfinished epoch's sums against the loader,
+    the model's state against its parameters and buffers. A checkpoint that does not fit
+    is refused with a `CheckpointError` (a ValueError) naming the entry, the key and the
+    value at fault, and the model, optimizer, scheduler, loader and random state are left
+    as they were.
+    """
+    try:
+        _restore(ck, model, optimizer, scheduler, loader)
+    except CheckpointError:
+        raise
+    except ValueError as exc:  # every check below raises a ValueError
+        raise CheckpointError(str(exc)) from None
+
+
+def _restore(
+    ck: dict[str, Any],
+    model: Module,
+    optimizer: Optimizer,
+    scheduler: lrs.LRScheduler | None,
+    loader: DataLoader | None,
+) -> None:
+    where = "restore_checkpoint"
     if not isinstance(ck, dict):
-        raise ValueError(f"restore_checkpoint: expected a checkpoint dict, got {type(ck).__name__}")
-    _check_checkpoint(ck, "restore_checkpoint")
-    model.load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optimizer"])
+        raise ValueError(f"{where}: expected a checkpoint dict, got {type(ck).__name__}")
+    _check_checkpoint(ck, where)
+    _check_state(optimizer, ck["optimizer"], "optimizer", where)
     if scheduler is not None:
         if ck["scheduler"] is None:
-            raise ValueError("the checkpoint has no scheduler state but a scheduler was given")
+            raise ValueError(
+                f"{where}: the checkpoint has no scheduler state but a scheduler was given"
+            )
+        _check_state(scheduler, ck["scheduler"], "scheduler", where)
+    if loader is not None:
+        if ck["loader"] is not None:
+            _check_state(loader, ck["loader"], "loader", where)
+        n, batch, seen = len(loader), ck["batch"], ck["partial"]["seen"]
+        if batch > n:  # (batch == n: stopped after an epoch's last batch, before its end)
+            raise ValueError(
+                f"{where}: the checkpoint's 'batch' is {batch}, but an epoch of this loader "
+                f"has {n} batches"
+            )
+        if seen > batch * loader.batch_size:
+            raise ValueError(
+                f"{where}: the checkpoint's 'partial' has seen {seen} samples, more than "
+                f"its {batch} batches of at most {loader.batch_size} hold"
+            )
+    # The model is checked last and written first: Module.load_state_dict checks every
+    # entry before it writes any, and once it has, the loads below cannot fail.
+    try:
+        model.load_state_dict(ck["model"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{where}: the checkpoint's 'model' does not fit the model: {exc}"
+        ) from None
+    optimizer.load_state_dict(ck["optimizer"])
+    if scheduler is not None:
         scheduler.load_state_dict(ck["scheduler"])
     if loader is not None and ck["loader"] is not None:
         loader.load_state_dict(ck["loader"])
+    set_rng_state(ck["rng"])
+
+
+def _check_state(obj: Any, state: Any, key: str, where: str) -> None:
+    """``obj.check_state_dict(state)``, its TypeError or ValueError as a ValueError that
+    names the checkpoint's entry."""
     try:
-        set_rng_state(ck["rng"])
-    except (TypeError, ValueError, KeyError) as exc:
-        msg = f"restore_checkpoint: the checkpoint's random state is not valid: {exc}"
-        raise ValueError(msg) from None
+        obj.check_state_dict(state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: the checkpoint's {key!r} does not fit: {exc}") from None
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -414,7 +567,9 @@ def train(
         out_dir: folder for ``checkpoint.npz``, ``metrics.csv``, ``metrics.json``,
             ``model.npz`` (final weights) and ``curves.png``; None keeps nothing on disk.
         resume: a checkpoint path (or True for ``out_dir/checkpoint.npz``) to continue
-            from; the model, optimizer and scheduler must be built as for the original run.
+            from; the model, optimizer and scheduler must be built as for the original run
+            (a checkpoint that does not fit them is refused with a ValueError before
+            anything is loaded: see `restore_checkpoint`).
         progress: tqdm bars with running loss/accuracy (skipped if tqdm is missing).
         verbose: a one-line summary per epoch via ``log`` (default: same as ``progress``).
         plot: write ``curves.png`` at the end (needs matplotlib; skipped with a note if absent).
@@ -460,7 +615,12 @@ def train(
         ck = dp.load_on_root(lambda: load_checkpoint(resume))
         restore_checkpoint(ck, model, optimizer, scheduler, train_loader)
         start_epoch, start_batch = int(ck["epoch"]), int(ck["batch"])
-        partial = {k: ck["partial"][k] for k in ("loss_sum", "correct", "seen")}
+        sums = ck["partial"]  # checked: a finite sum and counts (Python numbers from here)
+        partial = {
+            "loss_sum": float(sums["loss_sum"]),
+            "correct": int(sums["correct"]),
+            "seen": int(sums["seen"]),
+        }
         history = History(ck["history"])
         config = config if config is not None else dict(ck.get("config") or {})
         if start_epoch >= epochs:

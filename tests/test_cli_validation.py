@@ -169,3 +169,19 @@ def test_console_script_errors_have_no_traceback(tmp_path):
         "(see 'minires train --help')"
     ]
     assert os.listdir(tmp_path) == []
+
+
+def test_resume_from_a_checkpoint_that_does_not_fit_is_refused_plainly(tmp_path, capsys):
+    import minires as mr
+
+    out = tmp_path / "run"
+    assert cli(["train", *TRAIN, "--epochs", "1", "--out", str(out)]) == 0
+    ck = mr.load(out / "checkpoint.npz")
+    first = next(iter(ck["model"]))
+    ck["model"][first] = ck["model"][first][..., :1]  # a tensor of another shape
+    mr.save(ck, out / "checkpoint.npz")
+    capsys.readouterr()
+    assert cli(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"minires train: cannot resume from {out}" in err and first in err
+    assert "Traceback" not in err

@@ -375,6 +375,9 @@ def run(
     except FloatingPointError as exc:
         print(f"minires train: {exc}", file=sys.stderr)
         return 1
+    except training.CheckpointError as exc:  # --resume with a checkpoint of another run
+        print(f"minires train: cannot resume from {resume}: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # disk full, folder removed mid-run, ...
         print(f"minires train: cannot write the run's files in {out}: {exc}", file=sys.stderr)
         return 1

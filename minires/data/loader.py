@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -55,8 +55,8 @@ class DataLoader:
             seed = int(get_rng().integers(2**31))
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise TypeError(f"DataLoader: seed must be an int, got {seed!r}")
-        if seed < 0:
-            raise ValueError(f"DataLoader: seed must be >= 0, got {seed}")
+        if not 0 <= seed < 2**64:  # (the augmentation's hashes are 64-bit)
+            raise ValueError(f"DataLoader: seed must be in [0, 2**64), got {seed}")
         self.dataset, self.batch_size = dataset, int(batch_size)
         self.shuffle, self.drop_last = shuffle, drop_last
         self.seed, self.transform = int(seed), transform
@@ -117,8 +117,28 @@ class DataLoader:
         """``{"seed", "epoch"}``: all a loader needs to resume its sequence."""
         return {"seed": self.seed, "epoch": self.epoch}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict`."""
+    def check_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Check, changing nothing, that ``state`` is a loader state: exactly ``seed`` and
+        ``epoch``, ints in [0, 2**64) (they key 64-bit hashes). TypeError for a wrong type,
+        ValueError otherwise, naming the key and the value."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"DataLoader state: expected a mapping, got {type(state).__name__}")
+        keys = ("seed", "epoch")
+        unknown = [k for k in state if k not in keys]
+        missing = [k for k in keys if k not in state]
+        if unknown or missing:
+            what = f"unknown key {unknown[0]!r}" if unknown else f"no {missing[0]!r} entry"
+            raise ValueError(f"DataLoader state: {what} (a loader state has exactly seed, epoch)")
+        for key in keys:
+            value = state[key]
+            if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+                raise TypeError(f"DataLoader state: {key} must be an int, got {value!r}")
+            if not 0 <= value < 2**64:
+                raise ValueError(f"DataLoader state: {key} must be in [0, 2**64), got {value!r}")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state_dict`, after `check_state_dict` (nothing changes if it fails)."""
+        self.check_state_dict(state)
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
     def _gather(self, idx: np.ndarray) -> Any:

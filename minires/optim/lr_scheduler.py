@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,11 +67,50 @@ class LRScheduler:
         """Everything but the optimizer (plain values: JSON- and `minires.save`-able)."""
         return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a `state_dict` (the optimizer's lrs are restored by the optimizer's own
-        ``load_state_dict``)."""
-        for k, v in state_dict.items():
-            setattr(self, k, list(v) if isinstance(v, tuple) else v)
+    def check_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Check, changing nothing, that `state_dict` is a state of this scheduler: exactly
+        the keys its own `state_dict` writes (so never ``optimizer`` or a method), each of
+        the right type and range. Raises TypeError for a value of the wrong type and
+        ValueError for anything else, naming the key and the value at fault."""
+        owner = f"{type(self).__name__} state"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{owner}: expected a mapping, got {type(state_dict).__name__}")
+        expected = list(self.state_dict())
+        unknown = [k for k in state_dict if k not in expected]
+        missing = [k for k in expected if k not in state_dict]
+        if unknown or missing:
+            what = f"unknown key {unknown[0]!r}" if unknown else f"no {missing[0]!r} entry"
+            raise ValueError(
+                f"{owner}: {what} (a {type(self).__name__} state has exactly "
+                f"{', '.join(expected)}; is it another scheduler's?)"
+            )
+        for key in expected:
+            self._check_state_value(key, state_dict[key], owner)
+
+    def _check_state_value(self, key: str, value: Any, owner: str) -> None:
+        """One loaded value. Subclasses check their own settings and pass the rest on."""
+        groups = len(self.optimizer.param_groups)
+        if key == "last_epoch":
+            # lr_at computes pi * epoch / T_max etc. in floats: keep it an exact float
+            _int_in(value, key, owner, 0, _MAX_EPOCH)
+        elif key == "base_lrs":  # initial_lr of each group: an lr, so >= 0
+            _numbers(value, key, owner, groups, lo=0)
+        elif key == "_last_lr":  # (a negative gamma gives negative lrs: no sign check)
+            _numbers(value, key, owner, groups)
+        else:  # an attribute of a subclass defined elsewhere: like the value it has now
+            _check_like(value, getattr(self, key), key, owner)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a `state_dict` after `check_state_dict` (nothing changes if it fails).
+        Only the keys this scheduler's `state_dict` writes are set. (The optimizer's lrs
+        are restored by the optimizer's own ``load_state_dict``.)"""
+        self.check_state_dict(state_dict)
+        self._set_state(state_dict)
+
+    def _set_state(self, state_dict: Mapping[str, Any]) -> None:
+        """Set the attributes of a checked state (plain Python values, lists for tuples)."""
+        for key in self.state_dict():
+            setattr(self, key, _plain(state_dict[key]))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.state_dict().items() if not k.startswith("_"))
@@ -82,6 +121,83 @@ def _number(value: Any, name: str, owner: str) -> float | int:
     """``value`` if it is a real number (not a bool), else a TypeError naming it."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
         raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    return value
+
+
+# -- checks of loaded states ----------------------------------------------------------------
+
+_MAX_EPOCH = 2**53  # beyond it an epoch count is not an exact float (and is no real run)
+
+
+def _finite(
+    value: Any,
+    name: str,
+    owner: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+) -> None:
+    """TypeError unless ``value`` is a real number, ValueError unless it is finite (as a
+    float: lr_at computes in floats) and in [lo, hi] (or (lo, hi] with ``lo_open``)."""
+    _number(value, name, owner)
+    try:
+        f = float(value)
+    except OverflowError:  # an int too large for a float
+        f = math.inf
+    if not math.isfinite(f):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    if lo is not None and (f <= lo if lo_open else f < lo):
+        raise ValueError(f"{owner}: {name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and f > hi:
+        raise ValueError(f"{owner}: {name} must be <= {hi}, got {value!r}")
+
+
+def _int_in(
+    value: Any, name: str, owner: str, lo: int | None = None, hi: int | None = None
+) -> None:
+    """TypeError unless ``value`` is an int (not a bool), ValueError unless lo <= it < hi."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value >= hi):
+        bounds = f"in [{lo}, {hi})" if hi is not None else f">= {lo}"
+        raise ValueError(f"{owner}: {name} must be {bounds}, got {value!r}")
+
+
+def _sequence(value: Any, name: str, owner: str, length: int | None = None) -> None:
+    """TypeError unless ``value`` is a list (or tuple), ValueError if its length differs."""
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{owner}: {name} must be a list, got {value!r}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"{owner}: {name} must be a list of length {length}, got {value!r}")
+
+
+def _numbers(value: Any, name: str, owner: str, length: int, lo: float | None = None) -> None:
+    """A list of ``length`` finite numbers (one per parameter group), each >= lo."""
+    _sequence(value, name, owner, length)
+    for i, v in enumerate(value):
+        _finite(v, f"{name}[{i}]", owner, lo)
+
+
+def _check_like(value: Any, current: Any, name: str, owner: str) -> None:
+    """A value of a kind `check_state_dict` has no rule for: a bool for a bool, a finite
+    number for a number, a string for a string, a list for a list; anything else goes."""
+    if isinstance(current, bool | np.bool_):
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    elif isinstance(current, int | float | np.number):
+        _finite(value, name, owner)
+    elif isinstance(current, str) and not isinstance(value, str):
+        raise TypeError(f"{owner}: {name} must be a string, got {value!r}")
+    elif isinstance(current, list | tuple):
+        _sequence(value, name, owner)
+
+
+def _plain(value: Any) -> Any:
+    """Python numbers for NumPy scalars, lists for tuples (what the constructors store)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -115,6 +231,14 @@ class StepLR(LRScheduler):
     def lr_at(self, epoch: int) -> list[float]:
         return [base * self.gamma ** (epoch // self.step_size) for base in self.base_lrs]
 
+    def _check_state_value(self, key: str, value: Any, owner: str) -> None:
+        if key == "step_size":
+            _int_in(value, key, owner, 1)
+        elif key == "gamma":
+            _finite(value, key, owner)
+        else:
+            super()._check_state_value(key, value, owner)
+
 
 class MultiStepLR(LRScheduler):
     """lr = base_lr * gamma ** (number of milestones <= epoch). He et al. (2016) divide by
@@ -137,6 +261,18 @@ class MultiStepLR(LRScheduler):
         k = bisect.bisect_right(self.milestones, epoch)
         return [base * self.gamma**k for base in self.base_lrs]
 
+    def _check_state_value(self, key: str, value: Any, owner: str) -> None:
+        if key == "milestones":  # as the constructor stores them: sorted, none before 0
+            _sequence(value, key, owner)
+            for i, m in enumerate(value):
+                _int_in(m, f"{key}[{i}]", owner, 0)
+            if list(value) != sorted(value):  # bisect needs them sorted
+                raise ValueError(f"{owner}: {key} must be sorted, got {value!r}")
+        elif key == "gamma":
+            _finite(value, key, owner)
+        else:
+            super()._check_state_value(key, value, owner)
+
 
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2: a half cosine
@@ -152,6 +288,14 @@ class CosineAnnealingLR(LRScheduler):
     def lr_at(self, epoch: int) -> list[float]:
         c = (1 + math.cos(math.pi * epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * c for base in self.base_lrs]
+
+    def _check_state_value(self, key: str, value: Any, owner: str) -> None:
+        if key == "T_max":
+            _finite(value, key, owner, lo=0, lo_open=True)
+        elif key == "eta_min":
+            _finite(value, key, owner)
+        else:
+            super()._check_state_value(key, value, owner)
 
 
 class LinearLR(LRScheduler):
@@ -179,6 +323,16 @@ class LinearLR(LRScheduler):
         frac = min(epoch, self.total_iters) / self.total_iters if self.total_iters else 1.0
         factor = self.start_factor + (self.end_factor - self.start_factor) * frac
         return [base * factor for base in self.base_lrs]
+
+    def _check_state_value(self, key: str, value: Any, owner: str) -> None:
+        if key == "start_factor":  # the constructor's ranges
+            _finite(value, key, owner, lo=0, hi=1, lo_open=True)
+        elif key == "end_factor":
+            _finite(value, key, owner, lo=0, hi=1)
+        elif key == "total_iters":
+            _int_in(value, key, owner)
+        else:
+            super()._check_state_value(key, value, owner)
 
 
 class SequentialLR(LRScheduler):
@@ -228,12 +382,27 @@ class SequentialLR(LRScheduler):
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        subs = state.pop("_schedulers")
-        super().load_state_dict(state)
-        for s, st in zip(self._schedulers, subs):
-            s.load_state_dict(st)
+    def _check_state_value(self, key: str, value: Any, owner: str) -> None:
+        if key == "milestones":
+            _sequence(value, key, owner, len(self._schedulers) - 1)
+            for i, m in enumerate(value):
+                _int_in(m, f"{key}[{i}]", owner)
+        elif key == "_schedulers":  # each one checked by its own scheduler
+            _sequence(value, key, owner, len(self._schedulers))
+            for i, (sub, state) in enumerate(zip(self._schedulers, value)):
+                try:
+                    sub.check_state_dict(state)
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"{owner}: {key}[{i}]: {exc}") from None
+        else:
+            super()._check_state_value(key, value, owner)
+
+    def _set_state(self, state_dict: Mapping[str, Any]) -> None:
+        for key in self.state_dict():
+            if key != "_schedulers":
+                setattr(self, key, _plain(state_dict[key]))
+        for sub, state in zip(self._schedulers, state_dict["_schedulers"]):
+            sub._set_state(state)
 
 
 # PyTorch < 2.0 name

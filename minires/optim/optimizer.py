@@ -145,48 +145,75 @@ class Optimizer:
                 }
         return {"state": state, "param_groups": groups}
 
+    def check_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Check, changing nothing, that `state_dict` would load into this optimizer: its
+        structure, one group per group of ours with as many parameters, settings of the
+        right types and ranges (finite; lr, momentum, weight decay, eps >= 0; betas in
+        [0, 1)), and per parameter the buffers its `step` keeps, of the parameter's shape
+        and a real dtype. Raises a ValueError naming the group or parameter, the key and
+        the value at fault. (Buffers may hold NaN or inf, as a model's weights may.)"""
+        self._checked_pairs(state_dict)
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore hyper-parameters and buffers from `state_dict` (ours, or a torch
-        optimizer's of the same kind: integer keys and tensors are accepted). A state of
-        another shape (a crafted or corrupt file) is refused with a ValueError."""
+        optimizer's of the same kind: integer keys and tensors are accepted). Everything
+        is checked first (`check_state_dict`): a state of another shape (a crafted or
+        corrupt file) is refused with a ValueError and leaves the optimizer unchanged."""
+        pairs = self._checked_pairs(state_dict)
+        state = {}
+        for p, entry, kinds in pairs:
+            state[id(p)] = {k: _loaded(v, p, kinds[k]) for k, v in entry.items()}
+        settings = [
+            {k: copy.deepcopy(_plain(v)) for k, v in theirs.items() if k != "params"}
+            for theirs in state_dict["param_groups"]
+        ]
+        self.state = state
+        for mine, theirs in zip(self.param_groups, settings):
+            mine.update(theirs)  # (settings torch has and we don't are kept, unused)
+
+    def _checked_pairs(
+        self, state_dict: Mapping[str, Any]
+    ) -> list[tuple[Tensor, Mapping[str, Any], dict[str, str]]]:
+        """The checks of `check_state_dict`. Returns (parameter, its saved buffers, the
+        kind of each buffer) in parameter order."""
+        what = "optimizer state_dict"
         _check_state_dict(state_dict, self.param_groups)
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(
-                f"loaded state has {len(groups)} parameter groups, this optimizer has "
-                f"{len(self.param_groups)}"
+                f"{what}: loaded state has {len(groups)} parameter groups, this optimizer "
+                f"has {len(self.param_groups)}"
             )
-        params = []
-        for mine, theirs in zip(self.param_groups, groups):
+        index: dict[int, tuple[Tensor, Mapping[str, Any]]] = {}  # saved number -> ours
+        for n, (mine, theirs) in enumerate(zip(self.param_groups, groups)):
             if len(mine["params"]) != len(theirs["params"]):
                 raise ValueError(
-                    f"a loaded parameter group has {len(theirs['params'])} parameters, "
-                    f"this optimizer's has {len(mine['params'])}"
+                    f"{what}: loaded parameter group {n} has {len(theirs['params'])} "
+                    f"parameters, this optimizer's has {len(mine['params'])}"
                 )
-            params.extend(zip(theirs["params"], mine["params"]))
-        saved = {int(k): v for k, v in state_dict["state"].items()}
-        self.state = {}
-        for i, p in params:
-            if int(i) not in saved:
-                continue
-            entry = {}
-            for k, v in saved[int(i)].items():
-                v = _to_numpy(v)
-                if isinstance(v, np.ndarray) and v.ndim > 0:
-                    if v.shape != p.shape:
-                        raise ValueError(
-                            f"state {k!r} of parameter {i} has shape {v.shape}, the "
-                            f"parameter has {p.shape}"
-                        )
-                    v = v.astype(p.dtype, copy=True)
-                elif isinstance(v, np.ndarray):
-                    v = v.item()
-                entry[k] = v
-            self.state[id(p)] = entry
-        for mine, theirs in zip(self.param_groups, groups):
-            for k, v in theirs.items():
-                if k != "params":
-                    mine[k] = copy.deepcopy(_plain(v))
+            _check_settings(theirs, mine, f"{what}: param group {n}")
+            for i, p in zip(theirs["params"], mine["params"]):
+                if int(i) in index:
+                    raise ValueError(f"{what}: parameter {i} is in 'param_groups' twice")
+                index[int(i)] = (p, theirs)
+        saved: dict[int, Mapping[str, Any]] = {}
+        for key, entry in state_dict["state"].items():
+            i = int(key)
+            if i in saved:
+                raise ValueError(f"{what}: 'state' has two entries for parameter {i}")
+            if i not in index:  # a state no parameter would get: not this optimizer's
+                raise ValueError(
+                    f"{what}: 'state' has an entry for parameter {key!r}, which no param "
+                    f"group lists (they list {sorted(index)})"
+                )
+            saved[i] = entry
+        pairs = []
+        for i, (p, group) in index.items():
+            if i in saved:
+                amsgrad = bool(_plain(group.get("amsgrad", False)))
+                kinds = _check_buffers(self, saved[i], p, amsgrad, f"{what}: parameter {i}")
+                pairs.append((p, saved[i], kinds))
+        return pairs
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -242,8 +269,9 @@ def _check_state_dict(state_dict: Any, param_groups: list[dict[str, Any]]) -> No
                 )
     if not isinstance(state, Mapping) or not all(isinstance(v, Mapping) for v in state.values()):
         raise ValueError(f"{what}: 'state' must map parameter numbers to mappings")
-    if not all(_is_int(k) or (isinstance(k, str) and k.isdigit()) for k in state):
-        raise ValueError(f"{what}: 'state' keys must be parameter numbers")
+    bad = [k for k in state if not (_is_int(k) or (isinstance(k, str) and k.isdecimal()))]
+    if bad:
+        raise ValueError(f"{what}: 'state' keys must be parameter numbers, got {bad[0]!r}")
 
 
 def _is_int(v: Any) -> bool:
@@ -265,3 +293,117 @@ def _same_kind(v: Any, like: Any) -> bool:
             and all(_same_kind(a, b) for a, b in zip(v, like))
         )
     return True
+
+
+# Settings that are >= 0 in every built-in optimizer (their constructors refuse others).
+_NON_NEGATIVE = ("lr", "initial_lr", "momentum", "weight_decay", "eps")
+
+
+def _check_settings(theirs: Mapping[str, Any], mine: dict[str, Any], where: str) -> None:
+    """The loaded settings of one group that this optimizer uses (`_check_state_dict`
+    checked their types): finite numbers, within the constructors' ranges. A scheduler's
+    ``initial_lr`` is checked even if this group has none yet (a scheduler built later
+    would take it)."""
+    for k, v in theirs.items():
+        if k == "params" or (k not in mine and k != "initial_lr"):
+            continue
+        v = _plain(v)
+        if k == "initial_lr" and not _same_kind(v, 0.0):
+            raise ValueError(f"{where}: 'initial_lr' is {v!r}, expected a number")
+        for x in v if isinstance(v, tuple | list) else (v,):
+            if isinstance(x, bool | np.bool_) or not isinstance(x, int | float | np.number):
+                continue  # (flags, and settings of other kinds, have no range)
+            if not _is_finite(x):
+                raise ValueError(f"{where}: {k!r} is {v!r}, expected a finite number")
+            if k in _NON_NEGATIVE and x < 0:
+                raise ValueError(f"{where}: {k!r} is {v!r}, expected a number >= 0")
+            if k == "betas" and not 0 <= x < 1:
+                raise ValueError(f"{where}: 'betas' is {v!r}, expected two numbers in [0, 1)")
+
+
+def _is_finite(x: Any) -> bool:
+    """A real number is finite as a float (an int too large for one is not)."""
+    try:
+        return bool(np.isfinite(float(x)))
+    except OverflowError:
+        return False
+
+
+def _buffer_kinds(opt: Optimizer, amsgrad: bool) -> tuple[dict[str, str], tuple[str, ...]] | None:
+    """What the built-in optimizers keep per parameter: buffer name -> "buffer" (an array
+    of the parameter's shape), "buffer?" (or None) or "count" (a number >= 0), and the
+    names a non-empty entry needs (their `step` fails without them). None for other
+    optimizers, whose entries are checked value by value."""
+    from minires.optim.adam import Adam, AdamW  # (they import this module)
+    from minires.optim.sgd import SGD
+
+    if type(opt) is SGD:
+        return {"momentum_buffer": "buffer?"}, ()
+    if type(opt) in (Adam, AdamW):
+        kinds = {"step": "count", "exp_avg": "buffer", "exp_avg_sq": "buffer",
+                 "max_exp_avg_sq": "buffer"}  # fmt: skip
+        return kinds, ("step", "exp_avg", "exp_avg_sq") + ("max_exp_avg_sq",) * amsgrad
+    return None
+
+
+def _check_buffers(
+    opt: Optimizer, entry: Mapping[str, Any], p: Tensor, amsgrad: bool, where: str
+) -> dict[str, str]:
+    """ValueError unless ``entry`` holds buffers `step` can use for parameter ``p``;
+    returns the kind of each (see `_buffer_kinds`; "any" for other optimizers)."""
+    layout = _buffer_kinds(opt, amsgrad)
+    kinds, needed = layout if layout is not None else ({}, ())
+    missing = [k for k in needed if k not in entry]
+    if entry and missing:
+        raise ValueError(f"{where}: no {missing[0]!r} buffer (the entry has {sorted(entry)})")
+    out = {}
+    for k, v in entry.items():
+        kind = kinds.get(k) if layout is not None else "any"
+        if kind is None:
+            raise ValueError(
+                f"{where}: unknown buffer {k!r} for {type(opt).__name__} (it keeps "
+                f"{', '.join(kinds)})"
+            )
+        _check_buffer(v, p, kind, f"{where}: {k!r}")
+        out[k] = kind
+    return out
+
+
+def _check_buffer(v: Any, p: Tensor, kind: str, where: str) -> None:
+    """ValueError unless ``v`` is a buffer of ``kind`` for parameter ``p``."""
+    try:
+        v = _to_numpy(v)
+    except Exception as exc:  # something with .detach/.numpy that is not a torch tensor
+        raise ValueError(f"{where}: cannot read a {type(v).__name__} ({exc})") from None
+    if v is None and kind in ("buffer?", "any"):
+        return
+    if kind in ("count", "any") and isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v.item()  # (torch keeps Adam's step as a 0-d tensor)
+    if kind == "count":
+        if not _same_kind(v, 0.0) or not _is_finite(v) or v < 0:
+            raise ValueError(f"{where} is {v!r}, expected a step count (a number >= 0)")
+        return
+    if kind == "any" and not isinstance(v, np.ndarray):
+        if not isinstance(v, int | float | np.number):  # (bools are ints)
+            raise ValueError(f"{where} is a {type(v).__name__}, expected an array or a number")
+        return
+    if isinstance(v, bool | np.bool_) or not isinstance(v, np.ndarray | int | float | np.number):
+        raise ValueError(
+            f"{where} is a {type(v).__name__}, expected an array of shape {tuple(p.shape)}"
+        )
+    a = np.asarray(v)
+    if a.dtype.kind not in ("biuf" if kind == "any" else "iuf"):
+        raise ValueError(f"{where} has dtype {a.dtype}, expected real numbers")
+    if a.shape != p.shape:
+        raise ValueError(f"{where} has shape {a.shape}, the parameter has {p.shape}")
+
+
+def _loaded(v: Any, p: Tensor, kind: str) -> Any:
+    """A checked buffer as the optimizer keeps it: arrays copied in the parameter's dtype
+    (a 0-d parameter's buffers too), other 0-d arrays as Python numbers."""
+    v = _to_numpy(v)
+    if kind.startswith("buffer") and v is not None:
+        return np.array(v, dtype=p.dtype, copy=True)
+    if isinstance(v, np.ndarray):
+        return v.astype(p.dtype, copy=True) if v.ndim > 0 else v.item()
+    return v
