@@ -15,8 +15,8 @@ def t(*shape, dtype=np.float32):
 
 
 def test_conv_wrong_ndim():
-    with pytest.raises(ValueError, match=r"4 dimensions.*\(3, 8, 8\)"):
-        F.conv2d(t(3, 8, 8), t(4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"3 or 4 dimensions.*\(8, 8\)"):
+        F.conv2d(t(8, 8), t(4, 3, 3, 3))
 
 
 def test_conv_channels_not_divisible_by_groups():

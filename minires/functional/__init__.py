@@ -46,6 +46,7 @@ from minires.functional.elementwise import (
 from minires.functional.linalg import Linear, MatMul, linear, matmul
 from minires.functional.loss import (
     CrossEntropy,
+    CrossEntropyProbs,
     LogSoftmax,
     MSELoss,
     cross_entropy,
@@ -96,7 +97,8 @@ from minires.functional.shape import (
 
 __all__ = [
     "Abs", "Add", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNormEval", "BatchNormTrain", "Cast",
-    "Clamp", "Concat", "Conv2d", "CrossEntropy", "Div", "Dropout", "Exp", "GetItem",
+    "Clamp", "Concat", "Conv2d", "CrossEntropy", "CrossEntropyProbs", "Div", "Dropout", "Exp",
+    "GetItem",
     "GroupNorm", "LayerNorm", "Linear", "Log", "LogSoftmax", "MSELoss", "MatMul", "Max",
     "MaxPool2d", "Mean", "Min", "Mul", "Neg", "Pad", "Pow", "ReLU", "Reshape", "Sigmoid",
     "Sqrt", "Stack", "Sub", "Sum", "Tanh", "Transpose",

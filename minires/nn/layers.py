@@ -10,6 +10,8 @@ import numpy as np
 
 from minires import functional as F
 from minires.functional._util import check_int, check_real, pair
+from minires.functional.conv import PADDING_STRINGS
+from minires.functional.pool import check_pool_geometry
 from minires.nn import init
 from minires.nn.module import Module, Parameter
 from minires.tensor import Tensor
@@ -32,15 +34,15 @@ def _float_dtype(dtype: Any, op: str) -> np.dtype:
     return dt
 
 
-def _check_pool_args(op: str, kernel_size: Any, stride: Any, padding: Any) -> None:
+def _check_pool_args(
+    op: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any = 1, **flags: Any
+) -> None:
     """The checks of `F.max_pool2d` / `F.avg_pool2d` that do not need the input, at
-    construction time (so a bad layer fails where it is built, not at its first call)."""
-    k = pair(kernel_size, "kernel_size", minimum=1, op=op)
-    if stride is not None:
-        pair(stride, "stride", minimum=1, op=op)
-    p = pair(padding, "padding", minimum=0, op=op)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    construction time (so a bad layer fails where it is built, not at its first call);
+    ``flags`` are the boolean arguments, by name."""
+    check_pool_geometry(op, kernel_size, stride, padding, dilation)
+    for name, value in flags.items():
+        _check_bool(value, name, op)
 
 
 class Identity(Module):
@@ -56,9 +58,11 @@ class Identity(Module):
 class Conv2d(Module):
     """2-D convolution layer. weight (out, in/groups, kH, kW), bias (out,) or None.
 
-    Input (N, in_channels, H, W) -> (N, out_channels, H_out, W_out). Initialised like
-    PyTorch (Kaiming-uniform with a=sqrt(5)); the models re-initialise with Kaiming
-    normal, fan_out, as torchvision does.
+    Input (N, in_channels, H, W) -> (N, out_channels, H_out, W_out), or unbatched
+    (in_channels, H, W) -> (out_channels, H_out, W_out). ``padding`` is an int, a pair,
+    "valid" or "same" (stride 1 only), as in PyTorch. Initialised like PyTorch
+    (Kaiming-uniform with a=sqrt(5)); the models re-initialise with Kaiming normal,
+    fan_out, as torchvision does.
     """
 
     def __init__(
@@ -67,7 +71,7 @@ class Conv2d(Module):
         out_channels: int,
         kernel_size: Pair,
         stride: Pair = 1,
-        padding: Pair = 0,
+        padding: Pair | str = 0,
         dilation: Pair = 1,
         groups: int = 1,
         bias: bool = True,
@@ -86,7 +90,18 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1, op=op)
         self.stride = pair(stride, "stride", minimum=1, op=op)
-        self.padding = pair(padding, "padding", minimum=0, op=op)
+        self.padding: tuple[int, int] | str
+        if isinstance(padding, str):  # kept as the string, as PyTorch does
+            if padding not in PADDING_STRINGS:
+                raise ValueError(
+                    f"{op}: invalid padding string {padding!r}, should be one of "
+                    f"{PADDING_STRINGS} or an int or a pair of ints"
+                )
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions")
+            self.padding = padding
+        else:
+            self.padding = pair(padding, "padding", minimum=0, op=op)
         self.dilation, self.groups = pair(dilation, "dilation", minimum=1, op=op), groups
         _check_bool(bias, "bias", op)
         dtype = _float_dtype(dtype, op)
@@ -210,33 +225,89 @@ class ReLU(Module):
 
 
 class MaxPool2d(Module):
-    """Max pooling; (N, C, H, W) -> (N, C, H_out, W_out)."""
+    """Max pooling (`F.max_pool2d`), PyTorch's arguments in PyTorch's order;
+    (N, C, H, W) -> (N, C, H_out, W_out) or (C, H, W) -> (C, H_out, W_out).
+    ``return_indices=True`` is not supported."""
 
-    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0):
+    def __init__(
+        self,
+        kernel_size: Pair,
+        stride: Pair | None = None,
+        padding: Pair = 0,
+        dilation: Pair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ):
         super().__init__()
-        _check_pool_args(type(self).__name__, kernel_size, stride, padding)
+        op = type(self).__name__
+        _check_pool_args(
+            op, kernel_size, stride, padding, dilation,
+            return_indices=return_indices, ceil_mode=ceil_mode,
+        )  # fmt: skip
+        if return_indices:
+            raise NotImplementedError(f"{op}: return_indices=True is not supported")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.max_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
 
 
 class AvgPool2d(Module):
-    """Average pooling; (N, C, H, W) -> (N, C, H_out, W_out)."""
+    """Average pooling (`F.avg_pool2d`), PyTorch's arguments in PyTorch's order;
+    (N, C, H, W) -> (N, C, H_out, W_out) or (C, H, W) -> (C, H_out, W_out)."""
 
-    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0):
+    def __init__(
+        self,
+        kernel_size: Pair,
+        stride: Pair | None = None,
+        padding: Pair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ):
         super().__init__()
-        _check_pool_args(type(self).__name__, kernel_size, stride, padding)
+        op = type(self).__name__
+        _check_pool_args(
+            op, kernel_size, stride, padding,
+            ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+        )  # fmt: skip
+        if divisor_override is not None:
+            divisor_override = check_int(divisor_override, "divisor_override", op)
+            if divisor_override == 0:
+                raise ValueError(f"{op}: divisor_override must not be zero")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.ceil_mode:
+            s += ", ceil_mode=True"
+        if not self.count_include_pad:
+            s += ", count_include_pad=False"
+        if self.divisor_override is not None:
+            s += f", divisor_override={self.divisor_override}"
+        return s
 
 
 class AdaptiveAvgPool2d(Module):

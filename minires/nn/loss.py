@@ -6,36 +6,66 @@ from __future__ import annotations
 import numpy as np
 
 from minires import functional as F
+from minires.functional._util import check_int
 from minires.functional.loss import _check_reduction
 from minires.nn.module import Module
 from minires.tensor import Tensor
 
 
 class CrossEntropyLoss(Module):
-    """`F.cross_entropy` as a module: logits (N, K), integer target (N,) ->
-    a 0-d loss ("mean", "sum") or (N,) ("none"). ``label_smoothing`` in [0, 1]."""
+    """`F.cross_entropy` as a module: logits (N, C) or (N, C, d1, ..., dK) against integer
+    class indices (N,) / (N, d1, ..., dK) or class probabilities of the logits' shape ->
+    a 0-d loss ("mean", "sum") or one loss per prediction ("none").
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
+    ``label_smoothing`` in [0, 1]; keyword-only, as in `F.cross_entropy`: ``weight`` (C,)
+    per-class weights (kept as the buffer ``weight``, in the state_dict, as PyTorch) and
+    ``ignore_index`` (default -100: targets equal to it are skipped).
+    """
+
+    def __init__(
+        self,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        weight: Tensor | np.ndarray | None = None,
+        ignore_index: int = -100,
+    ):
         super().__init__()
-        self.reduction = _check_reduction(reduction, "CrossEntropyLoss")
+        op = "CrossEntropyLoss"
+        self.reduction = _check_reduction(reduction, op)
         if isinstance(label_smoothing, bool) or not isinstance(
             label_smoothing, int | float | np.integer | np.floating
         ):
-            raise TypeError(
-                f"CrossEntropyLoss: label_smoothing must be a number, got {label_smoothing!r}"
-            )
+            raise TypeError(f"{op}: label_smoothing must be a number, got {label_smoothing!r}")
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(
-                f"CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, "
-                f"got {label_smoothing}"
+                f"{op}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}"
             )
         self.label_smoothing = label_smoothing
+        self.ignore_index = check_int(ignore_index, "ignore_index", op)
+        if weight is not None:
+            w = np.array(weight.data if isinstance(weight, Tensor) else weight)  # a copy
+            if w.ndim != 1 or w.dtype.kind not in "fiu":
+                raise TypeError(
+                    f"{op}: weight must be a 1-D array of per-class weights, got {w.dtype} "
+                    f"of shape {w.shape}"
+                )
+            weight = w if w.dtype.kind == "f" else w.astype(np.float32)
+        self.register_buffer("weight", weight)
 
     def forward(self, input: Tensor, target: Tensor | np.ndarray) -> Tensor:  # noqa: A002
-        return F.cross_entropy(input, target, self.reduction, self.label_smoothing)
+        return F.cross_entropy(
+            input,
+            target,
+            self.reduction,
+            self.label_smoothing,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+        )
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+        s = f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+        return s if self.ignore_index == -100 else s + f", ignore_index={self.ignore_index}"
 
 
 class MSELoss(Module):
