@@ -3,7 +3,7 @@
 from minires import functional
 from minires.nn import init
 from minires.nn.containers import ModuleDict, ModuleList, Sequential
-from minires.nn.dropout import Dropout
+from minires.nn.dropout import Dropout, Dropout2d
 from minires.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -27,6 +27,7 @@ __all__ = [
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "Flatten",
     "GroupNorm",
     "Identity",

@@ -1,17 +1,19 @@
 """`Module` and `Parameter`: PyTorch's container API (registration by attribute, dotted
-names, state_dict / load_state_dict, train/eval, dtype casts)."""
+names, traversal, ``apply``, forward and backward hooks, state_dict / load_state_dict,
+train/eval, dtype casts)."""
 
 from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from minires import autograd
 from minires.device import parse_to
-from minires.tensor import Tensor, native_array
+from minires.tensor import RemovableHandle, Tensor, native_array
 
 
 def _holds_modules(value: Any) -> bool:
@@ -59,6 +61,10 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        # hooks, in the order they run (see `register_forward_hook` and friends)
+        object.__setattr__(self, "_forward_pre_hooks", [])
+        object.__setattr__(self, "_forward_hooks", [])
+        object.__setattr__(self, "_backward_hooks", [])
 
     # -- registration ---------------------------------------------------------------------
 
@@ -142,25 +148,183 @@ class Module:
             raise KeyError(f"add_module: attribute {name!r} already exists")
         setattr(self, name, module)
 
+    def register_module(self, name: str, module: Module | None) -> None:
+        """Alias of `add_module` (PyTorch has both names)."""
+        self.add_module(name, module)
+
     # -- calling --------------------------------------------------------------------------
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        """Run ``forward``, with the hooks around it (as ``torch.nn.Module.__call__``):
+        forward pre-hooks (may replace the arguments), then ``forward``, then forward hooks
+        (may replace the output); full backward hooks are attached to the inputs and
+        outputs of this call when grad mode is on."""
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks):
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict[str, Any]) -> Any:
+        # the order of torch.nn.Module._call_impl
+        for entry in list(self._forward_pre_hooks):
+            if entry.with_kwargs:
+                res = entry.fn(self, args, kwargs)
+                if res is not None:
+                    if not (isinstance(res, tuple) and len(res) == 2):
+                        raise _HookResultError(
+                            f"forward pre-hook {_hook_name(entry.fn)} registered with "
+                            f"with_kwargs=True must return None or a tuple (new_args, "
+                            f"new_kwargs), got {type(res).__name__}"
+                        )
+                    args, kwargs = res
+            else:
+                res = entry.fn(self, args)
+                if res is not None:
+                    args = res if isinstance(res, tuple) else (res,)
+        bw = None
+        if self._backward_hooks and autograd.is_grad_enabled():
+            bw = _BackwardHookCall(self, [e.fn for e in self._backward_hooks])
+            args = bw.wrap_inputs(args)
+        result = self.forward(*args, **kwargs)
+        for entry in list(self._forward_hooks):
+            if entry.with_kwargs:
+                res = entry.fn(self, args, kwargs, result)
+            else:
+                res = entry.fn(self, args, result)
+            if res is not None:
+                result = res
+        if bw is not None:
+            result = bw.wrap_outputs(result)
+        return result
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def _add_hook(
+        self, store: str, what: str, hook: Any, prepend: bool, with_kwargs: bool = False
+    ) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"{what}: hook must be callable, got {hook!r} ({type(hook).__name__})")
+        hooks = getattr(self, store)
+        entry = _Hook(hook, with_kwargs)
+        if prepend:
+            hooks.insert(0, entry)
+        else:
+            hooks.append(entry)
+        return _ModuleHookHandle(hooks, entry)
+
+    def register_forward_pre_hook(
+        self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
+        """Call ``hook(module, args)`` before every ``forward``.
+
+        ``args`` is the tuple of positional arguments; the hook returns None (keep them)
+        or new arguments (a single value is taken as a 1-tuple). With ``with_kwargs=True``
+        it is ``hook(module, args, kwargs)`` and returns None or ``(new_args,
+        new_kwargs)``. ``prepend=True`` runs it before the hooks already registered.
+
+        Returns a handle: ``handle.remove()`` unregisters the hook (or ``with handle:``).
+        """
+        return self._add_hook(
+            "_forward_pre_hooks", "register_forward_pre_hook", hook, prepend, with_kwargs
+        )
+
+    def register_forward_hook(
+        self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every ``forward``.
+
+        ``args`` are the positional arguments forward received (after the pre-hooks),
+        ``output`` what it returned, e.g. the ``(N, C, H, W)`` activation of a conv; the
+        hook returns None (keep it) or a replacement output. With ``with_kwargs=True`` it
+        is ``hook(module, args, kwargs, output)``. Recording activations layer by layer::
+
+            acts = {}
+
+            def record(name):
+                return lambda mod, args, out: acts.__setitem__(name, out.data)
+
+            for name, m in model.named_modules():
+                m.register_forward_hook(record(name))
+
+        Returns a handle: ``handle.remove()`` unregisters the hook (or ``with handle:``).
+        """
+        return self._add_hook("_forward_hooks", "register_forward_hook", hook, prepend, with_kwargs)
+
+    def register_full_backward_hook(
+        self, hook: Callable[..., Any], prepend: bool = False
+    ) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` when backward has computed the
+        gradients with respect to this module's inputs.
+
+        ``grad_output`` holds d loss / d output per output of ``forward`` (a 1-tuple for
+        a module returning one tensor: ``(N, C_out, H_out, W_out)`` for a conv) and
+        ``grad_input`` d loss / d input per positional argument, counting only this
+        module's use of the input (None for arguments that are not tensors requiring
+        grad). As elsewhere in minires the gradients are ndarrays (PyTorch hands
+        Tensors). The hook returns None or a tuple of ``len(grad_input)`` replacing the
+        gradients passed on to the inputs (None in it stops that gradient). An input that
+        requires grad but that the output does not depend on gets zeros, an output that
+        the loss does not use None. The gradients w.r.t. the module's parameters are not
+        part of ``grad_input`` (read ``p.grad`` after backward).
+
+        As in PyTorch: when no input requires grad (the first conv of a net fed an image)
+        the hook fires as soon as ``grad_output`` is known, with ``grad_input`` all None,
+        and warns. Hooks are attached to calls made in grad mode only, and a call keeps
+        the hooks registered when it ran. Each call's inputs and outputs pass through an
+        identity op (``BackwardHookFunctionBackward`` in the graph), so the tensors
+        ``forward`` sees and returns are new ones sharing the data.
+
+        Returns a handle: ``handle.remove()`` unregisters the hook (for later calls).
+        """
+        return self._add_hook("_backward_hooks", "register_full_backward_hook", hook, prepend)
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn(m)`` on every sub-module (children before their parent, in order),
+        then on self, as ``torch.nn.Module.apply``; returns self. The usual use is custom
+        initialisation::
+
+            def init(m):
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out")
+
+            model.apply(init)
+        """
+        if not callable(fn):
+            raise TypeError(f"apply: fn must be callable, got {fn!r} ({type(fn).__name__})")
+        # torch recurses (for child in children(): child.apply(fn); fn(self)); the same
+        # post-order with an explicit stack
+        stack: list[tuple[Module, bool]] = [(self, False)]
+        while stack:
+            mod, children_done = stack.pop()
+            if children_done:
+                fn(mod)
+                continue
+            stack.append((mod, True))
+            stack.extend((c, False) for c in reversed(list(mod.children())))
+        return self
 
     # -- traversal ------------------------------------------------------------------------
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """``(dotted_name, module)`` for this module (name ``""``) and every descendant."""
+    def named_modules(
+        self, memo: set[Module] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """``(dotted_name, module)`` for this module (named ``prefix``, ``""`` by default)
+        and every descendant, depth first in registration order (PyTorch's order).
+
+        A module reachable by several paths is listed once, under its first name, unless
+        ``remove_duplicate=False``; ``memo`` is a set of modules to skip (and to which the
+        listed ones are added), as in PyTorch.
+        """
+        seen: set[Module] = memo if memo is not None else set()
         stack: list[tuple[str, Module]] = [(prefix, self)]
-        seen: set[int] = set()
         while stack:  # iterative: a 1,000-block net must not recurse
             name, mod = stack.pop()
-            if id(mod) in seen:
-                continue
-            seen.add(id(mod))
+            if remove_duplicate:
+                if mod in seen:
+                    continue
+                seen.add(mod)
             yield name, mod
             children = [
                 (f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None
@@ -168,14 +332,16 @@ class Module:
             stack.extend(reversed(children))
 
     def modules(self) -> Iterator[Module]:
-        """Every module in the tree, self first."""
+        """Every module in the tree, self first, each once (the order of `named_modules`)."""
         for _, m in self.named_modules():
             yield m
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        """Direct sub-modules with their names."""
+        """Direct sub-modules with their names (a module registered twice: once)."""
+        seen: set[Module] = set()
         for k, m in self._modules.items():
-            if m is not None:
+            if m is not None and m not in seen:
+                seen.add(m)
                 yield k, m
 
     def children(self) -> Iterator[Module]:
@@ -183,40 +349,116 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """``(dotted_name, parameter)`` for every parameter, each once."""
+    def _named_members(
+        self,
+        members: Callable[[Module], Iterator[tuple[str, Any]]],
+        prefix: str,
+        recurse: bool,
+        remove_duplicate: bool,
+    ) -> Iterator[tuple[str, Any]]:
+        """PyTorch's ``_named_members``: ``members(module)`` of self (and descendants if
+        ``recurse``), each value once (by identity) unless ``remove_duplicate=False``."""
         seen: set[int] = set()
-        for mname, mod in self.named_modules(prefix):
-            for k, p in mod._parameters.items():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    yield (f"{mname}.{k}" if mname else k), p
+        mods = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
+        for mname, mod in mods:
+            for k, v in members(mod):
+                if v is None or id(v) in seen:
+                    continue
+                if remove_duplicate:
+                    seen.add(id(v))
+                yield (f"{mname}.{k}" if mname else k), v
 
-    def parameters(self) -> Iterator[Parameter]:
-        """Every parameter, each once."""
-        for _, p in self.named_parameters():
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        """``(dotted_name, parameter)`` for every parameter (of this module only if
+        ``recurse=False``), names prefixed with ``prefix + "."``. A parameter shared by
+        several modules (tied weights) is listed once, under its first name, unless
+        ``remove_duplicate=False``."""
+        yield from self._named_members(
+            lambda m: iter(m._parameters.items()), prefix, recurse, remove_duplicate
+        )
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Every parameter, each once (of this module only if ``recurse=False``); what an
+        optimizer takes."""
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        """``(dotted_name, ndarray)`` for every buffer."""
-        for mname, mod in self.named_modules(prefix):
-            for k, b in mod._buffers.items():
-                if b is not None:
-                    yield (f"{mname}.{k}" if mname else k), b
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """``(dotted_name, ndarray)`` for every buffer (``running_mean``, ...), with the
+        arguments of `named_parameters`."""
+        yield from self._named_members(
+            lambda m: iter(m._buffers.items()), prefix, recurse, remove_duplicate
+        )
 
-    def buffers(self) -> Iterator[np.ndarray]:
-        """Every buffer (ndarray)."""
-        for _, b in self.named_buffers():
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        """Every buffer (ndarray), each once (of this module only if ``recurse=False``)."""
+        for _, b in self.named_buffers(recurse=recurse):
             yield b
 
     def get_submodule(self, target: str) -> Module:
-        """The module at a dotted path, e.g. ``model.get_submodule("layer1.0")``."""
+        """The module at a dotted path, e.g. ``model.get_submodule("layer1.0.conv2")``
+        (``""`` is self). Raises an AttributeError naming the part of the path that is
+        missing or is not a Module, as PyTorch."""
+        return self._submodule(target, f"get_submodule({target!r})")
+
+    def _submodule(self, target: str, where: str) -> Module:
+        if not isinstance(target, str):
+            raise TypeError(
+                f"{where.split('(')[0]}: target must be a dotted path string, got {target!r} "
+                f"({type(target).__name__})"
+            )
         mod: Module = self
         for part in target.split(".") if target else []:
-            if part not in mod._modules:
-                raise AttributeError(f"{type(mod).__name__} has no submodule {part!r} ({target!r})")
-            mod = mod._modules[part]
+            child = mod._modules.get(part) if part in mod._modules else getattr(mod, part, _MISSING)
+            if child is _MISSING:
+                raise AttributeError(f"{type(mod).__name__} has no attribute {part!r} ({where})")
+            if not isinstance(child, Module):
+                raise AttributeError(
+                    f"{part!r} is not an nn.Module but {type(child).__name__} ({where})"
+                )
+            mod = child
         return mod
+
+    def _get_attribute(self, target: str, what: str) -> tuple[Module, str, Any]:
+        where = f"get_{what}({target!r})"
+        if not isinstance(target, str):
+            raise TypeError(
+                f"get_{what}: target must be a dotted path string, got {target!r} "
+                f"({type(target).__name__})"
+            )
+        path, _, name = target.rpartition(".")
+        mod = self._submodule(path, where)
+        value = getattr(mod, name, _MISSING)
+        if value is _MISSING:
+            raise AttributeError(f"{type(mod).__name__} has no attribute {name!r} ({where})")
+        return mod, name, value
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at a dotted path, e.g. ``model.get_parameter("layer1.0.conv2.weight")``.
+        Raises an AttributeError if the path is missing or is not an ``nn.Parameter``."""
+        _, name, value = self._get_attribute(target, "parameter")
+        if not isinstance(value, Parameter):
+            raise AttributeError(
+                f"{name!r} is not an nn.Parameter but {type(value).__name__} "
+                f"(get_parameter({target!r}))"
+            )
+        return value
+
+    def get_buffer(self, target: str) -> np.ndarray:
+        """The buffer (ndarray) at a dotted path, e.g. ``model.get_buffer("bn1.running_mean")``.
+        Raises an AttributeError if the path is missing or is not a buffer."""
+        mod, name, value = self._get_attribute(target, "buffer")
+        if name not in mod._buffers:
+            raise AttributeError(f"{name!r} is not a buffer (get_buffer({target!r}))")
+        return value
 
     # -- mode and gradients ---------------------------------------------------------------
 
@@ -230,10 +472,19 @@ class Module:
         """Evaluation mode (batchnorm uses running statistics). Returns self."""
         return self.train(False)
 
-    def zero_grad(self) -> None:
-        """Clear the ``.grad`` of every parameter."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the ``.grad`` of every parameter: set it to None (the default, as in
+        PyTorch 2), or with ``set_to_none=False`` fill the existing arrays with zeros in
+        place (parameters without a gradient keep None)."""
         for p in self.parameters():
-            p.grad = None
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            elif p.grad.flags.writeable:
+                p.grad[...] = 0
+            else:
+                p.grad = np.zeros_like(p.grad)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Freeze or unfreeze every parameter. Returns self."""
@@ -245,16 +496,10 @@ class Module:
 
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed by dotted name (PyTorch's keys)."""
-        state: OrderedDict[str, np.ndarray] = OrderedDict()
-        for mname, mod in self.named_modules():
-            dot = f"{mname}." if mname else ""
-            for k, p in mod._parameters.items():
-                if p is not None:
-                    state[dot + k] = p.data.copy()
-            for k, b in mod._buffers.items():
-                if b is not None:
-                    state[dot + k] = np.array(b, copy=True)
-        return state
+        return OrderedDict(
+            (key, np.array(v.data if isinstance(v, Tensor) else v, copy=True))
+            for key, (_, _, v) in self._state_targets().items()
+        )
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
         """Copy values into the existing parameters and buffers, keeping their dtype.
@@ -347,8 +592,10 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     def _state_targets(self) -> OrderedDict[str, tuple[Module, str, Any]]:
+        """key -> (module, name, parameter or buffer): PyTorch's state-dict keys, a module
+        or parameter shared by two parents under both names (as torch's state_dict)."""
         out: OrderedDict[str, tuple[Module, str, Any]] = OrderedDict()
-        for mname, mod in self.named_modules():
+        for mname, mod in self.named_modules(remove_duplicate=False):
             dot = f"{mname}." if mname else ""
             for k, p in mod._parameters.items():
                 if p is not None:
@@ -393,16 +640,26 @@ class Module:
     # -- printing -------------------------------------------------------------------------
 
     def extra_repr(self) -> str:
-        """One-line description of this module's settings (override in layers)."""
+        """This module's settings as shown by ``repr`` (one line, or several), e.g.
+        ``"p=0.5, inplace=False"``; override in layers (PyTorch's hook of the same name)."""
         return ""
 
     def __repr__(self) -> str:
-        lines = []
-        for name, child in self.named_children():
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        return head + ("\n" + "\n".join(lines) + "\n)" if lines else ")")
+        """PyTorch's layout: ``Name(extra)`` for a leaf; with children, the lines of
+        `extra_repr` and then ``(name): child`` each on its own line, indented."""
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [
+            f"({name}): " + repr(child).replace("\n", "\n  ")
+            for name, child in self._modules.items()
+        ]
+        lines = extra_lines + child_lines
+        body = ""
+        if len(extra_lines) == 1 and not child_lines:
+            body = extra_lines[0]
+        elif lines:
+            body = "\n  " + "\n  ".join(lines) + "\n"
+        return f"{type(self).__name__}({body})"
 
 
 class _IncompatibleKeys(tuple):
@@ -420,3 +677,260 @@ def _to_numpy(v: Any, key: str = "") -> np.ndarray:
     if hasattr(v, "detach") and hasattr(v, "numpy"):  # a torch tensor, without importing torch
         v = v.detach().cpu().numpy()
     return native_array(np.asarray(v), f"load_state_dict: {key}")
+
+
+# ---------------------------------------------------------------------------------------
+# Hooks
+# ---------------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+class _Hook:
+    """A registered hook and how it is called (its identity is what a handle removes)."""
+
+    __slots__ = ("fn", "with_kwargs")
+
+    def __init__(self, fn: Callable[..., Any], with_kwargs: bool) -> None:
+        self.fn, self.with_kwargs = fn, with_kwargs
+
+
+class _ModuleHookHandle(RemovableHandle):
+    """What the ``register_*_hook`` methods return: ``remove()`` unregisters the hook
+    (a second call does nothing); also a context manager removing it on exit."""
+
+    def __enter__(self) -> _ModuleHookHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class _HookResultError(ValueError, RuntimeError):
+    """A hook returned something of the wrong form (a ValueError for minires' rule on bad
+    values, a RuntimeError as in PyTorch)."""
+
+
+def _hook_name(fn: Any) -> str:
+    return repr(getattr(fn, "__qualname__", type(fn).__name__))
+
+
+class BackwardHookFunction(autograd.Function):
+    """The identity, recorded in the graph: the single input (or output) of a call of a
+    module with full backward hooks passes through it, so the gradient arriving at its
+    node is exactly the gradient w.r.t. that input (this module's use of it) or output,
+    before it is passed on. As PyTorch's op of the same name."""
+
+    @staticmethod
+    def forward(ctx: autograd.Context, x: np.ndarray) -> np.ndarray:
+        return x
+
+    @staticmethod
+    def backward(ctx: autograd.Context, grad: np.ndarray) -> np.ndarray:
+        return grad
+
+
+class _HookGather(autograd.Function):
+    """Several tensors as one node, for a call with several inputs (or outputs): the
+    output is a placeholder of their total size (a zero-stride view of one zero: nothing
+    is copied) that `_HookScatter` takes apart again. Its node receives the gradients of
+    all of them at once, raveled and concatenated, zeros for those not used (as
+    PyTorch's multi-output BackwardHookFunction), before any is passed on."""
+
+    @staticmethod
+    def forward(ctx: autograd.Context, *xs: np.ndarray) -> np.ndarray:
+        ctx.shapes = [x.shape for x in xs]
+        total = sum(x.size for x in xs)
+        return np.broadcast_to(np.zeros((), np.result_type(*xs)), (total,))
+
+    @staticmethod
+    def backward(ctx: autograd.Context, grad: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(_split(grad, ctx.shapes))
+
+
+class _HookScatter(autograd.Function):
+    """The tensor at ``start`` of a `_HookGather` (forward: the original array itself);
+    backward puts its gradient at that place of a zero gradient of the gathered size."""
+
+    @staticmethod
+    def forward(
+        ctx: autograd.Context, gathered: np.ndarray, x: np.ndarray, start: int
+    ) -> np.ndarray:
+        ctx.total, ctx.start = gathered.size, start
+        return x
+
+    @staticmethod
+    def backward(ctx: autograd.Context, grad: np.ndarray) -> tuple[np.ndarray, None, None]:
+        full = np.zeros(ctx.total, grad.dtype)
+        full[ctx.start : ctx.start + grad.size] = grad.ravel()
+        return full, None, None
+
+
+def _split(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """The pieces of a raveled concatenation, with their shapes (views)."""
+    out, start = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape, dtype=np.int64))
+        out.append(flat[start : start + n].reshape(shape))
+        start += n
+    return out
+
+
+class _BackwardHookCall:
+    """One call's bookkeeping for `Module.register_full_backward_hook` (PyTorch's
+    ``torch.utils.hooks.BackwardHook``).
+
+    The inputs that require grad go through one collector node (`BackwardHookFunction`
+    for one tensor, `_HookGather` + `_HookScatter` for several), and so do the outputs.
+    In backward the outputs' collector runs first (it is upstream of everything the
+    module computed) and stores ``grad_output``; the inputs' collector runs once every
+    gradient w.r.t. the inputs is summed, before any is passed on, so the user hooks run
+    there and what they return replaces the inputs' gradients. Only gradients (ndarrays),
+    shapes and the module are held, never a tensor of the graph.
+    """
+
+    def __init__(self, module: Module, hooks: list[Callable[..., Any]]) -> None:
+        self.module, self.hooks = module, hooks
+        self.n_inputs = self.n_outputs = 0
+        self.input_index: list[int] = []  # positions of the collected inputs
+        self.input_meta: list[tuple[tuple[int, ...], np.dtype]] = []
+        self.output_index: list[int] = []
+        self.output_shapes: list[tuple[int, ...]] = []
+        self.outputs_used: set[int] = set()  # outputs whose gradient arrived (several)
+        self.grad_outputs: tuple[np.ndarray | None, ...] | None = None
+
+    def _collect(
+        self,
+        values: list[Any],
+        index: list[int],
+        collector_hook: Callable[[np.ndarray], np.ndarray | None],
+        used_hook: Callable[[int], Callable[[np.ndarray], None]] | None = None,
+    ) -> list[Any]:
+        """Route ``values[i]`` for i in ``index`` through one collector node whose tensor
+        hook is ``collector_hook`` (and, with several, ``used_hook(i)`` on the node of
+        each); returns the new values."""
+        new = list(values)
+        if len(index) == 1:
+            t = BackwardHookFunction.apply(values[index[0]])
+            t.register_hook(collector_hook)
+            new[index[0]] = t
+            return new
+        gathered = _HookGather.apply(*(values[i] for i in index))
+        gathered.register_hook(collector_hook)
+        start = 0
+        for i in index:
+            t = _HookScatter.apply(gathered, values[i].data, start)
+            if used_hook is not None:
+                t.register_hook(used_hook(i))
+            start += values[i].data.size
+            new[i] = t
+        return new
+
+    def wrap_inputs(self, args: tuple) -> tuple:
+        self.n_inputs = len(args)
+        self.input_index = [
+            i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad
+        ]
+        if not self.input_index:
+            return args
+        self.input_meta = [(args[i].shape, args[i].dtype) for i in self.input_index]
+        new = self._collect(list(args), self.input_index, self._inputs_hook)
+        return tuple(new) if type(args) is tuple else type(args)(*new)
+
+    def wrap_outputs(self, result: Any) -> Any:
+        single = isinstance(result, Tensor)
+        if not single and not isinstance(result, tuple):
+            warnings.warn(
+                "For backward hooks to be called, module output should be a Tensor or a "
+                f"tuple of Tensors but received {type(result)}",
+                stacklevel=3,
+            )
+            return result
+        outs = [result] if single else list(result)
+        self.n_outputs = len(outs)
+        self.output_index = [
+            i for i, o in enumerate(outs) if isinstance(o, Tensor) and o.requires_grad
+        ]
+        if not self.output_index or not autograd.is_grad_enabled():
+            return result
+        self.output_shapes = [outs[i].shape for i in self.output_index]
+        new = self._collect(outs, self.output_index, self._outputs_hook, self._output_used)
+        if single:
+            return new[0]
+        return tuple(new) if type(result) is tuple else type(result)(*new)
+
+    def _output_used(self, i: int) -> Callable[[np.ndarray], None]:
+        def hook(grad: np.ndarray) -> None:
+            self.outputs_used.add(i)
+
+        return hook
+
+    def _outputs_hook(self, grad: np.ndarray) -> None:
+        if len(self.output_index) == 1:
+            pieces: list[np.ndarray | None] = [grad]
+        else:  # zeros stand for outputs nothing used: PyTorch hands None for those
+            pieces = [
+                g if i in self.outputs_used else None
+                for i, g in zip(self.output_index, _split(grad, self.output_shapes))
+            ]
+            self.outputs_used = set()
+        grad_output: list[np.ndarray | None] = [None] * self.n_outputs
+        for i, g in zip(self.output_index, pieces):
+            grad_output[i] = g
+        self.grad_outputs = tuple(grad_output)
+        if self.input_index:
+            return None  # the hooks run when the inputs' gradients are in
+        # no input requires grad: nothing reaches an input, so (as PyTorch) they run now
+        warnings.warn(
+            "Full backward hook is firing when gradients are computed with respect to "
+            "module outputs since no inputs require gradients",
+            stacklevel=5,  # the line calling .backward()
+        )
+        grad_input = (None,) * self.n_inputs
+        grad_output_t, self.grad_outputs = self.grad_outputs, None
+        for h in self.hooks:
+            res = h(self.module, grad_input, grad_output_t)
+            if res is not None and not (isinstance(res, tuple) and all(r is None for r in res)):
+                raise _HookResultError(
+                    f"backward hook {_hook_name(h)} of {type(self.module).__name__}: no "
+                    "input of this call requires grad, so the hook must return None (or "
+                    f"None for every gradient), got {type(res).__name__}"
+                )
+        return None
+
+    def _inputs_hook(self, grad: np.ndarray) -> np.ndarray | None:
+        if self.grad_outputs is None:
+            return None  # reached the inputs without passing through the outputs
+        shapes = [shape for shape, _ in self.input_meta]
+        pieces = [grad] if len(shapes) == 1 else _split(grad, shapes)
+        grad_input: list[np.ndarray | None] = [None] * self.n_inputs
+        for i, g, (_, dtype) in zip(self.input_index, pieces, self.input_meta):
+            grad_input[i] = g.astype(dtype, copy=False)
+        given = tuple(grad_input)
+        grad_output, self.grad_outputs = self.grad_outputs, None  # ready for another backward
+        res = given
+        for h in self.hooks:
+            out = h(self.module, res, grad_output)
+            if out is None:
+                continue
+            if not isinstance(out, tuple | list) or len(out) != len(res):
+                got = len(out) if isinstance(out, tuple | list) else type(out).__name__
+                raise _HookResultError(
+                    f"backward hook {_hook_name(h)} of {type(self.module).__name__} returned "
+                    f"an invalid number of grad_input: expected a tuple of {len(res)}, got {got}"
+                )
+            res = tuple(out)
+        if res is given:
+            return None
+        new = []
+        for i, (shape, dtype) in zip(self.input_index, self.input_meta):
+            if res[i] is None:  # PyTorch: None stops the gradient
+                new.append(np.zeros(shape, dtype))
+            else:
+                where = (
+                    f"grad_input[{i}] returned by a backward hook of {type(self.module).__name__}"
+                )
+                new.append(autograd.as_gradient(res[i], shape, dtype, where))
+        if len(new) == 1:
+            return new[0]
+        return np.concatenate([g.ravel().astype(grad.dtype, copy=False) for g in new])
