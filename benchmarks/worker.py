@@ -776,61 +776,59 @@ def finish_model(res: dict, seconds: list[float], batch: int) -> dict:
 
 
 def task_model(backend: str, job: dict) -> dict:
-    """A block or a whole model in this process alone: `open_model`, then timed steps
-    until ``reps`` and ``min_time`` are reached (or ``max_time``; at most 50), then
-    `finish_model`. The benchmark interleaves the backends' steps instead
-    (`task_model_open` / `task_model_step` / `task_model_close`)."""
-    res, step = open_model(backend, job)
-    if step is None:
-        return res
-    ts = []
+    """A block or a whole model in this process alone: `task_model_open`, timed steps
+    (`task_model_step`) until ``reps`` and ``min_time`` are reached (or ``max_time``; at
+    most 50), then `task_model_close`. The benchmark interleaves the backends' steps
+    instead, sending those three requests itself."""
+    opened = task_model_open(backend, job)
+    if "step" not in _model_session:  # a mismatch or an error: the row says why
+        return opened
     reps, min_time = int(job.get("reps", 3)), float(job.get("min_time", 0))
-    start = time.perf_counter()
     max_time = float(job.get("max_time", 120.0))
+    start = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - start
-        if ts and (elapsed >= max_time or (len(ts) >= reps and elapsed >= min_time)
-                   or len(ts) >= 50):  # fmt: skip
+        n = len(_model_session["seconds"])
+        if n and (elapsed >= max_time or (n >= reps and elapsed >= min_time) or n >= 50):
             break
-        t = time.perf_counter()
-        step()
-        ts.append(time.perf_counter() - t)
-    return finish_model(res, ts, job["input_shape"][0])
+        task_model_step(job)
+    return task_model_close(job)
 
 
-# the model a serving worker keeps between `model_open` and `model_close` requests
-_session: dict[str, Any] = {}
+# the model a serving worker keeps between `model_open` and `model_close` requests (the
+# conv layer between `conv` and `conv_more` requests is `_conv_session`)
+_model_session: dict[str, Any] = {}
 
 
 def task_model_open(backend: str, job: dict) -> dict:
     """`open_model` in a serving worker, kept for `task_model_step` requests (one model
     at a time: opening another drops the previous one)."""
-    _session.clear()
+    _model_session.clear()
     res, step = open_model(backend, job)
     if step is None:
         return res
-    _session.update(res=res, step=step, seconds=[], batch=job["input_shape"][0])
+    _model_session.update(res=res, step=step, seconds=[], batch=job["input_shape"][0])
     return {**res, "status": "ok"}
 
 
 def task_model_step(job: dict) -> dict:
     """One timed step of the open model; returns its time (``seconds``)."""
-    if "step" not in _session:
+    if "step" not in _model_session:
         return {"status": "error", "reason": "no model is open (send model_open first)"}
     t = time.perf_counter()
-    _session["step"]()
+    _model_session["step"]()
     dt = time.perf_counter() - t
-    _session["seconds"].append(dt)
+    _model_session["seconds"].append(dt)
     return {"status": "ok", "seconds": dt}
 
 
 def task_model_close(job: dict) -> dict:
     """The open model's row (`finish_model` over its timed steps); drops the model."""
-    if not _session.get("seconds"):
-        _session.clear()
+    if not _model_session.get("seconds"):
+        _model_session.clear()
         return {"status": "error", "reason": "no timed step of an open model"}
-    res = finish_model(_session["res"], _session["seconds"], _session["batch"])
-    _session.clear()
+    res = finish_model(_model_session["res"], _model_session["seconds"], _model_session["batch"])
+    _model_session.clear()
     gc.collect()
     return res
 
