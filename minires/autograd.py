@@ -294,14 +294,14 @@ def _checked(value: Any, fn: type[Function], arg: int | str) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-def _topological_order(root: Node) -> list[Node]:
-    """Nodes reachable from ``root``, each after every node that consumes its output.
+def _topological_order(*roots: Node) -> list[Node]:
+    """Nodes reachable from the ``roots``, each after every node that consumes its output.
 
     Iterative depth-first search (explicit stack): deep nets must not recurse.
     """
     order: list[Node] = []
     visited: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
+    stack: list[tuple[Node, bool]] = [(root, False) for root in reversed(roots)]
     while stack:
         node, children_done = stack.pop()
         if children_done:
@@ -373,16 +373,36 @@ def backward(
     non-leaf tensors to the gradient summed there so far (None: none yet); with it, the
     gradients are added into ``capture`` and no ``.grad`` anywhere changes.
     """
-    if root.grad_fn is None:
-        # The root is itself a leaf: its gradient is just the seed.
-        g = _run_hooks(root._hooks, grad, root.shape, root.dtype)
-        if capture is None:
-            root._accumulate(g)
-        elif id(root) in capture:
-            _add_captured(capture, id(root), g)
+    _backward([(root, grad)], retain_graph, capture)
+
+
+def _backward(
+    seeds: list[tuple[Tensor, np.ndarray]],
+    retain_graph: bool,
+    capture: dict[int, np.ndarray | None] | None,
+) -> None:
+    """`backward` from several roots at once (each with its seed): one walk, so a node
+    shared by two roots' graphs runs its backward once, on the sum."""
+    pending: dict[int, np.ndarray] = {}
+    roots: list[Node] = []
+    for root, grad in seeds:
+        if root.grad_fn is None:
+            # The root is itself a leaf: its gradient is just the seed.
+            g = _run_hooks(root._hooks, grad, root.shape, root.dtype)
+            if capture is None:
+                root._accumulate(g)
+            elif id(root) in capture:
+                _add_captured(capture, id(root), g)
+            continue
+        key = id(root.grad_fn)
+        if key in pending:
+            pending[key] = pending[key] + grad
+        else:
+            pending[key] = grad
+            roots.append(root.grad_fn)
+    if not roots:
         return
-    order = _topological_order(root.grad_fn)
-    pending: dict[int, np.ndarray] = {id(root.grad_fn): grad}
+    order = _topological_order(*roots)
     # leaves with hooks: their gradients summed over every path, hooked once at the end
     hooked: dict[int, tuple[Tensor, np.ndarray]] = {}
     for node in order:
@@ -478,7 +498,7 @@ def grad(
             raise ValueError(f"grad: inputs[{i}] (shape {t.shape}) does not require grad")
     keys = [id(t) if t.grad_fn is None else id(t.grad_fn) for t in ins]
     capture: dict[int, np.ndarray | None] = dict.fromkeys(keys)
-    keep = bool(retain_graph)
+    walk = []
     for k, (out, seed) in enumerate(zip(outs, seeds)):
         if not out.requires_grad:
             raise ValueError(f"grad: outputs[{k}] (shape {out.shape}) does not require grad")
@@ -490,8 +510,8 @@ def grad(
                 )
             seed = np.ones(out.shape, out.dtype)
         seed = seed.data if isinstance(seed, Tensor) else seed
-        g = as_gradient(seed, out.shape, out.dtype, f"grad: grad_outputs[{k}]")
-        backward(out, g, retain_graph=keep or k < len(outs) - 1, capture=capture)
+        walk.append((out, as_gradient(seed, out.shape, out.dtype, f"grad: grad_outputs[{k}]")))
+    _backward(walk, bool(retain_graph), capture)
     result = []
     for i, (t, key) in enumerate(zip(ins, keys)):
         g = capture[key]

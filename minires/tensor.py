@@ -487,33 +487,60 @@ class Tensor:
     # a leaf that requires grad.
 
     def _augmented(self, op: str, ufunc: Any, other: Any, out_of_place: Callable) -> Tensor:
-        if autograd.is_grad_enabled() and self.grad_fn is not None:
-            return out_of_place(self, other)
+        tracked = isinstance(other, Tensor) and other.requires_grad
+        leaf_with_grad = self.grad_fn is None and self._requires_grad  # refused, as torch
+        if autograd.is_grad_enabled() and not leaf_with_grad and (self.grad_fn or tracked):
+            # out-of-place, then the in-place op's rules: same shape, this tensor's dtype
+            out = out_of_place(self, other)
+            if out.shape != self.shape:
+                raise ValueError(
+                    f"{op}: the result's shape {out.shape} differs from this tensor's "
+                    f"{self.shape} (an in-place op cannot change the shape)"
+                )
+            if out.dtype != self.dtype:
+                if self.dtype.kind != "f":
+                    raise TypeError(
+                        f"{op}: the result ({out.dtype}) cannot be stored in this "
+                        f"{self.dtype} tensor in place"
+                    )
+                out = out.astype(self.dtype)
+            return out
         return self._inplace(op, ufunc, other)
 
-    def _inplace(self, op: str, ufunc: Any, other: Any) -> Tensor:
-        if autograd.is_grad_enabled() and (self._requires_grad or self.grad_fn is not None):
-            kind = "a leaf tensor that requires grad" if self.is_leaf else "a tensor in a graph"
-            raise _InPlaceInGraph(
-                f"{op}: in-place op on {kind} (shape {self.shape}) while grad mode is on; "
-                "wrap it in `with mr.no_grad():` or use the out-of-place op"
-            )
+    def _inplace(self, op: str, ufunc: Any, other: Any, casting: str = "same_kind") -> Tensor:
+        if autograd.is_grad_enabled():
+            if self._requires_grad or self.grad_fn is not None:
+                kind = "a leaf tensor that requires grad" if self.is_leaf else "a tensor in a graph"
+                raise _InPlaceInGraph(
+                    f"{op}: in-place op on {kind} (shape {self.shape}) while grad mode is on; "
+                    "wrap it in `with mr.no_grad():` or use the out-of-place op"
+                )
+            if isinstance(other, Tensor) and other.requires_grad:
+                raise _InPlaceInGraph(
+                    f"{op}: the value (shape {other.shape}) requires grad, and minires does not "
+                    "record in-place writes in the graph; build the tensor out-of-place (e.g. "
+                    "x = x + v, mr.cat, mr.where) or detach the value"
+                )
         value = other.data if isinstance(other, Tensor) else other
         if isinstance(value, str | bytes) or np.asarray(value).dtype.kind not in "biuf":
             raise TypeError(f"{op}: expected a Tensor, an array or a number, got {value!r}")
         try:
-            ufunc(self._data, value, out=self._data, casting="same_kind")
+            ufunc(self._data, value, out=self._data, casting=casting)
         except TypeError:  # NumPy's UFuncTypeError: float into an integer tensor
+            one = np.asarray(value).ravel()[:1]
+            result = ufunc(self._data.ravel()[:1], one).dtype if one.size else "another dtype"
             raise TypeError(
-                f"{op}: the result ({np.result_type(self._data, value)}) cannot be stored in "
-                f"this {self.dtype} tensor in place"
+                f"{op}: the result ({result}) cannot be stored in this {self.dtype} tensor in place"
             ) from None
-        except ValueError:  # shapes, or a read-only array
+        except ValueError as exc:  # shapes, a read-only array, NaN into integers
             if not self._data.flags.writeable:
                 raise ValueError(f"{op}: this tensor's array is read-only") from None
+            if "broadcast" not in str(exc):
+                raise ValueError(f"{op}: {exc}") from None
             raise ValueError(
-                f"{op}: a value of shape {np.shape(value)} does not broadcast to this "
-                f"tensor's shape {self.shape} (an in-place op cannot change the shape)"
+                f"{op}: a value of shape {np.shape(value)} does not broadcast to the shape "
+                f"it is written to (this tensor's is {self.shape}; an in-place op cannot "
+                "change the shape)"
             ) from None
         return self
 
@@ -529,17 +556,25 @@ class Tensor:
     def __itruediv__(self, other: Any) -> Tensor:
         return self._augmented("/=", np.true_divide, other, Tensor.__truediv__)
 
+    def _scaled(self, op: str, other: Any, alpha: Any) -> Any:
+        if isinstance(alpha, bool | np.bool_) or not isinstance(alpha, int | float | np.number):
+            raise TypeError(f"{op}: alpha must be a number, got {alpha!r}")
+        if alpha == 1:
+            return other
+        if isinstance(other, Tensor) and other.requires_grad and autograd.is_grad_enabled():
+            return other  # refused by _inplace, with its message
+        value = other.data if isinstance(other, Tensor) else other
+        if isinstance(value, str | bytes):
+            raise TypeError(f"{op}: expected a Tensor, an array or a number, got {value!r}")
+        return np.multiply(value, alpha)
+
     def add_(self, other: Any, alpha: float = 1) -> Tensor:
         """self += alpha * other, in place (outside the graph); returns self."""
-        other = other.data if isinstance(other, Tensor) else other
-        return self._inplace("add_", np.add, other if alpha == 1 else np.multiply(other, alpha))
+        return self._inplace("add_", np.add, self._scaled("add_", other, alpha))
 
     def sub_(self, other: Any, alpha: float = 1) -> Tensor:
         """self -= alpha * other, in place (outside the graph); returns self."""
-        other = other.data if isinstance(other, Tensor) else other
-        return self._inplace(
-            "sub_", np.subtract, other if alpha == 1 else np.multiply(other, alpha)
-        )
+        return self._inplace("sub_", np.subtract, self._scaled("sub_", other, alpha))
 
     def mul_(self, other: Any) -> Tensor:
         """self *= other, in place (outside the graph); returns self."""
@@ -550,9 +585,10 @@ class Tensor:
         return self._inplace("div_", np.true_divide, other)
 
     def copy_(self, src: Any) -> Tensor:
-        """Overwrite the values with ``src`` (broadcast to this shape, cast to this dtype);
-        returns self."""
-        return self._inplace("copy_", lambda a, b, out, casting: np.copyto(out, b), src)
+        """Overwrite the values with ``src`` (broadcast to this shape, cast to this dtype
+        as PyTorch does: floats into an integer tensor are truncated); returns self."""
+        copy = lambda a, b, out, casting: np.copyto(out, b, casting=casting)  # noqa: E731
+        return self._inplace("copy_", copy, src, casting="unsafe")
 
     def fill_(self, value: Any) -> Tensor:
         """Set every value to the number ``value``; returns self."""
@@ -565,10 +601,12 @@ class Tensor:
         return self.fill_(0)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        """``t[index] = value`` in place, outside the graph (as the in-place ops)."""
+        """``t[index] = value`` in place, outside the graph (as the in-place ops), with
+        `__getitem__`'s indexing rules (PyTorch's order of integers and index arrays)."""
+        select, rest = _F().index_parts(index, self.ndim)
 
         def assign(a, b, out, casting):
-            out[index] = b
+            (out if select is None else out[select])[rest] = b
 
         self._inplace("item assignment", assign, value)
 
@@ -738,8 +776,9 @@ class Tensor:
         self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None,
     ) -> Tensor:  # fmt: skip
-        """Standard deviation: the square root of `var` (same arguments)."""
-        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+        """Standard deviation: the square root of `var` (same arguments); its gradient is
+        0 where the deviation is 0 (as torch), not NaN."""
+        return _F().std_of_var(self.var(dim, unbiased, keepdim, correction=correction))
 
     def all(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         """True where every value along ``dim`` (all if None) is non-zero; a bool tensor."""
@@ -785,7 +824,15 @@ class Tensor:
             fits = False
         if not fits:
             raise ValueError(f"masked_fill: mask {m.shape} does not broadcast to {self.shape}")
-        return _F().where(m, value, self)
+        if isinstance(value, Tensor):
+            if value.ndim != 0:
+                raise ValueError(f"masked_fill: value must be 0-d, got shape {value.shape}")
+            fill = value if value.dtype == self.dtype else value.astype(self.dtype)
+        elif isinstance(value, bool | int | float | np.number):
+            fill = Tensor._wrap(np.asarray(value).astype(self.dtype))  # torch: self's dtype
+        else:
+            raise TypeError(f"masked_fill: value must be a number, got {value!r}")
+        return _F().where(m, fill, self)
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
         """``to(dtype)``, ``to("cpu")``, ``to("cpu", dtype)``, ``to(other_tensor)``: a cast

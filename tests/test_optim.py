@@ -255,3 +255,28 @@ def test_hyperparameters_of_the_wrong_type_are_refused_clearly(make, error, matc
     params = [mr.nn.Parameter(np.zeros(3, np.float32))]
     with pytest.raises(error, match=match):
         make(params)
+
+
+def test_scheduler_settings_that_would_misbehave_are_refused_or_saturate():
+    p = mr.nn.Parameter(mr.zeros(2))
+    opt = mr.optim.SGD([p], lr=0.1)
+    big = lrs.StepLR(opt, step_size=1, gamma=1e300)
+    for _ in range(3):
+        big.step()  # lr overflows to inf (as float arithmetic does), no OverflowError
+    assert big.get_last_lr()[0] == float("inf")
+    opt = mr.optim.SGD([p], lr=0.1)
+    a, b = lrs.LinearLR(opt, total_iters=2), lrs.StepLR(opt, step_size=1)
+    with pytest.raises(ValueError, match=r"milestones must be non-decreasing and >= 0"):
+        lrs.SequentialLR(opt, [a, b], milestones=[-2])
+    seq = lrs.SequentialLR(opt, [a, b], milestones=[2])
+    state = seq.state_dict()
+    state["milestones"] = [-2]
+    with pytest.raises(ValueError, match="milestones must be non-decreasing"):
+        seq.load_state_dict(state)
+    with pytest.raises(ValueError, match="total_iters must be >= 0"):
+        lrs.LinearLR(opt, total_iters=-3)
+    lin = lrs.LinearLR(opt, total_iters=2)
+    state = lin.state_dict()
+    state["total_iters"] = -3
+    with pytest.raises(ValueError, match="LinearLR state: total_iters must be >= 0"):
+        lin.load_state_dict(state)

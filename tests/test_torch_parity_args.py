@@ -412,8 +412,9 @@ def test_pool_errors_name_the_argument():
         F.max_pool2d(x, 3, padding=2)
     with pytest.raises(ValueError, match=r"padding \(2, 2\) must be at most half"):
         F.avg_pool2d(x, 3, padding=2)
-    with pytest.raises(ValueError, match=r"padding \(2, 2\) must be at most half the dilated"):
-        F.max_pool2d(x, 2, padding=2, dilation=2)  # effective kernel 3: padding <= 1
+    with pytest.raises(ValueError, match=r"padding \(2, 2\) must be at most half the kernel"):
+        F.max_pool2d(x, 3, padding=2, dilation=2)  # torch: k // 2, dilated or not
+    assert F.max_pool2d(mr.randn(1, 1, 7, 7), 3, padding=1, dilation=2).shape == (1, 1, 2, 2)
     with pytest.raises(TypeError, match="ceil_mode must be True or False"):
         F.max_pool2d(x, 2, ceil_mode="yes")
     with pytest.raises(TypeError, match="count_include_pad must be True or False"):
@@ -432,8 +433,8 @@ def test_pool_errors_name_the_argument():
         F.avg_pool2d(mr.randn(5, 5), 2)
     with pytest.raises(ValueError, match=r"kernel \(3, 3\) is larger than the padded input"):
         nn.MaxPool2d(3)(mr.randn(1, 1, 2, 2))  # (with ceil_mode torch gives 1x1)
-    with pytest.raises(ValueError, match="at most half the dilated"):
-        nn.MaxPool2d(2, padding=2, dilation=2)
+    with pytest.raises(ValueError, match="at most half the kernel"):
+        nn.MaxPool2d(3, padding=2, dilation=2)
     with pytest.raises(TypeError, match="ceil_mode"):
         nn.AvgPool2d(2, ceil_mode=None)
     with pytest.raises(ValueError, match="divisor_override"):

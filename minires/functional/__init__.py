@@ -71,7 +71,20 @@ from minires.functional.pool import (
     avg_pool2d,
     max_pool2d,
 )
-from minires.functional.reduce import Max, Mean, Min, Sum, argmax, argmin, max, mean, min, sum
+from minires.functional.reduce import (
+    Max,
+    Mean,
+    Min,
+    StdOfVar,
+    Sum,
+    argmax,
+    argmin,
+    max,
+    mean,
+    min,
+    std_of_var,
+    sum,
+)
 from minires.functional.shape import (
     Clone,
     Concat,
@@ -85,6 +98,7 @@ from minires.functional.shape import (
     clone,
     flatten,
     getitem,
+    index_parts,
     pad,
     permute,
     reshape,
@@ -108,5 +122,6 @@ __all__ = [
     "max_pool2d", "mean", "min", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu",
     "reshape", "sigmoid", "softmax", "sqrt", "squeeze", "stack", "sub", "sum", "tanh",
     "transpose", "unsqueeze", "Clone", "Maximum", "Minimum", "Where", "chunk", "clone",
-    "isfinite", "isnan", "maximum", "minimum", "split", "where",
+    "isfinite", "isnan", "maximum", "minimum", "split", "where", "StdOfVar", "std_of_var",
+    "index_parts",
 ]  # fmt: skip

@@ -255,16 +255,17 @@ def check_pool_geometry(
     op: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any = 1
 ) -> tuple[IntPair, IntPair, IntPair, IntPair]:
     """(k, s, p, d) as pairs; stride None is the kernel size; PyTorch's limit on the
-    padding: at most half the effective kernel size d*(k-1) + 1 (the modules call this at
-    construction)."""
+    padding: at most half the kernel size k // 2, dilated or not (its pool2d_shape_check;
+    the modules call this at construction)."""
     k = pair(kernel_size, "kernel_size", minimum=1, op=op)
     s = k if stride is None else pair(stride, "stride", minimum=1, op=op)
     p = pair(padding, "padding", minimum=0, op=op)
     d = pair(dilation, "dilation", minimum=1, op=op)
-    half = tuple((d[a] * (k[a] - 1) + 1) // 2 for a in (0, 1))
+    half = (k[0] // 2, k[1] // 2)
     if p[0] > half[0] or p[1] > half[1]:
-        what = f"the kernel size {k}" if d == (1, 1) else f"the dilated kernel {k} x {d}"
-        raise ValueError(f"{op}: padding {p} must be at most half {what}, i.e. <= {half}")
+        raise ValueError(
+            f"{op}: padding {p} must be at most half the kernel size {k}, i.e. <= {half}"
+        )
     return k, s, p, d
 
 

@@ -210,3 +210,26 @@ def argmin(
 ) -> Tensor:
     """int64 index of the minimum along ``dim`` (of the flattened tensor if None)."""
     return _arg_extremum("argmin", np.argmin, a, axis, keepdims, dim, keepdim)
+
+
+class StdOfVar(Function):
+    """out = sqrt(var) for a variance; the gradient g / (2 out) is 0 where out == 0 (a
+    constant input), as torch's std, where sqrt's would be inf * 0 = NaN."""
+
+    @staticmethod
+    def forward(ctx: Context, var: np.ndarray) -> np.ndarray:
+        out = np.sqrt(var)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (out,) = ctx.saved_tensors
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(out == 0, g.dtype.type(0), g / (2 * out))
+
+
+def std_of_var(var: Tensor) -> Tensor:
+    """The standard deviation from a variance (`Tensor.std`): sqrt with a 0 gradient at 0."""
+    check_tensor(var, "std")
+    return StdOfVar.apply(var)

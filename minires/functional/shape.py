@@ -111,7 +111,7 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, index: Any) -> np.ndarray:
         ctx.shape, ctx.dtype = a.shape, a.dtype
-        ctx.select, ctx.index = _split_selects(index)
+        ctx.select, ctx.index = _split_selects(index, a.ndim)
         if ctx.select is not None:
             a = a[ctx.select]
         return np.asarray(a[ctx.index])
@@ -136,15 +136,27 @@ def _is_int(i: Any) -> bool:
     return isinstance(i, int | np.integer) and not isinstance(i, bool | np.bool_)
 
 
-def _split_selects(index: Any) -> tuple[tuple | None, Any]:
+def _split_selects(index: Any, ndim: int) -> tuple[tuple | None, Any]:
     """(select, rest) with ``a[index] == a[select][rest]`` as PyTorch computes it, or
-    (None, index) when NumPy and PyTorch agree.
+    (None, index) when NumPy and PyTorch agree (``ndim``: a's dimensions).
 
     PyTorch applies integer indices first (each removes its dimension), then the index
     arrays; NumPy counts an integer as one more index array, so in ``x[1, :, idx]`` the
-    array dimension moves to the front ((len(idx), n) instead of torch's (n, len(idx)))."""
+    array dimension moves to the front ((len(idx), n) instead of torch's (n, len(idx))).
+    An Ellipsis that stands for no dimension is dropped: torch judges whether index arrays
+    are adjacent by dimension, NumPy by place in the index."""
     items = index if isinstance(index, tuple) else (index,)
     arrays = [isinstance(i, np.ndarray | list) and np.ndim(i) > 0 for i in items]
+    if sum(arrays) > 1 and any(i is Ellipsis for i in items):
+        used = sum(
+            np.ndim(i) if a and np.asarray(i).dtype == np.bool_ else 1
+            for i, a in zip(items, arrays)
+            if i is not None and i is not Ellipsis
+        )
+        if used == ndim:
+            keep = [k for k, i in enumerate(items) if i is not Ellipsis]
+            items, arrays = tuple(items[k] for k in keep), [arrays[k] for k in keep]
+            index = items
     if not (any(arrays) and any(_is_int(i) for i in items)):
         return None, index
     select: list[Any] = []
@@ -252,10 +264,9 @@ def transpose(a: Tensor, *axes: Any) -> Tensor:
     return Transpose.apply(a, dims)
 
 
-def getitem(a: Tensor, index: Any) -> Tensor:
-    """``a[index]`` with NumPy indexing (slices, ints, integer/bool arrays, Tensors), and
-    PyTorch's order where integers and index arrays meet (`_split_selects`); a 0-d
-    integer Tensor indexes as an int, as in PyTorch."""
+def _plain_index(index: Any) -> Any:
+    """``index`` with Tensors replaced by their arrays; a 0-d integer Tensor indexes as
+    an int, as in PyTorch."""
 
     def plain(i: Any) -> Any:
         if isinstance(i, Tensor):
@@ -264,8 +275,20 @@ def getitem(a: Tensor, index: Any) -> Tensor:
                 return int(i)
         return i
 
-    index = tuple(plain(i) for i in index) if isinstance(index, tuple) else plain(index)
-    return GetItem.apply(a, index)
+    return tuple(plain(i) for i in index) if isinstance(index, tuple) else plain(index)
+
+
+def index_parts(index: Any, ndim: int) -> tuple[tuple | None, Any]:
+    """(select, rest) for NumPy: ``a[index]`` as PyTorch reads it is ``a[select][rest]``
+    (``a[rest]`` when select is None); for ``t[index] = v`` as well as ``t[index]``."""
+    return _split_selects(_plain_index(index), ndim)
+
+
+def getitem(a: Tensor, index: Any) -> Tensor:
+    """``a[index]`` with NumPy indexing (slices, ints, integer/bool arrays, Tensors), and
+    PyTorch's order where integers and index arrays meet (`_split_selects`); a 0-d
+    integer Tensor indexes as an int, as in PyTorch."""
+    return GetItem.apply(a, _plain_index(index))
 
 
 def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:

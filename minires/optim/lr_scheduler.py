@@ -124,6 +124,22 @@ def _number(value: Any, name: str, owner: str) -> float | int:
     return value
 
 
+def _power(gamma: float, k: int) -> float:
+    """gamma ** k, inf where it overflows (Python's float power raises OverflowError)."""
+    with np.errstate(over="ignore"):
+        return float(np.float64(gamma) ** k)
+
+
+def _check_sequential_milestones(milestones: list, what: str) -> None:
+    """SequentialLR's milestones: ints >= 0, non-decreasing (bisect picks the running
+    scheduler: unsorted ones would silently run the wrong one)."""
+    for m in milestones:
+        if isinstance(m, bool) or not isinstance(m, int | np.integer):
+            raise TypeError(f"{what} must be ints, got {m!r}")
+    if any(m < 0 for m in milestones) or any(a > b for a, b in zip(milestones, milestones[1:])):
+        raise ValueError(f"{what} must be non-decreasing and >= 0, got {list(milestones)}")
+
+
 # -- checks of loaded states ----------------------------------------------------------------
 
 _MAX_EPOCH = 2**53  # beyond it an epoch count is not an exact float (and is no real run)
@@ -229,7 +245,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
-        return [base * self.gamma ** (epoch // self.step_size) for base in self.base_lrs]
+        return [base * _power(self.gamma, epoch // self.step_size) for base in self.base_lrs]
 
     def _check_state_value(self, key: str, value: Any, owner: str) -> None:
         if key == "step_size":
@@ -259,7 +275,7 @@ class MultiStepLR(LRScheduler):
 
     def lr_at(self, epoch: int) -> list[float]:
         k = bisect.bisect_right(self.milestones, epoch)
-        return [base * self.gamma**k for base in self.base_lrs]
+        return [base * _power(self.gamma, k) for base in self.base_lrs]
 
     def _check_state_value(self, key: str, value: Any, owner: str) -> None:
         if key == "milestones":  # as the constructor stores them: sorted, none before 0
@@ -316,6 +332,10 @@ class LinearLR(LRScheduler):
                 f"{start_factor}, {end_factor}"
             )
         self.start_factor, self.end_factor = start_factor, end_factor
+        if isinstance(total_iters, bool) or not isinstance(total_iters, int | np.integer):
+            raise TypeError(f"LinearLR: total_iters must be an int, got {total_iters!r}")
+        if total_iters < 0:
+            raise ValueError(f"LinearLR: total_iters must be >= 0, got {total_iters}")
         self.total_iters = int(total_iters)
         super().__init__(optimizer, last_epoch)
 
@@ -330,7 +350,7 @@ class LinearLR(LRScheduler):
         elif key == "end_factor":
             _finite(value, key, owner, lo=0, hi=1)
         elif key == "total_iters":
-            _int_in(value, key, owner)
+            _int_in(value, key, owner, 0)
         else:
             super()._check_state_value(key, value, owner)
 
@@ -360,6 +380,7 @@ class SequentialLR(LRScheduler):
             if s.optimizer is not optimizer:
                 raise ValueError("SequentialLR: every scheduler must wrap the same optimizer")
         self._schedulers = list(schedulers)
+        _check_sequential_milestones(list(milestones), "SequentialLR: milestones")
         self.milestones = [int(m) for m in milestones]
         for group in optimizer.param_groups:  # undo the sub-schedulers' initial steps
             group["lr"] = group.get("initial_lr", group["lr"])
@@ -387,6 +408,7 @@ class SequentialLR(LRScheduler):
             _sequence(value, key, owner, len(self._schedulers) - 1)
             for i, m in enumerate(value):
                 _int_in(m, f"{key}[{i}]", owner)
+            _check_sequential_milestones(value, f"{owner}: {key}")
         elif key == "_schedulers":  # each one checked by its own scheduler
             _sequence(value, key, owner, len(self._schedulers))
             for i, (sub, state) in enumerate(zip(self._schedulers, value)):
