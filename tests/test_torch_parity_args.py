@@ -565,3 +565,15 @@ def test_conv2d_errors_name_the_argument():
         F.conv2d(mr.randn(5, 5), w)
     with pytest.raises(ValueError, match=r"expects 2 input channels.*\(3, 5, 5\)"):
         F.conv2d(mr.randn(3, 5, 5), w)  # unbatched: channels are dim 0
+
+
+def test_cross_entropy_argument_types_as_torch():
+    x = mr.tensor(np.random.default_rng(0).standard_normal((3, 4)))
+    t = np.array([0, 1, 3])
+    a = F.cross_entropy(x, t, label_smoothing=np.float32(0.1))  # NumPy scalars are floats
+    b = F.cross_entropy(x, t, label_smoothing=0.1)
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-6)
+    probs = np.full((3, 4), 0.25)
+    with pytest.raises(ValueError, match="ignore_index .1. does not apply to class-probability"):
+        F.cross_entropy(x, probs, ignore_index=1)
+    assert np.isfinite(F.cross_entropy(x, probs).data)  # the default -100 is fine

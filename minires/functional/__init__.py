@@ -2,14 +2,16 @@
 a hand-written backward (``import minires.functional as F``, also ``mr.nn.functional``)."""
 
 from minires.functional.conv import Conv2d, conv2d
-from minires.functional.dropout import Dropout, dropout
+from minires.functional.dropout import Dropout, dropout, dropout2d
 from minires.functional.elementwise import (
+    GELU,
     Abs,
     Add,
     Cast,
     Clamp,
     Div,
     Exp,
+    LeakyReLU,
     Log,
     Maximum,
     Minimum,
@@ -18,6 +20,8 @@ from minires.functional.elementwise import (
     Pow,
     ReLU,
     Sigmoid,
+    SiLU,
+    Softplus,
     Sqrt,
     Sub,
     Tanh,
@@ -28,8 +32,10 @@ from minires.functional.elementwise import (
     clamp,
     div,
     exp,
+    gelu,
     isfinite,
     isnan,
+    leaky_relu,
     log,
     maximum,
     minimum,
@@ -38,6 +44,8 @@ from minires.functional.elementwise import (
     pow,
     relu,
     sigmoid,
+    silu,
+    softplus,
     sqrt,
     sub,
     tanh,
@@ -45,13 +53,19 @@ from minires.functional.elementwise import (
 )
 from minires.functional.linalg import Linear, MatMul, linear, matmul
 from minires.functional.loss import (
+    BinaryCrossEntropy,
+    BinaryCrossEntropyWithLogits,
     CrossEntropy,
     CrossEntropyProbs,
     LogSoftmax,
     MSELoss,
+    NLLLoss,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
     cross_entropy,
     log_softmax,
     mse_loss,
+    nll_loss,
     softmax,
 )
 from minires.functional.norm import (
@@ -124,4 +138,7 @@ __all__ = [
     "transpose", "unsqueeze", "Clone", "Maximum", "Minimum", "Where", "chunk", "clone",
     "isfinite", "isnan", "maximum", "minimum", "split", "where", "StdOfVar", "std_of_var",
     "index_parts",
+    "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "GELU", "LeakyReLU", "NLLLoss",
+    "SiLU", "Softplus", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "dropout2d", "gelu", "leaky_relu", "nll_loss", "silu", "softplus",
 ]  # fmt: skip

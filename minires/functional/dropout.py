@@ -1,6 +1,7 @@
-"""Inverted dropout, as in PyTorch: in training each value is kept with probability
-``1 - p`` and scaled by ``1 / (1 - p)`` (so the expected output equals the input and
-evaluation needs no rescaling); in evaluation it is the identity.
+"""Inverted dropout, as in PyTorch: in training each value (`dropout`) or each whole
+channel (`dropout2d`) is kept with probability ``1 - p`` and scaled by ``1 / (1 - p)`` (so
+the expected output equals the input and evaluation needs no rescaling); in evaluation it
+is the identity.
 
 The mask comes from minires' generator (`minires.random`), so ``mr.manual_seed`` makes it
 reproducible."""
@@ -8,6 +9,7 @@ reproducible."""
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -59,3 +61,48 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     if not training or p == 0.0:
         return x
     return Dropout.apply(x, dropout_mask(x.shape, p, x.dtype))
+
+
+class FeatureDropoutShapeError(ValueError, RuntimeError):
+    """Channel dropout of an input with fewer than 2 dimensions (a ValueError for minires'
+    rule on bad input, a RuntimeError as in PyTorch)."""
+
+
+def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels, as ``torch.nn.functional.dropout2d`` (and ``nn.Dropout2d``):
+    when ``training``, each feature map ``x[n, c]`` is zeroed with probability ``p`` and
+    the kept ones are scaled by ``1 / (1 - p)``; otherwise (or when p == 0) ``x`` itself
+    is returned.
+
+    Shape: input ``(N, C, H, W)``, output the same. As in PyTorch, a 3-D input is read as
+    ``(N, C, L)`` (with a warning: channel-wise 1-D dropout) and other inputs as
+    ``(N, C, ...)`` (with a warning); fewer than 2 dimensions is an error in training.
+    The mask, ``(N, C, 1, ..., 1)``, comes from minires' generator (``mr.manual_seed``
+    makes it reproducible); the gradient is the upstream gradient times the same mask.
+    ``inplace`` is accepted for PyTorch compatibility and ignored.
+    """
+    op = "dropout2d"
+    p = check_p(p, op)
+    check_float(x, op)
+    if x.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
+            "1D dropout behavior is desired - input is interpreted as shape (N, C, L), "
+            "where C is the channel dim (as PyTorch does)",
+            stacklevel=2,
+        )
+    elif x.ndim != 4:
+        warnings.warn(
+            f"dropout2d: Received a {x.ndim}-D input to dropout2d; it exists to zero "
+            "channels of (N, C, H, W) inputs (use dropout for single values)",
+            stacklevel=2,
+        )
+    if not training or p == 0.0:
+        return x
+    if x.ndim < 2:
+        raise FeatureDropoutShapeError(
+            f"{op}: channel dropout needs at least 2 dimensions (N, C, ...), got an input "
+            f"of shape {x.shape}"
+        )
+    mask = dropout_mask(x.shape[:2] + (1,) * (x.ndim - 2), p, x.dtype)
+    return Dropout.apply(x, mask)  # x * mask, broadcast; backward: grad * mask

@@ -3,14 +3,17 @@ back to the shape of the input it belongs to."""
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.backend import kernels
+from minires.backend import get_backend, kernels
 from minires.device import resolve_dtype
-from minires.functional._util import as_tensor, check_tensor, unbroadcast
+from minires.functional._util import as_tensor, check_real, check_tensor, unbroadcast
 from minires.tensor import Tensor
 
 
@@ -551,3 +554,200 @@ def isfinite(a: Tensor) -> Tensor:
     """A bool tensor: True where ``a`` is neither NaN nor +-inf (outside the graph)."""
     check_tensor(a, "isfinite")
     return Tensor._wrap(np.isfinite(a.data) if a.dtype.kind == "f" else np.ones(a.shape, bool))
+
+
+# -- leaky_relu, gelu, silu, softplus (activations PyTorch users reach for) ---------------
+
+
+def _activation_input(a: Any, op: str) -> None:
+    """The activations below take float tensors (torch refuses integer ones too)."""
+    check_tensor(a, op)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be float32 or float64, got {a.dtype}")
+
+
+class LeakyReLU(Function):
+    """out = a where a > 0, negative_slope * a elsewhere; the gradient is 1 or
+    negative_slope by the same test on a (negative_slope at a == 0 and at NaN, as torch)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, negative_slope: float) -> np.ndarray:
+        positive = a > 0
+        slope = a.dtype.type(negative_slope)
+        ctx.save_for_backward(positive)
+        ctx.slope = slope
+        return np.where(positive, a, a * slope)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (positive,) = ctx.saved_tensors
+        return np.where(positive, g, g * ctx.slope), None
+
+
+def _erf_scalar(v: float) -> float:
+    """math.erf of one value: what `_numba_erf` compiles (at module level, so Numba can
+    cache the compiled code on disk)."""
+    return math.erf(v)
+
+
+@functools.cache
+def _numba_erf() -> Callable[[np.ndarray], np.ndarray] | None:
+    """math.erf as a compiled NumPy ufunc (float32 and float64 loops), or None without
+    numba. Built on first use (importing minires compiles nothing) and cached on disk
+    where Numba finds a writable cache directory (in memory otherwise)."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    signatures = ["float32(float32)", "float64(float64)"]
+    try:
+        return numba.vectorize(signatures, cache=True)(_erf_scalar)
+    except Exception:  # pragma: no cover - no writable cache directory
+        return numba.vectorize(signatures)(_erf_scalar)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """The error function elementwise, in x's dtype (NumPy has none): ``math.erf`` on each
+    value (the readable reference, used by the "numpy" backend) or the same function
+    compiled by Numba (the "numba" backend; float32 then evaluates in float32, as torch)."""
+    fast = _numba_erf() if get_backend() == "numba" else None
+    if fast is not None:
+        return fast(x)
+    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x)).astype(x.dtype)  # 0-d: a float
+
+
+_SQRT1_2 = math.sqrt(0.5)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)  # torch's kBeta of the tanh form
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)  # the normal density's constant
+_GELU_KAPPA = 0.044715
+
+
+class GELU(Function):
+    """Gaussian error linear unit, out = a * Phi(a), Phi the standard normal CDF:
+
+    - ``approximate="none"``: Phi(a) = (1 + erf(a / sqrt 2)) / 2, d out / d a =
+      Phi(a) + a * exp(-a^2 / 2) / sqrt(2 pi);
+    - ``approximate="tanh"``: Phi(a) ~ (1 + tanh(k (a + 0.044715 a^3))) / 2 with
+      k = sqrt(2 / pi), differentiated as written (torch's formulas, in a's dtype).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, approximate: str) -> np.ndarray:
+        dt = a.dtype.type
+        ctx.save_for_backward(a)
+        ctx.approximate = approximate
+        with np.errstate(over="ignore", invalid="ignore"):
+            if approximate == "tanh":
+                inner = dt(_SQRT_2_OVER_PI) * (a + dt(_GELU_KAPPA) * a * a * a)
+                return dt(0.5) * a * (1 + np.tanh(inner))
+            return a * dt(0.5) * (1 + _erf(a * dt(_SQRT1_2)))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        (a,) = ctx.saved_tensors
+        dt = a.dtype.type
+        with np.errstate(over="ignore", invalid="ignore"):
+            if ctx.approximate == "tanh":
+                k, kappa = dt(_SQRT_2_OVER_PI), dt(_GELU_KAPPA)
+                a2 = a * a
+                t = np.tanh(k * (a + kappa * a2 * a))
+                left = dt(0.5) * a
+                d_left = dt(0.5) * (1 + t)
+                d_right = left * (1 - t * t) * (k * (1 + 3 * kappa * a2))
+                return g * (d_left + d_right), None
+            cdf = dt(0.5) * (1 + _erf(a * dt(_SQRT1_2)))
+            pdf = dt(_INV_SQRT_2PI) * np.exp(dt(-0.5) * a * a)
+            return g * (cdf + a * pdf), None
+
+
+def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-a)), accurate to a few ulps also in the far negative tail (where
+    ``(1 + tanh(a / 2)) / 2`` cancels): e / (1 + e) with e = exp(-|a|) for a < 0."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class SiLU(Function):
+    """out = a * sigmoid(a) (also called swish); d out / d a =
+    sigmoid(a) * (1 + a * (1 - sigmoid(a))), as torch (NaN at a = -inf, like its value)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        s = _stable_sigmoid(a)
+        ctx.save_for_backward(a, s)
+        with np.errstate(invalid="ignore"):  # -inf * 0: NaN, as torch
+            return a * s
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray) -> np.ndarray:
+        a, s = ctx.saved_tensors
+        with np.errstate(invalid="ignore"):
+            return g * s * (1 + a * (1 - s))
+
+
+class Softplus(Function):
+    """out = log(1 + exp(beta * a)) / beta, and a itself where beta * a > threshold (where
+    the two agree to float precision); d out / d a = z / (z + 1) with z = exp(beta * a),
+    1 above the threshold: torch's formulas."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, beta: float, threshold: float) -> np.ndarray:
+        b, th = a.dtype.type(beta), a.dtype.type(threshold)
+        ba = a * b
+        linear = ba > th
+        ctx.save_for_backward(ba, linear)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return np.where(linear, a, np.log1p(np.exp(ba)) / b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        ba, linear = ctx.saved_tensors
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = np.exp(ba)
+            return np.where(linear, g, g * z / (z + 1)), None, None
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``input`` where positive, ``negative_slope * input`` elsewhere, as
+    ``torch.nn.functional.leaky_relu``. Any shape; float32 or float64. ``inplace`` is
+    accepted for PyTorch compatibility and ignored (the result is a new tensor)."""
+    _activation_input(input, "leaky_relu")
+    slope = check_real(negative_slope, "negative_slope", "leaky_relu")
+    return LeakyReLU.apply(input, slope)
+
+
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
+    """GELU, ``input * Phi(input)`` with Phi the standard normal CDF, as
+    ``torch.nn.functional.gelu``: exact (``approximate="none"``, via erf) or the tanh
+    approximation (``approximate="tanh"``). Any shape; float32 or float64."""
+    _activation_input(input, "gelu")
+    if not isinstance(approximate, str):
+        raise TypeError(
+            f"gelu: approximate must be one of {GELU_APPROXIMATIONS}, got "
+            f"{type(approximate).__name__}"
+        )
+    if approximate not in GELU_APPROXIMATIONS:
+        raise ValueError(
+            f"gelu: approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}"
+        )
+    return GELU.apply(input, approximate)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """SiLU (swish), ``input * sigmoid(input)``, as ``torch.nn.functional.silu``. Any
+    shape; float32 or float64. ``inplace`` is accepted and ignored."""
+    _activation_input(input, "silu")
+    return SiLU.apply(input)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+    """Softplus, ``log(1 + exp(beta * input)) / beta`` (``input`` itself where
+    ``beta * input > threshold``), as ``torch.nn.functional.softplus``. Any shape; float32
+    or float64; ``beta`` and ``threshold`` finite numbers."""
+    _activation_input(input, "softplus")
+    b = check_real(beta, "beta", "softplus")
+    th = check_real(threshold, "threshold", "softplus")
+    return Softplus.apply(input, b, th)

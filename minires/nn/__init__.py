@@ -2,6 +2,16 @@
 
 from minires import functional
 from minires.nn import init
+from minires.nn.activation import (
+    GELU,
+    LeakyReLU,
+    LogSoftmax,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from minires.nn.containers import ModuleDict, ModuleList, Sequential
 from minires.nn.dropout import Dropout, Dropout2d
 from minires.nn.layers import (
@@ -15,7 +25,7 @@ from minires.nn.layers import (
     MaxPool2d,
     ReLU,
 )
-from minires.nn.loss import CrossEntropyLoss, MSELoss
+from minires.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from minires.nn.module import Module, Parameter
 from minires.nn.normalization import GroupNorm, LayerNorm
 from minires.nn.sync_batchnorm import SyncBatchNorm
@@ -23,25 +33,36 @@ from minires.nn.sync_batchnorm import SyncBatchNorm
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Dropout2d",
     "Flatten",
+    "GELU",
     "GroupNorm",
     "Identity",
     "LayerNorm",
+    "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "MSELoss",
     "MaxPool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
     "SyncBatchNorm",
+    "Tanh",
     "functional",
     "init",
 ]

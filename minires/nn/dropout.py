@@ -3,12 +3,8 @@ or of whole channels), the identity in evaluation mode."""
 
 from __future__ import annotations
 
-import warnings
-
 from minires import functional as F
-from minires.functional._util import check_float
-from minires.functional.dropout import Dropout as _DropoutOp
-from minires.functional.dropout import check_p, dropout_mask
+from minires.functional.dropout import check_p
 from minires.nn.module import Module
 from minires.tensor import Tensor
 
@@ -35,11 +31,6 @@ class Dropout(_DropoutNd):
         return F.dropout(x, self.p, self.training)
 
 
-class _FeatureDropoutShapeError(ValueError, RuntimeError):
-    """Channel dropout of an input with fewer than 2 dimensions (a ValueError for minires'
-    rule on bad input, a RuntimeError as in PyTorch)."""
-
-
 class Dropout2d(_DropoutNd):
     """Zero whole channels: in training each ``(n, c)`` feature map ``x[n, c]`` is zeroed
     with probability ``p`` and the kept ones are scaled by ``1 / (1 - p)``; after
@@ -57,26 +48,4 @@ class Dropout2d(_DropoutNd):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        check_float(x, "Dropout2d")
-        if x.ndim == 3:
-            warnings.warn(
-                "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
-                "1D dropout behavior is desired - input is interpreted as shape (N, C, L), "
-                "where C is the channel dim (as PyTorch does)",
-                stacklevel=2,
-            )
-        elif x.ndim != 4:
-            warnings.warn(
-                f"dropout2d: Received a {x.ndim}-D input to dropout2d; it exists to zero "
-                "channels of (N, C, H, W) inputs (use Dropout for single values)",
-                stacklevel=2,
-            )
-        if not self.training or self.p == 0.0:
-            return x
-        if x.ndim < 2:
-            raise _FeatureDropoutShapeError(
-                f"Dropout2d: channel dropout needs at least 2 dimensions (N, C, ...), got an "
-                f"input of shape {x.shape}"
-            )
-        mask = dropout_mask(x.shape[:2] + (1,) * (x.ndim - 2), self.p, x.dtype)
-        return _DropoutOp.apply(x, mask)  # x * mask, broadcast; backward: grad * mask
+        return F.dropout2d(x, self.p, self.training)
