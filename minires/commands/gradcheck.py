@@ -193,6 +193,35 @@ def cases() -> list[Case]:
     add("clone / expand", "(3,1)->(2,3,4)")(
         lambda r: (lambda a: a.clone().expand(2, 3, 4) * a, [_t(r, 3, 1)])
     )
+    add("nll_loss", "(4,5) weighted, ignore_index")(
+        lambda r: (
+            lambda a: F.nll_loss(
+                F.log_softmax(a, 1),
+                np.array([0, 4, 2, 1]),
+                weight=np.arange(1.0, 6.0),
+                ignore_index=1,
+            ),
+            [_t(r, 4, 5)],
+        )
+    )
+    add("binary_cross_entropy_with_logits", "(3,4) pos_weight")(
+        lambda r: (
+            lambda a, y: F.binary_cross_entropy_with_logits(a, y, pos_weight=np.full(4, 2.0)),
+            [_t(r, 3, 4), _leaf(r.uniform(0.1, 0.9, (3, 4)))],
+        )
+    )
+    add("gelu / silu / softplus / leaky", "(3,4) summed")(
+        lambda r: (
+            lambda a: (
+                F.gelu(a)
+                + F.gelu(a, approximate="tanh")
+                + F.silu(a)
+                + F.softplus(a)
+                + F.leaky_relu(a, 0.1)
+            ),
+            [_distinct(r, 3, 4)],
+        )
+    )
     add("permute", "(2,3,4)->(1,2,0)")(lambda r: (lambda a: a.permute(1, 2, 0), [_t(r, 2, 3, 4)]))
     add("unsqueeze/squeeze", "(3,1,4)")(
         lambda r: (lambda a: a.squeeze(1).unsqueeze(0), [_t(r, 3, 1, 4)])
