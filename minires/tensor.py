@@ -490,6 +490,13 @@ class Tensor:
         tracked = isinstance(other, Tensor) and other.requires_grad
         leaf_with_grad = self.grad_fn is None and self._requires_grad  # refused, as torch
         if autograd.is_grad_enabled() and not leaf_with_grad and (self.grad_fn or tracked):
+            if self.grad_fn is None and self._data.base is not None:
+                # a view (buf[0] += w): rebinding would leave the viewed tensor unchanged
+                raise _InPlaceInGraph(
+                    f"{op}: this tensor (shape {self.shape}) is a view of another, and the "
+                    "value requires grad: minires cannot record an in-place write into the "
+                    "viewed tensor; build it out-of-place (mr.cat, mr.stack, mr.where)"
+                )
             # out-of-place, then the in-place op's rules: same shape, this tensor's dtype
             out = out_of_place(self, other)
             if out.shape != self.shape:

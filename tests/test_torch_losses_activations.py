@@ -638,3 +638,30 @@ ERRORS = [
 def test_errors_name_the_argument(call, error, words):
     with pytest.raises(error, match=names(*words)):
         call()
+
+
+def test_softmax_of_one_value_and_torchs_implicit_dim():
+    x = mr.tensor(np.float64(3.0), requires_grad=True)
+    assert F.softmax(x, dim=0).item() == 1.0 and F.log_softmax(x, -1).item() == 0.0
+    F.softmax(x, 0).backward()
+    assert x.grad == 0.0
+    y = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
+    with pytest.warns(UserWarning, match="implicit dimension choice for softmax"):
+        got = F.softmax(mr.tensor(y), dim=None)  # torch's legacy choice: dim 1 for 4-D
+    with pytest.warns(UserWarning):
+        want = torch.nn.functional.softmax(torch.from_numpy(y), dim=None)
+    np.testing.assert_allclose(got.data, want.numpy(), rtol=1e-12)
+
+
+def test_dropout_argument_checks_and_p_one_as_torch():
+    assert F.dropout2d(mr.tensor([1.0, 2.0]), 1.0).data.tolist() == [0.0, 0.0]
+    for fn in (F.dropout, F.dropout2d):
+        with pytest.raises(TypeError, match="training must be True or False"):
+            fn(mr.randn(2, 3), 0.5, None)
+
+
+def test_a_ragged_target_is_refused_clearly():
+    with pytest.raises(ValueError, match="binary_cross_entropy: cannot read target"):
+        F.binary_cross_entropy(mr.rand(2, 1), [[1.0], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="cross_entropy: cannot read target"):
+        F.cross_entropy(mr.randn(2, 3), [[1], [1, 2]])

@@ -547,3 +547,13 @@ def test_item_assignment_matches_torch(index, seed):
     if any(isinstance(i, np.ndarray) and len(set(i.tolist())) < len(i) for i in index):
         return  # repeated indices: which write wins is unspecified in both libraries
     np.testing.assert_array_equal(ours.data, theirs.numpy())
+
+
+def test_augmented_assignment_into_a_view_with_a_tracked_value_refuses():
+    w = mr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    buf = mr.zeros(2, 3)
+    row = buf[0]
+    with pytest.raises(ValueError, match="is a view of another"):
+        row += w  # torch writes through into buf; minires cannot record that
+    row += mr.tensor(np.ones(3, np.float32))  # an untracked value writes through
+    assert buf.data[0].tolist() == [1.0, 1.0, 1.0]

@@ -25,6 +25,15 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     return Tensor(x)
 
 
+def as_array(value: Any, op: str, name: str, dtype: Any = None) -> np.ndarray:
+    """``np.asarray(value, dtype)`` for an argument given as a list or array, with a clear
+    error naming ``op`` and the argument for a ragged list or a value NumPy cannot read."""
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{op}: cannot read {name} as an array of numbers ({exc})") from None
+
+
 def _where(op: str | None) -> str:
     return f"{op}: " if op else ""
 

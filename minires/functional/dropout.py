@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,8 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         ctx.save_for_backward(mask)
-        return x * mask
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN where dropped, as torch
+            return x * mask
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
@@ -45,6 +47,13 @@ def check_p(p: float, op: str = "dropout") -> float:
     return float(p)
 
 
+def _check_training(training: Any, op: str) -> bool:
+    """``training`` must be a bool (torch refuses None and other values)."""
+    if not isinstance(training, bool | np.bool_):
+        raise TypeError(f"{op}: training must be True or False, got {training!r}")
+    return bool(training)
+
+
 def dropout_mask(shape: tuple[int, ...], p: float, dtype: np.dtype) -> np.ndarray:
     """Keep each entry with probability 1 - p: the mask is 1 / (1 - p) there, 0 elsewhere
     (all 0 when p == 1)."""
@@ -58,6 +67,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     when ``training``; return ``x`` itself otherwise (or when p == 0). Any shape."""
     p = check_p(p)
     check_float(x, "dropout")
+    training = _check_training(training, "dropout")
     if not training or p == 0.0:
         return x
     return Dropout.apply(x, dropout_mask(x.shape, p, x.dtype))
@@ -97,8 +107,11 @@ def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = 
             "channels of (N, C, H, W) inputs (use dropout for single values)",
             stacklevel=2,
         )
+    training = _check_training(training, op)
     if not training or p == 0.0:
         return x
+    if p == 1.0:  # torch's shortcut: every channel dropped, whatever the shape
+        return Dropout.apply(x, np.zeros(x.shape, x.dtype))
     if x.ndim < 2:
         raise FeatureDropoutShapeError(
             f"{op}: channel dropout needs at least 2 dimensions (N, C, ...), got an input "

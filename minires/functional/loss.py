@@ -4,12 +4,19 @@ probabilities and of logits) and the mean squared error."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from minires.autograd import Context, Function
-from minires.functional._util import check_dim, check_float, check_int, check_same_dtype
+from minires.functional._util import (
+    as_array,
+    check_dim,
+    check_float,
+    check_int,
+    check_same_dtype,
+)
 from minires.functional.elementwise import _stable_sigmoid
 from minires.tensor import Tensor
 
@@ -440,9 +447,22 @@ class _DefaultDim(int):
 _LAST = _DefaultDim(-1)
 
 
-def _softmax_dim(op: str, ndim: int, dim: int, axis: int | None) -> int:
+def legacy_softmax_dim(op: str, ndim: int, stacklevel: int = 3) -> int:
+    """torch's choice for a softmax given ``dim=None``: 0 for 0-, 1- and 3-D inputs, 1
+    otherwise, with its deprecation warning."""
+    warnings.warn(
+        f"{op}: implicit dimension choice for {op} has been deprecated. Change the call to "
+        "include dim=X as an argument.",
+        stacklevel=stacklevel,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _softmax_dim(op: str, ndim: int, dim: int | None, axis: int | None) -> int:
     """PyTorch's ``dim`` or NumPy's ``axis`` as a non-negative axis; both may be given only
-    if they name the same axis."""
+    if they name the same axis; an explicit ``dim=None`` is torch's legacy choice."""
+    if dim is None and axis is None:
+        dim = legacy_softmax_dim(op, ndim, stacklevel=4)
     if axis is None:
         return check_dim(dim, ndim, "dim", op)
     a = check_dim(axis, ndim, "axis", op)
@@ -457,14 +477,16 @@ def log_softmax(x: Tensor, dim: int = _LAST, *, axis: int | None = None) -> Tens
     """log(softmax(x)) along ``dim`` (PyTorch's name; ``axis``, NumPy's, also works),
     the last axis by default; same shape as x."""
     check_float(x, "log_softmax")
-    if x.ndim == 0:
-        raise ValueError("log_softmax: needs at least one dimension, got a 0-d tensor")
-    return LogSoftmax.apply(x, _softmax_dim("log_softmax", x.ndim, dim, axis))
+    d = _softmax_dim("log_softmax", x.ndim, dim, axis)
+    if x.ndim == 0:  # one value: log_softmax 0 (and softmax 1), as torch
+        return LogSoftmax.apply(x.reshape(1), 0).reshape(())
+    return LogSoftmax.apply(x, d)
 
 
 def softmax(x: Tensor, dim: int = _LAST, *, axis: int | None = None) -> Tensor:
     """softmax along ``dim`` or ``axis`` (exp of `log_softmax`); same shape as x."""
-    return log_softmax(x, dim, axis=axis).exp()
+    check_float(x, "softmax")
+    return log_softmax(x, _softmax_dim("softmax", x.ndim, dim, axis)).exp()
 
 
 def _class_weights(weight, logits: Tensor, op: str) -> np.ndarray | None:
@@ -478,7 +500,7 @@ def _class_weights(weight, logits: Tensor, op: str) -> np.ndarray | None:
         check_same_dtype(op, input=logits, weight=weight)
         w = weight.data
     else:
-        w = np.asarray(weight)
+        w = as_array(weight, op, "weight")
         if w.dtype.kind not in "fiu":
             raise TypeError(f"{op}: weight must hold one real number per class, got {w.dtype}")
         w = w.astype(logits.dtype)
@@ -537,7 +559,7 @@ def cross_entropy(
         )
     w = _class_weights(weight, logits, op)
     smoothing = float(label_smoothing)
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else as_array(target, op, "target")
     if t.shape == logits.shape:  # class probabilities (torch tells the two apart by shape)
         if t.dtype.kind != "f":
             raise TypeError(
@@ -574,7 +596,7 @@ def _class_indices(
             f"{expected} (class indices){more}"
         )
     k = inp.shape[1]
-    if k == 0 and t.size:
+    if k == 0 and t.size:  # (torch gives nan when every target is ignored)
         raise ValueError(f"{op}: {name} {inp.shape} have no classes (dimension 1 is 0)")
     valid = t[t != ignore_index]
     if valid.size and (valid.min() < 0 or valid.max() >= k):
@@ -618,7 +640,7 @@ def nll_loss(
         raise TypeError(
             f"{op}: target must be a Tensor or array of class indices, got {type(target).__name__}"
         )
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else as_array(target, op, "target")
     if input.ndim == 1:  # unbatched (C,) with a 0-d target: a batch of one
         if t.ndim != 0:
             raise ValueError(
@@ -660,7 +682,7 @@ def _same_shape_target(target: Any, inp: Tensor, op: str) -> Tensor:
             raise TypeError(
                 f"{op}: target must be a Tensor or an array of numbers, got {type(target).__name__}"
             )
-        t = np.asarray(target)
+        t = as_array(target, op, "target")
         if t.dtype.kind not in "fiub":
             raise TypeError(f"{op}: target must hold real numbers, got {t.dtype}")
         target = Tensor._wrap(t.astype(inp.dtype))
@@ -684,7 +706,7 @@ def _elementwise_weight(weight: Any, inp: Tensor, op: str, name: str) -> np.ndar
     else:
         if isinstance(weight, str | bytes):
             raise TypeError(f"{op}: {name} must be a Tensor, an array or None, got {weight!r}")
-        w = np.asarray(weight)
+        w = as_array(weight, op, name)
         if w.dtype.kind not in "fiu":
             raise TypeError(f"{op}: {name} must hold real numbers, got {w.dtype}")
         w = w.astype(inp.dtype)
@@ -776,7 +798,7 @@ def mse_loss(input: Tensor, target: Tensor | np.ndarray, reduction: str = "mean"
     check_float(input, op)
     _check_reduction(reduction, op)
     if not isinstance(target, Tensor):
-        target = Tensor._wrap(np.asarray(target, dtype=input.dtype))
+        target = Tensor._wrap(as_array(target, op, "target", input.dtype))
     check_float(target, op, "target")
     check_same_dtype(op, input=input, target=target)
     if target.shape != input.shape:

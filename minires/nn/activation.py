@@ -5,24 +5,12 @@ Every one keeps its input's shape and dtype."""
 
 from __future__ import annotations
 
-import warnings
-
 from minires import functional as F
 from minires.functional._util import check_int, check_real
 from minires.functional.elementwise import GELU_APPROXIMATIONS
+from minires.functional.loss import legacy_softmax_dim
 from minires.nn.module import Module
 from minires.tensor import Tensor
-
-
-def _legacy_softmax_dim(name: str, ndim: int) -> int:
-    """torch's choice when a softmax module is built without ``dim``: 0 for 0-, 1- and
-    3-D inputs, 1 otherwise, with its deprecation warning."""
-    warnings.warn(
-        f"{name}: implicit dimension choice for softmax has been deprecated. Change the call "
-        "to include dim=X as an argument.",
-        stacklevel=3,
-    )
-    return 0 if ndim in (0, 1, 3) else 1
 
 
 class _SoftmaxNd(Module):
@@ -35,7 +23,9 @@ class _SoftmaxNd(Module):
         self.dim = None if dim is None else check_int(dim, "dim", type(self).__name__)
 
     def _dim(self, x: Tensor) -> int:
-        return _legacy_softmax_dim(type(self).__name__, x.ndim) if self.dim is None else self.dim
+        if self.dim is None:  # warns at the line calling the module (through __call__)
+            return legacy_softmax_dim(type(self).__name__, x.ndim, stacklevel=5)
+        return self.dim
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
