@@ -20,6 +20,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 4-vector panels, >= max(128, cpi) tiles
                                                 (`use_winograd_nhwc`; nhwc.py)
                      TAP_SAME                   "same", tap-sized (tapconv.py)
+                     DIRECT                     grouped, 4-32 channels a group in and
+                                                out, direct-sized, what TAP_POLY2 would
+                                                take, output planes >= 400 pixels
+                                                (`use_direct_poly2`)
                      TAP_POLY2                  odd k x k / stride 2 / pad (k-1)/2 (3x3
                                                 pad 1, the 7x7 stem), tap-sized
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
@@ -346,6 +350,32 @@ def tap_geometry(g: ConvGeometry) -> str | None:
     ):
         return "poly2"  # odd kernels at stride 2 with "same" padding: 3x3 / 1, the 7x7 stem
     return None
+
+
+# A grouped stride-2 conv on large planes: the direct tiles beat the tap kernel on the
+# polyphase planes (whose four plane copies a group cost more than they save). Measured
+# (2026-12-04 session 13, AMD Zen 4, 2 threads, float32, forward ms with 64 MB streamed
+# through the caches before each call, tap_poly2 / direct): to 28x28 outputs - 256 in 32
+# groups batch 2 3.17 / 1.70, batch 8 8.62 / 4.88, 128 in 32 groups batch 8 3.31 / 2.15,
+# 512 in 16 groups batch 8 26.1 / 18.4, 1024 in 32 groups batch 2 12.1 / 9.3; to 56x56:
+# 256 in 32 groups batch 8 39.9 / 18.0, 64 in 8 groups 9.52 / 4.77; to 20x20: 256 in 32
+# groups batch 8 4.79 / 2.88. To 14x14 the tap kernel wins: 256 in 32 groups batch 8
+# 1.57 / 1.78, 128 in 32 1.22 / 1.44, 512 in 16 5.39 / 6.22; to 7x7 1024 in 32 groups
+# 0.86 / 1.60. Between 196 and 400 output pixels nothing was measured; Intel not measured.
+_POLY2_DIRECT_MIN_PIXELS = 400
+
+
+def use_direct_poly2(g: ConvGeometry) -> bool:
+    """A grouped, direct-sized, stride-2 "poly2" conv with 4-32 input and output channels
+    a group (the measured range) and output planes of >= `_POLY2_DIRECT_MIN_PIXELS`
+    pixels: the forward takes DIRECT, not TAP_POLY2."""
+    return (
+        g.groups > 1
+        and 4 <= g.cpi <= 32
+        and 4 <= g.cpo <= 32
+        and use_direct(g)
+        and g.ho * g.wo >= _POLY2_DIRECT_MIN_PIXELS
+    )
 
 
 _LANE_MIN_CPI = 8  # fewer input channels a group: the lane kernel's copies dominate
@@ -684,6 +714,8 @@ def _plan_forward(
     if "winograd" not in off and use_winograd_nhwc(g, itemsize):
         return Algorithm.WINOGRAD_NHWC
     tap = None if "tap" in off else tap_geometry(g)
+    if tap == "poly2" and "direct" not in off and use_direct_poly2(g):
+        return Algorithm.DIRECT
     if tap is not None:
         return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
     if "direct" not in off and use_direct(g):

@@ -38,7 +38,9 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     added later), the weight gradient of small strided dense convs the direct tile
     kernel (`use_direct_weight_grad`, later too), and small-plane weight gradients with
     16-31 outputs a group the lane kernel (it took 32+ before), but not those with under
-    8 inputs a group (the masked, depthwise or direct kernel instead, session 11)."""
+    8 inputs a group (the masked, depthwise or direct kernel instead, session 11), and
+    the forward of grouped "poly2" convs to planes of 400+ pixels the direct tiles
+    (`use_direct_poly2`, session 13)."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
@@ -52,6 +54,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             want = [gemm, Algorithm.TRANSPOSED_POINTWISE_GEMM, gemm]
         if (kh, kw) != (3, 3) and planner.tap_geometry(geo) == "poly2":
             want = [Algorithm.TAP_POLY2, *want[1:]]
+        if want[0] == Algorithm.TAP_POLY2 and planner.use_direct_poly2(geo):
+            want = [Algorithm.DIRECT, *want[1:]]  # grouped, large planes (session 13)
         if want[2] == Algorithm.IM2COL_GEMM and planner.use_direct_weight_grad(geo):
             want = [*want[:2], Algorithm.DIRECT]  # small strided dense convs (added later)
         if 16 <= geo.cpo < 32 and planner.use_lane_weight_grad(geo, dtype.itemsize):
@@ -361,3 +365,20 @@ def test_stride2_input_gradient_rule(n, c, hw, cout, groups, want):
     assert planner.plan("backward_input", geo) == want
     tap = planner.plan("backward_input", geo, disabled=frozenset({"col2im"}))
     assert tap == (Algorithm.COL2IM_GEMM if groups == 1 and c == 512 else Algorithm.TAP_STRIDE2)
+
+
+@pytest.mark.parametrize(
+    "n, c, hw, groups, want",
+    [
+        (2, 256, 56, 32, Algorithm.DIRECT),  # ResNeXt-50's conv3 entry: 28x28 outputs
+        (8, 128, 40, 32, Algorithm.DIRECT),  # 20x20 outputs: 400 pixels
+        (8, 128, 38, 32, Algorithm.TAP_POLY2),  # 19x19: under 400
+        (8, 512, 28, 32, Algorithm.TAP_POLY2),  # 14x14 outputs: the tap kernel wins
+        (8, 64, 56, 32, Algorithm.TAP_POLY2),  # 2 channels a group: not measured
+        (64, 16, 32, 1, Algorithm.TAP_POLY2),  # dense: DIRECT does not take it
+    ],
+)
+def test_grouped_stride2_forward_rule(n, c, hw, groups, want):
+    geo = ConvGeometry.of((n, c, hw, hw), (c, c // groups, 3, 3), 2, 1, 1, groups)
+    assert planner.plan("forward", geo, np.float32) == want
+    assert planner.use_direct_poly2(geo) == (want == Algorithm.DIRECT)
