@@ -798,8 +798,12 @@ def plot_history(
     ax1.plot(ep, h["train_loss"], label="train")
     ax2.plot(ep, [100 * v for v in h["train_error"]], label="train")
     if any(v is not None for v in h["test_loss"]):
-        ax1.plot(ep, h["test_loss"], label="test")
-        ax2.plot(ep, [100 * v for v in h["test_error"]], label="test")
+        # only the epochs that were tested (a run resumed with a test set after one
+        # without has rows of both kinds)
+        tested = [i for i, v in enumerate(h["test_loss"]) if v is not None]
+        test_ep = [ep[i] for i in tested]
+        ax1.plot(test_ep, [h["test_loss"][i] for i in tested], "o-", label="test")
+        ax2.plot(test_ep, [100 * h["test_error"][i] for i in tested], "o-", label="test")
     ax1.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax2.set(xlabel="epoch", ylabel="error (%)", title="error = 100% - accuracy")
     for ax in (ax1, ax2):

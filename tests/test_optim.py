@@ -280,3 +280,12 @@ def test_scheduler_settings_that_would_misbehave_are_refused_or_saturate():
     state["total_iters"] = -3
     with pytest.raises(ValueError, match="LinearLR state: total_iters must be >= 0"):
         lin.load_state_dict(state)
+
+
+def test_scheduler_constructors_refuse_non_finite_settings():
+    opt = mr.optim.SGD([mr.nn.Parameter(mr.zeros(2))], lr=0.1)
+    for make in (lambda: lrs.StepLR(opt, 1, gamma=float("nan")),
+                 lambda: lrs.MultiStepLR(opt, [2], gamma=float("inf")),
+                 lambda: lrs.CosineAnnealingLR(opt, 5, eta_min=float("nan"))):  # fmt: skip
+        with pytest.raises(ValueError, match="must be finite"):
+            make()

@@ -278,3 +278,14 @@ def test_cli_ctrl_c_in_a_real_process(tmp_path):
     assert "checkpoint saved" in err and "--resume" in err
     ck = training.load_checkpoint(out)
     assert ck["epoch"] >= 1
+
+
+def test_plot_history_of_a_run_tested_only_in_some_epochs(tmp_path):
+    # a run resumed with a test set after epochs without one (found in session 13)
+    rows = [{"epoch": e, "train_loss": 1 / e, "train_error": 0.5 / e,
+             "test_loss": None if e < 3 else 1.1 / e, "test_error": None if e < 3 else 0.6 / e}
+            for e in (1, 2, 3, 4)]  # fmt: skip
+    fig = training.plot_history(rows, tmp_path / "h.png")
+    test_line = [ln for ln in fig.axes[1].get_lines() if ln.get_label() == "test"][0]
+    assert list(test_line.get_xdata()) == [3, 4]
+    assert (tmp_path / "h.png").stat().st_size > 1000

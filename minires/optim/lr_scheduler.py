@@ -241,7 +241,8 @@ class StepLR(LRScheduler):
         if step_size < 1:
             raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
         self.step_size = int(step_size)
-        self.gamma = _number(gamma, "gamma", "StepLR")
+        _finite(gamma, "gamma", "StepLR")  # NaN / inf would make every lr NaN / inf
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
@@ -270,7 +271,8 @@ class MultiStepLR(LRScheduler):
                 raise TypeError(f"MultiStepLR: milestones must be ints, got {m!r}")
         # a milestone before epoch 0 is never reached (the schedule starts at epoch 0)
         self.milestones = sorted(int(m) for m in milestones if m >= 0)
-        self.gamma = _number(gamma, "gamma", "MultiStepLR")
+        _finite(gamma, "gamma", "MultiStepLR")
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
@@ -298,7 +300,8 @@ class CosineAnnealingLR(LRScheduler):
         if _number(T_max, "T_max", "CosineAnnealingLR") <= 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be > 0, got {T_max}")
         self.T_max = T_max  # not truncated: the cosine's period is 2 * T_max (torch)
-        self.eta_min = _number(eta_min, "eta_min", "CosineAnnealingLR")
+        _finite(eta_min, "eta_min", "CosineAnnealingLR")
+        self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
