@@ -480,11 +480,12 @@ class Tensor:
     # Outside the graph (grad mode off, or a tensor autograd does not track) they write
     # into the array, so `with mr.no_grad(): p -= lr * p.grad` updates a parameter (without
     # them Python rebinds `p` to a new tensor and the model silently does not change). On a
-    # tensor in the graph, `out += identity` (torchvision's blocks) computes out-of-place
-    # and Python rebinds the name - the same values and gradients as PyTorch's recorded
-    # in-place op, though other references to the old tensor keep the old values; the
-    # named methods (`add_`, ...) cannot rebind, so they refuse there, as PyTorch does on
-    # a leaf that requires grad.
+    # tensor in the graph, or with a value that requires grad (`acc += w * 2`), `+=` and
+    # friends compute out-of-place and Python rebinds the name - the same values and
+    # gradients as PyTorch's recorded in-place op, though other references to the old
+    # tensor keep the old values (and into a view, which would stay unchanged, they
+    # refuse); the named methods (`add_`, ...) and `t[i] = v` cannot rebind, so they refuse
+    # there, as PyTorch does on a leaf that requires grad.
 
     def _augmented(self, op: str, ufunc: Any, other: Any, out_of_place: Callable) -> Tensor:
         tracked = isinstance(other, Tensor) and other.requires_grad
