@@ -611,7 +611,7 @@ BAD_CALLS: dict[str, Callable[[], Any]] = {
     "ce negative target": lambda: F.cross_entropy(_t(3, 4), np.array([0, -1, 1])),
     "ce target shape": lambda: F.cross_entropy(_t(3, 4), np.array([[0, 1, 2]])),
     "ce target None": lambda: F.cross_entropy(_t(3, 4), None),
-    "ce logits 1-D": lambda: F.cross_entropy(_t(4), np.array([0])),
+    "ce logits 1-D, target (1,)": lambda: F.cross_entropy(_t(4), np.array([0])),
     "ce int logits": lambda: F.cross_entropy(mr.tensor(np.ones((3, 4), int)), np.zeros(3, int)),
     "log_softmax axis 2 on 2-D": lambda: F.log_softmax(_t(3, 4), 2),
     "log_softmax axis 1.0": lambda: F.log_softmax(_t(3, 4), 1.0),

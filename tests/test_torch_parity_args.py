@@ -577,3 +577,31 @@ def test_cross_entropy_argument_types_as_torch():
     with pytest.raises(ValueError, match="ignore_index .1. does not apply to class-probability"):
         F.cross_entropy(x, probs, ignore_index=1)
     assert np.isfinite(F.cross_entropy(x, probs).data)  # the default -100 is fine
+
+
+def test_cross_entropy_of_unbatched_logits_as_torch():
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal(5)
+    p = rng.dirichlet(np.ones(5))
+    for target, ttarget in [(np.array(3), torch.tensor(3)), (p, torch.from_numpy(p))]:
+        for reduction in ("mean", "sum", "none"):
+            x, tx = mr.tensor(z, requires_grad=True), torch.tensor(z, requires_grad=True)
+            got = F.cross_entropy(x, target, reduction, label_smoothing=0.1)
+            want = torch.nn.functional.cross_entropy(tx, ttarget, reduction=reduction,
+                                                     label_smoothing=0.1)  # fmt: skip
+            assert got.shape == tuple(want.shape)
+            np.testing.assert_allclose(got.data, want.detach().numpy(), rtol=1e-12)
+            got.backward()
+            want.backward()
+            np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match=r"unbatched logits \(5,\) need a 0-d class index"):
+        F.cross_entropy(mr.tensor(z), np.array([3]))
+
+
+def test_state_dict_prefix_and_keep_vars_as_torch():
+    m = nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3))
+    t = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3))
+    assert list(m.state_dict(prefix="net.")) == list(t.state_dict(prefix="net."))
+    live = m.state_dict(keep_vars=True)
+    assert live["0.weight"] is m[0].weight  # the Parameter itself
+    assert m.state_dict()["0.weight"] is not m[0].weight.data  # a copy by default

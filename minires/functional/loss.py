@@ -552,6 +552,17 @@ def cross_entropy(
             f"{op}: target must be a Tensor or array of class indices or probabilities, got "
             f"{type(target).__name__}"
         )
+    if logits.ndim == 1:  # unbatched (C,), as torch: a batch of one
+        t = target.data if isinstance(target, Tensor) else as_array(target, op, "target")
+        if t.shape not in ((), logits.shape):
+            raise ValueError(
+                f"{op}: unbatched logits {logits.shape} need a 0-d class index or "
+                f"probabilities of shape {logits.shape}, got a target of shape {t.shape}"
+            )
+        one = target.reshape(1, -1) if isinstance(target, Tensor) and t.ndim else t[None]
+        out = cross_entropy(logits.reshape(1, -1), one, reduction, label_smoothing,
+                            weight=weight, ignore_index=ignore_index)  # fmt: skip
+        return out.reshape(()) if reduction == "none" else out
     if logits.ndim < 2:
         raise ValueError(
             f"{op}: logits must be (N, num_classes) or (N, num_classes, d1, ...), got "

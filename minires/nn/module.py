@@ -494,11 +494,18 @@ class Module:
 
     # -- state ----------------------------------------------------------------------------
 
-    def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Copies of every parameter and buffer, keyed by dotted name (PyTorch's keys)."""
+    def state_dict(self, *, prefix: str = "", keep_vars: bool = False) -> OrderedDict[str, Any]:
+        """Copies of every parameter and buffer, keyed by dotted name (PyTorch's keys), each
+        key after ``prefix``; ``keep_vars=True`` gives the live objects instead (the
+        Parameters and buffer arrays themselves, as torch gives its tensors)."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"state_dict: prefix must be a string, got {prefix!r}")
+        targets = self._state_targets().items()
+        if keep_vars:
+            return OrderedDict((prefix + key, v) for key, (_, _, v) in targets)
         return OrderedDict(
-            (key, np.array(v.data if isinstance(v, Tensor) else v, copy=True))
-            for key, (_, _, v) in self._state_targets().items()
+            (prefix + key, np.array(v.data if isinstance(v, Tensor) else v, copy=True))
+            for key, (_, _, v) in targets
         )
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
