@@ -1,5 +1,6 @@
 """Shared test settings: hypothesis without deadlines (JIT compiles make first calls slow),
-a seeded minires RNG per test, and a `torch` fixture that skips with a clear reason."""
+a seeded minires RNG per test, a `torch` fixture that skips with a clear reason, and a
+`backend` fixture running a test on both backends."""
 
 from __future__ import annotations
 
@@ -32,3 +33,10 @@ def _seed_everything():
 def torch():
     """The torch module, or a skip saying why the oracle test did not run."""
     return pytest.importorskip("torch", reason="PyTorch not installed: torch-oracle test skipped")
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request):
+    """Each minires backend in turn (the NumPy reference and the Numba kernels)."""
+    with mr.use_backend(request.param):
+        yield request.param

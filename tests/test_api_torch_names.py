@@ -18,12 +18,6 @@ from minires import nn
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
 
 
-@pytest.fixture(params=["numpy", "numba"])
-def backend(request):
-    with mr.use_backend(request.param):
-        yield request.param
-
-
 def t64(a, grad=True):
     return mr.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
 

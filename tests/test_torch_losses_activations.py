@@ -39,12 +39,6 @@ RTOL, ATOL = 1e-10, 1e-12
 REDUCTIONS = ["mean", "sum", "none"]
 
 
-@pytest.fixture(params=["numpy", "numba"])
-def backend(request):
-    with mr.use_backend(request.param):
-        yield request.param
-
-
 def compare(mr_fn, torch_fn, arrays, grad=None, rtol=RTOL, atol=ATOL):
     """Forward and the gradient of every float input in ``grad`` (default: all float
     inputs), ours vs torch's, with one random upstream gradient. NaN and inf must sit in

@@ -35,12 +35,6 @@ FEW = settings(max_examples=40)  # keeps the file well under a minute on two sha
 RTOL = ATOL = 1e-10
 
 
-@pytest.fixture(params=["numpy", "numba"])
-def backend(request):
-    with mr.use_backend(request.param):
-        yield request.param
-
-
 def t64(a, grad=True):
     return mr.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
 
