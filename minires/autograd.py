@@ -129,6 +129,42 @@ class set_grad_enabled:
         return wrapper
 
 
+# ---------------------------------------------------------------------------------------
+# Version counters (PyTorch's ``t._version``)
+# ---------------------------------------------------------------------------------------
+# An in-place write through minires (``t += 1`` outside the graph, ``t[i] = v``, ``copy_``,
+# an optimizer step, ``load_state_dict``) bumps the counter of the memory it writes: the
+# base array at the root of the ndarray's ``.base`` chain, so a tensor, its views and
+# ``detach()`` share one counter, as in PyTorch. ``save_for_backward`` records the counters
+# of the arrays it keeps, and backward refuses an array written since: its gradient would
+# be silently wrong. Writes into ``.data`` directly are not seen (as PyTorch's ``.data``).
+_versions: dict[int, int] = {}
+
+
+def _memory_key(array: np.ndarray) -> tuple[int, Any]:
+    """(id, object) of the object that owns ``array``'s memory (the end of ``.base``)."""
+    owner: Any = array
+    while isinstance(owner, np.ndarray) and owner.base is not None:
+        owner = owner.base
+    return id(owner), owner
+
+
+def version_of(array: np.ndarray) -> int:
+    """How many in-place writes through minires the memory of ``array`` has had."""
+    return _versions.get(_memory_key(array)[0], 0)
+
+
+def bump_version(array: np.ndarray) -> None:
+    """Record an in-place write into ``array``'s memory (see `version_of`)."""
+    key, owner = _memory_key(array)
+    if key not in _versions:
+        # forget the counter with the memory, so a later object with this id starts at 0
+        with contextlib.suppress(TypeError):  # owners without weak references: kept
+            weakref.finalize(owner, _versions.pop, key, None)
+        _versions[key] = 0
+    _versions[key] += 1
+
+
 class Context:
     """What a Function's forward hands to its backward.
 
@@ -137,14 +173,35 @@ class Context:
     skip the input gradient of the first layer). Any other attribute may be set freely.
     """
 
-    def __init__(self, needs_input_grad: tuple[bool, ...]):
+    def __init__(self, needs_input_grad: tuple[bool, ...], op: str = "a custom Function"):
         self.needs_input_grad = needs_input_grad
         self._saved: tuple[Any, ...] | None = ()
+        self._saved_versions: tuple[tuple[int, int, int], ...] = ()
+        self._op = op
         self._freed = False
 
     def save_for_backward(self, *values: Any) -> None:
-        """Keep ``values`` (ndarrays or anything else) for the backward pass."""
+        """Keep ``values`` (ndarrays or anything else) for the backward pass; an ndarray
+        written in place through minires before backward makes backward refuse it."""
         self._saved = values
+        self._saved_versions = tuple(
+            (i, key, _versions.get(key, 0))
+            for i, v in enumerate(values)
+            if isinstance(v, np.ndarray)
+            for key in (_memory_key(v)[0],)
+        )
+
+    def kept_for(self, value: Any, *inputs: int) -> Any:
+        """``value`` if the gradient of any of the positional ``inputs`` is wanted, else a
+        stand-in with its shape and dtype and no data, which backward must not read.
+
+        ``ctx.save_for_backward(ctx.kept_for(a, 1), ctx.kept_for(b, 0))`` in ``a * b``:
+        as in PyTorch, an op keeps only what its wanted gradients read, so the other
+        operand's memory is not held (a constant mask) and an in-place write into it
+        before backward (a frozen weight, the input images) is allowed."""
+        if not isinstance(value, np.ndarray) or any(self.needs_input_grad[i] for i in inputs):
+            return value
+        return np.broadcast_to(np.zeros((), value.dtype), value.shape)
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
@@ -155,14 +212,27 @@ class Context:
                 "freed after the first backward. Call .backward(retain_graph=True) the first "
                 "time if you need to backward twice."
             )
+        for i, key, saved in self._saved_versions:
+            now = _versions.get(key, 0)
+            if now != saved:
+                v = self._saved[i]  # type: ignore[index]
+                raise RuntimeError(
+                    "one of the arrays needed for gradient computation has been modified by "
+                    f"an in-place operation: saved value {i} of {self._op} ({v.dtype} "
+                    f"{tuple(v.shape)}) is at version {now}; expected version {saved}. Do "
+                    "the in-place update (an optimizer step, `t += ...`, `t[i] = ...`) after "
+                    "backward, or use the out-of-place op."
+                )
         return self._saved  # type: ignore[return-value]
 
     def _free(self) -> None:
         # Drop what forward saved (and any attributes it set) so memory is returned.
-        extra = [k for k in self.__dict__ if k not in ("needs_input_grad", "_saved", "_freed")]
+        keep = ("needs_input_grad", "_saved", "_saved_versions", "_op", "_freed")
+        extra = [k for k in self.__dict__ if k not in keep]
         for k in extra:
             delattr(self, k)
         self._saved = None
+        self._saved_versions = ()
         self._freed = True
 
 
@@ -259,7 +329,7 @@ class Function:
 
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = _grad_mode.get() and any(needs)
-        ctx = Context(needs if record else (False,) * len(args))
+        ctx = Context(needs if record else (False,) * len(args), cls.__name__)
         # The one door to the kernels: Tensors already hold arrays that follow the dtype
         # rules (native-endian float32/float64 or integer/bool); a raw ndarray argument
         # (a batch-norm buffer, an index array) is brought to them here, so no kernel is

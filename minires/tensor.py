@@ -214,6 +214,12 @@ class Tensor:
         return self
 
     @property
+    def _version(self) -> int:
+        """In-place writes through minires into this tensor's memory so far (shared with
+        its views and `detach`, as PyTorch's ``_version``)."""
+        return autograd.version_of(self._data)
+
+    @property
     def is_leaf(self) -> bool:
         """True for tensors created by the user (not by an op)."""
         return self.grad_fn is None
@@ -550,6 +556,7 @@ class Tensor:
                 f"it is written to (this tensor's is {self.shape}; an in-place op cannot "
                 "change the shape)"
             ) from None
+        autograd.bump_version(self._data)  # an op that saved this array refuses it now
         return self
 
     def __iadd__(self, other: Any) -> Tensor:

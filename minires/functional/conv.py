@@ -40,7 +40,7 @@ class Conv2d(Function):
         x = x.reshape(x.shape if x.ndim == 4 else (1, *x.shape))
         if extra != (0, 0):
             x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
-        ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(x, weight)  # both always, as PyTorch's convolution
         ctx.args = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
         if len(x):

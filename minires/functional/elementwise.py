@@ -53,7 +53,7 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(ctx.kept_for(a, 1), ctx.kept_for(b, 0))
         return a * b
 
     @staticmethod
@@ -69,7 +69,7 @@ class Div(Function):
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(ctx.kept_for(a, 1), b)
         return a / b
 
     @staticmethod

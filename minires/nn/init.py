@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from minires.autograd import bump_version
 from minires.random import get_rng
 from minires.tensor import Tensor
 
@@ -28,22 +30,26 @@ def _gain(nonlinearity: str, a: float = 0.0) -> float:
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
 
 
+def _fill(t: Tensor, values: Any) -> Tensor:
+    # in place, counted as torch's in-place init (an op that saved t refuses it after)
+    t.data[...] = values
+    bump_version(t.data)
+    return t
+
+
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with U(a, b)."""
-    t.data[...] = get_rng().uniform(a, b, t.shape)
-    return t
+    return _fill(t, get_rng().uniform(a, b, t.shape))
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with N(mean, std^2)."""
-    t.data[...] = get_rng().normal(mean, std, t.shape)
-    return t
+    return _fill(t, get_rng().normal(mean, std, t.shape))
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
     """Fill with ``value``."""
-    t.data[...] = value
-    return t
+    return _fill(t, value)
 
 
 def zeros_(t: Tensor) -> Tensor:

@@ -591,8 +591,10 @@ class Module:
         for mod, name, current, value in writes:
             if isinstance(current, Tensor):
                 current.data[...] = value
+                autograd.bump_version(current.data)  # as torch's copy_: a saved copy is stale
             elif isinstance(current, np.ndarray) and current.ndim > 0:
                 current[...] = value
+                autograd.bump_version(current)
             else:  # 0-d buffer (num_batches_tracked): replace, keeping the dtype
                 mod._buffers[name] = np.array(value, dtype=np.asarray(current).dtype)
                 object.__setattr__(mod, name, mod._buffers[name])
