@@ -445,7 +445,7 @@ def test_pool_modules_take_torchs_positional_order():
         "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)"
     )
     assert repr(nn.AvgPool2d(2, count_include_pad=False)) == (
-        "AvgPool2d(kernel_size=2, stride=None, padding=0, count_include_pad=False)"
+        "AvgPool2d(kernel_size=2, stride=2, padding=0, count_include_pad=False)"
     )
 
 

@@ -137,18 +137,25 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad.reshape(shape)
 
 
+def _type_name(x: Any) -> str:
+    """The type of ``x`` for a message; another library's ``Tensor`` says whose
+    (``torch.Tensor``): "must be a Tensor, got Tensor" reads as nonsense."""
+    t = type(x)
+    return f"{t.__module__.split('.')[0]}.Tensor" if t.__name__ == "Tensor" else t.__name__
+
+
 def check_tensor(x: Any, op: str, name: str = "input") -> None:
     """Ops take Tensors (wrap arrays with ``mr.tensor``): a TypeError naming what came."""
     if not isinstance(x, Tensor):
         raise TypeError(
-            f"{op}: {name} must be a Tensor, got {type(x).__name__} (wrap arrays with mr.tensor)"
+            f"{op}: {name} must be a Tensor, got {_type_name(x)} (wrap arrays with mr.tensor)"
         )
 
 
 def check_float(x: Tensor, op: str, name: str = "input") -> None:
     """Ops on real values refuse integer/bool tensors with a clear message."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+        raise TypeError(f"{op}: {name} must be a Tensor, got {_type_name(x)}")
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be float32 or float64, got {x.dtype}")
 

@@ -101,8 +101,6 @@ def batch_norm(
     op = "batch_norm"
     check_float(x, op)
     check_ndim(x, (2, 4), op, "input", "N, C or N, C, H, W")
-    if min(x.shape) < 1:
-        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
     c = x.shape[1]
     momentum = check_real(momentum, "momentum", op, minimum=0.0, maximum=1.0)
     eps = check_real(eps, "eps", op, minimum=0.0)  # eps=0: eval mode only, as in PyTorch
@@ -129,6 +127,10 @@ def batch_norm(
                 f"{op}: {name} must have shape ({c},) for input {x.shape}, got {v.shape}"
             )
     check_same_dtype(op, input=x, weight=weight, bias=bias)
+    if x.size == 0:  # as torch: nothing to normalise, an empty output, running stats untouched
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        out = x if weight is None else x * weight.reshape(shape)
+        return out if bias is None else out + bias.reshape(shape)
     if training:
         count = x.size // max(c, 1)
         if count < 2:

@@ -213,32 +213,36 @@ class AvgPool2d(Function):
 
 class AdaptiveAvgPool2d(Function):
     """Average over PyTorch's adaptive bins: output cell i covers input rows
-    floor(i*H/Ho) .. ceil((i+1)*H/Ho) - 1 (bins may overlap when H is not a multiple)."""
+    floor(i*H/Ho) .. ceil((i+1)*H/Ho) - 1 (bins may overlap when H is not a multiple).
+    x (N, C, H, W) or (C, H, W); N may be 0."""
 
     @staticmethod
     def forward(ctx, x, output_size):
         ho, wo = output_size
-        n, c, h, w = x.shape
         ctx.shape, ctx.output_size = x.shape, output_size
+        x = x.reshape(_batched(x.shape))
+        n, c, h, w = x.shape
         if (ho, wo) == (1, 1):  # global average pool: the common case, one reduction
-            return x.mean(axis=(2, 3), keepdims=True)
+            return x.mean(axis=(2, 3), keepdims=True).reshape(ctx.shape[:-2] + (1, 1))
         out = np.empty((n, c, ho, wo), dtype=x.dtype)
         for i, (h0, h1) in enumerate(_bins(h, ho)):
             for j, (w0, w1) in enumerate(_bins(w, wo)):
                 out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
-        return out
+        return out.reshape(ctx.shape[:-2] + (ho, wo))
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        n, c, h, w = ctx.shape
+        h, w = ctx.shape[-2:]
         ho, wo = ctx.output_size
         if (ho, wo) == (1, 1):
             return np.broadcast_to(g / (h * w), ctx.shape).astype(g.dtype), None
-        gx = np.zeros(ctx.shape, dtype=g.dtype)
+        shape4 = _batched(ctx.shape)
+        g = g.reshape(shape4[:2] + (ho, wo))
+        gx = np.zeros(shape4, dtype=g.dtype)
         for i, (h0, h1) in enumerate(_bins(h, ho)):
             for j, (w0, w1) in enumerate(_bins(w, wo)):
                 gx[:, :, h0:h1, w0:w1] += g[:, :, i : i + 1, j : j + 1] / ((h1 - h0) * (w1 - w0))
-        return gx, None
+        return gx.reshape(ctx.shape), None
 
 
 def _bins(size: int, out: int) -> list[tuple[int, int]]:
@@ -332,12 +336,17 @@ def avg_pool2d(
     return AvgPool2d.apply(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
 
 
-def adaptive_avg_pool2d(x: Tensor, output_size: Pair) -> Tensor:
-    """Average into a fixed ``output_size`` grid. x (N, C, H, W) -> (N, C, *output_size)."""
+def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | None]) -> Tensor:
+    """Average into a fixed ``output_size`` grid, like ``torch.nn.functional.adaptive_avg_pool2d``:
+    x (N, C, H, W) -> (N, C, *output_size), or unbatched (C, H, W) -> (C, *output_size);
+    None in ``output_size`` keeps the input's size there; the batch may be empty."""
     op = "adaptive_avg_pool2d"
     check_float(x, op)
-    check_ndim(x, (4,), op, "input", "N, C, H, W")
-    o = pair(output_size, "output_size", minimum=1, op=op)
-    if min(x.shape) < 1:
-        raise ValueError(f"{op}: input {x.shape} is empty (a dimension of size 0)")
+    check_ndim(x, (3, 4), op, "input", "N, C, H, W or C, H, W")
+    size = output_size
+    if isinstance(size, tuple | list) and len(size) == 2:  # None: keep the input's size there
+        size = tuple(x.shape[x.ndim - 2 + i] if v is None else v for i, v in enumerate(size))
+    o = pair(size, "output_size", minimum=1, op=op)
+    if min(x.shape[-3:]) < 1:  # torch too allows only the batch to be empty
+        raise ValueError(f"{op}: input {x.shape} is empty (only the batch N may be 0)")
     return AdaptiveAvgPool2d.apply(x, o)

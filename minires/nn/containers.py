@@ -41,6 +41,24 @@ def _hold(owner: Module, items: list[tuple[str, Module]]) -> None:
         owner.add_module(str(j) if numbered else k, m)
 
 
+def _sequential(other: Any, op: str) -> Sequential:
+    if not isinstance(other, Sequential):
+        raise ValueError(
+            f"Sequential {op}: supports only another Sequential, got {type(other).__name__}"
+        )
+    return other
+
+
+def _times(times: Any) -> int:
+    if isinstance(times, bool) or not isinstance(times, int):
+        raise TypeError(
+            f"unsupported operand type(s) for *: 'Sequential' and '{type(times).__name__}'"
+        )
+    if times <= 0:
+        raise ValueError(f"Sequential *: non-positive multiplication factor {times}")
+    return times
+
+
 def _check_module(container: str, key: Any, value: Any) -> Module:
     if not isinstance(value, Module):
         raise TypeError(
@@ -118,6 +136,27 @@ class Sequential(Module):
         self.add_module(str(len(self)), _check_module("Sequential", len(self), module))
         return self
 
+    # torch's operators: the same module objects (not copies), numbered from 0
+
+    def __add__(self, other: Sequential) -> Sequential:
+        """A new Sequential running self's modules, then other's."""
+        return Sequential(*self, *_sequential(other, "+"))
+
+    def __iadd__(self, other: Sequential) -> Sequential:
+        """Append other's modules. Returns self."""
+        return self.extend(list(_sequential(other, "+=")))
+
+    def __mul__(self, times: int) -> Sequential:
+        """A new Sequential running self's modules ``times`` times over (shared, as torch:
+        ``s * 2`` applies the same layers twice)."""
+        return Sequential(*(list(self) * _times(times)))
+
+    __rmul__ = __mul__
+
+    def __imul__(self, times: int) -> Sequential:
+        """Repeat the modules ``times`` times over, in place. Returns self."""
+        return self.extend(list(self) * (_times(times) - 1))
+
 
 class ModuleList(Module):
     """A list of Modules, registered as children ``0, 1, 2, ...`` (``torch.nn.ModuleList``).
@@ -172,6 +211,37 @@ class ModuleList(Module):
         items.insert(index, (str(len(items)), _check_module("ModuleList", index, module)))
         _hold(self, items)
 
+    def pop(self, index: int | slice = -1) -> Module | ModuleList:
+        """Remove and return the module at ``index`` (the entries after it renumbered)."""
+        module = self[index]
+        del self[index]
+        return module
+
+    def __add__(self, other: Iterable[Module]) -> ModuleList:
+        """A new ModuleList of self's modules, then other's (the same objects)."""
+        return ModuleList([*self, *other])
+
+    def __iadd__(self, other: Iterable[Module]) -> ModuleList:
+        return self.extend(other)
+
+    def __repr__(self) -> str:
+        """torch's compressed form: a run of entries that print the same shows once, as
+        ``(0-2): 3 x Linear(...)`` (a ResNeXt block's 32 paths take 1 line, not 32)."""
+        runs: list[list[Any]] = []  # [first index, last index, repr]
+        for i, m in enumerate(self):
+            text = repr(m)
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, text])
+        if not runs:
+            return f"{type(self).__name__}()"
+        lines = [
+            (f"({a}): " if a == b else f"({a}-{b}): {b - a + 1} x ") + text.replace("\n", "\n  ")
+            for a, b, text in runs
+        ]
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
 
 class ModuleDict(Module):
     """An ordered dict of str -> Module, registered as children (``torch.nn.ModuleDict``)."""
@@ -182,7 +252,9 @@ class ModuleDict(Module):
             self.update(modules)
 
     def _check_key(self, key: Any) -> str:
-        if not isinstance(key, str) or not key or "." in key:
+        if not isinstance(key, str):  # a TypeError, as torch
+            raise TypeError(f"ModuleDict keys are strings, got {type(key).__name__} {key!r}")
+        if not key or "." in key:
             raise KeyError(f"ModuleDict keys are non-empty strings without '.', got {key!r}")
         return key
 
@@ -218,10 +290,16 @@ class ModuleDict(Module):
         return self._modules.items()
 
     def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
-        """Add or replace entries from a mapping or from (name, module) pairs."""
-        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        """Add or replace entries from a mapping (a ModuleDict too) or from (name, module)
+        pairs."""
+        pairs = modules.items() if isinstance(modules, Mapping | ModuleDict) else modules
         for key, m in pairs:
             self[key] = m
+
+    def clear(self) -> None:
+        """Remove every entry."""
+        for key in list(self._modules):
+            del self[key]
 
     def pop(self, key: str) -> Module:
         """Remove ``key`` and return its module."""

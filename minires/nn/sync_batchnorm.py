@@ -126,7 +126,8 @@ class SyncBatchNorm(BatchNorm2d):
     ``nn.SyncBatchNorm.convert_sync_batchnorm(model)``.
 
     Args:
-        num_features, eps, momentum, affine, track_running_stats, dtype: as `BatchNorm2d`.
+        num_features, eps, momentum, affine, track_running_stats, device, dtype, bias: as
+            `BatchNorm2d` (torch's order: ``process_group`` comes before ``device``).
         process_group: the `minires.distributed` communicator (default: the world).
     """
 
@@ -134,28 +135,23 @@ class SyncBatchNorm(BatchNorm2d):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 process_group: Communicator | None = None, dtype: Any = np.float32):  # fmt: skip
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype=dtype)
+                 process_group: Communicator | None = None, device: Any = None,
+                 dtype: Any = None, *, bias: bool = True):  # fmt: skip
+        super().__init__(num_features, eps, momentum, affine, track_running_stats,
+                         device, dtype, bias=bias)  # fmt: skip
         self.process_group = process_group
 
     def forward(self, x: Tensor) -> Tensor:
         comm = self.process_group or get_comm()
         if not self.training or comm.size == 1:
             return super().forward(x)
-        if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"SyncBatchNorm({self.num_features}): expected input (N, {self.num_features}) "
-                f"or (N, {self.num_features}, H, W), got {x.shape}"
-            )
-        momentum = self.momentum
-        if self.track_running_stats:
-            self.num_batches_tracked = self.num_batches_tracked + 1
-            if momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"SyncBatchNorm: input must be a Tensor, got {type(x).__name__}")
+        self._check_input(x)
+        momentum, running_mean, running_var = self._running_stats()
         return sync_batch_norm(
-            x, self.running_mean, self.running_var, self.weight, self.bias,
-            0.0 if momentum is None else momentum, self.eps, comm,
-        )  # fmt: skip
+            x, running_mean, running_var, self.weight, self.bias, momentum, self.eps, comm
+        )
 
     @classmethod
     def convert_sync_batchnorm(
@@ -173,7 +169,8 @@ class SyncBatchNorm(BatchNorm2d):
                 else (module.running_mean.dtype if module.running_mean is not None else np.float32)
             )
             out = cls(module.num_features, module.eps, module.momentum, module.affine,
-                      module.track_running_stats, process_group, dtype=dtype)  # fmt: skip
+                      module.track_running_stats, process_group, dtype=dtype,
+                      bias=module.bias is not None)  # fmt: skip
             if module.affine:
                 out.weight, out.bias = module.weight, module.bias
             if module.track_running_stats:
@@ -186,6 +183,3 @@ class SyncBatchNorm(BatchNorm2d):
                 out._modules[name] = new
                 object.__setattr__(out, name, new)
         return out
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ", sync=True"
