@@ -28,6 +28,20 @@ from minires.creation import (
     zeros,
     zeros_like,
 )
+from minires.dtypes import (  # torch's dtype names: mr.float32, mr.long, ...
+    bool,
+    double,
+    float,
+    float32,
+    float64,
+    int,
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    uint8,
+)
 from minires.functional import (
     cat,
     chunk,
@@ -94,4 +108,16 @@ __all__ = [
     "zeros",
     "zeros_like",
     "viz",
+    "float32",
+    "float",
+    "float64",
+    "double",
+    "int64",
+    "long",
+    "int32",
+    "int",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
 ]

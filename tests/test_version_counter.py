@@ -130,3 +130,30 @@ def test_custom_function_saved_arrays_are_checked():
         x[0] = 10.0
     with pytest.raises(RuntimeError, match="saved value 0 of Square"):
         y.backward()
+
+
+@pytest.mark.parametrize("update", ["sgd", "adam", "load_state_dict", "init"])
+def test_parameter_updates_between_forward_and_backward_as_torch(update):
+    # the weight is saved (the input wants a gradient): updating it in place before the
+    # backward makes the input's gradient wrong, and both libraries refuse
+    def run(lib):
+        nn = lib.nn
+        layer = nn.Linear(4, 3)
+        x = lib.tensor(np.ones((2, 4)), requires_grad=True, dtype=lib.float32)
+        loss = layer(x).sum()
+        loss.backward(retain_graph=True)
+        before = layer.weight._version
+        if update == "sgd":
+            lib.optim.SGD(layer.parameters(), lr=0.1).step()
+        elif update == "adam":
+            lib.optim.Adam(layer.parameters(), lr=0.1).step()
+        elif update == "load_state_dict":
+            layer.load_state_dict(layer.state_dict())
+        else:
+            nn.init.zeros_(layer.weight)
+        assert layer.weight._version > before
+        with pytest.raises(RuntimeError, match="modified by an in-?place operation"):
+            loss.backward()
+
+    run(mr)
+    run(torch)

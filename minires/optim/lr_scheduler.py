@@ -1,8 +1,10 @@
 """Learning-rate schedules with PyTorch's names and semantics (``minires.optim.lr_scheduler``).
 
-Call ``scheduler.step()`` once per epoch, after the epoch's ``optimizer.step()`` calls. A
-scheduler sets ``group["lr"]`` of every parameter group to ``lr_at(epoch)[i]``, a closed
-form of the epoch count, so a schedule can be read (and plotted) without running it::
+Call ``scheduler.step()`` once per epoch, after the epoch's ``optimizer.step()`` calls. Each
+step updates ``group["lr"]`` of every parameter group by PyTorch's rules (``get_lr``, its
+"chainable" forms: most schedules change the current lr, so two schedulers on one optimizer
+compose and an lr set by hand carries on). ``lr_at(epoch)`` is the closed form, the lrs a
+schedule gives when it alone sets them, so it can be read (and plotted) without running it::
 
     sched = CosineAnnealingLR(opt, T_max=30)
     [sched.lr_at(e)[0] for e in range(30)]
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,15 +24,21 @@ from minires.optim.optimizer import Optimizer
 
 
 class LRScheduler:
-    """Base class. Subclasses implement `lr_at`.
+    """Base class. Subclasses implement `get_lr` (the step's rule) and `lr_at` (its closed
+    form); one that implements only `lr_at` steps by it.
 
-    On construction each group's ``initial_lr`` is recorded (``base_lrs``) and the
-    learning rate of epoch 0 is applied (``last_epoch`` becomes 0), as in PyTorch.
+    On construction each group's ``initial_lr`` is recorded (``base_lrs``) and a first
+    step applies the learning rate of epoch 0 (``last_epoch`` becomes 0), as in PyTorch.
+    ``last_epoch`` other than -1 (resuming) needs ``initial_lr`` in every group.
     """
+
+    _is_initial = False  # True during the constructor's step only (torch's flag; not saved)
+    _unsaved: tuple[str, ...] = ("optimizer",)  # attributes `state_dict` leaves out
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__} needs a minires Optimizer, got {optimizer!r}")
+        _int_in(last_epoch, "last_epoch", type(self).__name__, -1)
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -41,18 +50,53 @@ class LRScheduler:
                         f"param 'initial_lr' is not set in param_groups[{i}] when resuming"
                     )
         self.base_lrs: list[float] = [g["initial_lr"] for g in optimizer.param_groups]
-        self.last_epoch = last_epoch
+        self.last_epoch = int(last_epoch)
         self._last_lr: list[float] = []
-        self.step()
+        self._initial_step()
+
+    def _initial_step(self) -> None:
+        """The constructor's step, which some rules treat apart (as torch)."""
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            del self._is_initial  # back to the class's False, and out of state_dict
 
     def lr_at(self, epoch: int) -> list[float]:  # pragma: no cover - abstract
-        """The learning rate of each group at ``epoch`` (0-based)."""
+        """The learning rate of each group at ``epoch`` (0-based) when this schedule alone
+        sets them: the closed form of what `step` does."""
         raise NotImplementedError
 
-    def step(self) -> None:
-        """Advance one epoch and set the optimizer's learning rates."""
-        self.last_epoch += 1
-        self._apply(self.lr_at(self.last_epoch))
+    def get_lr(self) -> list[float]:
+        """The learning rate of each group for the epoch `step` has just advanced to
+        (``last_epoch``), by PyTorch's rule; by default the closed form `lr_at`."""
+        return self.lr_at(self.last_epoch)
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one epoch and set the optimizer's learning rates (`get_lr`). With
+        ``epoch`` (deprecated in PyTorch, which warns too), go to that epoch and set the
+        closed form's rates (`lr_at`)."""
+        if epoch is None:
+            self.last_epoch += 1
+            self._apply(self.get_lr())
+            return
+        warnings.warn(
+            "scheduler.step(epoch) is deprecated (as in PyTorch): call step() once per epoch",
+            UserWarning,
+            stacklevel=2,
+        )
+        self._step_to(epoch)
+
+    def _step_to(self, epoch: int) -> None:
+        """Go to ``epoch`` and apply the closed form there (torch's ``_update_lr(epoch)``)."""
+        _int_in(epoch, "epoch", type(self).__name__, 0, _MAX_EPOCH)
+        self.last_epoch = int(epoch)
+        has_closed_form = type(self).lr_at is not LRScheduler.lr_at
+        self._apply(self.lr_at(self.last_epoch) if has_closed_form else self.get_lr())
+
+    def _lrs(self) -> list[float]:
+        """The current ``group["lr"]`` of each group (what torch's chainable rules update)."""
+        return [group["lr"] for group in self.optimizer.param_groups]
 
     def _apply(self, lrs: Sequence[float]) -> None:
         for group, lr in zip(self.optimizer.param_groups, lrs):
@@ -65,7 +109,9 @@ class LRScheduler:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the optimizer (plain values: JSON- and `minires.save`-able)."""
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
+        return {
+            k: v for k, v in self.__dict__.items() if k not in self._unsaved and not callable(v)
+        }
 
     def check_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Check, changing nothing, that `state_dict` is a state of this scheduler: exactly
@@ -90,9 +136,9 @@ class LRScheduler:
     def _check_state_value(self, key: str, value: Any, owner: str) -> None:
         """One loaded value. Subclasses check their own settings and pass the rest on."""
         groups = len(self.optimizer.param_groups)
-        if key == "last_epoch":
+        if key == "last_epoch":  # (-1: a SequentialLR's schedule that has not started)
             # lr_at computes pi * epoch / T_max etc. in floats: keep it an exact float
-            _int_in(value, key, owner, 0, _MAX_EPOCH)
+            _int_in(value, key, owner, -1, _MAX_EPOCH)
         elif key == "base_lrs":  # initial_lr of each group: an lr, so >= 0
             _numbers(value, key, owner, groups, lo=0)
         elif key == "_last_lr":  # (a negative gamma gives negative lrs: no sign check)
@@ -218,16 +264,33 @@ def _plain(value: Any) -> Any:
 
 
 class LambdaLR(LRScheduler):
-    """lr = base_lr * lr_lambda(epoch). (The lambda is not saved in ``state_dict``.)"""
+    """lr = base_lr * lr_lambda(epoch); ``lr_lambda`` is a function, or a list of one per
+    parameter group. (The functions are not saved in ``state_dict``.)"""
 
-    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float], last_epoch=-1):
-        if not callable(lr_lambda):
-            raise TypeError(f"LambdaLR: lr_lambda must be callable, got {lr_lambda!r}")
-        self.lr_lambda = lr_lambda
+    _unsaved = ("optimizer", "lr_lambdas")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+        last_epoch: int = -1,
+    ):
+        groups = len(getattr(optimizer, "param_groups", ()))
+        if isinstance(lr_lambda, list | tuple):
+            if len(lr_lambda) != groups:
+                raise ValueError(
+                    f"LambdaLR: expected {groups} lr_lambdas (one per group), got {len(lr_lambda)}"
+                )
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * groups
+        for f in self.lr_lambdas:
+            if not callable(f):
+                raise TypeError(f"LambdaLR: lr_lambda must be callable, got {f!r}")
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
-        return [base * self.lr_lambda(epoch) for base in self.base_lrs]
+        return [base * f(epoch) for f, base in zip(self.lr_lambdas, self.base_lrs)]
 
 
 class StepLR(LRScheduler):
@@ -248,6 +311,12 @@ class StepLR(LRScheduler):
     def lr_at(self, epoch: int) -> list[float]:
         return [base * _power(self.gamma, epoch // self.step_size) for base in self.base_lrs]
 
+    def get_lr(self) -> list[float]:
+        """torch's rule: the current lr times gamma at each multiple of step_size."""
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return self._lrs()
+        return [lr * self.gamma for lr in self._lrs()]
+
     def _check_state_value(self, key: str, value: Any, owner: str) -> None:
         if key == "step_size":
             _int_in(value, key, owner, 1)
@@ -262,10 +331,12 @@ class MultiStepLR(LRScheduler):
     10 at 50% and 75% of training: ``MultiStepLR(opt, [E // 2, 3 * E // 4])``."""
 
     def __init__(
-        self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1, last_epoch=-1
+        self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1, last_epoch=-1
     ):
-        if not isinstance(milestones, list | tuple | range | np.ndarray):
+        # any collection of ints, as torch (their order does not matter: they are sorted)
+        if not isinstance(milestones, Iterable) or isinstance(milestones, str | bytes):
             raise TypeError(f"MultiStepLR: milestones must be a list of ints, got {milestones!r}")
+        milestones = list(milestones)
         for m in milestones:
             if isinstance(m, bool | np.bool_) or not isinstance(m, int | np.integer):
                 raise TypeError(f"MultiStepLR: milestones must be ints, got {m!r}")
@@ -278,6 +349,12 @@ class MultiStepLR(LRScheduler):
     def lr_at(self, epoch: int) -> list[float]:
         k = bisect.bisect_right(self.milestones, epoch)
         return [base * _power(self.gamma, k) for base in self.base_lrs]
+
+    def get_lr(self) -> list[float]:
+        """torch's rule: the current lr times gamma at each milestone (gamma ** 2 at one
+        given twice)."""
+        k = self.milestones.count(self.last_epoch)
+        return [lr * _power(self.gamma, k) for lr in self._lrs()] if k else self._lrs()
 
     def _check_state_value(self, key: str, value: Any, owner: str) -> None:
         if key == "milestones":  # as the constructor stores them: sorted, none before 0
@@ -307,6 +384,22 @@ class CosineAnnealingLR(LRScheduler):
     def lr_at(self, epoch: int) -> list[float]:
         c = (1 + math.cos(math.pi * epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * c for base in self.base_lrs]
+
+    def get_lr(self) -> list[float]:
+        """torch's recursive rule: the current lr's distance to eta_min scaled by the ratio
+        of successive cosine terms (the step after each minimum, where that ratio's
+        denominator is 0, adds the first step's rise instead)."""
+        e, T, eta = self.last_epoch, self.T_max, self.eta_min
+        if self._is_initial:
+            return self._lrs()
+        below = 1 + math.cos(math.pi * (e - 1) / T)
+        # (torch tests only the first condition: a T_max a rounding error away from an
+        # integer, such as 1.9999999999999982, made it divide by zero)
+        if (e - 1 - T) % (2 * T) == 0 or below == 0:
+            rise = (1 - math.cos(math.pi / T)) / 2
+            return [lr + (base - eta) * rise for lr, base in zip(self._lrs(), self.base_lrs)]
+        ratio = (1 + math.cos(math.pi * e / T)) / below
+        return [ratio * (lr - eta) + eta for lr in self._lrs()]
 
     def _check_state_value(self, key: str, value: Any, owner: str) -> None:
         if key == "T_max":
@@ -343,9 +436,20 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
-        frac = min(epoch, self.total_iters) / self.total_iters if self.total_iters else 1.0
+        # (total_iters=0 stays at start_factor, as torch's steps do)
+        frac = min(epoch, self.total_iters) / self.total_iters if self.total_iters else 0.0
         factor = self.start_factor + (self.end_factor - self.start_factor) * frac
         return [base * factor for base in self.base_lrs]
+
+    def get_lr(self) -> list[float]:
+        """torch's rule: start_factor times the lr at epoch 0, then each epoch up to
+        total_iters the ratio of successive factors."""
+        e, s, f, n = self.last_epoch, self.start_factor, self.end_factor, self.total_iters
+        if e == 0:
+            return [lr * s for lr in self._lrs()]
+        if self._is_initial or e > n:
+            return self._lrs()
+        return [lr * (1.0 + (f - s) / (n * s + (e - 1) * (f - s))) for lr in self._lrs()]
 
     def _check_state_value(self, key: str, value: Any, owner: str) -> None:
         if key == "start_factor":  # the constructor's ranges
@@ -374,19 +478,27 @@ class SequentialLR(LRScheduler):
         milestones: Sequence[int],
         last_epoch: int = -1,
     ):
+        if len(schedulers) < 1:
+            raise ValueError("SequentialLR: expected at least one scheduler, got none")
         if len(schedulers) != len(milestones) + 1:
             raise ValueError(
                 f"SequentialLR: expected {len(schedulers) - 1} milestones for "
                 f"{len(schedulers)} schedulers, got {len(milestones)}"
             )
-        for s in schedulers:
-            if s.optimizer is not optimizer:
+        for sched in schedulers:
+            if not isinstance(sched, LRScheduler):
+                raise TypeError(f"SequentialLR: expected schedulers, got {sched!r}")
+            if sched.optimizer is not optimizer:
                 raise ValueError("SequentialLR: every scheduler must wrap the same optimizer")
         self._schedulers = list(schedulers)
         _check_sequential_milestones(list(milestones), "SequentialLR: milestones")
         self.milestones = [int(m) for m in milestones]
-        for group in optimizer.param_groups:  # undo the sub-schedulers' initial steps
+        # as torch: undo the schedulers' initial steps; the first step below starts the
+        # one of epoch 0, and each other one starts (at its epoch 0) at its milestone
+        for group in optimizer.param_groups:
             group["lr"] = group.get("initial_lr", group["lr"])
+        for sched in self._schedulers:
+            sched.last_epoch -= 1
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
@@ -394,12 +506,21 @@ class SequentialLR(LRScheduler):
         start = self.milestones[i - 1] if i > 0 else 0
         return self._schedulers[i].lr_at(epoch - start)
 
-    def step(self) -> None:
-        super().step()
-        i = bisect.bisect_right(self.milestones, self.last_epoch)
-        start = self.milestones[i - 1] if i > 0 else 0
-        self._schedulers[i].last_epoch = self.last_epoch - start
-        self._schedulers[i]._last_lr = self.get_last_lr()
+    def step(self) -> None:  # type: ignore[override]
+        """Advance one epoch: step the running schedule, or start the next one at its
+        milestone (no ``epoch`` argument, as in torch)."""
+        self.last_epoch += 1
+        if self._is_initial:  # (torch starts the schedule of epoch 0, whatever last_epoch)
+            sub = self._schedulers[bisect.bisect_right(self.milestones, 0)]
+            sub._initial_step()
+        else:
+            i = bisect.bisect_right(self.milestones, self.last_epoch)
+            sub = self._schedulers[i]
+            if i > 0 and self.milestones[i - 1] == self.last_epoch:
+                sub._step_to(0)
+            else:
+                sub.step()
+        self._last_lr = sub.get_last_lr()
 
     def state_dict(self) -> dict[str, Any]:
         state = {k: v for k, v in super().state_dict().items() if k != "_schedulers"}

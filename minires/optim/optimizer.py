@@ -8,11 +8,12 @@ a graph. Subclasses implement `step`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from minires.autograd import bump_version, enable_grad
 from minires.tensor import Tensor
 
 
@@ -25,7 +26,8 @@ class _Required:
 
 required = _Required()
 
-_FLAGS = ("nesterov", "maximize", "amsgrad")  # hyper-parameters that are booleans
+# hyper-parameters that are booleans
+_FLAGS = ("nesterov", "maximize", "amsgrad", "decoupled_weight_decay")
 
 
 def check_hyperparameters(owner: str, **values: Any) -> None:
@@ -49,19 +51,103 @@ def check_hyperparameters(owner: str, **values: Any) -> None:
                 raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
 
 
+def check_implementation_flags(
+    owner: str,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> None:
+    """torch's switches between implementations, accepted so that torch code runs.
+    ``foreach`` and ``fused`` pick one of several implementations of the same update
+    (minires has one): ignored. ``capturable`` (CUDA graphs) and ``differentiable``
+    (autograd through ``step``) are not supported: True raises a ValueError."""
+    for name, value in (("foreach", foreach), ("fused", fused)):
+        if value is not None and not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{owner}: {name} must be None, True or False, got {value!r}")
+    for name, value in (("capturable", capturable), ("differentiable", differentiable)):
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+        if value:
+            raise ValueError(
+                f"{owner}: {name}=True is not supported (minires updates parameters on the "
+                "CPU, outside autograd)"
+            )
+
+
+def run_closure(closure: Callable[[], Any] | None) -> Any:
+    """``step(closure)``'s first part, as torch: call ``closure`` (which recomputes the
+    loss and the gradients) with gradients enabled, and return its value (None without)."""
+    if closure is None:
+        return None
+    with enable_grad():
+        return closure()
+
+
+def grad_of(p: Tensor, owner: str) -> np.ndarray:
+    """``p.grad`` as a float array of ``p``'s shape (a Tensor assigned to ``.grad`` gives
+    its array). torch checks a gradient when it is assigned; minires' ``.grad`` is a plain
+    attribute, so the check is here: a gradient of another shape would broadcast into a
+    wrong update, and an integer one is refused as torch refuses it."""
+    g = p.grad.data if isinstance(p.grad, Tensor) else p.grad
+    if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
+        what = f"an array of dtype {g.dtype}" if isinstance(g, np.ndarray) else type(g).__name__
+        raise TypeError(f"{owner}: a parameter's .grad must be a float array, got {what}")
+    if g.shape != p.shape:
+        raise ValueError(
+            f"{owner}: a parameter of shape {tuple(p.shape)} has a .grad of shape {g.shape}"
+        )
+    return g
+
+
+class ParamState(dict):
+    """``Optimizer.state``: each parameter's buffers, keyed by ``id(param)``. As in torch,
+    ``state[p]`` takes the parameter itself too, and gives (and keeps) an empty dict for a
+    parameter without state yet, as torch's ``defaultdict(dict)`` does."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, Tensor):
+            return super().setdefault(id(key), {})
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(_state_key(key), value)
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(_state_key(key))
+
+    def __contains__(self, key: Any) -> bool:
+        return super().__contains__(_state_key(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get(_state_key(key), default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        return super().setdefault(_state_key(key), default)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        return super().pop(_state_key(key), *default)
+
+
+def _state_key(key: Any) -> Any:
+    return id(key) if isinstance(key, Tensor) else key
+
+
 class Optimizer:
     """Base class: holds ``param_groups`` (list of dicts with a ``"params"`` list and the
-    hyper-parameters) and ``state`` (per-parameter buffers, keyed by ``id(param)``).
+    hyper-parameters) and ``state`` (per-parameter buffers, keyed by ``id(param)``;
+    ``state[param]`` works too, as in torch).
 
     Args:
-        params: an iterable of Parameters, or of dicts ``{"params": [...], "lr": ...}``
+        params: an iterable of Parameters, of ``(name, Parameter)`` pairs
+            (``model.named_parameters()``), or of dicts ``{"params": [...], "lr": ...}``
             (parameter groups, each overriding some defaults).
         defaults: the hyper-parameters of every group that does not override them.
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
-        self.state: dict[int, dict[str, Any]] = {}
+        self.state: dict[int, dict[str, Any]] = ParamState()
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, Tensor | dict):  # list() would take a tensor's rows
             raise TypeError(
@@ -76,34 +162,63 @@ class Optimizer:
         for group in params:
             self.add_param_group(group)
 
-    def add_param_group(self, group: dict[str, Any]) -> None:
-        """Add a group of parameters with its own hyper-parameters (e.g. no weight decay)."""
-        if not isinstance(group, dict) or "params" not in group:
-            raise TypeError("a parameter group must be a dict with a 'params' entry")
-        group = dict(group)
-        ps = group["params"]
-        group["params"] = [ps] if isinstance(ps, Tensor) else list(ps)
-        for p in group["params"]:
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyper-parameters (e.g. no weight decay).
+
+        ``param_group["params"]`` is a Tensor or an ordered collection of Tensors or of
+        ``(name, Tensor)`` pairs (the names go to ``param_group["param_names"]``; all groups
+        have names or none has). As in torch, the dict itself becomes the group, with the
+        defaults filled in, so later changes to it (``group["lr"] = ...``) take effect.
+        """
+        owner = type(self).__name__
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(f"{owner}: a parameter group must be a dict with a 'params' entry")
+        ps = param_group["params"]
+        if isinstance(ps, set | frozenset):  # as torch: a set's order changes between runs
+            raise TypeError(
+                f"{owner}: a group's parameters must be an ordered collection (a list), not a "
+                "set, whose order changes between runs"
+            )
+        ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        named = any(isinstance(p, tuple) for p in ps)  # from named_parameters()
+        if named and not all(isinstance(p, tuple) for p in ps):
+            raise ValueError(f"{owner}: give every parameter of a group a name, or none")
+        if named and not all(len(p) == 2 and isinstance(p[0], str) for p in ps):
+            raise TypeError(f"{owner}: named parameters must be (str, Tensor) pairs")
+        params = [p[1] for p in ps] if named else ps
+        for p in params:
             if not isinstance(p, Tensor):
                 raise TypeError(
-                    f"{type(self).__name__} can only optimize Tensors/Parameters, got "
-                    f"{type(p).__name__}"
+                    f"{owner} can only optimize Tensors/Parameters, got {type(p).__name__}"
                 )
             if p.grad_fn is not None:  # (frozen leaves are fine: step skips a None grad)
-                raise ValueError(f"{type(self).__name__} can't optimize a non-leaf tensor")
-        check_hyperparameters(
-            type(self).__name__, **{k: v for k, v in group.items() if k in self.defaults}
-        )
-        for name, default in self.defaults.items():
-            if default is required and name not in group:
-                raise ValueError(
-                    f"{type(self).__name__}: parameter group needs a value for {name!r}"
+                raise ValueError(f"{owner} can't optimize a non-leaf tensor")
+            if p.data.dtype.kind != "f":  # (torch fails at the first gradient instead)
+                raise TypeError(
+                    f"{owner} can only optimize floating-point tensors, got one of dtype "
+                    f"{p.data.dtype}"
                 )
-            group.setdefault(name, default)
+        if len({id(p) for p in params}) != len(params):
+            # torch warns that this will become an error; step would update it twice
+            raise ValueError(f"{owner}: a parameter appears twice in one parameter group")
+        check_hyperparameters(owner, **{k: v for k, v in param_group.items() if k in self.defaults})
+        for name, default in self.defaults.items():
+            if default is required and name not in param_group:
+                raise ValueError(f"{owner}: parameter group needs a value for {name!r}")
+        if any(("param_names" in g) != named for g in self.param_groups):
+            raise ValueError(
+                f"{owner}: all parameter groups must have parameter names, or none (as "
+                "model.named_parameters() gives them)"
+            )
         seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in seen for p in group["params"]):
+        if any(id(p) in seen for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
-        self.param_groups.append(group)
+        param_group["params"] = params  # (only now: a refused group is left unchanged)
+        if named:
+            param_group["param_names"] = [p[0] for p in ps]
+        for name, default in self.defaults.items():
+            param_group.setdefault(name, default)
+        self.param_groups.append(param_group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's ``.grad`` (to None, or to zeros in place)."""
@@ -114,9 +229,32 @@ class Optimizer:
                 elif p.grad is not None:
                     p.grad[...] = 0
 
-    def step(self) -> None:  # pragma: no cover - abstract
-        """Update every parameter that has a gradient."""
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient (`_update_group`, the subclass's
+        rule); with a ``closure``, call it first (`run_closure`) and return its loss."""
+        loss = run_closure(closure)
+        grads = self._gradients()
+        with np.errstate(all="ignore"):  # NaN / inf gradients propagate silently, as in torch
+            for group, pairs in zip(self.param_groups, grads):
+                self._update_group(group, pairs)
+                for p, _ in pairs:  # written in place, as torch: an op that saved p refuses it
+                    bump_version(p.data)
+        return loss
+
+    def _update_group(
+        self, group: dict[str, Any], pairs: list[tuple[Tensor, np.ndarray]]
+    ) -> None:  # pragma: no cover
+        """Update the parameters of one group in place from their (checked) gradients."""
         raise NotImplementedError
+
+    def _gradients(self) -> list[list[tuple[Tensor, np.ndarray]]]:
+        """Each group's (parameter, gradient) pairs, skipping a None ``.grad`` (as torch);
+        all checked (`grad_of`) before `step` changes any parameter."""
+        owner = type(self).__name__
+        return [
+            [(p, grad_of(p, owner)) for p in group["params"] if p.grad is not None]
+            for group in self.param_groups
+        ]
 
     # -- state ----------------------------------------------------------------------------
 
@@ -167,7 +305,7 @@ class Optimizer:
             {k: copy.deepcopy(_plain(v)) for k, v in theirs.items() if k != "params"}
             for theirs in state_dict["param_groups"]
         ]
-        self.state = state
+        self.state = ParamState(state)
         for mine, theirs in zip(self.param_groups, settings):
             mine.update(theirs)  # (settings torch has and we don't are kept, unused)
 

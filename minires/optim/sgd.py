@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from minires.optim.optimizer import Optimizer, check_hyperparameters, required
+from minires.optim.optimizer import (
+    Optimizer,
+    check_hyperparameters,
+    check_implementation_flags,
+    required,
+)
+from minires.tensor import Tensor
 
 
 class SGD(Optimizer):
@@ -34,6 +40,8 @@ class SGD(Optimizer):
         weight_decay: L2 penalty coefficient.
         nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
         maximize: ascend instead of descend.
+        foreach, fused, differentiable: torch's implementation switches, accepted for
+            torch code (see `check_implementation_flags`).
     """
 
     def __init__(
@@ -45,7 +53,12 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
         maximize: bool = False,
+        *,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
+        check_implementation_flags("SGD", foreach, fused, differentiable=differentiable)
         check_hyperparameters(
             "SGD", lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
             nesterov=nesterov, maximize=maximize,
@@ -64,24 +77,20 @@ class SGD(Optimizer):
         )  # fmt: skip
         super().__init__(params, defaults)
 
-    def step(self) -> None:
-        """One update of every parameter that has a ``.grad``."""
-        for group in self.param_groups:
-            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-            weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = -p.grad if group["maximize"] else p.grad
-                if weight_decay != 0:
-                    g = g + weight_decay * p.data
-                if momentum != 0:
-                    state = self.state.setdefault(id(p), {})
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
-                    else:
-                        buf *= momentum
-                        buf += (1 - dampening) * g
-                    g = g + momentum * buf if nesterov else buf
-                p.data -= lr * g
+    def _update_group(self, group: dict[str, Any], pairs: list[tuple[Tensor, np.ndarray]]) -> None:
+        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        weight_decay, nesterov = group["weight_decay"], group["nesterov"]
+        for p, g in pairs:
+            g = -g if group["maximize"] else g
+            if weight_decay != 0:
+                g = g + weight_decay * p.data
+            if momentum != 0:
+                state = self.state.setdefault(id(p), {})
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+                else:
+                    buf *= momentum
+                    buf += (1 - dampening) * g
+                g = g + momentum * buf if nesterov else buf
+            p.data -= lr * g
