@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from minires import autograd
 from minires.device import resolve_dtype
+
+if TYPE_CHECKING:  # pragma: no cover
+    from minires.functional.shape import ValuesIndices
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -362,6 +365,88 @@ class Tensor:
     def __ge__(self, other: Any) -> Tensor:
         return self._compare(other, np.greater_equal)
 
+    # torch's method names of the comparisons: the same bool tensors as the operators
+    def eq(self, other: Any) -> Tensor:
+        """``self == other`` elementwise (broadcast): a bool tensor, outside the graph."""
+        return _F().eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        """``self != other`` elementwise (broadcast): a bool tensor."""
+        return _F().ne(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        """``self < other`` elementwise (broadcast): a bool tensor."""
+        return _F().lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        """``self <= other`` elementwise (broadcast): a bool tensor."""
+        return _F().le(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        """``self > other`` elementwise (broadcast): a bool tensor."""
+        return _F().gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        """``self >= other`` elementwise (broadcast): a bool tensor."""
+        return _F().ge(self, other)
+
+    # torch's longer aliases
+    not_equal, less, less_equal, greater, greater_equal = ne, lt, le, gt, ge
+
+    # -- logical and bitwise ops (bool masks: `(a > 0) & (b < 1)`, `~mask`) ---------------
+
+    def logical_and(self, other: Any) -> Tensor:
+        """True where both are non-zero (any dtypes, broadcast): a bool tensor."""
+        return _F().logical_and(self, other)
+
+    def logical_or(self, other: Any) -> Tensor:
+        """True where either is non-zero (any dtypes, broadcast): a bool tensor."""
+        return _F().logical_or(self, other)
+
+    def logical_xor(self, other: Any) -> Tensor:
+        """True where exactly one is non-zero (any dtypes, broadcast): a bool tensor."""
+        return _F().logical_xor(self, other)
+
+    def logical_not(self) -> Tensor:
+        """True where this tensor is zero: a bool tensor of the same shape."""
+        return _F().logical_not(self)
+
+    def bitwise_and(self, other: Any) -> Tensor:
+        """``self & other`` (bool or integer tensors, broadcast; see `__and__`)."""
+        return _F().bitwise_and(self, other)
+
+    def bitwise_or(self, other: Any) -> Tensor:
+        """``self | other`` (bool or integer tensors, broadcast)."""
+        return _F().bitwise_or(self, other)
+
+    def bitwise_xor(self, other: Any) -> Tensor:
+        """``self ^ other`` (bool or integer tensors, broadcast)."""
+        return _F().bitwise_xor(self, other)
+
+    def bitwise_not(self) -> Tensor:
+        """``~self``: logical not of a bool tensor, bitwise not of an integer one."""
+        return _F().bitwise_not(self)
+
+    def __and__(self, other: Any) -> Tensor:
+        """Elementwise and of bool masks (bitwise for integers; floats are refused, as
+        torch: compare first, ``(x > 0) & (y < 1)``)."""
+        return _F().bitwise_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        """Elementwise or of bool masks (bitwise for integers)."""
+        return _F().bitwise_or(self, other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        """Elementwise xor of bool masks (bitwise for integers)."""
+        return _F().bitwise_xor(self, other)
+
+    # and, or, xor commute (also in their result dtype): the reflected forms are the same
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __invert__(self) -> Tensor:
+        """``~mask``: logical not of a bool tensor, bitwise not of an integer one."""
+        return _F().bitwise_not(self)
+
     def numpy(self) -> np.ndarray:
         """The underlying ndarray (shared, not copied)."""
         return self.data
@@ -427,6 +512,84 @@ class Tensor:
         """Cast to ``dtype``; differentiable between float dtypes."""
         return _F().cast(self, dtype)
 
+    # `int` and `bool` are torch's method names; they shadow the builtins only in the class
+    # body below (method bodies see the module's builtins).
+    def int(self) -> Tensor:
+        """Cast to int32 (truncated toward zero; cut from the graph, as in PyTorch)."""
+        return self.astype(np.int32)
+
+    def bool(self) -> Tensor:
+        """Cast to bool: True where non-zero (cut from the graph)."""
+        return self.astype(np.bool_)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        """Cast to ``other``'s dtype (self when it already has it; differentiable between
+        float dtypes)."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"type_as: expected a Tensor, got {type(other).__name__}")
+        return self.astype(other.dtype)
+
+    # -- new tensors like this one (torch's new_*: this dtype unless dtype= says otherwise) --
+
+    def _new(
+        self, op: str, make: Callable[[np.dtype], np.ndarray], dtype: Any, device: Any,
+        requires_grad: bool,
+    ) -> Tensor:  # fmt: skip
+        """A new leaf ``make(dtype)``, the dtype this tensor's unless ``dtype`` is given."""
+        from minires.device import check_device
+
+        check_device(device, op)
+        dt = self.dtype if dtype is None else resolve_dtype(dtype, op)
+        return Tensor(make(dt), requires_grad=requires_grad)
+
+    def new_zeros(
+        self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """Zeros of shape ``size`` (``new_zeros(2, 3)`` or ``new_zeros((2, 3))``) with
+        this tensor's dtype unless ``dtype`` is given; a new leaf."""
+        shape = _sizes("new_zeros", size)
+        return self._new("new_zeros", lambda dt: np.zeros(shape, dt), dtype, device, requires_grad)
+
+    def new_ones(
+        self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """Ones of shape ``size`` with this tensor's dtype unless ``dtype`` is given."""
+        shape = _sizes("new_ones", size)
+        return self._new("new_ones", lambda dt: np.ones(shape, dt), dtype, device, requires_grad)
+
+    def new_empty(
+        self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """A tensor of shape ``size`` with this dtype (unless ``dtype``) whose values are
+        not meant to be read: torch leaves them uninitialised; minires fills zeros, so a
+        stray read is reproducible."""
+        shape = _sizes("new_empty", size)
+        return self._new("new_empty", lambda dt: np.zeros(shape, dt), dtype, device, requires_grad)
+
+    def new_full(
+        self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None,
+        requires_grad: bool = False,
+    ) -> Tensor:  # fmt: skip
+        """A tensor of shape ``size`` (a tuple, or one int) filled with the number
+        ``fill_value``, in this tensor's dtype unless ``dtype`` is given (a float fill of
+        an integer tensor is truncated, as torch)."""
+        if isinstance(fill_value, Tensor) and fill_value.data.size == 1:
+            fill_value = fill_value.item()
+        if not isinstance(fill_value, int | float | np.number | np.bool_):  # bool is an int
+            raise TypeError(f"new_full: fill_value must be a number, got {fill_value!r}")
+        shape = _sizes("new_full", size if isinstance(size, tuple | list) else (size,))
+        fill = lambda dt: np.full(shape, fill_value).astype(dt)  # noqa: E731 - truncates as torch
+        return self._new("new_full", fill, dtype, device, requires_grad)
+
+    def new_tensor(
+        self, data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """A new leaf holding a copy of ``data`` in this tensor's dtype (whatever the data's
+        own dtype, as torch) unless ``dtype`` is given; a Tensor's values are copied and
+        cut from its graph."""
+        copy = lambda dt: _to_array(data, dt, where="new_tensor").copy()  # noqa: E731
+        return self._new("new_tensor", copy, dtype, device, requires_grad)
+
     def __repr__(self) -> str:
         body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(")
         extra = ""
@@ -464,6 +627,30 @@ class Tensor:
     def __rtruediv__(self, other: Any) -> Tensor:
         return _F().div(other, self)
 
+    def __floordiv__(self, other: Any) -> Tensor:
+        """``self // other``: floor division as Python's and torch's (-7 // 2 == -4);
+        integers stay integers. Not differentiable (torch refuses its backward too)."""
+        return _F().floor_divide(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return _F().floor_divide(other, self)
+
+    def __mod__(self, other: Any) -> Tensor:
+        """``self % other``: the remainder of floor division, with ``other``'s sign (as
+        Python and torch.remainder); differentiable."""
+        return _F().remainder(self, other)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return _F().remainder(other, self)
+
+    def floor_divide(self, other: Any) -> Tensor:
+        """``self // other`` (see `__floordiv__`)."""
+        return _F().floor_divide(self, other)
+
+    def remainder(self, other: Any) -> Tensor:
+        """``self % other`` (see `__mod__`)."""
+        return _F().remainder(self, other)
+
     def __pow__(self, other: Any) -> Tensor:
         return _F().pow(self, other)
 
@@ -477,6 +664,10 @@ class Tensor:
         return _F().matmul(other, self)
 
     def __neg__(self) -> Tensor:
+        return _F().neg(self)
+
+    def neg(self) -> Tensor:
+        """``-self``."""
         return _F().neg(self)
 
     def __getitem__(self, index: Any) -> Tensor:
@@ -519,9 +710,22 @@ class Tensor:
                     )
                 out = out.astype(self.dtype)
             return out
+        if ufunc is None:  # no NumPy ufunc writes this op's values: compute, then store
+            return self._write_result(op, lambda: out_of_place(self, other), other)
         return self._inplace(op, ufunc, other)
 
-    def _inplace(self, op: str, ufunc: Any, other: Any, casting: str = "same_kind") -> Tensor:
+    def _write_result(self, op: str, compute: Callable[[], Tensor], other: Any = None) -> Tensor:
+        """Write ``compute()`` - an out-of-place op on this tensor, so the values are that
+        op's to the bit - into this tensor with `_inplace`'s rules: refused in the graph
+        (checked before computing), cast to this dtype only within a kind, version bumped."""
+        self._refuse_in_graph(op, other)
+        with autograd.no_grad():
+            result = compute()
+        return self._inplace(op, _store, result)
+
+    def _refuse_in_graph(self, op: str, other: Any) -> None:
+        """The in-place ops' refusal: with grad mode on, not on a tensor autograd tracks
+        nor with a value that requires grad."""
         if autograd.is_grad_enabled():
             if self._requires_grad or self.grad_fn is not None:
                 kind = "a leaf tensor that requires grad" if self.is_leaf else "a tensor in a graph"
@@ -535,6 +739,9 @@ class Tensor:
                     "record in-place writes in the graph; build the tensor out-of-place (e.g. "
                     "x = x + v, mr.cat, mr.where) or detach the value"
                 )
+
+    def _inplace(self, op: str, ufunc: Any, other: Any, casting: str = "same_kind") -> Tensor:
+        self._refuse_in_graph(op, other)
         value = other.data if isinstance(other, Tensor) else other
         if isinstance(value, str | bytes) or np.asarray(value).dtype.kind not in "biuf":
             raise TypeError(f"{op}: expected a Tensor, an array or a number, got {value!r}")
@@ -570,6 +777,23 @@ class Tensor:
 
     def __itruediv__(self, other: Any) -> Tensor:
         return self._augmented("/=", np.true_divide, other, Tensor.__truediv__)
+
+    # no ufunc for these: the out-of-place op computes (its checks and dtype rules), then
+    # the result is stored (or, in the graph, the name rebound, as += does)
+    def __ifloordiv__(self, other: Any) -> Tensor:
+        return self._augmented("//=", None, other, Tensor.__floordiv__)
+
+    def __imod__(self, other: Any) -> Tensor:
+        return self._augmented("%=", None, other, Tensor.__mod__)
+
+    def __iand__(self, other: Any) -> Tensor:
+        return self._augmented("&=", None, other, Tensor.__and__)
+
+    def __ior__(self, other: Any) -> Tensor:
+        return self._augmented("|=", None, other, Tensor.__or__)
+
+    def __ixor__(self, other: Any) -> Tensor:
+        return self._augmented("^=", None, other, Tensor.__xor__)
 
     def _scaled(self, op: str, other: Any, alpha: Any) -> Any:
         if isinstance(alpha, bool | np.bool_) or not isinstance(alpha, int | float | np.number):
@@ -615,6 +839,64 @@ class Tensor:
         """Set every value to 0; returns self."""
         return self.fill_(0)
 
+    # In-place unary ops: the out-of-place op's values written into this tensor, with the
+    # rules above (outside the graph only; the version counter moves). A result of another
+    # kind (exp_ of an integer tensor is float) is refused, as torch does.
+
+    def abs_(self) -> Tensor:
+        """|self| in place (outside the graph); returns self."""
+        return self._write_result("abs_", lambda: _F().abs(self))
+
+    def neg_(self) -> Tensor:
+        """-self in place (outside the graph); returns self."""
+        return self._write_result("neg_", lambda: _F().neg(self))
+
+    def exp_(self) -> Tensor:
+        """e ** self in place (float tensors; outside the graph); returns self."""
+        return self._write_result("exp_", lambda: _F().exp(self))
+
+    def log_(self) -> Tensor:
+        """Natural log in place (float tensors; outside the graph); returns self."""
+        return self._write_result("log_", lambda: _F().log(self))
+
+    def sqrt_(self) -> Tensor:
+        """Square root in place (float tensors; outside the graph); returns self."""
+        return self._write_result("sqrt_", lambda: _F().sqrt(self))
+
+    def sigmoid_(self) -> Tensor:
+        """Logistic sigmoid in place (float tensors; outside the graph); returns self."""
+        return self._write_result("sigmoid_", lambda: _F().sigmoid(self))
+
+    def tanh_(self) -> Tensor:
+        """tanh in place (float tensors; outside the graph); returns self."""
+        return self._write_result("tanh_", lambda: _F().tanh(self))
+
+    def relu_(self) -> Tensor:
+        """max(self, 0) in place (outside the graph); returns self."""
+        return self._write_result("relu_", lambda: _F().relu(self))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """`clamp` in place (outside the graph; bounds as `clamp`'s); returns self."""
+        self._refuse_in_graph("clamp_", min)  # a bound that requires grad: refused
+        return self._write_result("clamp_", lambda: _F().clamp(self, min, max), max)
+
+    clip_ = clamp_
+
+    def clamp_min_(self, min: Any) -> Tensor:  # noqa: A002
+        """`clamp_` with a lower bound only; returns self."""
+        return self._write_result("clamp_min_", lambda: _F().clamp(self, min, None), min)
+
+    def clamp_max_(self, max: Any) -> Tensor:  # noqa: A002
+        """`clamp_` with an upper bound only; returns self."""
+        return self._write_result("clamp_max_", lambda: _F().clamp(self, None, max), max)
+
+    def detach_(self) -> Tensor:
+        """Cut this tensor from the graph in place: it becomes a leaf that does not
+        require grad (its values and memory unchanged); returns self."""
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
     def __setitem__(self, index: Any, value: Any) -> None:
         """``t[index] = value`` in place, outside the graph (as the in-place ops), with
         `__getitem__`'s indexing rules (PyTorch's order of integers and index arrays)."""
@@ -626,17 +908,61 @@ class Tensor:
         self._inplace("item assignment", assign, value)
 
     def sum(
-        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
-    ) -> Tensor:
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None,
+        dtype: Any = None,
+    ) -> Tensor:  # fmt: skip
         """Sum over ``axis`` or ``dim`` (all if None); ``keepdims``/``keepdim`` keep the
-        reduced axes as size 1 (default False)."""
-        return _F().sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
+        reduced axes as size 1 (default False); ``dtype`` casts first (as torch)."""
+        return _F().sum(self, axis, keepdims, dim=dim, keepdim=keepdim, dtype=dtype)
 
     def mean(
-        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
+        self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None,
+        dtype: Any = None,
+    ) -> Tensor:  # fmt: skip
+        """Mean over ``axis`` or ``dim`` (all if None); ``dtype`` (a float dtype) casts
+        first (as torch)."""
+        return _F().mean(self, axis, keepdims, dim=dim, keepdim=keepdim, dtype=dtype)
+
+    def prod(
+        self, dim: Any = None, keepdim: Any = None, *, dtype: Any = None, axis: Any = None,
+        keepdims: Any = None,
+    ) -> Tensor:  # fmt: skip
+        """Product over one ``dim`` (all if None: 0-d), as torch; differentiable, zeros
+        included (see `minires.functional.prod`)."""
+        return _F().prod(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, dim: Any = None, *, dtype: Any = None, axis: Any = None) -> Tensor:
+        """Running sum along ``dim`` (required): same shape; differentiable."""
+        return _F().cumsum(self, dim, dtype=dtype, axis=axis)
+
+    def norm(
+        self, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None
     ) -> Tensor:
-        """Mean over ``axis`` or ``dim`` (all if None)."""
-        return _F().mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
+        """The vector p-norm over ``dim`` (all if None): p = 2 / "fro", 1, inf, -inf, 0 or
+        another real, as torch; differentiable, with torch's subgradients (0 at 0)."""
+        return _F().linalg.norm(self, p, dim, keepdim, dtype)
+
+    def sort(
+        self, dim: int = -1, descending: bool = False, *, stable: bool = False
+    ) -> ValuesIndices:
+        """``(values, indices)`` sorted along ``dim`` (a named pair, as torch's): same
+        shapes, values differentiable, indices int64; stable, NaN largest."""
+        return _F().sort(self, dim, descending, stable)
+
+    def argsort(self, dim: int = -1, descending: bool = False, *, stable: bool = False) -> Tensor:
+        """int64 indices that sort along ``dim`` (`sort`'s indices): same shape."""
+        return _F().argsort(self, dim, descending, stable)
+
+    def topk(
+        self,
+        k: int,
+        dim: int = -1,
+        largest: bool = True,
+        sorted: bool = True,  # noqa: A002
+    ) -> ValuesIndices:
+        """``(values, indices)`` of the k largest (or smallest) along ``dim``, whose size
+        becomes k (see `minires.functional.topk`); values differentiable."""
+        return _F().topk(self, k, dim, largest, sorted)
 
     def max(
         self, axis: Any = None, keepdims: Any = None, *, dim: Any = None, keepdim: Any = None
@@ -652,6 +978,28 @@ class Tensor:
 
     view = reshape
 
+    def view_as(self, other: Tensor) -> Tensor:
+        """This tensor with ``other``'s shape (same number of elements)."""
+        return self.reshape(_shape_of(other, "view_as"))
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        """This tensor with ``other``'s shape (same number of elements)."""
+        return self.reshape(_shape_of(other, "reshape_as"))
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        """This tensor broadcast to ``other``'s shape (see `expand`)."""
+        return self.expand(_shape_of(other, "expand_as"))
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        """Repeated ``sizes[i]`` times along each dimension (one size per dimension at
+        least; extra leading ones add dimensions): (3, 4).repeat(2, 1) is (6, 4).
+        Differentiable."""
+        return _F().repeat(self, *sizes)
+
+    def tile(self, *dims: Any) -> Tensor:
+        """`repeat` with fewer sizes allowed (leading 1s added): (3, 4).tile(2) is (3, 8)."""
+        return _F().tile(self, dims[0] if len(dims) == 1 else dims)
+
     def transpose(self, *axes: Any) -> Tensor:
         """Permute the axes (reverse them if none given)."""
         return _F().transpose(self, *axes)
@@ -660,6 +1008,17 @@ class Tensor:
     def T(self) -> Tensor:
         """The axes reversed (the matrix transpose for 2-D)."""
         return _F().transpose(self)
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two dimensions swapped, (..., m, n) -> (..., n, m): a batch of matrices
+        transposed (torch's ``mT``; at least 2-D)."""
+        if self.ndim < 2:
+            raise ValueError(
+                f"mT: needs a matrix or a batch of matrices (>= 2 dimensions), got shape "
+                f"{self.shape}"
+            )
+        return _F().transpose(self, -2, -1)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         """Merge axes ``start_dim..end_dim`` into one (all by default, like torch)."""
@@ -730,6 +1089,14 @@ class Tensor:
         return _F().clamp(self, min, max)
 
     clip = clamp
+
+    def clamp_min(self, min: Any) -> Tensor:  # noqa: A002
+        """`clamp` with a lower bound only."""
+        return _F().clamp(self, min, None)
+
+    def clamp_max(self, max: Any) -> Tensor:  # noqa: A002
+        """`clamp` with an upper bound only."""
+        return _F().clamp(self, None, max)
 
     def pow(self, exponent: Any) -> Tensor:
         """self ** exponent."""
@@ -873,6 +1240,35 @@ class Tensor:
 
     # Identity semantics for hashing: tensors are graph nodes, usable as dict keys.
     __hash__ = object.__hash__
+
+
+def _sizes(op: str, size: tuple) -> tuple[int, ...]:
+    """``(2, 3)`` from ``f(2, 3)``, ``f((2, 3))`` or ``f([2, 3])``: ints >= 0."""
+    if len(size) == 1 and isinstance(size[0], tuple | list):
+        size = tuple(size[0])
+    for n in size:
+        if isinstance(n, bool | np.bool_) or not isinstance(n, int | np.integer):
+            raise TypeError(f"{op}: sizes must be ints, got {size!r}")
+        if n < 0:
+            raise ValueError(f"{op}: sizes must be >= 0, got {size!r}")
+    return tuple(int(n) for n in size)
+
+
+def _shape_of(other: Any, op: str) -> tuple[int, ...]:
+    """The shape of the Tensor argument of view_as / reshape_as / expand_as."""
+    if not isinstance(other, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(other).__name__}")
+    return other.shape
+
+
+def _store(a: np.ndarray, b: Any, out: np.ndarray | None = None, casting: str = "same_kind"):
+    """The "ufunc" `Tensor._write_result` gives `Tensor._inplace`: copies the computed
+    ``b`` into ``out``; called without ``out`` (`_inplace`'s message for a failed cast)
+    it returns ``b``, whose dtype is the result's."""
+    if out is None:
+        return np.asarray(b)
+    np.copyto(out, b, casting=casting)
+    return out
 
 
 _functional = None

@@ -249,6 +249,35 @@ def cases() -> list[Case]:
             [_t(r, 4, 5)],
         )
     )
+    add("remainder", "(3,4) % (4,)")(
+        lambda r: (lambda a, b: a % b, [_distinct(r, 3, 4), _leaf(r.uniform(0.5, 0.9, 4))])
+    )
+    add("prod", "(3,4) dim=1, all; a 0")(
+        lambda r: (
+            lambda a: a.prod(1) + a.prod(),
+            [_leaf(np.where(np.arange(12).reshape(3, 4) == 5, 0.0, r.uniform(0.5, 1.5, (3, 4))))],
+        )
+    )
+    add("cumsum", "(3,4) dim=0")(lambda r: (lambda a: a.cumsum(0), [_t(r, 3, 4)]))
+    add("norm", "(3,4) p=2,1,inf dim=1")(
+        lambda r: (
+            lambda a: a.norm(dim=1) + a.norm(1, 1) + a.norm(float("inf"), 1),
+            [_distinct(r, 3, 4)],
+        )
+    )
+    add("sort / topk", "(3,5) dim=1")(
+        lambda r: (
+            lambda a: a.sort(1, descending=True).values[:, :2] * a.topk(2, 1).values,
+            [_distinct(r, 3, 5)],
+        )
+    )
+    add("repeat / mT", "(2,3)->(2,3,4)")(lambda r: (lambda a: a.repeat(2, 2, 1).mT, [_t(r, 2, 3)]))
+    add("interpolate bilinear", "(1,2,3,5)->(4,7)")(
+        lambda r: (lambda a: F.interpolate(a, size=(4, 7), mode="bilinear"), [_t(r, 1, 2, 3, 5)])
+    )
+    add("interpolate nearest", "(1,2,3,5) x2")(
+        lambda r: (lambda a: F.interpolate(a, scale_factor=2), [_t(r, 1, 2, 3, 5)])
+    )
     return s
 
 

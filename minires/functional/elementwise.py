@@ -13,7 +13,13 @@ import numpy as np
 from minires.autograd import Context, Function
 from minires.backend import get_backend, kernels
 from minires.device import resolve_dtype
-from minires.functional._util import as_tensor, check_real, check_tensor, unbroadcast
+from minires.functional._util import (
+    as_array,
+    as_tensor,
+    check_real,
+    check_tensor,
+    unbroadcast,
+)
 from minires.tensor import Tensor
 
 
@@ -222,6 +228,12 @@ def _binary(fn: type[Function], a: Any, b: Any) -> Tensor:
     PyTorch's promotion across categories: an integer / bool tensor meeting a float
     tensor takes the float's dtype, and meeting a Python float becomes float32 (NumPy
     would make both float64)."""
+    return fn.apply(*_promote(fn.__name__.lower(), a, b))
+
+
+def _promote(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """`_binary`'s operands: scalars wrapped, integers meeting floats made float, shapes
+    checked to broadcast (a ValueError naming ``op`` and both shapes)."""
     a = as_tensor(a, b if isinstance(b, Tensor) else None)
     b = as_tensor(b, a)
     if a.dtype.kind == "f" and b.dtype.kind in "iub":
@@ -232,10 +244,10 @@ def _binary(fn: type[Function], a: Any, b: Any) -> Tensor:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(
-            f"{fn.__name__.lower()}: shapes {a.shape} and {b.shape} do not broadcast "
+            f"{op}: shapes {a.shape} and {b.shape} do not broadcast "
             "(trailing dimensions must be equal or 1)"
         ) from None
-    return fn.apply(a, b)
+    return a, b
 
 
 def add(a: Any, b: Any) -> Tensor:
@@ -751,3 +763,198 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     b = check_real(beta, "beta", "softplus")
     th = check_real(threshold, "threshold", "softplus")
     return Softplus.apply(input, b, th)
+
+
+# -- comparisons, logical and bitwise ops (outside the graph, as in torch) -----------------
+
+
+def _operand(x: Any, op: str) -> Any:
+    """The array of a Tensor operand, or the value itself (Python numbers stay "weak", so
+    ``mask & 1`` and ``int32_t & 1`` promote as torch: NumPy 2 follows the same rule)."""
+    if isinstance(x, Tensor):
+        return x.data
+    if isinstance(x, str | bytes) or as_array(x, op, "the operand").dtype.kind not in "biuf":
+        raise TypeError(f"{op}: expected a Tensor, an array or a number, got {x!r}")
+    return x
+
+
+def _outside_graph(op: str, ufunc: Callable, a: Any, b: Any) -> Tensor:
+    """``ufunc(a, b)`` on the arrays, wrapped as a tensor without a graph; a ValueError
+    naming both shapes when they do not broadcast."""
+    check_tensor(a, op)
+    other = _operand(b, op)
+    try:
+        np.broadcast_shapes(a.shape, np.shape(other))
+    except ValueError:
+        raise ValueError(
+            f"{op}: shapes {a.shape} and {np.shape(other)} do not broadcast "
+            "(trailing dimensions must be equal or 1)"
+        ) from None
+    return Tensor._wrap(np.asarray(ufunc(a.data, other)))
+
+
+def eq(input: Tensor, other: Any) -> Tensor:  # noqa: A002 - torch's argument names
+    """``input == other`` elementwise (broadcast): a bool tensor, outside the graph."""
+    return _outside_graph("eq", np.equal, input, other)
+
+
+def ne(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input != other`` elementwise (broadcast): a bool tensor."""
+    return _outside_graph("ne", np.not_equal, input, other)
+
+
+def lt(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input < other`` elementwise (broadcast): a bool tensor."""
+    return _outside_graph("lt", np.less, input, other)
+
+
+def le(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input <= other`` elementwise (broadcast): a bool tensor."""
+    return _outside_graph("le", np.less_equal, input, other)
+
+
+def gt(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input > other`` elementwise (broadcast): a bool tensor."""
+    return _outside_graph("gt", np.greater, input, other)
+
+
+def ge(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input >= other`` elementwise (broadcast): a bool tensor."""
+    return _outside_graph("ge", np.greater_equal, input, other)
+
+
+def logical_and(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """True where both are non-zero (any dtypes, broadcast): a bool tensor."""
+    return _outside_graph("logical_and", np.logical_and, input, other)
+
+
+def logical_or(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """True where either is non-zero (any dtypes, broadcast): a bool tensor."""
+    return _outside_graph("logical_or", np.logical_or, input, other)
+
+
+def logical_xor(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """True where exactly one is non-zero (any dtypes, broadcast): a bool tensor."""
+    return _outside_graph("logical_xor", np.logical_xor, input, other)
+
+
+def logical_not(input: Tensor) -> Tensor:  # noqa: A002
+    """True where ``input`` is zero: a bool tensor of ``input``'s shape."""
+    check_tensor(input, "logical_not")
+    return Tensor._wrap(np.logical_not(input.data))
+
+
+def _bitwise(op: str, ufunc: Callable, a: Tensor, b: Any) -> Tensor:
+    """A bitwise op: bool and integer operands only (torch refuses floats); dtypes promote
+    as torch's (bool with a Python int gives int64, int32 with one stays int32)."""
+    check_tensor(a, op)
+    for dt in (a.dtype, np.asarray(_operand(b, op)).dtype):
+        if dt.kind not in "biu":
+            raise TypeError(
+                f"{op}: needs bool or integer operands (as torch), got {dt}; for a mask "
+                "of a float tensor compare it first, e.g. (x > 0) & (y < 1)"
+            )
+    return _outside_graph(op, ufunc, a, b)
+
+
+def bitwise_and(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input & other``: logical and of bool tensors, bitwise and of integers."""
+    return _bitwise("bitwise_and", np.bitwise_and, input, other)
+
+
+def bitwise_or(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input | other``: logical or of bool tensors, bitwise or of integers."""
+    return _bitwise("bitwise_or", np.bitwise_or, input, other)
+
+
+def bitwise_xor(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input ^ other``: logical xor of bool tensors, bitwise xor of integers."""
+    return _bitwise("bitwise_xor", np.bitwise_xor, input, other)
+
+
+def bitwise_not(input: Tensor) -> Tensor:  # noqa: A002
+    """``~input``: logical not of a bool tensor, bitwise not (``-x - 1``) of integers."""
+    check_tensor(input, "bitwise_not")
+    if input.dtype.kind not in "biu":
+        raise TypeError(
+            f"bitwise_not: needs a bool or integer tensor (as torch), got {input.dtype}; "
+            "for a float mask use logical_not or compare first"
+        )
+    return Tensor._wrap(np.invert(input.data))
+
+
+# -- floor division and remainder (Python's // and %, as torch's) --------------------------
+
+
+class _IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
+    """An integer // or % by zero (Python's ZeroDivisionError; a RuntimeError as torch's)."""
+
+
+class FloorDivide(Function):
+    """out = floor(a / b), Python's ``//`` (torch.floor_divide): -7 // 2 == -4.
+
+    Not differentiable, as in torch (its derivative is 0 almost everywhere, and torch
+    refuses it): a backward through it raises."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf, NaN: torch's
+            return np.floor_divide(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        raise RuntimeError(
+            "the derivative of floor_divide (`//`) is not implemented, as in torch (it is 0 "
+            "almost everywhere): divide a detached tensor (x.detach() // n), or use `/`"
+        )
+
+
+class Remainder(Function):
+    """out = a - b * floor(a / b), Python's ``%`` (torch.remainder): the sign of ``b``.
+
+    Gradients as torch's: d/da = 1, d/db = -floor(a / b) (the jumps where a / b is an
+    integer are ignored)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(ctx.kept_for(a, 1), ctx.kept_for(b, 1))  # only d/db reads them
+        with np.errstate(divide="ignore", invalid="ignore"):  # x % 0.0 is NaN, as torch
+            return np.remainder(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, b = ctx.saved_tensors
+        ga = unbroadcast(g, np.shape(a)) if ctx.needs_input_grad[0] else None
+        gb = None
+        if ctx.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                gb = unbroadcast(-g * np.floor_divide(a, b), np.shape(b))
+        return ga, gb
+
+
+def _division(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Operands of // and %, promoted as `+` (an integer meeting a float becomes that
+    float); two bool tensors and an integer division by zero are refused, as in torch."""
+    a, b = _promote(op, a, b)
+    if a.dtype.kind == "b" and b.dtype.kind == "b":
+        raise TypeError(f"{op}: not defined for two bool tensors (as torch); use .long() first")
+    if a.dtype.kind in "biu" and b.dtype.kind in "biu" and np.any(b.data == 0):
+        raise _IntegerDivisionByZero(
+            f"{op}: integer division by zero (the {b.dtype} divisor of shape {b.shape} holds "
+            "a 0); make one operand float for inf / NaN results"
+        )
+    return a, b
+
+
+def floor_divide(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """``input // other`` with broadcasting: the floor of the quotient (Python's and
+    torch's rule, -7 // 2 == -4). Integers stay integers; an integer meeting a float
+    becomes that float. Not differentiable (as torch: a backward through it raises)."""
+    return FloorDivide.apply(*_division("floor_divide", input, other))
+
+
+def remainder(input: Any, other: Any) -> Tensor:  # noqa: A002
+    """``input % other`` with broadcasting: the remainder of `floor_divide`, with the
+    sign of ``other`` (Python's and torch's rule, -7 % 2 == 1). Differentiable in both
+    operands (d/dinput = 1, d/dother = -floor(input / other))."""
+    return Remainder.apply(*_division("remainder", input, other))

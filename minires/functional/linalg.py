@@ -1,20 +1,26 @@
-"""Matrix products: ``matmul`` (NumPy's rules, batched and 1-D) and ``linear``."""
+"""Matrix products: ``matmul`` (NumPy's rules, batched and 1-D) and ``linear``; vector
+norms (``norm``)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from minires.autograd import Context, Function
 from minires.backend import kernels
+from minires.device import resolve_dtype
 from minires.functional._util import (
     as_tensor,
     check_float,
     check_same_dtype,
+    check_tensor,
     one_thread_gemm,
     unbroadcast,
 )
+from minires.functional.elementwise import cast
+from minires.functional.reduce import _expand, _normalize_axis
 from minires.tensor import Tensor
 
 
@@ -136,3 +142,128 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
     check_same_dtype("linear", input=x, weight=weight, bias=bias)
     return Linear.apply(x, weight, bias)
+
+
+# -- norm ------------------------------------------------------------------------------------
+
+
+class Norm(Function):
+    """out = the p-norm of ``a`` over ``axes``: (sum |a|^p)^(1/p); max |a| for p = inf,
+    min |a| for p = -inf, the number of non-zeros for p = 0.
+
+    Gradients are torch's (``norm_backward``), subgradients included: p = 1 gives
+    sign(a) (0 at 0); p = 2 gives a / norm, 0 where the norm is 0; p = +-inf shares g
+    among the elements at the extremum (and NaNs); p = 0 gives 0."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, p: float, axes: tuple, keepdims: bool):
+        ctx.p, ctx.axes, ctx.keepdims = p, axes, keepdims
+        absa = np.abs(a)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            if p == math.inf:
+                out = np.max(absa, axis=axes, keepdims=True)
+            elif p == -math.inf:
+                out = np.min(absa, axis=axes, keepdims=True)
+            elif p == 0:
+                out = np.sum(a != 0, axis=axes, keepdims=True, dtype=a.dtype)
+            elif p == 1:
+                out = np.sum(absa, axis=axes, keepdims=True)
+            elif p == 2:
+                out = np.sqrt(np.sum(a * a, axis=axes, keepdims=True))
+            else:
+                out = np.sum(absa**p, axis=axes, keepdims=True) ** (1 / p)
+        ctx.save_for_backward(a, out)
+        return out if keepdims else np.squeeze(out, axis=axes)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, norm = ctx.saved_tensors  # norm keeps the reduced axes as size 1
+        p = ctx.p
+        g = _expand(g, a.shape, ctx.axes, ctx.keepdims)
+        zero = g.dtype.type(0)
+        sign = (a > 0).astype(a.dtype) - (a < 0)  # torch's sgn: 0 at 0 and at NaN
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            if p == 0:
+                grad = np.zeros(a.shape, g.dtype)
+            elif p == 1:
+                grad = sign * g
+            elif p == 2:
+                grad = g * np.where(norm == 0, zero, a / norm)
+            elif math.isinf(p):  # the extremum's places (and NaNs) share g
+                absa = np.abs(a)
+                mask = (absa == norm) | np.isnan(absa)
+                grad = sign * ((g / mask.sum(axis=ctx.axes, keepdims=True)) * mask)
+            elif p < 1:
+                scaled = sign * np.where(a == 0, zero, np.abs(a) ** (p - 1))
+                grad = scaled * g * norm ** (1 - p)
+            else:
+                scaled = sign * np.abs(a) ** (p - 1) if p < 2 else a * np.abs(a) ** (p - 2)
+                grad = scaled * np.where(norm == 0, zero, g / norm ** (p - 1))
+        return grad.astype(g.dtype, copy=False), None, None, None
+
+
+def norm(
+    input: Tensor,  # noqa: A002 - torch's argument names
+    p: Any = "fro",
+    dim: Any = None,
+    keepdim: bool = False,
+    dtype: Any = None,
+) -> Tensor:
+    """The vector p-norm of ``input`` over ``dim`` (all dimensions if None), as
+    ``torch.norm`` / ``Tensor.norm``: ``p`` a number (2, 1, ``math.inf``, ``-math.inf``,
+    0, any other real) or ``"fro"`` (the 2-norm over at most two dims). Float tensors
+    only; ``dtype`` casts first. Differentiable (see `Norm` for the subgradients).
+    Shape: the reduced dims dropped (kept as 1 with ``keepdim``)."""
+    check_tensor(input, "norm")
+    if isinstance(p, str):
+        if p != "fro":
+            raise ValueError(
+                f"norm: p={p!r} is not supported; use 'fro' or a number (the nuclear norm "
+                "needs an SVD, which minires does not have)"
+            )
+        if isinstance(dim, tuple | list) and len(dim) > 2:
+            raise ValueError(
+                f"norm: p='fro' is a matrix norm over at most 2 dims (as torch), got dim={dim}; "
+                "use p=2 for the same norm over more"
+            )
+        p = 2.0
+    elif p is None:
+        p = 2.0
+    elif isinstance(p, bool | np.bool_) or not isinstance(p, int | float | np.number):
+        raise TypeError(f"norm: p must be a number or 'fro', got {p!r}")
+    p = float(p)
+    if math.isnan(p):
+        raise ValueError("norm: p must not be NaN")
+    if not isinstance(keepdim, bool | np.bool_):
+        raise TypeError(f"norm: keepdim must be a bool, got {keepdim!r}")
+    if dtype is not None:
+        input = cast(input, resolve_dtype(dtype, "norm", float_only=True))
+    if input.dtype.kind != "f":
+        raise TypeError(
+            f"norm: input must be float32 or float64 (as torch), got {input.dtype}; "
+            "cast it first (x.float()) or pass dtype="
+        )
+    axes = _normalize_axis(dim, input.ndim, "norm")
+    if math.isinf(p) and input.data.size == 0 and any(input.shape[i] == 0 for i in axes):
+        raise ValueError(
+            f"norm: the {p} norm of an empty tensor (shape {input.shape}) over dims {axes} "
+            "is undefined (max and min have no identity)"
+        )
+    return Norm.apply(input, p, axes, bool(keepdim))
+
+
+def vector_norm(
+    x: Tensor,
+    ord: Any = 2,  # noqa: A002 - torch.linalg's argument names
+    dim: Any = None,
+    keepdim: bool = False,
+    *,
+    dtype: Any = None,
+) -> Tensor:
+    """``torch.linalg.vector_norm``: the ``ord``-norm of ``x`` over ``dim`` (all if None),
+    ``ord`` a number (2, 1, inf, -inf, 0, any real). The same op as `norm`, whose name
+    ``minires.functional.norm`` cannot take: that is the module of batch / layer / group
+    norm. Shape: the reduced dims dropped (kept as 1 with ``keepdim``)."""
+    if isinstance(ord, str):
+        raise TypeError(f"vector_norm: ord must be a number, got {ord!r} (norm() takes 'fro')")
+    return norm(x, ord, dim, keepdim, dtype)

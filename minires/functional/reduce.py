@@ -1,6 +1,6 @@
-"""Reductions: sum, mean, max, min (and the non-differentiable argmax, argmin). Their
-backward spreads the gradient back over the reduced axes (max/min: to the position of the
-extremum, split evenly between ties).
+"""Reductions: sum, mean, max, min, prod (and the non-differentiable argmax, argmin), and
+the running sum cumsum. Their backward spreads the gradient back over the reduced axes
+(max/min: to the position of the extremum, split evenly between ties).
 
 Every reduction takes PyTorch's ``dim``/``keepdim`` as well as NumPy's ``axis``/``keepdims``
 (giving both spellings of one argument is an error).
@@ -10,10 +10,14 @@ Every reduction takes PyTorch's ``dim``/``keepdim`` as well as NumPy's ``axis``/
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from minires.autograd import Context, Function
+from minires.device import resolve_dtype
 from minires.functional._util import check_dim, check_tensor, resolve_dim_alias
+from minires.functional.elementwise import cast
 from minires.tensor import Tensor
 
 Axis = int | tuple[int, ...] | None
@@ -126,11 +130,14 @@ def sum(  # noqa: A001
     *,
     dim: Axis = None,
     keepdim: bool | None = None,
+    dtype: Any = None,
 ) -> Tensor:
     """Sum over ``axis`` (or ``dim``; all axes if None). Reduced axes are dropped unless
-    ``keepdims`` (or ``keepdim``) is true."""
+    ``keepdims`` (or ``keepdim``) is true. ``dtype``: cast ``a`` to it first, as torch
+    (``x32.sum(dtype=mr.float64)`` accumulates in float64; the gradient comes back as
+    float32)."""
     axis, keepdims = _reduce_args(a, "sum", axis, keepdims, dim, keepdim)
-    return Sum.apply(a, axis, keepdims)
+    return Sum.apply(_as_dtype(a, dtype, "sum"), axis, keepdims)
 
 
 def mean(
@@ -140,10 +147,21 @@ def mean(
     *,
     dim: Axis = None,
     keepdim: bool | None = None,
+    dtype: Any = None,
 ) -> Tensor:
-    """Mean over ``axis`` (or ``dim``; all axes if None)."""
+    """Mean over ``axis`` (or ``dim``; all axes if None). ``dtype`` (a float dtype, as
+    torch): cast ``a`` to it first, e.g. ``mask.mean(dtype=mr.float32)``."""
     axis, keepdims = _reduce_args(a, "mean", axis, keepdims, dim, keepdim)
-    return Mean.apply(a, axis, keepdims)
+    if dtype is not None:
+        dtype = resolve_dtype(dtype, "mean")
+        if dtype.kind != "f":
+            raise TypeError(f"mean: dtype must be float32 or float64 (as torch), got {dtype}")
+    return Mean.apply(_as_dtype(a, dtype, "mean"), axis, keepdims)
+
+
+def _as_dtype(a: Tensor, dtype: Any, op: str) -> Tensor:
+    """``a`` cast to a reduction's ``dtype=`` argument (differentiable between floats)."""
+    return a if dtype is None else cast(a, resolve_dtype(dtype, op))
 
 
 def max(  # noqa: A001
@@ -233,3 +251,114 @@ def std_of_var(var: Tensor) -> Tensor:
     """The standard deviation from a variance (`Tensor.std`): sqrt with a 0 gradient at 0."""
     check_tensor(var, "std")
     return StdOfVar.apply(var)
+
+
+# -- prod and cumsum -----------------------------------------------------------------------
+
+
+def _integer_result(a: np.ndarray) -> Any:
+    """The accumulator dtype of prod / cumsum: int64 for bool and integer input (torch's
+    rule; NumPy would keep uint64 for unsigned input), the input's float dtype otherwise."""
+    return np.int64 if a.dtype.kind in "biu" else None
+
+
+def _product_of_others(a: np.ndarray, axis: int) -> np.ndarray:
+    """For each element, the product of the other elements along ``axis``, from exclusive
+    cumulative products taken from both ends - no division, so zeros are exact (torch's
+    ``prod_safe_zeros_backward``)."""
+    n = a.shape[axis]
+    if n == 1:
+        return np.ones_like(a)
+    ones = np.ones_like(np.take(a, [0], axis=axis))
+    before = np.concatenate([ones, np.take(a, range(n - 1), axis=axis)], axis)
+    after = np.concatenate([ones, np.flip(np.take(a, range(1, n), axis=axis), axis)], axis)
+    return np.cumprod(before, axis) * np.flip(np.cumprod(after, axis), axis)
+
+
+class Prod(Function):
+    """out = the product of ``a`` over ``axis`` (one int, or None for all).
+
+    The gradient is torch's: ``g * (out / a)`` when ``a`` holds no zero; otherwise, per
+    element, g times the product of the other elements of its slice (so a lone zero gets
+    the product of the rest and every other element 0; two zeros give 0 everywhere)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, axis: int | None, keepdims: bool) -> np.ndarray:
+        ctx.axis, ctx.keepdims = axis, keepdims
+        out = np.asarray(np.prod(a, axis=axis, keepdims=keepdims, dtype=_integer_result(a)))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, out = ctx.saved_tensors
+        if a.ndim == 0:
+            return g, None, None
+        axes = tuple(range(a.ndim)) if ctx.axis is None else (ctx.axis,)
+        g = _expand(g, a.shape, axes, ctx.keepdims)
+        if a.size == 0:
+            return np.broadcast_to(g, a.shape).copy(), None, None
+        zeros = np.count_nonzero(a == 0)
+        if zeros == 0:
+            out = _expand(out, a.shape, axes, ctx.keepdims)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return g * (out / a), None, None
+        if ctx.axis is None:
+            if zeros > 1:  # torch's shortcut: every product of the others holds a zero
+                return np.zeros(a.shape, g.dtype), None, None
+            others = _product_of_others(a.reshape(-1), 0).reshape(a.shape)
+        else:  # torch decides on zeros in the whole tensor, then works per slice
+            others = _product_of_others(a, ctx.axis)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return g * others, None, None
+
+
+def prod(
+    a: Tensor,
+    dim: int | None = None,
+    keepdim: bool | None = None,
+    *,
+    dtype: Any = None,
+    axis: int | None = None,
+    keepdims: bool | None = None,
+) -> Tensor:
+    """Product over one dimension ``dim`` (or NumPy's ``axis``), or of every element if
+    None (a 0-d tensor), as ``torch.prod``; ``keepdim`` keeps it as size 1. Bool and
+    integer input give int64; ``dtype`` casts ``a`` first. Differentiable, zeros
+    included (see `Prod`). (N, ..., K, ...) -> (N, ..., ...) for ``dim`` at K."""
+    axis, keepdims = _reduce_args(a, "prod", axis, keepdims, dim, keepdim)
+    if axis is not None:
+        if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+            raise TypeError(f"prod: dim must be one int or None (as torch), got {axis!r}")
+        axis = None if a.ndim == 0 else check_dim(axis, a.ndim, "dim", "prod")
+    return Prod.apply(_as_dtype(a, dtype, "prod"), axis, keepdims)
+
+
+class CumSum(Function):
+    """out[..., i, ...] = sum of a[..., :i + 1, ...] along ``axis``; the gradient is the
+    running sum of g taken from the other end (torch's ``reversed_cumsum``)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, axis: int) -> np.ndarray:
+        ctx.axis = axis
+        if a.ndim == 0:  # a 0-d tensor is its own running sum (dim 0 or -1, as torch)
+            return a.astype(_integer_result(a) or a.dtype)
+        return np.cumsum(a, axis=axis, dtype=_integer_result(a))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        if g.ndim == 0 or g.shape[ctx.axis] <= 1:
+            return g, None
+        return np.flip(np.cumsum(np.flip(g, ctx.axis), axis=ctx.axis), ctx.axis), None
+
+
+def cumsum(a: Tensor, dim: int | None = None, *, dtype: Any = None, axis: Any = None) -> Tensor:
+    """Running sum along ``dim`` (required, as torch; or NumPy's ``axis``): same shape as
+    ``a``. Bool and integer input give int64; ``dtype`` casts ``a`` first.
+    Differentiable."""
+    check_tensor(a, "cumsum")
+    d = resolve_dim_alias("cumsum", dim, axis)
+    if d is None:
+        raise TypeError("cumsum: dim is required (as torch), e.g. x.cumsum(0)")
+    d = check_dim(d, a.ndim, "dim", "cumsum")
+    return CumSum.apply(_as_dtype(a, dtype, "cumsum"), d)

@@ -1,11 +1,11 @@
 """Ops that move values around without arithmetic: reshape (view, flatten, squeeze,
-unsqueeze), transpose (permute), indexing, zero padding, concatenation and stacking.
-Their backward moves the gradient back."""
+unsqueeze), transpose (permute), indexing, zero padding, concatenation and stacking,
+repeat (tile), sorting (sort, argsort, topk). Their backward moves the gradient back."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -435,3 +435,167 @@ def squeeze(a: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
         named = {check_dim(d, a.ndim, "dim", "squeeze") for d in dims}
         drop = {i for i in named if a.ndim and a.shape[i] == 1}
     return Reshape.apply(a, tuple(n for i, n in enumerate(a.shape) if i not in drop))
+
+
+# -- repeat, tile ----------------------------------------------------------------------------
+
+
+class Repeat(Function):
+    """out = ``a`` tiled ``reps[i]`` times along dimension i (torch's ``repeat``, NumPy's
+    ``tile``), ``a`` first given leading dimensions of size 1 up to ``len(reps)``; the
+    gradient sums the copies."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, reps: tuple[int, ...]) -> np.ndarray:
+        padded = (1,) * (len(reps) - a.ndim) + a.shape
+        ctx.shape, ctx.padded, ctx.reps = a.shape, padded, reps
+        return np.tile(a.reshape(padded), reps)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        # out dim i of size r * s is (copy k, position j) at k * s + j: split, sum the copies
+        split = [n for r, s in zip(ctx.reps, ctx.padded) for n in (r, s)]
+        copies = tuple(range(0, len(split), 2))
+        return g.reshape(split).sum(axis=copies).reshape(ctx.shape), None
+
+
+def _sizes(op: str, sizes: tuple[Any, ...]) -> tuple[int, ...]:
+    """``(2, 3)`` from ``f(2, 3)``, ``f((2, 3))`` or ``f([2, 3])``: ints >= 0."""
+    if len(sizes) == 1 and isinstance(sizes[0], tuple | list):
+        sizes = tuple(sizes[0])
+    return tuple(check_int(n, "each size", op, minimum=0) for n in sizes)
+
+
+def repeat(a: Tensor, *sizes: Any) -> Tensor:
+    """``a`` repeated ``sizes[i]`` times along each dimension, as ``Tensor.repeat``:
+    ``x.repeat(2, 1)`` of a (3, 4) tensor is (6, 4). ``sizes`` needs one entry per
+    dimension at least; extra leading entries add dimensions ((4,) with (2, 3) -> (2, 12)).
+    Differentiable (the gradient sums the copies)."""
+    check_tensor(a, "repeat")
+    reps = _sizes("repeat", sizes)
+    if len(reps) < a.ndim:
+        raise ValueError(
+            f"repeat: {len(reps)} sizes {reps} for a tensor of shape {a.shape}: give one per "
+            "dimension at least (as torch; tile() prepends 1s instead)"
+        )
+    return Repeat.apply(a, reps)
+
+
+def tile(a: Tensor, dims: Any) -> Tensor:
+    """``a`` repeated ``dims[i]`` times along each dimension, as ``torch.tile``: like
+    `repeat`, but fewer entries than dimensions are padded with leading 1s
+    (``x.tile(2)`` of a (3, 4) tensor is (3, 8))."""
+    check_tensor(a, "tile")
+    reps = _sizes("tile", dims if isinstance(dims, tuple | list) else (dims,))
+    return Repeat.apply(a, (1,) * (a.ndim - len(reps)) + reps)
+
+
+# -- sort, argsort, topk ---------------------------------------------------------------------
+
+
+class ValuesIndices(NamedTuple):
+    """What `sort` and `topk` return, as torch's ``return_types``: unpacks as
+    ``values, indices = x.sort()``; ``values`` is differentiable, ``indices`` int64."""
+
+    values: Tensor
+    indices: Tensor
+
+
+class TakeAlong(Function):
+    """out = ``a``'s values at ``indices`` along ``axis`` (``np.take_along_axis``), for
+    indices distinct along the axis (a sort, or its first k): backward puts each
+    gradient back where its value came from."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, indices: np.ndarray, axis: int) -> np.ndarray:
+        ctx.shape, ctx.indices, ctx.axis = a.shape, indices, axis
+        return np.take_along_axis(a, indices, axis)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        grad = np.zeros(ctx.shape, g.dtype)
+        np.put_along_axis(grad, ctx.indices, g, ctx.axis)
+        return grad, None, None
+
+
+def _sort_order(a: np.ndarray, axis: int, descending: bool) -> np.ndarray:
+    """int64 indices that sort ``a`` along ``axis``, stable (ties keep their order, as
+    torch's CPU sort), NaN counted as the largest value: last ascending, first descending."""
+    if not descending:
+        return np.argsort(a, axis=axis, kind="stable")
+    # sort the reversed array ascending and read it backwards: descending with NaN first
+    # and ties still in their original order (negating would wrap integers, misplace NaN)
+    backwards = np.argsort(np.flip(a, axis), axis=axis, kind="stable")
+    return (a.shape[axis] - 1) - np.flip(backwards, axis)
+
+
+def _sort_args(op: str, a: Tensor, dim: Any, flag: Any, flag_name: str) -> tuple[Tensor, int]:
+    """(a as at least 1-D, the checked dim): a 0-d tensor sorts as one element (torch)."""
+    check_tensor(a, op)
+    if not isinstance(flag, bool | np.bool_):
+        raise TypeError(f"{op}: {flag_name} must be a bool, got {flag!r}")
+    d = check_dim(dim, a.ndim, "dim", op)
+    return (reshape(a, 1) if a.ndim == 0 else a), d
+
+
+def sort(
+    input: Tensor,  # noqa: A002 - torch's argument names
+    dim: int = -1,
+    descending: bool = False,
+    stable: bool = False,
+) -> ValuesIndices:
+    """``(values, indices)`` of ``input`` sorted along ``dim``, as ``torch.sort``: same
+    shapes as ``input``; values differentiable (the gradient goes back to where each
+    value came from), indices int64. Always stable (ties keep their order, as torch on
+    the CPU; ``stable`` is accepted); NaN sorts as the largest value."""
+    a, d = _sort_args("sort", input, dim, descending, "descending")
+    if not isinstance(stable, bool | np.bool_):
+        raise TypeError(f"sort: stable must be a bool, got {stable!r}")
+    order = _sort_order(a.data, d, bool(descending))
+    values = TakeAlong.apply(a, order, d)
+    if input.ndim == 0:
+        return ValuesIndices(reshape(values, ()), Tensor._wrap(order.reshape(())))
+    return ValuesIndices(values, Tensor._wrap(order))
+
+
+def argsort(
+    input: Tensor,  # noqa: A002
+    dim: int = -1,
+    descending: bool = False,
+    stable: bool = False,
+) -> Tensor:
+    """int64 indices that sort ``input`` along ``dim`` (`sort`'s ``indices``), as
+    ``torch.argsort``: same shape as ``input``; stable, NaN as the largest value."""
+    a, d = _sort_args("argsort", input, dim, descending, "descending")
+    order = _sort_order(a.data, d, bool(descending))
+    return Tensor._wrap(order.reshape(input.shape))
+
+
+def topk(
+    input: Tensor,  # noqa: A002
+    k: int,
+    dim: int = -1,
+    largest: bool = True,
+    sorted: bool = True,  # noqa: A002 - torch's argument name
+) -> ValuesIndices:
+    """``(values, indices)`` of the ``k`` largest (``largest=False``: smallest) values
+    along ``dim``, as ``torch.topk``: ``dim``'s size becomes k; values differentiable,
+    indices int64. Always in sorted order (torch's ``sorted=False`` leaves the order
+    unspecified); among ties the earlier index comes first (torch's pick among ties is
+    unspecified); NaN counts as the largest value."""
+    a, d = _sort_args("topk", input, dim, largest, "largest")
+    if not isinstance(sorted, bool | np.bool_):
+        raise TypeError(f"topk: sorted must be a bool, got {sorted!r}")
+    k = check_int(k, "k", "topk", minimum=0)
+    if input.ndim == 0 and k == 0:
+        k = 1  # torch: a 0-d tensor's top 0 is the tensor itself (its only shape is ())
+    if k > a.shape[d]:
+        raise ValueError(
+            f"topk: k={k} is out of range for dim {dim} of size {a.shape[d]} "
+            f"(input shape {input.shape})"
+        )
+    order = np.take(_sort_order(a.data, d, bool(largest)), range(k), axis=d)
+    values = TakeAlong.apply(a, order, d)
+    if input.ndim == 0:
+        return ValuesIndices(reshape(values, ()), Tensor._wrap(order.reshape(())))
+    return ValuesIndices(values, Tensor._wrap(order))
