@@ -43,7 +43,7 @@ import numpy as np
 from numba import uint64 as u64
 
 from ._numba import FASTMATH, jit, parallel_for
-from .simd import lanes, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
+from .simd import lanes, prefetch, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
 
 
 def _lane_bits(ok: np.ndarray, nv: int, nlanes: int) -> np.ndarray:
@@ -308,8 +308,35 @@ def _store(dst, d, acc, mask, HW, nvalid):
 
 
 @jit(fastmath=FASTMATH)
-def _fwd_8x2_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
-    # src (N, C*cs), wt packed (G, nblk, cpi, T, 8), bp (G*nblk*8,), out (N, C_out*P)
+def _next_source(t, t1, src, G, nblk, cpi, cs):
+    """Flat offset in src of task t+1's input channels; -1 if t is its thread's last or
+    both read the same channels (two blocks of one group's output channels)."""
+    if t + 1 >= t1 or (t + 1) % nblk != 0:
+        return -1
+    n = (t + 1) // (G * nblk)
+    g = (t + 1 - n * (G * nblk)) // nblk
+    return n * src.shape[1] + g * cpi * cs
+
+
+@jit(fastmath=FASTMATH)
+def _prefetch_step(src, start, nlines, step, nsteps, L):
+    """Prefetch part `step` of `nsteps` of the `nlines` vectors (a cache line each with
+    AVX-512, two with AVX2) from flat src[start]:
+    the next task's input, spread over this task's pixel runs. Its group's planes are one
+    contiguous block read in `cpi` interleaved streams (or 4*cpi polyphase ones), more
+    than the hardware prefetcher follows from a cold start: stride 1 3-11% faster, stride
+    2 30-50% (PERFLOG, session 14)."""
+    if start >= 0:
+        flat = src.reshape(-1)
+        per = (nlines + nsteps - 1) // nsteps
+        for line in range(step * per, min((step + 1) * per, nlines)):
+            prefetch(flat, start + line * L)
+
+
+@jit(fastmath=FASTMATH)
+def _fwd_8x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    # src (N, C*cs), wt packed (G, nblk, cpi, T, 8), bp (G*nblk*8,), out (N, C_out*P);
+    # t1: the end of this thread's tasks (the next one's input is prefetched)
     T = toff.size
     n = t // (G * nblk)
     gb = t - n * (G * nblk)  # g * nblk + blk
@@ -319,7 +346,10 @@ def _fwd_8x2_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk
     dst = out[n]
     wb = gb * cpi * T * 8
     nvalid = min(8, cpo - blk * 8)
+    nxt = _next_source(t, t1, src, G, nblk, cpi, cs)
+    nlines = -(-cpi * cs // L)
     for v in range(0, valid.size, 2):
+        _prefetch_step(src, nxt, nlines, v // 2, valid.size // 2, L)
         p = v * L
         a0 = _splat8(bp, gb * 8)
         a1 = a0
@@ -338,11 +368,11 @@ def _fwd_8x2_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk
 @jit(nogil=True)
 def _fwd_8x2_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
     for t in range(t0, t1):
-        _fwd_8x2_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+        _fwd_8x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
 
 
 @jit(fastmath=FASTMATH)
-def _fwd_4x4_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+def _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
     # as _fwd_8x2_task, with blocks of 4 output channels x 4 vectors
     T = toff.size
     n = t // (G * nblk)
@@ -353,7 +383,10 @@ def _fwd_4x4_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk
     dst = out[n]
     wb = gb * cpi * T * 4
     nvalid = min(4, cpo - blk * 4)
+    nxt = _next_source(t, t1, src, G, nblk, cpi, cs)
+    nlines = -(-cpi * cs // L)
     for v in range(0, valid.size, 4):
+        _prefetch_step(src, nxt, nlines, v // 4, valid.size // 4, L)
         p = v * L
         a0 = _splat4(bp, gb * 4)
         a1 = a0
@@ -379,7 +412,7 @@ def _fwd_4x4_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk
 @jit(nogil=True)
 def _fwd_4x4_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
     for t in range(t0, t1):
-        _fwd_4x4_task(t, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+        _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
 
 
 def tap_conv(
