@@ -179,6 +179,8 @@ class Context:
         self._saved_versions: tuple[tuple[int, int, int], ...] = ()
         self._op = op
         self._freed = False
+        self._non_differentiable: set[int] = set()
+        self._materialize_grads = True
 
     def save_for_backward(self, *values: Any) -> None:
         """Keep ``values`` (ndarrays or anything else) for the backward pass; an ndarray
@@ -190,6 +192,17 @@ class Context:
             if isinstance(v, np.ndarray)
             for key in (_memory_key(v)[0],)
         )
+
+    def mark_non_differentiable(self, *outputs: np.ndarray) -> None:
+        """Outputs of a multi-output forward (the arrays it returns) that get no gradient,
+        as torch's: their Tensors do not require grad, and backward receives zeros (or
+        None, see `set_materialize_grads`) for them. Integer outputs never require grad."""
+        self._non_differentiable = {id(o) for o in outputs}
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """Whether backward receives zeros (the default, as torch) or None for the outputs
+        of a multi-output op that no gradient reached."""
+        self._materialize_grads = bool(value)
 
     def kept_for(self, value: Any, *inputs: int) -> Any:
         """``value`` if the gradient of any of the positional ``inputs`` is wanted, else a
@@ -227,7 +240,8 @@ class Context:
 
     def _free(self) -> None:
         # Drop what forward saved (and any attributes it set) so memory is returned.
-        keep = ("needs_input_grad", "_saved", "_saved_versions", "_op", "_freed")
+        keep = ("needs_input_grad", "_saved", "_saved_versions", "_op", "_freed",
+                "_non_differentiable", "_materialize_grads")  # fmt: skip
         extra = [k for k in self.__dict__ if k not in keep]
         for k in extra:
             delattr(self, k)
@@ -254,7 +268,8 @@ class Node:
     """
 
     __slots__ = (
-        "fn", "ctx", "inputs", "shape", "dtype", "hooks", "retained", "freed", "__weakref__"
+        "fn", "ctx", "inputs", "shape", "dtype", "hooks", "retained", "freed", "group",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -273,6 +288,9 @@ class Node:
         self.hooks: list[Callable[[np.ndarray], np.ndarray | None]] = []
         self.retained: weakref.ReferenceType[Tensor] | None = None
         self.freed = False
+        # a multi-output op: one node per differentiable output, sharing ctx and inputs;
+        # the tuple of (output index, node) of all of them, or None for one output
+        self.group: tuple[tuple[int, Node], ...] | None = None
 
     def name(self) -> str:
         """The op's name, e.g. ``'Conv2d'``, for error messages and graph printing."""
@@ -303,7 +321,11 @@ class Function:
     ``forward`` receives ndarrays where ``apply`` got Tensors, and every other argument
     (ints, tuples, ndarrays that are not differentiable) unchanged. ``backward`` returns
     one gradient per positional input (a single value if there is one input); None means
-    "no gradient" (e.g. for a stride argument). An op whose backward returns arrays it
+    "no gradient" (e.g. for a stride argument). ``forward`` may return a tuple of arrays
+    (several outputs, as torch): ``apply`` then returns a tuple of Tensors and
+    ``backward(ctx, *grad_outputs)`` gets one gradient per output (zeros for outputs no
+    gradient reached; ``ctx.mark_non_differentiable``, ``ctx.set_materialize_grads``).
+    An op whose backward returns arrays it
     allocated and keeps no reference to may set ``fresh_gradients = True``: a parameter
     then keeps such a gradient as its ``.grad`` without a copy.
     """
@@ -323,7 +345,7 @@ class Function:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor | tuple[Tensor, ...]:
         """Run the op on Tensors and record it in the graph when a gradient is needed."""
         from minires.tensor import Tensor, native_array
 
@@ -338,16 +360,56 @@ class Function:
         if kwargs:
             kwargs = {k: _checked(v, cls, k) for k, v in kwargs.items()}
         out = cls.forward(ctx, *raw, **kwargs)
-        if isinstance(out, tuple):
-            raise TypeError(f"{cls.__name__}.forward must return one ndarray, got a tuple")
+        if isinstance(out, tuple | list):
+            return _wrap_outputs(cls, ctx, args, needs, record, out)
         out = native_array(np.asarray(out), f"{cls.__name__}.forward output")
         if not record:
             return Tensor._wrap(out)
-        inputs: list[Tensor | Node | None] = [
-            (a if a.grad_fn is None else a.grad_fn) if need else None
-            for a, need in zip(args, needs)
-        ]
-        return Tensor._wrap(out, grad_fn=Node(cls, ctx, inputs, out.shape, out.dtype))
+        return Tensor._wrap(out, grad_fn=Node(cls, ctx, _edges(args, needs), out.shape, out.dtype))
+
+
+def _edges(args: tuple, needs: tuple[bool, ...]) -> list[Tensor | Node | None]:
+    """Where each input's gradient goes (`Node.inputs`)."""
+    return [
+        (a if a.grad_fn is None else a.grad_fn) if need else None for a, need in zip(args, needs)
+    ]
+
+
+def _wrap_outputs(
+    fn: type[Function], ctx: Context, args: tuple, needs: tuple[bool, ...], record: bool,
+    outs: tuple | list,
+) -> tuple[Tensor, ...]:  # fmt: skip
+    """The Tensors of a forward that returned several arrays: one graph node for each
+    differentiable output, all sharing the context and the inputs (`Node.group`)."""
+    from minires.tensor import Tensor, native_array
+
+    if not outs:
+        raise TypeError(f"{fn.__name__}.forward returned an empty {type(outs).__name__}")
+    arrays = []
+    for i, o in enumerate(outs):
+        if not isinstance(o, np.ndarray | np.generic | int | float):
+            raise TypeError(
+                f"{fn.__name__}.forward output {i} must be an ndarray, got {type(o).__name__}"
+            )
+        arrays.append(native_array(np.asarray(o), f"{fn.__name__}.forward output {i}"))
+    differentiable = [
+        record and a.dtype.kind == "f" and id(o) not in ctx._non_differentiable
+        for o, a in zip(outs, arrays)
+    ]
+    if not any(differentiable):
+        return tuple(Tensor._wrap(a) for a in arrays)
+    inputs = _edges(args, needs)
+    nodes = {
+        i: Node(fn, ctx, inputs, a.shape, a.dtype)
+        for i, (a, d) in enumerate(zip(arrays, differentiable))
+        if d
+    }
+    group = tuple(nodes.items())
+    for node in nodes.values():
+        node.group = group
+    # every output's shape and dtype, for the zeros of those no gradient reaches
+    ctx._output_meta = tuple((a.shape, a.dtype) for a in arrays)
+    return tuple(Tensor._wrap(a, grad_fn=nodes.get(i)) for i, a in enumerate(arrays))
 
 
 def _checked(value: Any, fn: type[Function], arg: int | str) -> Any:
@@ -475,25 +537,42 @@ def _backward(
     order = _topological_order(*roots)
     # leaves with hooks: their gradients summed over every path, hooked once at the end
     hooked: dict[int, tuple[Tensor, np.ndarray]] = {}
+    # multi-output ops: how many of their nodes are still to come, the gradients so far
+    waiting: dict[int, int] = {}
+    for node in order:
+        if node.group is not None:
+            waiting[id(node.group)] = waiting.get(id(node.group), 0) + 1
+    arrived: dict[int, dict[int, np.ndarray]] = {}
     for node in order:
         g_out = pending.pop(id(node), None)
-        if g_out is None:  # no gradient reached this node (e.g. only non-grad paths)
-            continue
-        if node.freed:
-            raise RuntimeError(
-                f"Trying to backward through the graph a second time (op {node.name()}): "
-                "its saved buffers were freed after the first backward. Call "
-                ".backward(retain_graph=True) the first time if you need to backward twice."
-            )
-        g_out = _run_hooks(node.hooks, g_out, node.shape, node.dtype)
-        if capture is not None:
-            if id(node) in capture:
-                _add_captured(capture, id(node), g_out)
-        elif node.retained is not None:
-            kept = node.retained()
-            if kept is not None:
-                kept._accumulate(g_out)
-        grads = node.fn.backward(node.ctx, g_out)
+        if g_out is not None:
+            if node.freed:
+                raise RuntimeError(
+                    f"Trying to backward through the graph a second time (op {node.name()}): "
+                    "its saved buffers were freed after the first backward. Call "
+                    ".backward(retain_graph=True) the first time if you need to backward twice."
+                )
+            g_out = _run_hooks(node.hooks, g_out, node.shape, node.dtype)
+            if capture is not None:
+                if id(node) in capture:
+                    _add_captured(capture, id(node), g_out)
+            elif node.retained is not None:
+                kept = node.retained()
+                if kept is not None:
+                    kept._accumulate(g_out)
+        if node.group is None:
+            if g_out is None:  # no gradient reached this node (e.g. only non-grad paths)
+                continue
+            g_outs: tuple = (g_out,)
+        else:  # one output of several: backward once all of them are in
+            key = id(node.group)
+            waiting[key] -= 1
+            if g_out is not None:
+                arrived.setdefault(key, {})[_output_index(node)] = g_out
+            if waiting[key] or key not in arrived:
+                continue
+            g_outs = _output_gradients(node.ctx, arrived.pop(key))
+        grads = node.fn.backward(node.ctx, *g_outs)
         if not isinstance(grads, tuple):
             grads = (grads,)
         if len(grads) < len(node.inputs) or any(g is not None for g in grads[len(node.inputs) :]):
@@ -517,14 +596,15 @@ def _backward(
                 if capture is not None and id(inp) not in capture:
                     continue  # grad(): only the asked-for leaves, and no .grad changes
                 if not inp._hooks and capture is None:
-                    inp._accumulate(g, owned=fresh and _unshared(g, g_out, grads))
+                    inp._accumulate(g, owned=fresh and _unshared(g, g_outs, grads))
                 elif id(inp) in hooked:
                     hooked[id(inp)] = (inp, hooked[id(inp)][1] + g)
                 else:
                     hooked[id(inp)] = (inp, g)
         if not retain_graph:
             node.ctx._free()
-            node.freed = True
+            for _, n in node.group or ((0, node),):
+                n.freed = True
     for leaf, g in hooked.values():
         g = _run_hooks(leaf._hooks, g, leaf.shape, leaf.dtype)
         if capture is None:
@@ -594,11 +674,29 @@ def grad(
     return tuple(result)
 
 
-def _unshared(g: np.ndarray, g_out: np.ndarray, grads: tuple) -> bool:
+def _output_index(node: Node) -> int:
+    """Which output of its multi-output op ``node`` stands for."""
+    return next(i for i, n in node.group if n is node)  # type: ignore[union-attr]
+
+
+def _output_gradients(ctx: Context, arrived: dict[int, np.ndarray]) -> tuple:
+    """The gradients of every output of a multi-output op, in order: those no gradient
+    reached (or that are not differentiable) as zeros, or None without materializing."""
+    return tuple(
+        arrived[i]
+        if i in arrived
+        else (np.zeros(shape, dtype) if ctx._materialize_grads and dtype.kind == "f" else None)
+        for i, (shape, dtype) in enumerate(ctx._output_meta)
+    )
+
+
+def _unshared(g: np.ndarray, g_outs: tuple, grads: tuple) -> bool:
     """Whether a leaf may keep ``g`` (from a `Function.fresh_gradients` op) as its
-    ``.grad``: writeable, C-contiguous, and sharing memory neither with ``g_out`` nor with
-    another gradient of the same call."""
-    if not (g.flags.writeable and g.flags.c_contiguous) or np.may_share_memory(g, g_out):
+    ``.grad``: writeable, C-contiguous, and sharing memory neither with the op's output
+    gradients ``g_outs`` nor with another gradient of the same call."""
+    if not (g.flags.writeable and g.flags.c_contiguous):
+        return False
+    if any(isinstance(o, np.ndarray) and np.may_share_memory(g, o) for o in g_outs):
         return False
     return sum(isinstance(o, np.ndarray) and np.may_share_memory(g, o) for o in grads) <= 1
 

@@ -47,8 +47,10 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     ) in text
     # the roofline bound from the run's own bandwidth (the demo measures the ceilings)
     bw, top = results["ceilings"]["bandwidth_gb_s"], results["ceilings"]["practical_gflops"]
-    assert dw["intensity_flop_per_byte"] < top / bw  # 2.25 FLOP/byte: under any ridge point
-    assert f"bound {bw * dw['intensity_flop_per_byte']:.0f} GFLOP/s" in text
+    # 2.25 FLOP/byte is under the ridge point of any quiet machine, but both ceilings are
+    # measured: on a loaded one the sgemm ceiling drops, so the sentence follows the run
+    bound = f"bound {bw * dw['intensity_flop_per_byte']:.0f} GFLOP/s"
+    assert (bound in text) == (dw["intensity_flop_per_byte"] < top / bw)
     xr = sorted(r["x_reference"] for r in rows)
     assert f"Against its NumPy reference minires is {xr[0]:.2f}x to {xr[-1]:.2f}x" in text
     assert "8x fewer FLOPs than the dense one but moves nearly" not in text  # no fixed prose
