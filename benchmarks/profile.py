@@ -7,8 +7,10 @@
 How: every `minires.Function` subclass gets its ``forward`` / ``backward`` wrapped in a
 wall-clock timer, and the three conv kernels of the active backend (``conv2d_forward``,
 ``conv2d_backward_input``, ``conv2d_backward_weight``) are timed on their own, so the
-conv rows split into forward / backward-input / backward-weight. The step is timed in
-phases (zero_grad, forward incl. loss, backward, SGD update); what a phase spends
+conv rows split into forward / backward-input / backward-weight. The op's backward calls
+``conv2d_backward`` (both gradients), which calls the two backward kernels - timed there
+too - or computes both in one sweep (the depthwise 3x3): that time is its own row. The
+step is timed in phases (zero_grad, forward incl. loss, backward, SGD update); what a phase spends
 outside any Function is reported as overhead: module calls, argument checks and
 ``Function.apply`` in the forward, the graph walk and the summing of gradients that
 meet (the residual joins) in the backward. The step is the one of ``python -m
@@ -57,6 +59,9 @@ CONV_KERNELS = {
     "conv2d_forward": "fwd",
     "conv2d_backward_input": "bwd-input",
     "conv2d_backward_weight": "bwd-weight",
+    # both gradients in one call: only its one-sweep path counts here (when it calls the
+    # two kernels above, they are timed as themselves)
+    "conv2d_backward": "bwd-both",
 }
 PHASES = ("zero_grad", "forward", "backward", "update")
 
@@ -80,6 +85,7 @@ class StepProfiler:
         self.calls: dict[tuple[str, str], int] = defaultdict(int)
         self.layers: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._patched: list[tuple[Any, str, Any]] = []
+        self._open: list[list[int]] = []  # conv kernel calls inside the running bwd-both
 
     def reset(self) -> None:
         self.times.clear()
@@ -90,23 +96,30 @@ class StepProfiler:
 
     def _timed(self, func, category: str, pas: str, per_layer: bool = False):
         """`func` timed into (category, pas); a conv kernel (`per_layer`) also into its
-        layer's row (`_conv_key` of its arguments)."""
+        layer's row (`_conv_key` of its arguments). A "bwd-both" call counts only when it
+        ran no other conv kernel (its one-sweep path)."""
         prof = self
 
         def wrapper(*args, **kwargs):
             if not prof.active:
                 return func(*args, **kwargs)
+            if per_layer and prof._open:
+                prof._open[-1][0] += 1
+            if pas == "bwd-both":
+                prof._open.append([0])
             t0 = time.perf_counter()
             try:
                 return func(*args, **kwargs)
             finally:
                 dt = time.perf_counter() - t0
-                prof.times[(category, pas)] += dt
-                prof.calls[(category, pas)] += 1
-                if per_layer:
-                    key = _conv_key(pas, args)
-                    prof.layers[key][pas] += dt
-                    prof.layers[key]["calls:" + pas] += 1
+                # a bwd-both that ran the two backward kernels: timed as themselves
+                if pas != "bwd-both" or not prof._open.pop()[0]:
+                    prof.times[(category, pas)] += dt
+                    prof.calls[(category, pas)] += 1
+                    if per_layer:
+                        key = _conv_key(pas, args)
+                        prof.layers[key][pas] += dt
+                        prof.layers[key]["calls:" + pas] += 1
 
         return wrapper
 
@@ -131,10 +144,18 @@ class StepProfiler:
                 self._patched.append((cls, pas, orig))
                 setattr(cls, pas, staticmethod(self._timed(func, cat, pas)))
         k = kernels()
+        # conv2d_backward calls the two backward kernels of its own module, not k's
+        home = sys.modules[k.conv2d_backward.__module__]
         for name, pas in CONV_KERNELS.items():
             orig = getattr(k, name)
             self._patched.append((k, name, orig))
             setattr(k, name, self._timed(orig, "conv kernel", pas, per_layer=True))
+        for name in ("conv2d_backward_input", "conv2d_backward_weight"):
+            orig = getattr(home, name, None)
+            if home is not k and orig is not None:
+                self._patched.append((home, name, orig))
+                wrapped = self._timed(orig, "conv kernel", CONV_KERNELS[name], per_layer=True)
+                setattr(home, name, wrapped)
 
     def uninstall(self) -> None:
         for obj, name, orig in reversed(self._patched):
@@ -149,6 +170,9 @@ def _conv_key(pas: str, args: tuple) -> str:
         xs = x.shape
     elif pas == "bwd-input":
         _g, w, xs, stride, _pad, _dil, groups = args[:7]
+    elif pas == "bwd-both":
+        _g, x, w, stride, _pad, _dil, groups = args[:7]
+        xs = x.shape
     else:
         x, _g, ws, stride, _pad, _dil, groups = args[:7]
         xs = x.shape
@@ -297,8 +321,9 @@ def profile(
         d["layers"] = max(
             int(layer_steps[-1].get(key, {}).get("calls:" + p, 0)) for p in CONV_KERNELS.values()
         )
-        passes = sum(
-            layer_steps[-1].get(key, {}).get("calls:" + p, 0) for p in CONV_KERNELS.values()
+        passes = sum(  # a one-sweep backward is both backward passes
+            layer_steps[-1].get(key, {}).get("calls:" + p, 0) * (2 if p == "bwd-both" else 1)
+            for p in CONV_KERNELS.values()
         )
         flops = passes * _conv_flops(key)
         d["gflops_per_s"] = flops / (d["total_ms"] * 1e-3) / 1e9 if d["total_ms"] else 0.0
@@ -347,10 +372,13 @@ def _rows(med: dict[str, float]) -> list[dict[str, Any]]:
             kf = med.get("conv kernel|fwd", 0.0)
             ki = med.get("conv kernel|bwd-input", 0.0)
             kw = med.get("conv kernel|bwd-weight", 0.0)
+            kb = med.get("conv kernel|bwd-both", 0.0)
             rows.append(_row("op", "conv fwd", kf))
             rows.append(_row("op", "conv bwd-input", ki))
             rows.append(_row("op", "conv bwd-weight", kw))
-            rows.append(_row("op", "conv op glue (bias grad, checks)", fwd + bwd - kf - ki - kw))
+            rows.append(_row("op", "conv bwd-input+weight (one sweep)", kb))
+            glue = fwd + bwd - kf - ki - kw - kb
+            rows.append(_row("op", "conv op glue (bias grad, checks)", glue))
             continue
         rows.append(_row("op", f"{cat} fwd", fwd))
         rows.append(_row("op", f"{cat} bwd", bwd))
@@ -409,13 +437,14 @@ def format_table(rep: dict[str, Any], layers: bool = False) -> str:
         lines += [
             "",
             "| conv geometry (N x Cin x H x W -> Cout, k, stride, groups) | layers | fwd ms "
-            "| bwd-in ms | bwd-w ms | total ms | GFLOP/s |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| bwd-in ms | bwd-w ms | bwd-in+w (one sweep) ms | total ms | GFLOP/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for key, d in rep["conv_layers"].items():
             lines.append(
                 f"| {key} | {d['layers']} | {d['fwd_ms']:.2f} | {d['bwd-input_ms']:.2f} | "
-                f"{d['bwd-weight_ms']:.2f} | {d['total_ms']:.2f} | {d['gflops_per_s']:.0f} |"
+                f"{d['bwd-weight_ms']:.2f} | {d['bwd-both_ms']:.2f} | {d['total_ms']:.2f} | "
+                f"{d['gflops_per_s']:.0f} |"
             )
     return "\n".join(lines)
 

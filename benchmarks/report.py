@@ -36,11 +36,12 @@ CSV_FIRST = [
     "c_out", "groups", "kernel", "batch", "size", "out", "gflop_fwd", "block_gflop_fwd",
     "intensity_flop_per_byte", "reps",
     "fwd_median_ms", "fwd_min_ms", "fwd_max_ms", "bwd_in_median_ms", "bwd_in_min_ms",
-    "bwd_in_max_ms", "bwd_w_median_ms", "bwd_w_min_ms", "bwd_w_max_ms", "total_median_ms",
-    "total_min_ms", "total_max_ms", "gflops_fwd", "gflops_bwd_in", "gflops_bwd_w",
+    "bwd_in_max_ms", "bwd_w_median_ms", "bwd_w_min_ms", "bwd_w_max_ms", "bwd_median_ms",
+    "bwd_min_ms", "bwd_max_ms", "total_median_ms", "total_min_ms", "total_max_ms",
+    "gflops_fwd", "gflops_bwd_in", "gflops_bwd_w", "gflops_bwd",
     "gflops_total", "pct_sgemm", "pct_peak", "plan", "time_over_minires", "x_torch",
     "x_torch_layout", "x_reference", "images_per_s",
-    "peak_rss_mb", "base_rss_mb", "err_fwd", "err_bwd_in", "err_bwd_w", "method",
+    "peak_rss_mb", "base_rss_mb", "err_fwd", "err_bwd_in", "err_bwd_w", "err_bwd", "method",
 ]  # fmt: skip
 
 
@@ -197,14 +198,15 @@ def pass_table(results: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     out = [
-        "| layer | backend | fwd ms | bwd-input ms | bwd-weight ms | total ms (min-max) "
-        "| fwd GFLOP/s | bwd-in GFLOP/s | bwd-w GFLOP/s | reps |",
-        "|" + "---|" * 10,
+        "| layer | backend | fwd ms | bwd-input ms | bwd-weight ms | bwd (both) ms "
+        "| total ms (min-max) | fwd GFLOP/s | bwd-in GFLOP/s | bwd-w GFLOP/s | reps |",
+        "|" + "---|" * 11,
     ]
     for r in rows:
         out.append(
             f"| {r['name']} | {r['backend']} | {_ms(r.get('fwd_median_ms'))} | "
             f"{_ms(r.get('bwd_in_median_ms'))} | {_ms(r.get('bwd_w_median_ms'))} | "
+            f"{_ms(r.get('bwd_median_ms'))} | "
             f"{_ms(r.get('total_median_ms'))} ({_ms(r.get('total_min_ms'))}-"
             f"{_ms(r.get('total_max_ms'))}) | {_f(r.get('gflops_fwd'))} | "
             f"{_f(r.get('gflops_bwd_in'))} | {_f(r.get('gflops_bwd_w'))} | {r.get('reps')} |"
@@ -407,17 +409,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"## Layer sweep: batch {cfg['batch']}, conv2 stage {cfg['size']}x{cfg['size']}, "
             f"conv3 stage {cfg['size'] // 2}x{cfg['size'] // 2}",
             "",
-            "Total = forward + backward-input + backward-weight, median over repetitions "
-            "after warm-up. GFLOP/s counts useful FLOPs (2 N C_out H_out W_out C_in/groups "
-            "kH kW per pass, 3 passes). `x` = that backend's time / minires' time and "
-            "`x torch` = the best PyTorch layout's time / minires' time (> 1: minires "
-            "faster). `% sgemm (% peak)` = share of the measured sgemm ceiling (and of the "
-            "peak: the measured FMA peak, else the derived one). `plan` = the algorithm each "
-            "of minires' three passes ran. "
-            "Templates keep the *block's* FLOPs constant, so the 3x3 conv alone gets cheaper "
-            "as cardinality grows. Useful GFLOP/s above the sgemm ceiling means the library "
-            "did fewer actual multiplies (e.g. oneDNN's Winograd 3x3). Every row was checked "
-            "against the NumPy reference first.",
+            "Total = forward + backward (both gradients in one call, as a training step asks: "
+            "minires' conv2d_backward, torch's convolution_backward with both outputs), median "
+            "over repetitions after warm-up; the per-pass table also times the two gradients "
+            "apart. GFLOP/s counts useful FLOPs (2 N C_out H_out W_out C_in/groups kH kW per pass,"
+            " 3 passes). `x` = that backend's time / minires' time and `x torch` = the best "
+            "PyTorch layout's time / minires' time (> 1: minires faster). `% sgemm (% peak)` = "
+            "share of the measured sgemm ceiling (and of the peak: the measured FMA peak, else the"
+            " derived one). `plan` = the algorithm each of minires' three passes ran. Templates "
+            "keep the *block's* FLOPs constant, so the 3x3 conv alone gets cheaper as cardinality "
+            "grows. Useful GFLOP/s above the sgemm ceiling means the library did fewer actual "
+            "multiplies (e.g. oneDNN's Winograd 3x3). Every row was checked against the NumPy "
+            "reference first.",
             "",
             *lt,
             "",

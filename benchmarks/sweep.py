@@ -433,7 +433,7 @@ def _layer_row(spec: LayerSpec, backend: str, res: dict[str, Any]) -> dict[str, 
     row.setdefault("status", "error")
     if row["status"] == "ok":
         f = spec.flops
-        for p, mult in (("fwd", 1), ("bwd_in", 1), ("bwd_w", 1), ("total", 3)):
+        for p, mult in (("fwd", 1), ("bwd_in", 1), ("bwd_w", 1), ("bwd", 2), ("total", 3)):
             ms = row.get(f"{p}_median_ms")
             row[f"gflops_{p}"] = mult * f / (ms * 1e-3) / 1e9 if ms else None
     return row

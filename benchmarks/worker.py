@@ -48,6 +48,7 @@ BACKENDS = ("numba", "numpy", "torch", "torch_cl")
 FAKE_BACKENDS = ("broken",)
 FAKE_ENV = "MINIRES_BENCH_ENABLE_FAKE"
 PASSES = ("fwd", "bwd_in", "bwd_w")
+TIMED = (*PASSES, "bwd")  # bwd: both gradients in one call, as a training step asks
 
 
 class BackendUnavailable(RuntimeError):
@@ -195,6 +196,11 @@ class ConvBackend:
     def backward_weight(self) -> Any:
         raise NotImplementedError
 
+    def backward(self) -> Any:
+        """Both gradients in one call, (grad_x, grad_w): what a training step's backward
+        asks of the conv (a backend may share work between them)."""
+        return self.backward_input(), self.backward_weight()
+
     def to_numpy(self, r: Any) -> np.ndarray:
         return np.asarray(r)
 
@@ -220,6 +226,9 @@ class KernelBackend(ConvBackend):
 
     def backward_weight(self):
         return self.module.conv2d_backward_weight(self.x, self.g, self.w.shape, *self.args)
+
+    def backward(self):
+        return self.module.conv2d_backward(self.g, self.x, self.w, *self.args)
 
 
 class BrokenBackend(KernelBackend):
@@ -277,6 +286,9 @@ class TorchBackend(ConvBackend):
     def backward_weight(self):
         return self._bwd([False, True, False])[1]
 
+    def backward(self):
+        return tuple(self._bwd([True, True, False])[:2])
+
     def to_numpy(self, r):
         return r.contiguous().numpy()
 
@@ -295,7 +307,8 @@ class SeparableBackend(ConvBackend):
     conv then the pointwise 1x1. The intermediate activation and gradient are computed
     once in `prepare` (by the backend itself), so each timed pass runs both kernels:
     fwd = depthwise + pointwise forward, bwd_in = pointwise then depthwise backward-input,
-    bwd_w = both backward-weights (checked as one concatenated array)."""
+    bwd_w = both backward-weights (checked as one concatenated array); bwd = both
+    gradients of the pointwise conv, then of the depthwise one."""
 
     def __init__(self, name: str):
         self.dw, self.pw = make_backend(name), make_backend(name)
@@ -320,6 +333,11 @@ class SeparableBackend(ConvBackend):
 
     def backward_weight(self):
         return (self.dw.backward_weight(), self.pw.backward_weight())
+
+    def backward(self):
+        _, gw_pw = self.pw.backward()
+        gx, gw_dw = self.dw.backward()
+        return gx, (gw_dw, gw_pw)
 
     def to_numpy(self, r):
         if isinstance(r, tuple):
@@ -365,20 +383,22 @@ def make_backend(name: str) -> ConvBackend:
 def _time_passes(
     be: ConvBackend, reps: int, min_time: float, max_reps: int, max_time: float
 ) -> dict:
-    """Repeat fwd, bwd-input, bwd-weight until `reps` repetitions and `min_time` seconds
-    are reached, or `max_reps` repetitions, or `max_time` seconds (a pathologically slow
-    row - e.g. on an oversubscribed machine - gets fewer repetitions; `reps` says so)."""
-    times: dict[str, list[float]] = {p: [] for p in (*PASSES, "total")}
-    fns = (be.forward, be.backward_input, be.backward_weight)
+    """Repeat fwd, bwd-input, bwd-weight and bwd (both gradients in one call) until
+    `reps` repetitions and `min_time` seconds are reached, or `max_reps` repetitions, or
+    `max_time` seconds (a pathologically slow row - e.g. on an oversubscribed machine -
+    gets fewer repetitions; `reps` says so). total = fwd + bwd: a training step's conv
+    (the two gradients apart are timed for the per-pass table)."""
+    times: dict[str, list[float]] = {p: [] for p in (*TIMED, "total")}
+    fns = (be.forward, be.backward_input, be.backward_weight, be.backward)
     start = time.perf_counter()
     while True:
         stamps = [time.perf_counter()]
         for fn in fns:
             fn()
             stamps.append(time.perf_counter())
-        for p, a, b in zip(PASSES, stamps, stamps[1:]):
+        for p, a, b in zip(TIMED, stamps, stamps[1:]):
             times[p].append(b - a)
-        times["total"].append(stamps[-1] - stamps[0])
+        times["total"].append(times["fwd"][-1] + times["bwd"][-1])
         n = len(times["total"])
         elapsed = time.perf_counter() - start
         if n >= max_reps or elapsed >= max_time or (n >= reps and elapsed >= min_time):
@@ -402,11 +422,14 @@ def task_conv(be: ConvBackend, job: dict) -> dict:
     # first call (compiles / loads JIT code), also the correctness check
     t0 = time.perf_counter()
     got = {"fwd": be.forward(), "bwd_in": be.backward_input(), "bwd_w": be.backward_weight()}
+    both = be.backward()
     res["first_call_s"] = time.perf_counter() - t0
     tol = float(job.get("tol", 1e-3))
     errs = {p: rel_err(be.to_numpy(got[p]), ref[p]) for p in PASSES}
+    errs["bwd"] = max(rel_err(be.to_numpy(both[0]), ref["bwd_in"]),
+                      rel_err(be.to_numpy(both[1]), ref["bwd_w"]))  # fmt: skip
     res.update({f"err_{p}": e for p, e in errs.items()})
-    del got, ref
+    del got, both, ref
     bad = [p for p, e in errs.items() if not e <= tol]
     if bad:
         detail = ", ".join(f"{p} rel err {errs[p]:.2e}" for p in bad)
@@ -415,7 +438,7 @@ def task_conv(be: ConvBackend, job: dict) -> dict:
     max_time = float(job.get("max_time", 30.0))
     if res["first_call_s"] < max_time / 4:  # a very slow first call was warm-up enough
         for _ in range(max(0, int(job.get("warmup", 1)) - 1)):  # the check was warm-up #1
-            be.forward(), be.backward_input(), be.backward_weight()
+            be.forward(), be.backward_input(), be.backward_weight(), be.backward()
     times = _time_passes(be, int(job.get("reps", 3)), float(job.get("min_time", 0.0)),
                          int(job.get("max_reps", 50)), max_time)  # fmt: skip
     plan = conv_plan(be, spec)
@@ -444,7 +467,7 @@ def task_conv_more(job: dict) -> dict:
     if "be" not in _conv_session:
         return {"status": "error", "reason": "no layer was timed yet (send a conv task first)"}
     be, times = _conv_session["be"], _conv_session["times"]
-    be.forward(), be.backward_input(), be.backward_weight()
+    be.forward(), be.backward_input(), be.backward_weight(), be.backward()
     more = _time_passes(be, int(job.get("reps", 3)), float(job.get("min_time", 0.0)),
                         int(job.get("max_reps", 50)), float(job.get("max_time", 30.0)))  # fmt: skip
     for p, ts in more.items():
@@ -851,10 +874,10 @@ def task_coldstart(job: dict) -> dict:
         x, w, g = make_inputs(spec, 0)
         be.prepare(spec, x, w, g)
         t = time.perf_counter()
-        be.forward(), be.backward_input(), be.backward_weight()
+        be.forward(), be.backward()  # what a training step calls
         first += time.perf_counter() - t
         t = time.perf_counter()
-        be.forward(), be.backward_input(), be.backward_weight()
+        be.forward(), be.backward()
         steady += time.perf_counter() - t
     res["first_call_s"], res["steady_call_s"] = first, steady
     if job.get("model"):

@@ -24,6 +24,7 @@ _IMPLEMENTED = {
     "conv2d_forward": "conv",
     "conv2d_backward_input": "conv",
     "conv2d_backward_weight": "conv",
+    "conv2d_backward": "conv",
     "batch_norm_train_forward": "batchnorm",
     "batch_norm_train_backward": "batchnorm",
     "batch_norm_eval_forward": "batchnorm",

@@ -435,3 +435,21 @@ def dw3x3_bwd_weight_range(t0, t1, x, go, part, H, W, G, zero):
                 _dw_grad_plane_narrow(src, go[n, co], pn, co, H, W)
             else:
                 _dw_grad_plane(src, go[n, co], mk, pn, co, H, W)
+
+
+@jit(nogil=True, fastmath=FASTMATH)
+def dw3x3_bwd_range(t0, t1, x, go, wf, gx, part, H, W, C, zero):
+    """Tasks [t0, t1) of both gradients of a depthwise 3x3 / stride 1 / pad 1 conv with
+    one output channel per group (t = n*C + c): gx[n, c] = the conv of go[n, c] with the
+    flipped weights wf (C, 1, 3, 3), then part[n, c] = its weight gradient, while
+    go[n, c] is still in L1/L2 - go is read from memory once instead of twice. The same
+    plane functions as `dw3x3_range` and `dw3x3_bwd_weight_range`: the same bits."""
+    mk = _col_masks(H, W)
+    for t in range(t0, t1):
+        n = t // C
+        c = t - n * C
+        _dw_fwd_plane(go[n, c], gx[n, c], mk, wf, c, zero, H, W)
+        if W < 16 and W >= 3 and H >= 3:
+            _dw_grad_plane_narrow(x[n, c], go[n, c], part[n], c, H, W)
+        else:
+            _dw_grad_plane(x[n, c], go[n, c], mk, part[n], c, H, W)

@@ -11,7 +11,12 @@ from .batchnorm import (
     batch_norm_train_backward,
     batch_norm_train_forward,
 )
-from .conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
+from .conv import (
+    conv2d_backward,
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv2d_forward,
+)
 from .elementwise import add, relu_backward, relu_forward
 from .linear import linear_backward_input, linear_backward_weight, linear_forward
 from .pool import (
@@ -26,6 +31,7 @@ __all__ = [
     "conv2d_forward",
     "conv2d_backward_input",
     "conv2d_backward_weight",
+    "conv2d_backward",
     "batch_norm_train_forward",
     "batch_norm_train_backward",
     "batch_norm_eval_forward",

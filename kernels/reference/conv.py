@@ -228,3 +228,28 @@ def conv2d_backward_weight(
     # out = W @ cols  =>  dW = d out @ cols^T, one matmul per group.
     grad_w = np.matmul(g, cols.transpose(0, 2, 1))  # (G, Og, Cg*K)
     return grad_w.reshape(weight_shape)
+
+
+def conv2d_backward(
+    grad_out: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    stride: IntPair,
+    padding: IntPair,
+    dilation: IntPair,
+    groups: int,
+    output_mask: tuple[bool, bool] = (True, True),
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Both gradients of the conv in one call, as a training step's backward asks for
+    them (PyTorch's ``convolution_backward``): ``(grad_x, grad_w)``, each None where
+    ``output_mask`` = (input, weight) does not ask for it.
+
+    grad_out (N, C_out, H_out, W_out), x (N, C_in, H, W), weight (C_out, C_in // groups,
+    kH, kW) -> grad_x like x, grad_w like weight. Here the two functions above; a
+    backend may compute both in one sweep over grad_out.
+    """
+    need_x, need_w = output_mask
+    args = (stride, padding, dilation, groups)
+    grad_x = conv2d_backward_input(grad_out, weight, x.shape, *args) if need_x else None
+    grad_w = conv2d_backward_weight(x, grad_out, weight.shape, *args) if need_w else None
+    return grad_x, grad_w

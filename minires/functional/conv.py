@@ -56,22 +56,21 @@ class Conv2d(Function):
     def backward(ctx: Context, g: np.ndarray):
         x, weight = ctx.saved_tensors
         g = g.reshape((len(x), *g.shape[-3:]))
-        k = kernels()
+        # the input gradient is skipped for the first layer (the images need none)
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gx = gw = gb = None
-        if ctx.needs_input_grad[0]:  # skipped for the first layer (the images need none)
-            if len(x):
-                gx = k.conv2d_backward_input(g, weight, x.shape, *ctx.args)
-            else:
-                gx = np.zeros(x.shape, dtype=x.dtype)
+        if len(x) and (need_x or need_w):  # one call: a backend may share work between them
+            gx, gw = kernels().conv2d_backward(
+                g, x, weight, *ctx.args, output_mask=(need_x, need_w)
+            )
+        elif len(x) == 0:  # an empty batch: zero gradients, the kernels are not asked
+            gx = np.zeros(x.shape, dtype=x.dtype) if need_x else None
+            gw = np.zeros(weight.shape, dtype=weight.dtype) if need_w else None
+        if gx is not None:
             h, w = ctx.shape[-2:]
             if gx.shape[2:] != (h, w):  # drop the extra bottom/right padding of "same"
                 gx = np.ascontiguousarray(gx[:, :, :h, :w])
             gx = gx.reshape(ctx.shape)
-        if ctx.needs_input_grad[1]:
-            if len(x):
-                gw = k.conv2d_backward_weight(x, g, weight.shape, *ctx.args)
-            else:
-                gw = np.zeros(weight.shape, dtype=weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None, None

@@ -131,3 +131,81 @@ def test_nonfinite_inputs_propagate_like_the_reference():
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     fin = np.isfinite(want)
     assert_close(got[fin], want[fin], np.float32)
+
+
+# --------------------------------------------------------------------------- both gradients
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_conv2d_backward_both_gradients_as_the_two_passes(shape, dtype, monkeypatch):
+    """kernels.jit.conv2d_backward gives the bits of the two entry points; with one output
+    channel per group it runs the one-sweep kernel (`depthwise_backward`), else the two."""
+    import minires.kernels.jit as J
+    from minires.kernels.jit.planner import Algorithm, last_plan
+
+    swept = []
+    real = jconv.depthwise_backward
+    monkeypatch.setattr(jconv, "depthwise_backward", lambda *a: swept.append(1) or real(*a))
+    x, w, _, go = data(shape, dtype, seed=4)
+    C = x.shape[1]
+    gx, gw = J.conv2d_backward(go, x, w, *ONE, C)
+    assert last_plan()["backward_input"] == Algorithm.TRANSPOSED_DEPTHWISE3X3 or shape[2] != 1
+    assert last_plan()["backward_weight"] == Algorithm.DEPTHWISE3X3
+    assert len(swept) == (shape[2] == 1)
+    assert gx.shape == x.shape and gw.shape == w.shape and gx.dtype == gw.dtype == dtype
+    np.testing.assert_array_equal(gx, J.conv2d_backward_input(go, w, x.shape, *ONE, C))
+    np.testing.assert_array_equal(gw, J.conv2d_backward_weight(x, go, w.shape, *ONE, C))
+    want_x, want_w = R.conv2d_backward(go, x, w, *ONE, C)
+    assert_close(gx, want_x, dtype)
+    assert_close(gw, want_w, dtype)
+
+
+def test_conv2d_backward_output_mask_and_other_convs():
+    """None for a gradient not asked for (no sweep then); dense and strided convs go
+    through the two entry points, also in the reference."""
+    import minires.kernels.jit as J
+
+    x, w, _, go = data((2, 3, 1, 9, 8), np.float64, seed=5)
+    gx, gw = J.conv2d_backward(go, x, w, *ONE, 3, output_mask=(True, False))
+    assert gw is None and np.array_equal(gx, J.conv2d_backward_input(go, w, x.shape, *ONE, 3))
+    gx, gw = J.conv2d_backward(go, x, w, *ONE, 3, output_mask=(False, True))
+    assert gx is None and np.array_equal(gw, J.conv2d_backward_weight(x, go, w.shape, *ONE, 3))
+    assert R.conv2d_backward(go, x, w, *ONE, 3, output_mask=(False, False)) == (None, None)
+    rng = np.random.default_rng(6)
+    wd = rng.standard_normal((4, 3, 3, 3))
+    args = ((2, 2), (1, 1), (1, 1), 1)
+    god = rng.standard_normal((2, 4, 5, 4))
+    gx, gw = J.conv2d_backward(god, x, wd, *args)
+    want_x, want_w = R.conv2d_backward(god, x, wd, *args)
+    assert_close(gx, want_x, np.float64)
+    assert_close(gw, want_w, np.float64)
+
+
+@pytest.mark.parametrize("where", ["x", "go", "w"])
+def test_conv2d_backward_nonfinite_like_the_reference(where):
+    """A NaN or inf in x, grad_out or the weights: the one-sweep path's NaN / inf pattern
+    is the reference's (a non-finite weight gradient is recomputed on the exact GEMM,
+    non-finite weights take the GEMM paths, as in the two entry points)."""
+    import minires.kernels.jit as J
+
+    x, w, _, go = data((2, 3, 1, 6, 7), np.float32, seed=7)
+    arr = {"x": x, "go": go, "w": w}[where]
+    arr.reshape(-1)[0] = np.nan
+    arr.reshape(-1)[-1] = np.inf
+    gx, gw = J.conv2d_backward(go, x, w, *ONE, 3)
+    want_x, want_w = R.conv2d_backward(go, x, w, *ONE, 3)
+    for got, want in ((gx, want_x), (gw, want_w)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+        fin = np.isfinite(want)
+        assert_close(got[fin], want[fin], np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_backward_one_vs_two_threads_bit_identical(dtype):
+    import minires.kernels.jit as J
+
+    x, w, _, go = data((3, 5, 1, 19, 23), dtype, seed=8)
+    (gx1, gw1), (gx2, gw2) = serial_and_parallel(lambda: J.conv2d_backward(go, x, w, *ONE, 5))
+    assert np.array_equal(gx1, gx2) and np.array_equal(gw1, gw2)

@@ -209,6 +209,38 @@ def test_step_profiler_smoke():
     assert "non-conv ops" in bp.format_table(rep, layers=True)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_step_profiler_splits_the_backward_call(backend):
+    """The op's one backward call (`conv2d_backward`): a dense conv's time lands in
+    bwd-input and bwd-weight (timed inside it), a depthwise 3x3's in its one-sweep row
+    on the Numba backend; nothing is counted twice."""
+    from minires.benchmarks import profile as bp
+
+    rng = np.random.default_rng(0)
+    x = mr.tensor(rng.standard_normal((2, 4, 9, 9)).astype(np.float32), requires_grad=True)
+    dense = mr.tensor(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), requires_grad=True)
+    depthwise = mr.tensor(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), requires_grad=True)
+    prof = bp.StepProfiler()
+    old = mr.get_backend()
+    mr.set_backend(backend)
+    prof.install()
+    try:
+        for w, groups in ((dense, 1), (depthwise, 4)):
+            prof.reset()
+            prof.active = True
+            F.conv2d(x, w, padding=1, groups=groups).sum().backward()
+            prof.active = False
+            calls = {pas: n for (cat, pas), n in prof.calls.items() if cat == "conv kernel"}
+            swept = groups == 4 and backend == "numba"
+            want = {"fwd": 1, **({"bwd-both": 1} if swept else {"bwd-input": 1, "bwd-weight": 1})}
+            assert calls == want, (backend, groups, calls)
+    finally:
+        prof.active = False
+        prof.uninstall()
+        mr.set_backend(old)
+    assert not bp.StepProfiler().calls
+
+
 def _all_subclasses(cls):
     out = set()
     for sub in cls.__subclasses__():
