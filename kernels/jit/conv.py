@@ -39,12 +39,7 @@ import numpy as np
 
 from . import autotune, nhwc
 from ._numba import jit, parallel_for, serial
-from .direct import (
-    depthwise_backward,
-    direct_backward_input,
-    direct_forward,
-    direct_weight_grad,
-)
+from .direct import direct_backward_input, direct_forward, direct_weight_grad
 from .elementwise import all_finite
 from .gemm import conv1x1, conv1x1_weight_grad
 from .im2col_gemm import (
@@ -54,6 +49,7 @@ from .im2col_gemm import (
     im2col,
     pointwise_backward_input,
 )
+from .onesweep import SWEEPS
 from .planner import (
     EXACT_ALGORITHMS,
     GEMM_ALGORITHMS,
@@ -331,14 +327,15 @@ def conv2d_backward(
     each None where output_mask = (input, weight) does not ask for it.
 
     grad_out (N, C_out, Ho, Wo), x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW).
-    Both asked of a depthwise 3x3 conv (one output channel per group) whose passes plan
-    `TRANSPOSED_DEPTHWISE3X3` and `DEPTHWISE3X3`: one sweep over the planes computes
-    both (grad_out read once: the pass is memory-bound); otherwise the two entry points
-    above. Either way each pass records its algorithm."""
+    Both asked, and the two passes' algorithms a pair of `onesweep.SWEEPS` (the
+    depthwise 3x3; the grouped tap-table input gradient with the masked 3x3 weight
+    gradient): one sweep over the (image, group) tasks computes both, grad_out read once
+    (onesweep.py); otherwise the two entry points above. Each pass records its
+    algorithm either way."""
     need_x, need_w = (bool(m) for m in output_mask)
     args = (stride, padding, dilation, groups)
     if need_x and need_w:
-        both = _depthwise_backward(grad_out, x, weight, *args)
+        both = _one_sweep_backward(grad_out, x, weight, *args)
         if both is not None:
             return both
     gx = conv2d_backward_input(grad_out, weight, x.shape, *args) if need_x else None
@@ -346,17 +343,15 @@ def conv2d_backward(
     return gx, gw
 
 
-def _depthwise_backward(grad_out, x, weight, stride, padding, dilation, groups):
-    """`conv2d_backward`'s one-sweep depthwise path, or None where it does not apply (a
-    geometry or dtype it does not take, non-finite weights, or other choices of the
-    planner or autotuning for either pass)."""
+def _one_sweep_backward(grad_out, x, weight, stride, padding, dilation, groups):
+    """`conv2d_backward`'s one-sweep path, or None where it does not apply (other
+    dtypes, non-finite weights, or choices of the planner or autotuning that are not a
+    pair of `SWEEPS`)."""
     if not (isinstance(x, np.ndarray) and isinstance(grad_out, np.ndarray)):
         return None
     if x.dtype != grad_out.dtype or x.ndim != 4 or np.ndim(weight) != 4:
         return None
     g = ConvGeometry.of(x.shape, np.shape(weight), stride, padding, dilation, groups)
-    if g.cpi != 1 or g.cpo != 1:
-        return None
     dt = x.dtype
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)
@@ -368,12 +363,13 @@ def _depthwise_backward(grad_out, x, weight, stride, padding, dilation, groups):
         run_w = lambda alg: _run_backward_weight(alg, x3, go3, g)  # noqa: E731
         alg_x = _choose_for_weights("backward_input", g, dt, weight, run_x)
         alg_w = _choose("backward_weight", g, dt, True, run_w)
-        if (alg_x, alg_w) != (Algorithm.TRANSPOSED_DEPTHWISE3X3, Algorithm.DEPTHWISE3X3):
+        sweep = SWEEPS.get((alg_x, alg_w))
+        if sweep is None:
             return None
-        gx, gw = depthwise_backward(x3, go3, _transposed_flipped(weight, g.groups), g)
+        gx, gw = sweep(x3, go3, weight, g)
         record("backward_input", alg_x)
-        if not _all_finite(gw):  # as conv2d_backward_weight: the exact GEMM's NaN / inf
-            alg_w = plan("backward_weight", g, dt, finite=False)
+        if alg_w not in EXACT_ALGORITHMS and not _all_finite(gw):
+            alg_w = plan("backward_weight", g, dt, finite=False)  # the exact GEMM's NaN / inf
             gw = run_w(alg_w)
         record("backward_weight", alg_w)
-        return gx.reshape(x.shape), gw
+        return gx.reshape(x.shape), gw.reshape(np.shape(weight))

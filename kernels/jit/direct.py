@@ -35,7 +35,7 @@ import numpy as np
 from numba import uint64 as u64
 
 from ._numba import FASTMATH, jit, parallel_for
-from .depthwise import dw3x3_bwd_range, dw3x3_bwd_weight_range, dw3x3_range
+from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
 from .planner import Algorithm, ConvGeometry
 
 # --------------------------------------------------------------------------- tiles
@@ -1024,19 +1024,6 @@ def direct_backward_input(go3, weight, g: ConvGeometry):
     R = _rows_per_chunk(g.cpo, _wq(g.wo, g.kw, g.stride[1], g.dilation[1]), dt.itemsize)
     parallel_for(_direct_bwd_input_range, g.n * g.groups, go3, weight, gx, _tile_args(g, R))
     return gx
-
-
-def depthwise_backward(x3, go3, flipped, g: ConvGeometry):
-    """Both gradients of a `DEPTHWISE3X3` conv with one output channel per group, in one
-    sweep over the planes (`dw3x3_bwd_range`): x3 (N, C, H*W), go3 (N, C, H*W), flipped
-    (C, 1, 3, 3) the 180-degree-rotated weights -> (grad_x (N, C, H*W), grad_w (C, 1,
-    3, 3)), the same bits as the input gradient's and weight gradient's own kernels."""
-    dt = x3.dtype
-    gx = np.empty_like(x3)
-    part = np.empty((g.n, g.c_out, 1, 3, 3), dtype=dt)
-    args = (x3, go3, flipped, gx, part, g.h, g.w, g.c_in, dt.type(0))
-    parallel_for(dw3x3_bwd_range, g.n * g.c_in, *args)
-    return gx, part.sum(axis=0)  # image order: fixed
 
 
 def direct_weight_grad(alg: Algorithm, x3, go3, g: ConvGeometry):

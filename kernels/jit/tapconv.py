@@ -430,6 +430,18 @@ def tap_conv(
     into `out` if given: a contiguous array of that shape). With `transposed`, the conv
     with the transposed, flipped weights (see `pack_weights`): weight (C, C_out/groups,
     KH, KW) is then the original conv's."""
+    out, task, nblk, args = tap_conv_tasks(src, weight, bias, groups, geom, out, transposed)
+    parallel_for(_fwd_8x2_range if task == _fwd_8x2_task else _fwd_4x4_range,
+                 src.shape[0] * groups * nblk, *args)  # fmt: skip
+    return out
+
+
+def tap_conv_tasks(src, weight, bias, groups: int, geom: TapGeometry, out=None,
+                   transposed: bool = False):  # fmt: skip
+    """`tap_conv`'s set-up: (out, task, nblk, args) - task t of `task(t, t1, *args)`
+    (t < N * groups * nblk, t1 the end of the calling thread's tasks) computes block
+    t % nblk of the output channels of group (t // nblk) % groups of image t // (groups *
+    nblk), into out (allocated here unless given)."""
     N = src.shape[0]
     if transposed:
         cpo, cpi = weight.shape[1], weight.shape[0] // groups
@@ -438,7 +450,7 @@ def tap_conv(
     cout = groups * cpo
     dt = src.dtype
     nl = lanes(dt)
-    cb, pv, kernel = (4, 4, _fwd_4x4_range) if cpo <= 4 else (8, 2, _fwd_8x2_range)
+    cb, pv, task = (4, 4, _fwd_4x4_task) if cpo <= 4 else (8, 2, _fwd_8x2_task)
     nblk = -(-cpo // cb)
     toff, mk, valid = tap_table(geom, nl, pv)
     P = geom.H * geom.W
@@ -447,25 +459,10 @@ def tap_conv(
         bp[:, :cpo] = np.asarray(bias, dt).reshape(groups, cpo)
     if out is None:
         out = np.empty((N, cout, P), dtype=dt)
-    parallel_for(
-        kernel,
-        N * groups * nblk,
-        src.reshape(N, -1),
-        pack_weights(weight, groups, cb, transposed),
-        bp.reshape(-1),
-        out.reshape(N, -1),
-        toff,
-        mk,
-        valid,
-        src.shape[2],
-        P,
-        groups,
-        cpi,
-        cpo,
-        nblk,
-        nl,
-    )
-    return out
+    wt = pack_weights(weight, groups, cb, transposed)
+    args = (src.reshape(N, -1), wt, bp.reshape(-1), out.reshape(N, -1), toff, mk, valid,
+            src.shape[2], P, groups, cpi, cpo, nblk, nl)  # fmt: skip
+    return out, task, nblk, args
 
 
 # --------------------------------------------------------------------------- weight gradient

@@ -140,13 +140,16 @@ def test_nonfinite_inputs_propagate_like_the_reference():
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_conv2d_backward_both_gradients_as_the_two_passes(shape, dtype, monkeypatch):
     """kernels.jit.conv2d_backward gives the bits of the two entry points; with one output
-    channel per group it runs the one-sweep kernel (`depthwise_backward`), else the two."""
+    channel per group it runs the one-sweep kernel (`onesweep.depthwise_backward`), else
+    the two."""
     import minires.kernels.jit as J
+    from minires.kernels.jit import onesweep
     from minires.kernels.jit.planner import Algorithm, last_plan
 
     swept = []
-    real = jconv.depthwise_backward
-    monkeypatch.setattr(jconv, "depthwise_backward", lambda *a: swept.append(1) or real(*a))
+    pair = (Algorithm.TRANSPOSED_DEPTHWISE3X3, Algorithm.DEPTHWISE3X3)
+    real = onesweep.SWEEPS[pair]
+    monkeypatch.setitem(onesweep.SWEEPS, pair, lambda *a: swept.append(1) or real(*a))
     x, w, _, go = data(shape, dtype, seed=4)
     C = x.shape[1]
     gx, gw = J.conv2d_backward(go, x, w, *ONE, C)

@@ -211,7 +211,7 @@ def test_step_profiler_smoke():
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_step_profiler_splits_the_backward_call(backend):
-    """The op's one backward call (`conv2d_backward`): a dense conv's time lands in
+    """The op's one backward call (`conv2d_backward`): a strided conv's time lands in
     bwd-input and bwd-weight (timed inside it), a depthwise 3x3's in its one-sweep row
     on the Numba backend; nothing is counted twice."""
     from minires.benchmarks import profile as bp
@@ -225,10 +225,10 @@ def test_step_profiler_splits_the_backward_call(backend):
     mr.set_backend(backend)
     prof.install()
     try:
-        for w, groups in ((dense, 1), (depthwise, 4)):
+        for w, groups, stride in ((dense, 1, 2), (depthwise, 4, 1)):
             prof.reset()
             prof.active = True
-            F.conv2d(x, w, padding=1, groups=groups).sum().backward()
+            F.conv2d(x, w, stride=stride, padding=1, groups=groups).sum().backward()
             prof.active = False
             calls = {pas: n for (cat, pas), n in prof.calls.items() if cat == "conv kernel"}
             swept = groups == 4 and backend == "numba"
