@@ -22,8 +22,9 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      TAP_SAME                   "same", tap-sized (tapconv.py)
                      DIRECT                     grouped, 4-32 channels a group in and
                                                 out, direct-sized, what TAP_POLY2 would
-                                                take, output planes >= 400 pixels
-                                                (`use_direct_poly2`)
+                                                take, output planes >= 400 pixels, on
+                                                AVX-512 with 256-bit datapaths (Zen 4;
+                                                `use_direct_poly2`)
                      TAP_POLY2                  odd k x k / stride 2 / pad (k-1)/2 (3x3
                                                 pad 1, the 7x7 stem), tap-sized
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
@@ -361,16 +362,52 @@ def tap_geometry(g: ConvGeometry) -> str | None:
 # 256 in 32 groups batch 8 39.9 / 18.0, 64 in 8 groups 9.52 / 4.77; to 20x20: 256 in 32
 # groups batch 8 4.79 / 2.88. To 14x14 the tap kernel wins: 256 in 32 groups batch 8
 # 1.57 / 1.78, 128 in 32 1.22 / 1.44, 512 in 16 5.39 / 6.22; to 7x7 1024 in 32 groups
-# 0.86 / 1.60. Between 196 and 400 output pixels nothing was measured; Intel not measured.
+# 0.86 / 1.60. Between 196 and 400 output pixels nothing was measured.
+# On an Intel Xeon with two 512-bit FMA units a core (2026-12-05 session 15, 2 threads,
+# forward ms, tap_poly2 / direct) the tap kernel wins them all: warm caches, to 28x28 256
+# in 32 groups batch 8 2.62 / 4.07, batch 2 0.73 / 1.13, 128 in 32 groups batch 8 1.28 /
+# 1.90, 224 in 8 groups 4.66 / 6.71, to 20x20 64 in 8 groups batch 4 0.21 / 0.34; with 64
+# MB streamed through the caches before each call 5.07 / 6.38, 1.03 / 1.32, 1.82 / 2.48,
+# to 20x20 128 in 32 groups 1.52 / 1.98. So the rule holds only where it was measured:
+# AVX-512 executed on 256-bit datapaths (`AVX512_ON_256BIT_UNITS`).
 _POLY2_DIRECT_MIN_PIXELS = 400
+
+
+def _avx512_on_256bit_units() -> bool:
+    """True on CPUs that run AVX-512 on 256-bit datapaths: AMD family 0x19 (Zen 4; Zen
+    3 of the same family has no AVX-512). Read from /proc/cpuinfo; False where it cannot
+    be read. Intel's AVX-512 cores and AMD's Zen 5 (family 0x1a) have 512-bit units."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = {}
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor's block
+                info[key.strip()] = value.strip()
+    except OSError:
+        return False
+    flags = info.get("flags", "").split()
+    return (
+        info.get("vendor_id") == "AuthenticAMD"
+        and info.get("cpu family") == "25"
+        and "avx512f" in flags
+    )
+
+
+# a hardware fact the rules below may depend on (tests set it to check both sides)
+AVX512_ON_256BIT_UNITS = _avx512_on_256bit_units()
 
 
 def use_direct_poly2(g: ConvGeometry) -> bool:
     """A grouped, direct-sized, stride-2 "poly2" conv with 4-32 input and output channels
     a group (the measured range) and output planes of >= `_POLY2_DIRECT_MIN_PIXELS`
-    pixels: the forward takes DIRECT, not TAP_POLY2."""
+    pixels, on a CPU running AVX-512 on 256-bit datapaths (`AVX512_ON_256BIT_UNITS`:
+    AMD Zen 4, where it was measured faster; on Intel the tap kernel is): the forward
+    takes DIRECT, not TAP_POLY2."""
     return (
-        g.groups > 1
+        AVX512_ON_256BIT_UNITS
+        and g.groups > 1
         and 4 <= g.cpi <= 32
         and 4 <= g.cpo <= 32
         and use_direct(g)

@@ -378,7 +378,41 @@ def test_stride2_input_gradient_rule(n, c, hw, cout, groups, want):
         (64, 16, 32, 1, Algorithm.TAP_POLY2),  # dense: DIRECT does not take it
     ],
 )
-def test_grouped_stride2_forward_rule(n, c, hw, groups, want):
+@pytest.mark.parametrize("narrow", [True, False])
+def test_grouped_stride2_forward_rule(n, c, hw, groups, want, narrow, monkeypatch):
+    """DIRECT where it was measured faster (AVX-512 on 256-bit datapaths, Zen 4); the
+    tap kernel on CPUs with 512-bit units (Intel), where it wins them all."""
+    monkeypatch.setattr(planner, "AVX512_ON_256BIT_UNITS", narrow)
+    if not narrow:
+        want = Algorithm.TAP_POLY2
     geo = ConvGeometry.of((n, c, hw, hw), (c, c // groups, 3, 3), 2, 1, 1, groups)
     assert planner.plan("forward", geo, np.float32) == want
     assert planner.use_direct_poly2(geo) == (want == Algorithm.DIRECT)
+
+
+def test_datapath_width_comes_from_cpuinfo(tmp_path, monkeypatch):
+    """Zen 4 (AMD family 25 with avx512f) runs AVX-512 on 256-bit datapaths; Zen 3 (no
+    avx512f), Zen 5 (family 26) and Intel do not; an unreadable cpuinfo says no."""
+    import builtins
+
+    real_open = builtins.open
+
+    def cpu(vendor, family, flags):
+        path = tmp_path / f"{vendor}-{family}"
+        path.write_text(
+            f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n"
+            f"flags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\nvendor_id\t: Other\n"
+        )
+        monkeypatch.setattr(
+            builtins,
+            "open",
+            lambda f, *a, **k: real_open(path if f == "/proc/cpuinfo" else f, *a, **k),
+        )
+        return planner._avx512_on_256bit_units()
+
+    assert cpu("AuthenticAMD", 25, "avx2 avx512f avx512bw")
+    assert not cpu("AuthenticAMD", 25, "avx2")
+    assert not cpu("AuthenticAMD", 26, "avx2 avx512f")
+    assert not cpu("GenuineIntel", 6, "avx2 avx512f")
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no")))
+    assert not planner._avx512_on_256bit_units()
