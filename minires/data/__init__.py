@@ -6,6 +6,11 @@ CIFAR-10, CIFAR-100, MNIST and Fashion-MNIST, downloaded and verified by
     x, y = minires.data.load_digits("train")          # (1438, 1, 8, 8) float32, (1438,) int64
     train, test, info = minires.data.make_loaders("digits", batch_size=64, seed=0)
     for xb, yb in train: ...                            # Tensors (64, 1, 8, 8), (64,)
+
+The dataset and loader API follows ``torch.utils.data``: `Dataset`, `TensorDataset`,
+`ConcatDataset`, `Subset`, `random_split`, the samplers, `default_collate`; see
+`minires.data.loader.DataLoader` for what differs (seeded, resumable order; batch
+transforms; no worker processes).
 """
 
 from minires.data import download, transforms
@@ -18,20 +23,40 @@ from minires.data.cifar import (
     write_cifar10_folder,
 )
 from minires.data.cifar100 import load_cifar100
-from minires.data.dataset import Dataset, TensorDataset
+from minires.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
 from minires.data.datasets import DATASETS, DatasetInfo, make_loaders, synthetic
 from minires.data.digits import load_digits
-from minires.data.loader import DataLoader
+from minires.data.loader import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+    default_collate,
+    default_convert,
+)
 from minires.data.mnist import load_mnist
 
 __all__ = [
+    "BatchSampler",
     "CIFAR10_CLASSES",
+    "ConcatDataset",
     "DATASETS",
     "DataLoader",
     "Dataset",
     "DatasetInfo",
+    "RandomSampler",
     "RestrictedUnpickler",
+    "Sampler",
+    "SequentialSampler",
+    "Subset",
+    "SubsetRandomSampler",
     "TensorDataset",
+    "WeightedRandomSampler",
+    "default_collate",
+    "default_convert",
     "download",
     "find_cifar10",
     "load_cifar10",
@@ -39,6 +64,7 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "make_loaders",
+    "random_split",
     "read_cifar_batch",
     "synthetic",
     "transforms",

@@ -12,7 +12,9 @@ way whatever batch, or MPI rank, it is in. Transforms draw one value per image p
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -97,15 +99,75 @@ def _check_batch(x: np.ndarray, name: str) -> None:
         )
 
 
+def _batch_in(x: Any, name: str) -> tuple[np.ndarray, bool]:
+    """``x`` (an ndarray or a minires Tensor) as an (N, C, H, W) ndarray, and whether it
+    was a Tensor (the transform then returns a Tensor)."""
+    from minires.tensor import Tensor
+
+    is_tensor = isinstance(x, Tensor)
+    a = x.data if is_tensor else x
+    _check_batch(a, name)
+    return a, is_tensor
+
+
+def _batch_out(a: np.ndarray, is_tensor: bool) -> Any:
+    if not is_tensor:
+        return a
+    from minires.tensor import Tensor
+
+    return Tensor(a)
+
+
+def _rng_or_global(rng: Any) -> Any:
+    """``rng``, or minires' global generator (``mr.manual_seed``) when None."""
+    if rng is not None:
+        return rng
+    from minires.random import get_rng
+
+    return get_rng()
+
+
+def _takes_rng(t: Callable[..., Any]) -> bool:
+    """Whether ``t`` can be called as ``t(x, rng)`` (minires' transforms) rather than
+    only ``t(x)`` (a torchvision-style one-argument callable)."""
+    try:
+        sig = inspect.signature(t)
+    except (TypeError, ValueError):
+        return True
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        return False
+    return True
+
+
 class Compose:
-    """Apply transforms in order: ``Compose([ToFloat(), RandomCrop(32, 4), Normalize(m, s)])``."""
+    """Apply transforms in order: ``Compose([ToFloat(), RandomCrop(32, 4), Normalize(m, s)])``.
+
+    Each transform is called ``t(x, rng)``, or ``t(x)`` if it takes one argument (a
+    torchvision-style callable such as ``lambda x: x * 2``). ``x``: (N, C, H, W).
+
+    Args:
+        transforms: a sequence of callables.
+    """
 
     def __init__(self, transforms: Sequence[BatchTransform]):
+        if isinstance(transforms, str) or not isinstance(transforms, Sequence):
+            raise TypeError(
+                f"Compose: expected a list of transforms, got {type(transforms).__name__}"
+            )
+        for k, t in enumerate(transforms):
+            if not callable(t):
+                raise TypeError(f"Compose: transform {k} ({t!r}) is not callable")
         self.transforms = list(transforms)
+        self._with_rng = [_takes_rng(t) for t in self.transforms]
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        for t in self.transforms:
-            x = t(x, rng)
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``x`` through every transform; ``rng`` None: minires' global generator."""
+        if any(self._with_rng):
+            rng = _rng_or_global(rng)
+        for t, with_rng in zip(self.transforms, self._with_rng):
+            x = t(x, rng) if with_rng else t(x)
         return x
 
     def __repr__(self) -> str:
@@ -113,13 +175,21 @@ class Compose:
 
 
 class ToFloat:
-    """Integer pixels -> float32 times ``scale`` (uint8 CIFAR: ``scale=1/255`` gives [0, 1])."""
+    """Integer pixels -> float32 times ``scale`` (uint8 CIFAR: ``scale=1/255`` gives [0, 1];
+    torchvision's ``ToTensor`` scaling, on batches already laid out (N, C, H, W))."""
 
     def __init__(self, scale: float = 1.0 / 255):
+        if isinstance(scale, bool) or not isinstance(scale, int | float | np.number):
+            raise TypeError(f"ToFloat: scale must be a number, got {scale!r}")
         self.scale = scale
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        return x.astype(np.float32) * np.float32(self.scale)
+        """(N, ...) any numeric dtype -> (N, ...) float32."""
+        from minires.tensor import Tensor
+
+        if isinstance(x, Tensor):
+            return Tensor(x.data.astype(np.float32) * np.float32(self.scale))
+        return np.asarray(x).astype(np.float32) * np.float32(self.scale)
 
     def __repr__(self) -> str:
         return f"ToFloat(scale={self.scale:.6g})"
@@ -132,80 +202,232 @@ class Cast:
         self.dtype = np.dtype(dtype)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(N, ...) -> (N, ...) of ``dtype``."""
         return x.astype(self.dtype, copy=False)
 
     def __repr__(self) -> str:
         return f"Cast({self.dtype.name})"
 
 
-class Normalize:
-    """Per-channel ``(x - mean[c]) / std[c]``; ``mean`` and ``std`` have one value per channel."""
+def _channel_stats(values: Any, name: str) -> np.ndarray:
+    """``values`` (a number, a sequence of numbers, or a 1-D array / Tensor) as (K, 1, 1)."""
+    from minires.tensor import Tensor
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
-        if np.any(self.std <= 0):
-            raise ValueError(f"Normalize: std must be positive, got {list(self.std.ravel())}")
+    try:
+        a = np.asarray(values.data if isinstance(values, Tensor) else values)
+    except ValueError:  # a ragged nesting
+        a = np.asarray(None)
+    if a.dtype.kind not in "biuf" or a.ndim > 1:
+        raise TypeError(
+            f"Normalize: {name} must be a number or a sequence of numbers (one per channel), "
+            f"got {values!r}"
+        )
+    if a.size == 0:
+        raise ValueError(f"Normalize: {name} is empty")
+    return a.astype(np.float64).reshape(-1, 1, 1)
+
+
+class Normalize:
+    """Per-channel ``(x - mean[c]) / std[c]`` on a float batch (N, C, H, W), as
+    torchvision's ``Normalize`` (which also takes single images; minires' transforms
+    take batches).
+
+    Args:
+        mean, std: one value per channel, or one value for all; same length (or one of
+            them of length 1).
+        inplace: overwrite ``x`` (a float ndarray or Tensor) instead of making a copy.
+
+    The output has the input's float dtype (float32 stays float32, float64 stays
+    float64). An integer batch is a TypeError, as in torchvision (``ToFloat`` first); a
+    std of 0 a ValueError (division by zero), negative stds too.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], inplace: bool = False):
+        self.mean = _channel_stats(mean, "mean")
+        self.std = _channel_stats(std, "std")
+        if not np.all(np.isfinite(self.mean)) or not np.all(np.isfinite(self.std)):
+            raise ValueError(
+                f"Normalize: mean and std must be finite, got {self.mean.ravel().tolist()}, "
+                f"{self.std.ravel().tolist()}"
+            )
+        if np.any(self.std == 0):
+            raise ValueError(
+                f"Normalize: std evaluated to zero, leading to division by zero "
+                f"(std={self.std.ravel().tolist()})"
+            )
+        if np.any(self.std < 0):
+            raise ValueError(f"Normalize: std must be positive, got {self.std.ravel().tolist()}")
+        if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
+            raise ValueError(
+                f"Normalize: mean has {len(self.mean)} values and std {len(self.std)}; give "
+                "one value per channel for both"
+            )
+        self.inplace = bool(inplace)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        _check_batch(x, "Normalize")
-        if x.shape[1] != len(self.mean) and len(self.mean) != 1:
-            raise ValueError(f"Normalize: {len(self.mean)} channel stats for {x.shape[1]} channels")
-        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
+        """(N, C, H, W) float -> (N, C, H, W) of the same dtype."""
+        a, is_tensor = _batch_in(x, "Normalize")
+        c = a.shape[1]
+        for name, stat in (("mean", self.mean), ("std", self.std)):
+            if len(stat) not in (1, c):
+                raise ValueError(
+                    f"Normalize: {len(stat)} channel stats in {name} for {c} channels "
+                    f"(input shape {a.shape})"
+                )
+        if a.dtype.kind != "f":
+            raise TypeError(
+                f"Normalize: input should be a float batch, got {a.dtype} (apply ToFloat() "
+                "or Cast() first)"
+            )
+        mean, std = self.mean.astype(a.dtype), self.std.astype(a.dtype)
+        if self.inplace:
+            if not a.flags.writeable:
+                raise ValueError("Normalize(inplace=True): the input array is read-only")
+            a -= mean
+            a /= std
+            return x
+        return _batch_out((a - mean) / std, is_tensor)
 
     def __repr__(self) -> str:
-        return f"Normalize(mean={self.mean.ravel().tolist()}, std={self.std.ravel().tolist()})"
+        return f"Normalize(mean={self.mean.ravel().tolist()}, std={self.std.ravel().tolist()}" + (
+            ", inplace=True)" if self.inplace else ")"
+        )
+
+
+def _pair(value: Any, name: str, who: str) -> tuple[int, int]:
+    """An int or a sequence of one or two ints as (h, w), each >= 1."""
+    if _is_int(value):
+        hw = (int(value), int(value))
+    elif isinstance(value, Sequence) and len(value) in (1, 2) and all(map(_is_int, value)):
+        hw = (int(value[0]), int(value[-1]))
+    else:
+        raise TypeError(f"{who}: {name} must be an int or a sequence (h, w) of ints, got {value!r}")
+    if min(hw) < 1:
+        raise ValueError(f"{who}: {name} must be positive, got {value!r}")
+    return hw
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+_PAD_MODES = ("constant", "edge", "reflect", "symmetric")
 
 
 class RandomCrop:
-    """Zero-pad every image by ``padding`` pixels on each side, then cut a random
-    ``size`` x ``size`` window from each (its own offset per image) — the CIFAR recipe of
-    He et al. (pad 4, crop 32).
+    """Pad every image by ``padding``, then cut a random ``size`` window from each (its own
+    offset per image), as torchvision's ``RandomCrop`` — the CIFAR recipe of He et al. is
+    ``RandomCrop(32, padding=4)``. (N, C, H, W) -> (N, C, h, w), same dtype.
 
-    Vectorised: the padded batch is viewed as all its (H, W) windows (a strided view, no
+    Args:
+        size: the crop, an int (square) or (h, w).
+        padding: None/0, an int (all sides), (left/right, top/bottom) or (left, top,
+            right, bottom), as torchvision.
+        pad_if_needed: pad images smaller than ``size`` up to it (after ``padding``).
+        fill: the value of the ``"constant"`` padding.
+        padding_mode: ``"constant"``, ``"edge"``, ``"reflect"`` or ``"symmetric"``.
+
+    Vectorised: the padded batch is viewed as all its (h, w) windows (a strided view, no
     copy) and one fancy-index picks each image's window.
     """
 
-    def __init__(self, size: int | tuple[int, int], padding: int = 0):
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
-        if padding < 0:
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        padding: int | Sequence[int] | None = None,
+        pad_if_needed: bool = False,
+        fill: float = 0,
+        padding_mode: str = "constant",
+    ):
+        self.size = _pair(size, "size", "RandomCrop")
+        if padding is None:
+            pad = (0, 0, 0, 0)
+        elif _is_int(padding):
+            pad = (int(padding),) * 4
+        elif (
+            isinstance(padding, Sequence) and len(padding) in (2, 4) and all(map(_is_int, padding))
+        ):
+            pad = tuple(int(p) for p in (padding * 2 if len(padding) == 2 else padding))
+        else:
+            raise TypeError(
+                "RandomCrop: padding must be None, an int, or a sequence of 2 or 4 ints, "
+                f"got {padding!r}"
+            )
+        if min(pad) < 0:
             raise ValueError(f"RandomCrop: padding must be >= 0, got {padding}")
-        self.padding = int(padding)
+        self.pad = pad  # (left, top, right, bottom)
+        self.padding = padding if padding is not None else 0
+        if isinstance(fill, bool) or not isinstance(fill, int | float | np.number):
+            raise TypeError(f"RandomCrop: fill must be a number, got {fill!r}")
+        if padding_mode not in _PAD_MODES:
+            raise ValueError(
+                f"RandomCrop: padding_mode must be one of {_PAD_MODES}, got {padding_mode!r}"
+            )
+        self.pad_if_needed, self.fill, self.padding_mode = bool(pad_if_needed), fill, padding_mode
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        _check_batch(x, "RandomCrop")
-        n, _, h, w = x.shape
-        p, (ch, cw) = self.padding, self.size
-        padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+    def _pad(self, x: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:
+        if not (left or top or right or bottom):
+            return x
+        widths = ((0, 0), (0, 0), (top, bottom), (left, right))
+        if self.padding_mode == "constant":
+            return np.pad(x, widths, constant_values=np.asarray(self.fill).astype(x.dtype))
+        try:
+            return np.pad(x, widths, mode=self.padding_mode)
+        except ValueError as exc:
+            raise ValueError(
+                f"RandomCrop: cannot pad images {x.shape[2:]} by {widths[2:]} in "
+                f"{self.padding_mode!r} mode: {exc}"
+            ) from None
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(N, C, H, W) -> (N, C, h, w); ``rng`` None: minires' global generator."""
+        x, is_tensor = _batch_in(x, "RandomCrop")
+        rng = _rng_or_global(rng)
+        n = x.shape[0]
+        ch, cw = self.size
+        padded = self._pad(x, *self.pad)
+        if self.pad_if_needed:
+            ph, pw = padded.shape[2:]
+            dh, dw = max(ch - ph, 0), max(cw - pw, 0)
+            padded = self._pad(padded, dw, dh, dw, dh)
         ph, pw = padded.shape[2:]
         if ch > ph or cw > pw:
-            raise ValueError(f"RandomCrop: crop {self.size} larger than padded image {(ph, pw)}")
+            raise ValueError(
+                f"RandomCrop: required crop size {self.size} is larger than the padded image "
+                f"size {(ph, pw)} (input {x.shape[2:]})"
+            )
         top = rng.integers(0, ph - ch + 1, size=n)
         left = rng.integers(0, pw - cw + 1, size=n)
         windows = sliding_window_view(
             padded, (ch, cw), axis=(2, 3)
         )  # (N, C, ph-ch+1, pw-cw+1, ch, cw)
-        return np.ascontiguousarray(windows[np.arange(n), :, top, left])  # (N, C, ch, cw)
+        out = np.ascontiguousarray(windows[np.arange(n), :, top, left])  # (N, C, ch, cw)
+        return _batch_out(out, is_tensor)
 
     def __repr__(self) -> str:
-        return f"RandomCrop(size={self.size}, padding={self.padding})"
+        extra = "" if self.padding_mode == "constant" else f", padding_mode={self.padding_mode!r}"
+        extra += ", pad_if_needed=True" if self.pad_if_needed else ""
+        return f"RandomCrop(size={self.size}, padding={self.padding}{extra})"
 
 
 class RandomHorizontalFlip:
-    """Mirror each image left-right with probability ``p`` (not for digits: a mirrored 2
-    is not a 2)."""
+    """Mirror each image left-right with probability ``p``, as torchvision's (not for
+    digits: a mirrored 2 is not a 2). (N, C, H, W) -> (N, C, H, W)."""
 
     def __init__(self, p: float = 0.5):
+        if isinstance(p, bool) or not isinstance(p, int | float | np.number):
+            raise TypeError(f"RandomHorizontalFlip: p must be a number, got {p!r}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"RandomHorizontalFlip: p must be in [0, 1], got {p}")
         self.p = p
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        _check_batch(x, "RandomHorizontalFlip")
-        flip = rng.random(len(x)) < self.p
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``rng`` None: minires' global generator."""
+        x, is_tensor = _batch_in(x, "RandomHorizontalFlip")
+        flip = _rng_or_global(rng).random(len(x)) < self.p
         out = x.copy()
         out[flip] = x[flip, :, :, ::-1]
-        return out
+        return _batch_out(out, is_tensor)
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
