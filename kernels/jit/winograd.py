@@ -480,6 +480,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias, groups: int):
 # at least this many tasks (so a batch of 1 or 2 still keeps 2 threads busy); the split
 # depends on the shapes only, so the result does not depend on the thread count
 _WGRAD_MIN_TASKS = 4
+_WGRAD_TASKS = 16  # tasks a call is cut into, at least (images per task: N * G * chunks / 16)
 
 
 @jit(fastmath=FASTMATH)
@@ -541,11 +542,12 @@ def _load8(P, i, stride):
 
 @jit(nogil=True, fastmath=FASTMATH)
 def _wgrad_range(
-    t0, t1, x, go, parts, cmk, two, cvalid, H, W, G, cpi, cpo, R, chunks, cpi8, cop, L
+    t0, t1, x, go, parts, cmk, two, cvalid, H, W, G, cpi, cpo, R, chunks, cpi8, cop, L, B
 ):
     # x (N, C * H * W), go (N, C_out * H * W); parts (tasks, 16 * cpi8 * cop): per task
     # dU (p, input channel, output channel), channels padded to cpi8 (8) and cop (2
-    # vectors); cvalid (cop // L,) lane masks of real output channels
+    # vectors); cvalid (cop // L,) lane masks of real output channels; task t = (block
+    # of B images, group, chunk of tile rows)
     Hq = (H + 1) // 2
     HW = H * W
     nvr = cmk.shape[0]
@@ -560,46 +562,47 @@ def _wgrad_range(
     Y = np.empty(16 * ystep, dt)
     rows = np.empty(nvt, np.int64)
     for t in range(t0, t1):
-        n = t // (G * chunks)
-        r = t - n * (G * chunks)
+        nb = t // (G * chunks)
+        r = t - nb * (G * chunks)
         g = r // chunks
         ch = r - g * chunks
-        xn = x[n]
-        gn = go[n]
         part = parts[t]
         part[:] = 0
-        for rb in range(ch * per_chunk, min(nrb, (ch + 1) * per_chunk)):
-            r0 = rb * R
-            _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, two, rows, vstep, L)
-            for v in range(nvt):  # Y of the tile in each lane, as V's layout places it
-                ta, tb, cv = _vector_tiles(v, r0, nvr, two)
-                for lane in range(L):
-                    if two:  # first half: row ta, second half: row tb
-                        ti = ta if lane < L // 2 else tb
-                        tj = lane % (L // 2)
-                    else:
-                        ti, tj = ta, cv * L + lane
-                    oh = 2 * ti
-                    nrows = min(2, H - oh) if ti < Hq else 0
-                    ncols = min(2, W - 2 * tj)
-                    inside = nrows if ncols > 0 else 0  # phantom tiles past the edge: 0
-                    for k in range(cop // L):
-                        i = (g * cpo + k * L) * HW + oh * W + 2 * tj
-                        o = (v * L + lane) * cop + k * L
-                        _grad_transform(Y, gn, i, HW, W, inside, ncols, cvalid[k], o, ystep, L)
-            for p in range(16):
-                for c0 in range(0, cpi8, 8):
-                    for k in range(0, cop, 2 * L):
-                        d = (p * cpi8 + c0) * cop + k
-                        a0 = _load8(part, d, cop)
-                        a1 = _load8(part, d + L, cop)
-                        vb = p * vstep + c0 * nvt * L
-                        yb = p * ystep + k
-                        for s in range(T):
-                            a0 = _fma8_bcast(a0, vload(Y, yb + s * cop), V, vb + s, nvt * L)
-                            a1 = _fma8_bcast(a1, vload(Y, yb + s * cop + L), V, vb + s, nvt * L)
-                        _store8(part, d, cop, a0)
-                        _store8(part, d + L, cop, a1)
+        for n in range(nb * B, min(x.shape[0], (nb + 1) * B)):
+            xn = x[n]
+            gn = go[n]
+            for rb in range(ch * per_chunk, min(nrb, (ch + 1) * per_chunk)):
+                r0 = rb * R
+                _transform_rows(V, xn, g * cpi, cpi, r0, R, H, W, cmk, two, rows, vstep, L)
+                for v in range(nvt):  # Y of the tile in each lane, as V's layout places it
+                    ta, tb, cv = _vector_tiles(v, r0, nvr, two)
+                    for lane in range(L):
+                        if two:  # first half: row ta, second half: row tb
+                            ti = ta if lane < L // 2 else tb
+                            tj = lane % (L // 2)
+                        else:
+                            ti, tj = ta, cv * L + lane
+                        oh = 2 * ti
+                        nrows = min(2, H - oh) if ti < Hq else 0
+                        ncols = min(2, W - 2 * tj)
+                        inside = nrows if ncols > 0 else 0  # phantom tiles past the edge: 0
+                        for k in range(cop // L):
+                            i = (g * cpo + k * L) * HW + oh * W + 2 * tj
+                            o = (v * L + lane) * cop + k * L
+                            _grad_transform(Y, gn, i, HW, W, inside, ncols, cvalid[k], o, ystep, L)
+                for p in range(16):
+                    for c0 in range(0, cpi8, 8):
+                        for k in range(0, cop, 2 * L):
+                            d = (p * cpi8 + c0) * cop + k
+                            a0 = _load8(part, d, cop)
+                            a1 = _load8(part, d + L, cop)
+                            vb = p * vstep + c0 * nvt * L
+                            yb = p * ystep + k
+                            for s in range(T):
+                                a0 = _fma8_bcast(a0, vload(Y, yb + s * cop), V, vb + s, nvt * L)
+                                a1 = _fma8_bcast(a1, vload(Y, yb + s * cop + L), V, vb + s, nvt * L)
+                            _store8(part, d, cop, a0)
+                            _store8(part, d + L, cop, a1)
 
 
 def weight_grad(x: np.ndarray, grad_out: np.ndarray, cpi: int, groups: int) -> np.ndarray:
@@ -624,7 +627,11 @@ def weight_grad(x: np.ndarray, grad_out: np.ndarray, cpi: int, groups: int) -> n
     cop = -(-cpo // (2 * nl)) * 2 * nl
     lane = np.arange(cop)
     cvalid = _lane_bits(lane < cpo, cop // nl, nl)
-    ntasks = N * groups * chunks
+    # B images a task: at least _WGRAD_TASKS tasks (never fewer images than that per
+    # group-chunk), so few partials to sum; a fixed cut, whatever the thread count
+    B = max(1, N // max(1, -(-_WGRAD_TASKS // (groups * chunks))))
+    nimg = -(-N // B)
+    ntasks = nimg * groups * chunks
     parts = np.empty((ntasks, 16 * cpi8 * cop), dt)
     parallel_for(
         _wgrad_range,
@@ -645,9 +652,10 @@ def weight_grad(x: np.ndarray, grad_out: np.ndarray, cpi: int, groups: int) -> n
         cpi8,
         cop,
         nl,
+        B,
     )
     gw = np.empty((groups, cpi, cpo, 9), dt)
-    _wgrad_finish(parts.reshape(N, groups, chunks, 16, cpi8, cop), gw)
+    _wgrad_finish(parts.reshape(nimg, groups, chunks, 16, cpi8, cop), gw)
     return np.ascontiguousarray(gw.transpose(0, 2, 1, 3)).reshape(cout, cpi, 3, 3)
 
 

@@ -193,6 +193,20 @@ def test_winograd_weight_grad_planned_sizes(dtype):
     _check_weight_grad(3, 2, 5, 9, 7, 7, dtype, 5)
 
 
+@pytest.mark.parametrize("n, groups", [(33, 1), (50, 1), (64, 2), (40, 3)])
+def test_winograd_weight_grad_several_images_a_task(n, groups):
+    """Large batches run blocks of images a task (at least 16 tasks; the last block
+    shorter): the reference's values, and the same bits on 1 or 2 threads."""
+    from kernel_checks import serial_and_parallel
+
+    _check_weight_grad(n, groups, 8, 16, 5, 6, np.float64, 6)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, groups * 8, 5, 6)).astype(np.float32)
+    go = rng.standard_normal((n, groups * 16, 5, 6)).astype(np.float32)
+    one, two = serial_and_parallel(lambda: winograd.weight_grad(x, go, 8, groups))
+    assert np.array_equal(one, two)
+
+
 def test_winograd_empty_batch_and_wide_planes():
     """Batch 0 gives empty / zero results; the planner keeps very wide planes (one
     task's transform buffer would not fit in cache) off Winograd."""
