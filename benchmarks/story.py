@@ -107,12 +107,14 @@ def add_ratios(rows: list[dict[str, Any]], sections: tuple[str, ...]) -> None:
 
 def plan_cell(r: dict[str, Any]) -> str:
     """The algorithms a minires conv row ran, "forward / backward-input / backward-weight"
-    (``-`` when the row carries no plan)."""
+    (``-`` when the row carries no plan), and whether its backward computed both
+    gradients in one sweep over grad_out (`kernels.jit.onesweep`)."""
     plan = r.get("plan")
     if not isinstance(plan, dict) or not plan:
         return "-"
-    return " / ".join(str(plan.get(k) or "?") for k in ("forward", "backward_input",
+    cell = " / ".join(str(plan.get(k) or "?") for k in ("forward", "backward_input",
                                                          "backward_weight"))  # fmt: skip
+    return cell + (" (backward: one sweep)" if plan.get("backward") == "one sweep" else "")
 
 
 def _plan(r: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -478,7 +479,9 @@ def task_conv_more(job: dict) -> dict:
 def conv_plan(be: ConvBackend, spec: LayerSpec) -> dict[str, str] | None:
     """{"forward", "backward_input", "backward_weight"} -> the kernels.jit algorithm of
     each pass of this row (its planner, `kernels.jit.plan_for`; a separable row's two
-    convs joined by " + "), or None for the other backends."""
+    convs joined by " + "), with "backward": "one sweep" where `conv2d_backward` computes
+    both gradients in one sweep (`kernels.jit.onesweep.SWEEPS`); None for the other
+    backends."""
     module = getattr(getattr(be, "dw", be), "module", None)  # SeparableBackend: its parts
     plan_for = getattr(module, "plan_for", None)
     if be.name != "numba" or plan_for is None:
@@ -487,7 +490,11 @@ def conv_plan(be: ConvBackend, spec: LayerSpec) -> dict[str, str] | None:
         plan_for(part.x_shape, part.w_shape, part.stride, part.pad, 1, part.groups)
         for part in spec.parts()
     ]
-    return {p: " + ".join(str(q[p]) for q in plans) for p in plans[0]}
+    out = {p: " + ".join(str(q[p]) for q in plans) for p in plans[0]}
+    sweeps = getattr(importlib.import_module(module.__name__ + ".onesweep"), "SWEEPS", {})
+    if all((q["backward_input"], q["backward_weight"]) in sweeps for q in plans):
+        out["backward"] = "one sweep"  # both gradients in one call (`conv2d_backward`)
+    return out
 
 
 def task_ceilings(backend: str, job: dict) -> dict:

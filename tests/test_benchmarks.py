@@ -13,6 +13,7 @@ from minires.benchmarks import worker
 from minires.benchmarks.machine import theoretical_peak
 from minires.benchmarks.report import forms_table, forms_verdict
 from minires.benchmarks.specs import LayerSpec, conv_flops, layer_sweep
+from minires.benchmarks.story import plan_cell
 from minires.benchmarks.sweep import FORMS, BenchConfig, add_derived, model_jobs, run, worker_env
 
 
@@ -647,11 +648,14 @@ def test_conv_task_numba_rows_record_the_plan():
         "forward": "tap_same",
         "backward_input": "transposed:tap_same",
         "backward_weight": "same3x3_masked",
+        "backward": "one sweep",  # both gradients in one call (kernels/jit/onesweep.py)
     }
+    assert plan_cell(res).endswith("same3x3_masked (backward: one sweep)")
     json.dumps(res)  # the plan is plain strings in results.json
     sep = LayerSpec("s", "separable", "conv2", 6, 10, 6, 3, batch=2, size=6, stride=2)
     res = worker.task_conv(worker.make_backend("numba"), _tiny_job(sep))
     assert res["plan"]["forward"] == "direct + pointwise_gemm"  # depthwise stride 2; a 1x1
+    assert "backward" not in res["plan"]  # stride 2 and a 1x1: the two passes apart
     res = worker.task_conv(worker.make_backend("numpy"), _tiny_job(spec))
     assert "plan" not in res
 
