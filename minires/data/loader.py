@@ -179,6 +179,31 @@ class Sampler:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
 
 
+class _SeededSampler(Sampler):
+    """A sampler whose pass p is `_order(p)`, a pure function of (seed, p): each `iter`
+    takes the next pass."""
+
+    epoch = 0  # the pass the next `iter` produces
+
+    def _seed_with(self, generator: Any, who: str) -> None:
+        """Keep ``generator`` (as torch's attribute) and the seed drawn from it; start at
+        pass 0."""
+        self.generator = generator
+        self.seed = _seed_from(generator, who)
+        self.epoch = 0
+
+    def _order(self, epoch: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._order(self.epoch)
+        self.epoch += 1
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return len(self._order(self.epoch))
+
+
 class SequentialSampler(Sampler):
     """Indices 0, 1, ..., N-1 of ``data_source`` (N = its length)."""
 
@@ -195,7 +220,7 @@ class SequentialSampler(Sampler):
         return len(self.data_source)
 
 
-class RandomSampler(Sampler):
+class RandomSampler(_SeededSampler):
     """A random order of ``data_source``'s N indices, a new one every pass, as
     ``torch.utils.data.RandomSampler``.
 
@@ -220,9 +245,7 @@ class RandomSampler(Sampler):
         self.replacement = _check_bool(replacement, "replacement", "RandomSampler")
         self._num_samples = num_samples
         _check_positive_int(self.num_samples, "num_samples", "RandomSampler")
-        self.generator = generator
-        self.seed = _seed_from(generator, "RandomSampler")
-        self.epoch = 0  # the pass the next `iter` produces
+        self._seed_with(generator, "RandomSampler")
 
     @property
     def num_samples(self) -> int:
@@ -238,16 +261,11 @@ class RandomSampler(Sampler):
             return rng.permutation(n)
         return np.concatenate([rng.permutation(n) for _ in range(-(-m // n))])[:m]
 
-    def __iter__(self) -> Iterator[int]:
-        order = self._order(self.epoch)
-        self.epoch += 1
-        return iter(order.tolist())
-
     def __len__(self) -> int:
         return self.num_samples
 
 
-class SubsetRandomSampler(Sampler):
+class SubsetRandomSampler(_SeededSampler):
     """The given ``indices`` in a random order, a new one every pass, as
     ``torch.utils.data.SubsetRandomSampler``.
 
@@ -264,24 +282,17 @@ class SubsetRandomSampler(Sampler):
                 f"{idx.shape} dtype {idx.dtype}"
             )
         self.indices = indices
-        self.generator = generator
-        self.seed = _seed_from(generator, "SubsetRandomSampler")
-        self.epoch = 0
+        self._seed_with(generator, "SubsetRandomSampler")
 
     def _order(self, epoch: int) -> np.ndarray:
         idx = np.asarray(self.indices, dtype=np.int64)
         return idx[np.random.default_rng([self.seed, epoch]).permutation(len(idx))]
 
-    def __iter__(self) -> Iterator[int]:
-        order = self._order(self.epoch)
-        self.epoch += 1
-        return iter(order.tolist())
-
     def __len__(self) -> int:
         return len(self.indices)
 
 
-class WeightedRandomSampler(Sampler):
+class WeightedRandomSampler(_SeededSampler):
     """``num_samples`` indices in [0, len(weights)) drawn with probabilities
     proportional to ``weights``, as ``torch.utils.data.WeightedRandomSampler``.
 
@@ -320,19 +331,12 @@ class WeightedRandomSampler(Sampler):
                 f"replacement from {np.count_nonzero(w)} positive weights"
             )
         self.weights = w
-        self.generator = generator
-        self.seed = _seed_from(generator, "WeightedRandomSampler")
-        self.epoch = 0
+        self._seed_with(generator, "WeightedRandomSampler")
 
     def _order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, epoch])
         p = self.weights / self.weights.sum()
         return rng.choice(len(p), self.num_samples, replace=self.replacement, p=p).astype(np.int64)
-
-    def __iter__(self) -> Iterator[int]:
-        order = self._order(self.epoch)
-        self.epoch += 1
-        return iter(order.tolist())
 
     def __len__(self) -> int:
         return self.num_samples
