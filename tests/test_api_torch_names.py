@@ -10,39 +10,13 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from torch_oracle import grads_match, spread, t64
 
 import minires as mr
 import minires.functional as F
 from minires import nn
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
-
-
-def t64(a, grad=True):
-    return mr.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
-
-
-def spread(shape, rng, low=-2.0, high=2.0):
-    """Distinct values in [low, high] with gaps >> gradcheck's eps: no ties, and for up to
-    64 values none within 3e-4 of 0 or of the clamp bounds used below."""
-    n = int(np.prod(shape))
-    vals = rng.permutation(n).astype(np.float64) + 0.37
-    return (low + (high - low) * vals / n).reshape(shape)
-
-
-def compare_with_torch(torch, mr_fn, torch_fn, arrays, rtol=1e-10, atol=1e-10):
-    """Forward and every input gradient of ``mr_fn`` vs ``torch_fn`` on float64 arrays,
-    with one random upstream gradient."""
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out_t = torch_fn(*ts)
-    g = np.random.default_rng(1).standard_normal(tuple(out_t.shape))
-    out_t.backward(torch.tensor(g))
-    ms = [t64(a) for a in arrays]
-    out_m = mr_fn(*ms)
-    out_m.backward(g)
-    np.testing.assert_allclose(out_m.data, out_t.detach().numpy(), rtol=rtol, atol=atol)
-    for m, t in zip(ms, ts):
-        np.testing.assert_allclose(m.grad, t.grad.numpy(), rtol=rtol, atol=atol)
 
 
 # -- dropout ----------------------------------------------------------------------------------
@@ -57,6 +31,11 @@ def test_dropout_gradcheck_with_fixed_mask(shape, p, seed):
         return F.dropout(x, p, training=True)
 
     assert mr.gradcheck(fn, [x])
+
+
+def compare_with_torch(mr_fn, torch_fn, arrays, rtol=1e-10, atol=1e-10):
+    """`grads_match` with this file's tolerances."""
+    return grads_match(mr_fn, torch_fn, arrays, rtol, atol)
 
 
 def test_dropout_semantics():
@@ -164,7 +143,6 @@ def test_layer_norm_matches_torch(torch, backend, case, affine, seed):
     if affine:
         arrays += [rng.standard_normal(norm), rng.standard_normal(norm)]
     compare_with_torch(
-        torch,
         lambda x, *wb: F.layer_norm(x, norm, *wb),
         lambda x, *wb: torch.nn.functional.layer_norm(x, norm, *wb),
         arrays,
@@ -182,7 +160,6 @@ def test_group_norm_matches_torch(torch, backend, case, affine, seed):
     if affine:
         arrays += [rng.standard_normal(shape[1]), rng.standard_normal(shape[1])]
     compare_with_torch(
-        torch,
         lambda x, *wb: F.group_norm(x, groups, *wb),
         lambda x, *wb: torch.nn.functional.group_norm(x, groups, *wb),
         arrays,
@@ -258,7 +235,6 @@ def test_mse_loss_gradcheck(shape, reduction, seed):
 def test_mse_loss_matches_torch(torch, shape, reduction, seed):
     rng = np.random.default_rng(seed)
     compare_with_torch(
-        torch,
         lambda a, b: F.mse_loss(a, b, reduction),
         lambda a, b: torch.nn.functional.mse_loss(a, b, reduction=reduction),
         [rng.standard_normal(shape), rng.standard_normal(shape)],
@@ -278,7 +254,6 @@ def test_cross_entropy_reduction_and_smoothing(torch, n, k, reduction, smoothing
     x = t64(rng.standard_normal((n, k)) * 3)
     assert mr.gradcheck(lambda x: F.cross_entropy(x, target, reduction, smoothing), [x])
     compare_with_torch(
-        torch,
         lambda x: F.cross_entropy(x, target, reduction, smoothing),
         lambda x: torch.nn.functional.cross_entropy(
             x, torch.tensor(target), reduction=reduction, label_smoothing=smoothing
@@ -367,7 +342,7 @@ def test_reductions_match_torch(torch, case, seed):
         ("min", lambda t: t.amin(dim=tdim, keepdim=keep)),
     ):
         compare_with_torch(
-            torch, lambda t, ours=ours: getattr(t, ours)(dim=dim, keepdim=keep), theirs, [x]
+            lambda t, ours=ours: getattr(t, ours)(dim=dim, keepdim=keep), theirs, [x]
         )
     if not isinstance(dim, tuple):
         for name in ("argmax", "argmin"):
@@ -475,7 +450,7 @@ def test_shape_methods_gradcheck_and_match_torch(torch, shape, seed, data):
     for ours, theirs in cases:
         assert ours(x).shape == tuple(theirs(torch.tensor(a)).shape)
         assert mr.gradcheck(ours, [x])
-        compare_with_torch(torch, ours, theirs, [a])
+        compare_with_torch(ours, theirs, [a])
 
 
 @given(shape=shapes, n=st.integers(1, 3), seed=st.integers(0, 999), data=st.data())
@@ -491,7 +466,7 @@ def test_stack_and_cat_gradcheck_and_match_torch(torch, shape, n, seed, data):
         (lambda *ts: mr.cat(ts, axis=cdim), lambda *ts: torch.cat(ts, cdim)),
     ):
         assert mr.gradcheck(ours, [t64(a) for a in arrays])
-        compare_with_torch(torch, ours, theirs, arrays)
+        compare_with_torch(ours, theirs, arrays)
 
 
 @given(shape=shapes, seed=st.integers(0, 999))

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from torch_oracle import grads_match, t64
 
 import minires as mr
 import minires.functional as F
@@ -35,31 +36,15 @@ FEW = settings(max_examples=40)  # keeps the file well under a minute on two sha
 RTOL = ATOL = 1e-10
 
 
-def t64(a, grad=True):
-    return mr.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
+def compare(mr_fn, torch_fn, arrays, rtol=RTOL, atol=ATOL):
+    """`grads_match` with this file's tolerances."""
+    return grads_match(mr_fn, torch_fn, arrays, rtol, atol)
 
 
 def distinct(shape, rng):
     """Values in (-2, 2) without ties (max pooling picks one winner, as torch)."""
     n = int(np.prod(shape))
     return ((rng.permutation(n) + 0.25) / max(n, 1) * 4 - 2).reshape(shape)
-
-
-def compare(mr_fn, torch_fn, arrays, rtol=RTOL, atol=ATOL):
-    """Forward and every input gradient, ours vs torch's, with one random upstream
-    gradient."""
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out_t = torch_fn(*ts)
-    g = np.random.default_rng(1).standard_normal(tuple(out_t.shape))
-    out_t.backward(torch.tensor(g))
-    ms = [t64(a) for a in arrays]
-    out_m = mr_fn(*ms)
-    assert out_m.shape == tuple(out_t.shape)
-    out_m.backward(g)
-    np.testing.assert_allclose(out_m.data, out_t.detach().numpy(), rtol=rtol, atol=atol)
-    for m, t in zip(ms, ts):
-        assert m.grad is not None and m.grad.shape == m.shape
-        np.testing.assert_allclose(m.grad, t.grad.numpy(), rtol=rtol, atol=atol)
 
 
 # -- log_softmax / softmax: dim --------------------------------------------------------------

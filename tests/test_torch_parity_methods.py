@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_oracle import grads_match, spread, t64
 
 import minires as mr
 import minires.functional as F
@@ -24,17 +25,6 @@ torch = pytest.importorskip("torch", reason="PyTorch is the oracle of these test
 SIZES = st.sampled_from([1, 2, 3, 5])  # batch 1 and odd sizes
 shapes = st.lists(SIZES, min_size=1, max_size=3).map(tuple)
 SEEDS = st.integers(0, 2**16)
-
-
-def t64(a, grad=True):
-    return mr.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
-
-
-def spread(shape, rng, low=-2.0, high=2.0):
-    """Distinct values in [low, high], none near 0, gaps >> gradcheck's eps: no ties."""
-    n = int(np.prod(shape))
-    vals = rng.permutation(n).astype(np.float64) + 0.37
-    return (low + (high - low) * vals / n).reshape(shape)
 
 
 def np_of(t):
@@ -47,23 +37,6 @@ def same(got, want, rtol=1e-12, atol=1e-12):
     assert got.shape == tuple(want.shape), (got.shape, tuple(want.shape))
     assert got.dtype == w.dtype, (got.dtype, w.dtype)
     np.testing.assert_allclose(got.data, w, rtol=rtol, atol=atol)
-
-
-def grads_match(mr_fn, torch_fn, arrays, rtol=1e-10, atol=1e-12):
-    """Forward and every input gradient of ``mr_fn`` vs ``torch_fn`` on float64 arrays,
-    with one random upstream gradient; returns the minires output."""
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out_t = torch_fn(*ts)
-    g = np.random.default_rng(1).standard_normal(tuple(out_t.shape))
-    out_t.backward(torch.tensor(g))
-    ms = [t64(a) for a in arrays]
-    out_m = mr_fn(*ms)
-    same(out_m, out_t, rtol, atol)
-    out_m.backward(g)
-    for m, t in zip(ms, ts):
-        assert m.grad.dtype == np.float64
-        np.testing.assert_allclose(m.grad, t.grad.numpy(), rtol=rtol, atol=atol)
-    return out_m
 
 
 @st.composite
