@@ -292,15 +292,21 @@ def conv2d_backward_weight(x, grad_out, weight_shape, stride, padding, dilation,
     go3 = grad_out.reshape(g.n, g.c_out, g.ho * g.wo)
     run = lambda alg: _run_backward_weight(alg, x3, go3, g)  # noqa: E731
     with _threads_for(g):
-        alg = _choose("backward_weight", g, dt, True, run)
-        if alg not in EXACT_ALGORITHMS:
-            gw = run(alg)
-            if _all_finite(gw):
-                record("backward_weight", alg)
-                return gw
-            alg = plan("backward_weight", g, dt, finite=False)
-        record("backward_weight", alg)
-        return run(alg)
+        return _checked_weight_grad(_choose("backward_weight", g, dt, True, run), run, g, dt)
+
+
+def _checked_weight_grad(alg: Algorithm, run, g: ConvGeometry, dt, gw=None):
+    """The weight gradient of `alg` (`gw` if already computed, else `run(alg)`),
+    recorded as what the pass ran; a non-finite one from a fast (not exact) algorithm is
+    recomputed by the exact GEMM path, which gives the reference's NaN / inf."""
+    if alg not in EXACT_ALGORITHMS:
+        gw = run(alg) if gw is None else gw
+        if _all_finite(gw):
+            record("backward_weight", alg)
+            return gw
+        alg, gw = plan("backward_weight", g, dt, finite=False), None
+    record("backward_weight", alg)
+    return run(alg) if gw is None else gw
 
 
 def _run_backward_weight(alg: Algorithm, x3, go3, g: ConvGeometry):
@@ -330,8 +336,8 @@ def conv2d_backward(
     Both asked, and the two passes' algorithms a pair of `onesweep.SWEEPS` (the
     depthwise 3x3; the grouped tap-table input gradient with the masked 3x3 weight
     gradient): one sweep over the (image, group) tasks computes both, grad_out read once
-    (onesweep.py); otherwise the two entry points above. Each pass records its
-    algorithm either way."""
+    (onesweep.py); otherwise the two entry points above (which the step profiler times
+    as the two passes). Each pass records its algorithm either way."""
     need_x, need_w = (bool(m) for m in output_mask)
     args = (stride, padding, dilation, groups)
     if need_x and need_w:
@@ -339,20 +345,22 @@ def conv2d_backward(
         if both is not None:
             return both
     gx = conv2d_backward_input(grad_out, weight, x.shape, *args) if need_x else None
-    gw = conv2d_backward_weight(x, grad_out, weight.shape, *args) if need_w else None
+    gw = conv2d_backward_weight(x, grad_out, np.shape(weight), *args) if need_w else None
     return gx, gw
 
 
 def _one_sweep_backward(grad_out, x, weight, stride, padding, dilation, groups):
-    """`conv2d_backward`'s one-sweep path, or None where it does not apply (other
-    dtypes, non-finite weights, or choices of the planner or autotuning that are not a
-    pair of `SWEEPS`)."""
-    if not (isinstance(x, np.ndarray) and isinstance(grad_out, np.ndarray)):
+    """`conv2d_backward`'s one-sweep path, or None where it does not apply: mixed
+    dtypes, a planned pair that is not in `SWEEPS` (checked first, from the planner
+    alone: a few microseconds), or non-finite weights or autotuning choosing another
+    pair."""
+    if x.dtype != grad_out.dtype:
         return None
-    if x.dtype != grad_out.dtype or x.ndim != 4 or np.ndim(weight) != 4:
-        return None
-    g = ConvGeometry.of(x.shape, np.shape(weight), stride, padding, dilation, groups)
     dt = x.dtype
+    g = ConvGeometry.of(x.shape, np.shape(weight), stride, padding, dilation, groups)
+    planned = (plan("backward_input", g, dt), plan("backward_weight", g, dt))
+    if not autotune.enabled() and planned not in SWEEPS:
+        return None
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out)
     weight = np.ascontiguousarray(weight, dtype=dt)
@@ -368,8 +376,4 @@ def _one_sweep_backward(grad_out, x, weight, stride, padding, dilation, groups):
             return None
         gx, gw = sweep(x3, go3, weight, g)
         record("backward_input", alg_x)
-        if alg_w not in EXACT_ALGORITHMS and not _all_finite(gw):
-            alg_w = plan("backward_weight", g, dt, finite=False)  # the exact GEMM's NaN / inf
-            gw = run_w(alg_w)
-        record("backward_weight", alg_w)
-        return gx.reshape(x.shape), gw.reshape(np.shape(weight))
+        return gx.reshape(x.shape), _checked_weight_grad(alg_w, run_w, g, dt, gw)
