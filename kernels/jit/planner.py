@@ -45,9 +45,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 direct-sized): the forward algorithm of
                                                 the transposed conv (grad_out as input,
                                                 cpi and cpo swapped, padding d*(k-1)-p)
-                     TAP_STRIDE2                3x3 / stride 2 / pad 1, tap-sized with
-                                                cpi and cpo swapped (tapconv.py), output
-                                                planes >= 64 pixels (smaller: COL2IM_GEMM)
+                     TAP_STRIDE2                3x3 / stride 2 / pad 1, unless dense with
+                                                weights that dominate or under half the
+                                                lanes filled (`stride2_lane_use`; those:
+                                                COL2IM_GEMM) (tapconv.py)
                      DIRECT_SCATTER             direct-sized (direct.py)
                      COL2IM_GEMM                anything else
     backward_weight  WINOGRAD_NHWC              as the forward's (nhwc.py)
@@ -330,6 +331,16 @@ def is_pointwise(g: ConvGeometry) -> bool:
 # 4.8 / 11.4 -> 3.0 / 4.5, 32x32d 14x14 6.6 / 9.8 -> 2.7 / 5.2, dense 64->128 56x56
 # 5.5 / 5.8 -> 5.0 / 5.8; but 128->256 28x28 4.8 / 5.0 -> 5.3 / 7.5 (BLAS).
 _TAPCONV_MAX_WORK = 64 * 9
+
+
+def is_stride2_3x3(g: ConvGeometry) -> bool:
+    """3x3 / stride 2 / pad 1 / dilation 1 (ResNet's downsampling convs)."""
+    return (
+        (g.kh, g.kw) == (3, 3)
+        and g.stride == (2, 2)
+        and g.padding == (1, 1)
+        and (g.dilation == (1, 1))
+    )
 
 
 def tap_geometry(g: ConvGeometry) -> str | None:
@@ -762,18 +773,34 @@ def _plan_forward(
     return _gemm(g)
 
 
-# The stride-2 tap input gradient runs four phase convs over grad_out's planes and an
-# interleave pass; on output planes of fewer pixels than this (7x7: 49, four vectors with
-# 15 lanes empty) col2im + one GEMM is faster. Measured (2026-12-03 session 7, 2 threads,
-# float32, input-gradient ms, tap_stride2 / direct_scatter / col2im_gemm): ResNeXt's
-# 1024-channel 32-group 3x3 stride 2 to 7x7, batch 2 3.32 / 2.33 / 1.26, batch 4 3.79 /
-# 4.25 / 2.37, batch 8 4.91 / 8.05 / 4.93; 2048 in 64 groups batch 2 6.36 / 4.32 / 2.48;
-# 128 in 4 groups 0.76 / 0.38 / 0.32; 256 in 8 groups batch 8 1.56 / 2.36 / 1.22. From
-# 8x8 up the tap kernel wins: 32->64 to 8x8 batch 64 1.42 vs 1.86, 16->32 to 16x16 1.73
-# vs 2.69, 512 in 32 groups to 14x14 batch 4 2.80 / 2.93 / 3.95, 256 in 32 groups to
-# 28x28 batch 2 1.68 / 1.87 / 4.44 (one loss: 512 in 32 groups to 14x14 batch 2, 1.73 vs
-# 1.45 direct_scatter).
-_TAP_STRIDE2_MIN_PIXELS = 64
+# The stride-2 input gradient (tapconv.stride2_backward_input) holds both column phases
+# of a row phase in registers over all of a group's output channels, so it takes any
+# channel count. Dense convs go to col2im + one GEMM (BLAS blocks the weights for the
+# cache) where the weights dominate (`weights_dominate`: small planes, weights streamed
+# from beyond L2 for few pixels each) or where the kernel would fill under half its
+# lanes (`stride2_lane_use`: rows of grad_out shorter than half a vector, 5x5 planes
+# and smaller). Measured (2026-12-05 session 16, Intel Xeon 2 cores, float32,
+# input-gradient ms, tap_stride2 / col2im_gemm): dense 512->512 to 7x7 batch 2 4.85 /
+# 2.63, 256->256 to 7x7 batch 8 4.05 / 3.02, 64->64 to 2x2 batch 16 0.27 / 0.23,
+# 256->256 to 14x14 batch 2 2.15 / 2.20 (weights dominate); 128->64 to 5x5 batch 16 0.96
+# / 0.80, batch 64 3.60 / 3.07 (39% of the lanes); 128->128 to 28x28 batch 2 2.10 /
+# 2.59, batch 1 1.15 / 1.51, 64->128 to 28x28 batch 4 2.03 / 2.45, CIFAR 32->64 to 4x4
+# batch 64 0.46 / 0.78 (half the lanes), 16->32 to 16x16 0.60 / 2.37; grouped and
+# depthwise, always faster: ResNeXt's 1024 in 32 groups to 7x7 batch 2 0.65 / 0.98,
+# batch 8 2.01 / 3.31, 2048 in 64 groups batch 2 1.26 / 1.89, 256 in 32 groups to 28x28
+# batch 2 0.35 / 1.36, depthwise 128 to 28x28 batch 8 0.54 / 7.67 (direct_scatter 2.11).
+_STRIDE2_MIN_LANE_USE = 0.5
+
+
+def stride2_lane_use(g: ConvGeometry, itemsize: int) -> float:
+    """The share of SIMD lanes holding grad_out pixels in the stride-2 input gradient:
+    each row of grad_out in segments of half a vector, two segments a vector, vectors
+    in pairs (`tapconv._stride2_tables`)."""
+    nlanes, _ = _lanes(itemsize)
+    half = nlanes // 2
+    segments = g.ho * -(-g.wo // half)
+    vectors = -(-segments // 4) * 4 // 2  # pairs of vectors of two segments
+    return g.ho * g.wo / (vectors * nlanes)
 
 
 def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Algorithm:
@@ -784,12 +811,12 @@ def _plan_backward_input(g: ConvGeometry, itemsize: int, off=frozenset()) -> Alg
         if forward == Algorithm.IM2COL_GEMM and "col2im" not in off and weights_dominate(g):
             return Algorithm.COL2IM_GEMM
         return Algorithm("transposed:" + forward.value)
-    # the tap table's stride-2 input gradient reads grad_out: channels swapped
-    swapped = g._replace(c_in=g.c_out, c_out=g.c_in)
-    if "tap" not in off and (g.kh, g.kw) == (3, 3) and tap_geometry(swapped) == "poly2":
-        if "col2im" in off or g.ho * g.wo >= _TAP_STRIDE2_MIN_PIXELS:
-            return Algorithm.TAP_STRIDE2
-        return Algorithm.COL2IM_GEMM
+    if "tap" not in off and is_stride2_3x3(g):
+        lanes_used = stride2_lane_use(g, itemsize)
+        dense_gemm = g.groups == 1 and (weights_dominate(g) or lanes_used < _STRIDE2_MIN_LANE_USE)
+        if dense_gemm and "col2im" not in off:
+            return Algorithm.COL2IM_GEMM
+        return Algorithm.TAP_STRIDE2
     return Algorithm.DIRECT_SCATTER if direct else Algorithm.COL2IM_GEMM
 
 

@@ -43,7 +43,20 @@ import numpy as np
 from numba import uint64 as u64
 
 from ._numba import FASTMATH, jit, parallel_for
-from .simd import lanes, prefetch, vbcast, vfma, vgather, vload, vloadm, vstore, vstorem
+from .simd import (
+    lanes,
+    prefetch,
+    vadd,
+    vbcast,
+    vfma,
+    vgather,
+    vload,
+    vloadm,
+    vstore,
+    vstorem,
+    vziphi,
+    vziplo,
+)
 
 
 def _lane_bits(ok: np.ndarray, nv: int, nlanes: int) -> np.ndarray:
@@ -57,9 +70,7 @@ class TapGeometry(NamedTuple):
 
     kind "same": stride 1, H x W output (= input), kernel KH x KW, padding (ph, pw),
     dilation (dh, dw); "poly2": odd KH x KW / stride 2 / padding (KH-1)/2, (KW-1)/2 over
-    `polyphase` planes, H x W = Ho x Wo; "poly2t": phase (a, b) of the 3x3 one's input
-    gradient over grad_out
-    (`stride2_backward_input`), H x W = Ho x Wo. Build with `same`, `poly2`, `poly2t`.
+    `polyphase` planes, H x W = Ho x Wo. Build with `same` or `poly2`.
     """
 
     kind: str
@@ -71,8 +82,6 @@ class TapGeometry(NamedTuple):
     pw: int = 1
     dh: int = 1
     dw: int = 1
-    a: int = 0
-    b: int = 0
 
     @classmethod
     def same(cls, H, W, KH, KW, ph, pw, dh, dw) -> TapGeometry:
@@ -81,10 +90,6 @@ class TapGeometry(NamedTuple):
     @classmethod
     def poly2(cls, Ho, Wo, KH=3, KW=3) -> TapGeometry:
         return cls("poly2", Ho, Wo, KH, KW, (KH - 1) // 2, (KW - 1) // 2)
-
-    @classmethod
-    def poly2t(cls, Ho, Wo, a, b) -> TapGeometry:
-        return cls("poly2t", Ho, Wo, a=a, b=b)
 
 
 def _phase(offset: int) -> tuple[int, int]:
@@ -112,8 +117,6 @@ def tap_table(geom: TapGeometry, nlanes: int, block: int):
         rows = [_phase(kh - geom.ph) for kh in range(geom.KH)]  # kh -> (a, dr)
         cols = [_phase(kw - geom.pw) for kw in range(geom.KW)]
         taps = [(dr, dc, (a * 2 + b) * H * W) for a, dr in rows for b, dc in cols]
-    elif geom.kind == "poly2t":  # phase (a, b) of the stride-2 transposed conv
-        taps = [(dr, dc, 0) for _, dr in _PHASE_TAPS[geom.a] for _, dc in _PHASE_TAPS[geom.b]]
     else:
         raise ValueError(f"unknown tap geometry {geom.kind!r}")
     P = H * W
@@ -130,12 +133,6 @@ def tap_table(geom: TapGeometry, nlanes: int, block: int):
     return toff, mk, _lane_bits(inside, nv, nlanes)
 
 
-# kernel rows (and columns) that land on input phase a of a stride-2 / pad-1 3x3 conv:
-# input row 2*i + a = 2*oh + kh - 1, so phase 0 takes kh = 1 from oh = i, phase 1 takes
-# kh = 0 from oh = i + 1 and kh = 2 from oh = i: (kh, dr) pairs with oh = i + dr
-_PHASE_TAPS = {0: [(1, 0)], 1: [(0, 1), (2, 0)]}
-
-
 @jit(nogil=True)
 def _polyphase_range(t0, t1, x, out, H, W, Hq, Wq):
     # x (N*C, H, W) -> out (N*C, 2, 2, Hq, Wq), zero past the edge of odd sizes
@@ -150,17 +147,6 @@ def _polyphase_range(t0, t1, x, out, H, W, Hq, Wq):
                         out[t, a, b, i, j] = x[t, r, c] if r < H and c < W else zero
 
 
-@jit(nogil=True)
-def _interleave_range(t0, t1, ph, out, H, W):
-    # ph (2, 2, N*C, Hq, Wq) -> out (N*C, H, W): out[2i + a, 2j + b] = ph[a, b, i, j]
-    for t in range(t0, t1):
-        for r in range(H):
-            a = r % 2
-            i = r // 2
-            for c in range(W):
-                out[t, r, c] = ph[a, c % 2, t, i, c // 2]
-
-
 def polyphase(x: np.ndarray) -> np.ndarray:
     """x (N, C, H, W) -> (N, C, 4, Ho, Wo) with Ho, Wo = ceil(H/2), ceil(W/2): plane
     2a + b holds x[2i + a, 2j + b] (zero where that is past the edge of an odd size)."""
@@ -170,32 +156,6 @@ def polyphase(x: np.ndarray) -> np.ndarray:
     x3 = np.ascontiguousarray(x).reshape(N * C, H, W)
     parallel_for(_polyphase_range, N * C, x3, out, H, W, Hq, Wq, nbytes=x3.nbytes)
     return out.reshape(N, C, 4, Hq, Wq)
-
-
-def stride2_backward_input(grad_out: np.ndarray, weight: np.ndarray, groups: int, H: int, W: int):
-    """grad_x (N, C, H, W) of the 3x3 / stride 2 / pad 1 conv: grad_out (N, C_out, Ho, Wo)
-    contiguous, weight (C_out, C/groups, 3, 3).
-
-    Each input phase (even/odd rows x even/odd columns) is a stride-1 conv of grad_out
-    with the 1, 2, 2 or 4 kernel taps that land on it (`_PHASE_TAPS`), transposed per
-    group: four tap-table convs, then one pass that interleaves the phases."""
-    N, cout, Ho, Wo = grad_out.shape
-    cpo, cpi = cout // groups, weight.shape[1]
-    C = groups * cpi
-    # (C_out, cpi) -> (C, cpo) per group: the transposed conv's weights, taps unflipped
-    wt = weight.reshape(groups, cpo, cpi, 3, 3).transpose(0, 2, 1, 3, 4).reshape(C, cpo, 3, 3)
-    go3 = grad_out.reshape(N, cout, Ho * Wo)
-    phases = np.empty((2, 2, N, C, Ho * Wo), grad_out.dtype)
-    for a in range(2):
-        for b in range(2):
-            kh = [k for k, _ in _PHASE_TAPS[a]]
-            kw = [k for k, _ in _PHASE_TAPS[b]]
-            wp = np.ascontiguousarray(wt[:, :, kh][:, :, :, kw])
-            tap_conv(go3, wp, None, groups, TapGeometry.poly2t(Ho, Wo, a, b), out=phases[a, b])
-    phases = phases.reshape(2, 2, N * C, Ho, Wo)
-    gx = np.empty((N * C, H, W), grad_out.dtype)
-    parallel_for(_interleave_range, N * C, phases, gx, H, W, nbytes=gx.nbytes)
-    return gx.reshape(N, C, H, W)
 
 
 def pack_weights(weight: np.ndarray, groups: int, cb: int, transposed: bool = False) -> np.ndarray:
@@ -463,6 +423,193 @@ def tap_conv_tasks(src, weight, bias, groups: int, geom: TapGeometry, out=None,
     args = (src.reshape(N, -1), wt, bp.reshape(-1), out.reshape(N, -1), toff, mk, valid,
             src.shape[2], P, groups, cpi, cpo, nblk, nl)  # fmt: skip
     return out, task, nblk, args
+
+
+# ----------------------------------------------------------------- stride-2 input gradient
+#
+# grad_x of the 3x3 / stride 2 / pad 1 conv. Input pixel (2i + a, 2j + b) - row phase a,
+# column phase b - receives grad_out at (i + dr, j + dc) through the kernel taps
+#
+#     a or b = 0:  tap 1 at d = 0            a or b = 1:  tap 0 at d = 1, tap 2 at d = 0
+#
+# (input row 2*oh + kh - 1 = 2i + a). A task (image, group, block of 4 input channels)
+# walks grad_out's plane in *segments*: runs of S = LANES/2 pixels inside one row, two
+# segments to a vector. For each pair of vectors and each row phase a it holds both
+# column phases of 4 channels in registers - p (b = 0) and q (b = 1), 16 accumulators -
+# over all output channels of the group:
+#
+#     for co in the group's output channels:
+#         for each kernel row kh of row phase a (dr its row offset):
+#             x0 = grad_out[co, segments shifted by (dr, 0)]     masked: past the edge is 0
+#             x1 = grad_out[co, segments shifted by (dr, 1)]
+#             p[c] += x0 * w[co, c, kh, 1]
+#             q[c] += x0 * w[co, c, kh, 2] + x1 * w[co, c, kh, 0]
+#
+# Every FMA is one of the reference's products (no zero taps, so NaN and inf propagate as
+# they do there). Then lanes k of p and q interleaved (`vziplo` / `vziphi`) are the 2*S
+# consecutive input pixels 2j .. 2j + 2S - 1 of row 2i + a of a segment: one masked
+# store each, straight into grad_x. (Before: four tap convs, one per (a, b) phase with
+# 1, 2, 2 or 4 taps, into a phase buffer, then an interleave pass: 1.3-2.7x slower,
+# PERFLOG.md session 16.) Where two segments of a vector are not contiguous in grad_out
+# (rows shorter than S or not a multiple of it, odd split) a load is two masked half
+# loads added; `_stride2_tables` says which.
+
+
+@functools.lru_cache(maxsize=64)
+def _stride2_tables(Ho: int, Wo: int, H: int, W: int, nlanes: int):
+    """Load and store tables of the stride-2 input gradient over an Ho x Wo grad_out
+    plane (H x W input), vectors of `nlanes`: (loff, lmask, soff, smask, split).
+
+    loff / lmask (nv, 4, 2): for vector v, shift t = 2*dr + dc and half h (segment 2v +
+    h), the flat grad_out offset to load from and the lanes to load (half h's lanes
+    h*S .. h*S + S - 1; the offset of half 1 is S before its segment). soff / smask (nv,
+    2, 2): for row phase a and half h, the flat input-gradient offset of its 2*S
+    interleaved pixels and the lanes inside the image. split: False when every vector's
+    two segments are contiguous (one load of both halves). nv is even (vector pairs)."""
+    S = nlanes // 2
+    segs = [(i, j0, min(S, Wo - j0)) for i in range(Ho) for j0 in range(0, Wo, S)]
+    nv = -(-len(segs) // 2)
+    nv += nv % 2
+    loff = np.zeros((nv, 4, 2), np.int64)
+    lmask = np.zeros((nv, 4, 2), np.uint32)
+    soff = np.zeros((nv, 2, 2), np.int64)
+    smask = np.zeros((nv, 2, 2), np.uint32)
+    for v in range(nv):
+        for h in range(2):
+            if 2 * v + h >= len(segs):  # no segment: nothing loaded or stored
+                loff[v, :, h] = loff[v, :, 0]
+                soff[v, :, h] = soff[v, :, 0]
+                continue
+            i, j0, n = segs[2 * v + h]
+            for dr in range(2):
+                for dc in range(2):
+                    ok = [i + dr < Ho and j0 + dc + k < Wo for k in range(n)]
+                    loff[v, 2 * dr + dc, h] = (i + dr) * Wo + j0 + dc - h * S
+                    lmask[v, 2 * dr + dc, h] = sum(1 << (h * S + k) for k in range(n) if ok[k])
+            for a in range(2):
+                r = 2 * i + a
+                soff[v, a, h] = r * W + 2 * j0
+                smask[v, a, h] = sum(1 << k for k in range(2 * n) if r < H and 2 * j0 + k < W)
+    split = bool((loff[:, :, 0] != loff[:, :, 1]).any())
+    return loff, lmask, soff, smask, split
+
+
+@jit(fastmath=FASTMATH)
+def _load_halves(src, sb, off, mask, split):
+    """A vector's two halves (flat offsets `off` from sb, lane masks `mask`) added, or one
+    load where they are contiguous (`split` is None: a separate compilation)."""
+    if split is None:
+        return vloadm(src, sb + off[0], mask[0] | mask[1])
+    return vadd(vloadm(src, sb + off[0], mask[0]), vloadm(src, sb + off[1], mask[1]))
+
+
+@jit(fastmath=FASTMATH)
+def _shift_table(loff, lmask, v, dr):
+    """(offsets, masks) of the dc = 0 and dc = 1 loads at row dr of vectors v, v + 1."""
+    t0, t1 = 2 * dr, 2 * dr + 1
+    offs = (
+        (loff[v, t0, 0], loff[v, t0, 1]),
+        (loff[v, t1, 0], loff[v, t1, 1]),
+        (loff[v + 1, t0, 0], loff[v + 1, t0, 1]),
+        (loff[v + 1, t1, 0], loff[v + 1, t1, 1]),
+    )
+    masks = (
+        (lmask[v, t0, 0], lmask[v, t0, 1]),
+        (lmask[v, t1, 0], lmask[v, t1, 1]),
+        (lmask[v + 1, t0, 0], lmask[v + 1, t0, 1]),
+        (lmask[v + 1, t1, 0], lmask[v + 1, t1, 1]),
+    )
+    return offs, masks
+
+
+@jit(fastmath=FASTMATH)
+def _kernel_row(acc, src, sb, tab, split, wt, wb, kh):
+    """acc (p0, p1, q0, q1) += kernel row kh's products for one output channel (its
+    grad_out plane at sb, its packed weights at wb) over a pair of vectors."""
+    p0, p1, q0, q1 = acc
+    offs, masks = tab
+    x00 = _load_halves(src, sb, offs[0], masks[0], split)
+    x01 = _load_halves(src, sb, offs[1], masks[1], split)
+    x10 = _load_halves(src, sb, offs[2], masks[2], split)
+    x11 = _load_halves(src, sb, offs[3], masks[3], split)
+    w1 = wb + (7 - 3 * kh) * 4  # tap kh*3 + kw of the rotated packing is at 8 - that
+    w2 = wb + (6 - 3 * kh) * 4
+    w0 = wb + (8 - 3 * kh) * 4
+    p0 = _fma4(p0, x00, wt, w1)
+    p1 = _fma4(p1, x10, wt, w1)
+    q0 = _fma4(_fma4(q0, x00, wt, w2), x01, wt, w0)
+    q1 = _fma4(_fma4(q1, x10, wt, w2), x11, wt, w0)
+    return p0, p1, q0, q1
+
+
+@jit(fastmath=FASTMATH)
+def _store_zipped(dst, c0, p, q, soff, smask, v, a, HW, nvalid):
+    """The interleaved phases p (b = 0), q (b = 1) of vector v, row phase a, into the
+    input-gradient planes of channels c0 .. c0 + nvalid - 1."""
+    for o in range(len(p)):
+        if o < nvalid:
+            base = (c0 + o) * HW
+            vstorem(dst, base + soff[v, a, 0], vziplo(p[o], q[o]), smask[v, a, 0])
+            vstorem(dst, base + soff[v, a, 1], vziphi(p[o], q[o]), smask[v, a, 1])
+
+
+@jit(fastmath=FASTMATH)
+def _stride2_bwd_task(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi, cpo,
+                      nblk, split):  # fmt: skip
+    # go (N, C_out*P), gx (N, C*HW), wt packed transposed (G, nblk, cpo, 9, 4)
+    n = t // (G * nblk)
+    gb = t - n * (G * nblk)
+    g = gb // nblk
+    blk = gb - g * nblk
+    src = go[n]
+    dst = gx[n]
+    c0 = g * cpi + blk * 4
+    nvalid = min(4, cpi - blk * 4)
+    z = vbcast(zero, 0)
+    z4 = (z, z, z, z)
+    for v in range(0, loff.shape[0], 2):
+        row0 = _shift_table(loff, lmask, v, 0)
+        row1 = _shift_table(loff, lmask, v, 1)
+        acc = (z4, z4, z4, z4)  # row phase 0: kernel row 1 at dr = 0
+        for co in range(cpo):
+            acc = _kernel_row(acc, src, (g * cpo + co) * P, row0, split, wt,
+                              (gb * cpo + co) * 36, 1)  # fmt: skip
+        _store_zipped(dst, c0, acc[0], acc[2], soff, smask, v, 0, HW, nvalid)
+        _store_zipped(dst, c0, acc[1], acc[3], soff, smask, v + 1, 0, HW, nvalid)
+        acc = (z4, z4, z4, z4)  # row phase 1: kernel row 0 at dr = 1, row 2 at dr = 0
+        for co in range(cpo):
+            sb = (g * cpo + co) * P
+            wb = (gb * cpo + co) * 36
+            acc = _kernel_row(acc, src, sb, row1, split, wt, wb, 0)
+            acc = _kernel_row(acc, src, sb, row0, split, wt, wb, 2)
+        _store_zipped(dst, c0, acc[0], acc[2], soff, smask, v, 1, HW, nvalid)
+        _store_zipped(dst, c0, acc[1], acc[3], soff, smask, v + 1, 1, HW, nvalid)
+
+
+@jit(nogil=True)
+def _stride2_bwd_range(t0, t1, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi,
+                       cpo, nblk, split):  # fmt: skip
+    for t in range(t0, t1):
+        _stride2_bwd_task(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi, cpo,
+                          nblk, split)  # fmt: skip
+
+
+def stride2_backward_input(grad_out: np.ndarray, weight: np.ndarray, groups: int, H: int, W: int):
+    """grad_x (N, C, H, W) of the 3x3 / stride 2 / pad 1 conv: grad_out (N, C_out, Ho, Wo)
+    with Ho, Wo = ceil(H/2), ceil(W/2), weight (C_out, C/groups, 3, 3), same dtype.
+    One task per (image, group, block of 4 input channels); see the section comment."""
+    N, cout, Ho, Wo = grad_out.shape
+    cpo, cpi = cout // groups, weight.shape[1]
+    dt = grad_out.dtype
+    nblk = -(-cpi // 4)
+    wt = pack_weights(weight, groups, 4, transposed=True)
+    loff, lmask, soff, smask, split = _stride2_tables(Ho, Wo, H, W, lanes(dt))
+    gx = np.empty((N, groups * cpi, H, W), dt)
+    go = np.ascontiguousarray(grad_out).reshape(N, -1)
+    parallel_for(_stride2_bwd_range, N * groups * nblk, go, wt, gx.reshape(N, -1),
+                 np.zeros(1, dt), loff, lmask, soff, smask, Ho * Wo, H * W, groups, cpi, cpo,
+                 nblk, True if split else None)  # fmt: skip
+    return gx
 
 
 # --------------------------------------------------------------------------- weight gradient

@@ -78,14 +78,16 @@ CONV_PATH_CASES = {
     "depthwise_x2": (conv_case(2, 3, 7, 9, 6, 3, p=1, g=3),
                      ("tap_same", "T:direct", "depthwise3x3")),
     "depthwise_stride2": (conv_case(2, 4, 9, 6, 4, 3, s=2, p=1, g=4),
-                          ("direct", "direct_scatter", "direct")),
+                          ("direct", "tap_stride2", "direct")),
+    "depthwise_stride2_unpadded": (conv_case(2, 4, 9, 6, 4, 3, s=2, g=4),
+                                   ("direct", "direct_scatter", "direct")),
     "dilated": (conv_case(1, 10, 8, 7, 10, 3, p=1, d=2, g=5),
                 ("direct", "T:direct", "direct")),
     "crop": (conv_case(2, 4, 9, 8, 4, 3, p=3, g=2),
              ("direct", "T:direct", "direct")),
     "lanes": (conv_case(2, 32, 6, 10, 32, 3, p=1),
               ("tap_same", "T:tap_same", "lane")),
-    "lanes_stride2": (conv_case(2, 32, 16, 15, 32, 3, s=2, p=1),
+    "lanes_stride2": (conv_case(4, 32, 16, 15, 32, 3, s=2, p=1),  # activations dominate
                       ("tap_poly2", "tap_stride2", "lane")),
     "wide": (conv_case(6, 80, 16, 20, 72, 3, p=1),
              ("im2col_gemm", "T:im2col_gemm", "im2col_gemm")),
@@ -101,7 +103,7 @@ CONV_PATH_CASES = {
                        ("pointwise_simd", "T:pointwise_simd", "pointwise_simd")),
     "pointwise_simd_image": (conv_case(1, 256, 17, 17, 240, 1),
                              ("pointwise_simd", "T:pointwise_simd", "pointwise_simd")),
-    "im2col_simd": (conv_case(16, 128, 9, 9, 64, 3, s=2, p=1),  # 5x5 outputs, 1152-row columns
+    "im2col_simd": (conv_case(16, 128, 9, 9, 64, 3, s=2),  # 4x4 outputs, 1152-row columns
                     ("im2col_gemm", "col2im_gemm", "im2col_simd")),
     "pointwise_stride2": (conv_case(2, 8, 7, 5, 6, 1, s=2),
                           ("im2col_gemm", "col2im_gemm", "im2col_gemm")),

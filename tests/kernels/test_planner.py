@@ -19,28 +19,29 @@ FIXTURE = pathlib.Path(__file__).parent / "data" / "conv_plans_before.json"
 
 
 def test_planner_reproduces_the_dispatch_it_replaced():
-    """With Winograd (added after it) switched off, the planner picks, on a sweep of
-    4250 geometries (both dtypes, every threshold, depthwise multipliers, asymmetric
-    strides / paddings / dilations), the algorithm the three entry points chose before
-    it existed: the fixture was recorded from `conv.conv_paths` of commit e8ceb15, whose
+    """With Winograd (added after it) switched off, the planner picks, on a sweep of 4250
+    geometries (both dtypes, every threshold, depthwise multipliers, asymmetric strides
+    / paddings / dilations), the algorithm the three entry points chose before it
+    existed: the fixture was recorded from `conv.conv_paths` of commit e8ceb15, whose
     entry points dispatched on the same predicates - except that dense 1x1 convs, which
-    went to the tile kernels when small, now always take the GEMM. With Winograd and
-    the col2im rule on, exactly the forward and weight-gradient passes of
-    winograd-sized geometries (and the input gradients whose transposed conv is one)
-    change, to Winograd (on tiles in the lanes, or channels-last: `use_winograd_nhwc`),
-    the stride-1 input gradients that ran the transposed
-    im2col GEMM where the weights dominate, and the stride-2 tap input gradients of
-    output planes under 64 pixels, to `COL2IM_GEMM`, and the forward and input
-    gradient and weight gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the
-    SIMD GEMM, and the im2col weight gradients `use_im2col_simd` takes, to im2col + the
-    SIMD GEMM. And the forward of the tap-sized odd k x k stride-2 convs with "same"
-    padding beyond 3x3 (5x5, the 7x7 stem) now takes the polyphase tap table (TAP_POLY2,
-    added later), the weight gradient of small strided dense convs the direct tile
-    kernel (`use_direct_weight_grad`, later too), and small-plane weight gradients with
-    16-31 outputs a group the lane kernel (it took 32+ before), but not those with under
-    8 inputs a group (the masked, depthwise or direct kernel instead, session 11), and
-    the forward of grouped "poly2" convs to planes of 400+ pixels the direct tiles
-    (`use_direct_poly2`, session 13)."""
+    went to the tile kernels when small, now always take the GEMM. With Winograd and the
+    col2im rule on, exactly the forward and weight-gradient passes of winograd-sized
+    geometries (and the input gradients whose transposed conv is one) change, to
+    Winograd (on tiles in the lanes, or channels-last: `use_winograd_nhwc`), the
+    stride-1 input gradients that ran the transposed im2col GEMM where the weights
+    dominate, and the stride-2 input gradients of dense convs whose weights dominate or
+    that fill under half the lanes, to `COL2IM_GEMM`, and the forward and input gradient
+    and weight gradient of the dense 1x1 convs `use_pointwise_simd` takes, to the SIMD
+    GEMM, and the im2col weight gradients `use_im2col_simd` takes, to im2col + the SIMD
+    GEMM. And the forward of the tap-sized odd k x k stride-2 convs with "same" padding
+    beyond 3x3 (5x5, the 7x7 stem) now takes the polyphase tap table (TAP_POLY2, added
+    later), the weight gradient of small strided dense convs the direct tile kernel
+    (`use_direct_weight_grad`, later too), and small-plane weight gradients with 16-31
+    outputs a group the lane kernel (it took 32+ before), but not those with under 8
+    inputs a group (the masked, depthwise or direct kernel instead, session 11), and the
+    forward of grouped "poly2" convs to planes of 400+ pixels the direct tiles
+    (`use_direct_poly2`, session 13), and every 3x3 / stride 2 / pad 1 input gradient
+    the stride-2 kernel (tap-sized ones only before session 16)."""
     rows = json.loads(FIXTURE.read_text())
     assert len(rows) > 4000
     wrong, winograd = [], 0
@@ -54,6 +55,8 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             want = [gemm, Algorithm.TRANSPOSED_POINTWISE_GEMM, gemm]
         if (kh, kw) != (3, 3) and planner.tap_geometry(geo) == "poly2":
             want = [Algorithm.TAP_POLY2, *want[1:]]
+        if planner.is_stride2_3x3(geo):  # any channel count (session 16)
+            want = [want[0], Algorithm.TAP_STRIDE2, want[2]]
         if want[0] == Algorithm.TAP_POLY2 and planner.use_direct_poly2(geo):
             want = [Algorithm.DIRECT, *want[1:]]  # grouped, large planes (session 13)
         if want[2] == Algorithm.IM2COL_GEMM and planner.use_direct_weight_grad(geo):
@@ -79,7 +82,13 @@ def test_planner_reproduces_the_dispatch_it_replaced():
             want[1] == Algorithm.TRANSPOSED_IM2COL_GEMM
             and not bwd
             and planner.weights_dominate(geo)
-        ) or (want[1] == Algorithm.TAP_STRIDE2 and geo.ho * geo.wo < 64)
+        ) or (
+            want[1] == Algorithm.TAP_STRIDE2
+            and geo.groups == 1
+            and (
+                planner.weights_dominate(geo) or planner.stride2_lane_use(geo, dtype.itemsize) < 0.5
+            )
+        )
         simd_fwd = planner.use_pointwise_simd(geo)
         simd_bwd = planner.use_pointwise_simd(geo.transposed(), "backward_input")
         simd_w = planner.use_pointwise_simd(geo, "backward_weight", dtype.itemsize)
@@ -353,18 +362,28 @@ def test_algorithms_are_strings_for_reports():
 @pytest.mark.parametrize(
     "n, c, hw, cout, groups, want",
     [  # 3x3 / stride 2 / pad 1 input gradients (planner.py has the timings)
-        (2, 1024, 14, 1024, 32, Algorithm.COL2IM_GEMM),  # to 7x7: 49 pixels
-        (8, 256, 14, 256, 8, Algorithm.COL2IM_GEMM),
-        (64, 32, 16, 64, 1, Algorithm.TAP_STRIDE2),  # to 8x8: 64 pixels
-        (4, 512, 28, 512, 32, Algorithm.TAP_STRIDE2),  # to 14x14
-        (2, 512, 14, 512, 1, Algorithm.COL2IM_GEMM),  # dense and wide: never the tap table
+        (2, 1024, 14, 1024, 32, Algorithm.TAP_STRIDE2),  # grouped, to 7x7
+        (8, 256, 14, 256, 8, Algorithm.TAP_STRIDE2),
+        (64, 32, 16, 64, 1, Algorithm.TAP_STRIDE2),  # CIFAR, to 8x8
+        (8, 128, 56, 128, 128, Algorithm.TAP_STRIDE2),  # depthwise
+        (2, 128, 56, 128, 1, Algorithm.TAP_STRIDE2),  # dense, activations dominate
+        (2, 512, 14, 512, 1, Algorithm.COL2IM_GEMM),  # dense, weights dominate
+        (16, 64, 4, 64, 1, Algorithm.COL2IM_GEMM),  # dense, to 2x2
+        (16, 128, 9, 64, 1, Algorithm.COL2IM_GEMM),  # dense, to 5x5: 39% of the lanes
+        (64, 32, 8, 64, 1, Algorithm.TAP_STRIDE2),  # dense, to 4x4: half the lanes
     ],
 )
 def test_stride2_input_gradient_rule(n, c, hw, cout, groups, want):
+    """Every 3x3 / stride 2 / pad 1 input gradient takes the stride-2 kernel, except dense
+    ones whose weights dominate or that would fill under half its lanes."""
     geo = ConvGeometry.of((n, c, hw, hw), (cout, c // groups, 3, 3), 2, 1, 1, groups)
     assert planner.plan("backward_input", geo) == want
-    tap = planner.plan("backward_input", geo, disabled=frozenset({"col2im"}))
-    assert tap == (Algorithm.COL2IM_GEMM if groups == 1 and c == 512 else Algorithm.TAP_STRIDE2)
+    assert planner.plan("backward_input", geo, disabled=frozenset({"col2im"})) == (
+        Algorithm.TAP_STRIDE2
+    )
+    assert planner.plan("backward_input", geo, disabled=frozenset({"tap"})) != (
+        Algorithm.TAP_STRIDE2
+    )
 
 
 @pytest.mark.parametrize(

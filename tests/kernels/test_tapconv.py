@@ -148,7 +148,7 @@ def test_tap_conv_same_matches_reference(case, dtype):
 STRIDE2_SHAPES = dict(
     n=st.integers(1, 2),
     groups=st.integers(1, 3),
-    cpi=st.integers(1, 4),
+    cpi=st.integers(1, 9),  # blocks of 4 input channels: whole, partial, several
     cpo=st.sampled_from([1, 3, 4, 8, 10]),
     h=st.integers(1, 17),
     w=st.integers(1, 17),
@@ -213,8 +213,8 @@ def test_stem_7x7_stride2_dispatch(dtype):
 @SETTINGS
 @given(**STRIDE2_SHAPES)
 def test_stride2_backward_input_matches_reference(n, groups, cpi, cpo, h, w, dtype):
-    """The input gradient of the 3x3 / stride 2 / pad 1 conv as four phase convs (1, 2,
-    2 and 4 taps) interleaved, odd and even sizes."""
+    """The input gradient of the 3x3 / stride 2 / pad 1 conv (both column phases of a row
+    phase per vector pair, interleaved into grad_x), odd and even sizes."""
     rng = np.random.default_rng(4)
     wt = rng.standard_normal((groups * cpo, cpi, 3, 3)).astype(dtype)
     go = rng.standard_normal((n, groups * cpo, (h + 1) // 2, (w + 1) // 2)).astype(dtype)
@@ -248,10 +248,12 @@ def test_polyphase_planes():
 def test_conv_dispatch_through_tap_table(n, groups, cpi, cpo, h, w, stride, dtype, monkeypatch):
     """conv2d_forward / backward_input take the tap table for these shapes; the results
     match the reference, do not depend on the thread count, and match the kernels the
-    tap table replaced (forced with _TAPCONV_MAX_WORK = 0). (Stride-2 input gradients of
-    planes under 64 pixels go to col2im by default; here the tap kernel is what is tested.)"""
+    tap table replaced (forced with _TAPCONV_MAX_WORK = 0). (Dense stride-2 input gradients
+    whose weights dominate or that fill under half its lanes go to col2im by default; here
+    the stride-2 kernel is tested.)"""
 
-    monkeypatch.setattr(planner, "_TAP_STRIDE2_MIN_PIXELS", 0)
+    monkeypatch.setattr(planner, "weights_dominate", lambda g: False)
+    monkeypatch.setattr(planner, "_STRIDE2_MIN_LANE_USE", 0.0)
     s = (stride, stride)
     plan = J.plan_for((n, groups * cpi, h, w), (groups * cpo, cpi, 3, 3), s, 1, 1, groups, dtype)
     want = (A.TAP_SAME, A.TRANSPOSED_TAP_SAME) if stride == 1 else (A.TAP_POLY2, A.TAP_STRIDE2)
@@ -414,7 +416,7 @@ def test_tap_conv_on_a_256_bit_target(tmp_path):
     "cin,cout,groups,h,w,stride",
     [
         (3, 8, 1, 5, 4, 1),  # tap table, stride 1
-        (4, 8, 2, 5, 6, 2),  # tap table through polyphase planes; phase convs backward
+        (4, 8, 2, 5, 6, 2),  # tap table through polyphase planes; stride-2 kernel backward
         (2, 32, 1, 3, 4, 1),  # + the lane weight gradient
         (2, 32, 1, 5, 4, 2),  # + the lane weight gradient, stride 2
     ],
@@ -426,7 +428,8 @@ def test_conv_gradcheck_through_the_new_kernels(cin, cout, groups, h, w, stride,
     import minires as mr
     import minires.functional as F
 
-    monkeypatch.setattr(planner, "_TAP_STRIDE2_MIN_PIXELS", 0)
+    monkeypatch.setattr(planner, "weights_dominate", lambda g: False)
+    monkeypatch.setattr(planner, "_STRIDE2_MIN_LANE_USE", 0.0)
     monkeypatch.setattr(planner, "_LANE_MIN_CPI", 1)  # lanes at 2 inputs (the kernel can)
     s = (stride, stride)
     cpi, cpo = cin // groups, cout // groups
