@@ -480,8 +480,9 @@ def _grad_row(dM, m, mrow, u, v):
 
 
 @jit(fastmath=FASTMATH)
-def _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, H, W, Wp, th, tw, G, cpi, cpo, ipc, L):
-    # task t = (chunk, group) adds images [chunk*ipc, ...) into part[chunk, g] = (16,
+def _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, zeros, H, W, Wp, th, tw, G, cpi, cpo, ipc,
+                     L):  # fmt: skip
+    # task t = (chunk, group) writes the sum over images [chunk*ipc, ...) to part[chunk, g] = (16,
     # cpi + 5 (spare rows for a last register tile's duplicates), cw); scratch xq
     # (Hp*Wp*cpi + slack, zero border), gq (2*th x 2*tw x cw, zero past the plane and
     # past cpo), V (16, ipc*th*tw, cpi), dM (16, ipc*th*tw, cw)
@@ -515,16 +516,17 @@ def _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, H, W, Wp, th, tw, G, cpi, cp
                 s = (2 * a * W2 + 2 * b) * cw
                 for v in range(0, cw, L):
                     _grad_tile(Mq, tile * cw + v, mrow, gq, s + v, W2 * cw, cw)
-    for p in range(16):  # dU_p += V_p^T dM_p, 6 input channels x 4 vectors at a time
+    for p in range(16):  # dU_p = V_p^T dM_p, 6 input channels x 4 vectors at a time
         o = p * vrow
         for pb in range(0, cw, 4 * L):
-            # rows past cpi: spare rows of part, dropped; `add`: no zeros array read
+            # each tile of part written once (part need not be zeroed); rows past cpi:
+            # spare rows of part, dropped
             for c0 in range(0, cpi, 6):
                 _gemm_6x4(Vq, Mq, acc, (p * (cpi + 5) + c0) * cw + pb, cw,
                           o + min(c0, cpi - 1), o + min(c0 + 1, cpi - 1),
                           o + min(c0 + 2, cpi - 1), o + min(c0 + 3, cpi - 1),
                           o + min(c0 + 4, cpi - 1), o + min(c0 + 5, cpi - 1),
-                          TT, cpi, p * mrow + pb, cw, True, acc, L)  # fmt: skip
+                          TT, cpi, p * mrow + pb, cw, False, zeros, L)  # fmt: skip
 
 
 @jit(nogil=True)
@@ -536,8 +538,10 @@ def _wino_wgrad_range(t0, t1, x, go, part, H, W, Wp, th, tw, G, cpi, cpo, ipc, L
     gq = np.zeros(4 * th * tw * cw, x.dtype)
     V = np.empty((16, TT, cpi), x.dtype)
     dM = np.empty((16, TT, cw), x.dtype)
+    zeros = np.zeros(L, x.dtype)
     for t in range(t0, t1):
-        _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, H, W, Wp, th, tw, G, cpi, cpo, ipc, L)
+        _wino_wgrad_task(t, x, go, part, xq, gq, V, dM, zeros, H, W, Wp, th, tw, G, cpi, cpo,
+                         ipc, L)  # fmt: skip
 
 
 @jit(fastmath=FASTMATH)
@@ -606,7 +610,7 @@ def winograd_weight_grad(x: np.ndarray, grad_out: np.ndarray, groups: int) -> np
     # make the accumulators' loads and stores per tile of the GEMM count
     ipc = max(1, min(N, max((N * groups) // 8, -(-_WGRAD_MIN_TILES // (th * tw)))))
     chunks = -(-N // ipc)
-    part = np.zeros((chunks, groups, 16, cpi + 5, cw), dt)
+    part = np.empty((chunks, groups, 16, cpi + 5, cw), dt)  # every task writes its own
     parallel_for(
         _wino_wgrad_range, chunks * groups, np.ascontiguousarray(x).reshape(N, -1),
         np.ascontiguousarray(grad_out).reshape(N, -1), part, H, W, 2 * tw + 2, th, tw,
