@@ -40,6 +40,7 @@ CATEGORIES = {
     "BatchNormTrain": "batchnorm",
     "BatchNormEval": "batchnorm",
     "ReLU": "relu",
+    "ReLUInPlace": "relu",
     "AddReLU": "add+relu",
     "Add": "add",
     "MaxPool2d": "pool",

@@ -336,6 +336,12 @@ class Function:
     # unshared gradient the same way). Saves a copy of every weight gradient a step.
     fresh_gradients: bool = False
 
+    # True for an op whose forward writes into its first input's array and returns it
+    # (the in-place ReLU): `Tensor._record_inplace` makes that tensor the output. Any
+    # other output sharing memory with a Tensor input is a view, and both are marked so
+    # (``_aliased``): an in-place write into either could not be recorded for the other.
+    inplace: bool = False
+
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
@@ -365,7 +371,24 @@ class Function:
         out = native_array(np.asarray(out), f"{cls.__name__}.forward output")
         if not record:
             return Tensor._wrap(out)
-        return Tensor._wrap(out, grad_fn=Node(cls, ctx, _edges(args, needs), out.shape, out.dtype))
+        t = Tensor._wrap(out, grad_fn=Node(cls, ctx, _edges(args, needs), out.shape, out.dtype))
+        _mark_views(cls, args, (t,))
+        return t
+
+
+def _mark_views(fn: type[Function], args: tuple, outs: tuple[Tensor, ...]) -> None:
+    """Mark the recorded outputs that share memory with a Tensor input, and those inputs,
+    as ``_aliased`` (`Function.inplace`); a bounds check, no scan of the data."""
+    from minires.tensor import Tensor
+
+    for a in args:
+        if not isinstance(a, Tensor):
+            continue
+        for t in outs:
+            if fn.inplace and t.data is a.data:
+                continue  # the in-place op's own write
+            if np.may_share_memory(a.data, t.data):
+                a._aliased = t._aliased = True
 
 
 def _edges(args: tuple, needs: tuple[bool, ...]) -> list[Tensor | Node | None]:
@@ -409,7 +432,9 @@ def _wrap_outputs(
         node.group = group
     # every output's shape and dtype, for the zeros of those no gradient reaches
     ctx._output_meta = tuple((a.shape, a.dtype) for a in arrays)
-    return tuple(Tensor._wrap(a, grad_fn=nodes.get(i)) for i, a in enumerate(arrays))
+    tensors = tuple(Tensor._wrap(a, grad_fn=nodes.get(i)) for i, a in enumerate(arrays))
+    _mark_views(fn, args, tensors)
+    return tensors
 
 
 def _checked(value: Any, fn: type[Function], arg: int | str) -> Any:

@@ -155,7 +155,7 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # make `ndarray + Tensor` call Tensor.__radd__
-    __slots__ = ("_data", "grad", "grad_fn", "_requires_grad", "_hooks", "__weakref__")
+    __slots__ = ("_data", "grad", "grad_fn", "_requires_grad", "_hooks", "_aliased", "__weakref__")
 
     def __init__(self, data: Any, requires_grad: bool = False):
         # An ndarray that already follows the dtype rules is shared, not copied (use
@@ -164,6 +164,7 @@ class Tensor:
         self.grad: np.ndarray | None = None
         self.grad_fn: autograd.Node | None = None
         self._hooks: list[Callable[[np.ndarray], np.ndarray | None]] = []
+        self._aliased = False  # shares memory with another tensor in the graph (a view)
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -175,6 +176,7 @@ class Tensor:
         t.grad = None
         t.grad_fn = grad_fn
         t._hooks = []
+        t._aliased = False
         t._requires_grad = grad_fn is not None
         return t
 
@@ -677,50 +679,98 @@ class Tensor:
     # Outside the graph (grad mode off, or a tensor autograd does not track) they write
     # into the array, so `with mr.no_grad(): p -= lr * p.grad` updates a parameter (without
     # them Python rebinds `p` to a new tensor and the model silently does not change). On a
-    # tensor in the graph, or with a value that requires grad (`acc += w * 2`), `+=` and
-    # friends compute out-of-place and Python rebinds the name - the same values and
-    # gradients as PyTorch's recorded in-place op, though other references to the old
-    # tensor keep the old values (and into a view, which would stay unchanged, they
-    # refuse); the named methods (`add_`, ...) and `t[i] = v` cannot rebind, so they refuse
-    # there, as PyTorch does on a leaf that requires grad.
+    # tensor in the graph, or with a value that requires grad (`acc += w * 2`), they are
+    # recorded as PyTorch records them (`_record_inplace`): the tensor's memory takes the
+    # new values and the tensor the op's history. Refused on a leaf that requires grad (as
+    # PyTorch) and, for the named methods, on a tensor sharing memory with another in the
+    # graph (a view: `+=` there rebinds the name instead); `t[i] = v`, `copy_` and `fill_`
+    # stay outside the graph.
 
     def _augmented(self, op: str, ufunc: Any, other: Any, out_of_place: Callable) -> Tensor:
-        tracked = isinstance(other, Tensor) and other.requires_grad
-        leaf_with_grad = self.grad_fn is None and self._requires_grad  # refused, as torch
-        if autograd.is_grad_enabled() and not leaf_with_grad and (self.grad_fn or tracked):
-            if self.grad_fn is None and self._data.base is not None:
-                # a view (buf[0] += w): rebinding would leave the viewed tensor unchanged
-                raise _InPlaceInGraph(
-                    f"{op}: this tensor (shape {self.shape}) is a view of another, and the "
-                    "value requires grad: minires cannot record an in-place write into the "
-                    "viewed tensor; build it out-of-place (mr.cat, mr.stack, mr.where)"
-                )
-            # out-of-place, then the in-place op's rules: same shape, this tensor's dtype
-            out = out_of_place(self, other)
-            if out.shape != self.shape:
-                raise ValueError(
-                    f"{op}: the result's shape {out.shape} differs from this tensor's "
-                    f"{self.shape} (an in-place op cannot change the shape)"
-                )
-            if out.dtype != self.dtype:
-                if self.dtype.kind != "f":
-                    raise TypeError(
-                        f"{op}: the result ({out.dtype}) cannot be stored in this "
-                        f"{self.dtype} tensor in place"
-                    )
-                out = out.astype(self.dtype)
-            return out
+        if self._in_graph(other) and not self._is_leaf_with_grad():
+            if self._aliased:
+                # a view (or a viewed tensor) in the graph: its other alias could not be
+                # rebased, so the name is rebound to the out-of-place result instead
+                return self._checked_result(op, out_of_place(self, other))
+            return self._record_inplace(op, lambda t: out_of_place(t, other))
         if ufunc is None:  # no NumPy ufunc writes this op's values: compute, then store
-            return self._write_result(op, lambda: out_of_place(self, other), other)
+            return self._write_result(op, lambda t: out_of_place(t, other), other)
         return self._inplace(op, ufunc, other)
 
-    def _write_result(self, op: str, compute: Callable[[], Tensor], other: Any = None) -> Tensor:
-        """Write ``compute()`` - an out-of-place op on this tensor, so the values are that
-        op's to the bit - into this tensor with `_inplace`'s rules: refused in the graph
-        (checked before computing), cast to this dtype only within a kind, version bumped."""
-        self._refuse_in_graph(op, other)
+    def _is_leaf_with_grad(self) -> bool:
+        return self.grad_fn is None and self._requires_grad
+
+    def _in_graph(self, other: Any = None) -> bool:
+        """Whether an in-place op here is recorded: grad mode on, and this tensor or the
+        value takes part in backprop."""
+        return autograd.is_grad_enabled() and (
+            self._requires_grad
+            or self.grad_fn is not None
+            or (isinstance(other, Tensor) and other.requires_grad)
+        )
+
+    def _checked_result(self, op: str, out: Tensor) -> Tensor:
+        """An in-place op's result by its rules: this tensor's shape, and its dtype (a
+        float result cast within the float kind, recorded; another kind refused)."""
+        if out.shape != self.shape:
+            raise ValueError(
+                f"{op}: the result's shape {out.shape} differs from this tensor's "
+                f"{self.shape} (an in-place op cannot change the shape)"
+            )
+        if out.dtype != self.dtype:
+            if self.dtype.kind != "f":
+                raise TypeError(
+                    f"{op}: the result ({out.dtype}) cannot be stored in this "
+                    f"{self.dtype} tensor in place"
+                )
+            out = _F().cast(out, self.dtype)
+        return out
+
+    def _record_inplace(self, op: str, compute: Callable[[Tensor], Tensor]) -> Tensor:
+        """An in-place op in the graph, recorded as PyTorch does: ``compute(self)`` (the
+        op, recorded) gives the new values and history; the values are written into this
+        tensor's memory (other references see them; the version counter moves, so an op
+        that saved the old values refuses them in backward) and this tensor takes the
+        op's node as its ``grad_fn``. `ReLUInPlace` computes straight into the memory;
+        an op that keeps its operand for its gradient (abs_, log_, mul_ by a tracked
+        value) gets a copy of the old values instead (PyTorch's saved original self).
+        Refused, as in PyTorch, on a leaf that requires grad, and on a tensor that
+        shares memory with another in the graph (a view, or a tensor a view was taken
+        of: minires cannot rebase the other's history)."""
+        if self._is_leaf_with_grad():
+            self._refuse_in_graph(op, None)  # its leaf message
+        if self._aliased or (self.grad_fn is None and self._data.base is not None):
+            raise _InPlaceInGraph(
+                f"{op}: this tensor (shape {self.shape}) shares its memory with another "
+                "tensor (it is a view of another, or one was taken of it), and the op "
+                "is recorded for backprop: minires cannot record an in-place write for "
+                "both; use the out-of-place op (or mr.cat, mr.stack, mr.where)"
+            )
+        if not self._data.flags.writeable:
+            raise ValueError(f"{op}: this tensor's array is read-only")
+        out = self._checked_result(op, compute(self))
+        if out.data is not self._data:
+            if _keeps(out, self._data):  # recompute on the old values' copy
+                old = Tensor._wrap(self._data.copy(), grad_fn=self.grad_fn)
+                old._requires_grad = self._requires_grad
+                out = self._checked_result(op, compute(old))
+            np.copyto(self._data, out.data)
+            autograd.bump_version(self._data)
+        self.grad_fn = out.grad_fn
+        self._requires_grad = out.grad_fn is not None
+        return self
+
+    def _write_result(
+        self, op: str, compute: Callable[[Tensor], Tensor], other: Any = None
+    ) -> Tensor:
+        """Write ``compute(self)`` - an out-of-place op on this tensor, so the values are
+        that op's to the bit - into this tensor with `_inplace`'s rules: cast to this
+        dtype only within a kind, version bumped; in the graph, recorded
+        (`_record_inplace`)."""
+        if self._in_graph(other):
+            return self._record_inplace(op, compute)
         with autograd.no_grad():
-            result = compute()
+            result = compute(self)
         return self._inplace(op, _store, result)
 
     def _refuse_in_graph(self, op: str, other: Any) -> None:
@@ -795,9 +845,13 @@ class Tensor:
     def __ixor__(self, other: Any) -> Tensor:
         return self._augmented("^=", None, other, Tensor.__xor__)
 
-    def _scaled(self, op: str, other: Any, alpha: Any) -> Any:
+    @staticmethod
+    def _check_alpha(op: str, alpha: Any) -> None:
         if isinstance(alpha, bool | np.bool_) or not isinstance(alpha, int | float | np.number):
             raise TypeError(f"{op}: alpha must be a number, got {alpha!r}")
+
+    def _scaled(self, op: str, other: Any, alpha: Any) -> Any:
+        self._check_alpha(op, alpha)
         if alpha == 1:
             return other
         if isinstance(other, Tensor) and other.requires_grad and autograd.is_grad_enabled():
@@ -808,19 +862,30 @@ class Tensor:
         return np.multiply(value, alpha)
 
     def add_(self, other: Any, alpha: float = 1) -> Tensor:
-        """self += alpha * other, in place (outside the graph); returns self."""
+        """self += alpha * other, in place (recorded in the graph: `_record_inplace`);
+        returns self."""
+        if self._in_graph(other):
+            self._check_alpha("add_", alpha)
+            return self._record_inplace("add_", lambda t: t + _times(other, alpha))
         return self._inplace("add_", np.add, self._scaled("add_", other, alpha))
 
     def sub_(self, other: Any, alpha: float = 1) -> Tensor:
-        """self -= alpha * other, in place (outside the graph); returns self."""
+        """self -= alpha * other, in place (recorded in the graph); returns self."""
+        if self._in_graph(other):
+            self._check_alpha("sub_", alpha)
+            return self._record_inplace("sub_", lambda t: t - _times(other, alpha))
         return self._inplace("sub_", np.subtract, self._scaled("sub_", other, alpha))
 
     def mul_(self, other: Any) -> Tensor:
-        """self *= other, in place (outside the graph); returns self."""
+        """self *= other, in place (recorded in the graph); returns self."""
+        if self._in_graph(other):
+            return self._record_inplace("mul_", lambda t: t * other)
         return self._inplace("mul_", np.multiply, other)
 
     def div_(self, other: Any) -> Tensor:
-        """self /= other, in place (outside the graph); returns self."""
+        """self /= other, in place (recorded in the graph); returns self."""
+        if self._in_graph(other):
+            return self._record_inplace("div_", lambda t: t / other)
         return self._inplace("div_", np.true_divide, other)
 
     def copy_(self, src: Any) -> Tensor:
@@ -840,55 +905,66 @@ class Tensor:
         return self.fill_(0)
 
     # In-place unary ops: the out-of-place op's values written into this tensor, with the
-    # rules above (outside the graph only; the version counter moves). A result of another
+    # rules above (the version counter moves; recorded in the graph). A result of another
     # kind (exp_ of an integer tensor is float) is refused, as torch does.
 
     def abs_(self) -> Tensor:
-        """|self| in place (outside the graph); returns self."""
-        return self._write_result("abs_", lambda: _F().abs(self))
+        """|self| in place (recorded in the graph); returns self."""
+        return self._write_result("abs_", lambda t: _F().abs(t))
 
     def neg_(self) -> Tensor:
-        """-self in place (outside the graph); returns self."""
-        return self._write_result("neg_", lambda: _F().neg(self))
+        """-self in place (recorded in the graph); returns self."""
+        return self._write_result("neg_", lambda t: _F().neg(t))
 
     def exp_(self) -> Tensor:
-        """e ** self in place (float tensors; outside the graph); returns self."""
-        return self._write_result("exp_", lambda: _F().exp(self))
+        """e ** self in place (float tensors; recorded in the graph); returns self."""
+        return self._write_result("exp_", lambda t: _F().exp(t))
 
     def log_(self) -> Tensor:
-        """Natural log in place (float tensors; outside the graph); returns self."""
-        return self._write_result("log_", lambda: _F().log(self))
+        """Natural log in place (float tensors; recorded in the graph); returns self."""
+        return self._write_result("log_", lambda t: _F().log(t))
 
     def sqrt_(self) -> Tensor:
-        """Square root in place (float tensors; outside the graph); returns self."""
-        return self._write_result("sqrt_", lambda: _F().sqrt(self))
+        """Square root in place (float tensors; recorded in the graph); returns self."""
+        return self._write_result("sqrt_", lambda t: _F().sqrt(t))
 
     def sigmoid_(self) -> Tensor:
-        """Logistic sigmoid in place (float tensors; outside the graph); returns self."""
-        return self._write_result("sigmoid_", lambda: _F().sigmoid(self))
+        """Logistic sigmoid in place (float tensors; recorded in the graph); returns self."""
+        return self._write_result("sigmoid_", lambda t: _F().sigmoid(t))
 
     def tanh_(self) -> Tensor:
-        """tanh in place (float tensors; outside the graph); returns self."""
-        return self._write_result("tanh_", lambda: _F().tanh(self))
+        """tanh in place (float tensors; recorded in the graph); returns self."""
+        return self._write_result("tanh_", lambda t: _F().tanh(t))
 
     def relu_(self) -> Tensor:
-        """max(self, 0) in place (outside the graph); returns self."""
-        return self._write_result("relu_", lambda: _F().relu(self))
+        """max(self, 0) in place; returns self. A float tensor's ReLU is computed straight
+        into its memory (`ReLUInPlace`: no new activation), recorded in the graph as
+        PyTorch does (`_record_inplace`)."""
+        if self.dtype.kind != "f":
+            return self._write_result("relu_", lambda t: _F().relu(t))
+        relu_into = _F().elementwise.ReLUInPlace.apply
+        if self._in_graph():
+            return self._record_inplace("relu_", relu_into)
+        if not self._data.flags.writeable:
+            raise ValueError("relu_: this tensor's array is read-only")
+        with autograd.no_grad():
+            relu_into(self)
+        return self
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-        """`clamp` in place (outside the graph; bounds as `clamp`'s); returns self."""
-        self._refuse_in_graph("clamp_", min)  # a bound that requires grad: refused
-        return self._write_result("clamp_", lambda: _F().clamp(self, min, max), max)
+        """`clamp` in place (bounds as `clamp`'s; recorded in the graph); returns self."""
+        tracked = min if isinstance(min, Tensor) and min.requires_grad else max
+        return self._write_result("clamp_", lambda t: _F().clamp(t, min, max), tracked)
 
     clip_ = clamp_
 
     def clamp_min_(self, min: Any) -> Tensor:  # noqa: A002
         """`clamp_` with a lower bound only; returns self."""
-        return self._write_result("clamp_min_", lambda: _F().clamp(self, min, None), min)
+        return self._write_result("clamp_min_", lambda t: _F().clamp(t, min, None), min)
 
     def clamp_max_(self, max: Any) -> Tensor:  # noqa: A002
         """`clamp_` with an upper bound only; returns self."""
-        return self._write_result("clamp_max_", lambda: _F().clamp(self, None, max), max)
+        return self._write_result("clamp_max_", lambda t: _F().clamp(t, None, max), max)
 
     def detach_(self) -> Tensor:
         """Cut this tensor from the graph in place: it becomes a leaf that does not
@@ -1272,6 +1348,19 @@ def _store(a: np.ndarray, b: Any, out: np.ndarray | None = None, casting: str = 
 
 
 _functional = None
+
+
+def _keeps(out: Tensor, array: np.ndarray) -> bool:
+    """Whether the op that made ``out`` saved ``array``'s memory for its backward."""
+    if out.grad_fn is None:
+        return False
+    mine = autograd._memory_key(array)[0]
+    return any(key == mine for _, key, _ in out.grad_fn.ctx._saved_versions)
+
+
+def _times(other: Any, alpha: Any) -> Any:
+    """alpha * other for `add_` / `sub_` in the graph (other unchanged at alpha 1)."""
+    return other if alpha == 1 else other * alpha
 
 
 def _F() -> Any:

@@ -62,8 +62,9 @@ def _torch_basic_block(torch, inplanes: int, planes: int, stride: int = 1, downs
     return TBasicBlock()
 
 
-def _block_pair(torch, dtype=np.float64):
-    """The same two-block stage (second block with a 1x1-conv downsample) in both."""
+def _block_pair(torch, dtype=np.float64, inplace=False):
+    """The same two-block stage (second block with a 1x1-conv downsample) in both (ours'
+    ReLU not in place either unless asked: torch's is not, see `_torch_basic_block`)."""
     ours = nn.Sequential(
         BasicBlock(4, 4),
         BasicBlock(
@@ -80,6 +81,8 @@ def _block_pair(torch, dtype=np.float64):
             torch, 4, 6, 2, tnn.Sequential(tnn.Conv2d(4, 6, 1, 2, bias=False), tnn.BatchNorm2d(6))
         ),
     )
+    for block in ours:
+        block.relu.inplace = inplace
     ours.to(dtype)
     _randomise(ours)
     theirs.to(getattr(torch, np.dtype(dtype).name))
@@ -392,6 +395,21 @@ def test_backward_hooks_match_torch_on_resnet_blocks_with_a_skip(torch):
         h.remove()
     ours(mr.tensor(x, requires_grad=True)).sum().backward()
     assert all(len(v) == len(log_t[k]) for k, v in log_o.items())  # removed: not called
+
+
+def test_inplace_relu_after_a_hooked_module_refuses_as_torch(torch):
+    """A module with full backward hooks passes its output through an identity op (a
+    view of it): an in-place ReLU on that output is refused, as in torch."""
+    ours, _ = _block_pair(torch, inplace=True)
+    _record_grads(ours)
+    with pytest.raises(ValueError, match="shares its memory with another tensor"):
+        ours(mr.tensor(np.zeros((2, 4, 6, 6)), requires_grad=True))
+    bn = torch.nn.BatchNorm2d(4).double()
+    bn.register_full_backward_hook(lambda *a: None)
+    with pytest.raises(RuntimeError, match="is a view and is being modified inplace"):
+        torch.nn.ReLU(inplace=True)(
+            bn(torch.zeros(2, 4, 3, 3, dtype=torch.float64, requires_grad=True))
+        )
 
 
 def test_backward_hook_can_replace_grad_input_as_torch(torch):

@@ -248,12 +248,41 @@ def test_in_place_ops_in_the_graph_follow_torch():
     x = mr.tensor(np.random.default_rng(1).random(3), requires_grad=True)
     with pytest.raises(RuntimeError, match="in-place op on a leaf tensor that requires grad"):
         x += 1.0
-    with pytest.raises(ValueError, match="in-place op on a tensor in a graph"):
-        (x * 2.0).add_(1.0)
     out = x * 2.0
+    alias = out
     out += x  # torchvision's `out += identity`: the gradient counts both terms
+    assert out is alias and out._version == 1  # written in place, as torch
     out.sum().backward()
     np.testing.assert_array_equal(x.grad, 3.0)
+    # the named methods, chained, with torch's values and gradients
+    xt = torch.tensor(x.data, requires_grad=True)
+    x.grad = None
+    for t in (x, xt):
+        y = t * 2.0
+        y.add_(t, alpha=3.0).mul_(t).sub_(1.0).div_(t + 2.0)
+        (y * y).sum().backward()
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-12)
+
+
+def test_in_place_ops_in_the_graph_refuse_what_torch_cannot_record_here():
+    """minires records an in-place op by rebasing the one tensor written: a tensor that
+    shares memory with another in the graph (a view, or one a view was taken of) is
+    refused (torch rebases both, or refuses views made inside custom Functions), as is
+    the ReLU of an op that saved its output (torch too: at backward)."""
+    x = mr.tensor(np.random.default_rng(2).random((2, 3)), requires_grad=True)
+    with pytest.raises(ValueError, match="shares its memory with another tensor"):
+        (x * 2.0).reshape(6).relu_()
+    y = x * 2.0
+    v = y.reshape(6)
+    with pytest.raises(ValueError, match="shares its memory with another tensor"):
+        y.relu_()
+    with pytest.raises(ValueError, match="shares its memory with another tensor"):
+        v.add_(1.0)
+    assert y._version == 0 and v.data.tolist() == (x.data * 2.0).ravel().tolist()
+    e = x.exp()  # exp keeps its output for backward
+    e.relu_()
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        e.sum().backward()
 
 
 def test_in_place_op_errors_name_the_problem():
@@ -476,8 +505,10 @@ def test_in_place_ops_with_a_value_that_requires_grad():
     out = mr.zeros(3, dtype=np.float64)
     with pytest.raises(ValueError, match="the value .* requires grad"):
         out[0] = (w * 3.0)[0]
-    with pytest.raises(ValueError, match="the value .* requires grad"):
-        out.add_(w)
+    w.grad = None
+    assert out.add_(w, alpha=2.0) is out and out.grad_fn is not None  # recorded, as torch
+    out.sum().backward()
+    np.testing.assert_array_equal(w.grad, 2.0)
     y = w * 1.0
     with pytest.raises(ValueError, match=r"shape \(2, 3\) differs from this tensor's \(3,\)"):
         y += mr.ones(2, 3, dtype=np.float64)

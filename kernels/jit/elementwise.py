@@ -37,6 +37,18 @@ def _relu(b0, b1, x, out):
 
 
 @jit(nogil=True)
+def _relu_inplace(b0, b1, x):
+    # one array read and written: with `_relu(..., x, x)` LLVM's runtime overlap check
+    # fails and the scalar loop runs
+    s, e = b0 * _BLOCK, min(b1 * _BLOCK, x.size)
+    v = x[s:e]
+    zero = x.dtype.type(0)
+    for i in range(e - s):
+        if v[i] <= zero:
+            v[i] = zero
+
+
+@jit(nogil=True)
 def _relu_bwd(b0, b1, g, y, out):
     s, e = b0 * _BLOCK, min(b1 * _BLOCK, g.size)
     gs, ys, dst = g[s:e], y[s:e], out[s:e]
@@ -115,10 +127,18 @@ def _flat(a, dtype=None):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def relu_forward(x):
-    """max(x, 0) elementwise (NaN stays NaN): x any shape -> out like x."""
+def relu_forward(x, out=None):
+    """max(x, 0) elementwise (NaN stays NaN): x any shape -> out like x (written into
+    ``out`` if given - x itself for an in-place ReLU)."""
     x = np.asarray(x)
-    out = np.empty(x.shape, x.dtype)
+    if out is not None and not out.flags.c_contiguous:  # no flat view to write through
+        np.copyto(out, relu_forward(x))
+        return out
+    if out is x:
+        parallel_for(_relu_inplace, _blocks(x.size), x.reshape(-1), nbytes=x.nbytes)
+        return out
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
     parallel_for(_relu, _blocks(x.size), _flat(x), out.reshape(-1), nbytes=x.nbytes)
     return out
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def relu_forward(x: np.ndarray) -> np.ndarray:
-    """out = max(x, 0), any shape; same dtype as x (NaN propagates, like PyTorch)."""
-    return np.maximum(x, x.dtype.type(0))
+def relu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """out = max(x, 0), any shape; same dtype as x (NaN propagates, like PyTorch).
+    ``out``: where to write (x's shape and dtype; x itself for an in-place ReLU)."""
+    return np.maximum(x, x.dtype.type(0), out=out)
 
 
 def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:

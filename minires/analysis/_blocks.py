@@ -128,6 +128,21 @@ def patched(obj: Module, **methods: Callable[..., Any]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def out_of_place(module: Module) -> Iterator[None]:
+    """Run ``module``'s in-place activations (``nn.ReLU(inplace=True)``, ...) out of
+    place for the duration: the analyses cut a block's branches into leaves that require
+    grad, which an in-place ReLU after them may not overwrite (PyTorch refuses it too)."""
+    mods = [m for m in module.modules() if getattr(m, "inplace", False) is True]
+    for m in mods:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.inplace = True
+
+
+@contextlib.contextmanager
 def patched_many(patches: Sequence[tuple[Module, dict[str, Callable[..., Any]]]]) -> Iterator[None]:
     """`patched` for several instances at once."""
     with contextlib.ExitStack() as stack:
@@ -273,7 +288,7 @@ class BlockLinearisation:
         methods: dict[str, Callable[..., Any]] = {"residual": cut_residual}
         if shortcut is not None:
             methods["shortcut"] = cut_shortcut
-        with patched(block, **methods):
+        with patched(block, **methods), out_of_place(block):
             self.out = type(block).forward(block, self.x)
         if self.r is None:
             raise ValueError(

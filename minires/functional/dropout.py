@@ -62,15 +62,24 @@ def dropout_mask(shape: tuple[int, ...], p: float, dtype: np.dtype) -> np.ndarra
     return keep.astype(dtype) * dtype.type(scale)
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each value of ``x`` with probability ``p`` and scale the rest by 1 / (1 - p)
-    when ``training``; return ``x`` itself otherwise (or when p == 0). Any shape."""
+    when ``training``; return ``x`` itself otherwise (or when p == 0). Any shape.
+    ``inplace=True`` writes the result into ``x`` and returns it (recorded in the graph
+    as PyTorch does)."""
     p = check_p(p)
     check_float(x, "dropout")
     training = _check_training(training, "dropout")
     if not training or p == 0.0:
         return x
-    return Dropout.apply(x, dropout_mask(x.shape, p, x.dtype))
+    return _masked(x, dropout_mask(x.shape, p, x.dtype), inplace, "dropout_")
+
+
+def _masked(x: Tensor, mask: np.ndarray, inplace: bool, op: str) -> Tensor:
+    """x * mask (`Dropout`), written into x when ``inplace`` (the mask drawn once)."""
+    if inplace:
+        return x._write_result(op, lambda t: Dropout.apply(t, mask))
+    return Dropout.apply(x, mask)
 
 
 class FeatureDropoutShapeError(ValueError, RuntimeError):
@@ -89,7 +98,8 @@ def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = 
     ``(N, C, ...)`` (with a warning); fewer than 2 dimensions is an error in training.
     The mask, ``(N, C, 1, ..., 1)``, comes from minires' generator (``mr.manual_seed``
     makes it reproducible); the gradient is the upstream gradient times the same mask.
-    ``inplace`` is accepted for PyTorch compatibility and ignored.
+    ``inplace=True`` writes the result into ``x`` and returns it (recorded in the graph
+    as PyTorch does).
     """
     op = "dropout2d"
     p = check_p(p, op)
@@ -111,11 +121,11 @@ def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = 
     if not training or p == 0.0:
         return x
     if p == 1.0:  # torch's shortcut: every channel dropped, whatever the shape
-        return Dropout.apply(x, np.zeros(x.shape, x.dtype))
+        return _masked(x, np.zeros(x.shape, x.dtype), inplace, "dropout2d_")
     if x.ndim < 2:
         raise FeatureDropoutShapeError(
             f"{op}: channel dropout needs at least 2 dimensions (N, C, ...), got an input "
             f"of shape {x.shape}"
         )
     mask = dropout_mask(x.shape[:2] + (1,) * (x.ndim - 2), p, x.dtype)
-    return Dropout.apply(x, mask)  # x * mask, broadcast; backward: grad * mask
+    return _masked(x, mask, inplace, "dropout2d_")  # x * mask, broadcast; backward: grad * mask

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from minires.autograd import Context, Function
+from minires.autograd import Context, Function, bump_version
 from minires.backend import get_backend, kernels
 from minires.device import resolve_dtype
 from minires.functional._util import (
@@ -198,6 +198,22 @@ class ReLU(Function):
         return kernels().relu_backward(g, out)
 
 
+class ReLUInPlace(ReLU):
+    """`ReLU` written into its input's memory (`Tensor.relu_`, ``F.relu(x, inplace=True)``,
+    ``nn.ReLU(inplace=True)``): no new activation, the version counter moves before the
+    output is saved, so an op that saved the old values refuses them in backward (as
+    PyTorch). The backward is ReLU's: it reads only the output."""
+
+    inplace = True
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        kernels().relu_forward(a, out=a)
+        bump_version(a)
+        ctx.save_for_backward(a)
+        return a
+
+
 class Cast(Function):
     """out = a as another dtype; the gradient is cast back."""
 
@@ -307,9 +323,12 @@ def sigmoid(a: Tensor) -> Tensor:
     return Sigmoid.apply(_float_operand(a))
 
 
-def relu(a: Tensor) -> Tensor:
-    """Elementwise max(a, 0). Shape unchanged."""
+def relu(a: Tensor, inplace: bool = False) -> Tensor:
+    """Elementwise max(a, 0). Shape unchanged. ``inplace=True`` writes the result into
+    ``a`` and returns ``a`` (`Tensor.relu_`: in the graph, recorded as PyTorch does)."""
     check_tensor(a, "relu")
+    if inplace:
+        return a.relu_()
     return ReLU.apply(a)
 
 
@@ -721,10 +740,13 @@ class Softplus(Function):
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
     """``input`` where positive, ``negative_slope * input`` elsewhere, as
-    ``torch.nn.functional.leaky_relu``. Any shape; float32 or float64. ``inplace`` is
-    accepted for PyTorch compatibility and ignored (the result is a new tensor)."""
+    ``torch.nn.functional.leaky_relu``. Any shape; float32 or float64. ``inplace=True``
+    writes the result into ``input`` and returns it (recorded in the graph as PyTorch
+    does: `Tensor._record_inplace`)."""
     _activation_input(input, "leaky_relu")
     slope = check_real(negative_slope, "negative_slope", "leaky_relu")
+    if inplace:
+        return input._write_result("leaky_relu_", lambda t: LeakyReLU.apply(t, slope))
     return LeakyReLU.apply(input, slope)
 
 
@@ -750,8 +772,11 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
     """SiLU (swish), ``input * sigmoid(input)``, as ``torch.nn.functional.silu``. Any
-    shape; float32 or float64. ``inplace`` is accepted and ignored."""
+    shape; float32 or float64. ``inplace=True`` writes the result into ``input`` and
+    returns it (recorded in the graph as PyTorch does)."""
     _activation_input(input, "silu")
+    if inplace:
+        return input._write_result("silu_", SiLU.apply)
     return SiLU.apply(input)
 
 

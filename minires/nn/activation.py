@@ -60,8 +60,8 @@ class Tanh(Module):
 
 
 class LeakyReLU(Module):
-    """x where positive, ``negative_slope * x`` elsewhere (`F.leaky_relu`). ``inplace`` is
-    accepted for PyTorch compatibility and ignored: the output is always a new tensor."""
+    """x where positive, ``negative_slope * x`` elsewhere (`F.leaky_relu`). ``inplace=True``
+    writes the result into the input (recorded in the graph as PyTorch does)."""
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
@@ -69,7 +69,7 @@ class LeakyReLU(Module):
         self.inplace = bool(inplace)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x, self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
@@ -96,14 +96,14 @@ class GELU(Module):
 
 
 class SiLU(Module):
-    """x * sigmoid(x) (swish), `F.silu`. ``inplace`` is accepted and ignored."""
+    """x * sigmoid(x) (swish), `F.silu`. ``inplace=True`` writes the result into the input."""
 
     def __init__(self, inplace: bool = False):
         super().__init__()
         self.inplace = bool(inplace)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.silu(x)
+        return F.silu(x, self.inplace)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""

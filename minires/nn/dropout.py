@@ -11,7 +11,7 @@ from minires.tensor import Tensor
 
 class _DropoutNd(Module):
     """What the dropout modules share: ``p`` (checked to be in [0, 1]) and ``inplace``
-    (accepted for PyTorch compatibility and ignored: the output is always a new tensor)."""
+    (write the result into the input, recorded in the graph as PyTorch does)."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -25,10 +25,10 @@ class _DropoutNd(Module):
 class Dropout(_DropoutNd):
     """Zero each value with probability ``p`` and scale the rest by ``1 / (1 - p)`` while
     training (``model.train()``); pass the input through unchanged after ``model.eval()``.
-    Any input shape. ``inplace`` is accepted for PyTorch compatibility and ignored."""
+    Any input shape."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.p, self.training)
+        return F.dropout(x, self.p, self.training, self.inplace)
 
 
 class Dropout2d(_DropoutNd):
@@ -44,8 +44,8 @@ class Dropout2d(_DropoutNd):
 
     The mask, of shape ``(N, C, 1, 1)``, is drawn from minires' generator
     (``mr.manual_seed`` makes it reproducible); the gradient is the upstream gradient times
-    the same mask (0 or ``1 / (1 - p)``). ``inplace`` is accepted and ignored.
+    the same mask (0 or ``1 / (1 - p)``).
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.dropout2d(x, self.p, self.training)
+        return F.dropout2d(x, self.p, self.training, self.inplace)

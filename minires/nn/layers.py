@@ -319,16 +319,16 @@ class BatchNorm2d(Module):
 
 
 class ReLU(Module):
-    """max(x, 0) elementwise. ``inplace`` is accepted for torchvision compatibility (and
-    kept, for the repr) but ignored: minires never overwrites an activation another op
-    may need."""
+    """max(x, 0) elementwise. ``inplace=True`` (torchvision's blocks use it) writes the
+    result into the input and returns it (`Tensor.relu_`), recorded in the graph as
+    PyTorch does: no new activation is allocated."""
 
     def __init__(self, inplace: bool = False):
         super().__init__()
         self.inplace = bool(inplace)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return F.relu(x, inplace=self.inplace)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""

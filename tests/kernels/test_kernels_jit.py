@@ -435,6 +435,27 @@ def test_relu(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [5, 1 << 20])  # one thread; several blocks on two
+def test_relu_into_out_and_in_place(dtype, n):
+    """`relu_forward(x, out)`: into another array, into x itself (the in-place ReLU's
+    one-array kernel), into a non-contiguous out - the out-of-place values, NaN kept."""
+    rng = np.random.default_rng(6)
+    x = rand(rng, (n,), dtype)
+    x[:3] = [np.nan, 0.0, -0.0]
+    want = R.relu_forward(x)
+    for K in (J, R):
+        out = np.empty_like(x)
+        assert K.relu_forward(x, out=out) is out
+        np.testing.assert_array_equal(out, want)
+        inplace = x.copy()
+        assert K.relu_forward(inplace, out=inplace) is inplace
+        np.testing.assert_array_equal(inplace, want)
+        strided = np.zeros(2 * n, dtype)[::2]
+        assert K.relu_forward(x, out=strided) is strided
+        np.testing.assert_array_equal(strided, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_add_is_numpys_sum_on_every_path(dtype):
     """`add` gives NumPy's a + b bit for bit: on two threads (C-contiguous, one float
     dtype, from PARALLEL_MIN_BYTES up: sizes that are not a multiple of its blocks), and
