@@ -260,6 +260,16 @@ def _fma4(acc, xv, w, i):
 
 
 @jit(fastmath=FASTMATH)
+def _task_index(t, G, nblk):
+    """Task t of (image, group, block of channels) -> (image n, g * nblk + blk, group g,
+    block blk)."""
+    n = t // (G * nblk)
+    gb = t - n * (G * nblk)
+    g = gb // nblk
+    return n, gb, g, gb - g * nblk
+
+
+@jit(fastmath=FASTMATH)
 def _store(dst, d, acc, mask, HW, nvalid):
     """dst[d + o*HW + lanes] = acc[o] for the nvalid real channels of the block."""
     for o in range(len(acc)):
@@ -298,10 +308,7 @@ def _fwd_8x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, 
     # src (N, C*cs), wt packed (G, nblk, cpi, T, 8), bp (G*nblk*8,), out (N, C_out*P);
     # t1: the end of this thread's tasks (the next one's input is prefetched)
     T = toff.size
-    n = t // (G * nblk)
-    gb = t - n * (G * nblk)  # g * nblk + blk
-    g = gb // nblk
-    blk = gb - g * nblk
+    n, gb, g, blk = _task_index(t, G, nblk)
     sn = src[n]
     dst = out[n]
     wb = gb * cpi * T * 8
@@ -335,10 +342,7 @@ def _fwd_8x2_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo
 def _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
     # as _fwd_8x2_task, with blocks of 4 output channels x 4 vectors
     T = toff.size
-    n = t // (G * nblk)
-    gb = t - n * (G * nblk)
-    g = gb // nblk
-    blk = gb - g * nblk
+    n, gb, g, blk = _task_index(t, G, nblk)
     sn = src[n]
     dst = out[n]
     wb = gb * cpi * T * 4
@@ -557,10 +561,7 @@ def _store_zipped(dst, c0, p, q, soff, smask, v, a, HW, nvalid):
 def _stride2_bwd_task(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi, cpo,
                       nblk, split):  # fmt: skip
     # go (N, C_out*P), gx (N, C*HW), wt packed transposed (G, nblk, cpo, 9, 4)
-    n = t // (G * nblk)
-    gb = t - n * (G * nblk)
-    g = gb // nblk
-    blk = gb - g * nblk
+    n, gb, g, blk = _task_index(t, G, nblk)
     src = go[n]
     dst = gx[n]
     c0 = g * cpi + blk * 4
