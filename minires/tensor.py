@@ -756,8 +756,11 @@ class Tensor:
                 out = self._checked_result(op, compute(old))
             np.copyto(self._data, out.data)
             autograd.bump_version(self._data)
-        self.grad_fn = out.grad_fn
+        before, self.grad_fn = self.grad_fn, out.grad_fn
         self._requires_grad = out.grad_fn is not None
+        if before is not None and before.retained is not None and self.grad_fn is not None:
+            # retain_grad follows the tensor to its new value (hooks stay, as torch's)
+            self.grad_fn.retained, before.retained = before.retained, None
         return self
 
     def _write_result(

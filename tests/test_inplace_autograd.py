@@ -112,3 +112,18 @@ def test_inplace_relu_refuses_a_leaf_that_requires_grad_as_torch(torch):
         F.relu(x, inplace=True)
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         torch.nn.functional.relu(torch.ones(3, requires_grad=True), inplace=True)
+
+
+def test_retained_grad_follows_the_in_place_write_and_hooks_stay_as_torch(torch):
+    got = {}
+    for lib in (mr, torch):
+        x = lib.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+        y = x * 2.0
+        y.retain_grad()
+        seen = []
+        y.register_hook(lambda g, seen=seen: seen.append(np.array(g, copy=True)))
+        y.relu_()
+        (y * lib.tensor(np.array([1.0, 2.0, 3.0]))).sum().backward()
+        got[lib.__name__] = (np.array(y.grad, copy=True), seen[0])
+    for a, b in zip(got["minires"], got["torch"]):
+        np.testing.assert_array_equal(a, b)
