@@ -29,6 +29,25 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_conv_plans(monkeypatch):
+    """The conv planner keeps its answers (`planner.clear_plans`): each test starts with
+    none kept, and any `monkeypatch.setattr` (a planner threshold or predicate changed
+    mid-test) forgets them too."""
+    from minires.kernels.jit import planner
+
+    planner.clear_plans()
+    setattr_ = monkeypatch.setattr
+
+    def setattr_and_forget(*args, **kwargs):
+        setattr_(*args, **kwargs)
+        planner.clear_plans()
+
+    monkeypatch.setattr = setattr_and_forget
+    yield
+    planner.clear_plans()
+
+
 @pytest.fixture
 def torch():
     """The torch module, or a skip saying why the oracle test did not run."""

@@ -856,8 +856,17 @@ def plan(
     computed by a fast kernel (backward_weight): the GEMM paths, whose sums are the
     reference's. disabled: families of `FAMILIES` switched off (the plan as if their
     thresholds were zero; the alternatives autotuning times).
+
+    The answer is kept per arguments (a conv asks ~6 times a step, 2-5 us each: ~1% of
+    a ResNet-20 step); after changing a threshold of this module, `clear_plans()`.
     """
-    itemsize = np.dtype(dtype).itemsize
+    return _plan(pass_, geometry, np.dtype(dtype).itemsize, bool(finite), frozenset(disabled))
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(
+    pass_: str, geometry: ConvGeometry, itemsize: int, finite: bool, disabled: frozenset[str]
+) -> Algorithm:
     if pass_ == "forward":
         alg = _plan_forward(geometry, itemsize, disabled)
         if not finite and alg not in EXACT_ALGORITHMS:
@@ -871,6 +880,11 @@ def plan(
             return _gemm(geometry)
         return _plan_backward_weight(geometry, itemsize, disabled)
     raise ValueError(f"pass_ must be one of {PASSES}, got {pass_!r}")
+
+
+def clear_plans() -> None:
+    """Forget the plans `plan` kept (after a threshold of this module changed)."""
+    _plan.cache_clear()
 
 
 def candidates(pass_: str, geometry: ConvGeometry, dtype=np.float32) -> list[Algorithm]:
