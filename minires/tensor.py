@@ -857,8 +857,6 @@ class Tensor:
         self._check_alpha(op, alpha)
         if alpha == 1:
             return other
-        if isinstance(other, Tensor) and other.requires_grad and autograd.is_grad_enabled():
-            return other  # refused by _inplace, with its message
         value = other.data if isinstance(other, Tensor) else other
         if isinstance(value, str | bytes):
             raise TypeError(f"{op}: expected a Tensor, an array or a number, got {value!r}")

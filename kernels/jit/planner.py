@@ -301,14 +301,24 @@ def is_depthwise3x3(g: ConvGeometry) -> bool:
     return g.cpi == 1 and is_same3x3(g)
 
 
-def is_same3x3(g: ConvGeometry) -> bool:
-    """3x3 / stride 1 / pad 1 / dilation 1."""
+def _is_3x3(g: ConvGeometry, stride: int) -> bool:
+    """3x3 / this stride / pad 1 / dilation 1."""
     return (
         (g.kh, g.kw) == (3, 3)
-        and g.stride == (1, 1)
+        and g.stride == (stride, stride)
         and g.padding == (1, 1)
         and (g.dilation == (1, 1))
     )
+
+
+def is_same3x3(g: ConvGeometry) -> bool:
+    """3x3 / stride 1 / pad 1 / dilation 1."""
+    return _is_3x3(g, 1)
+
+
+def is_stride2_3x3(g: ConvGeometry) -> bool:
+    """3x3 / stride 2 / pad 1 / dilation 1 (ResNet's downsampling convs)."""
+    return _is_3x3(g, 2)
 
 
 def is_pointwise(g: ConvGeometry) -> bool:
@@ -316,11 +326,12 @@ def is_pointwise(g: ConvGeometry) -> bool:
     return (g.kh, g.kw) == (1, 1) and g.stride == (1, 1) and g.padding == (0, 0)
 
 
-# The register-blocked tap-table kernel (`tapconv.py`) computes, forward and
+# The register-blocked tap-table kernel (`tapconv.py`) computes, forward and (stride 1)
 # backward-input, stride-1 convs whose output is the size of the input ("same" padding:
-# 3x3 pad 1, 5x5 pad 2, 3x3 dilation 2 pad 2, ...) and 3x3 / stride 2 / pad 1 convs
-# (through polyphase planes), when a group's input channels x taps are at most this
-# many. Measured (session 3, 2 threads, float32, ms, old path -> tap table):
+# 3x3 pad 1, 5x5 pad 2, 3x3 dilation 2 pad 2, ...) and the forward of 3x3 / stride 2 /
+# pad 1 convs (through polyphase planes; their input gradient: `is_stride2_3x3`), when
+# a group's input channels x taps are at most this many. Measured (session 3, 2 threads,
+# float32, ms, old path -> tap table):
 # stride 1 forward: dense 16->16 32x32 batch 64 2.2-4.9 -> 1.3, 32->32 16x16 2.5-4.1 ->
 # 1.3-1.8, 64->64 8x8 (BLAS) 2.0 -> 1.3, 64->64 56x56 batch 8 (BLAS) 9.8 -> 7.4,
 # 128->128 28x28 7.8 -> 7.6, but 256->256 14x14 7.3 -> 9.2 and 512 at 7x7 9.5 -> 13.7
@@ -331,16 +342,6 @@ def is_pointwise(g: ConvGeometry) -> bool:
 # 4.8 / 11.4 -> 3.0 / 4.5, 32x32d 14x14 6.6 / 9.8 -> 2.7 / 5.2, dense 64->128 56x56
 # 5.5 / 5.8 -> 5.0 / 5.8; but 128->256 28x28 4.8 / 5.0 -> 5.3 / 7.5 (BLAS).
 _TAPCONV_MAX_WORK = 64 * 9
-
-
-def is_stride2_3x3(g: ConvGeometry) -> bool:
-    """3x3 / stride 2 / pad 1 / dilation 1 (ResNet's downsampling convs)."""
-    return (
-        (g.kh, g.kw) == (3, 3)
-        and g.stride == (2, 2)
-        and g.padding == (1, 1)
-        and (g.dilation == (1, 1))
-    )
 
 
 def tap_geometry(g: ConvGeometry) -> str | None:
