@@ -184,7 +184,7 @@ def test_conv2d_padding_modes_match_torch(case):
 def test_conv2d_padding_mode_errors_name_the_problem():
     with pytest.raises(ValueError, match="padding_mode must be one of .* got 'zero'"):
         nn.Conv2d(1, 1, 3, padding_mode="zero")
-    with pytest.raises(ValueError, match=r"padding \(3, 3\) on dim 2 of input \(1, 1, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"padding \(3, 3\) on dim 3 of input \(1, 1, 3, 3\)"):
         nn.Conv2d(1, 1, 3, padding=3, padding_mode="reflect")(mr.randn(1, 1, 3, 3))
     with pytest.raises(ValueError, match="circular.*<= the input size"):
         nn.Conv2d(1, 1, 3, padding=4, padding_mode="circular")(mr.randn(1, 1, 3, 3))

@@ -189,16 +189,25 @@ def _is_basic_index(index: Any) -> bool:
 
 
 class Pad(Function):
-    """Constant zero padding; ``pads`` is ((before, after), ...) for every axis."""
+    """Constant padding; ``pads`` is ((before, after), ...) for every axis, a negative
+    entry cropping that many values instead."""
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, pads: tuple[tuple[int, int], ...], value: float):
-        ctx.slices = tuple(slice(b, b + n) for (b, _), n in zip(pads, a.shape))
-        return np.pad(a, pads, mode="constant", constant_values=value)
+        kept = tuple(slice(max(0, -b), n - max(0, -e)) for (b, e), n in zip(pads, a.shape))
+        grown = tuple((max(0, b), max(0, e)) for b, e in pads)
+        ctx.shape, ctx.kept = a.shape, kept
+        ctx.inner = tuple(slice(b, b + k.stop - k.start) for (b, _), k in zip(grown, kept))
+        return np.pad(a[kept], grown, mode="constant", constant_values=value)
 
     @staticmethod
     def backward(ctx: Context, g: np.ndarray):
-        return g[ctx.slices], None, None
+        inner = g[ctx.inner]
+        if inner.shape == ctx.shape:  # nothing was cropped
+            return inner, None, None
+        grad = np.zeros(ctx.shape, g.dtype)
+        grad[ctx.kept] = inner
+        return grad, None, None
 
 
 class Concat(Function):
@@ -309,22 +318,91 @@ def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     return reshape(x, shape)
 
 
-def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
-    """Constant padding with PyTorch's argument order: ``pad`` lists (before, after) pairs
-    starting from the LAST axis, e.g. ``(0, 0, 0, 0, 0, 8)`` on NCHW appends 8 zero
-    channels (the option-A shortcut of CIFAR ResNets)."""
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def pad_index(n: int, before: int, after: int, mode: str, where: str) -> np.ndarray:
+    """Where each position of an axis of length ``n`` padded by (before, after) takes its
+    value from, as torch's ``F.pad(..., mode=mode)``: ``reflect`` mirrors about the edge
+    values (without repeating them), ``replicate`` repeats them (both computed on the
+    whole axis, then cropped by a negative entry), ``circular`` crops first and wraps
+    around what is left. ``where`` names the axis and the input in errors."""
+    size = n + before + after
+    if size < 0:
+        raise ValueError(f"pad: mode {mode!r} leaves a negative size {size}: {where}")
+    if mode == "circular":
+        lo, kept = max(0, -before), n - max(0, -before) - max(0, -after)
+        if max(before, after) > kept:
+            raise ValueError(
+                f"pad: mode 'circular' needs padding <= the input size ({kept} after "
+                f"cropping): {where}"
+            )
+        return lo + np.arange(-max(0, before), kept + max(0, after)) % max(kept, 1)
+    if mode == "reflect" and max(before, after) >= n:
+        raise ValueError(f"pad: mode 'reflect' needs padding < the input size: {where}")
+    if size < 1 or n < 1:
+        raise ValueError(
+            f"pad: mode {mode!r} needs a non-empty input and output (sizes {n}, {size}): {where}"
+        )
+    i = np.arange(-before, n + after)
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    return (n - 1) - np.abs((n - 1) - np.abs(i))  # reflect about 0 and about n - 1
+
+
+def pad(
+    x: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
+    """``x`` padded as torch's ``F.pad``: ``pad`` lists (before, after) pairs starting
+    from the LAST axis, e.g. ``(0, 0, 0, 0, 0, 8)`` on NCHW appends 8 zero channels (the
+    option-A shortcut of CIFAR ResNets); a negative entry crops.
+
+    mode ``"constant"`` fills with ``value`` (default 0) and pads any of x's axes;
+    ``"reflect"``, ``"replicate"`` and ``"circular"`` take the values from x itself (see
+    `pad_index`), on the last 1, 2 or 3 axes of a 2-D to 5-D input (one or two leading
+    axes: batch and channels, as torch). (..., D_i, ...) -> (..., D_i + before_i +
+    after_i, ...)."""
     check_tensor(x, "pad")
-    if not isinstance(pad, Sequence):
+    if not isinstance(pad, Sequence) or isinstance(pad, str):
         raise TypeError(f"pad: expected a tuple of ints, got {type(pad).__name__}")
     pad = tuple(check_int(p, "pad entry", "pad") for p in pad)
+    if not isinstance(mode, str):
+        raise TypeError(f"pad: mode must be a str, got {mode!r} ({type(mode).__name__})")
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
+    number = isinstance(value, int | float | np.integer | np.floating)
+    if value is not None and (not number or isinstance(value, bool | np.bool_)):
+        raise TypeError(f"pad: value must be a number, got {value!r} ({type(value).__name__})")
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: {tuple(pad)} must hold (before, after) pairs for <= {x.ndim} axes")
-    if any(p < 0 for p in pad):
-        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
-    pads = [(0, 0)] * x.ndim
-    for i in range(len(pad) // 2):
-        pads[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
-    return Pad.apply(x, tuple(pads), value)
+    pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]  # last axis first
+    if mode == "constant":
+        pads = [(0, 0)] * x.ndim
+        for i, (before, after) in enumerate(pairs):
+            axis = x.ndim - 1 - i
+            if x.shape[axis] - max(0, -before) - max(0, -after) < 0:  # torch crops first
+                raise ValueError(
+                    f"pad: {(before, after)} on dim {axis} of input {x.shape} crops more "
+                    f"than its {x.shape[axis]} values"
+                )
+            pads[axis] = (before, after)
+        return Pad.apply(x, tuple(pads), 0.0 if value is None else value)
+    if value:  # torch takes value=0 (the default's value) but nothing else here
+        raise ValueError(f"pad: mode {mode!r} takes no value, got value={value!r}")
+    if not (1 <= len(pairs) <= 3 and len(pairs) + 1 <= x.ndim <= len(pairs) + 2):
+        raise ValueError(
+            f"pad: mode {mode!r} pads the last 1-3 dims of an input with one or two more "
+            f"(2-D to 5-D): pad {tuple(pad)} ({len(pairs)} dims) on an input of shape {x.shape}"
+        )
+    shape = x.shape
+    for i, (before, after) in enumerate(pairs):
+        if before == after == 0:
+            continue
+        axis = x.ndim - 1 - i
+        where = f"padding {(before, after)} on dim {axis} of input {shape}"
+        idx = pad_index(x.shape[axis], before, after, mode, where)
+        x = x[(slice(None),) * axis + (idx,)]  # a gather: the gradient adds up repeats
+    return x
 
 
 def cat(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:

@@ -64,25 +64,6 @@ class Identity(Module):
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _pad_index(n: int, before: int, after: int, mode: str, where: str) -> np.ndarray:
-    """Where each position of an axis of length ``n`` padded by (before, after) takes its
-    value from, as ``F.pad(..., mode=mode)`` in torch: ``reflect`` mirrors about the edge
-    values (without repeating them), ``replicate`` repeats them, ``circular`` wraps
-    around. ``where`` names the axis and input for the error torch gives too."""
-    if mode == "reflect" and max(before, after) >= n:
-        raise ValueError(f"Conv2d: padding_mode='reflect' needs padding < the input size: {where}")
-    if mode == "circular" and max(before, after) > n:
-        raise ValueError(
-            f"Conv2d: padding_mode='circular' needs padding <= the input size: {where}"
-        )
-    i = np.arange(-before, n + after)
-    if mode == "replicate":
-        return np.clip(i, 0, n - 1)
-    if mode == "circular":
-        return i % n
-    return (n - 1) - np.abs((n - 1) - np.abs(i))  # reflect about 0 and about n - 1
-
-
 class Conv2d(Module):
     """2-D convolution layer. weight (out, in/groups, kH, kW), bias (out,) or None.
 
@@ -180,12 +161,11 @@ class Conv2d(Module):
             pads = [(t // 2, t - t // 2) for t in totals]
         else:  # "valid" is no padding
             pads = [(0, 0)] * 2 if self.padding == "valid" else [(p, p) for p in self.padding]
-        for axis, (before, after) in zip((-2, -1), pads):
-            if before or after:
-                where = f"padding {(before, after)} on dim {x.ndim + axis} of input {x.shape}"
-                idx = _pad_index(x.shape[axis], before, after, self.padding_mode, where)
-                x = x[..., idx, :] if axis == -2 else x[..., idx]
-        return x
+        (top, bottom), (left, right) = pads
+        try:
+            return F.pad(x, (left, right, top, bottom), mode=self.padding_mode)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("pad: mode", "Conv2d: padding_mode", 1)) from None
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
