@@ -71,6 +71,30 @@ def allclose(
     return bool(np.allclose(input.data, other.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
+def add(input: Tensor, other: Any, *, alpha: float = 1) -> Tensor:  # noqa: A002
+    """``input + alpha * other`` with broadcasting (torch.add)."""
+    check_tensor(input, "add")
+    return input.add(other, alpha=alpha)
+
+
+def sub(input: Tensor, other: Any, *, alpha: float = 1) -> Tensor:  # noqa: A002
+    """``input - alpha * other`` with broadcasting (torch.sub)."""
+    check_tensor(input, "sub")
+    return input.sub(other, alpha=alpha)
+
+
+def mul(input: Tensor, other: Any) -> Tensor:  # noqa: A002
+    """``input * other`` with broadcasting (torch.mul)."""
+    check_tensor(input, "mul")
+    return input.mul(other)
+
+
+def div(input: Tensor, other: Any, *, rounding_mode: str | None = None) -> Tensor:  # noqa: A002
+    """``input / other`` with broadcasting, or rounded "floor" / "trunc" (torch.div)."""
+    check_tensor(input, "div")
+    return input.div(other, rounding_mode=rounding_mode)
+
+
 def abs(input: Tensor) -> Tensor:  # noqa: A001, A002 - torch.abs
     """Elementwise ``|input|``; any shape, the same shape out."""
     check_tensor(input, "abs")

@@ -862,6 +862,27 @@ class Tensor:
             raise TypeError(f"{op}: expected a Tensor, an array or a number, got {value!r}")
         return np.multiply(value, alpha)
 
+    def add(self, other: Any, *, alpha: float = 1) -> Tensor:
+        """self + alpha * other with broadcasting, a new tensor (torch's Tensor.add)."""
+        self._check_alpha("add", alpha)
+        return _F().add(self, _times(other, alpha))
+
+    def sub(self, other: Any, *, alpha: float = 1) -> Tensor:
+        """self - alpha * other with broadcasting, a new tensor (torch's Tensor.sub)."""
+        self._check_alpha("sub", alpha)
+        return _F().sub(self, _times(other, alpha))
+
+    def mul(self, other: Any) -> Tensor:
+        """self * other with broadcasting, a new tensor (torch's Tensor.mul)."""
+        return _F().mul(self, other)
+
+    def div(self, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+        """self / other with broadcasting (true division), or rounded with
+        ``rounding_mode`` "floor" / "trunc" (zero gradients), as torch's Tensor.div."""
+        if rounding_mode is None:
+            return _F().div(self, other)
+        return _F().rounded_divide(self, other, rounding_mode)
+
     def add_(self, other: Any, alpha: float = 1) -> Tensor:
         """self += alpha * other, in place (recorded in the graph: `_record_inplace`);
         returns self."""

@@ -225,6 +225,51 @@ def test_floor_divide_backward_refuses_like_torch():
     np.testing.assert_array_equal(x.grad, [1.0, -4.0])
 
 
+@pytest.mark.parametrize("mode", ["floor", "trunc"])
+def test_div_rounding_modes_match_torch(mode):
+    for a, b in _division_cases():
+        if np.isscalar(a):
+            continue
+        ma = mr.tensor(a, dtype=a.dtype)
+        mb = b if np.isscalar(b) else mr.tensor(b, dtype=b.dtype)
+        tb = b if np.isscalar(b) else torch.from_numpy(b)
+        want = torch.div(torch.from_numpy(a), tb, rounding_mode=mode)
+        same(ma.div(mb, rounding_mode=mode), want)
+        same(mr.div(ma, mb, rounding_mode=mode), want)
+    # a step function: zero gradients for both operands, as torch gives
+    x, y = t64([-7.0, 5.5, 3.25]), t64([2.0, -2.0, 1.5])
+    mr.div(x, y, rounding_mode=mode).sum().backward()
+    np.testing.assert_array_equal(x.grad, 0.0)
+    np.testing.assert_array_equal(y.grad, 0.0)
+    with pytest.raises(ValueError, match="rounding_mode must be None, 'trunc' or 'floor'"):
+        x.div(y, rounding_mode="round")
+
+
+@given(a=shapes, seed=SEEDS, alpha=st.sampled_from([1, -2, 0.5]))
+def test_add_sub_mul_div_methods_match_torch(a, seed, alpha):
+    rng = np.random.default_rng(seed)
+    bshape = a[rng.integers(0, len(a) + 1) :]  # broadcasts to a
+    x, y = rng.standard_normal(a), rng.uniform(0.5, 2.0, bshape)
+    ops = {"add": {"alpha": alpha}, "sub": {"alpha": alpha}, "mul": {}, "div": {}}
+    for name, kw in ops.items():
+        method = lambda u, v, name=name, kw=kw: getattr(u, name)(v, **kw)  # noqa: E731
+        grads_match(method, method, [x, y])
+        ours = lambda u, v, name=name, kw=kw: getattr(mr, name)(u, v, **kw)  # noqa: E731
+        theirs = lambda u, v, name=name, kw=kw: getattr(torch, name)(u, v, **kw)  # noqa: E731
+        grads_match(ours, theirs, [x, y])
+    assert mr.gradcheck(lambda u, v: u.sub(v, alpha=alpha).div(v).mul(u).add(v), [t64(x), t64(y)])
+
+
+def test_add_sub_take_alpha_by_keyword_only_as_torch():
+    x = mr.ones(2)
+    with pytest.raises(TypeError):
+        x.add(x, 3)
+    with pytest.raises(TypeError, match="alpha must be a number"):
+        x.sub(x, alpha=True)
+    with pytest.raises(TypeError, match="add: input must be a Tensor"):
+        mr.add(2, x)
+
+
 # -- casts, new tensors, shape helpers ------------------------------------------------------
 
 

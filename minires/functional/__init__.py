@@ -61,6 +61,7 @@ from minires.functional.elementwise import (
     pow,
     relu,
     remainder,
+    rounded_divide,
     sigmoid,
     silu,
     softplus,
@@ -181,6 +182,6 @@ __all__ = [
     "CumSum", "FloorDivide", "Norm", "Prod", "Remainder", "Repeat", "TakeAlong",
     "ValuesIndices", "argsort", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor",
     "cumsum", "eq", "floor_divide", "ge", "gt", "le", "logical_and", "logical_not",
-    "logical_or", "logical_xor", "lt", "ne", "vector_norm", "prod", "remainder", "repeat", "sort",
-    "tile", "topk",
+    "logical_or", "logical_xor", "lt", "ne", "vector_norm", "prod", "remainder", "repeat",
+    "rounded_divide", "sort", "tile", "topk",
 ]  # fmt: skip

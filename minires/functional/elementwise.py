@@ -934,6 +934,27 @@ class FloorDivide(Function):
         )
 
 
+class RoundedDivide(Function):
+    """out = a / b rounded down ("floor": Python's ``//``) or toward zero ("trunc"), as
+    torch.div's ``rounding_mode``; integers stay integers. A step function: its gradient
+    is zero for both operands, as torch's (which, unlike for ``//``, gives one)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray, mode: str) -> np.ndarray:
+        ctx.shapes = (np.shape(a), np.shape(b))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf, NaN: torch's
+            if mode == "floor":
+                return np.floor_divide(a, b)
+            if np.result_type(a, b).kind == "f":
+                return np.trunc(np.true_divide(a, b)).astype(np.result_type(a, b))
+            q = np.floor_divide(a, b)  # integers: one up where floor went below zero
+            return q + ((q < 0) & (np.remainder(a, b) != 0))
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return tuple(np.zeros(shape, g.dtype) for shape in ctx.shapes) + (None,)
+
+
 class Remainder(Function):
     """out = a - b * floor(a / b), Python's ``%`` (torch.remainder): the sign of ``b``.
 
@@ -976,6 +997,16 @@ def floor_divide(input: Any, other: Any) -> Tensor:  # noqa: A002
     torch's rule, -7 // 2 == -4). Integers stay integers; an integer meeting a float
     becomes that float. Not differentiable (as torch: a backward through it raises)."""
     return FloorDivide.apply(*_division("floor_divide", input, other))
+
+
+def rounded_divide(input: Any, other: Any, rounding_mode: str) -> Tensor:  # noqa: A002
+    """torch.div's ``rounding_mode`` "floor" (Python's ``//``) or "trunc" (toward zero)
+    of ``input / other`` with broadcasting; gradients zero (`RoundedDivide`)."""
+    if rounding_mode not in ("floor", "trunc"):
+        raise ValueError(
+            f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}"
+        )
+    return RoundedDivide.apply(*_division("div", input, other), rounding_mode)
 
 
 def remainder(input: Any, other: Any) -> Tensor:  # noqa: A002
