@@ -404,8 +404,8 @@ def test_pool_errors_name_the_argument():
         F.avg_pool2d(x, 2, divisor_override=1.5)
     with pytest.raises(TypeError, match="dilation must be an int or a pair"):
         F.max_pool2d(x, 2, dilation=1.5)
-    with pytest.raises(NotImplementedError, match="return_indices"):
-        F.max_pool2d(x, 2, return_indices=True)
+    with pytest.raises(TypeError, match="return_indices must be True or False"):
+        F.max_pool2d(x, 2, return_indices=1)
     with pytest.raises(ValueError, match=r"input \(2, 0, 5, 5\) is empty"):
         F.max_pool2d(mr.randn(2, 0, 5, 5), 2)
     with pytest.raises(ValueError, match="3 or 4 dimensions"):
@@ -418,8 +418,43 @@ def test_pool_errors_name_the_argument():
         nn.AvgPool2d(2, ceil_mode=None)
     with pytest.raises(ValueError, match="divisor_override"):
         nn.AvgPool2d(2, divisor_override=0)
-    with pytest.raises(NotImplementedError, match="return_indices"):
-        nn.MaxPool2d(2, 2, 0, 1, True)
+    with pytest.raises(TypeError, match="return_indices"):
+        nn.MaxPool2d(2, 2, 0, 1, "yes")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.sampled_from([(1, 1, 5, 5), (2, 3, 6, 7), (3, 4, 4), (1, 2, 9, 3)]),
+    kernel=st.sampled_from([1, 2, 3, (2, 3)]),
+    stride=st.sampled_from([None, 1, 2, (1, 2)]),
+    padding=st.sampled_from([0, 1]),
+    dilation=st.sampled_from([1, 2]),
+    ceil_mode=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_max_pool_return_indices_match_torch(shape, kernel, stride, padding, dilation, ceil_mode,
+                                             seed):  # fmt: skip
+    x = distinct(shape, np.random.default_rng(seed))
+    args = (kernel, stride, padding, dilation, ceil_mode)
+    try:
+        want, want_idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), *args, True)
+    except RuntimeError:
+        return  # a geometry torch refuses (minires refuses it too: test_pool_errors)
+    if want.numel() == 0:
+        return
+    out, idx = F.max_pool2d(mr.tensor(x, requires_grad=True), *args, return_indices=True)
+    np.testing.assert_array_equal(out.data, want.numpy())
+    assert idx.dtype == np.int64 and not idx.requires_grad
+    np.testing.assert_array_equal(idx.data, want_idx.numpy())
+    out2, idx2 = nn.MaxPool2d(*args[:4], True, ceil_mode)(mr.tensor(x))
+    np.testing.assert_array_equal(idx2.data, idx.data)
+    # the values stay differentiable (the gradient to each window's winner)
+    xt = mr.tensor(x, requires_grad=True)
+    values, _ = F.max_pool2d(xt, *args, return_indices=True)
+    values.sum().backward()
+    plain = mr.tensor(x, requires_grad=True)
+    F.max_pool2d(plain, *args).sum().backward()
+    np.testing.assert_array_equal(xt.grad, plain.grad)
 
 
 def test_pool_modules_take_torchs_positional_order():

@@ -141,10 +141,14 @@ class MaxPool2d(Function):
     """Window maximum; the gradient goes to the (first) arg-max of each window.
 
     x (N, C, H, W) or (C, H, W). PyTorch's default geometry runs the kernels; dilation,
-    extra ceil_mode windows and an empty batch run `_max_pool` (NumPy)."""
+    extra ceil_mode windows and an empty batch run `_max_pool` (NumPy). With
+    ``return_indices`` a second output, not differentiable: each window's winner as the
+    flat index h*W + w in its input plane (int64, as torch's)."""
 
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False):
+    def forward(
+        ctx, x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False, indices=False
+    ):
         x4 = x.reshape(_batched(x.shape))
         out_hw = _out_hw(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
         geometry = (kernel_size, stride, padding, dilation, ceil_mode)
@@ -154,17 +158,22 @@ class MaxPool2d(Function):
         else:
             out, argmax = _max_pool(x4, kernel_size, stride, padding, dilation, out_hw)
         ctx.save_for_backward(argmax)
-        return out.reshape(x.shape[:-2] + out_hw)
+        out = out.reshape(x.shape[:-2] + out_hw)
+        if not indices:
+            return out
+        winners = argmax.reshape(out.shape)
+        ctx.mark_non_differentiable(winners)
+        return out, winners
 
     @staticmethod
-    def backward(ctx: Context, g: np.ndarray):
+    def backward(ctx: Context, g: np.ndarray, *_: Any):
         (argmax,) = ctx.saved_tensors
         g4, shape4 = g.reshape(argmax.shape), _batched(ctx.shape)
         if ctx.use_kernel:
             gx = kernels().max_pool2d_backward(g4, argmax, shape4)
         else:
             gx = _max_pool_backward(g4, argmax, shape4)
-        return gx.reshape(ctx.shape), None, None, None, None, None
+        return gx.reshape(ctx.shape), None, None, None, None, None, None
 
 
 class AvgPool2d(Function):
@@ -301,13 +310,14 @@ def max_pool2d(
     H_out = floor((H + 2*padding - dilation*(kH-1) - 1) / stride) + 1 (ceil with
     ``ceil_mode``, keeping only windows that start inside the input or the left padding).
     stride defaults to the kernel size; padding counts as -inf and is at most half the
-    (dilated) kernel. ``return_indices=True`` is not supported.
+    (dilated) kernel. With ``return_indices=True``, ``(output, indices)``: indices int64
+    of the output's shape, each window's maximum as the flat index h*W + w in its input
+    plane (torch's convention, the first maximum of the window; NaN wins).
     """
     op = "max_pool2d"
-    if return_indices is not False:
-        raise NotImplementedError(f"{op}: return_indices=True is not supported")
+    return_indices = _check_flag(return_indices, "return_indices", op)
     k, s, p, d, ceil_mode = _pool_args(x, op, kernel_size, stride, padding, dilation, ceil_mode)
-    return MaxPool2d.apply(x, k, s, p, d, ceil_mode)
+    return MaxPool2d.apply(x, k, s, p, d, ceil_mode, return_indices)
 
 
 def avg_pool2d(

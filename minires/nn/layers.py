@@ -318,7 +318,7 @@ class MaxPool2d(Module):
     """Max pooling (`F.max_pool2d`), PyTorch's arguments in PyTorch's order;
     (N, C, H, W) -> (N, C, H_out, W_out) or (C, H, W) -> (C, H_out, W_out).
     ``stride`` defaults to the kernel size (and reads so afterwards, as in torch).
-    ``return_indices=True`` is not supported."""
+    With ``return_indices=True`` the forward gives ``(output, indices)``."""
 
     def __init__(
         self,
@@ -335,16 +335,15 @@ class MaxPool2d(Module):
             op, kernel_size, stride, padding, dilation,
             return_indices=return_indices, ceil_mode=ceil_mode,
         )  # fmt: skip
-        if return_indices:
-            raise NotImplementedError(f"{op}: return_indices=True is not supported")
         self.kernel_size, self.padding = kernel_size, padding
         self.stride = kernel_size if stride is None else stride
         self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
     def forward(self, x: Tensor) -> Tensor:
         return F.max_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-        )
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+            self.return_indices,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
