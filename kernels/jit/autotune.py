@@ -3,7 +3,8 @@
 The planner's thresholds (planner.py) were measured on one Intel CPU. With
 `MINIRES_AUTOTUNE=1`, the first conv call of a pass on a geometry (shapes, stride,
 padding, dilation, groups, dtype) times every algorithm that can compute it
-(`planner.candidates`: the plans with the speed-motivated families switched off) on the
+(`planner.candidates`: the plans with the speed-motivated families switched off, and
+algorithms whose rule is narrower than what they compute wherever they can run) on the
 call's own inputs - one warm-up call each (it compiles), then `REPS` rounds over all
 candidates, the best time of each counting - and keeps the fastest. Choices are cached
 in memory and on disk, in `<cache dir>/autotune-<key>.json`, where the key hashes the

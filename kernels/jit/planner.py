@@ -427,6 +427,21 @@ def use_direct_poly2(g: ConvGeometry) -> bool:
     )
 
 
+def can_lane_weight_grad(g: ConvGeometry) -> bool:
+    """What `tapconv.lane_weight_grad` computes at all - 3x3 / pad 1 / dilation 1, stride
+    1 or 2, tap-sized groups (any channel counts; output channels are padded to a
+    vector) - where `use_lane_weight_grad` is the part of it where it measured fastest.
+    Autotuning times it on all of it (`candidates`): on the Intel host it also won on
+    8x14d, 16-channel groups of 32x32-56x56 planes and 8x28d (PERFLOG, session 17)."""
+    return (
+        g.stride in ((1, 1), (2, 2))
+        and (g.kh, g.kw) == (3, 3)
+        and g.padding == (1, 1)
+        and g.dilation == (1, 1)
+        and g.cpi * 9 <= _TAPCONV_MAX_WORK
+    )
+
+
 _LANE_MIN_CPI = 8  # fewer input channels a group: the lane kernel's copies dominate
 
 
@@ -460,16 +475,11 @@ def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
     0.49, 0.56, 0.80 vs direct 0.42, 0.45, 0.73; one input channel (the depthwise plane
     kernel): 1 -> 16 32x32 batch 64 1.29 vs 0.40, 1 -> 32 28x28 1.04 vs 0.48, depthwise
     x16 32 -> 512 28x28 batch 8 2.29 vs 0.96, x64 8 -> 512 30x27 batch 3 1.07 vs 0.40."""
-    if g.stride not in ((1, 1), (2, 2)):
-        return False
     scratch = g.cpi * (g.h + 2) * (g.w + 2) * itemsize
     return (
-        (g.kh, g.kw) == (3, 3)
-        and g.padding == (1, 1)
-        and g.dilation == (1, 1)
+        can_lane_weight_grad(g)
         and g.cpo >= 16
         and g.cpi >= _LANE_MIN_CPI
-        and g.cpi * 9 <= _TAPCONV_MAX_WORK
         and scratch <= (48 if g.stride == (1, 1) else 128) * 1024
     )
 
@@ -888,14 +898,24 @@ def clear_plans() -> None:
     _plan.cache_clear()
 
 
+# Algorithms whose rule in the plan (where they measured fastest) is narrower than what
+# they compute, with the test of what they compute: `candidates` adds them wherever they
+# can run, so autotuning measures them there too.
+BEYOND_THE_RULES = {("backward_weight", Algorithm.LANE): can_lane_weight_grad}
+
+
 def candidates(pass_: str, geometry: ConvGeometry, dtype=np.float32) -> list[Algorithm]:
     """The algorithms that can compute this pass (finite weights): the plan with every
-    subset of `FAMILIES` switched off, the default plan first, no duplicates."""
+    subset of `FAMILIES` switched off, then those of `BEYOND_THE_RULES` that can run on
+    this geometry; the default plan first, no duplicates."""
     out = []
     for mask in range(1 << len(FAMILIES)):
         off = frozenset(f for i, f in enumerate(FAMILIES) if mask >> i & 1)
         alg = plan(pass_, geometry, dtype, disabled=off)
         if alg not in out:
+            out.append(alg)
+    for (p, alg), can_run in BEYOND_THE_RULES.items():
+        if p == pass_ and alg not in out and can_run(geometry):
             out.append(alg)
     return out
 

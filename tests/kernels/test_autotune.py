@@ -44,11 +44,11 @@ def test_candidates_are_the_plans_with_families_switched_off():
     g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)  # CIFAR 16->16
     assert planner.candidates("forward", g) == [A.TAP_SAME, A.DIRECT, A.IM2COL_GEMM]
     cands = planner.candidates("backward_weight", g)
-    assert cands[0] == A.SAME3X3_MASKED and set(cands) == {
-        A.SAME3X3_MASKED,
-        A.DIRECT,
-        A.IM2COL_GEMM,
-    }
+    # the lane kernel's rule leaves these planes out (measured on Zen 4); it can run
+    # here, so autotuning times it too (BEYOND_THE_RULES), last
+    assert cands[0] == A.SAME3X3_MASKED and cands[-1] == A.LANE
+    assert set(cands) == {A.SAME3X3_MASKED, A.DIRECT, A.IM2COL_GEMM, A.LANE}
+    assert not planner.use_lane_weight_grad(g, 4) and planner.can_lane_weight_grad(g)
     stem = ConvGeometry.of((2, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1, 1)
     assert planner.candidates("forward", stem) == [A.TAP_POLY2, A.IM2COL_GEMM]
     assert planner.candidates("backward_input", stem) == [A.COL2IM_GEMM]  # nothing else
@@ -59,6 +59,24 @@ def test_candidates_are_the_plans_with_families_switched_off():
         for p, alg in zip(planner.PASSES, want):
             cands = planner.candidates(p, g)
             assert cands[0] == alg and len(set(cands)) == len(cands)
+
+
+def test_autotune_can_take_the_lane_weight_grad_beyond_its_rule(tuning, monkeypatch):
+    """8x14d (14 outputs a group: outside the lane rule) - when the lane kernel is the
+    fastest, autotuning keeps it, and the conv's weight gradient then runs it and
+    matches the reference."""
+    x, go = np.random.default_rng(3).standard_normal((2, 2, 28, 9, 9)).astype(np.float32)
+    shape, args = (28, 14, 3, 3), ((1, 1), (1, 1), (1, 1), 2)
+    g = ConvGeometry.of(x.shape, shape, *args)
+    assert A.LANE in planner.candidates("backward_weight", g)
+    assert planner.plan("backward_weight", g) != A.LANE
+    cost = {alg: 2.0 for alg in planner.candidates("backward_weight", g)}
+    clock = FakeClock({**cost, A.LANE: 1.0})
+    monkeypatch.setattr(autotune, "_timer", clock)
+    assert autotune.choose("backward_weight", g, np.float32, clock.run) == A.LANE
+    got = J.conv2d_backward_weight(x, go, shape, *args)
+    assert J.last_plan()["backward_weight"] == A.LANE
+    assert_close(got, R.conv2d_backward_weight(x, go, shape, *args), np.float32)
 
 
 def test_choose_times_every_candidate_and_keeps_the_fastest(tuning, monkeypatch):
@@ -105,7 +123,7 @@ def test_a_pass_with_one_candidate_is_planned_once(tuning, monkeypatch):
 
 def test_cache_of_another_cpu_is_not_used(tuning, monkeypatch):
     g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
-    clock = FakeClock({A.SAME3X3_MASKED: 1.0, A.DIRECT: 2.0, A.IM2COL_GEMM: 0.5})
+    clock = FakeClock({A.SAME3X3_MASKED: 1.0, A.DIRECT: 2.0, A.IM2COL_GEMM: 0.5, A.LANE: 3.0})
     monkeypatch.setattr(autotune, "_timer", clock)
     assert autotune.choose("backward_weight", g, np.float32, clock.run) == A.IM2COL_GEMM
     first = autotune.cache_path()
