@@ -95,6 +95,18 @@ def div(input: Tensor, other: Any, *, rounding_mode: str | None = None) -> Tenso
     return input.div(other, rounding_mode=rounding_mode)
 
 
+def flip(input: Tensor, dims: Any) -> Tensor:  # noqa: A002
+    """``input`` reversed along ``dims`` (torch.flip)."""
+    check_tensor(input, "flip")
+    return F.flip(input, dims)
+
+
+def logsumexp(input: Tensor, dim: Any, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """log(sum(exp(input))) along ``dim`` without overflow (torch.logsumexp)."""
+    check_tensor(input, "logsumexp")
+    return F.logsumexp(input, dim, keepdim)
+
+
 def abs(input: Tensor) -> Tensor:  # noqa: A001, A002 - torch.abs
     """Elementwise ``|input|``; any shape, the same shape out."""
     check_tensor(input, "abs")

@@ -1033,6 +1033,15 @@ class Tensor:
         """Running sum along ``dim`` (required): same shape; differentiable."""
         return _F().cumsum(self, dim, dtype=dtype, axis=axis)
 
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
+        """log(sum(exp(self))) along ``dim`` without overflow; differentiable."""
+        return _F().logsumexp(self, dim, keepdim)
+
+    def flip(self, *dims: Any) -> Tensor:
+        """A copy with the entries reversed along ``dims`` (``flip(0, 1)`` or ``flip((0,
+        1))``), as torch."""
+        return _F().flip(self, dims[0] if len(dims) == 1 else dims)
+
     def norm(
         self, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None
     ) -> Tensor:

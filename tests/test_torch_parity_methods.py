@@ -270,6 +270,35 @@ def test_add_sub_take_alpha_by_keyword_only_as_torch():
         mr.add(2, x)
 
 
+@given(shape=shapes, seed=SEEDS, data=st.data())
+def test_flip_and_logsumexp_match_torch(shape, seed, data):
+    x = np.random.default_rng(seed).standard_normal(shape) * 20  # large: logsumexp's shift
+    dims = data.draw(st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1, max_size=3))
+    dims = list({d % len(shape): d for d in dims}.values())  # distinct dims, as torch asks
+    grads_match(lambda t: t.flip(*dims), lambda t: t.flip(*dims), [x])
+    grads_match(lambda t: mr.flip(t, dims), lambda t: torch.flip(t, dims), [x])
+    dim, keep = dims[0], data.draw(st.booleans())
+    grads_match(lambda t: t.logsumexp(dim, keep), lambda t: t.logsumexp(dim, keep), [x], rtol=1e-9)
+    assert mr.gradcheck(lambda t: mr.logsumexp(t, dim, keep).exp(), [t64(x / 20)])
+    assert mr.gradcheck(lambda t: t.flip(*dims) * t, [t64(x)])
+
+
+def test_flip_copies_and_logsumexp_takes_the_edges_as_torch():
+    x = mr.tensor(np.arange(6.0).reshape(2, 3))
+    y = x.flip(1)
+    assert not np.shares_memory(y.data, x.data)  # a copy, as torch's
+    np.testing.assert_array_equal(y.data, [[2, 1, 0], [5, 4, 3]])
+    odd = np.array([[np.inf, 1.0], [-np.inf, -np.inf], [np.nan, 1.0], [1e30, 1e30]], np.float32)
+    same(mr.tensor(odd).logsumexp(1), torch.from_numpy(odd).logsumexp(1))
+    same(mr.zeros(2, 0).logsumexp(1), torch.zeros(2, 0).logsumexp(1))
+    with pytest.raises(ValueError, match="appears multiple times"):
+        x.flip(0, -2)
+    with pytest.raises(ValueError, match="out of range"):
+        x.logsumexp(2)
+    with pytest.raises(TypeError, match="floating-point"):
+        mr.tensor(np.arange(3)).logsumexp(0)
+
+
 # -- casts, new tensors, shape helpers ------------------------------------------------------
 
 

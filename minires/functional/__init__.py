@@ -115,6 +115,7 @@ from minires.functional.reduce import (
     argmax,
     argmin,
     cumsum,
+    logsumexp,
     max,
     mean,
     min,
@@ -144,6 +145,7 @@ from minires.functional.shape import (
     chunk,
     clone,
     flatten,
+    flip,
     getitem,
     index_parts,
     pad,
@@ -183,5 +185,5 @@ __all__ = [
     "ValuesIndices", "argsort", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor",
     "cumsum", "eq", "floor_divide", "ge", "gt", "le", "logical_and", "logical_not",
     "logical_or", "logical_xor", "lt", "ne", "vector_norm", "prod", "remainder", "repeat",
-    "rounded_divide", "sort", "tile", "topk",
+    "rounded_divide", "sort", "tile", "topk", "flip", "logsumexp",
 ]  # fmt: skip

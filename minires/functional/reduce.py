@@ -256,6 +256,49 @@ def std_of_var(var: Tensor) -> Tensor:
 # -- prod and cumsum -----------------------------------------------------------------------
 
 
+class LogSumExp(Function):
+    """out = log(sum(exp(a))) over ``axis``, computed as m + log(sum(exp(a - m))) with m
+    the (finite) maximum, so large values do not overflow; the gradient is g * exp(a -
+    out), the softmax."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, axis: int, keepdims: bool) -> np.ndarray:
+        m = (
+            np.max(a, axis=axis, keepdims=True)
+            if a.size
+            else np.zeros_like(a.sum(axis, keepdims=True))
+        )
+        m = np.where(np.isfinite(m), m, 0).astype(a.dtype)  # an all-(-inf) or inf slice
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+        ctx.save_for_backward(a, out)
+        ctx.axis, ctx.keepdims = axis, keepdims
+        return out if keepdims else np.squeeze(out, axis)
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        a, out = ctx.saved_tensors
+        if not ctx.keepdims:
+            g = np.expand_dims(g, ctx.axis)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return g * np.exp(a - out), None, None
+
+
+def logsumexp(input: Tensor, dim: Any, keepdim: bool = False) -> Tensor:  # noqa: A002
+    """log(sum(exp(input))) along ``dim`` without overflow, as ``torch.logsumexp``
+    (``dim`` required; -inf for an empty or all -inf slice); differentiable (the
+    gradient is the softmax along ``dim``)."""
+    check_tensor(input, "logsumexp")
+    if input.dtype.kind != "f":
+        raise TypeError(f"logsumexp: needs a floating-point tensor, got {input.dtype}")
+    if not isinstance(keepdim, bool | np.bool_):
+        raise TypeError(f"logsumexp: keepdim must be a bool, got {keepdim!r}")
+    d = check_dim(dim, input.ndim, "dim", "logsumexp")
+    if input.ndim == 0:
+        return LogSumExp.apply(input.reshape(1), 0, False).reshape(())
+    return LogSumExp.apply(input, d, bool(keepdim))
+
+
 def _integer_result(a: np.ndarray) -> Any:
     """The accumulator dtype of prod / cumsum: int64 for bool and integer input (torch's
     rule; NumPy would keep uint64 for unsigned input), the input's float dtype otherwise."""

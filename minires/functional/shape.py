@@ -544,6 +544,35 @@ def _sizes(op: str, sizes: tuple[Any, ...]) -> tuple[int, ...]:
     return tuple(check_int(n, "each size", op, minimum=0) for n in sizes)
 
 
+class Flip(Function):
+    """out = a reversed along ``axes`` (a copy, as torch's flip); the gradient is g
+    reversed back."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        ctx.axes = axes
+        return np.flip(a, axes).copy()
+
+    @staticmethod
+    def backward(ctx: Context, g: np.ndarray):
+        return np.flip(g, ctx.axes), None
+
+
+def flip(input: Tensor, dims: Any) -> Tensor:  # noqa: A002 - torch's argument names
+    """``input`` with the order of its entries reversed along ``dims`` (an int or a
+    sequence of distinct dims), as ``torch.flip``: same shape, a new tensor."""
+    check_tensor(input, "flip")
+    seq = (dims,) if isinstance(dims, int | np.integer) and not isinstance(dims, bool) else dims
+    if not isinstance(seq, Sequence) or isinstance(seq, str):
+        raise TypeError(f"flip: dims must be an int or a sequence of ints, got {dims!r}")
+    axes = tuple(check_dim(d, input.ndim, "dim", "flip") for d in seq)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"flip: dim {list(seq)} appears multiple times in the list of dims")
+    if input.ndim == 0:
+        return Flip.apply(input, ())
+    return Flip.apply(input, axes)
+
+
 def repeat(a: Tensor, *sizes: Any) -> Tensor:
     """``a`` repeated ``sizes[i]`` times along each dimension, as ``Tensor.repeat``:
     ``x.repeat(2, 1)`` of a (3, 4) tensor is (6, 4). ``sizes`` needs one entry per
