@@ -259,6 +259,25 @@ def cases() -> list[Case]:
         )
     )
     add("cumsum", "(3,4) dim=0")(lambda r: (lambda a: a.cumsum(0), [_t(r, 3, 4)]))
+    add("logsumexp", "(3,4) dim=1")(lambda r: (lambda a: a.logsumexp(1), [_t(r, 3, 4)]))
+    add("flip", "(2,3,4) dims 0,2")(lambda r: (lambda a: a.flip(0, 2) * a, [_t(r, 2, 3, 4)]))
+    add("pad (modes, crop)", "(1,2,4,5) 4 modes")(
+        lambda r: (
+            lambda a: (
+                F.pad(a, (2, 1, 1, 2), mode="reflect")
+                + F.pad(a, (2, 1, 1, 2), mode="replicate")
+                + F.pad(a, (2, 1, 1, 2), mode="circular")
+                + F.pad(a, (4, -1, 4, -1), value=0.5)
+            ),
+            [_t(r, 1, 2, 4, 5)],
+        )
+    )
+    add("max pool with indices", "(1,2,5,5) k2 s1")(
+        lambda r: (
+            lambda x: F.max_pool2d(x, 2, 1, return_indices=True)[0],
+            [_distinct(r, 1, 2, 5, 5)],
+        )
+    )
     add("norm", "(3,4) p=2,1,inf dim=1")(
         lambda r: (
             lambda a: a.norm(dim=1) + a.norm(1, 1) + a.norm(float("inf"), 1),
