@@ -321,7 +321,7 @@ def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
-def pad_index(n: int, before: int, after: int, mode: str, where: str) -> np.ndarray:
+def _pad_index(n: int, before: int, after: int, mode: str, where: str) -> np.ndarray:
     """Where each position of an axis of length ``n`` padded by (before, after) takes its
     value from, as torch's ``F.pad(..., mode=mode)``: ``reflect`` mirrors about the edge
     values (without repeating them), ``replicate`` repeats them (both computed on the
@@ -359,7 +359,7 @@ def pad(
 
     mode ``"constant"`` fills with ``value`` (default 0) and pads any of x's axes;
     ``"reflect"``, ``"replicate"`` and ``"circular"`` take the values from x itself (see
-    `pad_index`), on the last 1, 2 or 3 axes of a 2-D to 5-D input (one or two leading
+    `_pad_index`), on the last 1, 2 or 3 axes of a 2-D to 5-D input (one or two leading
     axes: batch and channels, as torch). (..., D_i, ...) -> (..., D_i + before_i +
     after_i, ...)."""
     check_tensor(x, "pad")
@@ -400,7 +400,7 @@ def pad(
             continue
         axis = x.ndim - 1 - i
         where = f"padding {(before, after)} on dim {axis} of input {shape}"
-        idx = pad_index(x.shape[axis], before, after, mode, where)
+        idx = _pad_index(x.shape[axis], before, after, mode, where)
         x = x[(slice(None),) * axis + (idx,)]  # a gather: the gradient adds up repeats
     return x
 
