@@ -150,3 +150,36 @@ def test_conv2d_padding_modes_share_f_pad():
         x = rng.standard_normal((2, 2, 5, 4))
         out = conv(mr.tensor(x)).data
         np.testing.assert_allclose(out, ref(torch.from_numpy(x)).detach().numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("ZeroPad2d", (1,)),
+        ("ZeroPad2d", ((1, 2, 0, 3),)),
+        ("ZeroPad2d", ((-1, 2, 1, -2),)),
+        ("ConstantPad2d", (2, 3.5)),
+        ("ConstantPad2d", ((0, 1, 2, 0), float("-inf"))),
+        ("ReflectionPad2d", ((1, 2, 2, 0),)),
+        ("ReplicationPad2d", (2,)),
+        ("CircularPad2d", ((1, 3, 2, 0),)),
+    ],
+)
+def test_padding_modules_match_torch(name, args):
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle of this test")
+    ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+    assert repr(ours) == repr(theirs)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
+    grads_match(ours, theirs, [x])
+    grads_match(ours, theirs, [x[0]])  # unbatched (C, H, W)
+
+
+def test_padding_modules_refuse_bad_arguments_where_built():
+    with pytest.raises(TypeError, match=r"\(left, right, top, bottom\)"):
+        nn.ZeroPad2d((1, 2, 3))
+    with pytest.raises(TypeError, match="int"):
+        nn.ReflectionPad2d(1.5)
+    with pytest.raises(TypeError, match="value must be a number"):
+        nn.ConstantPad2d(1, "0")
+    with pytest.raises(ValueError, match="needs padding < the input size"):
+        nn.ReflectionPad2d(4)(mr.zeros(1, 1, 4, 4))

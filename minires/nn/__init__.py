@@ -28,6 +28,13 @@ from minires.nn.layers import (
 from minires.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from minires.nn.module import Module, Parameter
 from minires.nn.normalization import GroupNorm, LayerNorm
+from minires.nn.padding import (
+    CircularPad2d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 from minires.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
@@ -36,6 +43,8 @@ __all__ = [
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm2d",
+    "CircularPad2d",
+    "ConstantPad2d",
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
@@ -56,6 +65,8 @@ __all__ = [
     "NLLLoss",
     "Parameter",
     "ReLU",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
     "Sequential",
     "SiLU",
     "Sigmoid",
@@ -65,4 +76,5 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "ZeroPad2d",
 ]
