@@ -357,7 +357,7 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, two, H, W, G, cpi, c
     V = np.empty(16 * vstep, dt)
     M = np.empty(16 * 8 * 2 * L, dt)  # (p, o, 2 vectors, lane)
     rows = np.empty(nvt, np.int64)  # patch rows inside the image (`_transform_rows`)
-    zero = np.zeros(L, dt)
+    zero = np.zeros(max(L, 8), dt)  # _splat8 reads 8 values: more than a vector of float64 on AVX2
     lanes_ = np.empty(L, dt)
     for t in range(t0, t1):
         n = t // (G * nrb * S)

@@ -174,12 +174,21 @@ def test_linear_matches_matmul(shape):
     w = mr.tensor(rng.standard_normal((m, k)), requires_grad=True)
     b = mr.tensor(rng.standard_normal(m), requires_grad=True)
     out = F.linear(x, w, b)
-    np.testing.assert_allclose(out.data, x.data @ w.data.T + b.data, rtol=1e-12)
+    _assert_sums_close(out.data, x.data @ w.data.T + b.data, abs(x.data) @ abs(w.data.T), k)
     g = rng.standard_normal(out.shape)
     out.backward(g)
-    np.testing.assert_allclose(x.grad, g @ w.data, rtol=1e-12)
-    np.testing.assert_allclose(w.grad, g.T @ x.data, rtol=1e-12)
-    np.testing.assert_allclose(b.grad, g.sum(0), rtol=1e-12)
+    _assert_sums_close(x.grad, g @ w.data, abs(g) @ abs(w.data), m)
+    _assert_sums_close(w.grad, g.T @ x.data, abs(g.T) @ abs(x.data), n)
+    _assert_sums_close(b.grad, g.sum(0), abs(g).sum(0), n)
+
+
+def _assert_sums_close(got, want, abs_terms, count):
+    """got and want are the same sums of `count` float64 products in different orders:
+    each within the rounding bound count * eps * (sum of |products|) of the other (a
+    small sum of large terms cancels, so a relative tolerance on the sum says nothing)."""
+    bound = 2 * count * np.finfo(np.float64).eps * (abs_terms + 1)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.all(np.abs(got - want) <= bound), np.max(np.abs(got - want) / bound)
 
 
 # --------------------------------------------------------------------------- profiler

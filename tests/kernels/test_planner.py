@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from kernel_checks import CONV_PATH_CASES, conv_inputs, plan_of
+from kernel_checks import CONV_PATH_CASES, conv_inputs, plan_of, vector_width
 
 import minires.kernels.jit as J
 from minires.kernels.jit import planner
@@ -212,6 +212,17 @@ def test_im2col_simd_rule(n, c, hw, cout, k, s, p, want):
         assert planner.plan("backward_weight", g, finite=False) == Algorithm.IM2COL_GEMM
 
 
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_dispatch_cases_plan_alike_on_every_vector_width(vector_bytes, monkeypatch):
+    """The lane counts enter the rules (Winograd's lane fill, panel widths), so the
+    shared geometries are chosen to plan alike with 32-byte (AVX2) and 64-byte
+    (AVX-512) vectors: the dispatch tests then mean the same on every CPU."""
+    vector_width(monkeypatch, vector_bytes)
+    for name, (case, want) in CONV_PATH_CASES.items():
+        for dtype in DTYPES:
+            assert plan_of(case, dtype) == want, (name, vector_bytes, np.dtype(dtype).name)
+
+
 def test_dispatch_cases_cover_every_algorithm():
     """The shared geometries (kernel_checks.CONV_PATH_CASES) are planned as they say,
     and together they reach every algorithm of every pass."""
@@ -359,6 +370,15 @@ def test_algorithms_are_strings_for_reports():
     assert json.dumps({"p": Algorithm.LANE}) == '{"p": "lane"}'
 
 
+@pytest.mark.parametrize("vector_bytes, want", [(64, 25 / 64), (32, 25 / 48)])
+def test_stride2_lane_use_by_vector_width(vector_bytes, want, monkeypatch):
+    """5x5 grad_out rows in half-vector segments: 5 segments of 8 lanes in 4 vectors of
+    16 (39%), or 10 segments of 4 lanes in 6 vectors of 8 (52%)."""
+    vector_width(monkeypatch, vector_bytes)
+    geo = ConvGeometry.of((16, 128, 9, 9), (64, 128, 3, 3), 2, 1, 1, 1)
+    assert planner.stride2_lane_use(geo, 4) == pytest.approx(want)
+
+
 @pytest.mark.parametrize(
     "n, c, hw, cout, groups, want",
     [  # 3x3 / stride 2 / pad 1 input gradients (planner.py has the timings)
@@ -369,7 +389,7 @@ def test_algorithms_are_strings_for_reports():
         (2, 128, 56, 128, 1, Algorithm.TAP_STRIDE2),  # dense, activations dominate
         (2, 512, 14, 512, 1, Algorithm.COL2IM_GEMM),  # dense, weights dominate
         (16, 64, 4, 64, 1, Algorithm.COL2IM_GEMM),  # dense, to 2x2
-        (16, 128, 9, 64, 1, Algorithm.COL2IM_GEMM),  # dense, to 5x5: 39% of the lanes
+        (16, 128, 9, 64, 1, "lanes"),  # dense, to 5x5: 39% of 16 lanes, 52% of 8
         (64, 32, 8, 64, 1, Algorithm.TAP_STRIDE2),  # dense, to 4x4: half the lanes
     ],
 )
@@ -377,6 +397,9 @@ def test_stride2_input_gradient_rule(n, c, hw, cout, groups, want):
     """Every 3x3 / stride 2 / pad 1 input gradient takes the stride-2 kernel, except dense
     ones whose weights dominate or that would fill under half its lanes."""
     geo = ConvGeometry.of((n, c, hw, hw), (cout, c // groups, 3, 3), 2, 1, 1, groups)
+    if want == "lanes":  # the lane use decides, and it depends on the vector width
+        half = planner.stride2_lane_use(geo, 4) < 0.5
+        want = Algorithm.COL2IM_GEMM if half else Algorithm.TAP_STRIDE2
     assert planner.plan("backward_input", geo) == want
     assert planner.plan("backward_input", geo, disabled=frozenset({"col2im"})) == (
         Algorithm.TAP_STRIDE2

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_checks import serial_and_parallel
+from kernel_checks import serial_and_parallel, vector_width
 
 from minires.kernels import reference as R
 from minires.kernels.jit import nhwc, planner
 from minires.kernels.jit.planner import Algorithm, ConvGeometry
-from minires.kernels.jit.simd import lanes
 
 DTYPES = [np.float32, np.float64]
 SAME = ((1, 1), (1, 1), (1, 1))  # stride, padding, dilation of every conv here
@@ -146,11 +145,11 @@ def test_non_finite_input_is_reported(dtype):
         (8, 64, 16, 64, False),  # 8 x 8 tiles: the tiles-in-lanes Winograd's
     ],
 )
-def test_winograd_nhwc_rule(n, c, hw, cout, want):
-    """`use_winograd_nhwc` at each of its thresholds (float32, 16 lanes), and the plan
-    follows it: forward after the tiles-in-lanes Winograd, weight gradient before it."""
-    if lanes(np.float32) != 16:
-        pytest.skip("thresholds stated for 16 float32 lanes (AVX-512)")
+def test_winograd_nhwc_rule(n, c, hw, cout, want, monkeypatch):
+    """`use_winograd_nhwc` at each of its thresholds (float32, 16 lanes: the planner is
+    told so on any CPU), and the plan follows it: forward after the tiles-in-lanes
+    Winograd, weight gradient before it."""
+    vector_width(monkeypatch, 64)
     g = ConvGeometry.of((n, c, hw, hw), (cout, c, 3, 3), 1, 1, 1, 1)
     assert planner.use_winograd_nhwc(g, 4) is want
     nhwc_plan = planner.plan("backward_weight", g) == Algorithm.WINOGRAD_NHWC
