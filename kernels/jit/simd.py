@@ -19,6 +19,13 @@ checked (masked-off lanes are never touched, so a masked access may start before
 array or run past its end). The lane count is fixed per dtype when this module is
 imported: 64-byte vectors (16 float32 / 8 float64) on AVX-512 hosts, 32 bytes otherwise
 (`LANES`). Masks are integers whose bit l selects lane l.
+
+Under `NUMBA_BOUNDSCHECK=1` (Numba's own switch for its array indexing) every access
+here is checked too: the lanes a load, store, gather or broadcast touches (a masked one:
+its selected lanes) must lie inside the array, else IndexError. A kernel that reads
+past an array only at some lane count (8 accumulators splatted from a 4-lane float64
+array on AVX2) then fails loudly instead of returning garbage. Kernels compiled with
+checks are cached apart only if NUMBA_CACHE_DIR differs (Numba's cache key ignores it).
 """
 
 from __future__ import annotations
@@ -90,6 +97,44 @@ def _vec_ptr(context, builder, aryty, ary, idx, vt):
     return builder.bitcast(ptr, ir.PointerType(context.get_value_type(vt)))
 
 
+def _check_lanes(context, builder, aryty, ary, idx, first, last, step=1):
+    """Under bounds checking (`NUMBA_BOUNDSCHECK=1`): IndexError unless the elements
+    idx + first * step and idx + last * step (i64 values; the lanes touched lie between
+    them) are inside the array."""
+    if not context.enable_boundscheck:
+        return
+    i64 = ir.IntType(64)
+    n = context.make_array(aryty)(context, builder, ary).nitems
+    n = builder.sext(n, i64) if n.type.width < 64 else n
+    idx = idx if idx.type.width == 64 else builder.sext(idx, i64)
+    step = step if isinstance(step, ir.Value) else ir.Constant(i64, step)
+    bad = ir.Constant(ir.IntType(1), 0)
+    for lane in (first, last):
+        at = builder.add(idx, builder.mul(lane, step))
+        outside = builder.or_(
+            builder.icmp_signed("<", at, i64(0)), builder.icmp_signed(">=", at, n)
+        )
+        bad = builder.or_(bad, outside)
+    with cgutils.if_unlikely(builder, bad):
+        context.call_conv.return_user_exc(
+            builder, IndexError, ("simd: vector access outside the array",)
+        )
+
+
+def _check_mask(context, builder, aryty, ary, idx, lane_mask, count, step=1):
+    """`_check_lanes` for the lanes selected in `lane_mask` (<count x i1>): from its
+    lowest set bit to its highest; nothing when no lane is selected."""
+    if not context.enable_boundscheck:
+        return
+    i64 = ir.IntType(64)
+    bits = builder.bitcast(lane_mask, ir.IntType(count))
+    with builder.if_then(builder.icmp_unsigned("!=", bits, bits.type(0))):
+        first = builder.zext(builder.cttz(bits, ir.Constant(ir.IntType(1), 1)), i64)
+        lead = builder.zext(builder.ctlz(bits, ir.Constant(ir.IntType(1), 1)), i64)
+        last = builder.sub(i64(count - 1), lead)
+        _check_lanes(context, builder, aryty, ary, idx, first, last, step)
+
+
 def _lane_mask(builder, mask, count):
     """Integer bit mask -> <count x i1>."""
     width = mask.type.width
@@ -118,6 +163,8 @@ def vload(typingctx, arr, idx):
     vt = _vec_of(arr)
 
     def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        _check_lanes(context, builder, sig.args[0], args[0], args[1], i64(0), i64(vt.count - 1))
         ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vt)
         return builder.load(ptr, align=vt.dtype.bitwidth // 8)
 
@@ -129,6 +176,8 @@ def vstore(typingctx, arr, idx, vec):
     """arr[idx : idx + LANES] = vec (all lanes must lie inside the array)."""
 
     def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        _check_lanes(context, builder, sig.args[0], args[0], args[1], i64(0), i64(vec.count - 1))
         ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vec)
         builder.store(args[2], ptr, align=vec.dtype.bitwidth // 8)
         return context.get_dummy_value()
@@ -159,6 +208,8 @@ def vgather(typingctx, arr, idx, stride, mask):
         ptrs = builder.inttoptr(addrs, ir.VectorType(base.type, n))
         llvt = context.get_value_type(vt)
         mask = _lane_mask(builder, args[3], n)
+        lanes_step = context.cast(builder, args[2], sig.args[2], types.int64)
+        _check_mask(context, builder, sig.args[0], args[0], args[1], mask, n, lanes_step)
         name = f"llvm.masked.gather.v{n}{_SUFFIX[vt.dtype]}.v{n}p0"
         fnty = ir.FunctionType(llvt, [ptrs.type, ir.IntType(32), mask.type, llvt])
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
@@ -176,6 +227,7 @@ def vloadm(typingctx, arr, idx, mask):
         llvt = context.get_value_type(vt)
         ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vt)
         lane_mask = _lane_mask(builder, args[2], vt.count)
+        _check_mask(context, builder, sig.args[0], args[0], args[1], lane_mask, vt.count)
         name = f"llvm.masked.load.v{vt.count}{_SUFFIX[vt.dtype]}.p0"
         fnty = ir.FunctionType(llvt, [ptr.type, ir.IntType(32), lane_mask.type, llvt])
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
@@ -192,6 +244,7 @@ def vstorem(typingctx, arr, idx, vec, mask):
         llvt = context.get_value_type(vec)
         ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], vec)
         lane_mask = _lane_mask(builder, args[3], vec.count)
+        _check_mask(context, builder, sig.args[0], args[0], args[1], lane_mask, vec.count)
         name = f"llvm.masked.store.v{vec.count}{_SUFFIX[vec.dtype]}.p0"
         fnty = ir.FunctionType(ir.VoidType(), [llvt, ptr.type, ir.IntType(32), lane_mask.type])
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
@@ -209,6 +262,8 @@ def vbcast(typingctx, arr, idx):
     vt = _vec_of(arr)
 
     def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        _check_lanes(context, builder, sig.args[0], args[0], args[1], i64(0), i64(0))
         scalar = builder.load(_elem_ptr(context, builder, sig.args[0], args[0], args[1]))
         return _splat(builder, context.get_value_type(vt), scalar)
 
