@@ -40,6 +40,7 @@ from numba import uint64 as u64
 
 from ._numba import FASTMATH, jit, parallel_for
 from .simd import (
+    VECTOR_BYTES,
     lanes,
     vadd,
     vbcast,
@@ -171,7 +172,17 @@ def _gemm_6x4(a, b, c, c0, crow, a0, a1, a2, a3, a4, a5, K, astride, b0, bstride
     accumulators in registers, starting from c's values if `add`, else from zero
     (`zeros`: an array of at least one vector of zeros). The forward's tile (rows:
     tiles, k: input channels, astride 1) and the weight gradient's (rows: input
-    channels, k: tiles, astride cpi) are this one."""
+    channels, k: tiles, astride cpi) are this one.
+
+    With 16 vector registers (AVX2) 24 accumulators spill: there the tile is two 6 x 2
+    halves, one after the other (12 accumulators, 2 vectors of b, 1 broadcast), each
+    broadcasting the 6 rows of a again (BLIS's Haswell micro-kernel shape)."""
+    if VECTOR_BYTES < 64:
+        _gemm_6x2(a, b, c, c0, crow, a0, a1, a2, a3, a4, a5, K, astride, b0, bstride, add,
+                  zeros, L)  # fmt: skip
+        _gemm_6x2(a, b, c, c0 + 2 * L, crow, a0, a1, a2, a3, a4, a5, K, astride, b0 + 2 * L,
+                  bstride, add, zeros, L)  # fmt: skip
+        return
     if add:
         r0 = _load4(c, c0, L)
         r1 = _load4(c, c0 + crow, L)
@@ -201,6 +212,41 @@ def _gemm_6x4(a, b, c, c0, crow, a0, a1, a2, a3, a4, a5, K, astride, b0, bstride
     _store4(c, c0 + 3 * crow, r3, L)
     _store4(c, c0 + 4 * crow, r4, L)
     _store4(c, c0 + 5 * crow, r5, L)
+
+
+@jit(fastmath=FASTMATH)
+def _gemm_6x2(a, b, c, c0, crow, a0, a1, a2, a3, a4, a5, K, astride, b0, bstride, add, zeros,
+              L):  # fmt: skip
+    """`_gemm_6x4` on 2 vectors of columns (its half on AVX2)."""
+    if add:
+        r0 = (vload(c, c0), vload(c, c0 + L))
+        r1 = (vload(c, c0 + crow), vload(c, c0 + crow + L))
+        r2 = (vload(c, c0 + 2 * crow), vload(c, c0 + 2 * crow + L))
+        r3 = (vload(c, c0 + 3 * crow), vload(c, c0 + 3 * crow + L))
+        r4 = (vload(c, c0 + 4 * crow), vload(c, c0 + 4 * crow + L))
+        r5 = (vload(c, c0 + 5 * crow), vload(c, c0 + 5 * crow + L))
+    else:
+        z = vload(zeros, 0)
+        r0 = r1 = r2 = r3 = r4 = r5 = (z, z)
+    for k in range(K):
+        w = b0 + k * bstride
+        w0 = vload(b, w)
+        w1 = vload(b, w + L)
+        s = k * astride
+        r0 = _fma2(r0, vbcast(a, a0 + s), w0, w1)
+        r1 = _fma2(r1, vbcast(a, a1 + s), w0, w1)
+        r2 = _fma2(r2, vbcast(a, a2 + s), w0, w1)
+        r3 = _fma2(r3, vbcast(a, a3 + s), w0, w1)
+        r4 = _fma2(r4, vbcast(a, a4 + s), w0, w1)
+        r5 = _fma2(r5, vbcast(a, a5 + s), w0, w1)
+    for j, r in enumerate((r0, r1, r2, r3, r4, r5)):
+        vstore(c, c0 + j * crow, r[0])
+        vstore(c, c0 + j * crow + L, r[1])
+
+
+@jit(fastmath=FASTMATH)
+def _fma2(a, xv, w0, w1):
+    return (vfma(xv, w0, a[0]), vfma(xv, w1, a[1]))
 
 
 # --------------------------------------------------------------------------- Winograd

@@ -136,8 +136,26 @@ def _check_mask(context, builder, aryty, ary, idx, lane_mask, count, step=1):
 
 
 def _lane_mask(builder, mask, count):
-    """Integer bit mask -> <count x i1>."""
+    """Integer bit mask -> <count x i1>.
+
+    With AVX-512 a bitcast: the integer goes straight into a mask register. Without it
+    masks live in vector registers, and LLVM lowers that bitcast one lane at a time (a
+    shift, an and, a negate and a shuffle per lane: ~30 instructions for 8 lanes, in the
+    inner loop of every masked load). Splatting the integer and testing lane l's bit
+    against a constant vector (1 << l) is three instructions (broadcast, and, compare).
+    """
     width = mask.type.width
+    if VECTOR_BYTES < 64:
+        i32 = ir.IntType(32)
+        if width > 32:
+            mask = builder.trunc(mask, i32)
+        elif width < 32:
+            mask = builder.zext(mask, i32)
+        vi32 = ir.VectorType(i32, count)
+        bits = builder.and_(
+            _splat(builder, vi32, mask), ir.Constant(vi32, [1 << lane for lane in range(count)])
+        )
+        return builder.icmp_unsigned("!=", bits, ir.Constant(vi32, [0] * count))
     if width > count:
         mask = builder.trunc(mask, ir.IntType(count))
     elif width < count:

@@ -44,6 +44,7 @@ from numba import uint64 as u64
 
 from ._numba import FASTMATH, jit, parallel_for
 from .simd import (
+    VECTOR_BYTES,
     lanes,
     prefetch,
     vadd,
@@ -379,6 +380,72 @@ def _fwd_4x4_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo
         _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
 
 
+@jit(fastmath=FASTMATH)
+def _fwd_4x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    # as _fwd_4x4_task, with blocks of 4 output channels x 2 vectors (8 accumulators:
+    # the tile for 16 vector registers, `TAP_TILES`)
+    T = toff.size
+    n, gb, g, blk = _task_index(t, G, nblk)
+    sn = src[n]
+    dst = out[n]
+    wb = gb * cpi * T * 4
+    nvalid = min(4, cpo - blk * 4)
+    nxt = _next_source(t, t1, src, G, nblk, cpi, cs)
+    nlines = -(-cpi * cs // L)
+    for v in range(0, valid.size, 2):
+        _prefetch_step(src, nxt, nlines, v // 2, valid.size // 2, L)
+        p = v * L
+        a0 = _splat4(bp, gb * 4)
+        a1 = a0
+        for c in range(cpi):
+            xb = (g * cpi + c) * cs + p
+            wc = wb + c * T * 4
+            for k in range(T):
+                i = xb + toff[k]
+                w = wc + k * 4
+                a0 = _fma4(a0, vloadm(sn, i, mk[k, v]), wt, w)
+                a1 = _fma4(a1, vloadm(sn, i + L, mk[k, v + 1]), wt, w)
+        d = (g * cpo + blk * 4) * P + p
+        _store(dst, d, a0, valid[v], P, nvalid)
+        _store(dst, d + L, a1, valid[v + 1], P, nvalid)
+
+
+@jit(nogil=True)
+def _fwd_4x2_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    for t in range(t0, t1):
+        _fwd_4x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+
+
+@jit(fastmath=FASTMATH)
+def tap_task(tile, t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    """Task t of the register tile `tile` (an index into `TAP_TILES`)."""
+    if tile == 0:
+        _fwd_8x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+    elif tile == 1:
+        _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+    else:
+        _fwd_4x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
+
+
+# The register tiles of the tap kernel, (output channels, vectors of pixels) held in
+# accumulators: 8x2 and 4x4 (16 accumulators) where AVX-512 has 32 vector registers,
+# 4x2 (8) where AVX2 has 16 - there a 16-accumulator tile spills to the stack every
+# tap. Measured (session 18, AMD EPYC Zen 3, AVX2, 1 thread, float32, forward ms, tiles
+# 8x2 / 4x4 / 4x2 / 8x1): 32x4d 56x56 batch 8 16.9 / 9.3 / 7.4 / 11.6, 32x8d 28x28 8.1 /
+# 7.6 / 5.5 / 5.6, 8x14d 56x56 35.4 / 40.1 / 27.0 / 28.7, CIFAR 16->16 32x32 batch 64
+# 12.7 / 14.4 / 10.5 / 9.8 (a noisy host: the order held over 4 runs).
+TAP_TILES = ((8, 2), (4, 4), (4, 2))
+_TAP_RANGES = (_fwd_8x2_range, _fwd_4x4_range, _fwd_4x2_range)
+
+
+def tap_tile(cpo: int) -> int:
+    """The index in `TAP_TILES` of the register tile for `cpo` output channels a group
+    on this CPU's vectors."""
+    if VECTOR_BYTES < 64:
+        return 2
+    return 1 if cpo <= 4 else 0
+
+
 def tap_conv(
     src: np.ndarray,
     weight: np.ndarray,
@@ -394,16 +461,16 @@ def tap_conv(
     into `out` if given: a contiguous array of that shape). With `transposed`, the conv
     with the transposed, flipped weights (see `pack_weights`): weight (C, C_out/groups,
     KH, KW) is then the original conv's."""
-    out, task, nblk, args = tap_conv_tasks(src, weight, bias, groups, geom, out, transposed)
-    parallel_for(_fwd_8x2_range if task == _fwd_8x2_task else _fwd_4x4_range,
-                 src.shape[0] * groups * nblk, *args)  # fmt: skip
+    out, tile, nblk, args = tap_conv_tasks(src, weight, bias, groups, geom, out, transposed)
+    parallel_for(_TAP_RANGES[tile], src.shape[0] * groups * nblk, *args)
     return out
 
 
 def tap_conv_tasks(src, weight, bias, groups: int, geom: TapGeometry, out=None,
                    transposed: bool = False):  # fmt: skip
-    """`tap_conv`'s set-up: (out, task, nblk, args) - task t of `task(t, t1, *args)`
-    (t < N * groups * nblk, t1 the end of the calling thread's tasks) computes block
+    """`tap_conv`'s set-up: (out, tile, nblk, args) - task t of `tap_task(tile, t, t1,
+    *args)` (t < N * groups * nblk, t1 the end of the calling thread's tasks; `tile` an
+    index into `TAP_TILES`) computes block
     t % nblk of the output channels of group (t // nblk) % groups of image t // (groups *
     nblk), into out (allocated here unless given)."""
     N = src.shape[0]
@@ -414,7 +481,8 @@ def tap_conv_tasks(src, weight, bias, groups: int, geom: TapGeometry, out=None,
     cout = groups * cpo
     dt = src.dtype
     nl = lanes(dt)
-    cb, pv, task = (4, 4, _fwd_4x4_task) if cpo <= 4 else (8, 2, _fwd_8x2_task)
+    tile = tap_tile(cpo)
+    cb, pv = TAP_TILES[tile]
     nblk = -(-cpo // cb)
     toff, mk, valid = tap_table(geom, nl, pv)
     P = geom.H * geom.W
@@ -426,7 +494,7 @@ def tap_conv_tasks(src, weight, bias, groups: int, geom: TapGeometry, out=None,
     wt = pack_weights(weight, groups, cb, transposed)
     args = (src.reshape(N, -1), wt, bp.reshape(-1), out.reshape(N, -1), toff, mk, valid,
             src.shape[2], P, groups, cpi, cpo, nblk, nl)  # fmt: skip
-    return out, task, nblk, args
+    return out, tile, nblk, args
 
 
 # ----------------------------------------------------------------- stride-2 input gradient

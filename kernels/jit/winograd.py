@@ -49,6 +49,7 @@ import numpy as np
 
 from ._numba import FASTMATH, jit, parallel_for
 from .simd import (
+    VECTOR_BYTES,
     lanes,
     vadd,
     vbcast,
@@ -374,10 +375,19 @@ def _forward_range(t0, t1, x, up, bias, out, bad, cmk, omk, two, H, W, G, cpi, c
             gb = g * nblk + blk
             for v in range(0, nvt, 2):
                 for p in range(16):
-                    a0 = _splat8(zero, 0)
-                    a1 = a0
                     wb = (gb * 16 + p) * (cpi + 1) * 8
                     vb = p * vstep + v * L
+                    if VECTOR_BYTES < 64:
+                        # 16 vector registers (AVX2): 8 x 2 accumulators would spill, so
+                        # the two vectors one after the other (8 x 1), weights read twice
+                        for j in range(2):
+                            a0 = _splat8(zero, 0)
+                            for c in range(cpi):
+                                a0 = _fma8(a0, vload(V, vb + c * nvt * L + j * L), up, wb + c * 8)
+                            _store8(M, p * 8 * 2 * L + j * L, 2 * L, a0)
+                        continue
+                    a0 = _splat8(zero, 0)
+                    a1 = a0
                     for c in range(cpi):
                         a0 = _fma8(a0, vload(V, vb + c * nvt * L), up, wb + c * 8)
                         a1 = _fma8(a1, vload(V, vb + c * nvt * L + L), up, wb + c * 8)
@@ -594,10 +604,18 @@ def _wgrad_range(
                     for c0 in range(0, cpi8, 8):
                         for k in range(0, cop, 2 * L):
                             d = (p * cpi8 + c0) * cop + k
-                            a0 = _load8(part, d, cop)
-                            a1 = _load8(part, d + L, cop)
                             vb = p * vstep + c0 * nvt * L
                             yb = p * ystep + k
+                            if VECTOR_BYTES < 64:  # AVX2: 8 x 1, as in the forward
+                                for j in range(2):
+                                    a0 = _load8(part, d + j * L, cop)
+                                    for s in range(T):
+                                        yv = vload(Y, yb + s * cop + j * L)
+                                        a0 = _fma8_bcast(a0, yv, V, vb + s, nvt * L)
+                                    _store8(part, d + j * L, cop, a0)
+                                continue
+                            a0 = _load8(part, d, cop)
+                            a1 = _load8(part, d + L, cop)
                             for s in range(T):
                                 a0 = _fma8_bcast(a0, vload(Y, yb + s * cop), V, vb + s, nvt * L)
                                 a1 = _fma8_bcast(a1, vload(Y, yb + s * cop + L), V, vb + s, nvt * L)
