@@ -37,6 +37,7 @@ from numba import uint64 as u64
 from ._numba import FASTMATH, jit, parallel_for
 from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
 from .planner import Algorithm, ConvGeometry
+from .simd import VECTOR_BYTES
 
 # --------------------------------------------------------------------------- tiles
 
@@ -918,8 +919,9 @@ def _same3x3_bwd_weight_task(t, x, go, part, mk, H, W, G, R, zero):
             oe = min(ob + 4, cpo)
             for c in range(cpi):
                 cb = u64((g * cpi + c) * HW) + p0
-                if ob + 4 <= oe:
-                    # kernel rows 0 and 1 of 4 outputs in one pass
+                if ob + 4 <= oe and VECTOR_BYTES >= 64:
+                    # kernel rows 0 and 1 of 4 outputs in one pass (24 accumulators: only
+                    # with AVX-512's 32 vector registers; they spill on AVX2's 16)
                     t0 = cb - uW - u64(1)
                     e0 = u64((co0 + ob) * HW) + p0
                     _dotsm_6x4(pn, gn, e0, urs, src, t0, uW, mk, p0, urs, co0 + ob, c, 0, uln, zero)
@@ -927,7 +929,7 @@ def _same3x3_bwd_weight_task(t, x, go, part, mk, H, W, G, R, zero):
                     t0 = cb + u64(kh) * uW - uW - u64(1)
                     m0 = u64(3 * kh * HW) + p0
                     o = ob
-                    if o + 4 <= oe and kh < 2:
+                    if o + 4 <= oe and kh < 2 and VECTOR_BYTES >= 64:
                         o += 4
                     if o + 4 <= oe:
                         e0 = u64((co0 + o) * HW) + p0

@@ -48,6 +48,7 @@ import numpy as np
 
 from ._numba import FASTMATH, jit, parallel_for
 from .simd import (
+    VECTOR_BYTES,
     lanes,
     prefetch,
     prefetchw,
@@ -93,7 +94,11 @@ def _fma8_rows(acc, bv, a, rows, i):
 def _micro_8x2(a0, a1, a, rows, sk, k0, bp, bo, kc, L):
     """acc[r][v] + sum over k < kc of A[row r, k0 + k] * bp[bo + 2Lk + vL : ... + L],
     A[row r, k] = a[rows[r] + k*sk] (A read in place: no packed copy of the weights);
-    (a0, a1) the accumulators of the two vectors."""
+    (a0, a1) the accumulators of the two vectors. With 16 vector registers (AVX2) the
+    16 accumulators would spill: there the two vectors one after the other (8 x 1)."""
+    if VECTOR_BYTES < 64:
+        a0 = _micro_8x1(a0, a, rows, sk, k0, bp, bo, kc, 2 * L)
+        return a0, _micro_8x1(a1, a, rows, sk, k0, bp, bo + L, kc, 2 * L)
     for k in range(kc):
         b = bo + k * 2 * L
         i = (k0 + k) * sk
@@ -103,12 +108,13 @@ def _micro_8x2(a0, a1, a, rows, sk, k0, bp, bo, kc, L):
 
 
 @jit(fastmath=FASTMATH)
-def _micro_8x1(a0, a, rows, sk, k0, bp, bo, kc, L):
-    """`_micro_8x2` for a panel of one vector (bp[bo + Lk : + L]): the odd last vector of
-    a column block, so a 7x7 plane at batch 2 (98 columns, 7 vectors) computes 7 vectors
-    instead of 8."""
+def _micro_8x1(a0, a, rows, sk, k0, bp, bo, kc, step):
+    """`_micro_8x2` for one vector of columns, bp[bo + k*step : + L]: a panel of one
+    vector (step L: the odd last vector of a column block, so a 7x7 plane at batch 2 -
+    98 columns, 7 vectors - computes 7 vectors instead of 8), or one vector of a
+    two-vector panel (step 2L: `_micro_8x2` on AVX2)."""
     for k in range(kc):
-        a0 = _fma8_rows(a0, vload(bp, bo + k * L), a, rows, (k0 + k) * sk)
+        a0 = _fma8_rows(a0, vload(bp, bo + k * step), a, rows, (k0 + k) * sk)
     return a0
 
 

@@ -655,12 +655,58 @@ def _stride2_bwd_task(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, c
         _store_zipped(dst, c0, acc[1], acc[3], soff, smask, v + 1, 1, HW, nvalid)
 
 
+@jit(fastmath=FASTMATH)
+def _kernel_row1(acc, src, sb, offs, masks, split, wt, wb, kh):
+    """`_kernel_row` for one vector: acc (p, q), offs / masks its dc = 0 and dc = 1 loads."""
+    p, q = acc
+    x0 = _load_halves(src, sb, offs[0], masks[0], split)
+    x1 = _load_halves(src, sb, offs[1], masks[1], split)
+    p = _fma4(p, x0, wt, wb + (7 - 3 * kh) * 4)
+    q = _fma4(_fma4(q, x0, wt, wb + (6 - 3 * kh) * 4), x1, wt, wb + (8 - 3 * kh) * 4)
+    return p, q
+
+
+@jit(fastmath=FASTMATH)
+def _stride2_bwd_task1(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi, cpo,
+                       nblk, split):  # fmt: skip
+    # `_stride2_bwd_task` one vector at a time: p and q of 4 channels, 8 accumulators
+    # (16 vector registers, AVX2: the pair's 16 would spill)
+    n, gb, g, blk = _task_index(t, G, nblk)
+    src = go[n]
+    dst = gx[n]
+    c0 = g * cpi + blk * 4
+    nvalid = min(4, cpi - blk * 4)
+    z = vbcast(zero, 0)
+    z4 = (z, z, z, z)
+    for v in range(loff.shape[0]):
+        o0 = ((loff[v, 0, 0], loff[v, 0, 1]), (loff[v, 1, 0], loff[v, 1, 1]))
+        m0 = ((lmask[v, 0, 0], lmask[v, 0, 1]), (lmask[v, 1, 0], lmask[v, 1, 1]))
+        o1 = ((loff[v, 2, 0], loff[v, 2, 1]), (loff[v, 3, 0], loff[v, 3, 1]))
+        m1 = ((lmask[v, 2, 0], lmask[v, 2, 1]), (lmask[v, 3, 0], lmask[v, 3, 1]))
+        acc = (z4, z4)  # row phase 0: kernel row 1 at dr = 0
+        for co in range(cpo):
+            acc = _kernel_row1(acc, src, (g * cpo + co) * P, o0, m0, split, wt,
+                               (gb * cpo + co) * 36, 1)  # fmt: skip
+        _store_zipped(dst, c0, acc[0], acc[1], soff, smask, v, 0, HW, nvalid)
+        acc = (z4, z4)  # row phase 1: kernel row 0 at dr = 1, row 2 at dr = 0
+        for co in range(cpo):
+            sb = (g * cpo + co) * P
+            wb = (gb * cpo + co) * 36
+            acc = _kernel_row1(acc, src, sb, o1, m1, split, wt, wb, 0)
+            acc = _kernel_row1(acc, src, sb, o0, m0, split, wt, wb, 2)
+        _store_zipped(dst, c0, acc[0], acc[1], soff, smask, v, 1, HW, nvalid)
+
+
 @jit(nogil=True)
 def _stride2_bwd_range(t0, t1, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi,
                        cpo, nblk, split):  # fmt: skip
     for t in range(t0, t1):
-        _stride2_bwd_task(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi, cpo,
-                          nblk, split)  # fmt: skip
+        if VECTOR_BYTES < 64:
+            _stride2_bwd_task1(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi,
+                               cpo, nblk, split)  # fmt: skip
+        else:
+            _stride2_bwd_task(t, go, wt, gx, zero, loff, lmask, soff, smask, P, HW, G, cpi,
+                              cpo, nblk, split)  # fmt: skip
 
 
 def stride2_backward_input(grad_out: np.ndarray, weight: np.ndarray, groups: int, H: int, W: int):
@@ -772,6 +818,22 @@ def _rows(a, b, xq, gq, x0, x1, r0, r1, Wo, rs, cw, v0, v1, stride, q4, L):
 
 
 @jit(fastmath=FASTMATH)
+def _rows1(a, xq, gq, x0, r0, r1, Wo, rs, cw, v0, stride, q4, L):
+    """`_rows` for one slot (9 accumulators: the AVX2 tile, `_bwd_weight_task`)."""
+    for r in range(r0, r1):
+        for q in range(Wo):
+            p = r * Wo + q
+            g0 = vload(gq, p * cw + v0 * L)
+            e = r * rs + q
+            if stride == 1:
+                a = _taps9(a, xq, x0 + e, 0, rs, 2 * rs, 0, 2, g0)
+            else:
+                q2 = 2 * q4
+                a = _taps9(a, xq, x0 + e, q2, rs, q2 + rs, q4, q4 + 1, g0)
+    return a
+
+
+@jit(fastmath=FASTMATH)
 def _load9(acc, i, L):
     return (
         vload(acc, i),
@@ -846,6 +908,17 @@ def _bwd_weight_task(t, x, go, part, xp, gt, H, W, Ho, Wo, rs, cs, stride, G, cp
                 vstore(gq, p * cw + v * L, vgather(gn, s0 + p, P, m))
         for r0 in range(0, Ho, RB):  # row blocks: their grad_out rows stay in L1
             r1 = min(Ho, r0 + RB)
+            if VECTOR_BYTES < 64:
+                # 16 vector registers (AVX2): one slot at a time, 9 accumulators (two
+                # slots' 18 would spill every tap)
+                for s in range(nslots):
+                    c0 = s // cv
+                    v0 = s - c0 * cv
+                    i0 = (c0 * 9 * cv + v0) * L
+                    a = _load9(acc, i0, cw)
+                    a = _rows1(a, xq, gq, c0 * cs, r0, r1, Wo, rs, cw, v0, stride, cs // 4, L)
+                    _store9(acc, i0, cw, a)
+                continue
             for s in range(0, nslots, 2):
                 s1 = min(s + 1, nslots - 1)  # an odd last slot is computed twice
                 c0 = s // cv
