@@ -34,7 +34,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 <= 256 pixels and cpi*cpo < 2^20 (for an
                                                 input gradient: 2^24; <= 64 pixels and
                                                 cpi*cpo < 2^18) (`use_pointwise_simd`;
-                                                gemm.py)
+                                                gemm.py); never with 32-byte vectors
+                                                (AVX2: `simd_gemm_beats_blas`)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0 (im2col_gemm.py)
                      IM2COL_GEMM                anything else
     backward_input   COL2IM_GEMM                stride 1, p <= d*(k-1), the transposed
@@ -64,7 +65,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 cpo*cpi*kh*kw <= 2*9216 (the 7x7 stem)
                      POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense, cpi fills
                                                 >= 3/4 of its 2-vector panels (or < 2^20
-                                                multiply-adds)
+                                                multiply-adds: with 32-byte vectors only
+                                                these)
                      POINTWISE_GEMM             1x1 / stride 1 / pad 0
                      IM2COL_SIMD                dense, Ho*Wo <= 256, >= 2^24 multiply-adds,
                                                 and the 1x1 conv of its column matrix would
@@ -681,6 +683,27 @@ _SIMD_MAX_WEIGHTS_INPUT_GRAD = 1 << 18
 # 4.67 vs 4.53 / 5.30 vs 5.12, 128->512 28x28 4.07 vs 3.21 / 4.59 vs 3.66.
 _SIMD_TINY_MACS = 1 << 20
 _SIMD_WGRAD_MIN_FILL = 0.75
+# All of the above was measured with 64-byte vectors (AVX-512), where the SIMD GEMM's 8 x
+# 2-vector micro-kernel keeps its 16 accumulators in 32 registers. With 32-byte vectors
+# (AVX2: 16 registers, the micro-kernel run as two 8 x 1 halves) OpenBLAS's Haswell
+# kernels win nearly everywhere. Measured (session 18, AMD EPYC Zen 3, 2 threads,
+# float32, ms, min of 11, SIMD vs BLAS, forward / input gradient / weight gradient):
+# 1024->512 14x14 batch 2 7.24 vs 5.00 / - / 7.53 vs 3.96, 512->1024 14x14 8.78 vs 4.81 /
+# - / 7.11 vs 5.44, 2048->1024 7x7 weight gradient 10.35 vs 5.97, 256->128 56x56 batch 8
+# 4.90 vs 2.70, batch 1: 1024->256 14x14 1.33 vs 0.65 / 1.51 vs 0.66 / 1.06 vs 0.76,
+# 512->2048 7x7 1.83 vs 0.88 / 1.99 vs 0.89 / 1.35 vs 0.72, 256->240 17x17 0.55 vs 0.32;
+# weight gradients of small planes: 256->256 7x7 batch 8 0.60 vs 0.49, 128->256 8x8
+# batch 32 1.46 vs 1.04, 64->64 16x16 batch 16 0.48 vs 0.32, but 32->64 8x8 batch 64
+# 0.34 vs 0.47 and 128->72 6x6 batch 16 0.20 vs 0.37 (a few megaflops: call overheads).
+# im2col + SIMD vs BLAS weight gradients tie or lose: 512->512 3x3 7x7 batch 2 5.48 vs
+# 5.50, 1024->2048 1x1 stride 2 5.06 vs 4.66. So there: BLAS, but for tiny weight
+# gradients (`_SIMD_TINY_MACS`).
+
+
+def simd_gemm_beats_blas(itemsize: int = 4) -> bool:
+    """Whether the SIMD GEMM's rules apply on this CPU: its vectors are 64 bytes (the
+    rules' measurements); with 32-byte vectors BLAS (see above)."""
+    return _lanes(itemsize)[1] >= 64
 
 
 def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 4) -> bool:
@@ -691,16 +714,19 @@ def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 
     multiply-adds, or planes of at most 64 pixels (forward: up to 256 pixels with fewer
     than 2^20 weights; input gradient: fewer than 2^18 weights) with enough
     multiply-adds. Weight gradient: when the input channels fill >= 3/4 of the vectors
-    that hold them (or the conv is tiny).
+    that hold them (or the conv is tiny). With 32-byte vectors (AVX2) only tiny weight
+    gradients (`simd_gemm_beats_blas`).
     Else one BLAS GEMM per image (measurements above)."""
     if not is_pointwise(g) or g.groups != 1:
         return False
     pixels = g.h * g.w
     weights = g.cpi * g.cpo
     macs = weights * g.n * pixels
+    if pass_ == "backward_weight" and macs < _SIMD_TINY_MACS:
+        return True
+    if not simd_gemm_beats_blas(itemsize):
+        return False
     if pass_ == "backward_weight":
-        if macs < _SIMD_TINY_MACS:
-            return True
         width = 2 * _lanes(itemsize)[0]  # a panel of k: two vectors
         return g.cpi / (-(-g.cpi // width) * width) >= _SIMD_WGRAD_MIN_FILL
     if g.n == 1:
@@ -901,7 +927,24 @@ def clear_plans() -> None:
 # Algorithms whose rule in the plan (where they measured fastest) is narrower than what
 # they compute, with the test of what they compute: `candidates` adds them wherever they
 # can run, so autotuning measures them there too.
-BEYOND_THE_RULES = {("backward_weight", Algorithm.LANE): can_lane_weight_grad}
+def _simd_gemm_left_to_blas(g: ConvGeometry) -> bool:
+    """A dense 1x1 conv, with 32-byte vectors: the SIMD GEMM can compute it, the rules
+    give it to BLAS (`simd_gemm_beats_blas`), autotuning may still find it faster."""
+    return not simd_gemm_beats_blas() and is_pointwise(g) and g.groups == 1
+
+
+def _im2col_simd_left_to_blas(g: ConvGeometry) -> bool:
+    """Any other dense conv's weight gradient, likewise (im2col + the SIMD GEMM)."""
+    return not simd_gemm_beats_blas() and not is_pointwise(g) and g.groups == 1
+
+
+BEYOND_THE_RULES = {
+    ("backward_weight", Algorithm.LANE): can_lane_weight_grad,
+    ("forward", Algorithm.POINTWISE_SIMD): _simd_gemm_left_to_blas,
+    ("backward_input", Algorithm.TRANSPOSED_POINTWISE_SIMD): _simd_gemm_left_to_blas,
+    ("backward_weight", Algorithm.POINTWISE_SIMD): _simd_gemm_left_to_blas,
+    ("backward_weight", Algorithm.IM2COL_SIMD): _im2col_simd_left_to_blas,
+}
 
 
 def candidates(pass_: str, geometry: ConvGeometry, dtype=np.float32) -> list[Algorithm]:

@@ -112,10 +112,33 @@ CONV_PATH_CASES = {
     "stem7x7": (conv_case(2, 3, 15, 13, 8, 7, s=2, p=3),  # polyphase taps, 3 x 49 of them
                 ("tap_poly2", "col2im_gemm", "direct")),
 }  # fmt: skip
-CONV_PATH_CASES = {
-    name: (case, tuple(p.replace("T:", _T) for p in paths))
-    for name, (case, paths) in CONV_PATH_CASES.items()
+# Where 32-byte vectors (AVX2) plan otherwise: one BLAS GEMM per image for what the SIMD
+# GEMM takes with 64-byte ones (`planner.simd_gemm_beats_blas`).
+_AVX2_PATHS = {
+    "pointwise_simd": ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm"),
+    "pointwise_simd_image": ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm"),
+    "im2col_simd": ("im2col_gemm", "col2im_gemm", "im2col_gemm"),
 }
+_BY_WIDTH = {64: CONV_PATH_CASES, 32: {**CONV_PATH_CASES, **{
+    name: (CONV_PATH_CASES[name][0], paths) for name, paths in _AVX2_PATHS.items()}}}  # fmt: skip
+
+
+def conv_path_cases(vector_bytes: int) -> dict:
+    """name -> (case, (forward, backward-input, backward-weight) algorithms) as planned
+    for SIMD vectors of `vector_bytes` (64: AVX-512, 32: AVX2)."""
+    return {
+        name: (case, tuple(p.replace("T:", _T) for p in paths))
+        for name, (case, paths) in _BY_WIDTH[vector_bytes].items()
+    }
+
+
+def _host_vector_bytes() -> int:
+    from minires.kernels.jit.simd import VECTOR_BYTES
+
+    return VECTOR_BYTES
+
+
+CONV_PATH_CASES = conv_path_cases(_host_vector_bytes())  # as this CPU plans them
 
 
 def conv_inputs(case, dtype, seed):

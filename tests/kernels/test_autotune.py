@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from kernel_checks import CONV_PATH_CASES, assert_close, conv_inputs
+from kernel_checks import CONV_PATH_CASES, assert_close, conv_inputs, conv_path_cases, vector_width
 
 import minires.kernels.jit as J
 import minires.kernels.reference as R
@@ -27,7 +27,9 @@ def tuning(tmp_path, monkeypatch):
 
 
 class FakeClock:
-    """A clock under the test's control: `cost[alg]` seconds pass in each timed call."""
+    """A clock under the test's control: `cost[alg]` seconds pass in each timed call
+    (100 for an algorithm `cost` leaves out: a candidate only some CPUs have, such as
+    the SIMD GEMM beyond its rules with 32-byte vectors, never wins)."""
 
     def __init__(self, cost):
         self.now, self.cost, self.calls = 0.0, cost, []
@@ -37,23 +39,35 @@ class FakeClock:
 
     def run(self, alg):
         self.calls.append(alg)
-        self.now += self.cost[alg]
+        self.now += self.cost.get(alg, 100.0)
 
 
-def test_candidates_are_the_plans_with_families_switched_off():
+@pytest.mark.parametrize("vector_bytes", [64, 32])
+def test_candidates_are_the_plans_with_families_switched_off(vector_bytes, monkeypatch):
+    vector_width(monkeypatch, vector_bytes)
+    avx2 = vector_bytes == 32  # the SIMD GEMM beyond its rules: BLAS is planned there
     g = ConvGeometry.of((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)  # CIFAR 16->16
     assert planner.candidates("forward", g) == [A.TAP_SAME, A.DIRECT, A.IM2COL_GEMM]
     cands = planner.candidates("backward_weight", g)
     # the lane kernel's rule leaves these planes out (measured on Zen 4); it can run
     # here, so autotuning times it too (BEYOND_THE_RULES), last
-    assert cands[0] == A.SAME3X3_MASKED and cands[-1] == A.LANE
-    assert set(cands) == {A.SAME3X3_MASKED, A.DIRECT, A.IM2COL_GEMM, A.LANE}
+    extra = [A.IM2COL_SIMD] if avx2 else []
+    assert cands[0] == A.SAME3X3_MASKED and cands[-1 - len(extra)] == A.LANE
+    assert set(cands) == {A.SAME3X3_MASKED, A.DIRECT, A.IM2COL_GEMM, A.LANE, *extra}
     assert not planner.use_lane_weight_grad(g, 4) and planner.can_lane_weight_grad(g)
     stem = ConvGeometry.of((2, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1, 1)
     assert planner.candidates("forward", stem) == [A.TAP_POLY2, A.IM2COL_GEMM]
     assert planner.candidates("backward_input", stem) == [A.COL2IM_GEMM]  # nothing else
-    assert planner.candidates("backward_weight", stem) == [A.DIRECT, A.IM2COL_GEMM]
-    for case, want in CONV_PATH_CASES.values():  # the default plan comes first
+    assert planner.candidates("backward_weight", stem) == [A.DIRECT, A.IM2COL_GEMM, *extra]
+    pointwise = ConvGeometry.of((2, 1024, 14, 14), (512, 1024, 1, 1), 1, 0, 1, 1)
+    for p, simd in zip(planner.PASSES, (A.POINTWISE_SIMD, A.TRANSPOSED_POINTWISE_SIMD,
+                                        A.POINTWISE_SIMD)):  # fmt: skip
+        cands = planner.candidates(p, pointwise)
+        if avx2:  # timed, not planned
+            assert simd in cands and cands[0] != simd, (p, cands)
+        elif p != "backward_input":  # planned (the input gradient's rule: <= 64 pixels)
+            assert cands[0] == simd, (p, cands)
+    for case, want in conv_path_cases(vector_bytes).values():  # the default plan first
         x, w, _, args = conv_inputs(case, np.float32, 0)
         g = ConvGeometry.of(x.shape, w.shape, *args)
         for p, alg in zip(planner.PASSES, want):

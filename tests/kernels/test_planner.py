@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from kernel_checks import CONV_PATH_CASES, conv_inputs, plan_of, vector_width
+from kernel_checks import CONV_PATH_CASES, conv_inputs, conv_path_cases, plan_of, vector_width
 
 import minires.kernels.jit as J
 from minires.kernels.jit import planner
@@ -150,8 +150,10 @@ def test_lane_weight_grad_needs_eight_inputs_a_group(n, c, hw, cout, stride, wan
         (8, 64, 8, 64, 1, 3, (False, False)),  # not 1x1
     ],
 )
-def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want):
-    """`use_pointwise_simd` at each of its thresholds, and the plan follows it."""
+def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want, monkeypatch):
+    """`use_pointwise_simd` at each of its thresholds (64-byte vectors, where they were
+    measured), and the plan follows it."""
+    vector_width(monkeypatch, 64)
     g = ConvGeometry.of((n, c, hw, hw), (cout, c // groups, k, k), 1, k // 2, 1, groups)
     fwd, bwd = want
     assert planner.use_pointwise_simd(g) is fwd
@@ -176,11 +178,9 @@ def test_pointwise_simd_rule(n, c, hw, cout, groups, k, want):
         (1, 256, 56, 256, True),
     ],
 )
-def test_pointwise_simd_weight_gradient_rule(n, c, hw, cout, want):
+def test_pointwise_simd_weight_gradient_rule(n, c, hw, cout, want, monkeypatch):
+    vector_width(monkeypatch, 64)
     g = ConvGeometry.of((n, c, hw, hw), (cout, c, 1, 1), 1, 0, 1, 1)
-    fill = c / (-(-c // (2 * planner._lanes(4)[0])) * 2 * planner._lanes(4)[0])
-    if c == 16 and fill == 1.0:  # a machine with 8 float32 lanes: a full panel there
-        want = True
     assert planner.use_pointwise_simd(g, "backward_weight", 4) is want
     assert (planner.plan("backward_weight", g) == Algorithm.POINTWISE_SIMD) is want
     if want:  # a non-finite weight gradient is recomputed by BLAS
@@ -199,7 +199,8 @@ def test_pointwise_simd_weight_gradient_rule(n, c, hw, cout, want):
         (3, 80, 6, 72, 3, 1, 1, False),  # 2^23 multiply-adds: still too little
     ],
 )
-def test_im2col_simd_rule(n, c, hw, cout, k, s, p, want):
+def test_im2col_simd_rule(n, c, hw, cout, k, s, p, want, monkeypatch):
+    vector_width(monkeypatch, 64)
     g = ConvGeometry.of((n, c, hw, hw), (cout, c, k, k), s, p, 1, 1)
     assert planner.use_im2col_simd(g, "backward_weight") is want
     assert not planner.use_im2col_simd(g, "forward")  # measured no faster in a network
@@ -218,16 +219,46 @@ def test_dispatch_cases_plan_alike_on_every_vector_width(vector_bytes, monkeypat
     shared geometries are chosen to plan alike with 32-byte (AVX2) and 64-byte
     (AVX-512) vectors: the dispatch tests then mean the same on every CPU."""
     vector_width(monkeypatch, vector_bytes)
-    for name, (case, want) in CONV_PATH_CASES.items():
+    for name, (case, want) in conv_path_cases(vector_bytes).items():
         for dtype in DTYPES:
             assert plan_of(case, dtype) == want, (name, vector_bytes, np.dtype(dtype).name)
+    if vector_bytes == 32:  # only the SIMD GEMM's rules differ (BLAS wins there)
+        wide = conv_path_cases(64)
+        differ = {n for n, (_, want) in conv_path_cases(32).items() if want != wide[n][1]}
+        assert differ == {"pointwise_simd", "pointwise_simd_image", "im2col_simd"}
 
 
-def test_dispatch_cases_cover_every_algorithm():
+@pytest.mark.parametrize(
+    "n, c, hw, cout, k, s",
+    [(2, 1024, 14, 512, 1, 1), (1, 256, 17, 240, 1, 1), (16, 128, 5, 72, 1, 1),
+     (2, 512, 7, 512, 3, 1), (2, 1024, 14, 2048, 1, 2)],
+)  # fmt: skip
+def test_simd_gemm_gives_way_to_blas_with_32_byte_vectors(n, c, hw, cout, k, s, monkeypatch):
+    """With AVX2's vectors the dense 1x1 convs and im2col weight gradients the SIMD GEMM
+    takes with AVX-512's go to BLAS (measured 1.3-2x faster there), but for tiny weight
+    gradients; the SIMD GEMM stays a candidate for autotuning."""
+    g = ConvGeometry.of((n, c, hw, hw), (cout, c, k, k), s, k // 2, 1, 1)
+    vector_width(monkeypatch, 64)
+    wide = [planner.plan(p, g) for p in PASSES]
+    assert {Algorithm.POINTWISE_SIMD, Algorithm.IM2COL_SIMD} & set(wide)
+    vector_width(monkeypatch, 32)
+    narrow = [planner.plan(p, g) for p in PASSES]
+    assert narrow == [planner._gemm(g), planner.plan("backward_input", g), planner._gemm(g)]
+    assert "simd" not in narrow[1].value
+    for p, was, now in zip(PASSES, wide, narrow):  # what the rules gave up is still timed
+        assert was in planner.candidates(p, g) and planner.candidates(p, g)[0] == now
+    tiny = ConvGeometry.of((2, 16, 8, 8), (16, 16, 1, 1), 1, 0, 1, 1)
+    assert planner.plan("backward_weight", tiny) == Algorithm.POINTWISE_SIMD
+
+
+def test_dispatch_cases_cover_every_algorithm(monkeypatch):
     """The shared geometries (kernel_checks.CONV_PATH_CASES) are planned as they say,
-    and together they reach every algorithm of every pass."""
+    and together they reach every algorithm of every pass (with 64-byte vectors; with
+    32-byte ones the SIMD GEMM's forward, input gradient and im2col weight gradient are
+    never planned, and tested on their own in test_gemm.py)."""
+    vector_width(monkeypatch, 64)
     seen = [set(), set(), set()]
-    for case, want in CONV_PATH_CASES.values():
+    for case, want in conv_path_cases(64).values():
         for dtype in DTYPES:
             assert plan_of(case, dtype) == want
         for s, p in zip(seen, want):
