@@ -19,7 +19,10 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 256, cpo <= 256 filling >= 7/8 of its
                                                 4-vector panels, >= max(128, cpi) tiles
                                                 (`use_winograd_nhwc`; nhwc.py)
-                     TAP_SAME                   "same", tap-sized (tapconv.py)
+                     TAP_SAME                   "same", tap-sized (tapconv.py); with
+                                                32-byte vectors DIRECT instead where
+                                                direct-sized with >= 400 output pixels
+                                                (`use_direct_same`)
                      DIRECT                     grouped, 4-32 channels a group in and
                                                 out, direct-sized, what TAP_POLY2 would
                                                 take, output planes >= 400 pixels, on
@@ -60,7 +63,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 planes of a group <= 48 KB (stride 1) or
                                                 128 KB (stride 2) (tapconv.py)
                      DEPTHWISE3X3               3x3 same, cpi == 1, direct-sized
-                     SAME3X3_MASKED             3x3 same, cpi <= 32, direct-sized
+                     SAME3X3_MASKED             3x3 same, cpi <= 32, direct-sized,
+                                                64-byte vectors (32-byte: DIRECT)
                      DIRECT                     direct-sized, or dense, strided, not 1x1,
                                                 cpo*cpi*kh*kw <= 2*9216 (the 7x7 stem)
                      POINTWISE_SIMD             1x1 / stride 1 / pad 0, dense, cpi fills
@@ -501,9 +505,35 @@ def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
 _SAME3X3_MAX_CPI = 32
 
 
-def use_same3x3_masked(g: ConvGeometry) -> bool:
-    """3x3 same with at most `_SAME3X3_MAX_CPI` input channels per group."""
-    return g.cpi <= _SAME3X3_MAX_CPI and is_same3x3(g)
+def use_same3x3_masked(g: ConvGeometry, itemsize: int = 4) -> bool:
+    """3x3 same with at most `_SAME3X3_MAX_CPI` input channels per group, with 64-byte
+    vectors (with 32-byte ones the direct tile kernel: `use_direct_same`'s figures)."""
+    return g.cpi <= _SAME3X3_MAX_CPI and is_same3x3(g) and _lanes(itemsize)[1] >= 64
+
+
+# With 32-byte vectors (AVX2: 16 registers) the direct tile kernels, LLVM-vectorised
+# scalar code whose register tiles the compiler fits to the target, beat the explicit
+# tap-table kernels on "same" convs with large output planes, and the masked 3x3 weight
+# gradient everywhere. Measured (session 18, AMD EPYC Zen 3, 2 threads, float32, ms, min
+# of 9; forward tap_same / direct, input gradient transposed tap_same / direct, weight
+# gradient same3x3_masked / direct): 32 groups of 4 56x56 batch 8 5.69 / 4.62, 6.60 /
+# 4.82, 7.30 / 4.40; 32 groups of 8 28x28 3.03 / 2.80, 3.10 / 2.84, 6.37 / 3.06; 8 groups
+# of 14 56x56 8.71 / 7.51, 8.70 / 7.28, 19.9 / 7.02; dense 16->16 32x32 batch 64 4.69 /
+# 3.42, 4.84 / 3.58, 7.02 / 3.42; 16 groups of 16 56x56 19.6 / 17.3, 19.9 / 17.8, 43.5 /
+# 15.0; but to 14x14 (32 groups of 16, batch 2) the tap kernel wins, 1.07 / 1.31, 1.00 /
+# 1.37. Autotuning (`minires bench --autotune`) chose direct on the same geometries.
+# With 64-byte vectors the tap kernels win (PERFLOG, sessions 5-16).
+def use_direct_same(g: ConvGeometry, itemsize: int = 4) -> bool:
+    """A direct-sized "same" conv (not depthwise) with output planes of >=
+    `_POLY2_DIRECT_MIN_PIXELS` pixels, with 32-byte vectors: the forward takes DIRECT,
+    not TAP_SAME."""
+    return (
+        _lanes(itemsize)[1] < 64
+        and use_direct(g)
+        and not is_depthwise3x3(g)
+        and g.cpi > 1
+        and g.ho * g.wo >= _POLY2_DIRECT_MIN_PIXELS
+    )
 
 
 # Winograd F(2x2, 3x3) (`winograd.py`) does 2.25x fewer multiplies than any direct
@@ -801,6 +831,8 @@ def _plan_forward(
     tap = None if "tap" in off else tap_geometry(g)
     if tap == "poly2" and "direct" not in off and use_direct_poly2(g):
         return Algorithm.DIRECT
+    if tap == "same" and "direct" not in off and use_direct_same(g, itemsize):
+        return Algorithm.DIRECT
     if tap is not None:
         return Algorithm.TAP_SAME if tap == "same" else Algorithm.TAP_POLY2
     if "direct" not in off and use_direct(g):
@@ -867,7 +899,7 @@ def _plan_backward_weight(g: ConvGeometry, itemsize: int, off=frozenset()) -> Al
     if "direct" not in off and use_direct_weight_grad(g):
         if is_depthwise3x3(g):
             return Algorithm.DEPTHWISE3X3
-        if "same3x3" not in off and use_same3x3_masked(g):
+        if "same3x3" not in off and use_same3x3_masked(g, itemsize):
             return Algorithm.SAME3X3_MASKED
         return Algorithm.DIRECT
     if "simd_gemm" not in off and use_pointwise_simd(g, "backward_weight", itemsize):
@@ -938,8 +970,21 @@ def _im2col_simd_left_to_blas(g: ConvGeometry) -> bool:
     return not simd_gemm_beats_blas() and not is_pointwise(g) and g.groups == 1
 
 
+def _masked_left_to_direct(g: ConvGeometry) -> bool:
+    """The masked 3x3 weight gradient's geometries with 32-byte vectors, where the rules
+    give them to the direct kernel (`use_same3x3_masked`)."""
+    return (
+        _lanes(4)[1] < 64
+        and use_direct_weight_grad(g)
+        and not is_depthwise3x3(g)
+        and g.cpi <= _SAME3X3_MAX_CPI
+        and is_same3x3(g)
+    )
+
+
 BEYOND_THE_RULES = {
     ("backward_weight", Algorithm.LANE): can_lane_weight_grad,
+    ("backward_weight", Algorithm.SAME3X3_MASKED): _masked_left_to_direct,
     ("forward", Algorithm.POINTWISE_SIMD): _simd_gemm_left_to_blas,
     ("backward_input", Algorithm.TRANSPOSED_POINTWISE_SIMD): _simd_gemm_left_to_blas,
     ("backward_weight", Algorithm.POINTWISE_SIMD): _simd_gemm_left_to_blas,

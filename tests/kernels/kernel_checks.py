@@ -113,8 +113,11 @@ CONV_PATH_CASES = {
                 ("tap_poly2", "col2im_gemm", "direct")),
 }  # fmt: skip
 # Where 32-byte vectors (AVX2) plan otherwise: one BLAS GEMM per image for what the SIMD
-# GEMM takes with 64-byte ones (`planner.simd_gemm_beats_blas`).
+# GEMM takes with 64-byte ones (`planner.simd_gemm_beats_blas`), the direct weight
+# gradient for the masked one (`planner.use_same3x3_masked`).
 _AVX2_PATHS = {
+    "dense3x3": ("tap_same", "T:tap_same", "direct"),
+    "grouped": ("tap_same", "T:tap_same", "direct"),
     "pointwise_simd": ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm"),
     "pointwise_simd_image": ("pointwise_gemm", "T:pointwise_gemm", "pointwise_gemm"),
     "im2col_simd": ("im2col_gemm", "col2im_gemm", "im2col_gemm"),

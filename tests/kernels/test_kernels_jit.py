@@ -134,6 +134,7 @@ def test_conv_grouped_through_blas(name, monkeypatch):
     check_conv(NAMED[name], np.float64, seed=2)
 
 
+@pytest.mark.usefixtures("wide_vector_rules")
 def test_small_dense_conv_dispatch_and_both_paths(monkeypatch):
     """CIFAR-sized dense 3x3 convs at stride 1 take direct kernels (tap table forward and
     input gradient, masked weight gradient); strided ones the lane or the direct tile
@@ -203,6 +204,7 @@ def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
     check_conv(_case(n, 4, 8, 9, 4, 3, p=2, d=2), dtype, seed=10)
 
 
+@pytest.mark.usefixtures("wide_vector_rules")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "n,groups,cpi,cpo,h,w",

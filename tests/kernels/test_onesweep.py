@@ -101,6 +101,7 @@ PLANNED_SWEEPS = [
 ]
 
 
+@pytest.mark.usefixtures("wide_vector_rules")
 @pytest.mark.parametrize("shape", PLANNED_SWEEPS)
 def test_the_sweep_runs_where_planned(shape, sweeps):
     n, c_in, c_out, groups, h, w = shape
@@ -111,6 +112,7 @@ def test_the_sweep_runs_where_planned(shape, sweeps):
     np.testing.assert_array_equal(gw, J.conv2d_backward_weight(x, go, wt.shape, *SAME, groups))
 
 
+@pytest.mark.usefixtures("wide_vector_rules")
 def test_every_sweep_pair_is_planned_somewhere():
     """Each pair of `SWEEPS` is the planner's (input gradient, weight gradient) for one of
     the geometries above: no driver for a pair that never runs."""

@@ -18,6 +18,7 @@ DTYPES = [np.float32, np.float64]
 FIXTURE = pathlib.Path(__file__).parent / "data" / "conv_plans_before.json"
 
 
+@pytest.mark.usefixtures("wide_vector_rules")
 def test_planner_reproduces_the_dispatch_it_replaced():
     """With Winograd (added after it) switched off, the planner picks, on a sweep of 4250
     geometries (both dtypes, every threshold, depthwise multipliers, asymmetric strides
@@ -114,6 +115,7 @@ def test_planner_reproduces_the_dispatch_it_replaced():
     # too small for the SIMD GEMM's: `test_pointwise_simd_rule` checks that one)
 
 
+@pytest.mark.usefixtures("wide_vector_rules")
 @pytest.mark.parametrize(
     "n, c, hw, cout, stride, want",
     [
@@ -222,10 +224,11 @@ def test_dispatch_cases_plan_alike_on_every_vector_width(vector_bytes, monkeypat
     for name, (case, want) in conv_path_cases(vector_bytes).items():
         for dtype in DTYPES:
             assert plan_of(case, dtype) == want, (name, vector_bytes, np.dtype(dtype).name)
-    if vector_bytes == 32:  # only the SIMD GEMM's rules differ (BLAS wins there)
+    if vector_bytes == 32:  # the SIMD GEMM's and the masked weight gradient's rules
         wide = conv_path_cases(64)
         differ = {n for n, (_, want) in conv_path_cases(32).items() if want != wide[n][1]}
-        assert differ == {"pointwise_simd", "pointwise_simd_image", "im2col_simd"}
+        assert differ == {"pointwise_simd", "pointwise_simd_image", "im2col_simd",
+                          "dense3x3", "grouped"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -363,6 +366,7 @@ def test_winograd_falls_back_where_its_output_is_not_finite(name, dtype):
     assert planner.plan("forward", ConvGeometry.of(x.shape, w.shape, *args)) == want[0]
 
 
+@pytest.mark.usefixtures("wide_vector_rules")
 def test_plan_of_a_geometry_and_its_fallbacks():
     g = ConvGeometry.of((8, 128, 56, 56), (128, 4, 3, 3), 1, 1, 1, 32)  # ResNeXt 32x4d
     assert (g.cpi, g.cpo, g.ho, g.wo) == (4, 4, 56, 56)
