@@ -505,10 +505,22 @@ def use_lane_weight_grad(g: ConvGeometry, itemsize: int) -> bool:
 _SAME3X3_MAX_CPI = 32
 
 
+def wide_vectors(itemsize: int = 4) -> bool:
+    """64-byte SIMD vectors (AVX-512: 32 vector registers), where the register tiles and
+    most thresholds here were measured; False with 32-byte ones (AVX2: 16 registers)."""
+    return _lanes(itemsize)[1] >= 64
+
+
+def _masked_shape(g: ConvGeometry) -> bool:
+    """What the masked 3x3 weight gradient computes: 3x3 same, at most
+    `_SAME3X3_MAX_CPI` input channels per group."""
+    return g.cpi <= _SAME3X3_MAX_CPI and is_same3x3(g)
+
+
 def use_same3x3_masked(g: ConvGeometry, itemsize: int = 4) -> bool:
-    """3x3 same with at most `_SAME3X3_MAX_CPI` input channels per group, with 64-byte
-    vectors (with 32-byte ones the direct tile kernel: `use_direct_same`'s figures)."""
-    return g.cpi <= _SAME3X3_MAX_CPI and is_same3x3(g) and _lanes(itemsize)[1] >= 64
+    """`_masked_shape`, with 64-byte vectors (with 32-byte ones the direct tile kernel:
+    `use_direct_same`'s figures)."""
+    return _masked_shape(g) and wide_vectors(itemsize)
 
 
 # With 32-byte vectors (AVX2: 16 registers) the direct tile kernels, LLVM-vectorised
@@ -528,7 +540,7 @@ def use_direct_same(g: ConvGeometry, itemsize: int = 4) -> bool:
     `_POLY2_DIRECT_MIN_PIXELS` pixels, with 32-byte vectors: the forward takes DIRECT,
     not TAP_SAME."""
     return (
-        _lanes(itemsize)[1] < 64
+        not wide_vectors(itemsize)
         and use_direct(g)
         and not is_depthwise3x3(g)
         and g.cpi > 1
@@ -733,7 +745,7 @@ _SIMD_WGRAD_MIN_FILL = 0.75
 def simd_gemm_beats_blas(itemsize: int = 4) -> bool:
     """Whether the SIMD GEMM's rules apply on this CPU: its vectors are 64 bytes (the
     rules' measurements); with 32-byte vectors BLAS (see above)."""
-    return _lanes(itemsize)[1] >= 64
+    return wide_vectors(itemsize)
 
 
 def use_pointwise_simd(g: ConvGeometry, pass_: str = "forward", itemsize: int = 4) -> bool:
@@ -956,9 +968,6 @@ def clear_plans() -> None:
     _plan.cache_clear()
 
 
-# Algorithms whose rule in the plan (where they measured fastest) is narrower than what
-# they compute, with the test of what they compute: `candidates` adds them wherever they
-# can run, so autotuning measures them there too.
 def _simd_gemm_left_to_blas(g: ConvGeometry) -> bool:
     """A dense 1x1 conv, with 32-byte vectors: the SIMD GEMM can compute it, the rules
     give it to BLAS (`simd_gemm_beats_blas`), autotuning may still find it faster."""
@@ -974,14 +983,16 @@ def _masked_left_to_direct(g: ConvGeometry) -> bool:
     """The masked 3x3 weight gradient's geometries with 32-byte vectors, where the rules
     give them to the direct kernel (`use_same3x3_masked`)."""
     return (
-        _lanes(4)[1] < 64
+        not wide_vectors()
         and use_direct_weight_grad(g)
         and not is_depthwise3x3(g)
-        and g.cpi <= _SAME3X3_MAX_CPI
-        and is_same3x3(g)
+        and _masked_shape(g)
     )
 
 
+# Algorithms whose rule in the plan (where they measured fastest) is narrower than what
+# they compute, with the test of what they compute: `candidates` adds them wherever they
+# can run, so autotuning measures them there too.
 BEYOND_THE_RULES = {
     ("backward_weight", Algorithm.LANE): can_lane_weight_grad,
     ("backward_weight", Algorithm.SAME3X3_MASKED): _masked_left_to_direct,
