@@ -26,6 +26,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
 
@@ -204,19 +205,64 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 _cache_warned = False
 
 
+def _kernel_sources_digest(folder: str | None = None) -> str:
+    """sha256 over the source of every module of this package (or of `folder`) that
+    holds compiled code (its text contains a `jit(` decorator or an `@intrinsic`), in
+    name order.
+
+    Numba keys a cached function by its own bytecode and its own file's time stamp: a
+    kernel inlines the intrinsics of simd.py and the helpers of other modules, and their
+    edits would otherwise leave it running stale machine code from the cache."""
+    import hashlib
+
+    folder = folder or os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(folder, name), "rb") as f:
+            text = f.read()
+        if b"jit(" in text or b"@intrinsic" in text:
+            digest.update(name.encode() + b"\0" + text)
+    return digest.hexdigest()
+
+
+class _KernelCache(FunctionCache):
+    """Numba's on-disk function cache with two more inputs in its key: the kernel
+    sources (`_kernel_sources_digest`) and whether bounds checks are compiled in
+    (`NUMBA_BOUNDSCHECK`, which Numba's own key ignores)."""
+
+    _extra_key = None
+
+    def _index_key(self, sig, codegen):
+        if _KernelCache._extra_key is None:
+            _KernelCache._extra_key = (_kernel_sources_digest(), numba.config.BOUNDSCHECK)
+        return super()._index_key(sig, codegen) + _KernelCache._extra_key
+
+
+def _cached_njit(func, options):
+    """numba.njit(cache=True) with `_KernelCache` as its cache (RuntimeError when no
+    cache directory can be used)."""
+    dispatcher = numba.njit(cache=True, **options)(func)
+    dispatcher._cache = _KernelCache(func)
+    return dispatcher
+
+
 def jit(**options):
     """`numba.njit` with `cache=True`; degrade to no on-disk cache if that is impossible.
 
-    Division follows NumPy/IEEE (`error_model="numpy"`): x / 0.0 is inf or NaN, as in
-    the reference and in PyTorch. Numba's default model raises ZeroDivisionError instead
-    (e.g. batch norm with eps=0 on a constant channel), and checks every division.
+    The cache key also covers the other kernel sources a function may inline and the
+    bounds-check switch (`_KernelCache`). Division follows NumPy/IEEE
+    (`error_model="numpy"`): x / 0.0 is inf or NaN, as in the reference and in PyTorch.
+    Numba's default model raises ZeroDivisionError instead (e.g. batch norm with eps=0
+    on a constant channel), and checks every division.
     """
     options.setdefault("error_model", "numpy")
 
     def decorate(func):
         global _cache_warned
         try:
-            return numba.njit(cache=True, **options)(func)
+            return _cached_njit(func, options)
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             if not _cache_warned:
                 _cache_warned = True

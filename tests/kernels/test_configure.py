@@ -61,3 +61,35 @@ def test_backend_falls_back_to_the_reference_with_a_warning(monkeypatch):
     with pytest.warns(UserWarning, match="no_such_jit.*falling back to the NumPy reference"):
         module = backend._load("numba")
     assert module is R
+
+
+def test_kernel_cache_key_covers_the_sources_a_kernel_inlines(tmp_path):
+    """Numba keys a cached kernel by its own file; ours adds a digest of every module
+    with compiled code (a kernel inlines simd.py's intrinsics and other modules'
+    helpers) and the bounds-check switch, so editing simd.py recompiles the kernels
+    instead of running stale machine code. Modules without compiled code (the
+    planner) do not count."""
+    import shutil
+
+    import numba
+
+    from minires.kernels.jit import _numba, conv
+
+    folder = os.path.dirname(_numba.__file__)
+    for name in os.listdir(folder):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(folder, name), tmp_path / name)
+    before = _numba._kernel_sources_digest(str(tmp_path))
+    assert before == _numba._kernel_sources_digest(folder)
+    with open(tmp_path / "planner.py", "a") as f:
+        f.write("\n# a comment\n")
+    assert _numba._kernel_sources_digest(str(tmp_path)) == before
+    with open(tmp_path / "simd.py", "a") as f:
+        f.write("\n# a comment\n")
+    assert _numba._kernel_sources_digest(str(tmp_path)) != before
+
+    kernel = conv._transpose_flip_range
+    assert isinstance(kernel._cache, _numba._KernelCache)
+    sig = kernel.signatures[0] if kernel.signatures else ()
+    key = kernel._cache._index_key(sig, kernel.targetctx.codegen())
+    assert key[-2:] == (_numba._kernel_sources_digest(), numba.config.BOUNDSCHECK)

@@ -34,6 +34,32 @@ def _masked_copy(src, i, mask, dst, j, smask):
 
 
 @jit()
+def _masked_store(dst, j, value, mask):
+    vstorem(dst, j, vload(value, 0), mask)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_simd_masked_store_writes_exactly_the_selected_lanes(dtype):
+    """Every mask of a vector (all lanes: a plain store on AVX2; some: the masked
+    store; none: nothing), at offsets where the vector starts before the array or ends
+    past it: the selected lanes are written, nothing else."""
+    n = lanes(dtype)
+    value = np.arange(1, n + 1, dtype=dtype)
+    masks = range(1 << n) if n <= 8 else [*range(256), 0xFFFF, 0x7FFF, 0xFFFE, 0x8001]
+    for mask in masks:
+        for j in (-2, 0, 3):
+            dst = np.full(n + 1, -1.0, dtype)
+            want = dst.copy()
+            lanes_on = [k for k in range(n) if mask >> k & 1 and 0 <= j + k < n + 1]
+            if len(lanes_on) != bin(mask).count("1"):
+                continue  # a selected lane outside the array: not a valid call
+            for k in lanes_on:
+                want[j + k] = value[k]
+            _masked_store(dst, j, value, mask)
+            np.testing.assert_array_equal(dst, want, err_msg=f"mask {mask:#x} at {j}")
+
+
+@jit()
 def _axpy(a, k, x, y):
     vstorem(y, 0, vfma(vbcast(a, k), vloadm(x, 0, -1), vloadm(y, 0, -1)), -1)
 
