@@ -21,8 +21,8 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                                                 (`use_winograd_nhwc`; nhwc.py)
                      TAP_SAME                   "same", tap-sized (tapconv.py); with
                                                 32-byte vectors DIRECT instead where
-                                                direct-sized with >= 400 output pixels
-                                                (`use_direct_same`)
+                                                direct-sized with cpi > 8 and >= 400
+                                                output pixels (`use_direct_same`)
                      DIRECT                     grouped, 4-32 channels a group in and
                                                 out, direct-sized, what TAP_POLY2 would
                                                 take, output planes >= 400 pixels, on
@@ -535,15 +535,32 @@ def use_same3x3_masked(g: ConvGeometry, itemsize: int = 4) -> bool:
 # 15.0; but to 14x14 (32 groups of 16, batch 2) the tap kernel wins, 1.07 / 1.31, 1.00 /
 # 1.37. Autotuning (`minires bench --autotune`) chose direct on the same geometries.
 # With 64-byte vectors the tap kernels win (PERFLOG, sessions 5-16).
+# Session 19 (same host class): those tap-kernel times included AVX2's microcoded
+# masked store (~10 cycles) on every output vector, since made a plain store where all
+# lanes are stored (`simd.vstorem`). That cost weighed most where each output takes the
+# fewest FMAs, and the direct kernel's own fixed costs per output (bias fill, copy-out,
+# one accumulator pass per input channel and kernel row) weigh most there too: with at
+# most `_TAP_SAME_MAX_CPI_AVX2` input channels a group the tap kernel now wins. Measured
+# (2 threads, ms, forward tap_same / direct, input gradient, three rounds): 32 groups of 4
+# 56x56 batch 8 2.77 / 2.85, 2.73 / 2.97, 2.65 / 3.04 (input gradient 2.70-2.86 /
+# 2.90-3.08); 32 groups of 4 28x28 0.68 / 0.77; 32 groups of 8 28x28 2.27 / 2.50, 3.30 /
+# 3.83, 2.18 / 2.32 (input gradient 2.18-2.25 / 2.33-2.49); 8 groups of 8 56x56 a tie
+# (2.17 / 2.17); but with more channels direct still wins: 8 groups of 14 56x56 6.8-7.0
+# / 6.3-6.5, 4 groups of 24 9.0-9.5 / 8.3-8.6, dense 16->16 32x32 batch 64 2.7-2.9 /
+# 2.4-2.5; 16 channels a group at 28x28 tie.
+_TAP_SAME_MAX_CPI_AVX2 = 8
+
+
 def use_direct_same(g: ConvGeometry, itemsize: int = 4) -> bool:
-    """A direct-sized "same" conv (not depthwise) with output planes of >=
+    """A direct-sized "same" conv (not depthwise) with more than
+    `_TAP_SAME_MAX_CPI_AVX2` input channels a group and output planes of >=
     `_POLY2_DIRECT_MIN_PIXELS` pixels, with 32-byte vectors: the forward takes DIRECT,
     not TAP_SAME."""
     return (
         not wide_vectors(itemsize)
         and use_direct(g)
         and not is_depthwise3x3(g)
-        and g.cpi > 1
+        and g.cpi > _TAP_SAME_MAX_CPI_AVX2
         and g.ho * g.wo >= _POLY2_DIRECT_MIN_PIXELS
     )
 

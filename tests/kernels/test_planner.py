@@ -232,6 +232,29 @@ def test_dispatch_cases_plan_alike_on_every_vector_width(vector_bytes, monkeypat
 
 
 @pytest.mark.parametrize(
+    "n, c, hw, groups, want",
+    [(8, 128, 56, 32, "tap_same"),  # ResNeXt 32x4d conv2: 4 channels a group
+     (8, 256, 28, 32, "tap_same"),  # 32x8d conv3: 8 a group
+     (8, 112, 56, 8, "direct"),  # 8x14d: 14 a group
+     (64, 16, 32, 1, "direct"),  # CIFAR 16->16, dense
+     (2, 512, 14, 32, "tap_same"),  # 16 a group but 196 output pixels
+     (8, 128, 56, 128, "depthwise3x3")],
+)  # fmt: skip
+def test_same_conv_forward_rule_with_32_byte_vectors(n, c, hw, groups, want, monkeypatch):
+    """With AVX2's vectors a direct-sized "same" 3x3 conv of >= 400 output pixels runs
+    the direct tile kernel with more than 8 input channels a group, the tap kernel with
+    at most 8 (measured, planner.py); with AVX-512's the tap kernel takes them all. The
+    input gradient follows the forward (the transposed conv's)."""
+    g = ConvGeometry.of((n, c, hw, hw), (c, c // groups, 3, 3), 1, 1, 1, groups)
+    vector_width(monkeypatch, 32)
+    assert planner.plan("forward", g).value == want
+    assert planner.plan("backward_input", g).value in (want, f"transposed:{want}")
+    vector_width(monkeypatch, 64)
+    wide = planner.plan("forward", g).value
+    assert wide == ("depthwise3x3" if groups == c else "tap_same")
+
+
+@pytest.mark.parametrize(
     "n, c, hw, cout, k, s",
     [(2, 1024, 14, 512, 1, 1), (1, 256, 17, 240, 1, 1), (16, 128, 5, 72, 1, 1),
      (2, 512, 7, 512, 3, 1), (2, 1024, 14, 2048, 1, 2)],
