@@ -57,7 +57,9 @@ cpo*cpi*kh*kw <= 9216, and stride 1 and not 1x1 if dense). The first matching ro
                      COL2IM_GEMM                anything else
     backward_weight  WINOGRAD_NHWC              as the forward's (nhwc.py)
                      WINOGRAD                   3x3 same, winograd-sized, and cpi <= 64
-                                                where two rows of tiles share a vector
+                                                where two rows of tiles share a vector;
+                                                with 32-byte vectors not direct-sized
+                                                ones with cpi < 32
                      LANE                       3x3 / pad 1 / stride 1 or 2, cpo >= 16,
                                                 8 <= cpi, cpi*9 <= 576, one image's zero-bordered
                                                 planes of a group <= 48 KB (stride 1) or
@@ -603,6 +605,15 @@ _WINOGRAD_MIN_FILL = 0.75
 # vs 2.54 (a tie), 256->256 14x14 13.7 vs 9.5.
 _WINOGRAD_TWO_ROW_MAX_CPI_WGRAD = 64
 _WINOGRAD_MAX_TASK_BYTES = 4 << 20
+# With 32-byte vectors (AVX2: its GEMM runs 8 x 1-vector passes) the weight gradient
+# needs more input channels a group to pay for its transforms than the direct tiles.
+# Measured (session 19, AMD EPYC Zen 3, 1 thread, float32, weight-gradient ms, winograd /
+# direct, three rounds): 4 groups of 24 56x56 batch 8 21.8-23.3 / 14.2-14.8, 8 groups of
+# 28 28x28 11.7-13.1 / 10.8-11.1, dense 32->32 56x56 6.7-7.3 / 6.2-6.5, but 8 groups of
+# 32 28x28 12.3-13.6 / 14.0-14.2, 4 groups of 48 28x28 11.9-12.3 / 14.9-15.4, dense
+# 64->64 56x56 19-20.5 / 23.6-24.1: below 32 input channels a group the direct-sized
+# ones go direct (dense 32->32 at 56x56, a 7-12% loss, stays with Winograd).
+_WINOGRAD_WGRAD_MIN_CPI_AVX2 = 32
 
 
 @functools.cache
@@ -619,7 +630,27 @@ def use_winograd(g: ConvGeometry, itemsize: int, pass_: str = "forward") -> bool
     rows of 2x2 tiles fill at least 3/4 of the SIMD lanes that hold them (a vector holds
     one row of tiles, or two rows of at most LANES/2 tiles; the lane count depends on
     the dtype and the CPU). The weight gradient (`pass_` "backward_weight") takes the
-    two-rows-a-vector planes only with at most 64 input channels per group."""
+    two-rows-a-vector planes only with at most 64 input channels per group, and with
+    32-byte vectors no direct-sized conv of fewer than 32 input channels per group
+    (`_winograd_wgrad_left_to_direct`)."""
+    if pass_ == "backward_weight" and _winograd_wgrad_left_to_direct(g, itemsize):
+        return False
+    return _winograd_shape(g, itemsize, pass_)
+
+
+def _winograd_wgrad_left_to_direct(g: ConvGeometry, itemsize: int = 4) -> bool:
+    """With 32-byte vectors, a direct-sized conv of fewer than
+    `_WINOGRAD_WGRAD_MIN_CPI_AVX2` input channels a group: its weight gradient goes to
+    the direct tiles, whatever Winograd's shape rules say."""
+    return (
+        not wide_vectors(itemsize)
+        and g.cpi < _WINOGRAD_WGRAD_MIN_CPI_AVX2
+        and use_direct_weight_grad(g)
+    )
+
+
+def _winograd_shape(g: ConvGeometry, itemsize: int, pass_: str) -> bool:
+    """`use_winograd` but for the AVX2 weight-gradient rule: the shapes it pays on."""
     if not (
         is_same3x3(g)
         and _WINOGRAD_MIN_CPI <= g.cpi <= _WINOGRAD_MAX_CPI
@@ -1007,12 +1038,19 @@ def _masked_left_to_direct(g: ConvGeometry) -> bool:
     )
 
 
+def _winograd_left_to_direct(g: ConvGeometry) -> bool:
+    """The Winograd weight gradient's shapes that the rules give to the direct tiles
+    with 32-byte vectors (`_winograd_wgrad_left_to_direct`)."""
+    return _winograd_wgrad_left_to_direct(g) and _winograd_shape(g, 4, "backward_weight")
+
+
 # Algorithms whose rule in the plan (where they measured fastest) is narrower than what
 # they compute, with the test of what they compute: `candidates` adds them wherever they
 # can run, so autotuning measures them there too.
 BEYOND_THE_RULES = {
     ("backward_weight", Algorithm.LANE): can_lane_weight_grad,
     ("backward_weight", Algorithm.SAME3X3_MASKED): _masked_left_to_direct,
+    ("backward_weight", Algorithm.WINOGRAD): _winograd_left_to_direct,
     ("forward", Algorithm.POINTWISE_SIMD): _simd_gemm_left_to_blas,
     ("backward_input", Algorithm.TRANSPOSED_POINTWISE_SIMD): _simd_gemm_left_to_blas,
     ("backward_weight", Algorithm.POINTWISE_SIMD): _simd_gemm_left_to_blas,
