@@ -271,15 +271,17 @@ def vstorem(typingctx, arr, idx, vec, mask):
             masked_store()
             return context.get_dummy_value()
         # Without AVX-512 the masked store (vmaskmovps) is microcoded on AMD: ~10 cycles
-        # a store on Zen 3 against 1 for a plain one, whatever the mask. Most stores of a
-        # kernel select every lane (only a row's last vector is partial): those go plain.
+        # a store on Zen 3 against 1 for a plain one, whatever the mask, even none. Most
+        # stores of a kernel select every lane (only a row's last vector is partial, or
+        # past the row's end, empty): those go plain, or nowhere.
         bits = builder.bitcast(lane_mask, ir.IntType(vec.count))
         full = builder.icmp_unsigned("==", bits, ir.Constant(bits.type, (1 << vec.count) - 1))
         with builder.if_else(full, likely=True) as (whole, part):
             with whole:
                 builder.store(args[2], ptr, align=vec.dtype.bitwidth // 8)
             with part:
-                masked_store()
+                with builder.if_then(builder.icmp_unsigned("!=", bits, bits.type(0))):
+                    masked_store()
         return context.get_dummy_value()
 
     if not isinstance(vec, Vec) or vec != _vec_of(arr):
