@@ -305,17 +305,25 @@ def _prefetch_step(src, start, nlines, step, nsteps, L):
 
 
 @jit(fastmath=FASTMATH)
+def _task_setup(t, t1, src, out, T, cb, G, cpi, cpo, nblk, cs, L):
+    """What a forward task of `cb`-channel blocks needs before its tile loop: (its image's
+    src and out rows, group g, g * nblk + blk, block blk, its packed weights' offset, its
+    real channels, the next task's input offset for `_prefetch_step` and its vectors)."""
+    n, gb, g, blk = _task_index(t, G, nblk)
+    wb = gb * cpi * T * cb
+    nvalid = min(cb, cpo - blk * cb)
+    nxt = _next_source(t, t1, src, G, nblk, cpi, cs)
+    return src[n], out[n], g, gb, blk, wb, nvalid, nxt, -(-cpi * cs // L)
+
+
+@jit(fastmath=FASTMATH)
 def _fwd_8x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
     # src (N, C*cs), wt packed (G, nblk, cpi, T, 8), bp (G*nblk*8,), out (N, C_out*P);
     # t1: the end of this thread's tasks (the next one's input is prefetched)
     T = toff.size
-    n, gb, g, blk = _task_index(t, G, nblk)
-    sn = src[n]
-    dst = out[n]
-    wb = gb * cpi * T * 8
-    nvalid = min(8, cpo - blk * 8)
-    nxt = _next_source(t, t1, src, G, nblk, cpi, cs)
-    nlines = -(-cpi * cs // L)
+    sn, dst, g, gb, blk, wb, nvalid, nxt, nlines = _task_setup(
+        t, t1, src, out, T, 8, G, cpi, cpo, nblk, cs, L
+    )
     for v in range(0, valid.size, 2):
         _prefetch_step(src, nxt, nlines, v // 2, valid.size // 2, L)
         p = v * L
@@ -333,23 +341,13 @@ def _fwd_8x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, 
         _store(dst, d + L, a1, valid[v + 1], P, nvalid)
 
 
-@jit(nogil=True)
-def _fwd_8x2_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
-    for t in range(t0, t1):
-        _fwd_8x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
-
-
 @jit(fastmath=FASTMATH)
 def _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
     # as _fwd_8x2_task, with blocks of 4 output channels x 4 vectors
     T = toff.size
-    n, gb, g, blk = _task_index(t, G, nblk)
-    sn = src[n]
-    dst = out[n]
-    wb = gb * cpi * T * 4
-    nvalid = min(4, cpo - blk * 4)
-    nxt = _next_source(t, t1, src, G, nblk, cpi, cs)
-    nlines = -(-cpi * cs // L)
+    sn, dst, g, gb, blk, wb, nvalid, nxt, nlines = _task_setup(
+        t, t1, src, out, T, 4, G, cpi, cpo, nblk, cs, L
+    )
     for v in range(0, valid.size, 4):
         _prefetch_step(src, nxt, nlines, v // 4, valid.size // 4, L)
         p = v * L
@@ -374,24 +372,14 @@ def _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, 
         _store(dst, d + 3 * L, a3, valid[v + 3], P, nvalid)
 
 
-@jit(nogil=True)
-def _fwd_4x4_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
-    for t in range(t0, t1):
-        _fwd_4x4_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
-
-
 @jit(fastmath=FASTMATH)
 def _fwd_4x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
     # as _fwd_4x4_task, with blocks of 4 output channels x 2 vectors (8 accumulators:
     # the tile for 16 vector registers, `TAP_TILES`)
     T = toff.size
-    n, gb, g, blk = _task_index(t, G, nblk)
-    sn = src[n]
-    dst = out[n]
-    wb = gb * cpi * T * 4
-    nvalid = min(4, cpo - blk * 4)
-    nxt = _next_source(t, t1, src, G, nblk, cpi, cs)
-    nlines = -(-cpi * cs // L)
+    sn, dst, g, gb, blk, wb, nvalid, nxt, nlines = _task_setup(
+        t, t1, src, out, T, 4, G, cpi, cpo, nblk, cs, L
+    )
     for v in range(0, valid.size, 2):
         _prefetch_step(src, nxt, nlines, v // 2, valid.size // 2, L)
         p = v * L
@@ -408,12 +396,6 @@ def _fwd_4x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, 
         d = (g * cpo + blk * 4) * P + p
         _store(dst, d, a0, valid[v], P, nvalid)
         _store(dst, d + L, a1, valid[v + 1], P, nvalid)
-
-
-@jit(nogil=True)
-def _fwd_4x2_range(t0, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
-    for t in range(t0, t1):
-        _fwd_4x2_task(t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
 
 
 @jit(fastmath=FASTMATH)
@@ -435,7 +417,13 @@ def tap_task(tile, t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo,
 # 7.6 / 5.5 / 5.6, 8x14d 56x56 35.4 / 40.1 / 27.0 / 28.7, CIFAR 16->16 32x32 batch 64
 # 12.7 / 14.4 / 10.5 / 9.8 (a noisy host: the order held over 4 runs).
 TAP_TILES = ((8, 2), (4, 4), (4, 2))
-_TAP_RANGES = (_fwd_8x2_range, _fwd_4x4_range, _fwd_4x2_range)
+
+
+@jit(nogil=True)
+def _tap_range(t0, t1, tile, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L):
+    """Tasks [t0, t1) of the register tile `tile` (`tap_task`)."""
+    for t in range(t0, t1):
+        tap_task(tile, t, t1, src, wt, bp, out, toff, mk, valid, cs, P, G, cpi, cpo, nblk, L)
 
 
 def tap_tile(cpo: int) -> int:
@@ -462,7 +450,7 @@ def tap_conv(
     with the transposed, flipped weights (see `pack_weights`): weight (C, C_out/groups,
     KH, KW) is then the original conv's."""
     out, tile, nblk, args = tap_conv_tasks(src, weight, bias, groups, geom, out, transposed)
-    parallel_for(_TAP_RANGES[tile], src.shape[0] * groups * nblk, *args)
+    parallel_for(_tap_range, src.shape[0] * groups * nblk, tile, *args)
     return out
 
 
