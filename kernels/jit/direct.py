@@ -19,9 +19,9 @@ crops, depthwise stride 2...).
   L1. Strided input gradients scatter-add into a polyphase gradient tile. The weight
   gradient is a set of dot products (4 outputs x 3 taps per pass) into per-(image,
   group) partial results summed afterwards in image order.
-* **Masked 3x3 weight gradient** (`_same3x3_bwd_weight_task`): dot products read
-  straight from x at flat offsets under per-tap validity masks (`_tap_masks`; AVX-512
-  masked loads), no tile.
+* **Masked 3x3 weight gradient** (`_same3x3_bwd_weight_task`, 64-byte vectors): dot
+  products read straight from x at flat offsets under per-tap lane masks
+  (`_masked_tables`; AVX-512 masked loads), no tile, written with explicit SIMD.
 
 No two tasks ever write the same memory, so results are bit-identical for any thread
 count.
@@ -37,7 +37,8 @@ from numba import uint64 as u64
 from ._numba import FASTMATH, jit, parallel_for
 from .depthwise import dw3x3_bwd_weight_range, dw3x3_range
 from .planner import Algorithm, ConvGeometry
-from .simd import VECTOR_BYTES
+from .simd import lanes, vadd, vbcast, vfma, vload, vloadm, vstorem, vunziphi, vunziplo
+from .tapconv import TapGeometry, tap_table
 
 # --------------------------------------------------------------------------- tiles
 
@@ -679,272 +680,235 @@ def _direct_bwd_weight_range(t0, t1, x, go, part, geo, zero):
         _direct_bwd_weight_task(t, x, go, part, H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R, zero)
 
 
-# ---------------------------------------------------------- direct, 3x3 / stride 1 / pad 1
-# The weight gradient of the grouped / small dense 3x3 "same" conv straight from x and
-# grad_out: no padded tile, no junk columns (the tile kernel's fill cost ~1/3 of its
-# time, PERFLOG.md). Each plane is one flat loop over p = oh*W + ow with tap (kh, kw) at
-# the constant offset (kh-1)*W + (kw-1); every tap is loaded under its validity mask
-# mk[kh*3 + kw, p] (`_tap_masks`), so out-of-image neighbours (wrapped-around columns,
-# the rows above the first / below the last row) read as 0. Masked-off lanes compile to
-# AVX-512 masked loads, which never touch memory: the flat offsets may point before
-# x[0] or past the end on those lanes. (The forward and backward-input of this conv are
-# the tap-table kernels, `tapconv.py`.)
+# ---------------------------------------------------------- masked, 3x3 / stride 1 / pad 1
+# The masked 3x3 weight gradient (`SAME3X3_MASKED`, 64-byte vectors): for one (image,
+# group) task, every weight gradient of the group is a dot product over the output plane
+#
+#     dw[o, c, kh, kw] = sum_p grad_out[o, p] * x[c, p + (kh - 1) * W + (kw - 1)]
+#
+# read straight from x, the taps that fall outside the image masked off (the tap table of
+# the "same" conv, `tapconv.tap_table`: one bit mask a vector and tap). A pass holds 4
+# output channels x 6 taps (kernel rows 0-1: 24 accumulators of 32 vector registers), or
+# x 3 taps (row 2), over a block of vectors of the plane; each x vector feeds 4 FMAs and
+# each grad_out vector 6. The accumulators are then summed across their lanes together,
+# a tree of `_pair_sums` (vector i of 16 -> lane i of one vector: ~3 instructions a dot
+# product instead of LLVM's ~9 for each on its own), into the task's partial results,
+# laid out in the passes' order (`_SLOTS` a block of 4 output channels and one input
+# channel) and put in weight order by `_masked_weight`.
+
+_SLOTS = 36  # 4 output channels x 9 taps: 24 of kernel rows 0-1 then 12 of row 2
 
 
 @jit(fastmath=FASTMATH)
-def _dotsm_6x4(pn, ge, e0, rs, src, t0, tr, mk, m0, ms, co, c, kh, ln, zero):
-    """Kernel rows kh and kh+1 (6 taps) x 4 outputs in one pass; tr = row stride of src."""
-    e1 = e0 + rs
-    e2 = e1 + rs
-    e3 = e2 + rs
-    m1 = m0 + ms
-    m2 = m1 + ms
-    m3 = m2 + ms
-    m4 = m3 + ms
-    m5 = m4 + ms
-    one = u64(1)
-    two = u64(2)
-    u0 = t0 + tr
-    r000 = zero
-    r001 = zero
-    r002 = zero
-    r010 = zero
-    r011 = zero
-    r012 = zero
-    r100 = zero
-    r101 = zero
-    r102 = zero
-    r110 = zero
-    r111 = zero
-    r112 = zero
-    r200 = zero
-    r201 = zero
-    r202 = zero
-    r210 = zero
-    r211 = zero
-    r212 = zero
-    r300 = zero
-    r301 = zero
-    r302 = zero
-    r310 = zero
-    r311 = zero
-    r312 = zero
-    for i in range(ln):
-        x00 = zero
-        if mk[m0 + i]:
-            x00 = src[t0 + i]
-        x01 = zero
-        if mk[m1 + i]:
-            x01 = src[t0 + one + i]
-        x02 = zero
-        if mk[m2 + i]:
-            x02 = src[t0 + two + i]
-        x10 = zero
-        if mk[m3 + i]:
-            x10 = src[u0 + i]
-        x11 = zero
-        if mk[m4 + i]:
-            x11 = src[u0 + one + i]
-        x12 = zero
-        if mk[m5 + i]:
-            x12 = src[u0 + two + i]
-        f0 = ge[e0 + i]
-        f1 = ge[e1 + i]
-        f2 = ge[e2 + i]
-        f3 = ge[e3 + i]
-        r000 += f0 * x00
-        r001 += f0 * x01
-        r002 += f0 * x02
-        r010 += f0 * x10
-        r011 += f0 * x11
-        r012 += f0 * x12
-        r100 += f1 * x00
-        r101 += f1 * x01
-        r102 += f1 * x02
-        r110 += f1 * x10
-        r111 += f1 * x11
-        r112 += f1 * x12
-        r200 += f2 * x00
-        r201 += f2 * x01
-        r202 += f2 * x02
-        r210 += f2 * x10
-        r211 += f2 * x11
-        r212 += f2 * x12
-        r300 += f3 * x00
-        r301 += f3 * x01
-        r302 += f3 * x02
-        r310 += f3 * x10
-        r311 += f3 * x11
-        r312 += f3 * x12
-    pn[co + 0, c, kh + 0, 0] += r000
-    pn[co + 0, c, kh + 0, 1] += r001
-    pn[co + 0, c, kh + 0, 2] += r002
-    pn[co + 0, c, kh + 1, 0] += r010
-    pn[co + 0, c, kh + 1, 1] += r011
-    pn[co + 0, c, kh + 1, 2] += r012
-    pn[co + 1, c, kh + 0, 0] += r100
-    pn[co + 1, c, kh + 0, 1] += r101
-    pn[co + 1, c, kh + 0, 2] += r102
-    pn[co + 1, c, kh + 1, 0] += r110
-    pn[co + 1, c, kh + 1, 1] += r111
-    pn[co + 1, c, kh + 1, 2] += r112
-    pn[co + 2, c, kh + 0, 0] += r200
-    pn[co + 2, c, kh + 0, 1] += r201
-    pn[co + 2, c, kh + 0, 2] += r202
-    pn[co + 2, c, kh + 1, 0] += r210
-    pn[co + 2, c, kh + 1, 1] += r211
-    pn[co + 2, c, kh + 1, 2] += r212
-    pn[co + 3, c, kh + 0, 0] += r300
-    pn[co + 3, c, kh + 0, 1] += r301
-    pn[co + 3, c, kh + 0, 2] += r302
-    pn[co + 3, c, kh + 1, 0] += r310
-    pn[co + 3, c, kh + 1, 1] += r311
-    pn[co + 3, c, kh + 1, 2] += r312
+def _fma6(acc, f, xs):
+    return (
+        vfma(f, xs[0], acc[0]),
+        vfma(f, xs[1], acc[1]),
+        vfma(f, xs[2], acc[2]),
+        vfma(f, xs[3], acc[3]),
+        vfma(f, xs[4], acc[4]),
+        vfma(f, xs[5], acc[5]),
+    )
 
 
 @jit(fastmath=FASTMATH)
-def _dotsm_3x4(pn, ge, e0, rs, src, t0, mk, m0, ms, co, c, kh, ln, zero):
-    e1 = e0 + rs
-    e2 = e1 + rs
-    e3 = e2 + rs
-    m1 = m0 + ms
-    m2 = m1 + ms
-    one = u64(1)
-    two = u64(2)
-    r00 = zero
-    r01 = zero
-    r02 = zero
-    r10 = zero
-    r11 = zero
-    r12 = zero
-    r20 = zero
-    r21 = zero
-    r22 = zero
-    r30 = zero
-    r31 = zero
-    r32 = zero
-    for i in range(ln):
-        x0 = zero
-        if mk[m0 + i]:
-            x0 = src[t0 + i]
-        x1 = zero
-        if mk[m1 + i]:
-            x1 = src[t0 + one + i]
-        x2 = zero
-        if mk[m2 + i]:
-            x2 = src[t0 + two + i]
-        f0 = ge[e0 + i]
-        f1 = ge[e1 + i]
-        f2 = ge[e2 + i]
-        f3 = ge[e3 + i]
-        r00 += f0 * x0
-        r01 += f0 * x1
-        r02 += f0 * x2
-        r10 += f1 * x0
-        r11 += f1 * x1
-        r12 += f1 * x2
-        r20 += f2 * x0
-        r21 += f2 * x1
-        r22 += f2 * x2
-        r30 += f3 * x0
-        r31 += f3 * x1
-        r32 += f3 * x2
-    pn[co, c, kh, 0] += r00
-    pn[co, c, kh, 1] += r01
-    pn[co, c, kh, 2] += r02
-    pn[co + 1, c, kh, 0] += r10
-    pn[co + 1, c, kh, 1] += r11
-    pn[co + 1, c, kh, 2] += r12
-    pn[co + 2, c, kh, 0] += r20
-    pn[co + 2, c, kh, 1] += r21
-    pn[co + 2, c, kh, 2] += r22
-    pn[co + 3, c, kh, 0] += r30
-    pn[co + 3, c, kh, 1] += r31
-    pn[co + 3, c, kh, 2] += r32
+def _pair_sums(a, b):
+    """[a0+a1, a2+a3, ..., b0+b1, b2+b3, ...]: one level of the lane-sum tree."""
+    return vadd(vunziplo(a, b), vunziphi(a, b))
 
 
 @jit(fastmath=FASTMATH)
-def _dotsm_3x1(pn, ge, e0, src, t0, mk, m0, ms, co, c, kh, ln, zero):
-    m1 = m0 + ms
-    m2 = m1 + ms
-    one = u64(1)
-    two = u64(2)
-    r0 = zero
-    r1 = zero
-    r2 = zero
-    for i in range(ln):
-        x0 = zero
-        if mk[m0 + i]:
-            x0 = src[t0 + i]
-        x1 = zero
-        if mk[m1 + i]:
-            x1 = src[t0 + one + i]
-        x2 = zero
-        if mk[m2 + i]:
-            x2 = src[t0 + two + i]
-        f = ge[e0 + i]
-        r0 += f * x0
-        r1 += f * x1
-        r2 += f * x2
-    pn[co, c, kh, 0] += r0
-    pn[co, c, kh, 1] += r1
-    pn[co, c, kh, 2] += r2
+def _sum8(v):
+    """8 vectors -> one whose lanes hold their sums: lane i the sum of v[i] with 8 lanes;
+    lanes 2i and 2i + 1 the two halves of v[i]'s with 16."""
+    p0 = _pair_sums(v[0], v[1])
+    p1 = _pair_sums(v[2], v[3])
+    p2 = _pair_sums(v[4], v[5])
+    p3 = _pair_sums(v[6], v[7])
+    return _pair_sums(_pair_sums(p0, p1), _pair_sums(p2, p3))
 
 
 @jit(fastmath=FASTMATH)
-def _same3x3_bwd_weight_task(t, x, go, part, mk, H, W, G, R, zero):
-    # x (N, C*H*W), go (N, Cout*H*W), part (N, Cout, cpi, 3, 3) fully overwritten
-    _, Cout, cpi, _, _ = part.shape
-    cpo = Cout // G
+def _add_sums(pn, s, v, L):
+    """pn[s + i] += the sum of v[i]'s lanes for the 8 vectors v (8 or 16 lanes)."""
+    t = _sum8(v)
+    if L == 16:
+        t = _pair_sums(t, t)
+    m = (1 << 8) - 1
+    vstorem(pn, s, vadd(vloadm(pn, s, m), t), m)
+
+
+@jit(fastmath=FASTMATH, inline="always")
+def _tap(sn, i, toff, mt, v, k, kmask, plain):
+    """x's tap k at vector v (i = the channel's base + v * L): under mt[v, k], or under
+    mt[v, kmask] (the tap's column mask) where the vector is `plain` - all its pixels
+    real and the tap's kernel row inside the image - and without a mask for kw = 1 there.
+    (Masked loads cost ALU work plain ones do not: `_masked_pass6`.)"""
+    if not plain:
+        return vloadm(sn, i + toff[k], mt[v, k])
+    if kmask < 0:
+        return vload(sn, i + toff[k])
+    return vloadm(sn, i + toff[k], mt[v, kmask])
+
+
+@jit(fastmath=FASTMATH, inline="always")
+def _grad_rows(gn, e, ge, mt, v, plain):
+    """The 4 grad_out vectors at flat offsets e + ge[o] (masked past the plane's end)."""
+    if plain:
+        return (vload(gn, e + ge[0]), vload(gn, e + ge[1]), vload(gn, e + ge[2]),
+                vload(gn, e + ge[3]))  # fmt: skip
+    m = mt[v, 9]
+    return (vloadm(gn, e + ge[0], m), vloadm(gn, e + ge[1], m), vloadm(gn, e + ge[2], m),
+            vloadm(gn, e + ge[3], m))  # fmt: skip
+
+
+@jit(fastmath=FASTMATH, inline="always")
+def _step6(acc, sn, gn, xb, eb, ge, toff, mt, v, L, plain):
+    """acc[o][k] += grad_out row o x tap k (k = 0..5) at vector v."""
+    i = xb + v * L
+    xs = (
+        _tap(sn, i, toff, mt, v, 0, 3, plain),
+        _tap(sn, i, toff, mt, v, 1, -1, plain),
+        _tap(sn, i, toff, mt, v, 2, 5, plain),
+        _tap(sn, i, toff, mt, v, 3, 3, plain),
+        _tap(sn, i, toff, mt, v, 4, -1, plain),
+        _tap(sn, i, toff, mt, v, 5, 5, plain),
+    )
+    f = _grad_rows(gn, eb + v * L, ge, mt, v, plain)
+    return (_fma6(acc[0], f[0], xs), _fma6(acc[1], f[1], xs), _fma6(acc[2], f[2], xs),
+            _fma6(acc[3], f[3], xs))  # fmt: skip
+
+
+@jit(fastmath=FASTMATH, inline="always")
+def _step3(acc, sn, gn, xb, cs, eb, ge, toff, mt, v, L, plain):
+    """acc[o][j] += grad_out row o x tap 6 + j % 3 (kernel row 2) of the channel at xb
+    (j < 3) and of the one cs after it (j >= 3), at vector v."""
+    i = xb + v * L
+    xs = (
+        _tap(sn, i, toff, mt, v, 6, 3, plain),
+        _tap(sn, i, toff, mt, v, 7, -1, plain),
+        _tap(sn, i, toff, mt, v, 8, 5, plain),
+        _tap(sn, i + cs, toff, mt, v, 6, 3, plain),
+        _tap(sn, i + cs, toff, mt, v, 7, -1, plain),
+        _tap(sn, i + cs, toff, mt, v, 8, 5, plain),
+    )
+    f = _grad_rows(gn, eb + v * L, ge, mt, v, plain)
+    return (_fma6(acc[0], f[0], xs), _fma6(acc[1], f[1], xs), _fma6(acc[2], f[2], xs),
+            _fma6(acc[3], f[3], xs))  # fmt: skip
+
+
+@jit(fastmath=FASTMATH, inline="always")
+def _masked_pass6(pn, s, sn, gn, xb, eb, ge, toff, mt, v0, v1, va, vb, L, z):
+    """pn[s + o*6 + k] += the dot products of 4 grad_out rows (eb + ge[o]) with x's
+    taps k = 0..5 (kernel rows 0 and 1) of the channel at xb, over vectors [v0, v1);
+    [va, vb) are the `plain` ones (`_tap`).
+
+    Offsets are unsigned (no negative-index test per access): toff[k] is tap k's offset
+    plus W + 1 and xb is the channel's start minus W + 1 (wrapping), mt[v, k] tap k's
+    lane mask at vector v and mt[v, 9] grad_out's (the real pixels). A masked load costs
+    ALU work (Zen 4: ~13% of this loop's time when every load was masked), so the vectors
+    inside the plane load grad_out and the kw = 1 taps without masks."""
+    z6 = (z, z, z, z, z, z)
+    acc = (z6, z6, z6, z6)
+    va = max(v0, min(va, v1))
+    vb = max(va, min(vb, v1))
+    for v in range(v0, va):
+        acc = _step6(acc, sn, gn, xb, eb, ge, toff, mt, v, L, False)
+    for v in range(va, vb):
+        acc = _step6(acc, sn, gn, xb, eb, ge, toff, mt, v, L, True)
+    for v in range(vb, v1):
+        acc = _step6(acc, sn, gn, xb, eb, ge, toff, mt, v, L, False)
+    a0, a1, a2, a3 = acc
+    _add_sums(pn, s, (a0[0], a0[1], a0[2], a0[3], a0[4], a0[5], a1[0], a1[1]), L)
+    _add_sums(pn, s + 8, (a1[2], a1[3], a1[4], a1[5], a2[0], a2[1], a2[2], a2[3]), L)
+    _add_sums(pn, s + 16, (a2[4], a2[5], a3[0], a3[1], a3[2], a3[3], a3[4], a3[5]), L)
+
+
+@jit(fastmath=FASTMATH, inline="always")
+def _add_sums12(pn, s, v, z, L):
+    """pn[s + i] += the sum of v[i]'s lanes for 12 vectors v (the last 4 sums through a
+    tree filled with zero vectors, whose slots are not stored)."""
+    _add_sums(pn, s, v[:8], L)
+    t = _sum8((v[8], v[9], v[10], v[11], z, z, z, z))
+    if L == 16:
+        t = _pair_sums(t, t)
+    m4 = (1 << 4) - 1
+    vstorem(pn, s + 8, vadd(vloadm(pn, s + 8, m4), t), m4)
+
+
+@jit(fastmath=FASTMATH, inline="always")
+def _masked_pass3(pn, s, s2, sn, gn, xb, cs, eb, ge, toff, mt, v0, v1, va, vb, L, z):
+    """`_masked_pass6` for taps 6..8 (kernel row 2) of two input channels, the one at xb
+    and the one cs after it: pn[s + o*3 + k - 6] and pn[s2 + o*3 + k - 6]. (Two, so that
+    each x vector feeds 4 FMAs and each grad_out vector 6, as in `_masked_pass6`; for
+    the last of an odd count, cs = 0 and s2 = s: the same channel twice, added once.)"""
+    z6 = (z, z, z, z, z, z)
+    acc = (z6, z6, z6, z6)
+    va = max(v0, min(va, v1))
+    vb = max(va, min(vb, v1))
+    for v in range(v0, va):
+        acc = _step3(acc, sn, gn, xb, cs, eb, ge, toff, mt, v, L, False)
+    for v in range(va, vb):
+        acc = _step3(acc, sn, gn, xb, cs, eb, ge, toff, mt, v, L, True)
+    for v in range(vb, v1):
+        acc = _step3(acc, sn, gn, xb, cs, eb, ge, toff, mt, v, L, False)
+    a0, a1, a2, a3 = acc
+    first = (a0[0], a0[1], a0[2], a1[0], a1[1], a1[2], a2[0], a2[1], a2[2], a3[0], a3[1], a3[2])
+    _add_sums12(pn, s, first, z, L)
+    if s2 != s:
+        second = (a0[3], a0[4], a0[5], a1[3], a1[4], a1[5], a2[3], a2[4], a2[5], a3[3], a3[4],
+                  a3[5])  # fmt: skip
+        _add_sums12(pn, s2, second, z, L)
+
+
+@jit(fastmath=FASTMATH)
+def _same3x3_bwd_weight_task(t, x, go, part, zero, toff, mt, P, W, G, cpi, cpo, VB, L):
+    # x (N, C*P), go (N, Cout*P), part (N, G * nob * cpi * _SLOTS) fully overwritten:
+    # task t = (image n, group g) writes its (nob, cpi, _SLOTS) block; zero (1,)
     n = t // G
     g = t - n * G
-    co0 = g * cpo
-    HW = H * W
-    uW = u64(W)
-    urs = u64(HW)
-    src = x[n]
+    nob = (cpo + 3) // 4
+    sn = x[n]
     gn = go[n]
     pn = part[n]
-    for o in range(cpo):
-        for c in range(cpi):
-            for kh in range(3):
-                for kw in range(3):
-                    pn[co0 + o, c, kh, kw] = zero
-    # blocks of 4 grad_out channels x R rows (in L1 while the input channels stream)
-    for r0 in range(0, H, R):
-        r1 = min(H, r0 + R)
-        p0 = u64(r0 * W)
-        uln = u64((r1 - r0) * W)
-        for ob in range(0, cpo, 4):
-            oe = min(ob + 4, cpo)
+    z = vbcast(zero, 0)
+    base = g * nob * cpi * _SLOTS
+    for i in range(nob * cpi * _SLOTS):
+        pn[base + i] = zero[0]
+    nv = mt.shape[0]
+    uP = u64(P)
+    uL = u64(L)
+    # the plain vectors (`_tap`): rows 1.. for kernel rows 0-1, rows ..H-2 for row 2
+    lo6, hi6 = u64((W + L - 1) // L), u64(P // L)
+    hi3 = u64(max(0, P - W) // L)
+    for v0 in range(0, nv, VB):
+        v1 = min(nv, v0 + VB)
+        for ob in range(nob):
+            # a block's 4 grad_out rows; past cpo, the last real one again (not stored)
+            o0 = g * cpo + ob * 4
+            last = g * cpo + cpo - 1
+            ge = (u64(0), u64(min(o0 + 1, last) - o0) * uP, u64(min(o0 + 2, last) - o0) * uP,
+                  u64(min(o0 + 3, last) - o0) * uP)  # fmt: skip
+            eb = u64(o0) * uP
+            uv0, uv1 = u64(v0), u64(v1)
             for c in range(cpi):
-                cb = u64((g * cpi + c) * HW) + p0
-                if ob + 4 <= oe and VECTOR_BYTES >= 64:
-                    # kernel rows 0 and 1 of 4 outputs in one pass (24 accumulators: only
-                    # with AVX-512's 32 vector registers; they spill on AVX2's 16)
-                    t0 = cb - uW - u64(1)
-                    e0 = u64((co0 + ob) * HW) + p0
-                    _dotsm_6x4(pn, gn, e0, urs, src, t0, uW, mk, p0, urs, co0 + ob, c, 0, uln, zero)
-                for kh in range(3):
-                    t0 = cb + u64(kh) * uW - uW - u64(1)
-                    m0 = u64(3 * kh * HW) + p0
-                    o = ob
-                    if o + 4 <= oe and kh < 2 and VECTOR_BYTES >= 64:
-                        o += 4
-                    if o + 4 <= oe:
-                        e0 = u64((co0 + o) * HW) + p0
-                        _dotsm_3x4(pn, gn, e0, urs, src, t0, mk, m0, urs, co0 + o, c, kh, uln, zero)
-                        o += 4
-                    while o < oe:
-                        e0 = u64((co0 + o) * HW) + p0
-                        _dotsm_3x1(pn, gn, e0, src, t0, mk, m0, urs, co0 + o, c, kh, uln, zero)
-                        o += 1
+                xb = u64((g * cpi + c) * P) - u64(W + 1)  # wraps for the first channel
+                s = base + (ob * cpi + c) * _SLOTS
+                _masked_pass6(pn, s, sn, gn, xb, eb, ge, toff, mt, uv0, uv1, lo6, hi6, uL, z)
+            for c in range(0, cpi, 2):
+                xb = u64((g * cpi + c) * P) - u64(W + 1)
+                s = base + (ob * cpi + c) * _SLOTS + 24
+                pair = c + 1 < cpi
+                cs = uP if pair else u64(0)
+                s2 = s + _SLOTS if pair else s
+                _masked_pass3(pn, s, s2, sn, gn, xb, cs, eb, ge, toff, mt, uv0, uv1, u64(0), hi3,
+                              uL, z)  # fmt: skip
 
 
 @jit(nogil=True)
-def _same3x3_bwd_weight_range(t0, t1, x, go, part, mk, H, W, G, R, zero):
+def _same3x3_bwd_weight_range(t0, t1, x, go, part, zero, toff, mt, P, W, G, cpi, cpo, VB, L):
     for t in range(t0, t1):
-        _same3x3_bwd_weight_task(t, x, go, part, mk, H, W, G, R, zero)
+        _same3x3_bwd_weight_task(t, x, go, part, zero, toff, mt, P, W, G, cpi, cpo, VB, L)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -967,12 +931,12 @@ def _rows_per_chunk(cpo, wq, itemsize, budget=24 * 1024):
 
 
 # The masked weight gradient streams its 4 grad_out rows (the budget) and one input
-# channel's rows past 24 dot-product accumulators held in registers; a block pays 24
-# horizontal sums per input channel and, when its pixels are not a whole number of
-# vectors, a scalar remainder loop. 32 KB blocks measured faster than 24 KB on every
-# geometry tried (ms, float32, 2 threads, interleaved, 2026-12-03 session 7; rows per
-# block 19 -> 28 at 56x56): 8x14d 56x56 batch 8 4.94 -> 4.65, 32x4d 1.58 -> 1.49, 4x24d
-# 5.84 -> 5.21; the whole 56-row plane (50 KB) was slower again (5.58 for 8x14d).
+# channel's rows past 24 dot-product accumulators held in registers; a block pays 24 lane
+# sums per input channel. 32 KB blocks measured faster than 24 KB on every geometry tried
+# (ms, float32, 2 threads, interleaved, 2026-12-03 session 7, LLVM-vectorised version of
+# the kernel; rows per block 19 -> 28 at 56x56): 8x14d 56x56 batch 8 4.94 -> 4.65, 32x4d
+# 1.58 -> 1.49, 4x24d 5.84 -> 5.21; the whole 56-row plane (50 KB) was slower again
+# (5.58 for 8x14d).
 _SAME3X3_BLOCK_BYTES = 32 * 1024
 
 
@@ -993,6 +957,16 @@ def _tap_masks(H, W):
     return np.stack([r & c for r in rows for c in cols]).astype(np.uint8).reshape(-1)
 
 
+@functools.lru_cache(maxsize=64)
+def _masked_tables(H: int, W: int, L: int):
+    """The masked weight gradient's tables for an H x W plane in vectors of L lanes:
+    mt uint32 (nv, 10) - columns 0..8 tap k's lane mask at vector v (`tap_table`), column
+    9 the real pixels - and toff uint64 (9,), tap k's offset plus W + 1 (>= 0)."""
+    toff, mk, valid = tap_table(TapGeometry.same(H, W, 3, 3, 1, 1, 1, 1), L, 1)
+    mt = np.ascontiguousarray(np.concatenate([mk, valid[None]]).T)
+    return mt, (toff + W + 1).astype(np.uint64)
+
+
 def _tile_args(g: ConvGeometry, R: int) -> tuple:
     """The geometry record of the tile kernels, a tuple of 12 ints that their range
     kernels unpack: H, W, Ho, Wo, G, sh, sw, ph, pw, dh, dw, R (rows per block)."""
@@ -1001,6 +975,36 @@ def _tile_args(g: ConvGeometry, R: int) -> tuple:
 
 
 # --------------------------------------------------------------------------- drivers
+
+
+def masked_weight_grad_tasks(x3, go3, g: ConvGeometry):
+    """The masked 3x3 weight gradient's set-up: (part, args) - task t < N * groups of
+    `_same3x3_bwd_weight_task(t, *args)` writes image t // groups's partials of group
+    t % groups into part (N, groups * ceil(cpo/4) * cpi * _SLOTS), for `masked_weight`.
+    x3 (N, C_in, H*W), go3 (N, C_out, H*W) contiguous, one dtype."""
+    dt = x3.dtype
+    L = lanes(dt)
+    mt, toff = _masked_tables(g.h, g.w, L)
+    nv = mt.shape[0]
+    vb = max(1, _SAME3X3_BLOCK_BYTES // (4 * L * dt.itemsize))
+    vb = -(-nv // -(-nv // vb))  # equal blocks: 196 vectors at 128 -> 98 + 98
+    nob = -(-g.cpo // 4)
+    part = np.empty((g.n, g.groups * nob * g.cpi * _SLOTS), dtype=dt)
+    args = (x3.reshape(g.n, -1), go3.reshape(g.n, -1), part, np.zeros(1, dt), toff, mt,
+            g.h * g.w, g.w, g.groups, g.cpi, g.cpo, vb, L)  # fmt: skip
+    return part, args
+
+
+def masked_weight(part, g: ConvGeometry):
+    """`masked_weight_grad_tasks`' partials (N, ...) summed over the images in order and
+    put in weight order: (C_out, C_in/groups, 3, 3)."""
+    nob = -(-g.cpo // 4)
+    s = part.sum(axis=0).reshape(g.groups, nob, g.cpi, _SLOTS)
+    rows01 = s[..., :24].reshape(g.groups, nob, g.cpi, 4, 6)
+    row2 = s[..., 24:].reshape(g.groups, nob, g.cpi, 4, 3)
+    w = np.concatenate([rows01, row2], axis=-1).transpose(0, 1, 3, 2, 4)
+    w = w.reshape(g.groups, nob * 4, g.cpi, 9)[:, : g.cpo]
+    return np.ascontiguousarray(w.reshape(g.c_out, g.cpi, 3, 3))
 
 
 def direct_forward(alg: Algorithm, x3, weight, bias, g: ConvGeometry):
@@ -1038,11 +1042,9 @@ def direct_weight_grad(alg: Algorithm, x3, go3, g: ConvGeometry):
     if alg == Algorithm.DEPTHWISE3X3:
         parallel_for(dw3x3_bwd_weight_range, ntasks, x3, go3, part, g.h, g.w, g.groups, dt.type(0))
     elif alg == Algorithm.SAME3X3_MASKED:
-        R = _rows_per_chunk(min(g.cpo, 4), g.w, dt.itemsize, _SAME3X3_BLOCK_BYTES)
-        R = _balanced_rows(R, g.h)
-        args = (part, _tap_masks(g.h, g.w), g.h, g.w, g.groups, R, dt.type(0))
-        xf, gf = x3.reshape(g.n, -1), go3.reshape(g.n, -1)
-        parallel_for(_same3x3_bwd_weight_range, ntasks, xf, gf, *args)
+        part, args = masked_weight_grad_tasks(x3, go3, g)
+        parallel_for(_same3x3_bwd_weight_range, ntasks, *args)
+        return masked_weight(part, g)
     elif alg == Algorithm.DIRECT:
         R = _rows_per_chunk(min(g.cpo, 4), _wq(g.wo, g.kw, g.stride[1], g.dilation[1]), dt.itemsize)
         parallel_for(_direct_bwd_weight_range, ntasks, x3, go3, part, _tile_args(g, R), dt.type(0))

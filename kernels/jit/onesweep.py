@@ -24,8 +24,8 @@ import numpy as np
 
 from ._numba import jit, parallel_for
 from .depthwise import dw3x3_bwd_range
-from .direct import _SAME3X3_BLOCK_BYTES, _balanced_rows, _rows_per_chunk, _tap_masks
 from .direct import _same3x3_bwd_weight_task as masked_weight_grad_task
+from .direct import masked_weight, masked_weight_grad_tasks
 from .planner import Algorithm, ConvGeometry
 from .tapconv import TapGeometry, tap_conv_tasks, tap_task
 
@@ -49,29 +49,26 @@ def depthwise_backward(x3, go3, weight, g: ConvGeometry):
 
 
 @jit(nogil=True)
-def _tap_masked_range(t0, t1, tap, tile, x, go, part, mk, H, W, G, R, zero):
+def _tap_masked_range(t0, t1, tap, tile, masked):
     """Tasks [t0, t1), t = n*G + g: the tap-table input gradient of image n's group g
     (its nblk blocks of input channels; `tap` = `tap_conv_tasks`' arguments, `tile` its
-    register tile), then the masked 3x3 weight gradient of the same group."""
+    register tile), then the masked 3x3 weight gradient of the same group (`masked` =
+    `masked_weight_grad_tasks`' arguments)."""
     nblk = tap[12]
     for t in range(t0, t1):
         for b in range(nblk):
             tap_task(tile, t * nblk + b, t1 * nblk, *tap)
-        masked_weight_grad_task(t, x, go, part, mk, H, W, G, R, zero)
+        masked_weight_grad_task(t, *masked)
 
 
 def tap_masked_backward(x3, go3, weight, g: ConvGeometry):
     """Both gradients of a 3x3 / stride 1 / pad 1 conv whose passes plan
     `TRANSPOSED_TAP_SAME` and `SAME3X3_MASKED`, one (image, group) task at a time."""
-    dt = x3.dtype
     tg = TapGeometry.same(g.h, g.w, g.kh, g.kw, *g.flipped_padding, *g.dilation)
     gx, tile, _, tap = tap_conv_tasks(go3, weight, None, g.groups, tg, transposed=True)
-    part = np.empty((g.n, g.c_out, g.cpi, g.kh, g.kw), dtype=dt)
-    R = _balanced_rows(_rows_per_chunk(min(g.cpo, 4), g.w, dt.itemsize, _SAME3X3_BLOCK_BYTES), g.h)
-    args = (part, _tap_masks(g.h, g.w), g.h, g.w, g.groups, R, dt.type(0))
-    xf, gf = x3.reshape(g.n, -1), go3.reshape(g.n, -1)
-    parallel_for(_tap_masked_range, g.n * g.groups, tap, tile, xf, gf, *args)
-    return gx, part.sum(axis=0)
+    part, masked = masked_weight_grad_tasks(x3, go3, g)
+    parallel_for(_tap_masked_range, g.n * g.groups, tap, tile, masked)
+    return gx, masked_weight(part, g)
 
 
 SWEEPS = {

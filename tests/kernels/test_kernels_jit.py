@@ -215,6 +215,7 @@ def test_dense3x3_blas_path_masked_im2col(n, dtype, monkeypatch):
         (1, 2, 3, 3, 1, 5),  # one row
         (1, 2, 2, 1, 6, 1),  # one column
         (2, 2, 8, 8, 40, 3),  # several row chunks
+        (1, 1, 5, 6, 48, 49),  # weight gradient in 2-3 vector blocks, odd channel pairs
         (1, 3, 2, 6, 2, 2),
     ],
 )
