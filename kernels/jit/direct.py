@@ -719,8 +719,8 @@ def _pair_sums(a, b):
 
 @jit(fastmath=FASTMATH)
 def _sum8(v):
-    """8 vectors -> one whose lanes hold their sums: lane i the sum of v[i] with 8 lanes;
-    lanes 2i and 2i + 1 the two halves of v[i]'s with 16."""
+    """8 vectors of 8 or 16 lanes -> one whose lanes hold their sums: lane i the sum of
+    v[i] with 8 lanes; lanes 2i and 2i + 1 the two halves of v[i]'s with 16."""
     p0 = _pair_sums(v[0], v[1])
     p1 = _pair_sums(v[2], v[3])
     p2 = _pair_sums(v[4], v[5])
@@ -729,8 +729,25 @@ def _sum8(v):
 
 
 @jit(fastmath=FASTMATH)
-def _add_sums(pn, s, v, L):
-    """pn[s + i] += the sum of v[i]'s lanes for the 8 vectors v (8 or 16 lanes)."""
+def _add4(pn, s, v, z, L):
+    """pn[s + i] += the sum of v[i]'s lanes for 4 vectors v of L = 4, 8 or 16 lanes."""
+    if L == 4:  # two levels of the tree: lane i is v[i]'s sum
+        t = _pair_sums(_pair_sums(v[0], v[1]), _pair_sums(v[2], v[3]))
+    else:  # the tree of 8 with zero vectors in the other four places
+        t = _sum8((v[0], v[1], v[2], v[3], z, z, z, z))
+        if L == 16:
+            t = _pair_sums(t, t)
+    m = (1 << 4) - 1
+    vstorem(pn, s, vadd(vloadm(pn, s, m), t), m)
+
+
+@jit(fastmath=FASTMATH)
+def _add_sums(pn, s, v, z, L):
+    """pn[s + i] += the sum of v[i]'s lanes for the 8 vectors v of L lanes."""
+    if L == 4:
+        _add4(pn, s, v[:4], z, L)
+        _add4(pn, s + 4, v[4:], z, L)
+        return
     t = _sum8(v)
     if L == 16:
         t = _pair_sums(t, t)
@@ -819,21 +836,16 @@ def _masked_pass6(pn, s, sn, gn, xb, eb, ge, toff, mt, v0, v1, va, vb, L, z):
     for v in range(vb, v1):
         acc = _step6(acc, sn, gn, xb, eb, ge, toff, mt, v, L, False)
     a0, a1, a2, a3 = acc
-    _add_sums(pn, s, (a0[0], a0[1], a0[2], a0[3], a0[4], a0[5], a1[0], a1[1]), L)
-    _add_sums(pn, s + 8, (a1[2], a1[3], a1[4], a1[5], a2[0], a2[1], a2[2], a2[3]), L)
-    _add_sums(pn, s + 16, (a2[4], a2[5], a3[0], a3[1], a3[2], a3[3], a3[4], a3[5]), L)
+    _add_sums(pn, s, (a0[0], a0[1], a0[2], a0[3], a0[4], a0[5], a1[0], a1[1]), z, L)
+    _add_sums(pn, s + 8, (a1[2], a1[3], a1[4], a1[5], a2[0], a2[1], a2[2], a2[3]), z, L)
+    _add_sums(pn, s + 16, (a2[4], a2[5], a3[0], a3[1], a3[2], a3[3], a3[4], a3[5]), z, L)
 
 
 @jit(fastmath=FASTMATH, inline="always")
 def _add_sums12(pn, s, v, z, L):
-    """pn[s + i] += the sum of v[i]'s lanes for 12 vectors v (the last 4 sums through a
-    tree filled with zero vectors, whose slots are not stored)."""
-    _add_sums(pn, s, v[:8], L)
-    t = _sum8((v[8], v[9], v[10], v[11], z, z, z, z))
-    if L == 16:
-        t = _pair_sums(t, t)
-    m4 = (1 << 4) - 1
-    vstorem(pn, s + 8, vadd(vloadm(pn, s + 8, m4), t), m4)
+    """pn[s + i] += the sum of v[i]'s lanes for 12 vectors v."""
+    _add_sums(pn, s, v[:8], z, L)
+    _add4(pn, s + 8, v[8:], z, L)
 
 
 @jit(fastmath=FASTMATH, inline="always")
