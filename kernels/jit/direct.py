@@ -688,13 +688,13 @@ def _direct_bwd_weight_range(t0, t1, x, go, part, geo, zero):
 #
 # read straight from x, the taps that fall outside the image masked off (the tap table of
 # the "same" conv, `tapconv.tap_table`: one bit mask a vector and tap). A pass holds 4
-# output channels x 6 taps (kernel rows 0-1: 24 accumulators of 32 vector registers), or
-# x 3 taps (row 2), over a block of vectors of the plane; each x vector feeds 4 FMAs and
-# each grad_out vector 6. The accumulators are then summed across their lanes together,
-# a tree of `_pair_sums` (vector i of 16 -> lane i of one vector: ~3 instructions a dot
-# product instead of LLVM's ~9 for each on its own), into the task's partial results,
-# laid out in the passes' order (`_SLOTS` a block of 4 output channels and one input
-# channel) and put in weight order by `_masked_weight`.
+# output channels x 6 taps (kernel rows 0-1 of one input channel, or row 2 of two: 24
+# accumulators of 32 vector registers) over a block of vectors of the plane; each x
+# vector feeds 4 FMAs and each grad_out vector 6. The accumulators are then summed across
+# their lanes together, a tree of `_pair_sums` (vector i of 8 -> lane i of one vector: ~3
+# instructions a dot product instead of LLVM's ~9 for each on its own), into the task's
+# partial results, laid out in the passes' order (`_SLOTS` a block of 4 output channels
+# and one input channel) and put in weight order by `masked_weight`.
 
 _SLOTS = 36  # 4 output channels x 9 taps: 24 of kernel rows 0-1 then 12 of row 2
 
