@@ -952,8 +952,8 @@ def _rows_per_chunk(cpo, wq, itemsize, budget=24 * 1024):
 _SAME3X3_BLOCK_BYTES = 32 * 1024
 
 
-def _balanced_rows(r, h):
-    """Rows per chunk <= r that split h rows into equal chunks (56 rows at r = 27:
+def _balanced(r, h):
+    """Items per chunk <= r that split h items into equal chunks (56 rows at r = 27:
     19 + 19 + 18, not 27 + 27 + 2)."""
     k = -(-h // max(1, r))
     return -(-h // k)
@@ -998,8 +998,7 @@ def masked_weight_grad_tasks(x3, go3, g: ConvGeometry):
     L = lanes(dt)
     mt, toff = _masked_tables(g.h, g.w, L)
     nv = mt.shape[0]
-    vb = max(1, _SAME3X3_BLOCK_BYTES // (4 * L * dt.itemsize))
-    vb = -(-nv // -(-nv // vb))  # equal blocks: 196 vectors at 128 -> 98 + 98
+    vb = _balanced(max(1, _SAME3X3_BLOCK_BYTES // (4 * L * dt.itemsize)), nv)
     nob = -(-g.cpo // 4)
     part = np.empty((g.n, g.groups * nob * g.cpi * _SLOTS), dtype=dt)
     args = (x3.reshape(g.n, -1), go3.reshape(g.n, -1), part, np.zeros(1, dt), toff, mt,
